@@ -1,0 +1,299 @@
+"""Dataset registry. Every dataset yields (image, label) with images as float tensors in [-1, 1], NCHW.
+
+Names:
+  ``digits``           scikit-learn's 8×8 handwritten digits (1,797 real images, ships with scikit-learn, so
+                       every command runs offline); the default of every command. Split 80/20 stratified, seed 0.
+  ``cifar10``, ``cifar100``, ``svhn``, ``celeba``
+                       torchvision's loaders under ``--data-root``; downloaded when missing unless
+                       ``--no-download``; a missing or failed download is a one-line error naming the files.
+  ``folder:PATH``      ``torchvision.datasets.ImageFolder`` on ``PATH/train`` and ``PATH/test``
+                       (e.g. ``folder:../shared/data/cifar10-jpeg``).
+Synthetic out-of-distribution sets built from an in-distribution test set (JEM §5.3): ``uniform``,
+``constant`` and ``interp`` — see :func:`synthetic_ood`.
+
+Train-time augmentation (reflect-pad + random crop, horizontal flip) and input noise σ (JEM App. A adds
+N(0, .03²)) are options of the training data only (:func:`load_dataset` ``augment=`` / ``noise_std=``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torchvision
+from torch.utils.data import Dataset, TensorDataset
+from torchvision import transforms as T
+
+from .errors import JembenchError
+
+DEFAULT_DATASET = "digits"
+DEFAULT_DATA_ROOT = os.environ.get("JEMBENCH_DATA", "data")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    n_classes: int
+    image_shape: tuple[int, int, int]
+    description: str
+    files: str  # what must be on disk, relative to the data root
+
+
+@dataclass(frozen=True)
+class _Entry:
+    info: DatasetInfo
+    build: Callable[[str, Path, bool], Dataset]  # (split, data_root, download) -> dataset of ([-1,1] tensor, y)
+    present: Callable[[Path], bool]
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register_dataset(info: DatasetInfo, present: Callable[[Path], bool]):
+    """Decorator registering ``build(split, root, download)`` under ``info.name``."""
+
+    def decorate(build):
+        _REGISTRY[info.name] = _Entry(info, build, present)
+        return build
+
+    return decorate
+
+
+TO_SIGNED = T.Compose([T.ToTensor(), T.Normalize((0.5,), (0.5,))])  # [0, 255] PIL -> [-1, 1]
+
+
+def _to_signed_rgb(img):
+    return TO_SIGNED(img.convert("RGB"))
+
+
+# ----------------------------------------------------------------------------------------------- digits
+@register_dataset(DatasetInfo("digits", 10, (1, 8, 8), "scikit-learn handwritten digits, 8x8 grey, 1,797 images "
+                                                       "(1,437 train / 360 test)", "none: ships with scikit-learn"),
+                  present=lambda root: True)
+def _digits(split: str, root: Path, download: bool) -> Dataset:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    images = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0 * 2 - 1
+    labels = torch.tensor(bunch.target, dtype=torch.long)
+    train_idx, test_idx = train_test_split(torch.arange(len(labels)).numpy(), test_size=0.2, random_state=0,
+                                           stratify=labels.numpy())
+    idx = torch.as_tensor(train_idx if split == "train" else test_idx)
+    return TensorDataset(images[idx], labels[idx])
+
+
+# ------------------------------------------------------------------------------------------ torchvision
+# torchvision verifies the MD5 of every archive member on each load. We check presence instead (hashing
+# 170 MB on each start is slow, and it lets tests exercise the real parsers on small files they write);
+# downloads still go through torchvision and are verified there.
+class _CIFAR10(torchvision.datasets.CIFAR10):
+    def _check_integrity(self) -> bool:
+        base = Path(self.root) / self.base_folder
+        return all((base / name).is_file() for name, _ in self.train_list + self.test_list)
+
+
+class _CIFAR100(torchvision.datasets.CIFAR100):
+    def _check_integrity(self) -> bool:
+        base = Path(self.root) / self.base_folder
+        return all((base / name).is_file() for name, _ in self.train_list + self.test_list)
+
+
+class _SVHN(torchvision.datasets.SVHN):
+    def _check_integrity(self) -> bool:
+        return (Path(self.root) / self.filename).is_file()
+
+
+class _CelebA(torchvision.datasets.CelebA):
+    def _check_integrity(self) -> bool:
+        base = Path(self.root) / self.base_folder
+        return (base / "img_align_celeba").is_dir() and all(
+            (base / name).is_file() for _, _, name in self.file_list if name.endswith(".txt"))
+
+
+_CIFAR_FILES = "data_batch_1..5, test_batch, batches.meta"
+
+
+def _guarded(name: str, root: Path, files: str, make: Callable[[], Dataset], download: bool) -> Dataset:
+    """Run a torchvision constructor; turn a missing / failed / forbidden download into one clear line."""
+    try:
+        return make()
+    except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError, ... for the same problem
+        how = "download failed" if download else "not found and --no-download is set"
+        raise JembenchError(f"dataset {name!r} {how} ({type(exc).__name__}); put {files} under {root} "
+                            f"(or pass --data-root to where they are)") from None
+
+
+@register_dataset(DatasetInfo("cifar10", 10, (3, 32, 32), "CIFAR-10, 50,000 train / 10,000 test",
+                              f"cifar-10-batches-py/{{{_CIFAR_FILES}}}"),
+                  present=lambda root: (root / "cifar-10-batches-py" / "test_batch").is_file())
+def _cifar10(split: str, root: Path, download: bool) -> Dataset:
+    return _guarded("cifar10", root, f"cifar-10-batches-py/ ({_CIFAR_FILES}) from cifar-10-python.tar.gz",
+                    lambda: _CIFAR10(str(root), train=split == "train", download=download, transform=TO_SIGNED),
+                    download)
+
+
+@register_dataset(DatasetInfo("cifar100", 100, (3, 32, 32), "CIFAR-100, 50,000 train / 10,000 test",
+                              "cifar-100-python/{train, test, meta}"),
+                  present=lambda root: (root / "cifar-100-python" / "test").is_file())
+def _cifar100(split: str, root: Path, download: bool) -> Dataset:
+    return _guarded("cifar100", root, "cifar-100-python/ (train, test, meta) from cifar-100-python.tar.gz",
+                    lambda: _CIFAR100(str(root), train=split == "train", download=download, transform=TO_SIGNED),
+                    download)
+
+
+@register_dataset(DatasetInfo("svhn", 10, (3, 32, 32), "SVHN cropped digits, 73,257 train / 26,032 test",
+                              "svhn/{train_32x32.mat, test_32x32.mat}"),
+                  present=lambda root: (root / "svhn" / "test_32x32.mat").is_file())
+def _svhn(split: str, root: Path, download: bool) -> Dataset:
+    return _guarded("svhn", root / "svhn", f"{split}_32x32.mat",
+                    lambda: _SVHN(str(root / "svhn"), split=split, download=download, transform=TO_SIGNED), download)
+
+
+@register_dataset(DatasetInfo("celeba", 1, (3, 32, 32), "CelebA aligned faces, resized to 32x32 (OOD only)",
+                              "celeba/{img_align_celeba/, list_eval_partition.txt, list_attr_celeba.txt, "
+                              "identity_CelebA.txt, list_bbox_celeba.txt, list_landmarks_align_celeba.txt}"),
+                  present=lambda root: (root / "celeba" / "list_eval_partition.txt").is_file())
+def _celeba(split: str, root: Path, download: bool) -> Dataset:
+    tf = T.Compose([T.Resize(32), T.CenterCrop(32), T.ToTensor(), T.Normalize((0.5,), (0.5,))])
+    return _guarded("celeba", root / "celeba", "img_align_celeba/ and the list_*.txt / identity_CelebA.txt files",
+                    lambda: _CelebA(str(root), split="test" if split == "test" else "train", target_type=[],
+                                    download=download, transform=tf,
+                                    target_transform=lambda _: 0), download)
+
+
+# ----------------------------------------------------------------------------------------------- folder
+def _folder(path: Path, split: str) -> Dataset:
+    split_dir = path / split
+    if not split_dir.is_dir():
+        raise JembenchError(f"dataset folder {split_dir} does not exist; folder:PATH needs PATH/train/<class>/*.png|jpg "
+                            f"and PATH/test/<class>/... (torchvision ImageFolder layout)")
+    try:
+        return torchvision.datasets.ImageFolder(str(split_dir), transform=_to_signed_rgb)
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise JembenchError(f"dataset folder {split_dir} holds no images in class subfolders ({exc}); "
+                            f"use the ImageFolder layout PATH/{split}/<class>/<image>") from None
+
+
+# ------------------------------------------------------------------------------------------------- API
+def dataset_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def dataset_info(name: str, data_root: str | Path = DEFAULT_DATA_ROOT) -> DatasetInfo:
+    """Classes and image shape of a dataset (for ``folder:`` read from the folder itself)."""
+    if name.startswith("folder:"):
+        path = Path(name.split(":", 1)[1])
+        ds = _folder(path, "test")
+        x, _ = ds[0]
+        return DatasetInfo(name, len(ds.classes), tuple(x.shape), f"ImageFolder at {path}", "train/ and test/")
+    if name not in _REGISTRY:
+        raise JembenchError(f"unknown dataset {name!r}; use one of {', '.join(dataset_names())} or folder:PATH")
+    return _REGISTRY[name].info
+
+
+def is_available(name: str, data_root: str | Path = DEFAULT_DATA_ROOT) -> bool:
+    if name.startswith("folder:"):
+        return (Path(name.split(":", 1)[1]) / "test").is_dir()
+    return _REGISTRY[name].present(Path(data_root))
+
+
+class _Transformed(Dataset):
+    """Apply a tensor transform to a dataset of ([-1, 1] tensor, label) pairs."""
+
+    def __init__(self, base: Dataset, transform: Callable[[torch.Tensor], torch.Tensor]):
+        self.base, self.transform = base, transform
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i):
+        x, y = self.base[i]
+        return self.transform(x), y
+
+
+class AddGaussianNoise:
+    """x + σ·ε, ε ~ N(0, I): JEM's input noise (App. A: σ = .03)."""
+
+    def __init__(self, std: float):
+        self.std = std
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.std * torch.randn_like(x)
+
+
+def train_augmentation(image_shape: tuple[int, int, int], flip: bool = True) -> T.Compose:
+    """The JEM / JEM++ augmentation: reflect-pad by size/8, random crop back, optional horizontal flip."""
+    size = image_shape[-1]
+    steps: list = [T.RandomCrop(size, padding=max(1, size // 8), padding_mode="reflect")]
+    if flip:
+        steps.append(T.RandomHorizontalFlip())
+    return T.Compose(steps)
+
+
+def load_dataset(name: str, split: str = "train", data_root: str | Path = DEFAULT_DATA_ROOT, download: bool = True,
+                 augment: bool = False, flip: bool = True, noise_std: float = 0.0) -> Dataset:
+    """The dataset ``name`` as ([-1, 1] tensor, label) pairs; augmentation / noise only when asked for."""
+    if split not in ("train", "test"):
+        raise JembenchError(f"split must be 'train' or 'test', got {split!r}")
+    root = Path(data_root)
+    if name.startswith("folder:"):
+        base = _folder(Path(name.split(":", 1)[1]), split)
+    elif name in _REGISTRY:
+        base = _REGISTRY[name].build(split, root, download)
+    else:
+        raise JembenchError(f"unknown dataset {name!r}; use one of {', '.join(dataset_names())} or folder:PATH")
+    steps: list = []
+    if augment:
+        steps.append(train_augmentation(dataset_info(name, root).image_shape, flip=flip))
+    if noise_std > 0:
+        steps.append(AddGaussianNoise(noise_std))
+    return _Transformed(base, T.Compose(steps)) if steps else base
+
+
+# ------------------------------------------------------------------------------------ synthetic OOD sets
+SYNTHETIC_OOD = ("uniform", "constant", "interp")
+
+
+def synthetic_ood(name: str, in_distribution: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
+    """Build n synthetic out-of-distribution images shaped like ``in_distribution`` (N, C, H, W) in [-1, 1].
+
+    ``uniform``:  every pixel i.i.d. U(-1, 1).
+    ``constant``: one colour per image — each channel's value drawn once from U(-1, 1) and repeated over
+                  all pixels (the JEM paper's "Constant" set, Table 7: images of a single random colour).
+    ``interp``:   convex mixes λ·a + (1-λ)·b, λ ~ U(0, 1), of random pairs of in-distribution test images
+                  ("CIFAR10 Interp", JEM §5.3).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    shape = (n, *in_distribution.shape[1:])
+    if name == "uniform":
+        return torch.rand(shape, generator=gen) * 2 - 1
+    if name == "constant":
+        colour = torch.rand((n, shape[1], 1, 1), generator=gen) * 2 - 1
+        return colour.expand(shape).clone()
+    if name == "interp":
+        a = torch.randint(0, len(in_distribution), (n,), generator=gen)
+        b = torch.randint(0, len(in_distribution), (n,), generator=gen)
+        lam = torch.rand((n, 1, 1, 1), generator=gen)
+        return lam * in_distribution[a] + (1 - lam) * in_distribution[b]
+    raise JembenchError(f"unknown synthetic OOD set {name!r}; use one of {', '.join(SYNTHETIC_OOD)}")
+
+
+def stack_dataset(dataset: Dataset, limit: int | None = None, seed: int = 0, batch_size: int = 256
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Materialise (up to ``limit`` seed-chosen) items of a dataset as (images, labels) tensors."""
+    n = len(dataset)
+    if limit is not None and limit < n:
+        idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
+        dataset = torch.utils.data.Subset(dataset, idx.tolist())
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    xs, ys = [], []
+    for x, y in loader:
+        xs.append(x)
+        ys.append(torch.as_tensor(y))
+    if not xs:
+        raise JembenchError("dataset is empty; check the data folder")
+    return torch.cat(xs), torch.cat(ys).long()

@@ -1,0 +1,212 @@
+"""The model contract and checkpoints.
+
+An energy model is any ``nn.Module`` mapping images (N, C, H, W) in [-1, 1] to logits (N, n_classes); the
+JEM identities in :mod:`jembench.energy` turn those into energies. Architectures are looked up by name in a
+small registry (``reference_models`` registers ``wrn``), so a checkpoint names its architecture and kwargs
+and loads without pickled code.
+
+Two checkpoint formats load, always through ``torch.load(..., weights_only=True)`` (nothing in a checkpoint
+can execute code):
+
+* ours (``format == "jembench"``): architecture + kwargs, weights, replay buffer, optimizer / scheduler,
+  epoch / iteration, RNG states, the resolved training config;
+* the official JEM code's (Grathwohl et al.): ``{"model_state_dict": F.state_dict(), "replay_buffer": x}``
+  where ``F`` holds the Wide-ResNet under ``f.``, plus ``class_output.`` and ``energy_output.`` heads.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from . import atomic
+from .errors import JembenchError
+from .records import sha256_file
+
+FORMAT = "jembench"
+FORMAT_VERSION = 1
+
+_ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_architecture(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator: make ``builder(**kwargs) -> nn.Module`` loadable by name from checkpoints."""
+
+    def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _ARCHITECTURES[name] = builder
+        return builder
+
+    return decorate
+
+
+def build_model(arch: str, kwargs: dict[str, Any]) -> nn.Module:
+    if arch not in _ARCHITECTURES:
+        known = ", ".join(sorted(_ARCHITECTURES)) or "none (import reference_models to register 'wrn')"
+        raise JembenchError(f"unknown architecture {arch!r}; known: {known}")
+    try:
+        return _ARCHITECTURES[arch](**kwargs)
+    except TypeError as exc:
+        raise JembenchError(f"architecture {arch!r} does not accept {kwargs}: {exc}") from None
+
+
+@dataclass
+class LoadedCheckpoint:
+    """What a suite needs from a checkpoint: the model (eval mode) and what is known about it."""
+
+    model: nn.Module
+    method: str
+    dataset: str
+    n_classes: int
+    image_shape: tuple[int, int, int]
+    path: str
+    sha256: str
+    buffer: torch.Tensor | None = None  # replay-buffer images in [-1, 1], (N, C, H, W)
+    buffer_labels: torch.Tensor | None = None
+    init_state: dict | None = None  # the p_0 the buffer was initialised from (see jembench.sampling)
+    config: dict = field(default_factory=dict)
+    state: dict = field(default_factory=dict)  # the whole loaded dict (for resume)
+
+    @property
+    def name(self) -> str:
+        return self.config.get("name") or f"{self.method}-{self.dataset}"
+
+    def describe(self) -> dict[str, Any]:
+        """The ``model`` block of a record."""
+        return {"name": self.name, "method": self.method, "dataset": self.dataset, "checkpoint": self.path,
+                "sha256": self.sha256}
+
+
+def save_checkpoint(path: str | Path, *, arch: str, arch_kwargs: dict[str, Any], model: nn.Module, method: str,
+                    dataset: str, n_classes: int, image_shape: tuple[int, ...], config: dict[str, Any],
+                    buffer: dict | None = None, optimizer: dict | None = None, scheduler: dict | None = None,
+                    epoch: int = 0, iteration: int = 0, rng: dict | None = None,
+                    extra: dict | None = None) -> None:
+    """Write a checkpoint atomically (temp file + rename). Everything in it loads with weights_only=True."""
+    state = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "method": method,
+        "dataset": dataset,
+        "n_classes": int(n_classes),
+        "image_shape": [int(s) for s in image_shape],
+        "arch": arch,
+        "arch_kwargs": dict(arch_kwargs),
+        "model_state": _unwrap(model).state_dict(),
+        "buffer": buffer,
+        "optimizer": optimizer,
+        "scheduler": scheduler,
+        "epoch": int(epoch),
+        "iteration": int(iteration),
+        "rng": rng,
+        "config": config,
+        "extra": extra or {},
+    }
+    atomic.torch_save(path, state)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model)
+
+
+def read_checkpoint_file(path: str | Path, trust: bool = False) -> dict:
+    """``torch.load`` with ``weights_only=True``; every failure becomes a one-line :class:`JembenchError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise JembenchError(f"checkpoint {path} does not exist; pass the path of a .pt file "
+                            f"(e.g. runs/jem/last.pt from `jembench train`)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=not trust)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise JembenchError(f"refusing to load checkpoint {path}: it needs arbitrary unpickling, which could run "
+                            f"code ({first[:160]}); re-save it as plain tensors, or pass --trust-checkpoint if "
+                            f"you trust its author") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise JembenchError(f"checkpoint {path} is truncated or not a PyTorch file ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); re-download or re-save it") from None
+    if not isinstance(state, dict):
+        raise JembenchError(f"{path} holds a {type(state).__name__}, not a checkpoint dict; "
+                            f"pass a file written by `jembench train` or the official JEM code")
+    return state
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dataset: str | None = None,
+                    trust: bool = False) -> LoadedCheckpoint:
+    """Load our checkpoints and official JEM ones into a :class:`LoadedCheckpoint` (model in eval mode)."""
+    state = read_checkpoint_file(path, trust=trust)
+    digest = sha256_file(path)
+    if state.get("format") == FORMAT:
+        loaded = _load_ours(state, str(path), digest)
+    elif "model_state_dict" in state:
+        loaded = _load_official_jem(state, str(path), digest, dataset)
+    else:
+        raise JembenchError(f"{path} is neither a jembench checkpoint nor an official JEM one (keys: "
+                            f"{sorted(state)[:6]}); pass a file written by `jembench train` or the JEM code")
+    if dataset is not None and loaded.dataset not in (dataset, "unknown"):
+        pass  # evaluating on another dataset than trained on is allowed (e.g. folder: copies of CIFAR-10)
+    loaded.model.to(device).eval()
+    return loaded
+
+
+def _load_ours(state: dict, path: str, digest: str) -> LoadedCheckpoint:
+    version = state.get("format_version")
+    if version != FORMAT_VERSION:
+        raise JembenchError(f"checkpoint {path} has format version {version}; this jembench reads version "
+                            f"{FORMAT_VERSION}; use a matching jembench release")
+    model = build_model(state["arch"], state["arch_kwargs"])
+    _load_weights(model, state["model_state"], path)
+    buffer = state.get("buffer") or {}
+    init = buffer.get("init")
+    return LoadedCheckpoint(model=model, method=state["method"], dataset=state["dataset"],
+                            n_classes=int(state["n_classes"]), image_shape=tuple(state["image_shape"]), path=path,
+                            sha256=digest, buffer=buffer.get("images"), buffer_labels=buffer.get("labels"),
+                            init_state=init, config=state.get("config") or {}, state=state)
+
+
+def official_jem_arch_kwargs(model_state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Infer WRN depth / width / norm / classes / input channels from an official JEM ``F`` state dict."""
+    try:
+        blocks = {k.split(".")[2] for k in model_state if k.startswith("f.layer1.")}
+        widen = model_state["f.layer1.0.conv1.weight"].shape[0] // 16
+        n_classes = model_state["class_output.weight"].shape[0]
+        in_channels = model_state["f.conv1.weight"].shape[1]
+    except KeyError as exc:
+        raise JembenchError(f"official JEM state dict lacks {exc}; it does not look like the JEM Wide-ResNet") from None
+    if "f.bn1.running_mean" in model_state:
+        norm = "batch"
+    elif "f.bn1.weight" in model_state:
+        raise JembenchError("official JEM checkpoint uses a norm other than none/batch; only those are supported")
+    else:
+        norm = None
+    return {"depth": 6 * len(blocks) + 4, "widen_factor": widen, "n_classes": n_classes,
+            "in_channels": in_channels, "norm": norm}
+
+
+def _load_official_jem(state: dict, path: str, digest: str, dataset: str | None) -> LoadedCheckpoint:
+    weights = state["model_state_dict"]
+    kwargs = official_jem_arch_kwargs(weights)
+    model = build_model("wrn", kwargs)
+    _load_weights(model, weights, path)
+    buffer = state.get("replay_buffer")
+    if buffer is not None and not isinstance(buffer, torch.Tensor):
+        buffer = None
+    shape = tuple(buffer.shape[1:]) if buffer is not None else (kwargs["in_channels"], 32, 32)
+    return LoadedCheckpoint(model=model, method="jem", dataset=dataset or "unknown", n_classes=kwargs["n_classes"],
+                            image_shape=shape, path=path, sha256=digest, buffer=buffer,
+                            config={"name": f"jem-official-{Path(path).stem}", "source": "official JEM code"},
+                            state=state)
+
+
+def _load_weights(model: nn.Module, weights: dict, path: str) -> None:
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as exc:
+        detail = str(exc).splitlines()
+        raise JembenchError(f"checkpoint {path} does not match its architecture ({' '.join(detail[:2])[:200]}); "
+                            f"check the architecture settings it was saved with") from None

@@ -1,0 +1,131 @@
+"""The result record: one JSON document per (model, suite, protocol) evaluation.
+
+Shape (schema ``jembench-record/1``)::
+
+    {"schema": "jembench-record/1", "suite": "ood", "created": "...Z",
+     "model": {"name": "jem-digits", "method": "jem", "dataset": "digits", "checkpoint": "runs/jem/last.pt",
+               "sha256": "..."},
+     "dataset": "digits", "protocol": {"name": "ood", "hash": "...", "table": {...}},
+     "metrics": {"auroc/uniform/log_px": 0.99, ...},     # flat: metric key -> float (NaN allowed)
+     "details": {...},                                   # suite-specific tables (bins, curves, ...)
+     "figures": ["reliability.png", ...],               # files written beside the record
+     "seed": 0, "versions": {"torch": "...", ...}, "commit": "abc123", "wall_time_s": 1.2}
+
+Metric keys are ``/``-separated and lower case; numbers are floats, never strings (a leaderboard sorts them).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import importlib.metadata
+import json
+import math
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from .errors import JembenchError
+
+SCHEMA = "jembench-record/1"
+_LIBRARIES = ("jembench", "torch", "torchvision", "foolbox", "torchattacks", "torch-fidelity", "scikit-learn",
+              "numpy", "pandas")
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for lib in _LIBRARIES:
+        try:
+            versions[lib] = importlib.metadata.version(lib)
+        except importlib.metadata.PackageNotFoundError:
+            versions[lib] = "not installed"
+    return versions
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def make_record(*, suite: str, model: dict[str, Any], dataset: str, protocol, metrics: dict[str, float],
+                details: dict[str, Any] | None = None, figures: list[str] | None = None, seed: int = 0,
+                wall_time_s: float = 0.0) -> dict[str, Any]:
+    """Assemble a record; ``protocol`` is a :class:`jembench.protocols.Protocol`."""
+    clean = {}
+    for key, value in metrics.items():
+        value = float(value)
+        clean[key] = value
+    return {
+        "schema": SCHEMA,
+        "suite": suite,
+        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "model": model,
+        "dataset": dataset,
+        "protocol": {"name": protocol.name, "hash": protocol.hash, "table": protocol.table},
+        "metrics": clean,
+        "details": details or {},
+        "figures": figures or [],
+        "seed": int(seed),
+        "versions": library_versions(),
+        "commit": git_commit(),
+        "wall_time_s": round(float(wall_time_s), 3),
+    }
+
+
+def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
+    """Check a loaded record's shape; raise :class:`JembenchError` naming ``source`` when it is unusable."""
+    if not isinstance(record, dict) or record.get("schema") != SCHEMA:
+        raise JembenchError(f"{source} is not a jembench record (schema {SCHEMA!r} missing); "
+                            f"pass a JSON file written by `jembench eval`")
+    for key in ("suite", "model", "dataset", "protocol", "metrics"):
+        if key not in record:
+            raise JembenchError(f"{source} has no {key!r} field; regenerate it with `jembench eval`")
+    if not isinstance(record["metrics"], dict):
+        raise JembenchError(f"{source}: 'metrics' must be a mapping of metric name to number")
+    for key, value in record["metrics"].items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise JembenchError(f"{source}: metric {key!r} is {value!r}, not a number; fix or regenerate the record")
+    if not isinstance(record["protocol"], dict) or "hash" not in record["protocol"]:
+        raise JembenchError(f"{source}: 'protocol' must hold a 'hash'; regenerate it with `jembench eval`")
+    return record
+
+
+def load_record(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise JembenchError(f"record {path} does not exist; check the path") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise JembenchError(f"record {path} is not valid JSON ({exc}); regenerate it with `jembench eval`") from None
+    return validate_record(record, str(path))
+
+
+def load_records(paths: list[str | Path]) -> list[dict[str, Any]]:
+    """Load every ``*.json`` record in the given files/folders (recursively), sorted by path."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files.extend(sorted(p.rglob("*.json")))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise JembenchError(f"{p} does not exist; pass record files or folders of records")
+    return [load_record(f) for f in files]
+
+
+def is_finite(value: float) -> bool:
+    return not (math.isnan(value) or math.isinf(value))

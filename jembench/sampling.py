@@ -1,0 +1,223 @@
+"""Stochastic Gradient Langevin Dynamics, the persistent replay buffer and its initial distributions.
+
+SGLD as used by JEM (Grathwohl et al. 2020, Eq. 3 and Algorithm 1, line 6), with the relaxed step-size /
+noise pair that the paper uses in practice (App. G.1):
+
+    x_{t+1} = x_t + α · ∂LSE(f(x_t))/∂x_t + σ · ε,    ε ~ N(0, I)
+
+i.e. a descent step on E(x) = -LSE(f(x)). The class-conditional chain for p(x|y) uses f(x)[y] in place of LSE.
+JEM++ (Yang & Ji 2021) makes it "proximal": each step's gradient is clamped to [-ε, ε] and x is clamped to
+[-1, 1]. Both are options of :class:`SGLDConfig` so every method shares one sampler.
+
+The replay buffer (persistent contrastive divergence) keeps ``size`` chains; each draw restarts a share
+``reinit_freq`` of them from an initial distribution ``p_0``: U(-1, 1) for JEM (:class:`UniformInit`) or the
+per-class Gaussians of JEM++'s informative initialisation (:class:`ClassGaussianInit`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class SGLDConfig:
+    """Hyperparameters of one SGLD chain run. Defaults: JEM App. A, Table 4 (20 steps, α = 1, σ = .01)."""
+
+    n_steps: int = 20
+    step_size: float = 1.0
+    noise: float = 0.01
+    grad_clamp: float | None = None  # JEM++ proximal SGLD: clamp each step's gradient to [-ε, ε]
+    x_clamp: bool = False  # clamp x to [-1, 1] after each step (JEM++ / SADA-JEM)
+
+    def __post_init__(self) -> None:
+        if self.n_steps < 0:
+            raise ValueError(f"SGLD n_steps must be >= 0, got {self.n_steps}")
+        if self.step_size < 0 or self.noise < 0:
+            raise ValueError("SGLD step_size and noise must be >= 0")
+        if self.grad_clamp is not None and self.grad_clamp <= 0:
+            raise ValueError(f"SGLD grad_clamp must be > 0 or None, got {self.grad_clamp}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _log_density(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    logits = model(x)
+    if y is None:
+        return torch.logsumexp(logits, dim=1)  # log p(x) + log Z
+    return logits.gather(1, y.view(-1, 1)).squeeze(1)  # log p(x, y) + log Z
+
+
+def sgld(
+    model: nn.Module,
+    x0: torch.Tensor,
+    config: SGLDConfig,
+    y: torch.Tensor | None = None,
+    differentiable: bool = False,
+) -> torch.Tensor:
+    """Run ``config.n_steps`` SGLD steps from ``x0`` on log p(x) (or log p(x, y) when ``y`` is given).
+
+    With ``differentiable=False`` (training, sampling) the result is detached and no graph is kept between
+    steps. With ``differentiable=True`` every step stays on the autograd tape (``create_graph``), so a loss
+    on the output back-propagates through the whole chain into ``x0`` — the refined classifier that JEM
+    attacks white-box (§5.4, footnote 2). The model's train/eval mode is the caller's choice.
+    """
+    x = x0 if differentiable else x0.detach()
+    for _ in range(config.n_steps):
+        if not differentiable:
+            x = x.detach().requires_grad_(True)
+        elif not x.requires_grad:
+            x = x.requires_grad_(True)
+        grad = torch.autograd.grad(_log_density(model, x, y).sum(), x, create_graph=differentiable)[0]
+        if config.grad_clamp is not None:
+            grad = grad.clamp(-config.grad_clamp, config.grad_clamp)
+        step = config.step_size * grad
+        if config.noise > 0:
+            step = step + config.noise * torch.randn_like(x)
+        x = x + step
+        if config.x_clamp:
+            x = x.clamp(-1.0, 1.0)
+    return x if differentiable else x.detach()
+
+
+class InitialDistribution(Protocol):
+    """p_0: draws ``len(y)`` images (on ``device``) for the given class labels (ignored when unconditional)."""
+
+    name: str
+
+    def sample(self, y: torch.Tensor, device: torch.device | str) -> torch.Tensor: ...
+
+    def state_dict(self) -> dict: ...
+
+
+class UniformInit:
+    """U(-1, 1) over the image domain (JEM Algorithm 1, line 4)."""
+
+    name = "uniform"
+
+    def __init__(self, image_shape: tuple[int, ...]):
+        self.image_shape = tuple(int(s) for s in image_shape)
+
+    def sample(self, y: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+        return torch.rand((len(y), *self.image_shape), device=device) * 2 - 1
+
+    def state_dict(self) -> dict:
+        return {"name": self.name, "image_shape": list(self.image_shape)}
+
+
+class ClassGaussianInit:
+    """JEM++'s informative initialisation: x ~ N(μ_y, Σ_y + δI) per class, clamped to [-1, 1].
+
+    μ_c and the full covariance Σ_c are fitted to the (un-augmented) training images of class c
+    (Yang & Ji 2021, §3.2; δ = 1e-4 keeps Σ_c positive definite). Sampling uses the Cholesky factor L_c:
+    x = μ_c + L_c z, z ~ N(0, I).
+    """
+
+    name = "class_gaussian"
+
+    def __init__(self, means: torch.Tensor, scale_trils: torch.Tensor, image_shape: tuple[int, ...]):
+        self.means = means  # (C, D)
+        self.scale_trils = scale_trils  # (C, D, D)
+        self.image_shape = tuple(int(s) for s in image_shape)
+
+    @classmethod
+    def fit(cls, images: torch.Tensor, labels: torch.Tensor, n_classes: int, jitter: float = 1e-4) -> ClassGaussianInit:
+        """Fit one Gaussian per class to ``images`` (N, *shape) in [-1, 1] with integer ``labels`` (N,)."""
+        flat = images.reshape(len(images), -1).double()
+        dim = flat.shape[1]
+        means, trils = [], []
+        for c in range(n_classes):
+            xc = flat[labels == c]
+            if len(xc) < 2:
+                raise ValueError(f"class {c} has {len(xc)} training images; the informative init needs >= 2 per class")
+            mu = xc.mean(0)
+            cov = torch.cov(xc.T) + jitter * torch.eye(dim, dtype=torch.float64)
+            means.append(mu)
+            trils.append(torch.linalg.cholesky(cov))
+        return cls(torch.stack(means).float(), torch.stack(trils).float(), tuple(images.shape[1:]))
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> ClassGaussianInit:
+        return cls(state["means"], state["scale_trils"], tuple(state["image_shape"]))
+
+    def state_dict(self) -> dict:
+        return {"name": self.name, "means": self.means, "scale_trils": self.scale_trils,
+                "image_shape": list(self.image_shape)}
+
+    def to(self, device: torch.device | str) -> ClassGaussianInit:
+        self.means = self.means.to(device)
+        self.scale_trils = self.scale_trils.to(device)
+        return self
+
+    def sample(self, y: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+        if self.means.device != torch.device(device):
+            self.to(device)
+        y = y.to(self.means.device).long()
+        z = torch.randn(len(y), self.means.shape[1], 1, device=self.means.device)
+        x = self.means[y] + torch.bmm(self.scale_trils[y], z).squeeze(2)
+        return x.clamp(-1, 1).view(len(y), *self.image_shape)
+
+
+def initial_distribution_from_state(state: dict) -> InitialDistribution:
+    """Rebuild a p_0 stored in a checkpoint (see ``state_dict``)."""
+    if state["name"] == UniformInit.name:
+        return UniformInit(tuple(state["image_shape"]))
+    if state["name"] == ClassGaussianInit.name:
+        return ClassGaussianInit.from_state_dict(state)
+    raise ValueError(f"unknown initial distribution {state['name']!r}")
+
+
+class ReplayBuffer:
+    """A fixed-size persistent buffer of SGLD chains (JEM Algorithm 1, lines 4 and 8).
+
+    Chain i carries the label ``i % n_classes``, so class-conditional draws pick chains of the requested
+    class (the buffer size is rounded down to a multiple of ``n_classes``). Every tensor lives on the
+    model's device; sampling and reinitialisation are done without host synchronisation.
+    """
+
+    def __init__(self, size: int, n_classes: int, init: InitialDistribution, device: torch.device | str = "cpu",
+                 reinit_freq: float = 0.05):
+        if size < n_classes:
+            raise ValueError(f"buffer size {size} is smaller than the number of classes {n_classes}")
+        if not 0.0 <= reinit_freq <= 1.0:
+            raise ValueError(f"reinit_freq must be in [0, 1], got {reinit_freq}")
+        self.n_classes = n_classes
+        self.size = size - size % n_classes
+        self.init = init
+        self.reinit_freq = reinit_freq
+        self.device = torch.device(device)
+        self.labels = torch.arange(self.size, device=self.device) % n_classes
+        self.images = init.sample(self.labels, self.device)
+
+    def sample(self, n: int, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``n`` chain starts; returns (x0, idx). A share ``reinit_freq`` restarts from p_0."""
+        per_class = self.size // self.n_classes
+        if y is None:
+            idx = torch.randint(0, self.size, (n,), device=self.device)
+        else:
+            idx = y.to(self.device).long() + self.n_classes * torch.randint(0, per_class, (n,), device=self.device)
+        x_buffer = self.images[idx]
+        fresh = self.init.sample(self.labels[idx], self.device)
+        reinit = (torch.rand(n, device=self.device) < self.reinit_freq).view(n, *([1] * (x_buffer.dim() - 1)))
+        return torch.where(reinit, fresh, x_buffer), idx
+
+    def update(self, idx: torch.Tensor, x: torch.Tensor) -> None:
+        """Write the chains' new states back (Algorithm 1, line 8)."""
+        self.images[idx] = x.detach().to(self.images.dtype)
+
+    def state_dict(self) -> dict:
+        return {"images": self.images.detach().cpu(), "labels": self.labels.cpu(), "reinit_freq": self.reinit_freq,
+                "init": self.init.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        images = state["images"]
+        if images.shape[1:] != self.images.shape[1:]:
+            raise ValueError(f"buffer images have shape {tuple(images.shape[1:])}, expected {tuple(self.images.shape[1:])}")
+        self.images = images.to(self.device).clone()
+        self.labels = state["labels"].to(self.device).clone()
+        self.size = len(self.images)
+        self.reinit_freq = float(state.get("reinit_freq", self.reinit_freq))

@@ -1,0 +1,71 @@
+"""Evaluation suites: one module per suite, each ``run(checkpoint, protocol, context) -> record``.
+
+A suite module defines
+  ``NAME``                 its name on the command line;
+  ``run(ckpt, protocol, ctx) -> dict``   evaluate a :class:`jembench.models.LoadedCheckpoint` under a
+                           :class:`jembench.protocols.Protocol`, write figures into ``ctx.out_dir`` and return
+                           a record (:func:`jembench.records.make_record`);
+  ``format_table(record) -> str``        the paper-style table of one record (tabulate);
+  ``headline(record) -> dict[str, float]``  the few numbers the demo / summary table shows.
+Protocols: ``suites/<name>.toml`` (paper settings) and ``suites/<name>-tiny.toml`` (CPU minutes).
+No suite imports another.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+from ..data import DEFAULT_DATA_ROOT, load_dataset, stack_dataset
+from ..errors import JembenchError
+
+SUITE_MODULES = {
+    "accuracy": "jembench.suites.accuracy",
+    "calibration": "jembench.suites.calibration",
+    "ood": "jembench.suites.ood",
+    "generation": "jembench.suites.generation",
+    "robustness": "jembench.suites.robustness",
+}
+
+
+def available_suites() -> list[str]:
+    """Suites whose module exists in this installation, in the canonical order."""
+    return [name for name, mod in SUITE_MODULES.items() if importlib.util.find_spec(mod) is not None]
+
+
+def get_suite(name: str) -> ModuleType:
+    if name not in SUITE_MODULES or name not in available_suites():
+        raise JembenchError(f"unknown suite {name!r}; use one of {', '.join(available_suites())} or all")
+    return importlib.import_module(SUITE_MODULES[name])
+
+
+@dataclass
+class EvalContext:
+    """Where and how a suite runs: the evaluation dataset, device, output folder for figures, seed."""
+
+    dataset: str
+    data_root: str | Path = DEFAULT_DATA_ROOT
+    download: bool = True
+    device: str = "cpu"
+    out_dir: Path = field(default_factory=lambda: Path("."))
+    seed: int = 0
+    batch_size: int = 256
+    options: dict = field(default_factory=dict)  # suite-specific CLI options (e.g. inception weights path)
+
+    def test_set(self, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The in-distribution test split as tensors, (up to ``limit``) seed-chosen images, in [-1, 1]."""
+        ds = load_dataset(self.dataset, "test", self.data_root, download=self.download)
+        return stack_dataset(ds, limit=limit, seed=self.seed)
+
+
+@torch.no_grad()
+def batched_logits(model: torch.nn.Module, images: torch.Tensor, device: str, batch_size: int = 256) -> torch.Tensor:
+    """Logits of ``images`` in batches (on ``device``), returned on the CPU."""
+    out = []
+    for start in range(0, len(images), batch_size):
+        out.append(model(images[start:start + batch_size].to(device)).float().cpu())
+    return torch.cat(out) if out else torch.empty(0)
