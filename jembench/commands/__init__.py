@@ -1,0 +1,1 @@
+"""CLI subcommands, discovered by :mod:`jembench.cli` (one module per command)."""

@@ -1,0 +1,37 @@
+"""``jembench datasets``: list the datasets, whether each is on disk, and how to get it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tabulate import tabulate
+
+from ..data import DEFAULT_DATA_ROOT, SYNTHETIC_OOD, dataset_info, dataset_names, is_available
+
+NAME = "datasets"
+ORDER = 40
+HELP = "list datasets, whether each is available locally, and how to get it"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--data-root", default=DEFAULT_DATA_ROOT, help="folder holding torchvision datasets")
+
+
+def run(args) -> int:
+    rows = []
+    root = Path(args.data_root)
+    for name in dataset_names():
+        info = dataset_info(name)
+        ok = is_available(name, root)
+        how = "embedded" if name == "digits" else (f"found under {root}" if ok else
+                                                   f"downloaded on first use, or put {info.files} under {root}")
+        rows.append([name, info.n_classes, "x".join(map(str, info.image_shape)), "yes" if ok else "no",
+                     info.description, how])
+    rows.append(["folder:PATH", "-", "-", "-", "any ImageFolder tree PATH/{train,test}/<class>/<image>",
+                 "e.g. folder:../shared/data/cifar10-jpeg"])
+    for name in SYNTHETIC_OOD:
+        rows.append([name, "-", "as in-dist.", "yes", "synthetic OOD set (built from the in-distribution test set)",
+                     "generated"])
+    print(tabulate(rows, headers=["name", "classes", "shape", "available", "what", "how to get it"],
+                   tablefmt="github"))
+    return 0
