@@ -58,6 +58,7 @@ def sgld(
     config: SGLDConfig,
     y: torch.Tensor | None = None,
     differentiable: bool = False,
+    stats: dict | None = None,
 ) -> torch.Tensor:
     """Run ``config.n_steps`` SGLD steps from ``x0`` on log p(x) (or log p(x, y) when ``y`` is given).
 
@@ -65,6 +66,8 @@ def sgld(
     steps. With ``differentiable=True`` every step stays on the autograd tape (``create_graph``), so a loss
     on the output back-propagates through the whole chain into ``x0`` — the refined classifier that JEM
     attacks white-box (§5.4, footnote 2). The model's train/eval mode is the caller's choice.
+    If ``stats`` is a dict, ``stats["grad_norm"]`` receives the mean per-sample L2 norm of the last step's
+    (unclamped) gradient as a device tensor (no host synchronisation).
     """
     x = x0 if differentiable else x0.detach()
     for _ in range(config.n_steps):
@@ -73,6 +76,8 @@ def sgld(
         elif not x.requires_grad:
             x = x.requires_grad_(True)
         grad = torch.autograd.grad(_log_density(model, x, y).sum(), x, create_graph=differentiable)[0]
+        if stats is not None:
+            stats["grad_norm"] = grad.detach().flatten(1).norm(dim=1).mean()
         if config.grad_clamp is not None:
             grad = grad.clamp(-config.grad_clamp, config.grad_clamp)
         step = config.step_size * grad

@@ -1,0 +1,92 @@
+"""``jembench train METHOD``: train a reference model (preset + any hyperparameter override)."""
+
+from __future__ import annotations
+
+import argparse
+import typing
+from dataclasses import fields
+from pathlib import Path
+
+from ..errors import JembenchError
+
+NAME = "train"
+ORDER = 10
+HELP = "train a reference model: jem, jempp, sada_jem, softmax, softmax_sam"
+DESCRIPTION = ("Train a reference model with a preset (paper hyperparameters, or tiny for a CPU) and optional "
+               "overrides of any hyperparameter. Writes OUT/last.pt (checkpoint with weights, replay buffer, "
+               "optimizer and RNG states), OUT/log.csv, OUT/config.json and PNG grids of buffer samples. "
+               "Under `torchrun --nproc_per_node=K -m jembench train ...` it runs distributed data parallel.")
+
+_SKIP = {"method"}  # positional
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from reference_models import available_methods
+    from reference_models.config import TrainConfig
+
+    p.add_argument("method", choices=available_methods(), help="training method")
+    p.add_argument("--preset", default="tiny", choices=["tiny", "paper"],
+                   help="hyperparameter preset: 'paper' (the papers' settings, GPU-sized) or 'tiny' (CPU minutes)")
+    p.add_argument("--out", default=None, help="run folder (default runs/<method>-<dataset>)")
+    p.add_argument("--resume", default=None, metavar="DIR",
+                   help="continue the run in DIR from its newest checkpoint (DIR/last.pt); options given here "
+                        "override the stored config (e.g. --epochs to extend)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    hyper = p.add_argument_group("hyperparameters (default: from the preset)")
+    hints = typing.get_type_hints(TrainConfig)
+    for f in fields(TrainConfig):
+        if f.name in _SKIP:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = hints[f.name]
+        if kind is bool:
+            hyper.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                               help=f.metadata["help"])
+        elif kind is list:
+            hyper.add_argument(flag, dest=f.name, type=int, nargs="*", default=None, help=f.metadata["help"])
+        else:
+            hyper.add_argument(flag, dest=f.name, type=kind, default=None, help=f.metadata["help"])
+
+
+def overrides_from_args(args) -> dict:
+    from reference_models.config import TrainConfig
+
+    return {name: getattr(args, name) for name in TrainConfig.field_names()
+            if name not in _SKIP and getattr(args, name, None) is not None}
+
+
+def resolve_config(method: str, preset: str, overrides: dict):
+    """Defaults ← the method's preset for the dataset ← command-line overrides."""
+    from reference_models import get_method
+    from reference_models.config import TrainConfig
+
+    dataset = overrides.get("dataset", "digits")
+    try:
+        values = get_method(method).preset(preset, dataset)
+    except KeyError:
+        raise JembenchError(f"method {method!r} has no preset {preset!r}; use tiny or paper") from None
+    return TrainConfig.from_dict({**values, "dataset": dataset, **overrides, "method": method})
+
+
+def run(args) -> int:
+    from reference_models.config import TrainConfig
+    from reference_models.train_loop import train
+    from ..models import read_checkpoint_file
+
+    overrides = overrides_from_args(args)
+    if args.resume:
+        out = Path(args.resume)
+        saved = read_checkpoint_file(out / "last.pt") if (out / "last.pt").is_file() else None
+        if saved is None:
+            raise JembenchError(f"cannot resume: {out / 'last.pt'} does not exist; start the run without --resume")
+        stored = {k: v for k, v in saved["config"].items() if k in TrainConfig.field_names()}
+        if stored.get("method") != args.method:
+            raise JembenchError(f"{out} holds a {stored.get('method')!r} run, not {args.method!r}; "
+                                f"pass the matching method")
+        cfg = TrainConfig.from_dict({**stored, **overrides})
+    else:
+        cfg = resolve_config(args.method, args.preset, overrides)
+        out = Path(args.out) if args.out else Path("runs") / cfg.run_name
+    ckpt = train(cfg, out, resume=bool(args.resume), progress=args.progress)
+    print(f"checkpoint: {ckpt}")
+    return 0

@@ -1,0 +1,119 @@
+"""The one training configuration object: every hyperparameter of every method, visible in one place.
+
+A method's presets (``reference_models/<method>.py``) are partial dicts of these fields; the command line
+overrides any field (``jembench train jem --lr 1e-4 --sgld-steps 40``). Unknown keys are errors, never
+silently ignored. The resolved config is printed at start and stored in the checkpoint and the log folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from jembench.errors import JembenchError
+
+
+def _f(default: Any, help: str, **kw) -> Any:
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    # --- what
+    method: str = _f("jem", "training method (jem, jempp, sada_jem, softmax, softmax_sam)")
+    dataset: str = _f("digits", "dataset name or folder:PATH")
+    data_root: str = _f("data", "folder holding torchvision datasets")
+    download: bool = _f(True, "download missing torchvision datasets")
+    name: str = _f("", "run name used in records (default <method>-<dataset>)")
+    # --- network (WRN-depth-width; JEM: WRN-28-10 without batch norm)
+    depth: int = _f(28, "Wide-ResNet depth (6n+4)")
+    width: int = _f(10, "Wide-ResNet widen factor")
+    norm: str = _f("none", "normalisation: none, batch, instance, layer")
+    dropout: float = _f(0.0, "dropout rate inside residual blocks")
+    # --- optimisation
+    optimizer: str = _f("adam", "adam or sgd")
+    lr: float = _f(1e-4, "initial learning rate")
+    momentum: float = _f(0.9, "SGD momentum")
+    weight_decay: float = _f(0.0, "weight decay")
+    epochs: int = _f(150, "passes through the training set")
+    max_iters: int = _f(0, "stop after this many iterations (0 = epochs decide)")
+    batch_size: int = _f(64, "labelled batch size (also the number of SGLD chains per step)")
+    warmup_iters: int = _f(0, "linear learning-rate warm-up iterations")
+    decay_epochs: list = _f([50, 100], "epochs at which the learning rate is multiplied by decay_rate")
+    decay_rate: float = _f(0.3, "learning-rate decay factor")
+    # --- data
+    augment: bool = _f(True, "random crop (reflect pad) + flip on the p(y|x) data")
+    flip: bool = _f(True, "horizontal flips in the augmentation (off for digits)")
+    input_noise: float = _f(0.03, "std of Gaussian noise added to training inputs (JEM: .03)")
+    px_unaugmented: bool = _f(False, "feed the p(x) term un-augmented images from a second loader (SADA-JEM)")
+    workers: int = _f(0, "data-loader worker processes")
+    # --- the generative term log p(x) (px_weight 0 = softmax classifier)
+    px_weight: float = _f(1.0, "weight of the log p(x) term (0 turns SGLD off)")
+    sgld_steps: int = _f(20, "SGLD steps per iteration (K / M in the papers)")
+    sgld_step_size: float = _f(1.0, "SGLD step size alpha")
+    sgld_noise: float = _f(0.01, "SGLD noise std sigma")
+    sgld_grad_clamp: float = _f(0.0, "clamp each SGLD gradient to [-eps, eps] (JEM++ proximal SGLD; 0 = off)")
+    sgld_x_clamp: bool = _f(False, "clamp SGLD samples to [-1, 1] after each step")
+    buffer_size: int = _f(10000, "replay buffer size")
+    reinit_freq: float = _f(0.05, "share of chains restarted from p_0 per draw")
+    init: str = _f("uniform", "p_0 of the chains: uniform or class_gaussian (JEM++ informative init)")
+    # --- sharpness-aware minimisation (SADA-JEM, softmax_sam)
+    sam_rho: float = _f(0.0, "SAM neighbourhood radius rho (0 = plain optimiser)")
+    sam_adaptive: bool = _f(False, "adaptive SAM (Kwon et al. 2021)")
+    # --- divergence guard
+    loss_bound: float = _f(1e5, "a |loss| above this counts as divergence")
+    max_recoveries: int = _f(3, "rollbacks allowed before giving up")
+    # --- run
+    seed: int = _f(0, "seed for torch, numpy and python")
+    device: str = _f("cpu", "torch device")
+    ckpt_every: int = _f(1, "write a checkpoint every N epochs (and at the end)")
+    ckpt_every_iters: int = _f(0, "also write one every N iterations (0 = off)")
+    log_every: int = _f(10, "log a CSV row every N iterations")
+    sample_every: int = _f(0, "save a PNG grid of buffer samples every N iterations (0 = at the end only)")
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        unknown = sorted(set(values) - set(cls.field_names()))
+        if unknown:
+            raise JembenchError(f"unknown training option(s) {', '.join(unknown)}; see `jembench train --help`")
+        cfg = cls(**values)
+        cfg.validate()
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+    @property
+    def run_name(self) -> str:
+        return self.name or f"{self.method}-{self.dataset.replace('folder:', '').replace('/', '_')}"
+
+    def validate(self) -> None:
+        checks = [
+            (self.optimizer in ("adam", "sgd"), f"optimizer must be adam or sgd, got {self.optimizer!r}"),
+            (self.norm in ("none", "batch", "instance", "layer"), f"norm must be none/batch/instance/layer, got {self.norm!r}"),
+            (self.init in ("uniform", "class_gaussian"), f"init must be uniform or class_gaussian, got {self.init!r}"),
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.epochs >= 1 or self.max_iters >= 1, "epochs or max_iters must be >= 1"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            ((self.depth - 4) % 6 == 0 and self.depth >= 10, f"depth must be 6n+4 >= 10, got {self.depth}"),
+            (self.width >= 1, f"width must be >= 1, got {self.width}"),
+            (0 <= self.reinit_freq <= 1, f"reinit_freq must be in [0, 1], got {self.reinit_freq}"),
+            (self.sgld_steps >= 0, f"sgld_steps must be >= 0, got {self.sgld_steps}"),
+            (self.buffer_size >= 1, f"buffer_size must be >= 1, got {self.buffer_size}"),
+            (self.sam_rho >= 0, f"sam_rho must be >= 0, got {self.sam_rho}"),
+            (self.ckpt_every >= 1, f"ckpt_every must be >= 1, got {self.ckpt_every}"),
+            (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise JembenchError(f"bad training option: {message}")
