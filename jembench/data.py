@@ -87,44 +87,51 @@ def _digits(split: str, root: Path, download: bool) -> Dataset:
 
 
 # ------------------------------------------------------------------------------------------ torchvision
-# torchvision verifies the MD5 of every archive member on each load. We check presence instead (hashing
-# 170 MB on each start is slow, and it lets tests exercise the real parsers on small files they write);
-# downloads still go through torchvision and are verified there.
+# torchvision verifies the MD5 of every file on each load. We blank the checksums so only presence is checked:
+# hashing 170 MB on every start is slow, and it lets the tests exercise torchvision's real parsers on small
+# files in the real formats. (torchvision's own check_integrity treats md5=None as "exists".)
+def _no_md5(entries):
+    return [(name, None) for name, _ in entries]
+
+
 class _CIFAR10(torchvision.datasets.CIFAR10):
-    def _check_integrity(self) -> bool:
-        base = Path(self.root) / self.base_folder
-        return all((base / name).is_file() for name, _ in self.train_list + self.test_list)
+    train_list = _no_md5(torchvision.datasets.CIFAR10.train_list)
+    test_list = _no_md5(torchvision.datasets.CIFAR10.test_list)
+    meta = {**torchvision.datasets.CIFAR10.meta, "md5": None}
 
 
 class _CIFAR100(torchvision.datasets.CIFAR100):
-    def _check_integrity(self) -> bool:
-        base = Path(self.root) / self.base_folder
-        return all((base / name).is_file() for name, _ in self.train_list + self.test_list)
+    train_list = _no_md5(torchvision.datasets.CIFAR100.train_list)
+    test_list = _no_md5(torchvision.datasets.CIFAR100.test_list)
+    meta = {**torchvision.datasets.CIFAR100.meta, "md5": None}
 
 
 class _SVHN(torchvision.datasets.SVHN):
-    def _check_integrity(self) -> bool:
-        return (Path(self.root) / self.filename).is_file()
+    split_list = {k: [url, name, None] for k, (url, name, _) in torchvision.datasets.SVHN.split_list.items()}
 
 
 class _CelebA(torchvision.datasets.CelebA):
-    def _check_integrity(self) -> bool:
-        base = Path(self.root) / self.base_folder
-        return (base / "img_align_celeba").is_dir() and all(
-            (base / name).is_file() for _, _, name in self.file_list if name.endswith(".txt"))
+    file_list = [(fid, None, name) for fid, _, name in torchvision.datasets.CelebA.file_list]
 
 
 _CIFAR_FILES = "data_batch_1..5, test_batch, batches.meta"
 
 
-def _guarded(name: str, root: Path, files: str, make: Callable[[], Dataset], download: bool) -> Dataset:
-    """Run a torchvision constructor; turn a missing / failed / forbidden download into one clear line."""
+def _guarded(name: str, root: Path, files: str, make: Callable[[], Dataset], download: bool, present: bool
+             ) -> Dataset:
+    """Run a torchvision constructor; missing / failed / forbidden downloads and unreadable files become one
+    clear line naming the folder and the files."""
+    if not present and not download:
+        raise JembenchError(f"dataset {name!r} not found and --no-download is set; put {files} under {root} "
+                            f"(or pass --data-root to where they are)")
     try:
         return make()
     except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError, ... for the same problem
-        how = "download failed" if download else "not found and --no-download is set"
-        raise JembenchError(f"dataset {name!r} {how} ({type(exc).__name__}); put {files} under {root} "
-                            f"(or pass --data-root to where they are)") from None
+        if present:
+            raise JembenchError(f"dataset {name!r} under {root} is unreadable ({type(exc).__name__}: "
+                                f"{str(exc)[:120]}); replace {files} with intact copies") from None
+        raise JembenchError(f"dataset {name!r} download failed ({type(exc).__name__}); put {files} under {root} "
+                            f"by hand (or pass --data-root to where they are)") from None
 
 
 @register_dataset(DatasetInfo("cifar10", 10, (3, 32, 32), "CIFAR-10, 50,000 train / 10,000 test",
@@ -133,7 +140,7 @@ def _guarded(name: str, root: Path, files: str, make: Callable[[], Dataset], dow
 def _cifar10(split: str, root: Path, download: bool) -> Dataset:
     return _guarded("cifar10", root, f"cifar-10-batches-py/ ({_CIFAR_FILES}) from cifar-10-python.tar.gz",
                     lambda: _CIFAR10(str(root), train=split == "train", download=download, transform=TO_SIGNED),
-                    download)
+                    download, _REGISTRY["cifar10"].present(root))
 
 
 @register_dataset(DatasetInfo("cifar100", 100, (3, 32, 32), "CIFAR-100, 50,000 train / 10,000 test",
@@ -142,7 +149,7 @@ def _cifar10(split: str, root: Path, download: bool) -> Dataset:
 def _cifar100(split: str, root: Path, download: bool) -> Dataset:
     return _guarded("cifar100", root, "cifar-100-python/ (train, test, meta) from cifar-100-python.tar.gz",
                     lambda: _CIFAR100(str(root), train=split == "train", download=download, transform=TO_SIGNED),
-                    download)
+                    download, _REGISTRY["cifar100"].present(root))
 
 
 @register_dataset(DatasetInfo("svhn", 10, (3, 32, 32), "SVHN cropped digits, 73,257 train / 26,032 test",
@@ -150,7 +157,8 @@ def _cifar100(split: str, root: Path, download: bool) -> Dataset:
                   present=lambda root: (root / "svhn" / "test_32x32.mat").is_file())
 def _svhn(split: str, root: Path, download: bool) -> Dataset:
     return _guarded("svhn", root / "svhn", f"{split}_32x32.mat",
-                    lambda: _SVHN(str(root / "svhn"), split=split, download=download, transform=TO_SIGNED), download)
+                    lambda: _SVHN(str(root / "svhn"), split=split, download=download, transform=TO_SIGNED), download,
+                    (root / "svhn" / f"{split}_32x32.mat").is_file())
 
 
 @register_dataset(DatasetInfo("celeba", 1, (3, 32, 32), "CelebA aligned faces, resized to 32x32 (OOD only)",
@@ -160,9 +168,14 @@ def _svhn(split: str, root: Path, download: bool) -> Dataset:
 def _celeba(split: str, root: Path, download: bool) -> Dataset:
     tf = T.Compose([T.Resize(32), T.CenterCrop(32), T.ToTensor(), T.Normalize((0.5,), (0.5,))])
     return _guarded("celeba", root / "celeba", "img_align_celeba/ and the list_*.txt / identity_CelebA.txt files",
-                    lambda: _CelebA(str(root), split="test" if split == "test" else "train", target_type=[],
-                                    download=download, transform=tf,
-                                    target_transform=lambda _: 0), download)
+                    lambda: _CelebA(str(root), split="test" if split == "test" else "train",
+                                    target_type="identity", download=download, transform=tf,
+                                    target_transform=_zero_label), download, _REGISTRY["celeba"].present(root))
+
+
+def _zero_label(_) -> int:
+    """CelebA is used as an OOD set only: every image gets label 0 (identities are not classes here)."""
+    return 0
 
 
 # ----------------------------------------------------------------------------------------------- folder

@@ -123,9 +123,13 @@ def read_checkpoint_file(path: str | Path, trust: bool = False) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(exc)
+        if "GLOBAL" not in text and "global" not in text:  # garbage bytes, not a pickle that wants code
+            raise JembenchError(f"checkpoint {path} is truncated or not a PyTorch file (unreadable pickle); "
+                                f"re-download or re-save it") from None
+        what = next((line.strip() for line in text.splitlines() if "GLOBAL" in line or "global" in line), "")
         raise JembenchError(f"refusing to load checkpoint {path}: it needs arbitrary unpickling, which could run "
-                            f"code ({first[:160]}); re-save it as plain tensors, or pass --trust-checkpoint if "
+                            f"code ({what[:160]}); re-save it as plain tensors, or pass --trust-checkpoint if "
                             f"you trust its author") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         raise JembenchError(f"checkpoint {path} is truncated or not a PyTorch file ({type(exc).__name__}: "

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
-from .. import atomic, distributed
+from .. import distributed
+from ..data import DEFAULT_DATA_ROOT
 from ..errors import JembenchError
+from ..evaluate import protocol_for, run_suite
 from ..models import load_checkpoint
-from ..protocols import load_protocol
-from ..seeding import seed_everything
-from ..suites import EvalContext, available_suites, get_suite
+from ..suites import available_suites, get_suite
 from ._common import add_device_argument, add_seed_argument
 
 NAME = "eval"
@@ -81,42 +82,28 @@ def run(args) -> int:
     device = distributed.device_for_rank(args.device)
     options = {k: getattr(args, k) for k in ("inception_weights", "n_samples", "steps", "init", "ensemble")}
     options["ensemble_checkpoints"] = list(args.checkpoints) if args.ensemble else []
-    protocols = {s: load_protocol(args.protocol or (s if args.preset == "paper" else f"{s}-tiny"), suite=s)
-                 for s in suites}
+    protocols = {s: protocol_for(s, args.preset, args.protocol) for s in suites}
     single = len(suites) == 1 and len(args.checkpoints) == 1
     out_paths = {(c, s): _record_path(args, Path(c), s, single) for c in args.checkpoints for s in suites}
     for path in out_paths.values():
         _check_writable(path.parent)
     for ckpt_arg in args.checkpoints:
         ckpt = load_checkpoint(ckpt_arg, device=device, dataset=args.dataset, trust=args.trust_checkpoint)
-        dataset = args.dataset or ckpt.dataset
-        if dataset == "unknown":
-            raise JembenchError(f"{ckpt_arg} does not say which dataset it was trained on; pass --dataset")
         for suite_name in suites:
-            suite = get_suite(suite_name)
             out = out_paths[(ckpt_arg, suite_name)]
-            ctx = EvalContext(dataset=dataset, data_root=args.data_root or _default_root(), download=args.download,
-                              device=device, out_dir=out.parent, seed=args.seed, batch_size=args.batch_size,
-                              options=dict(options, record_path=str(out)))
-            seed_everything(args.seed)
-            record = suite.run(ckpt, protocols[suite_name], ctx)
+            record = run_suite(ckpt, suite_name, protocols[suite_name], out, dataset=args.dataset,
+                               data_root=args.data_root or DEFAULT_DATA_ROOT, download=args.download, device=device,
+                               seed=args.seed, batch_size=args.batch_size, options=options)
             if distributed.is_main():
-                atomic.write_json(out, record)
-                print(suite.format_table(record))
+                print(get_suite(suite_name).format_table(record))
                 print(f"record: {out}\n")
     distributed.cleanup()
     return 0
-
-
-def _default_root() -> str:
-    from ..data import DEFAULT_DATA_ROOT
-    return DEFAULT_DATA_ROOT
 
 
 def _check_writable(folder: Path) -> None:
     probe = folder
     while not probe.exists():
         probe = probe.parent
-    import os
     if not os.access(probe, os.W_OK):
         raise JembenchError(f"output folder {folder} is not writable; pass --out to a folder you can write")

@@ -26,7 +26,7 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
     if sigma > 0:
         x = x + sigma * torch.randn(x.shape, generator=torch.Generator().manual_seed(ctx.seed))
     logits = batched_logits(ckpt.model, x, ctx.device, ctx.batch_size)
-    correct = (logits.argmax(1) == y).float()
+    correct = (logits.argmax(1) == y).double()
     metrics = {"accuracy": correct.mean().item() * 100, "nll": F.cross_entropy(logits, y).item(), "n": float(len(y))}
     return make_record(suite=NAME, model=ckpt.describe(), dataset=ctx.dataset, protocol=protocol, metrics=metrics,
                        seed=ctx.seed, wall_time_s=time.perf_counter() - start)

@@ -1,0 +1,66 @@
+"""One entry point for running a suite on a loaded checkpoint and writing its record (used by `eval` and `demo`).
+
+The Python API mirrors the CLI 1:1 (torch-fidelity style)::
+
+    from jembench.evaluate import evaluate
+    record = evaluate("runs/jem-digits/last.pt", "ood", preset="tiny")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from . import atomic, distributed
+from .data import DEFAULT_DATA_ROOT, dataset_info
+from .errors import JembenchError
+from .models import LoadedCheckpoint, load_checkpoint
+from .protocols import Protocol, load_protocol
+from .seeding import seed_everything
+from .suites import EvalContext, get_suite
+
+
+def protocol_for(suite: str, preset: str = "paper", protocol: str | None = None) -> Protocol:
+    """``protocol`` (a path or name) if given, else ``suites/<suite>.toml`` / ``suites/<suite>-tiny.toml``."""
+    return load_protocol(protocol or (suite if preset == "paper" else f"{suite}-{preset}"), suite=suite)
+
+
+def check_compatible(ckpt: LoadedCheckpoint, dataset: str, data_root: str | Path = DEFAULT_DATA_ROOT) -> None:
+    """The evaluation dataset must match the checkpoint's input shape and class count."""
+    info = dataset_info(dataset, data_root)
+    if tuple(info.image_shape) != tuple(ckpt.image_shape):
+        raise JembenchError(f"{ckpt.path} takes {'x'.join(map(str, ckpt.image_shape))} images but dataset "
+                            f"{dataset!r} has {'x'.join(map(str, info.image_shape))}; evaluate on the dataset it "
+                            f"was trained on (--dataset {ckpt.dataset})")
+    if info.n_classes != ckpt.n_classes:
+        raise JembenchError(f"{ckpt.path} has {ckpt.n_classes} classes but dataset {dataset!r} has "
+                            f"{info.n_classes}; evaluate on the dataset it was trained on (--dataset {ckpt.dataset})")
+
+
+def run_suite(ckpt: LoadedCheckpoint, suite_name: str, protocol: Protocol, out_path: str | Path, *,
+              dataset: str | None = None, data_root: str | Path = DEFAULT_DATA_ROOT, download: bool = True,
+              device: str = "cpu", seed: int = 0, batch_size: int = 256,
+              options: dict[str, Any] | None = None) -> dict:
+    """Run one suite on a loaded checkpoint; rank 0 writes the record to ``out_path`` atomically."""
+    suite = get_suite(suite_name)
+    dataset = dataset or ckpt.dataset
+    if dataset == "unknown":
+        raise JembenchError(f"{ckpt.path} does not say which dataset it was trained on; pass --dataset")
+    check_compatible(ckpt, dataset, data_root)
+    out_path = Path(out_path)
+    ctx = EvalContext(dataset=dataset, data_root=data_root, download=download, device=device,
+                      out_dir=out_path.parent, seed=seed, batch_size=batch_size,
+                      options=dict(options or {}, record_path=str(out_path)))
+    seed_everything(seed)
+    record = suite.run(ckpt, protocol, ctx)
+    if distributed.is_main():
+        atomic.write_json(out_path, record)
+    return record
+
+
+def evaluate(checkpoint: str | Path, suite: str = "accuracy", preset: str = "paper", protocol: str | None = None,
+             out: str | Path | None = None, device: str = "cpu", **kwargs: Any) -> dict:
+    """Load ``checkpoint`` and run ``suite``; the record goes to ``out`` (default beside the checkpoint)."""
+    ckpt = load_checkpoint(checkpoint, device=device, dataset=kwargs.get("dataset"))
+    out = Path(out) if out else Path(checkpoint).parent / "eval" / f"{suite}.json"
+    return run_suite(ckpt, suite, protocol_for(suite, preset, protocol), out, device=device, **kwargs)

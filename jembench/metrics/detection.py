@@ -1,0 +1,54 @@
+"""Threshold-free OOD detection metrics of a score, through scikit-learn (JEM §5.3; Hendrycks & Gimpel 2017).
+
+Convention (as in the JEM paper and its official evaluation): a score is higher for inputs the model believes
+are in-distribution, and the in-distribution set is the *positive* class.
+
+  ``auroc``  area under the ROC curve = P(s(x_in) > s(x_out)) + ½ P(tie)  (``roc_auc_score``); the number
+             the papers print (JEM Tables 2/3/7, SADA-JEM Table 3); 0.5 = chance, 1.0 = perfect.
+  ``aupr``   area under the precision-recall curve with in-distribution positive ("AUPR-In"), estimated by
+             average precision (``average_precision_score``).
+  ``fpr95``  the share of OOD inputs accepted at the threshold that accepts 95% of in-distribution inputs:
+             the smallest false-positive rate on the ROC curve with TPR ≥ 0.95 (``roc_curve``).
+Non-finite scores: ±inf keep their order (mapped to ±float max); a NaN anywhere makes all three metrics NaN.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+TPR_LEVEL = 0.95
+CONVENTION = ("scores: higher = more in-distribution; in-distribution is the positive class for AUROC and AUPR "
+              "(AUPR-In, average precision); fpr95 = share of OOD inputs scoring at or above the threshold that "
+              "keeps 95% of in-distribution inputs")
+
+
+def _as_numpy(scores) -> np.ndarray:
+    if isinstance(scores, torch.Tensor):
+        scores = scores.detach().cpu().double().numpy()
+    return np.asarray(scores, dtype=np.float64).reshape(-1)
+
+
+def fpr_at_tpr(labels: np.ndarray, scores: np.ndarray, tpr_level: float = TPR_LEVEL) -> float:
+    """Smallest false-positive rate among ROC operating points whose true-positive rate is ≥ ``tpr_level``."""
+    fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
+    return float(fpr[np.searchsorted(tpr, tpr_level, side="left")])
+
+
+def detection_metrics(score_in, score_out) -> dict[str, float]:
+    """AUROC, AUPR-In and FPR@95%TPR of scores for in-distribution (positive) vs OOD (negative) inputs."""
+    s_in, s_out = _as_numpy(score_in), _as_numpy(score_out)
+    if len(s_in) == 0 or len(s_out) == 0:
+        raise ValueError(f"need scores for both sets, got {len(s_in)} in-distribution and {len(s_out)} OOD")
+    scores = np.concatenate([s_in, s_out])
+    if np.isnan(scores).any():
+        return {"auroc": math.nan, "aupr": math.nan, "fpr95": math.nan}
+    big = np.finfo(np.float64).max
+    scores = np.clip(scores, -big, big)  # ±inf keep their rank; scikit-learn rejects infinities
+    labels = np.concatenate([np.ones(len(s_in)), np.zeros(len(s_out))])
+    return {"auroc": float(roc_auc_score(labels, scores)),
+            "aupr": float(average_precision_score(labels, scores)),
+            "fpr95": fpr_at_tpr(labels, scores)}

@@ -1,0 +1,154 @@
+"""The SGLD-refined classifier that JEM attacks: x → K SGLD steps started at x → logits.
+
+JEM §5.4 classifies an input after "a few iterations of our model's sampling procedure seeded at a given
+input", which moves a low-density (e.g. adversarial) input towards high density before classifying it; the
+attacker gets the gradients *through* the sampling procedure (footnote 2). :class:`RefinedClassifier` is that
+classifier as an ``nn.Module`` over images in [-1, 1]:
+
+* ``K = 0`` is the plain classifier; ``K > 0`` runs :func:`jembench.sampling.sgld` with
+  ``differentiable=True`` whenever the input requires a gradient, so ``loss.backward()`` reaches the input
+  through every step (double back-propagation);
+* with SGLD noise > 0 the refinement is stochastic. It is attacked with EOT (Athalye et al. 2018,
+  "Expectation over Transformation") by averaging the logits of ``n_draws`` independent refinements, and
+  verified with many more draws — the SADA-JEM code uses 15 attack and 150 defense replicas;
+* ``bpda=True`` replaces the refinement's Jacobian by the identity in the backward pass (BPDA, Athalye et al.
+  2018): the forward value is the refined input, the gradient is that of f at the refined input. This is the
+  SADA-JEM / Hill et al. (2021) attack; exact gradients (``bpda=False``) are JEM's.
+
+Helpers: :class:`ForwardCounter` (how many images went through the network — the cost an attack paid) and
+:class:`QuenchedNoise` (fixes the SGLD noise per call so decision-based attacks see a deterministic function).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from .errors import JembenchError
+from .sampling import SGLDConfig, sgld
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """K SGLD steps on log p(x) seeded at the input (JEM §5.4); sizes in [-1, 1] image units."""
+
+    n_steps: int = 0
+    step_size: float = 1.0
+    noise: float = 0.01
+    grad_clamp: float | None = None  # JEM++ proximal SGLD; None = no clamp
+    x_clamp: bool = False  # clamp the refined image to [-1, 1] after every step
+
+    def __post_init__(self) -> None:
+        if self.n_steps < 0:
+            raise JembenchError(f"refinement steps must be >= 0, got {self.n_steps}; fix refine.steps")
+        if self.step_size < 0 or self.noise < 0:
+            raise JembenchError("refinement step_size and noise must be >= 0; fix refine.step_size / refine.noise")
+
+    @property
+    def stochastic(self) -> bool:
+        """True when two refinements of the same input differ (K > 0 and noise > 0)."""
+        return self.n_steps > 0 and self.noise > 0
+
+    def sgld(self) -> SGLDConfig:
+        return SGLDConfig(n_steps=self.n_steps, step_size=self.step_size, noise=self.noise,
+                          grad_clamp=self.grad_clamp, x_clamp=self.x_clamp)
+
+
+class RefinedClassifier(nn.Module):
+    """logits(x) = mean over ``n_draws`` refinements of f(SGLD_K(x)); differentiable end to end.
+
+    ``n_draws`` only matters for stochastic refinement (a deterministic one is computed once). Draws are
+    evaluated as one batch of ``n_draws · N`` images. The wrapped model keeps its own train/eval mode.
+    """
+
+    def __init__(self, model: nn.Module, config: RefineConfig, n_draws: int = 1, bpda: bool = False):
+        super().__init__()
+        if n_draws < 1:
+            raise JembenchError(f"the number of EOT draws must be >= 1, got {n_draws}; fix refine.eot_attack / "
+                                f"refine.eot_defense")
+        self.model = model
+        self.config = config
+        self.n_draws = int(n_draws)
+        self.bpda = bool(bpda)
+        self._sgld = config.sgld()
+
+    @property
+    def stochastic(self) -> bool:
+        return self.config.stochastic
+
+    def refine(self, x: torch.Tensor) -> torch.Tensor:
+        """x after K SGLD steps; on the autograd tape iff grad mode is on and ``x`` requires a gradient."""
+        if self.config.n_steps == 0:
+            return x
+        track = torch.is_grad_enabled() and x.requires_grad
+        if track and not self.bpda:
+            return sgld(self.model, x, self._sgld, differentiable=True)
+        with torch.enable_grad():  # SGLD needs input gradients even when the caller is under no_grad
+            refined = sgld(self.model, x.detach(), self._sgld, differentiable=False)
+        if track:  # BPDA: forward = refined input, backward = identity (straight-through)
+            return x + (refined - x).detach()
+        return refined
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        draws = self.n_draws if self.stochastic else 1
+        if draws == 1:
+            return self.model(self.refine(x))
+        n = x.shape[0]
+        logits = self.model(self.refine(x.repeat(draws, *([1] * (x.dim() - 1)))))
+        return logits.view(draws, n, -1).mean(0)
+
+
+class ForwardCounter:
+    """Counts images passed through ``model.forward`` (each SGLD step and each EOT draw counts one per image).
+
+    Use as a context manager; ``count`` holds the total. Backward passes are not counted.
+    """
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.count = 0
+        self._handle = None
+
+    def _hook(self, module, inputs, output) -> None:
+        self.count += int(inputs[0].shape[0])
+
+    def __enter__(self) -> ForwardCounter:
+        self._handle = self.model.register_forward_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._handle.remove()
+        self._handle = None
+
+
+@contextlib.contextmanager
+def fixed_rng(seed: int, device: torch.device | str) -> Iterator[None]:
+    """Run a block with torch's RNG (CPU, and ``device`` if CUDA) seeded to ``seed``; restore it afterwards."""
+    device = torch.device(device)
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+class QuenchedNoise(nn.Module):
+    """Re-seed the RNG before every forward call, so a stochastic module becomes a fixed function.
+
+    Decision-based attacks (boundary, pointwise) assume a deterministic classifier; with "quenched" SGLD
+    noise, batch position i always sees the same noise, so f_i(x) is deterministic for a fixed batch size.
+    Their adversarials are then verified with fresh draws. (Hand-written: neither foolbox nor torchattacks
+    offers this.)
+    """
+
+    def __init__(self, module: nn.Module, seed: int):
+        super().__init__()
+        self.module = module
+        self.seed = int(seed)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with fixed_rng(self.seed, x.device):
+            return self.module(x)

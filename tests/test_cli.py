@@ -1,0 +1,57 @@
+"""The CLI end to end, in subprocesses, as a user runs it."""
+
+import json
+
+import pytest
+
+
+def test_help_lists_every_command(cli):
+    out = cli("--help")
+    assert out.returncode == 0
+    for command in ("demo", "train", "eval", "datasets"):
+        assert command in out.stdout
+
+
+def test_train_then_eval_accuracy(cli, tmp_path):
+    run = tmp_path / "run"
+    out = cli("train", "jem", "--preset", "tiny", "--max-iters", "12", "--log-every", "4", "--out", str(run),
+              "--no-progress")
+    assert out.returncode == 0, out.stderr
+    assert (run / "last.pt").is_file() and (run / "log.csv").is_file() and (run / "samples.png").is_file()
+    assert '"sgld_steps": 10' in out.stderr  # resolved config printed at start
+    record_path = tmp_path / "acc.json"
+    out = cli("eval", "--suite", "accuracy", str(run / "last.pt"), "--out", str(record_path))
+    assert out.returncode == 0, out.stderr
+    record = json.loads(record_path.read_text())
+    assert record["suite"] == "accuracy" and record["model"]["method"] == "jem" and record["dataset"] == "digits"
+    assert 0 <= record["metrics"]["accuracy"] <= 100 and record["metrics"]["n"] == 360
+    assert len(record["protocol"]["hash"]) == 16 and record["versions"]["torch"]
+    assert "Acc % ↑" in out.stdout
+
+
+def test_datasets_lists_availability(cli):
+    out = cli("datasets", "--data-root", "/nonexistent")
+    assert out.returncode == 0
+    assert "digits" in out.stdout and "embedded" in out.stdout and "folder:PATH" in out.stdout
+    assert "cifar-10-batches-py" in out.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "jem", "--lr", "-1"], "lr must be > 0"),
+    (["train", "jem", "--dataset", "nope"], "unknown dataset 'nope'"),
+    (["train", "jem", "--dataset", "cifar10", "--no-download", "--data-root", "/nonexistent"], "--no-download"),
+    (["eval", "/nonexistent.pt"], "does not exist"),
+    (["eval", "--suite", "nosuch", "x.pt"], "unknown suite 'nosuch'"),
+])
+def test_bad_inputs_are_one_line_and_exit_2(cli, args, message):
+    out = cli(*args)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert message in out.stderr and "Traceback" not in out.stderr
+    assert len([line for line in out.stderr.strip().splitlines() if line.startswith("jembench: error")]) == 1
+
+
+def test_demo_runs_end_to_end(cli, tmp_path):
+    out = cli("demo", "--out", str(tmp_path / "demo"), "--epochs", "1", "--suites", "accuracy", "--no-progress")
+    assert out.returncode == 0, out.stderr
+    assert "| Softmax" in out.stdout and "| JEM" in out.stdout and "Acc % ↑" in out.stdout
+    assert (tmp_path / "demo" / "jem" / "eval" / "accuracy.json").is_file()
