@@ -16,6 +16,18 @@ from typing import Any, Callable, Iterator
 import torch
 
 
+def ensure_writable_dir(folder: str | os.PathLike, what: str = "output folder", flag: str = "--out") -> None:
+    """Fail early (before any work) when ``folder`` cannot be created or written."""
+    from .errors import JembenchError
+
+    probe = Path(folder)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK):
+        raise JembenchError(f"{what} {folder} is not writable ({probe} is not a writable folder); "
+                            f"pass {flag} to a folder you can write")
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path beside ``target``; on success it is renamed to ``target``, on failure deleted."""
@@ -50,8 +62,10 @@ def write_json(target: str | os.PathLike, obj: Any) -> None:
 
 
 def torch_save(target: str | os.PathLike, obj: Any) -> None:
-    with atomic_path(target) as tmp:
-        torch.save(obj, tmp)
+    """``torch.save`` atomically. Saving through a file object keeps the archive's inner folder name fixed
+    ("archive"), so identical states give identical bytes (and SHA-256) whatever the temp file was called."""
+    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
 
 
 def save_figure(target: str | os.PathLike, fig) -> None:

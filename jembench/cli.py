@@ -16,6 +16,13 @@ from . import commands
 from .errors import JembenchError
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``jembench train: error: ... (see `jembench train --help`)``, exit 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _command_modules():
     mods = [importlib.import_module(f"{commands.__name__}.{info.name}")
             for info in pkgutil.iter_modules(commands.__path__) if not info.name.startswith("_")]
@@ -23,13 +30,13 @@ def _command_modules():
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="jembench",
         description="Train and benchmark Joint Energy-based Models (JEM, JEM++, SADA-JEM) and their softmax "
                     "baselines with standardized evaluation suites.",
         epilog="Run `jembench COMMAND --help` for the options of a command.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     for mod in _command_modules():
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)

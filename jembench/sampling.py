@@ -211,8 +211,16 @@ class ReplayBuffer:
         return torch.where(reinit, fresh, x_buffer), idx
 
     def update(self, idx: torch.Tensor, x: torch.Tensor) -> None:
-        """Write the chains' new states back (Algorithm 1, line 8)."""
-        self.images[idx] = x.detach().to(self.images.dtype)
+        """Write the chains' new states back (Algorithm 1, line 8).
+
+        Draws are with replacement, so a chain can appear twice in a batch; the last occurrence wins,
+        deterministically (a plain ``images[idx] = x`` leaves the winner to the thread schedule).
+        """
+        unique, inverse = torch.unique(idx, return_inverse=True)
+        positions = torch.arange(len(idx), device=idx.device)
+        last = torch.zeros(len(unique), dtype=torch.long, device=idx.device).scatter_reduce_(
+            0, inverse, positions, reduce="amax", include_self=False)
+        self.images[unique] = x.detach()[last].to(self.images.dtype)
 
     def state_dict(self) -> dict:
         return {"images": self.images.detach().cpu(), "labels": self.labels.cpu(), "reinit_freq": self.reinit_freq,

@@ -95,6 +95,10 @@ def test_buffer_conditional_draws_and_update():
     assert torch.equal(buf.labels[idx], y)
     buf.update(idx, torch.full_like(x, 0.25))
     assert torch.equal(buf.images[idx], torch.full_like(x, 0.25))
+    # a chain drawn twice in one batch keeps its last state, deterministically
+    dup = torch.tensor([5, 9, 5, 5])
+    buf.update(dup, torch.arange(4, dtype=torch.float32).view(4, 1, 1, 1).expand(4, 1, 2, 2))
+    assert torch.all(buf.images[5] == 3) and torch.all(buf.images[9] == 1)
 
 
 def test_class_gaussian_init_fits_and_samples():

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from .. import atomic
 from ..errors import JembenchError
 
 NAME = "demo"
@@ -48,6 +49,9 @@ def run(args) -> int:
     for s in suites:
         get_suite(s)
     out = Path(args.out)
+    atomic.ensure_writable_dir(out)
+    if args.records:
+        atomic.ensure_writable_dir(args.records, flag="--records")
     started = time.perf_counter()
     rows, notes = [], []
     for method in METHODS:
@@ -90,8 +94,6 @@ def _fmt(value):
 
 
 def _copy_record(record_path: Path, record: dict, dest: Path) -> None:
-    from .. import atomic
-
     dest.mkdir(parents=True, exist_ok=True)
     for fig in record.get("figures", []):
         src = record_path.parent / fig

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
-from .. import distributed
+from .. import atomic, distributed
 from ..data import DEFAULT_DATA_ROOT
 from ..errors import JembenchError
 from ..evaluate import protocol_for, run_suite
@@ -86,7 +85,7 @@ def run(args) -> int:
     single = len(suites) == 1 and len(args.checkpoints) == 1
     out_paths = {(c, s): _record_path(args, Path(c), s, single) for c in args.checkpoints for s in suites}
     for path in out_paths.values():
-        _check_writable(path.parent)
+        atomic.ensure_writable_dir(path.parent)
     for ckpt_arg in args.checkpoints:
         ckpt = load_checkpoint(ckpt_arg, device=device, dataset=args.dataset, trust=args.trust_checkpoint)
         for suite_name in suites:
@@ -99,11 +98,3 @@ def run(args) -> int:
                 print(f"record: {out}\n")
     distributed.cleanup()
     return 0
-
-
-def _check_writable(folder: Path) -> None:
-    probe = folder
-    while not probe.exists():
-        probe = probe.parent
-    if not os.access(probe, os.W_OK):
-        raise JembenchError(f"output folder {folder} is not writable; pass --out to a folder you can write")
