@@ -13,8 +13,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import torch
-
 
 def ensure_writable_dir(folder: str | os.PathLike, what: str = "output folder", flag: str = "--out") -> None:
     """Fail early (before any work) when ``folder`` cannot be created or written."""
@@ -64,6 +62,8 @@ def write_json(target: str | os.PathLike, obj: Any) -> None:
 def torch_save(target: str | os.PathLike, obj: Any) -> None:
     """``torch.save`` atomically. Saving through a file object keeps the archive's inner folder name fixed
     ("archive"), so identical states give identical bytes (and SHA-256) whatever the temp file was called."""
+    import torch
+
     with atomic_path(target) as tmp, open(tmp, "wb") as fh:
         torch.save(obj, fh)
 

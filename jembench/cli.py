@@ -29,7 +29,17 @@ def _command_modules():
     return sorted(mods, key=lambda m: (getattr(m, "ORDER", 100), m.NAME))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen_command(argv: list[str] | None) -> str | None:
+    """The subcommand named on the command line (first non-option word), if any."""
+    for word in sys.argv[1:] if argv is None else argv:
+        if not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(argv: list[str] | None = None, all_commands: bool = False) -> argparse.ArgumentParser:
+    """The parser. Only the chosen command's options are built (``all_commands`` builds every one), so
+    `jembench leaderboard` never pays for importing torch."""
     parser = _Parser(
         prog="jembench",
         description="Train and benchmark Joint Energy-based Models (JEM, JEM++, SADA-JEM) and their softmax "
@@ -37,18 +47,20 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run `jembench COMMAND --help` for the options of a command.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
+    chosen = _chosen_command(argv)
     for mod in _command_modules():
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show full tracebacks instead of one-line errors")
-        mod.add_arguments(p)
+        if all_commands or mod.NAME == chosen:
+            mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False)
     try:

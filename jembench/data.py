@@ -17,7 +17,6 @@ N(0, .03²)) are options of the training data only (:func:`load_dataset` ``augme
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -29,8 +28,7 @@ from torchvision import transforms as T
 
 from .errors import JembenchError
 
-DEFAULT_DATASET = "digits"
-DEFAULT_DATA_ROOT = os.environ.get("JEMBENCH_DATA", "data")
+from .defaults import DEFAULT_DATA_ROOT, DEFAULT_DATASET  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -309,4 +307,9 @@ def stack_dataset(dataset: Dataset, limit: int | None = None, seed: int = 0, bat
         ys.append(torch.as_tensor(y))
     if not xs:
         raise JembenchError("dataset is empty; check the data folder")
-    return torch.cat(xs), torch.cat(ys).long()
+    images = torch.cat(xs)
+    if not torch.isfinite(images).all():
+        bad = (~torch.isfinite(images.flatten(1))).any(1).nonzero().flatten()[:5].tolist()
+        raise JembenchError(f"dataset yields non-finite pixel values (NaN/inf) at items {bad}; fix or remove "
+                            f"those images")
+    return images, torch.cat(ys).long()

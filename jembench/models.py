@@ -45,9 +45,20 @@ def register_architecture(name: str) -> Callable[[Callable[..., nn.Module]], Cal
     return decorate
 
 
+def _discover(arch: str) -> None:
+    """Load ``arch`` from the ``jembench.architectures`` entry points (pyproject.toml) when not registered yet."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="jembench.architectures"):
+        if ep.name == arch and arch not in _ARCHITECTURES:
+            _ARCHITECTURES[arch] = ep.load()
+
+
 def build_model(arch: str, kwargs: dict[str, Any]) -> nn.Module:
     if arch not in _ARCHITECTURES:
-        known = ", ".join(sorted(_ARCHITECTURES)) or "none (import reference_models to register 'wrn')"
+        _discover(arch)
+    if arch not in _ARCHITECTURES:
+        known = ", ".join(sorted(_ARCHITECTURES)) or "none (reinstall jembench: pip install -e .)"
         raise JembenchError(f"unknown architecture {arch!r}; known: {known}")
     try:
         return _ARCHITECTURES[arch](**kwargs)

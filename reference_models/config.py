@@ -49,6 +49,8 @@ class TrainConfig:
     flip: bool = _f(True, "horizontal flips in the augmentation (off for digits)")
     input_noise: float = _f(0.03, "std of Gaussian noise added to training inputs (JEM: .03)")
     px_unaugmented: bool = _f(False, "feed the p(x) term un-augmented images from a second loader (SADA-JEM)")
+    px_batch_size: int = _f(0, "batch size of the un-augmented p(x) loader = SGLD chains per step (0 = batch_size; "
+                               "needs px_unaugmented)")
     workers: int = _f(0, "data-loader worker processes")
     # --- the generative term log p(x) (px_weight 0 = softmax classifier)
     px_weight: float = _f(1.0, "weight of the log p(x) term (0 turns SGLD off)")
@@ -57,21 +59,26 @@ class TrainConfig:
     sgld_noise: float = _f(0.01, "SGLD noise std sigma")
     sgld_grad_clamp: float = _f(0.0, "clamp each SGLD gradient to [-eps, eps] (JEM++ proximal SGLD; 0 = off)")
     sgld_x_clamp: bool = _f(False, "clamp SGLD samples to [-1, 1] after each step")
+    sgld_train_mode: bool = _f(False, "run SGLD with the network in train mode: batch norm uses the chains' batch "
+                                      "statistics (JEM++ / SADA-JEM code) without updating its running statistics")
     buffer_size: int = _f(10000, "replay buffer size")
     reinit_freq: float = _f(0.05, "share of chains restarted from p_0 per draw")
     init: str = _f("uniform", "p_0 of the chains: uniform or class_gaussian (JEM++ informative init)")
     # --- sharpness-aware minimisation (SADA-JEM, softmax_sam)
     sam_rho: float = _f(0.0, "SAM neighbourhood radius rho (0 = plain optimiser)")
     sam_adaptive: bool = _f(False, "adaptive SAM (Kwon et al. 2021)")
-    # --- divergence guard
+    # --- divergence guard (reference_models/divergence.py; JEM §6 and App. G.3)
     loss_bound: float = _f(1e5, "a |loss| above this counts as divergence")
+    gap_bound: float = _f(1e4, "an energy gap |E(x_hat) - E(x)| above this counts as divergence")
     max_recoveries: int = _f(3, "rollbacks allowed before giving up")
+    recovery_lr_factor: float = _f(0.5, "multiply the learning rate by this at each rollback (1 = keep)")
+    recovery_sgld_factor: float = _f(2.0, "multiply the SGLD steps by this at each rollback (1 = keep)")
     # --- run
     seed: int = _f(0, "seed for torch, numpy and python")
     device: str = _f("cpu", "torch device")
     ckpt_every: int = _f(1, "write a checkpoint every N epochs (and at the end)")
     ckpt_every_iters: int = _f(0, "also write one every N iterations (0 = off)")
-    log_every: int = _f(10, "log a CSV row every N iterations")
+    log_every: int = _f(10, "log a CSV row (and check for divergence) every N iterations")
     sample_every: int = _f(0, "save a PNG grid of buffer samples every N iterations (0 = at the end only)")
 
     @classmethod
@@ -113,6 +120,17 @@ class TrainConfig:
             (self.sam_rho >= 0, f"sam_rho must be >= 0, got {self.sam_rho}"),
             (self.ckpt_every >= 1, f"ckpt_every must be >= 1, got {self.ckpt_every}"),
             (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
+            (self.px_batch_size >= 0, f"px_batch_size must be >= 0, got {self.px_batch_size}"),
+            (self.px_batch_size == 0 or self.px_unaugmented,
+             "px_batch_size needs --px-unaugmented (the p(x) term otherwise reuses the labelled batch)"),
+            (self.max_iters >= 0, f"max_iters must be >= 0, got {self.max_iters}"),
+            (self.loss_bound > 0 and self.gap_bound > 0, "loss_bound and gap_bound must be > 0"),
+            (self.max_recoveries >= 0, f"max_recoveries must be >= 0, got {self.max_recoveries}"),
+            (0 < self.recovery_lr_factor <= 1, f"recovery_lr_factor must be in (0, 1], got {self.recovery_lr_factor}"),
+            (self.recovery_sgld_factor >= 1, f"recovery_sgld_factor must be >= 1, got {self.recovery_sgld_factor}"),
+            (self.sgld_grad_clamp >= 0, f"sgld_grad_clamp must be >= 0, got {self.sgld_grad_clamp}"),
+            (self.sample_every >= 0 and self.ckpt_every_iters >= 0, "sample_every and ckpt_every_iters must be >= 0"),
+            (self.workers >= 0, f"workers must be >= 0, got {self.workers}"),
         ]
         for ok, message in checks:
             if not ok:

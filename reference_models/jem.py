@@ -1,34 +1,40 @@
 """JEM (Grathwohl et al. 2020): a WRN classifier trained as an energy-based model of p(x, y).
 
-Objective: :func:`reference_models.objectives.joint_likelihood` with PCD-SGLD from U(−1, 1).
-``paper`` preset = App. A / Table 4: WRN-28-10 without batch norm, Adam lr 1e-4, 150 epochs, decay ×.3 at
-epochs 50 and 100 (the paper's Table 4), batch 64, buffer 10,000, reinit 5 %, 20 SGLD steps, α = 1, σ = .01,
-input noise σ = .03, flip + crop augmentation.
-``tiny`` preset: WRN-10-1 on 8×8 digits in about a minute on 2 CPU cores (short chains, larger lr).
+Objective (:func:`reference_models.objectives.joint_likelihood`, JEM Eq. 2 and 7):
+
+    L(θ) = −log p_θ(y|x) + [E_θ(x) − E_θ(x̂)],    E_θ(x) = −LSE_y f_θ(x)[y],
+
+x̂ from persistent SGLD (Algorithm 1) with chains restarted from U(−1, 1) with probability 5 %:
+x_{t+1} = x_t + α ∂LSE f(x_t)/∂x_t + σ ε (α = 1, σ = .01, App. G.1).
+
+Presets (:mod:`reference_models.presets`):
+``paper`` = App. A / Table 4: WRN-28-10 without batch norm, Adam lr 1e-4, 150 epochs, decay ×.3 at epochs
+50 and 100, batch 64, buffer 10,000, reinit 5 %, K = 20 SGLD steps, α = 1, σ = .01, input noise σ = .03,
+flip + crop augmentation (no flips on SVHN).
+``tiny``: WRN-10-1 on 8×8 digits in about a minute on 2 CPU cores (10-step chains, lr 1e-3).
 """
 
 from __future__ import annotations
 
+from . import presets
 from .objectives import joint_likelihood as objective  # noqa: F401
 
 NAME = "jem"
 DESCRIPTION = "JEM: CE + [E(x) - E(x_hat)] with PCD-SGLD from uniform noise (Grathwohl et al. 2020)"
+PRESETS = presets.names()
 
 PAPER = dict(method="jem", depth=28, width=10, norm="none", dropout=0.0, optimizer="adam", lr=1e-4,
              weight_decay=0.0, epochs=150, batch_size=64, warmup_iters=0, decay_epochs=[50, 100], decay_rate=0.3,
-             augment=True, flip=True, input_noise=0.03, px_weight=1.0, sgld_steps=20, sgld_step_size=1.0,
-             sgld_noise=0.01, sgld_grad_clamp=0.0, sgld_x_clamp=False, buffer_size=10000, reinit_freq=0.05,
-             init="uniform", sam_rho=0.0)
+             augment=True, flip=True, input_noise=0.03, px_unaugmented=False, px_batch_size=0, px_weight=1.0,
+             sgld_steps=20, sgld_step_size=1.0, sgld_noise=0.01, sgld_grad_clamp=0.0, sgld_x_clamp=False,
+             sgld_train_mode=False, buffer_size=10000, reinit_freq=0.05, init="uniform", sam_rho=0.0,
+             sam_adaptive=False)
 
 TINY = dict(PAPER, depth=10, width=1, lr=1e-3, epochs=6, decay_epochs=[4], decay_rate=0.3, augment=False,
             flip=False, buffer_size=1000, sgld_steps=10, log_every=5)
 
 
 def preset(name: str, dataset: str) -> dict:
-    if name == "paper":
-        return dict(PAPER, flip=dataset != "svhn")  # no horizontal flips on digits (SVHN)
     if name == "tiny":
-        if dataset == "digits":
-            return dict(TINY)
-        return dict(TINY, augment=True, flip=True, epochs=1, max_iters=100)
-    raise KeyError(name)
+        return presets.tiny(TINY, dataset)
+    return presets.paper(PAPER, name, dataset)

@@ -8,7 +8,8 @@
 
   whose gradient matches the maximum-likelihood gradient of log p(x) in expectation. JEM, JEM++ and SADA-JEM
   all optimise this loss; they differ only in the sampler, its initial distribution, the optimiser (SAM) and
-  which images feed the p(x) term — all of which the shared loop takes from the config.
+  which images feed the p(x) term — all of which the shared loop takes from the config. SADA-JEM's objective
+  is the same loss evaluated twice per iteration (at θ and at θ + ε̂, :mod:`reference_models.sam`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Step:
 
 
 def cross_entropy(step: Step) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """L = CE(f(x), y) = −log p(y|x) (the softmax baselines)."""
     logits = step.model(step.x)
     ce = F.cross_entropy(logits, step.y)
     acc = (logits.argmax(1) == step.y).float().mean()
@@ -42,15 +44,20 @@ def cross_entropy(step: Step) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
 
 
 def joint_likelihood(step: Step) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    if step.x_px is None or step.x_px is step.x:
-        logits = step.model(step.x)
+    """L = CE(f(x), y) + λ · [mean E(x_px) − mean E(x̂)]  (JEM Eq. 2 + Eq. 7).
+
+    Forward order: the SGLD samples first, then the p(x) images (DA-free only), the labelled batch last, as in
+    the JEM++ / SADA-JEM code — with batch norm (momentum .9) the running statistics then mostly describe
+    data, not samples. Without a separate p(x) batch the labelled logits serve both terms.
+    """
+    e_samples = energy(step.model(step.x_samples)).mean()
+    separate_px = step.x_px is not None and step.x_px is not step.x
+    logits_px = step.model(step.x_px) if separate_px else None  # DA-free: p(x) sees un-augmented data
+    logits = step.model(step.x)
+    if logits_px is None:
         logits_px = logits
-    else:  # DA-free: p(x) sees un-augmented data, p(y|x) the augmented batch
-        both = step.model(torch.cat([step.x, step.x_px]))
-        logits, logits_px = both[: len(step.x)], both[len(step.x):]
     ce = F.cross_entropy(logits, step.y)
     e_data = energy(logits_px).mean()
-    e_samples = energy(step.model(step.x_samples)).mean()
     loss = ce + step.px_weight * (e_data - e_samples)
     acc = (logits.argmax(1) == step.y).float().mean()
     return loss, {"ce": ce.detach(), "acc": acc.detach(), "e_data": e_data.detach(),

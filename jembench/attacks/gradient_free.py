@@ -94,14 +94,18 @@ def boundary_attack(model01: nn.Module, x01: torch.Tensor, y: torch.Tensor, star
     return raw.detach()
 
 
-def pointwise_attack(model01: nn.Module, x01: torch.Tensor, y: torch.Tensor, starts01: torch.Tensor) -> torch.Tensor:
+def pointwise_attack(model01: nn.Module, x01: torch.Tensor, y: torch.Tensor, starts01: torch.Tensor,
+                     l2_binary_search: bool = True) -> torch.Tensor:
     """foolbox ``PointwiseAttack`` (which accepts only ``epsilons=None``) from the given starting points.
 
-    It shuffles pixels with NumPy's global RNG: seed it for reproducible results.
+    Phase 1 resets entries to the original while the input stays adversarial (minimises L0); phase 2
+    (``l2_binary_search``, foolbox's default) binary-searches each remaining entry's value (reduces L2, costs
+    ~10× the queries). It shuffles entries with NumPy's global RNG: seed it for reproducible results.
     """
     if len(x01) == 0:
         return x01.clone()
     fmodel = fb.PyTorchModel(model01, bounds=(0, 1), device=x01.device)
-    raw, _, _ = fb.attacks.PointwiseAttack()(fmodel, x01, fb.criteria.Misclassification(y), epsilons=None,
+    attack = fb.attacks.PointwiseAttack(l2_binary_search=l2_binary_search)
+    raw, _, _ = attack(fmodel, x01, fb.criteria.Misclassification(y), epsilons=None,
                                              starting_points=starts01)
     return raw.detach()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..data import DEFAULT_DATA_ROOT, DEFAULT_DATASET
+from ..defaults import DEFAULT_DATA_ROOT, DEFAULT_DATASET
 
 
 def add_data_arguments(p: argparse.ArgumentParser, dataset_default: str | None = DEFAULT_DATASET) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from ..data import DEFAULT_DATA_ROOT, SYNTHETIC_OOD, dataset_info, dataset_names, is_available
+from ..defaults import DEFAULT_DATA_ROOT
 
 NAME = "datasets"
 ORDER = 40
@@ -18,6 +18,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from ..data import SYNTHETIC_OOD, dataset_info, dataset_names, is_available
+
     rows = []
     root = Path(args.data_root)
     for name in dataset_names():

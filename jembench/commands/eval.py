@@ -5,12 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import atomic, distributed
-from ..data import DEFAULT_DATA_ROOT
+from .. import atomic
+from ..defaults import DEFAULT_DATA_ROOT
 from ..errors import JembenchError
-from ..evaluate import protocol_for, run_suite
-from ..models import load_checkpoint
-from ..suites import available_suites, get_suite
 from ._common import add_device_argument, add_seed_argument
 
 NAME = "eval"
@@ -22,6 +19,8 @@ DESCRIPTION = ("Evaluate one or more checkpoints (ours or the official JEM code'
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..suites import available_suites
+
     p.add_argument("checkpoints", nargs="+", metavar="CKPT", help="checkpoint files (.pt)")
     p.add_argument("--suite", action="append", default=None,
                    help=f"suite to run, repeatable, or 'all' ({', '.join(available_suites())}); default accuracy")
@@ -54,6 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _suites(requested: list[str] | None) -> list[str]:
+    from ..suites import available_suites, get_suite
+
     names = requested or ["accuracy"]
     if "all" in names:
         return available_suites()
@@ -72,6 +73,11 @@ def _record_path(args, ckpt_path: Path, suite: str, single: bool) -> Path:
 
 
 def run(args) -> int:
+    from .. import distributed
+    from ..evaluate import protocol_for, run_suite
+    from ..models import load_checkpoint
+    from ..suites import get_suite
+
     suites = _suites(args.suite)
     if args.protocol and len(suites) > 1:
         raise JembenchError("--protocol applies to one suite; pass a single --suite or use --preset")

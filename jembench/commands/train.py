@@ -15,7 +15,10 @@ HELP = "train a reference model: jem, jempp, sada_jem, softmax, softmax_sam"
 DESCRIPTION = ("Train a reference model with a preset (paper hyperparameters, or tiny for a CPU) and optional "
                "overrides of any hyperparameter. Writes OUT/last.pt (checkpoint with weights, replay buffer, "
                "optimizer and RNG states), OUT/log.csv, OUT/config.json and PNG grids of buffer samples. "
-               "Under `torchrun --nproc_per_node=K -m jembench train ...` it runs distributed data parallel.")
+               "Under `torchrun --nproc_per_node=K -m jembench train ...` it runs distributed data parallel "
+               "(gloo on CPUs, nccl on GPUs; each process its own data and buffer shard; rank 0 writes). "
+               "A diverging run is rolled back to its last good state with a lower lr, more SGLD steps and a new "
+               "seed (--max-recoveries times; events in OUT/events.jsonl).")
 
 _SKIP = {"method"}  # positional
 
@@ -25,8 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from reference_models.config import TrainConfig
 
     p.add_argument("method", choices=available_methods(), help="training method")
-    p.add_argument("--preset", default="tiny", choices=["tiny", "paper"],
-                   help="hyperparameter preset: 'paper' (the papers' settings, GPU-sized) or 'tiny' (CPU minutes)")
+    p.add_argument("--preset", default="tiny", choices=preset_names(),
+                   help="hyperparameter preset: 'tiny' (CPU minutes), 'paper' (the paper's / official code's "
+                        "defaults, WRN-28-10, GPU-sized) or, for jempp and sada_jem, 'paper-k5' / 'paper-k10' / "
+                        "'paper-k20' (paper with K = M = 5 / 10 / 20 SGLD steps)")
     p.add_argument("--out", default=None, help="run folder (default runs/<method>-<dataset>)")
     p.add_argument("--resume", default=None, metavar="DIR",
                    help="continue the run in DIR from its newest checkpoint (DIR/last.pt); options given here "
@@ -48,6 +53,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             hyper.add_argument(flag, dest=f.name, type=kind, default=None, help=f.metadata["help"])
 
 
+def preset_names() -> list[str]:
+    """Every preset some method defines, in a stable order (each method lists its own in ``PRESETS``)."""
+    from reference_models import available_methods, get_method
+
+    names: list[str] = []
+    for method in available_methods():
+        names += [n for n in get_method(method).PRESETS if n not in names]
+    return names
+
+
 def overrides_from_args(args) -> dict:
     from reference_models.config import TrainConfig
 
@@ -61,10 +76,12 @@ def resolve_config(method: str, preset: str, overrides: dict):
     from reference_models.config import TrainConfig
 
     dataset = overrides.get("dataset", "digits")
+    module = get_method(method)
     try:
-        values = get_method(method).preset(preset, dataset)
+        values = module.preset(preset, dataset)
     except KeyError:
-        raise JembenchError(f"method {method!r} has no preset {preset!r}; use tiny or paper") from None
+        raise JembenchError(f"method {method!r} has no preset {preset!r}; use one of "
+                            f"{', '.join(module.PRESETS)}") from None
     return TrainConfig.from_dict({**values, "dataset": dataset, **overrides, "method": method})
 
 
@@ -87,6 +104,13 @@ def run(args) -> int:
     else:
         cfg = resolve_config(args.method, args.preset, overrides)
         out = Path(args.out) if args.out else Path("runs") / cfg.run_name
-    ckpt = train(cfg, out, resume=bool(args.resume), progress=args.progress)
-    print(f"checkpoint: {ckpt}")
+    from .. import distributed
+
+    try:
+        ckpt = train(cfg, out, resume=bool(args.resume), progress=args.progress)
+        main = distributed.is_main()
+    finally:
+        distributed.cleanup()
+    if main:
+        print(f"checkpoint: {ckpt}")
     return 0

@@ -10,7 +10,8 @@ One path for every image that is scored:
 3. Reference statistics: the in-distribution training set's features (and FID statistics) are cached on disk
    by torch-fidelity (``input2_cache_name``) under :func:`default_cache_root`, keyed by dataset, split, number
    of images and feature extractor (+ a fingerprint of its weights file) — see :func:`reference_cache_name`.
-   The reference images are only read when that cache misses.
+   The reference images are only read when that cache misses. (The key does not see file contents: after
+   changing the images of a ``folder:`` dataset, delete the cache folder.)
 
 Feature extractors come from torch-fidelity's registry. ``inception-v3-compat`` (the default, the FID/IS
 network) needs its weights file locally: ``--inception-weights PATH`` or torch-fidelity's own download cache

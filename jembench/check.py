@@ -1,0 +1,257 @@
+"""Regression checks for CI: our records against published numbers or a baseline folder of records.
+
+Each metric has a direction (higher or lower is better) and a tolerance: the allowed shortfall is
+``max(abs, rel * |reference|)`` in the metric's own unit. A number worse than its reference by more than that is
+a regression (exit 1); better or within tolerance passes (exit 0). Input that cannot be compared — a malformed
+record or tolerance file, no reference for any metric, a baseline measured under another protocol — is an
+error (exit 2), because a check that silently compares nothing would pass forever.
+
+Defaults live in ``suites/check-tolerances.toml``; ``--tolerances FILE`` overrides them per metric pattern.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from tabulate import tabulate
+
+from .errors import JembenchError
+from .leaderboard import RecordRef
+from .protocols import PROTOCOL_DIR
+from .published import NOT_A_REFERENCE, cite, flag_list
+
+DEFAULT_TOLERANCES = PROTOCOL_DIR / "check-tolerances.toml"
+DIRECTIONS = ("higher", "lower", "ignore")
+_EPS = 1e-9  # float noise: 95.5 - 94.5 must not exceed a tolerance of 1.0
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one metric (pattern) is judged: direction and allowed shortfall."""
+
+    pattern: str
+    direction: str
+    abs: float = 0.0
+    rel: float = 0.0
+
+    def allowed(self, reference: float) -> float:
+        return max(self.abs, self.rel * abs(reference))
+
+
+@dataclass
+class Comparison:
+    """One metric of one record against its reference."""
+
+    record: str
+    model: str
+    dataset: str
+    metric: str
+    direction: str
+    value: float
+    reference: float
+    allowed: float
+    source: str
+    status: str = ""
+
+    def judge(self) -> Comparison:
+        if not math.isfinite(self.value):
+            self.status = "REGRESSION (not a number)"
+            return self
+        shortfall = self.reference - self.value if self.direction == "higher" else self.value - self.reference
+        if shortfall > self.allowed + _EPS:
+            self.status = "REGRESSION"
+        elif -shortfall > self.allowed + _EPS:
+            self.status = "better"
+        else:
+            self.status = "ok"
+        return self
+
+    @property
+    def regression(self) -> bool:
+        return self.status.startswith("REGRESSION")
+
+
+# ----------------------------------------------------------------------------------------------- tolerances
+def _parse_rules(path: Path, require_direction: bool, base: dict[str, dict] | None = None) -> dict[str, dict]:
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise JembenchError(f"tolerance file {path} does not exist; pass an existing TOML file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise JembenchError(f"tolerance file {path} is not valid TOML ({exc}); fix the file") from None
+    unknown = set(table) - {"metrics"}
+    if unknown:
+        raise JembenchError(f"tolerance file {path}: unknown top-level key(s) {sorted(unknown)}; put entries under "
+                            f'[metrics."PATTERN"]')
+    rules = {k: dict(v) for k, v in (base or {}).items()}
+    metrics = table.get("metrics", {})
+    if not isinstance(metrics, dict):
+        raise JembenchError(f'tolerance file {path}: "metrics" must be a table of [metrics."PATTERN"] entries')
+    for pattern, entry in metrics.items():
+        where = f'tolerance file {path}, [metrics."{pattern}"]'
+        if not isinstance(entry, dict):
+            raise JembenchError(f"{where} must be a table with direction / abs / rel")
+        bad = set(entry) - {"direction", "abs", "rel"}
+        if bad:
+            raise JembenchError(f"{where}: unknown key(s) {sorted(bad)}; allowed: direction, abs, rel")
+        merged = dict(rules.get(pattern, {}), **entry)
+        if "direction" not in merged and (require_direction or pattern not in rules):
+            raise JembenchError(f'{where} has no direction; add direction = "higher", "lower" or "ignore"')
+        if merged.get("direction") not in DIRECTIONS:
+            raise JembenchError(f"{where}: direction {merged.get('direction')!r} must be one of "
+                                f"{', '.join(DIRECTIONS)}")
+        for key in ("abs", "rel"):
+            value = merged.get(key, 0.0)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):
+                raise JembenchError(f"{where}: {key} = {value!r} must be a non-negative number")
+        rules[pattern] = merged
+    return rules
+
+
+def load_rules(override: str | Path | None = None, defaults: str | Path = DEFAULT_TOLERANCES) -> list[Rule]:
+    """The default rules, with the entries of ``override`` (same format) merged over them per pattern."""
+    rules = _parse_rules(Path(defaults), require_direction=True)
+    if override is not None:
+        rules = _parse_rules(Path(override), require_direction=False, base=rules)
+    return [Rule(p, r["direction"], float(r.get("abs", 0.0)), float(r.get("rel", 0.0))) for p, r in rules.items()]
+
+
+def rule_for(metric: str, rules: list[Rule]) -> Rule | None:
+    """The most specific rule for ``metric``: an exact key, else the longest matching glob pattern."""
+    for rule in rules:
+        if rule.pattern == metric:
+            return rule
+    matching = [r for r in rules if fnmatch.fnmatchcase(metric, r.pattern)]
+    return max(matching, key=lambda r: len(r.pattern)) if matching else None
+
+
+# ----------------------------------------------------------------------------------------------- comparisons
+def compare_published(refs: list[RecordRef], published: pd.DataFrame, rules: list[Rule],
+                      published_model: str | None = None) -> tuple[list[Comparison], list[str]]:
+    """Compare every metric of ``refs`` that has a published counterpart; returns comparisons and skip notes.
+
+    The counterpart of a metric is the published number with the same dataset and metric key, and either the
+    same method (``model.method``; and ``model.sgld_steps`` when the record has it) or, with
+    ``published_model``, the row whose model label (or printed row) is that name. Rows whose setting differs
+    (4,000 labels, inferred setting, ...) are never picked automatically. Two different published numbers for
+    one metric is an error asking for ``--published-model``.
+    """
+    comparisons: list[Comparison] = []
+    skipped: list[str] = []
+    if published_model is not None:
+        label = published_model.casefold()
+        chosen = published[(published["model"].str.casefold() == label) | (published["row"].str.casefold() == label)]
+        if chosen.empty:
+            choices = ", ".join(sorted(set(published["model"])))
+            raise JembenchError(f"--published-model {published_model!r} matches no published row; use one of: "
+                                f"{choices}")
+    for ref in refs:
+        r = ref.record
+        method = r["model"].get("method", "")
+        steps = r["model"].get("sgld_steps")
+        for metric, value in r["metrics"].items():
+            rule = rule_for(metric, rules)
+            if rule is None or rule.direction == "ignore":
+                continue
+            cand = published[(published["dataset"] == r["dataset"]) & (published["metric"] == metric)]
+            if published_model is not None:
+                cand = cand[cand.index.isin(chosen.index)]
+            else:
+                plain = cand["flags"].map(lambda f: not set(flag_list(f)) & NOT_A_REFERENCE).astype(bool)
+                cand = cand[(cand["method"] == method).astype(bool) & plain]
+                if steps is not None:
+                    cand = cand[cand["sgld_steps"].isna() | (cand["sgld_steps"] == int(steps))]
+            cand = cand[cand["value"].notna()]
+            if cand.empty:
+                skipped.append(metric)
+                continue
+            if cand["value"].nunique() > 1:
+                options = "; ".join(f"{row.model} = {row.value:g} ({cite(row.paper, row.table)})"
+                                    for row in cand.itertuples())
+                models = sorted(set(cand["model"]))
+                raise JembenchError(f"{ref.path}: {metric} of method {method!r} on {r['dataset']} has several "
+                                    f"published numbers ({options}); pick one with --published-model "
+                                    f"{models[0]!r} (one of: {', '.join(repr(m) for m in models)})")
+            first = cand.iloc[0]
+            sources = ", ".join(dict.fromkeys(cite(p, t) for p, t in zip(cand["paper"], cand["table"])))
+            comparisons.append(Comparison(str(ref.path), r["model"]["name"], r["dataset"], metric, rule.direction,
+                                          float(value), float(first["value"]), rule.allowed(float(first["value"])),
+                                          f"{first['model']} · {sources}").judge())
+    return comparisons, sorted(set(skipped))
+
+
+def compare_baseline(refs: list[RecordRef], baseline: list[RecordRef], rules: list[Rule],
+                     allow_missing: bool = False) -> tuple[list[Comparison], list[str]]:
+    """Compare each record with the baseline records of the same model name, suite, dataset and protocol hash.
+
+    Baseline records of one key and hash are averaged (seeds). A record whose counterpart was measured under a
+    different protocol is an error: the numbers are not comparable, the baseline must be regenerated.
+    """
+    by_key: dict[tuple, list[RecordRef]] = {}
+    for b in baseline:
+        by_key.setdefault(_key(b.record), []).append(b)
+    comparisons: list[Comparison] = []
+    notes: list[str] = []
+    for ref in refs:
+        r = ref.record
+        key = _key(r)
+        group = by_key.get(key)
+        if not group:
+            msg = (f"{ref.path}: no baseline record for model {key[0]!r}, suite {key[1]!r}, dataset {key[2]!r}")
+            if allow_missing:
+                notes.append(msg)
+                continue
+            raise JembenchError(msg + "; add one to the baseline folder or pass --allow-missing")
+        same = [b for b in group if b.record["protocol"]["hash"] == r["protocol"]["hash"]]
+        if not same:
+            theirs = ", ".join(sorted({_proto(b.record) for b in group}))
+            raise JembenchError(f"{ref.path} was measured under protocol {_proto(r)} but the baseline "
+                                f"({group[0].path}) under {theirs}; numbers from different protocols are not "
+                                f"comparable: regenerate the baseline with the same protocol")
+        for metric, value in r["metrics"].items():
+            rule = rule_for(metric, rules)
+            if rule is None or rule.direction == "ignore":
+                continue
+            values = [b.record["metrics"][metric] for b in same if metric in b.record["metrics"]]
+            if not values:
+                notes.append(f"{ref.path}: baseline has no {metric}")
+                continue
+            reference = float(sum(values) / len(values))
+            if not math.isfinite(reference):
+                notes.append(f"{ref.path}: baseline {metric} is not a number; skipped")
+                continue
+            source = f"baseline {same[0].path}" + (f" (mean of {len(same)})" if len(same) > 1 else "")
+            comparisons.append(Comparison(str(ref.path), r["model"]["name"], r["dataset"], metric, rule.direction,
+                                          float(value), reference, rule.allowed(reference), source).judge())
+    return comparisons, notes
+
+
+def _key(record: dict) -> tuple[str, str, str]:
+    return (record["model"]["name"], record["suite"], record["dataset"])
+
+
+def _proto(record: dict) -> str:
+    p = record["protocol"]
+    return f"{p.get('name', record['suite'])}@{str(p['hash'])[:8]}"
+
+
+# ----------------------------------------------------------------------------------------------- output
+def format_table(comparisons: list[Comparison]) -> str:
+    """The readable diff: one line per compared metric, regressions flagged."""
+    rows = []
+    for c in comparisons:
+        delta = c.value - c.reference
+        rows.append([Path(c.record).name, c.model, c.dataset, c.metric, "↑" if c.direction == "higher" else "↓",
+                     f"{c.value:.4g}", f"{c.reference:.4g}", f"{delta:+.4g}", f"±{c.allowed:.4g}", c.status, c.source])
+    return tabulate(rows, headers=["Record", "Model", "Dataset", "Metric", "Better", "Ours", "Reference", "Δ",
+                                   "Allowed", "Status", "Reference source"], tablefmt="github", disable_numparse=True)
+
+
+def exit_code(comparisons: list[Comparison]) -> int:
+    """1 if any comparison is a regression, else 0."""
+    return 1 if any(c.regression for c in comparisons) else 0

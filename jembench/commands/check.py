@@ -1,0 +1,66 @@
+"""``jembench check``: CI regression check of records against published numbers or a baseline folder."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..check import DEFAULT_TOLERANCES, compare_baseline, compare_published, exit_code, format_table, load_rules
+from ..errors import JembenchError
+from ..leaderboard import collect_records
+from ..published import PUBLISHED_DIR, load_published
+
+NAME = "check"
+ORDER = 55
+HELP = "regression check: records vs published numbers or a baseline (exit 0 ok, 1 regression, 2 bad input)"
+DESCRIPTION = ("Compare every metric of the given records with its reference — the published number of the same "
+               "method, dataset and metric (default), or the baseline record of the same model, suite, dataset and "
+               "protocol hash (--baseline DIR) — using per-metric directions and tolerances (defaults in "
+               f"{DEFAULT_TOLERANCES.name}; override with --tolerances FILE). Prints a diff table. Exit status: 0 "
+               "when every metric holds, 1 on a regression beyond tolerance, 2 on unusable input (malformed record "
+               "or tolerance file, nothing to compare, protocol mismatch with the baseline).")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("records", nargs="+", metavar="RECORDS", help="record files or folders of records")
+    p.add_argument("--baseline", default=None, metavar="DIR",
+                   help="compare against the records in DIR instead of the published numbers")
+    p.add_argument("--published-model", default=None, metavar="NAME",
+                   help="the published row to compare against, e.g. 'SADA-JEM (K=5)' (needed when a method has "
+                        "several published numbers for a metric)")
+    p.add_argument("--published", default=str(PUBLISHED_DIR), metavar="DIR", help="folder of published-number CSVs")
+    p.add_argument("--tolerances", default=None, metavar="FILE",
+                   help="TOML file whose [metrics.\"PATTERN\"] entries override the default tolerances")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="with --baseline: skip records that have no baseline counterpart instead of failing")
+
+
+def run(args) -> int:
+    if args.baseline and args.published_model:
+        raise JembenchError("--published-model applies to published numbers; drop it when using --baseline")
+    rules = load_rules(args.tolerances)
+    refs = collect_records(args.records)
+    if not refs:
+        raise JembenchError(f"no records found in {', '.join(args.records)}; pass files written by `jembench eval`")
+    if args.baseline:
+        baseline = collect_records([args.baseline])
+        if not baseline:
+            raise JembenchError(f"no records found in baseline {args.baseline}; pass a folder of records")
+        comparisons, notes = compare_baseline(refs, baseline, rules, allow_missing=args.allow_missing)
+        against = f"baseline {args.baseline}"
+    else:
+        comparisons, skipped = compare_published(refs, load_published(args.published), rules, args.published_model)
+        notes = [f"no published counterpart: {', '.join(skipped)}"] if skipped else []
+        against = "published numbers"
+    if not comparisons:
+        raise JembenchError(f"no metric of the {len(refs)} record(s) has a reference in the {against} "
+                            f"({'; '.join(notes) or 'nothing matched'}); check the records' method/dataset, pass "
+                            f"--published-model NAME, or use --baseline DIR")
+    print(format_table(comparisons))
+    for note in notes:
+        print(f"note: {note}")
+    code = exit_code(comparisons)
+    n_bad = sum(c.regression for c in comparisons)
+    n_better = sum(c.status == "better" for c in comparisons)
+    print(f"check: {len(comparisons)} metric(s) compared against {against}: {n_bad} regression(s), "
+          f"{n_better} better beyond tolerance -> {'FAIL' if code else 'pass'}")
+    return code

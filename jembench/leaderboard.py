@@ -1,0 +1,638 @@
+"""Leaderboards: published numbers and our records side by side, in the shape of the papers' tables.
+
+Data flow: published CSV rows (:mod:`jembench.published`) and JSON records → pandas (pivot to one row per model,
+one column per table column) → :class:`Section` objects → tabulate (``md``, ``latex``, ``csv``, ``html``).
+
+Rules that make the numbers honest:
+
+* one section per published table (paper, table, dataset), rows in the paper's order, the paper's column
+  headers, arrows and footnote symbols; our rows are appended to every section of the same dataset and marked
+  ``(ours)`` with the protocol name and hash they were measured under;
+* our records are averaged only when model, dataset, suite **and protocol hash** agree. When a model has
+  records of one suite under several protocols, every (suite, protocol) group is its own row and a note under
+  the table says so — numbers from different protocols are never silently mixed;
+* best value per column (per score block for OOD) in bold, second best underlined (LaTeX/HTML), following the
+  direction of the column (↑ higher is better, ↓ lower is better).
+"""
+
+from __future__ import annotations
+
+import copy
+import html
+import json
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tabulate import tabulate
+
+from .errors import JembenchError
+from .published import FLAGS, PAPERS, cite, flag_list
+from .records import validate_record
+
+RUNS_DIR = Path(__file__).resolve().parent.parent / "results" / "runs"
+TABLES = ("hybrid", "ood", "calibration", "robustness", "ablation")
+FORMATS = ("md", "latex", "csv", "html")
+
+TITLES = {"hybrid": "Hybrid modelling", "ood": "OOD detection (AUROC)", "calibration": "Calibration",
+          "robustness": "Adversarial robustness", "ablation": "Ablation"}
+DATASET_LABELS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN", "celeba": "CelebA",
+                  "digits": "digits"}
+SCORE_LABELS = {"log_px": "log p(x)", "max_py": "max_y p(y|x)", "grad_norm": "||∂ log p(x)/∂x||"}
+SCORE_LATEX = {"log_px": r"$\log p(\mathbf{x})$", "max_py": r"$\max_y p(y|\mathbf{x})$",
+               "grad_norm": r"$\left\|\frac{\partial \log p(\mathbf{x})}{\partial \mathbf{x}}\right\|$"}
+OOD_SETS = ["svhn", "uniform", "constant", "interp", "cifar100", "celeba"]
+SET_LABELS = {"svhn": "SVHN", "uniform": "Uniform", "constant": "Constant", "interp": "Interp",
+              "cifar100": "CIFAR100", "celeba": "CelebA"}
+VERSUS_LABELS = {"jem": "JEM", "adv_training": "adversarial training"}
+NORM_LABELS = {"linf": "L∞", "l2": "L2"}
+#: which suites feed which table (a calibration record's accuracy is not a hybrid-table accuracy).
+SUITES = {"hybrid": ("accuracy", "generation"), "ablation": ("accuracy", "generation"),
+          "calibration": ("calibration",), "ood": ("ood",), "robustness": ("robustness",)}
+#: preferred sample source for IS/FID cells; others are marked with "°".
+SOURCE_ORDER = ("buffer", "ensemble", "conditional", "fresh")
+OTHER_SOURCE = "°"
+
+
+# ----------------------------------------------------------------------------------------------- records
+@dataclass
+class RecordRef:
+    """A loaded record and the file it came from (figures live beside it)."""
+
+    path: Path
+    record: dict[str, Any]
+
+
+def collect_records(paths: Iterable[str | Path]) -> list[RecordRef]:
+    """Records in the given files and folders (recursive ``*.json``, sorted by path).
+
+    A file named explicitly must be a valid record. Inside folders, JSON files that are not records at all (no
+    ``schema`` key, e.g. a training run's ``config.json``) are skipped; a file that claims to be a record but is
+    malformed, or any file that is not valid JSON, is an error naming it.
+    """
+    refs: list[RecordRef] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            for f in sorted(p.rglob("*.json")):
+                obj = _read_json(f)
+                if isinstance(obj, dict) and str(obj.get("schema", "")).startswith("jembench-record"):
+                    refs.append(RecordRef(f, validate_record(obj, str(f))))
+        elif p.is_file():
+            refs.append(RecordRef(p, validate_record(_read_json(p), str(p))))
+        else:
+            raise JembenchError(f"{p} does not exist; pass record files (.json) or folders of records")
+    for ref in refs:
+        model = ref.record["model"]
+        if not isinstance(model, dict) or not model.get("name"):
+            raise JembenchError(f"{ref.path}: 'model' must hold a 'name' (and 'method', 'dataset'); "
+                                f"regenerate the record with `jembench eval`")
+    return refs
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise JembenchError(f"{path} is not valid JSON ({exc}); delete it or regenerate it with `jembench eval`"
+                            ) from None
+
+
+def records_frame(refs: list[RecordRef]) -> pd.DataFrame:
+    """Long table of our numbers: one row per (record, metric) with model, suite and protocol columns."""
+    rows = []
+    for ref in refs:
+        r = ref.record
+        model = r["model"]
+        proto = r["protocol"]
+        for metric, value in r["metrics"].items():
+            rows.append({"model": model["name"], "method": model.get("method", ""), "dataset": r["dataset"],
+                         "suite": r["suite"], "protocol": proto.get("name", r["suite"]), "hash": proto["hash"],
+                         "metric": metric, "value": float(value), "path": str(ref.path)})
+    cols = ["model", "method", "dataset", "suite", "protocol", "hash", "metric", "value", "path"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+# ----------------------------------------------------------------------------------------------- sections
+@dataclass
+class Cell:
+    value: float
+    decimals: int
+    metric: str
+    mark: str = ""  # e.g. "°" for another sample source
+    protocol: str | None = None  # ours: protocol hash of the records it averages; None for published numbers
+
+
+@dataclass
+class Row:
+    block: str  # group (hybrid), score (ood); "" if none
+    model: str
+    ours: bool
+    source: str
+    flags: list[str] = field(default_factory=list)
+    cells: dict[str, Cell] = field(default_factory=dict)
+    protocols: dict[str, str] = field(default_factory=dict)  # ours: suite -> protocol hash
+    protocol_labels: dict[str, str] = field(default_factory=dict)  # ours: suite -> "name@hash8" for people
+
+
+@dataclass
+class Column:
+    key: str
+    label: str  # as printed (unicode arrows)
+    direction: str  # higher | lower | none
+
+
+@dataclass
+class Section:
+    kind: str
+    title: str
+    dataset: str
+    paper: str | None
+    table: str | None
+    block_label: str | None  # header of the block column (Group / Score), None = no block column
+    columns: list[Column]
+    rows: list[Row]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Place:
+    section: str  # extra section key (robustness norm / crossover), "" otherwise
+    block: str
+    suffix: str  # appended to the model label (robustness K)
+    column: str
+
+
+def _place(kind: str, metric: str) -> list[_Place]:
+    """Where a metric goes in a table of ``kind`` (nothing if it is not part of that table)."""
+    parts = metric.split("/")
+    if kind in ("hybrid", "ablation"):
+        if metric == "accuracy":
+            return [_Place("", "", "", "accuracy")]
+        wanted = ("is", "fid") if kind == "hybrid" else ("fid",)
+        if len(parts) == 2 and parts[0] in wanted:
+            return [_Place("", "", "", parts[0])]
+        return []
+    if kind == "calibration":
+        return [_Place("", "", "", metric)] if metric in ("accuracy", "ece") else []
+    if kind == "ood":
+        if parts[0] == "auroc" and len(parts) == 3:
+            return [_Place("", parts[2], "", parts[1])]
+        return []
+    if kind == "robustness":
+        m = re.fullmatch(r"robust_acc/(\w+)/k(\d+)/eps=(.+)", metric)
+        if m:
+            return [_Place(m.group(1), "", f"K={m.group(2)}", f"eps={m.group(3)}")]
+        m = re.fullmatch(r"clean_acc/k(\d+)", metric)
+        if m:
+            return [_Place(norm, "", f"K={m.group(1)}", "clean") for norm in ("linf", "l2")]
+        m = re.fullmatch(r"crossover_eps255/(\w+)/k(\d+)/vs=(\w+)", metric)
+        if m:
+            return [_Place("crossover", "", f"vs {VERSUS_LABELS.get(m.group(3), m.group(3))}", m.group(1))]
+    return []
+
+
+def _column(kind: str, key: str, printed: str | None = None) -> Column:
+    if kind in ("hybrid", "ablation", "calibration"):
+        label, direction = {"accuracy": ("Acc % ↑", "higher"), "is": ("IS ↑", "higher"),
+                            "fid": ("FID ↓", "lower"), "ece": ("ECE % ↓", "lower")}[key]
+    elif kind == "ood":
+        label, direction = SET_LABELS.get(key, key), "higher"
+    elif key in NORM_LABELS:  # crossover table
+        unit = "(/255)" if key == "linf" else "(0–255 scale)"
+        label, direction = f"{NORM_LABELS[key]} crossover ε {unit}", "none"
+    elif key == "clean":
+        label, direction = "clean ↑", "higher"
+    else:
+        label, direction = f"ε={key[4:]} ↑", "higher"
+    return Column(key, printed or label, direction)
+
+
+def _block_order(kind: str, block: str) -> int:
+    order = list(SCORE_LABELS) if kind == "ood" else []
+    return order.index(block) if block in order else len(order)
+
+
+def _column_order(kind: str, key: str) -> tuple:
+    if kind == "ood":
+        return (OOD_SETS.index(key) if key in OOD_SETS else len(OOD_SETS), key)
+    if kind == "robustness":
+        if key == "clean":
+            return (0, 0.0, key)
+        try:
+            return (1, float(key[4:]), key)
+        except ValueError:
+            return (2, 0.0, key)
+    canonical = ["accuracy", "is", "fid", "ece"]
+    return (canonical.index(key) if key in canonical else 9, key)
+
+
+def _published_sections(kind: str, pub: pd.DataFrame) -> list[tuple[Section, str]]:
+    """One section per (paper, table, dataset[, robustness norm]) from the published rows, in file order."""
+    out: list[tuple[Section, str]] = []
+    sub = pub[pub["leaderboard"] == kind].sort_values("order")
+    if sub.empty:
+        return out
+    placed = []
+    for rec in sub.itertuples(index=False):
+        for pl in _place(kind, rec.metric):
+            placed.append({**rec._asdict(), "psection": pl.section, "pblock": pl.block, "psuffix": pl.suffix,
+                           "pcolumn": pl.column})
+    df = pd.DataFrame(placed)
+    # numbers quoted in running text (column "text") of one paper form one section, not one per paragraph
+    df["ptable"] = df["table"].where(df["column"] != "text", "text")
+    for (paper, ptable, dataset, psection), g in df.groupby(["paper", "ptable", "dataset", "psection"], sort=False):
+        table = ptable if ptable != "text" else "text (" + ", ".join(dict.fromkeys(g["table"])) + ")"
+        # a wide view: one row per (block, printed row), one column per table column
+        wide = g.pivot_table(index=["pblock", "row"], columns="pcolumn", values="order", aggfunc="first",
+                             sort=False)
+        wide = wide.loc[wide.min(axis=1).sort_values(kind="stable").index]  # the paper's row order
+        keys = list(wide.columns) + (["ece"] if kind == "calibration" and "ece" not in wide.columns else [])
+        keys = sorted(keys, key=lambda k: _column_order(kind, k))
+        printed = {c: (g.loc[g["pcolumn"] == c, "column"].tolist() or ["text"])[0] for c in keys}
+        columns = [_column(kind, c, None if printed[c] == "text" else printed[c]) for c in keys]
+        if kind == "robustness":
+            columns = [_column(kind, c.key) for c in columns]
+        rows = []
+        for (block, printed), orders in wide.iterrows():
+            cells_src = g[g["order"].isin([int(o) for o in orders.dropna()])]
+            first = cells_src.iloc[0]
+            flags: list[str] = []
+            cells = {}
+            for c in cells_src.itertuples(index=False):
+                for f in flag_list(c.flags):
+                    if f not in flags:
+                        flags.append(f)
+                src = c.metric.split("/")[1] if c.metric.split("/")[0] in ("is", "fid", "kid") else None
+                mark = OTHER_SOURCE if src and src != "buffer" else ""
+                cells[c.pcolumn] = Cell(c.value, int(c.decimals), c.metric, mark)
+            model = first["model"] + _suffix(first["psuffix"])
+            rows.append(Row(block=_block_name(kind, block, first["group"]), model=model, ours=False,
+                            source=cite(paper, first["table"]), flags=flags, cells=cells))
+        block_label = {"ood": "Score"}.get(kind)
+        if kind in ("hybrid", "ablation") and (g["group"] != "").any():
+            block_label = "Group"
+        title = f"{TITLES[kind]} — {PAPERS.get(paper, paper)}, {table} · {DATASET_LABELS.get(dataset, dataset)}"
+        if kind == "robustness" and psection == "crossover":
+            title += " · ε above which the model is more robust than the comparator"
+        section = Section(kind, title, dataset, paper, table, block_label, columns, rows)
+        if kind == "calibration" and "ece" not in set(g["pcolumn"]):
+            section.notes.append("the paper gives ECE only in its figures (JEM Figs. 4, 9), which the text "
+                                 "extraction lacks; accuracies are from the text")
+        out.append((section, psection))
+    return out
+
+
+def _suffix(suffix: str) -> str:
+    if not suffix:
+        return ""
+    return f" {suffix}" if suffix.startswith("vs ") else f" ({suffix})"
+
+
+def _block_name(kind: str, block: str, group: str) -> str:
+    if kind == "ood":
+        return block
+    return group or ""
+
+
+def _our_rows(kind: str, recs: pd.DataFrame
+              ) -> tuple[dict[tuple[str, str], list[Row]], dict[tuple[str, str], list[str]]]:
+    """Our rows per (dataset, section key), and notes about protocol mismatches per (dataset, section key)."""
+    rows: dict[tuple[str, str], list[Row]] = {}
+    notes: dict[tuple[str, str], list[str]] = {}
+    recs = recs[recs["suite"].isin(SUITES[kind])]
+    if recs.empty:
+        return rows, notes
+    for (dataset, model), g in recs.groupby(["dataset", "model"], sort=True):
+        hashes = g.groupby("suite")["hash"].nunique()
+        if (hashes <= 1).all():
+            units = [g]
+        else:
+            units = [u for _, u in g.groupby(["suite", "hash"], sort=True)]
+            for suite, n in hashes[hashes > 1].items():
+                protos = sorted({f"{p}@{h[:8]}" for p, h in g[g["suite"] == suite][["protocol", "hash"]]
+                                 .itertuples(index=False)})
+                msg = (f"{model} (ours): {suite} records under {n} different protocols ({', '.join(protos)}) are "
+                       f"shown as separate rows, not averaged")
+                for key in {(dataset, pl.section) for m in g["metric"] for pl in _place(kind, m)}:
+                    notes.setdefault(key, []).append(msg)
+        for unit in units:
+            protocols, labels, counts = {}, {}, []
+            for (suite, h), pg in unit.groupby(["suite", "hash"], sort=True):
+                n = pg["path"].nunique()
+                names = "/".join(sorted(set(pg["protocol"])))  # files with identical tables share a hash
+                protocols[suite], labels[suite] = h, f"{names}@{h[:8]}"
+                counts.append(labels[suite] + (f" (mean of {n})" if n > 1 else ""))
+            means = unit.groupby(["suite", "metric"], sort=True)["value"].mean()
+            by_row: dict[tuple[str, str, str], Row] = {}
+            for (suite, metric), value in means.items():
+                for pl in _place(kind, metric):
+                    key = (pl.section, pl.block, pl.suffix)
+                    row = by_row.get(key)
+                    if row is None:
+                        label = f"{model}{_suffix(pl.suffix)} (ours)"
+                        row = by_row[key] = Row(block=pl.block, model=label, ours=True,
+                                                source="ours: " + ", ".join(counts), protocols=dict(protocols),
+                                                protocol_labels=dict(labels))
+                    cell = Cell(float(value), _our_decimals(kind, metric), metric, protocol=protocols[suite])
+                    old = row.cells.get(pl.column)
+                    if old is None or _source_rank(metric) < _source_rank(old.metric):
+                        src = metric.split("/")[1] if metric.split("/")[0] in ("is", "fid") else None
+                        cell.mark = OTHER_SOURCE if src and src != "buffer" else ""
+                        row.cells[pl.column] = cell
+            for (psection, _, _), row in by_row.items():
+                if set(row.cells) == {"clean"}:
+                    continue  # clean accuracy alone does not make a robustness row
+                rows.setdefault((dataset, psection), []).append(row)
+    return rows, notes
+
+
+def _source_rank(metric: str) -> int:
+    parts = metric.split("/")
+    if len(parts) == 2 and parts[1] in SOURCE_ORDER:
+        return SOURCE_ORDER.index(parts[1])
+    return len(SOURCE_ORDER)
+
+
+def _our_decimals(kind: str, metric: str) -> int:
+    head = metric.split("/")[0]
+    return {"auroc": 3, "robust_acc": 1, "clean_acc": 1}.get(head, 2)
+
+
+def build(kind: str, published: pd.DataFrame | None, refs: list[RecordRef], dataset: str | None = None,
+          paper: str | None = None) -> list[Section]:
+    """The sections of leaderboard ``kind``: published tables (optionally of one paper) with our rows added."""
+    if kind not in TABLES:
+        raise JembenchError(f"unknown table {kind!r}; use one of {', '.join(TABLES)}")
+    pub = published if published is not None else pd.DataFrame(columns=["leaderboard", "dataset", "paper"])
+    if dataset:
+        pub = pub[pub["dataset"] == dataset]
+    if paper:
+        pub = pub[pub["paper"] == paper]
+    recs = records_frame(refs)
+    if dataset:
+        recs = recs[recs["dataset"] == dataset]
+    ours, notes = _our_rows(kind, recs)
+    sections: list[Section] = []
+    used: set[tuple[str, str]] = set()
+    for section, psection in (_published_sections(kind, pub) if len(pub) else []):
+        key = (section.dataset, psection)
+        extra = ours.get(key, [])
+        if extra:
+            used.add(key)
+            _append_ours(section, extra, notes.get(key, []))
+        sections.append(section)
+    for key in sorted(set(ours) - used, key=lambda k: (k[0], ["", "linf", "l2"].index(k[1])
+                                                       if k[1] in ("", "linf", "l2") else 9, k[1])):
+        ds, psection = key
+        title = f"{TITLES[kind]} — jembench runs · {DATASET_LABELS.get(ds, ds)}"
+        if kind == "robustness":
+            title += f" · {NORM_LABELS.get(psection, psection)} PGD, robust accuracy %"
+        block_label = "Score" if kind == "ood" else None
+        section = Section(kind, title, ds, None, None, block_label, [], [])
+        _append_ours(section, ours[key], notes.get(key, []))
+        sections.append(section)
+    for section in sections:
+        _protocol_notes(section)
+        _legend(section)
+    return sections
+
+
+def _append_ours(section: Section, rows: list[Row], notes: list[str]) -> None:
+    rows = [copy.deepcopy(r) for r in rows]  # the same rows go into several sections; each gets its own
+    known = {c.key for c in section.columns}
+    extra = sorted({k for r in rows for k in r.cells} - known, key=lambda k: _column_order(section.kind, k))
+    section.columns.extend(_column(section.kind, k) for k in extra)
+    if not section.columns:
+        return
+    if section.kind == "ood":  # ours go to the end of their score block
+        blocks = sorted({r.block for r in section.rows + rows}, key=lambda b: (_block_order("ood", b), b))
+        merged = []
+        for b in blocks:
+            merged += [r for r in section.rows if r.block == b] + [r for r in rows if r.block == b]
+        section.rows = merged
+    else:
+        for r in rows:
+            r.block = "jembench" if section.block_label else ""
+        section.rows = section.rows + rows
+    section.notes.extend(n for n in notes if n not in section.notes)
+
+
+def _protocol_notes(section: Section) -> None:
+    per_suite: dict[str, dict[str, str]] = {}
+    for r in section.rows:
+        for suite, h in r.protocols.items():
+            per_suite.setdefault(suite, {})[h] = r.protocol_labels[suite]
+    for suite, protos in sorted(per_suite.items()):
+        if len(protos) > 1:
+            section.notes.append(f"our rows use {len(protos)} different {suite} protocols "
+                                 f"({', '.join(sorted(protos.values()))}): compare only rows measured under the "
+                                 f"same one")
+
+
+def _legend(section: Section) -> None:
+    flags = [f for f in FLAGS if any(f in r.flags for r in section.rows)]
+    for f in flags:
+        section.notes.append(f"{FLAGS[f][0]} {FLAGS[f][1]}")
+    others = sorted({c.metric for r in section.rows for c in r.cells.values() if c.mark == OTHER_SOURCE})
+    if others:
+        section.notes.append(f"{OTHER_SOURCE} measured on other samples than the replay buffer: {', '.join(others)}")
+    if section.paper is not None and any(r.ours for r in section.rows):
+        section.notes.append("(ours): measured by jembench; its source column names the protocol and hash")
+
+
+# ----------------------------------------------------------------------------------------------- emphasis
+def _ranks(section: Section) -> dict[tuple[int, str], int]:
+    """(row index, column) -> 1 for the best value, 2 for the second best, per column and score block.
+
+    Our cells take part only when every one of them in the column was measured under the same protocol:
+    ranking numbers from different protocols against each other would be exactly the mixing we refuse.
+    """
+    ranks: dict[tuple[int, str], int] = {}
+    for col in section.columns:
+        if col.direction == "none":
+            continue
+        protocols = {r.cells[col.key].protocol for r in section.rows if r.ours and col.key in r.cells}
+        groups: dict[str, list[tuple[int, float]]] = {}
+        for i, r in enumerate(section.rows):
+            cell = r.cells.get(col.key)
+            if cell is None or not math.isfinite(cell.value) or (r.ours and len(protocols) > 1):
+                continue
+            key = r.block if section.kind == "ood" else ""
+            groups.setdefault(key, []).append((i, _rounded(cell)))
+        for items in groups.values():
+            distinct = sorted({v for _, v in items}, reverse=col.direction == "higher")
+            if len(items) < 2 or len(distinct) < 2:
+                continue
+            for i, v in items:
+                if v == distinct[0]:
+                    ranks[(i, col.key)] = 1
+                elif v == distinct[1]:
+                    ranks[(i, col.key)] = 2
+    return ranks
+
+
+def _rounded(cell: Cell) -> float:
+    return round(cell.value, cell.decimals)
+
+
+# ----------------------------------------------------------------------------------------------- rendering
+def _fmt_value(cell: Cell | None) -> str:
+    if cell is None:
+        return "-"
+    if not math.isfinite(cell.value):
+        return "NaN"
+    return f"{cell.value:.{cell.decimals}f}"
+
+
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_LATEX_SYMBOLS = {"↑": r"$\uparrow$", "↓": r"$\downarrow$", "∞": r"$_\infty$", "ε": r"$\epsilon$",
+                  "α": r"$\alpha$", "†": r"$^\dagger$", "‡": r"$^\ddagger$", "§": r"\S{}", "¶": r"\P{}",
+                  "°": r"$^\circ$", "ᵉ": r"$^{e}$", "ⁱ": r"$^{i}$", "·": r"$\cdot$", "|": r"$|$", "−": r"$-$",
+                  "—": "---", "–": "--", "∂": r"$\partial$"}
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX specials and map the few unicode symbols the tables use to math-mode commands."""
+    out = []
+    for ch in str(text):
+        out.append(_LATEX_ESCAPES.get(ch) or _LATEX_SYMBOLS.get(ch) or ch)
+    return "".join(out)
+
+
+def _marks(row: Row) -> str:
+    return "".join(FLAGS[f][0] for f in row.flags if f in FLAGS)
+
+
+def _table_rows(section: Section, fmt: str) -> tuple[list[str], list[list[str]], list[str]]:
+    """Header, body and column alignment of one section in ``fmt`` (md, latex or html)."""
+    ranks = _ranks(section)
+    esc = {"md": lambda s: s.replace("|", "\\|"), "latex": latex_escape, "html": html.escape}[fmt]
+    headers = []
+    if section.block_label:
+        headers.append(section.block_label)
+    headers += ["Model"] + [c.label for c in section.columns] + ["Source"]
+    headers = [esc(h) for h in headers]
+    align = (["left"] if section.block_label else []) + ["left"] + ["right"] * len(section.columns) + ["left"]
+    body = []
+    previous_block = None
+    for i, r in enumerate(section.rows):
+        line = []
+        if section.block_label:
+            block = r.block if r.block != previous_block else ""
+            previous_block = r.block
+            if section.kind == "ood" and block:
+                block = SCORE_LATEX.get(block, esc(block)) if fmt == "latex" else esc(SCORE_LABELS.get(block, block))
+            else:
+                block = esc(block)
+            line.append(block)
+        model = esc(r.model) + esc(_marks(r))
+        if r.ours and fmt == "html":
+            model = f'<span class="ours">{model}</span>'
+        elif r.ours and fmt == "md":
+            model = f"*{model}*"
+        line.append(model)
+        for c in section.columns:
+            cell = r.cells.get(c.key)
+            text = esc(_fmt_value(cell)) + (esc(cell.mark) if cell and cell.mark else "")
+            rank = ranks.get((i, c.key))
+            if rank == 1:
+                text = {"md": f"**{text}**", "latex": rf"\textbf{{{text}}}", "html": f"<strong>{text}</strong>"}[fmt]
+            elif rank == 2 and fmt != "md":
+                text = {"latex": rf"\underline{{{text}}}", "html": f"<u>{text}</u>"}[fmt]
+            line.append(text)
+        line.append(esc(r.source))
+        body.append(line)
+    return headers, body, align
+
+
+def render(sections: list[Section], fmt: str = "md", title: str | None = None) -> str:
+    """All sections as one document in ``fmt`` (md, latex, csv or html)."""
+    if fmt not in FORMATS:
+        raise JembenchError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if fmt == "csv":
+        return to_frame(sections).to_csv(index=False)
+    if fmt == "html":
+        return html_page(title or "jembench leaderboard", html_fragment(sections))
+    parts = []
+    for s in sections:
+        if not s.columns:
+            continue
+        headers, body, align = _table_rows(s, fmt)
+        if fmt == "md":
+            table = tabulate(body, headers=headers, tablefmt="github", colalign=align, disable_numparse=True)
+            notes = "".join(f"\n- {n}" for n in s.notes)
+            parts.append(f"### {s.title}\n\n{table}\n{notes}\n".rstrip() + "\n")
+        else:
+            table = tabulate(body, headers=headers, tablefmt="latex_raw", colalign=align, disable_numparse=True)
+            notes = " ".join(latex_escape(n) + "." for n in s.notes)
+            parts.append("\\begin{table}[t]\n\\centering\n\\small\n"
+                         f"\\caption{{{latex_escape(s.title)}}}\n{table}\n"
+                         + (f"\\par\\footnotesize {notes}\n" if notes else "")
+                         + "\\end{table}\n")
+    if not parts:
+        return "(no rows: no published numbers or records match the filters)\n"
+    return "\n".join(parts)
+
+
+def html_fragment(sections: list[Section]) -> str:
+    """The sections as ``<section>`` elements (tables + notes), for a page or the HTML report."""
+    out = []
+    for s in sections:
+        if not s.columns:
+            continue
+        headers, body, align = _table_rows(s, "html")
+        table = tabulate(body, headers=headers, tablefmt="unsafehtml", colalign=align, disable_numparse=True)
+        table = table.replace("<table>", f'<table class="leaderboard" data-kind="{s.kind}">', 1)
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in s.notes)
+        out.append(f'<section class="board">\n<h3>{html.escape(s.title)}</h3>\n{table}\n'
+                   + (f'<ul class="notes">{notes}</ul>\n' if notes else "") + "</section>")
+    return "\n".join(out)
+
+
+CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem auto;max-width:72rem;
+padding:0 1rem;color:#222}table{border-collapse:collapse;margin:.5rem 0 1rem}th,td{padding:.2rem .6rem;
+border-bottom:1px solid #ddd}th{border-bottom:2px solid #444}.ours{background:#fff3c4;font-style:italic}
+.notes{font-size:.85rem;color:#555}figure{display:inline-block;margin:.5rem 1rem .5rem 0;vertical-align:top}
+figure img{max-width:32rem;min-width:10rem;image-rendering:pixelated;border:1px solid #ccc}
+figcaption{font-size:.85rem;color:#555}code{font-size:.85rem}"""
+
+
+def html_page(title: str, body: str, script: str = "") -> str:
+    """A complete, self-contained HTML document (inline CSS; no external resources)."""
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+            f"<h1>{html.escape(title)}</h1>\n{body}\n"
+            + (f"<script>{script}</script>\n" if script else "") + "</body>\n</html>\n")
+
+
+def to_frame(sections: list[Section]) -> pd.DataFrame:
+    """All sections as one wide DataFrame with raw numbers (the ``csv`` format)."""
+    frames = []
+    for s in sections:
+        recs = []
+        for r in s.rows:
+            d = {"table": s.kind, "section": s.title, "dataset": s.dataset, "block": r.block, "model": r.model,
+                 "ours": r.ours, "source": r.source, "flags": ";".join(r.flags)}
+            for c in s.columns:
+                cell = r.cells.get(c.key)
+                d[c.key] = cell.value if cell is not None else float("nan")
+            recs.append(d)
+        if recs:
+            frames.append(pd.DataFrame(recs))
+    if not frames:
+        return pd.DataFrame(columns=["table", "section", "dataset", "block", "model", "ours", "source", "flags"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def build_all(kinds: Iterable[str], published: pd.DataFrame | None, refs: list[RecordRef],
+              dataset: str | None = None, paper: str | None = None) -> list[Section]:
+    """Sections of several tables, in the given order."""
+    sections: list[Section] = []
+    for kind in kinds:
+        sections += build(kind, published, refs, dataset=dataset, paper=paper)
+    return sections

@@ -1,0 +1,104 @@
+"""The HTML report of a run: one self-contained page with the leaderboard tables and the suites' figures.
+
+Why self-contained: a report is attached to a CI run or mailed around; it must open anywhere, offline, years
+later. So CSS is inline and every PNG a record lists in ``figures`` (written beside the record file) is embedded
+as a base64 ``data:`` URI. A small script marks the page once every image has decoded
+(``<body data-report-ready="yes">``), which is what the browser test checks.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+from tabulate import tabulate
+
+from .errors import JembenchError
+from .leaderboard import TABLES, RecordRef, build_all, collect_records, html_fragment, html_page
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+READY_SCRIPT = """window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; });
+  document.body.setAttribute('data-images-total', String(imgs.length));
+  document.body.setAttribute('data-images-ok', String(ok.length));
+  document.body.setAttribute('data-report-ready', ok.length === imgs.length ? 'yes' : 'broken');
+});"""
+
+
+def figure_paths(ref: RecordRef) -> list[Path]:
+    """The PNG files a record lists in ``figures``, resolved beside the record; missing or non-PNG is an error."""
+    names = ref.record.get("figures", []) or []
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise JembenchError(f"{ref.path}: 'figures' must be a list of file names; regenerate the record")
+    paths = []
+    for name in names:
+        path = ref.path.parent / name
+        if not path.is_file():
+            raise JembenchError(f"{ref.path} lists figure {name!r} but {path} does not exist; keep the figures "
+                                f"beside the record (re-run `jembench eval`) or remove the entry")
+        with open(path, "rb") as fh:
+            if fh.read(8) != PNG_MAGIC:
+                raise JembenchError(f"{path} (listed by {ref.path}) is not a PNG file; figures must be PNG")
+        paths.append(path)
+    return paths
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+
+
+def _label(ref: RecordRef, root: Path) -> str:
+    try:
+        return str(ref.path.relative_to(root))
+    except ValueError:
+        return str(ref.path)
+
+
+def build_report(run_dir: str | Path, published=None, title: str | None = None) -> str:
+    """The report page of every record under ``run_dir`` (with published rows when ``published`` is given)."""
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise JembenchError(f"run folder {root} does not exist or is not a folder; pass the folder holding the "
+                            f"records (e.g. runs/jem/eval)")
+    refs = collect_records([root])
+    if not refs:
+        raise JembenchError(f"no jembench records (*.json) under {root}; run `jembench eval` first")
+    figures = {id(ref): figure_paths(ref) for ref in refs}
+
+    overview = []
+    for ref in refs:
+        r = ref.record
+        proto = r["protocol"]
+        overview.append([html.escape(r["model"]["name"]), html.escape(str(r["model"].get("method", ""))),
+                         html.escape(r["dataset"]), html.escape(r["suite"]),
+                         html.escape(f"{proto.get('name', r['suite'])}@{str(proto['hash'])[:8]}"),
+                         html.escape(str(r.get("seed", ""))), html.escape(str(r.get("created", ""))),
+                         f"<code>{html.escape(_label(ref, root))}</code>"])
+    overview_table = tabulate(overview, headers=["Model", "Method", "Dataset", "Suite", "Protocol", "Seed",
+                                                 "Created", "Record"], tablefmt="unsafehtml", disable_numparse=True)
+
+    sections = [s for s in build_all(TABLES, published, refs) if any(r.ours for r in s.rows) and s.columns]
+    boards = html_fragment(sections) if sections else "<p>No leaderboard rows: the records hold no table metrics.</p>"
+
+    blocks = []
+    for ref in refs:
+        paths = figures[id(ref)]
+        if not paths:
+            continue
+        r = ref.record
+        caption = f"{r['model']['name']} · {r['suite']} · {r['dataset']}"
+        figs = "\n".join(f"<figure>{_img(p, f'{caption}: {p.name}')}<figcaption>{html.escape(p.name)}"
+                         f"</figcaption></figure>" for p in paths)
+        blocks.append(f'<section class="figures">\n<h3>{html.escape(caption)}</h3>\n'
+                      f"<p><code>{html.escape(_label(ref, root))}</code></p>\n{figs}\n</section>")
+    figures_html = "\n".join(blocks) if blocks else "<p>The records list no figures.</p>"
+
+    n_figs = sum(len(p) for p in figures.values())
+    body = (f"<p>{len(refs)} record(s) under <code>{html.escape(str(root))}</code>, {n_figs} figure(s).</p>\n"
+            f"<h2>Records</h2>\n{overview_table}\n<h2>Leaderboards</h2>\n{boards}\n"
+            f"<h2>Figures</h2>\n{figures_html}")
+    return html_page(title or f"jembench report — {root.name or root}", body, READY_SCRIPT)

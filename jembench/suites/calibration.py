@@ -1,0 +1,123 @@
+"""Calibration suite: is p(y|x) as confident as it is accurate? (JEM §5.2, Fig. 4; App. D, Fig. 9).
+
+JEM reports the expected calibration error (ECE, Guo et al. 2017) of the classifier p(y|x) = softmax f(x) on the
+test split and draws reliability diagrams. We compute, in one streaming pass over the test set:
+ECE and MCE with ``n_bins`` equal-width confidence bins (confidence 1.0 in the last bin; JEM++ uses 20), the
+negative log-likelihood and the multi-class Brier score (:mod:`jembench.metrics.calibration`), and accuracy.
+The record holds the per-bin table (count, accuracy, mean confidence) the reliability diagram is drawn from.
+
+Protocol fields (``suites/calibration.toml``): ``n`` (test images, 0 = all), ``n_bins``, ``input_noise`` (σ of
+Gaussian noise added to test inputs, as the official JEM evaluation can; recorded in the protocol either way).
+Figure: ``<record>_reliability.png`` — accuracy bars per bin, the gap to the diagonal, ECE in the title.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+from tabulate import tabulate
+
+from .. import atomic
+from ..errors import JembenchError
+from ..metrics.calibration import CalibrationAccumulator, ReliabilityBins
+from ..records import make_record
+from . import EvalContext
+
+NAME = "calibration"
+
+
+def _settings(protocol) -> tuple[int | None, int, float]:
+    n, n_bins, sigma = protocol.get("n", 0), protocol.get("n_bins", 20), protocol.get("input_noise", 0.0)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise JembenchError(f"protocol {protocol.path}: n = {n!r} must be an integer >= 0 (0 = whole test split)")
+    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
+        raise JembenchError(f"protocol {protocol.path}: n_bins = {n_bins!r} must be an integer >= 1 (JEM++: 20)")
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or sigma < 0:
+        raise JembenchError(f"protocol {protocol.path}: input_noise = {sigma!r} must be a number >= 0")
+    return n or None, n_bins, float(sigma)
+
+
+def figure_path(ctx: EvalContext, name: str) -> Path:
+    """``<record stem>_<name>.png`` beside the record (so records sharing a folder never share figures)."""
+    stem = Path(ctx.options.get("record_path") or NAME).stem
+    return Path(ctx.out_dir) / f"{stem}_{name}.png"
+
+
+def run(ckpt, protocol, ctx: EvalContext) -> dict:
+    start = time.perf_counter()
+    limit, n_bins, sigma = _settings(protocol)
+    x, y = ctx.test_set(limit)
+    gen = torch.Generator().manual_seed(ctx.seed)
+    acc = CalibrationAccumulator(n_bins)
+    with torch.no_grad():
+        for i in range(0, len(x), ctx.batch_size):
+            xb, yb = x[i:i + ctx.batch_size], y[i:i + ctx.batch_size]
+            if sigma > 0:
+                xb = xb + sigma * torch.randn(xb.shape, generator=gen)
+            acc.add_logits(ckpt.model(xb.to(ctx.device)), yb)
+    summary, bins = acc.summary(), acc.bins()
+    metrics = {"ece": summary["ece"] * 100, "mce": summary["mce"] * 100, "nll": summary["nll"],
+               "brier": summary["brier"], "accuracy": summary["accuracy"] * 100, "n": summary["n"]}
+    fig_path = figure_path(ctx, "reliability")
+    reliability_diagram(bins, fig_path, title=f"{ckpt.name} on {ctx.dataset}")
+    details = {"n_bins": n_bins, "input_noise": sigma, "bins": bins.table(),
+               "binning": "equal-width confidence bins [b/B, (b+1)/B), the last closed (confidence 1.0 in it)",
+               "brier": "multi-class sum form: mean_i sum_c (p_ic - 1[y_i = c])^2"}
+    return make_record(suite=NAME, model=ckpt.describe(), dataset=ctx.dataset, protocol=protocol, metrics=metrics,
+                       details=details, figures=[fig_path.name], seed=ctx.seed,
+                       wall_time_s=time.perf_counter() - start)
+
+
+def reliability_diagram(bins: ReliabilityBins, path: str | Path, title: str = "") -> None:
+    """JEM Fig. 4 style: accuracy per confidence bin (bars), the gap to perfect calibration, ECE in the title."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    width = 1.0 / bins.n_bins
+    lefts = [b * width for b in range(bins.n_bins)]
+    filled = [b for b in range(bins.n_bins) if bins.count[b] > 0]
+    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    try:
+        acc = [bins.accuracy[b] for b in filled]
+        conf = [bins.confidence[b] for b in filled]
+        ax.bar([lefts[b] for b in filled], acc, width=width, align="edge", color="tab:blue",
+               edgecolor="black", linewidth=0.5, label="accuracy")
+        ax.bar([lefts[b] for b in filled], [c - a for a, c in zip(acc, conf)], bottom=acc, width=width,
+               align="edge", color="tab:red", alpha=0.3, edgecolor="tab:red", hatch="//", linewidth=0.5,
+               label="gap to confidence")
+        ax.plot([0, 1], [0, 1], "--", color="gray", linewidth=1, label="perfect calibration")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence  max$_y$ p(y|x)")
+        ax.set_ylabel("accuracy")
+        ece = bins.ece()
+        ax.set_title(f"{title}\nECE = {ece * 100:.2f}%" if title else f"ECE = {ece * 100:.2f}%", fontsize=10)
+        ax.legend(loc="upper left", fontsize=8)
+        atomic.save_figure(path, fig)
+    finally:
+        plt.close(fig)
+
+
+def _fmt(value: float, spec: str) -> str:
+    return "nan" if value is None or math.isnan(value) else format(value, spec)
+
+
+def format_table(record: dict) -> str:
+    m = record["metrics"]
+    head = tabulate([[record["model"]["name"], record["dataset"], _fmt(m["accuracy"], ".2f"), _fmt(m["ece"], ".2f"),
+                      _fmt(m["mce"], ".2f"), _fmt(m["nll"], ".4f"), _fmt(m["brier"], ".4f"), int(m["n"])]],
+                    headers=["Model", "Dataset", "Acc % ↑", "ECE % ↓", "MCE % ↓", "NLL ↓", "Brier ↓", "n"],
+                    tablefmt="github")
+    rows = [[f"[{b['lower']:.2f}, {b['upper']:.2f}{']' if b['upper'] == 1.0 else ')'}", b["count"],
+             _fmt(b["accuracy"] * 100, ".1f"), _fmt(b["confidence"] * 100, ".1f")]
+            for b in record.get("details", {}).get("bins", []) if b["count"]]
+    bins = tabulate(rows, headers=["confidence bin", "count", "acc %", "mean conf %"], tablefmt="github")
+    return f"{head}\n\nReliability bins (non-empty):\n{bins}"
+
+
+def headline(record: dict) -> dict[str, float]:
+    return {"ECE % ↓": record["metrics"]["ece"]}

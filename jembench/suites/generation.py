@@ -1,0 +1,314 @@
+"""Generation suite: IS, FID and KID of a JEM's samples (JEM Table 1 + App. B; SADA-JEM Tables 1–2).
+
+Sample sources (metric keys ``is/<source>``, ``fid/<source>``, ``kid/<source>``):
+  ``buffer``       the replay buffer stored in the checkpoint — JEM App. B: "single" scores are computed on the
+                   training buffer of the last checkpoint (with uniform reinit it equals re-sampling the model).
+  ``fresh``        ``n_samples`` new SGLD chains (JEM Eq. 3 on log p(x), :func:`jembench.sampling.sgld`) of
+                   ``steps`` steps from p_0: ``uniform`` U(−1, 1) or ``informative`` — JEM++'s per-class Gaussians,
+                   taken from the checkpoint when it stores them, else fitted to the training set.
+  ``conditional``  JEM App. B: the top ``conditional_fraction`` (10%) of a pool (the buffer, or the fresh samples
+                   without one) by max_y p(y|x).
+  ``ensemble``     with ``--ensemble``: the union of the buffers of all checkpoints given on the command line
+                   (JEM App. B lumps together 5 buffers from the last epochs).
+FID and KID compare against the in-distribution training set; its features are computed once and cached on disk
+(:mod:`jembench.metrics.fidelity`). Every image is quantized to uint8 exactly once (:func:`to_uint8_rgb`).
+
+Protocol fields: see ``suites/generation.toml`` (each is commented there). ``--n-samples``, ``--steps`` and
+``--init`` override ``n_samples``, ``steps`` and ``init``; the record then carries the merged protocol (and its
+own hash), so overridden runs never compare equal to plain ones.
+Figures: ``<record>_samples_<source>.png`` — a grid of (up to ``grid_n``) scored samples per source.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torchvision
+from tabulate import tabulate
+
+from .. import atomic
+from ..data import load_dataset, stack_dataset
+from ..errors import JembenchError
+from ..metrics.fidelity import (INCEPTION, QuantizedDataset, default_cache_root, feature_extractor_kwargs,
+                                fidelity_metrics, reference_cache_name, to_uint8_rgb)
+from ..models import load_checkpoint
+from ..protocols import Protocol
+from ..records import make_record
+from ..sampling import ClassGaussianInit, SGLDConfig, UniformInit, sgld
+from . import EvalContext
+
+NAME = "generation"
+SOURCES = ("buffer", "fresh", "conditional", "ensemble")
+OVERRIDES = {"n_samples": "n_samples", "steps": "steps", "init": "init"}  # CLI option -> protocol field
+
+
+def effective_protocol(protocol: Protocol, options: dict) -> Protocol:
+    """The protocol with ``--n-samples`` / ``--steps`` / ``--init`` merged in (a new hash when anything changed)."""
+    changes = {field: options[opt] for opt, field in OVERRIDES.items() if options.get(opt) is not None}
+    if not changes or all(protocol.get(k) == v for k, v in changes.items()):
+        return protocol
+    return Protocol(name=f"{protocol.name}+cli", path=protocol.path, table={**protocol.table, **changes})
+
+
+@dataclass
+class _Settings:
+    """The validated protocol; every field is checked once, with the fix in the message."""
+
+    sources: list[str]
+    feature_extractor: str
+    reference_split: str
+    reference_n: int
+    n_samples: int
+    steps: int
+    init: str
+    sgld: SGLDConfig
+    conditional_fraction: float
+    conditional_pool: str
+    isc_splits: int
+    kid_subsets: int
+    kid_subset_size: int
+    grid_n: int
+    informative_fit_n: int
+
+    @classmethod
+    def parse(cls, p: Protocol) -> _Settings:
+        where = f"protocol {p.path}"
+
+        def integer(key, default, low):
+            v = p.get(key, default)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise JembenchError(f"{where}: {key} = {v!r} must be an integer >= {low}")
+            return v
+
+        def number(key, default, low, high=math.inf):
+            v = p.get(key, default)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not low <= v <= high:
+                raise JembenchError(f"{where}: {key} = {v!r} must be a number in [{low}, {high}]")
+            return float(v)
+
+        sources = p.get("sources", ["buffer", "fresh", "conditional"])
+        if not isinstance(sources, list) or not sources or any(s not in SOURCES[:3] for s in sources):
+            raise JembenchError(f"{where}: sources = {sources!r}; use a non-empty list of buffer, fresh, "
+                                f"conditional (ensemble is switched on by --ensemble)")
+        fe = p.get("feature_extractor", INCEPTION)
+        if not isinstance(fe, str):
+            raise JembenchError(f"{where}: feature_extractor = {fe!r} must be a torch-fidelity extractor name")
+        split = p.get("reference_split", "train")
+        if split not in ("train", "test"):
+            raise JembenchError(f"{where}: reference_split = {split!r}; use \"train\" (JEM) or \"test\"")
+        init = p.get("init", "uniform")
+        if init not in ("uniform", "informative"):
+            raise JembenchError(f"{where}: init = {init!r}; use \"uniform\" (JEM) or \"informative\" (JEM++)")
+        pool = p.get("conditional_pool", "buffer")
+        if pool not in ("buffer", "fresh"):
+            raise JembenchError(f"{where}: conditional_pool = {pool!r}; use \"buffer\" (JEM App. B) or \"fresh\"")
+        x_clamp = p.get("sgld_x_clamp", False)
+        if not isinstance(x_clamp, bool):
+            raise JembenchError(f"{where}: sgld_x_clamp = {x_clamp!r} must be true or false")
+        clamp = number("sgld_grad_clamp", 0.0, 0.0)
+        sgld_cfg = SGLDConfig(n_steps=integer("steps", 100, 0), step_size=number("sgld_step_size", 1.0, 0.0),
+                              noise=number("sgld_noise", 0.01, 0.0), grad_clamp=clamp or None, x_clamp=x_clamp)
+        fraction = number("conditional_fraction", 0.1, 0.0, 1.0)
+        if fraction == 0:
+            raise JembenchError(f"{where}: conditional_fraction must be > 0 (JEM App. B keeps the top 0.1)")
+        return cls(sources=list(sources), feature_extractor=fe, reference_split=split,
+                   reference_n=integer("reference_n", 0, 0), n_samples=integer("n_samples", 10000, 2),
+                   steps=sgld_cfg.n_steps, init=init, sgld=sgld_cfg, conditional_fraction=fraction,
+                   conditional_pool=pool, isc_splits=integer("isc_splits", 10, 1),
+                   kid_subsets=integer("kid_subsets", 100, 1), kid_subset_size=integer("kid_subset_size", 1000, 2),
+                   grid_n=integer("grid_n", 100, 0), informative_fit_n=integer("informative_fit_n", 0, 0))
+
+
+@dataclass
+class _Pool:
+    """Scored images of one source: uint8 RGB images, max_y p(y|x) and argmax_y of the float images."""
+
+    images: torch.Tensor
+    confidence: torch.Tensor
+    label: torch.Tensor
+
+
+def figure_path(ctx: EvalContext, name: str) -> Path:
+    """``<record stem>_<name>.png`` beside the record (so records sharing a folder never share figures)."""
+    stem = Path(ctx.options.get("record_path") or NAME).stem
+    return Path(ctx.out_dir) / f"{stem}_{name}.png"
+
+
+def _note(notes: list[str], text: str) -> None:
+    notes.append(text)
+    print(f"jembench: generation: {text}", file=sys.stderr)
+
+
+@torch.no_grad()
+def _classify_and_quantize(model, x: torch.Tensor, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    probs = torch.softmax(model(x.to(device)).float(), dim=1).cpu()
+    conf, label = probs.max(dim=1)
+    return to_uint8_rgb(x.cpu()), conf, label
+
+
+def _pool_from_images(model, images: torch.Tensor, device: str, batch_size: int) -> _Pool:
+    parts = [_classify_and_quantize(model, images[i:i + batch_size], device) for i in range(0, len(images), batch_size)]
+    return _Pool(*(torch.cat(p) for p in zip(*parts)))
+
+
+def initial_distribution(ckpt, cfg: _Settings, ctx: EvalContext) -> tuple[object, str]:
+    """p_0 of fresh chains and where it came from: U(−1, 1), or JEM++'s class Gaussians from the checkpoint
+    (when its buffer was initialised from them) or fitted to the training set."""
+    if cfg.init == "uniform":
+        return UniformInit(ckpt.image_shape), "uniform U(-1, 1)"
+    state = ckpt.init_state or {}
+    if state.get("name") == ClassGaussianInit.name:
+        return ClassGaussianInit.from_state_dict(state), "class Gaussians stored in the checkpoint"
+    x, y = stack_dataset(load_dataset(ctx.dataset, "train", ctx.data_root, download=ctx.download),
+                         limit=cfg.informative_fit_n or None, seed=ctx.seed)
+    try:
+        init = ClassGaussianInit.fit(x, y, ckpt.n_classes)
+    except (ValueError, RuntimeError) as exc:
+        raise JembenchError(f"cannot fit the informative init to {ctx.dataset} train ({exc}); raise "
+                            f"informative_fit_n in the protocol or use init = \"uniform\"") from None
+    return init, f"class Gaussians fitted to {len(x)} {ctx.dataset} training images"
+
+
+def fresh_samples(ckpt, cfg: _Settings, init, ctx: EvalContext) -> _Pool:
+    """``cfg.n_samples`` SGLD chains of ``cfg.steps`` steps on log p(x), ``ctx.batch_size`` chains at a time."""
+    parts = []
+    for start in range(0, cfg.n_samples, ctx.batch_size):
+        y = torch.arange(start, min(start + ctx.batch_size, cfg.n_samples)) % ckpt.n_classes
+        x = sgld(ckpt.model, init.sample(y, ctx.device), cfg.sgld)
+        parts.append(_classify_and_quantize(ckpt.model, x, ctx.device))
+    return _Pool(*(torch.cat(p) for p in zip(*parts)))
+
+
+def top_fraction(confidence: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Indices of the ⌈fraction·N⌉ (at least 2) most confident samples, most confident first (JEM App. B)."""
+    k = min(len(confidence), max(2, math.ceil(fraction * len(confidence))))
+    return torch.topk(confidence, k).indices
+
+
+def _ensemble_buffers(ckpt, ctx: EvalContext, notes: list[str]) -> torch.Tensor | None:
+    buffers = []
+    for path in ctx.options.get("ensemble_checkpoints") or []:
+        same = Path(path).resolve() == Path(ckpt.path).resolve()
+        buf = ckpt.buffer if same else load_checkpoint(path, device="cpu").buffer
+        if buf is None:
+            _note(notes, f"ensemble: {path} has no replay buffer; left out")
+        elif tuple(buf.shape[1:]) != tuple(ckpt.image_shape):
+            _note(notes, f"ensemble: {path} buffer images are {tuple(buf.shape[1:])}, not {tuple(ckpt.image_shape)};"
+                         f" left out")
+        else:
+            buffers.append(to_uint8_rgb(buf))
+    if not buffers:
+        _note(notes, "ensemble: no checkpoint with a usable replay buffer; pass several checkpoints with --ensemble")
+        return None
+    return torch.cat(buffers)
+
+
+def save_grid(images: torch.Tensor, path: str | Path) -> None:
+    """A square grid of uint8 RGB images as PNG (torchvision.utils.save_image), written temp file + rename."""
+    nrow = max(1, math.ceil(math.sqrt(len(images))))
+    with atomic.atomic_path(path) as tmp:
+        torchvision.utils.save_image(images.float() / 255, tmp, nrow=nrow, padding=1, format="png")
+
+
+def run(ckpt, protocol, ctx: EvalContext) -> dict:
+    start = time.perf_counter()
+    protocol = effective_protocol(protocol, ctx.options)
+    cfg = _Settings.parse(protocol)
+    fe_kwargs = feature_extractor_kwargs(cfg.feature_extractor, ctx.options.get("inception_weights"))  # fail fast
+    notes: list[str] = []
+    details: dict = {"feature_extractor": cfg.feature_extractor, "sources": {}}
+    if "feature_extractor_weights_path" in fe_kwargs:
+        details["feature_extractor_weights"] = Path(fe_kwargs["feature_extractor_weights_path"]).name
+    # the FID / KID reference: a fixed (seed 0) subset of the training set, so its cache entry is shared by runs
+    base = load_dataset(ctx.dataset, cfg.reference_split, ctx.data_root, download=ctx.download)
+    n_ref = min(cfg.reference_n or len(base), len(base))
+    indices = torch.randperm(len(base), generator=torch.Generator().manual_seed(0))[:n_ref].sort().values.tolist()
+    reference = QuantizedDataset(base, indices)
+    cache = reference_cache_name(ctx.dataset, cfg.reference_split, n_ref, fe_kwargs)
+    details["reference"] = {"dataset": ctx.dataset, "split": cfg.reference_split, "n": n_ref, "cache_name": cache,
+                            "cache_root": str(default_cache_root())}
+
+    pools: dict[str, _Pool] = {}
+    want_buffer = "buffer" in cfg.sources or ("conditional" in cfg.sources and cfg.conditional_pool == "buffer")
+    if want_buffer:
+        if ckpt.buffer is None:
+            _note(notes, "buffer: the checkpoint stores no replay buffer; buffer source skipped")
+        else:
+            pools["buffer"] = _pool_from_images(ckpt.model, ckpt.buffer, ctx.device, ctx.batch_size)
+    cond_pool = cfg.conditional_pool if cfg.conditional_pool in pools else "fresh"
+    if "fresh" in cfg.sources or ("conditional" in cfg.sources and cond_pool == "fresh"):
+        init, init_source = initial_distribution(ckpt, cfg, ctx)
+        pools["fresh"] = fresh_samples(ckpt, cfg, init, ctx)
+        details["fresh"] = {"n": cfg.n_samples, "init": init_source, "sgld": cfg.sgld.to_dict()}
+
+    samples: dict[str, _Pool | torch.Tensor] = {s: pools[s] for s in ("buffer", "fresh") if s in cfg.sources
+                                                 and s in pools}
+    if "conditional" in cfg.sources:
+        if cond_pool != cfg.conditional_pool:
+            _note(notes, "conditional: no replay buffer, so the top samples are taken from the fresh chains")
+        pool = pools[cond_pool]
+        idx = top_fraction(pool.confidence, cfg.conditional_fraction)
+        idx = idx[torch.argsort(pool.label[idx], stable=True)]  # class-sorted, for the grid
+        samples["conditional"] = _Pool(pool.images[idx], pool.confidence[idx], pool.label[idx])
+        details["conditional"] = {"pool": cond_pool, "fraction": cfg.conditional_fraction, "k": len(idx),
+                                  "min_confidence": float(pool.confidence[idx].min())}
+    if ctx.options.get("ensemble"):
+        union = _ensemble_buffers(ckpt, ctx, notes)
+        if union is not None:
+            samples["ensemble"] = union
+            details["ensemble"] = {"checkpoints": [str(p) for p in ctx.options.get("ensemble_checkpoints") or []]}
+
+    metrics: dict[str, float] = {}
+    figures: list[str] = []
+    for source, item in samples.items():
+        images = item.images if isinstance(item, _Pool) else item
+        if len(images) < 2:
+            _note(notes, f"{source}: only {len(images)} image(s); IS/FID/KID need at least 2, skipped")
+            continue
+        result = fidelity_metrics(images, reference, reference_cache=cache, fe_kwargs=fe_kwargs,
+                                  isc_splits=cfg.isc_splits, kid_subsets=cfg.kid_subsets,
+                                  kid_subset_size=cfg.kid_subset_size, device=ctx.device,
+                                  batch_size=ctx.batch_size, seed=ctx.seed)
+        for key in ("is", "fid", "kid"):
+            metrics[f"{key}/{source}"] = result[key]
+        details["sources"][source] = {"n": len(images), "is_std": result["is_std"], "kid_std": result["kid_std"]}
+        if cfg.grid_n:
+            path = figure_path(ctx, f"samples_{source}")
+            save_grid(images[:cfg.grid_n], path)
+            figures.append(path.name)
+    details["notes"] = notes
+    return make_record(suite=NAME, model=ckpt.describe(), dataset=ctx.dataset, protocol=protocol, metrics=metrics,
+                       details=details, figures=figures, seed=ctx.seed, wall_time_s=time.perf_counter() - start)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else ("nan" if math.isnan(value) else format(value, spec))
+
+
+def format_table(record: dict) -> str:
+    m = record["metrics"]
+    details = record.get("details", {})
+    rows = [[source, _fmt(m.get(f"is/{source}"), ".3f"), _fmt(m.get(f"fid/{source}"), ".2f"),
+             _fmt(m.get(f"kid/{source}"), ".4f"), info.get("n", "")]
+            for source, info in details.get("sources", {}).items()]
+    lines = [f"Generation, {record['model']['name']} vs {record['dataset']} "
+             f"{details.get('reference', {}).get('split', 'train')} (feature extractor "
+             f"{details.get('feature_extractor', '?')})",
+             tabulate(rows, headers=["samples", "IS ↑", "FID ↓", "KID ↓", "n"], tablefmt="github")]
+    if details.get("feature_extractor") not in (None, INCEPTION):
+        lines.append("note: not Inception features — numbers are not comparable with the papers'")
+    lines += [f"note: {n}" for n in details.get("notes", [])]
+    return "\n".join(lines)
+
+
+def headline(record: dict) -> dict[str, float]:
+    m = record["metrics"]
+    for source in SOURCES:
+        if f"fid/{source}" in m:
+            return {f"IS ({source}) ↑": m[f"is/{source}"], f"FID ({source}) ↓": m[f"fid/{source}"]}
+    return {}

@@ -1,0 +1,175 @@
+"""Divergence guard: detect a diverging run, roll back to the last good state, apply the JEM paper's remedies.
+
+JEM training "regularly diverged" (Grathwohl et al. 2020, §6); App. G.3: a chain drawn from the replay buffer
+with a far higher energy than the rest produces gradients orders of magnitude larger than the others and the
+model blows up. What worked: (1) a lower learning rate, (2) more SGLD steps per iteration (20 → 40), and
+(3) restarting from a saved checkpoint with a different random seed. The guard automates exactly that:
+
+* **detect** — per iteration, on the device and without a host sync, it ORs a flag with: loss not finite,
+  |loss| > ``loss_bound`` (SADA-JEM's guard: 1e5), energy gap E(x̂) − E(x) not finite or
+  |gap| > ``gap_bound``. The flag (plus "all weights finite") is read — one sync, all-reduced under DDP — only
+  at *check points*: the log cadence, before every checkpoint write and at the end, so no bad state ever
+  reaches the disk;
+* **remember** — after every passing check, the whole training state (weights, optimizer, scheduler, replay
+  buffer, RNG states, iteration) is copied in memory (on the training device; no disk round trip);
+* **recover** — on a failing check it restores that copy, multiplies the learning rate by
+  ``recovery_lr_factor`` and the SGLD steps by ``recovery_sgld_factor`` (1 disables either) and reseeds
+  the RNGs (a new seed), logs the event, and training continues from the restored iteration;
+* **give up** — after ``max_recoveries`` rollbacks (counted over the whole run, resumes included) it
+  restores the last good state once more, lets the caller write it as the checkpoint, and raises a
+  one-line :class:`JembenchError` saying what to change.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from jembench.errors import JembenchError
+from jembench.seeding import rng_state, seed_everything, set_rng_state
+
+REASONS = ("loss not finite", "|loss| > loss_bound", "energy gap not finite or > gap_bound", "weights not finite")
+
+
+@dataclass
+class Snapshot:
+    iteration: int
+    model: dict
+    optimizer: dict
+    scheduler: dict
+    buffer: dict | None
+    rng: dict
+
+
+@dataclass
+class DivergenceGuard:
+    loss_bound: float
+    gap_bound: float
+    max_recoveries: int
+    lr_factor: float = 0.5
+    sgld_factor: float = 2.0
+    recoveries: int = 0
+    events: list[dict] = field(default_factory=list)
+    all_reduce_max: Callable[[torch.Tensor], torch.Tensor] | None = None  # DDP: OR the flags of every rank
+    _flags: torch.Tensor | None = None  # (4,) bool: which REASONS fired since the last check
+    _clean: torch.Tensor | None = None  # iterations since the last check before the first bad one
+    _first_loss: torch.Tensor | None = None  # the loss of the first bad iteration
+    _window_start: int = 0  # iteration of the last check
+    _snapshot: Snapshot | None = None
+
+    # ------------------------------------------------------------------------------------------ detect
+    @torch.no_grad()
+    def observe(self, loss: torch.Tensor, stats: dict[str, torch.Tensor]) -> None:
+        """Fold one iteration's loss and energy gap into the flag (device ops only: no host sync)."""
+        loss = loss.detach().float()
+        no = torch.zeros_like(loss, dtype=torch.bool)
+        gap = stats.get("e_gap")
+        gap_bad = (~torch.isfinite(gap) | (gap.abs() > self.gap_bound)) if gap is not None else no
+        flags = torch.stack([~torch.isfinite(loss), loss.abs() > self.loss_bound, gap_bad, no])
+        if self._flags is None:
+            self._flags, self._clean, self._first_loss = no.expand(4).clone(), torch.zeros_like(loss), loss.clone()
+        seen = self._flags.any()
+        self._first_loss = torch.where(~seen & flags.any(), loss, self._first_loss)
+        self._flags = self._flags | flags
+        self._clean = self._clean + (~self._flags.any()).float()
+
+    @torch.no_grad()
+    def check(self, model: torch.nn.Module, iteration: int) -> dict | None:
+        """One host sync (all ranks agree under DDP): ``None`` when all is well, else what fired and where."""
+        weights_ok = torch.stack([p.isfinite().all() for p in model.parameters()]).all()
+        device = weights_ok.device
+        if self._flags is None:  # no iteration since the last check
+            flags, clean, first_loss = torch.zeros(4, device=device), torch.zeros((), device=device), None
+        else:
+            flags, clean, first_loss = self._flags.float(), self._clean, self._first_loss
+        flags = torch.cat([flags[:3], (~weights_ok).float().view(1)])
+        packed = torch.cat([flags, -clean.view(1)])  # max over ranks: any flag, the earliest bad iteration
+        if self.all_reduce_max is not None:
+            packed = self.all_reduce_max(packed)
+        values = packed.tolist()
+        window_start, self._window_start = self._window_start, iteration
+        self._flags = self._clean = self._first_loss = None
+        if not any(v > 0 for v in values[:4]):
+            return None
+        first = window_start + int(-values[4]) + 1 if any(v > 0 for v in values[:3]) else iteration
+        own_bad = first_loss is not None and bool(flags[:3].any())  # failure path only: a second sync is fine
+        return {"reasons": [r for r, v in zip(REASONS, values[:4]) if v > 0], "first_bad_iteration": first,
+                "first_bad_loss": first_loss.item() if own_bad else None}
+
+    # ------------------------------------------------------------------------------------ remember / restore
+    def remember(self, iteration: int, model, optimizer, scheduler, buffer) -> None:
+        """Copy the (good) training state in memory, on its device."""
+        self._snapshot = Snapshot(
+            iteration=iteration,
+            model={k: v.detach().clone() for k, v in model.state_dict().items()},
+            optimizer=copy.deepcopy(optimizer.state_dict()),
+            scheduler=copy.deepcopy(scheduler.state_dict()),
+            buffer={"images": buffer.images.clone(), "labels": buffer.labels.clone()} if buffer is not None else None,
+            rng=rng_state())
+
+    @property
+    def last_good_iteration(self) -> int | None:
+        return self._snapshot.iteration if self._snapshot is not None else None
+
+    def restore(self, model, optimizer, scheduler, buffer) -> int:
+        """Put the remembered state back; returns its iteration."""
+        snap = self._snapshot
+        if snap is None:
+            raise JembenchError("training diverged before the first good state was remembered; lower --lr or "
+                                "--log-every so the guard checks earlier")
+        model.load_state_dict(snap.model)
+        optimizer.load_state_dict(copy.deepcopy(snap.optimizer))
+        scheduler.load_state_dict(copy.deepcopy(snap.scheduler))
+        if buffer is not None and snap.buffer is not None:
+            buffer.images = snap.buffer["images"].clone()
+            buffer.labels = snap.buffer["labels"].clone()
+            buffer.size = len(buffer.images)
+        set_rng_state(snap.rng)
+        self._flags = self._clean = self._first_loss = None
+        self._window_start = snap.iteration
+        return snap.iteration
+
+    # ------------------------------------------------------------------------------------------- recover
+    def recover(self, found: dict, at_iteration: int, model, optimizer, scheduler, buffer, cfg, new_seed: int
+                ) -> tuple[Any, dict]:
+        """Roll back and apply the remedies; returns (the remedied config, the logged event).
+
+        Raises :class:`JembenchError` (after restoring the last good state) when the budget is spent.
+        """
+        restored = self.restore(model, optimizer, scheduler, buffer)
+        event: dict[str, Any] = {"event": "divergence", "detected_at": at_iteration, **found,
+                                 "rolled_back_to": restored, "recovery": self.recoveries + 1}
+        if self.recoveries >= self.max_recoveries:
+            event["event"] = "give_up"
+            self.events.append(dict(event))
+            return cfg, event
+        self.recoveries += 1
+        for group in optimizer.param_groups:
+            group["lr"] *= self.lr_factor
+            if "initial_lr" in group:
+                group["initial_lr"] *= self.lr_factor
+        if hasattr(scheduler, "base_lrs"):
+            scheduler.base_lrs = [lr * self.lr_factor for lr in scheduler.base_lrs]
+        steps = math.ceil(cfg.sgld_steps * self.sgld_factor) if cfg.sgld_steps > 0 else 0
+        cfg = cfg.replace(lr=cfg.lr * self.lr_factor, sgld_steps=steps)
+        seed_everything(new_seed)
+        event.update(lr=cfg.lr, sgld_steps=cfg.sgld_steps, seed=new_seed)
+        self.events.append(dict(event))
+        return cfg, event
+
+    def give_up_message(self, event: dict, ckpt: str) -> str:
+        return (f"training diverged at iteration {event['detected_at']} ({'; '.join(event['reasons'])}) and the "
+                f"recovery budget is spent (max_recoveries={self.max_recoveries}); {ckpt} now holds the last good "
+                f"state (iteration {event['rolled_back_to']}): resume it with --resume and a lower --lr, more "
+                f"--sgld-steps, or a higher --max-recoveries")
+
+    def state_dict(self) -> dict:
+        return {"recoveries": self.recoveries, "events": list(self.events)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.recoveries = int(state.get("recoveries", 0))
+        self.events = list(state.get("events", []))

@@ -1,0 +1,176 @@
+"""`jembench check`: direction-aware tolerances, exit 0 / 1 / 2, published numbers and baselines."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jembench.check import compare_baseline, compare_published, load_rules, rule_for
+from jembench.cli import main
+from jembench.leaderboard import collect_records
+from jembench.protocols import Protocol, load_protocol
+from jembench.published import load_published
+from jembench.records import make_record
+
+REPO = Path(__file__).resolve().parent.parent
+ACC = load_protocol("accuracy")
+ACC_500 = Protocol("accuracy-n500", ACC.path, dict(ACC.table, n=500))
+GEN = Protocol("generation", "suites/generation.toml", {"suite": "generation", "n_samples": 10000})
+SAM = {"name": "softmax-sam-c10", "method": "softmax_sam", "dataset": "cifar10"}  # one published number: 97.2
+SADA = {"name": "sada-c10", "method": "sada_jem", "dataset": "cifar10"}
+
+
+def write(folder: Path, name: str, record: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(json.dumps(record), encoding="utf-8")
+    return path
+
+
+def acc_record(model: dict, accuracy: float, protocol: Protocol = ACC, **extra) -> dict:
+    return make_record(suite="accuracy", model=model, dataset=model["dataset"], protocol=protocol,
+                       metrics={"accuracy": accuracy, "nll": 0.3, "n": 10000.0, **extra})
+
+
+@pytest.fixture(scope="module")
+def cli_runs(tmp_path_factory):
+    """Three end-to-end runs, started together: worse than published, within tolerance, malformed."""
+    d = tmp_path_factory.mktemp("check")
+    worse = write(d, "worse.json", acc_record(SAM, 95.0))  # 2.2 points below 97.2, tolerance 1.0
+    within = write(d, "within.json", acc_record(SAM, 96.5))  # 0.7 below
+    bad = write(d, "bad.json", {**acc_record(SAM, 96.5), "metrics": {"accuracy": "96.5"}})  # a string
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    procs = {name: subprocess.Popen([sys.executable, "-m", "jembench", "check", str(path)], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+             for name, path in (("worse", worse), ("within", within), ("bad", bad))}
+    out = {}
+    for name, p in procs.items():
+        stdout, stderr = p.communicate(timeout=300)
+        out[name] = subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr)
+    return out
+
+
+def test_cli_exit_1_when_worse_than_published_beyond_tolerance(cli_runs):
+    res = cli_runs["worse"]
+    assert res.returncode == 1, res.stderr
+    line = next(line for line in res.stdout.splitlines() if "| accuracy" in line)
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[3:9] == ["accuracy", "↑", "95", "97.2", "-2.2", "±1"]
+    assert cells[9] == "REGRESSION" and "Softmax + SAM" in cells[10] and "Table 1" in cells[10]
+    assert "FAIL" in res.stdout
+
+
+def test_cli_exit_0_within_tolerance(cli_runs):
+    res = cli_runs["within"]
+    assert res.returncode == 0, res.stderr
+    assert "| ok " in res.stdout and "REGRESSION" not in res.stdout
+    assert "-> pass" in res.stdout
+
+
+def test_cli_exit_2_on_malformed_record(cli_runs):
+    res = cli_runs["bad"]
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "bad.json" in lines[0] and "'accuracy' is '96.5', not a number" in lines[0]
+
+
+def test_direction_aware_fid_and_published_model(tmp_path):
+    """FID: lower is better. A higher FID beyond max(2.0, 10 %) fails; a much lower one is 'better'."""
+    pub, rules = load_published(), load_rules()
+
+    def gen(fid: float) -> dict:
+        return make_record(suite="generation", model=SADA, dataset="cifar10", protocol=GEN,
+                           metrics={"fid/buffer": fid, "is/buffer": 8.77})
+
+    write(tmp_path / "a", "gen.json", gen(12.0))  # K=5 published 9.41, allowed 2.0
+    write(tmp_path / "b", "gen.json", gen(7.0))
+    bad, _ = compare_published(collect_records([tmp_path / "a"]), pub, rules, "SADA-JEM (K=5)")
+    good, _ = compare_published(collect_records([tmp_path / "b"]), pub, rules, "SADA-JEM (K=5)")
+    fid_bad = next(c for c in bad if c.metric == "fid/buffer")
+    assert (fid_bad.reference, fid_bad.allowed, fid_bad.status) == (9.41, 2.0, "REGRESSION")
+    assert next(c for c in good if c.metric == "fid/buffer").status == "better"
+    assert next(c for c in good if c.metric == "is/buffer").status == "ok"  # equal to the published 8.77
+
+
+def test_ambiguous_or_missing_reference_is_exit_2(tmp_path, capsys):
+    rec = write(tmp_path, "sada.json", acc_record(SADA, 95.9))
+    assert main(["check", str(rec)]) == 2  # SADA-JEM has K=5/10/20 accuracies: which one?
+    err = capsys.readouterr().err
+    assert "several published numbers" in err and "--published-model" in err
+    assert main(["check", str(rec), "--published-model", "SADA-JEM (K=10)"]) == 0
+    assert main(["check", str(rec), "--published-model", "SADA-JEM (K=20)"]) == 0  # 0.2 below: within
+    capsys.readouterr()
+    digits = write(tmp_path / "d", "digits.json", acc_record({"name": "jem-digits", "method": "jem",
+                                                              "dataset": "digits"}, 90.0))
+    assert main(["check", str(digits)]) == 2  # no published digits numbers: nothing compared is not a pass
+    assert "no metric of the 1 record(s) has a reference" in capsys.readouterr().err
+    assert main(["check", str(rec), "--published-model", "No Such Model"]) == 2
+
+
+def test_record_sgld_steps_selects_the_published_row(tmp_path):
+    rec = acc_record({**SADA, "sgld_steps": 5}, 93.0)
+    write(tmp_path, "k5.json", rec)
+    comps, _ = compare_published(collect_records([tmp_path]), load_published(), load_rules())
+    assert [(c.reference, c.status) for c in comps] == [(95.5, "REGRESSION")]
+
+
+def test_tolerance_file_overrides_defaults(tmp_path, capsys):
+    within = write(tmp_path, "within.json", acc_record(SAM, 96.5))
+    tight = tmp_path / "tight.toml"
+    tight.write_text('[metrics."accuracy"]\nabs = 0.5\n', encoding="utf-8")  # direction inherited
+    assert main(["check", str(within), "--tolerances", str(tight)]) == 1
+    assert "±0.5" in capsys.readouterr().out
+    for bad_toml, message in [('[metrics."accuracy"]\nabs = -1\n', "must be a non-negative number"),
+                              ('[metrics."accuracy"]\nslack = 1\n', "unknown key(s) ['slack']"),
+                              ('[metrics."new/*"]\nabs = 1\n', "has no direction"),
+                              ('[metrics."ece"]\ndirection = "up"\n', "must be one of higher, lower, ignore"),
+                              ("[tolerance]\naccuracy = 1\n", "unknown top-level key(s)"),
+                              ("[metrics\n", "is not valid TOML")]:
+        tight.write_text(bad_toml, encoding="utf-8")
+        assert main(["check", str(within), "--tolerances", str(tight)]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_default_rules_cover_every_suite_metric():
+    rules = load_rules()
+    expect = {"accuracy": "higher", "ece": "lower", "mce": "lower", "nll": "lower", "brier": "lower",
+              "auroc/svhn/log_px": "higher", "aupr/interp/max_py": "higher", "fpr95/uniform/grad_norm": "lower",
+              "is/fresh": "higher", "fid/buffer": "lower", "kid/ensemble": "lower",
+              "robust_acc/linf/k10/eps=0.0313725": "higher", "clean_acc/k0": "higher",
+              "boundary/median_l2/k0": "higher", "pointwise/median_l0/k10": "higher", "n": "ignore"}
+    assert {m: rule_for(m, rules).direction for m in expect} == expect
+
+
+def test_baseline_same_protocol_regression_and_mismatch(tmp_path, capsys):
+    base, cur = tmp_path / "baseline", tmp_path / "current"
+    write(base, "s0.json", acc_record(SADA, 80.0))
+    write(base, "s1.json", acc_record(SADA, 81.0))  # averaged: 80.5
+    write(cur, "acc.json", acc_record(SADA, 79.0))
+    comps, _ = compare_baseline(collect_records([cur]), collect_records([base]), load_rules())
+    acc = next(c for c in comps if c.metric == "accuracy")
+    assert (acc.reference, acc.status) == (80.5, "REGRESSION")  # 1.5 below, allowed 1.0
+    assert main(["check", str(cur), "--baseline", str(base)]) == 1
+    capsys.readouterr()
+    # the same model measured under another protocol: not comparable, exit 2 naming both protocols
+    write(cur, "acc.json", acc_record(SADA, 80.4, protocol=ACC_500))
+    assert main(["check", str(cur), "--baseline", str(base)]) == 2
+    err = capsys.readouterr().err
+    assert f"accuracy-n500@{ACC_500.hash[:8]}" in err and f"accuracy@{ACC.hash[:8]}" in err
+    # a record with no baseline counterpart: exit 2, or skipped with --allow-missing
+    write(cur, "acc.json", acc_record({**SADA, "name": "other"}, 80.4))
+    write(cur, "acc2.json", acc_record(SADA, 80.4))
+    assert main(["check", str(cur), "--baseline", str(base)]) == 2
+    assert main(["check", str(cur), "--baseline", str(base), "--allow-missing"]) == 0
+    assert "no baseline record for model 'other'" in capsys.readouterr().out
+
+
+def test_nan_metric_is_a_regression(tmp_path):
+    write(tmp_path, "nan.json", acc_record(SAM, math.nan))
+    comps, _ = compare_published(collect_records([tmp_path]), load_published(), load_rules())
+    assert comps[0].status == "REGRESSION (not a number)" and comps[0].regression

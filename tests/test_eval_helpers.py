@@ -1,0 +1,50 @@
+"""Helpers shared by test_calibration.py, test_ood.py and test_generation.py (no tests in here)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from jembench.models import save_checkpoint
+from jembench.protocols import Protocol
+from jembench.sampling import UniformInit
+from reference_models.wideresnet import wide_resnet
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def make_wrn_checkpoint(path: Path, *, in_channels: int = 1, n_classes: int = 10, image_size: int = 8,
+                        dataset: str = "digits", buffer_n: int | None = 100, init_state: dict | None = None,
+                        seed: int = 0) -> Path:
+    """A randomly initialised WRN-10-1 checkpoint in our format (with a uniform replay buffer unless
+    ``buffer_n`` is None)."""
+    torch.manual_seed(seed)
+    kwargs = dict(depth=10, widen_factor=1, n_classes=n_classes, in_channels=in_channels)
+    shape = (in_channels, image_size, image_size)
+    buffer = None
+    if buffer_n is not None:
+        buffer = {"images": torch.rand(buffer_n, *shape) * 2 - 1, "labels": torch.arange(buffer_n) % n_classes,
+                  "init": init_state or UniformInit(shape).state_dict(), "reinit_freq": 0.05}
+    save_checkpoint(path, arch="wrn", arch_kwargs=kwargs, model=wide_resnet(**kwargs), method="jem", dataset=dataset,
+                    n_classes=n_classes, image_shape=shape, config={}, buffer=buffer)
+    return path
+
+
+def protocol(suite: str, **table) -> Protocol:
+    """An in-memory protocol (its hash is that of ``table``)."""
+    return Protocol(name=f"{suite}-test", path=f"<test {suite}>", table={"suite": suite, **table})
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
+    """``python -m jembench ARGS`` in a subprocess from the repository root."""
+    full_env = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))  # tiny models: no intra-op thread contention
+    return subprocess.run([sys.executable, "-m", "jembench", *map(str, args)], cwd=REPO, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def is_png(path: Path) -> bool:
+    return path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

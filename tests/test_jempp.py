@@ -1,0 +1,139 @@
+"""JEM++ pieces: the informative initialisation (fit, cache, buffer fill, reinit draws), proximal SGLD settings,
+the presets and the warm-up + step-decay schedule."""
+
+import pytest
+import torch
+
+from jembench.commands.train import resolve_config
+from jembench.errors import JembenchError
+from jembench.sampling import ClassGaussianInit, ReplayBuffer
+from reference_models import informative_init as ii
+from reference_models import jempp, sada_jem
+from reference_models.train_loop import build_buffer, lr_factor, sgld_config
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny networks train faster on one thread, and far faster when other processes share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _synthetic(n_per_class=4000, seed=0):
+    """Three classes of 2×2 images with known means and (correlated) covariances, well inside [-1, 1]."""
+    gen = torch.Generator().manual_seed(seed)
+    means = torch.tensor([[-0.5, 0.0, 0.3, 0.1], [0.4, -0.2, 0.0, 0.2], [0.0, 0.5, -0.4, -0.1]])
+    mixes = [torch.randn(4, 4, generator=gen) * 0.06 for _ in range(3)]
+    covs = [m @ m.T + 0.002 * torch.eye(4) for m in mixes]
+    xs, ys = [], []
+    for c in range(3):
+        dist = torch.distributions.MultivariateNormal(means[c], covs[c])
+        torch.manual_seed(seed + c)
+        xs.append(dist.sample((n_per_class,)))
+        ys.append(torch.full((n_per_class,), c))
+    return torch.cat(xs).view(-1, 1, 2, 2), torch.cat(ys), means, covs
+
+
+def test_informative_init_samples_have_the_fitted_class_means_and_covariances():
+    images, labels, _, _ = _synthetic()
+    fitted = ii.ClassGaussians.from_state_dict(ClassGaussianInit.fit(images, labels, 3).state_dict())
+    n = 20000
+    torch.manual_seed(1)
+    y = torch.arange(3).repeat_interleave(n)[torch.randperm(3 * n)]  # shuffled labels: the per-class path
+    x = fitted.sample(y, "cpu").view(3 * n, 4).double()
+    for c in range(3):
+        data = images[labels == c].view(-1, 4).double()
+        mu, cov = data.mean(0), torch.cov(data.T) + 1e-4 * torch.eye(4, dtype=torch.float64)
+        xc = x[y == c]
+        se_mean = (cov.diagonal() / n).sqrt()
+        assert ((xc.mean(0) - mu).abs() < 5 * se_mean).all(), (c, xc.mean(0), mu)
+        # sample covariance: Var(s_ij) = (σ_ij² + σ_ii σ_jj) / n
+        se_cov = ((cov ** 2 + torch.outer(cov.diagonal(), cov.diagonal())) / n).sqrt()
+        assert ((torch.cov(xc.T) - cov).abs() < 5 * se_cov).all(), (c, torch.cov(xc.T), cov)
+
+
+def test_class_gaussians_sample_like_the_floor_sampler():
+    """Same distribution and same RNG draws as jembench.sampling.ClassGaussianInit, only cheaper in memory."""
+    images, labels, _, _ = _synthetic(200)
+    base = ClassGaussianInit.fit(images, labels, 3)
+    ours = ii.ClassGaussians.from_state_dict(base.state_dict())
+    y = torch.tensor([2, 0, 1, 1, 0, 2, 2])
+    torch.manual_seed(5)
+    a = base.sample(y, "cpu")
+    torch.manual_seed(5)
+    b = ours.sample(y, "cpu")
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_informative_init_is_fitted_once_to_unaugmented_data_and_cached(tmp_path, monkeypatch):
+    cfg = resolve_config("jempp", "tiny", {"dataset": "digits"})
+    calls = []
+    real_fit = ClassGaussianInit.fit
+
+    def spy(images, labels, n_classes, **kw):
+        calls.append(images)
+        return real_fit(images, labels, n_classes, **kw)
+
+    monkeypatch.setattr(ClassGaussianInit, "fit", staticmethod(spy))
+    first = ii.informative_init(cfg, tmp_path, 10)
+    second = ii.informative_init(cfg, tmp_path, 10)
+    assert len(calls) == 1 and (tmp_path / ii.CACHE_NAME).is_file()
+    torch.testing.assert_close(first.means, second.means)
+    from jembench.data import load_dataset, stack_dataset
+    raw, _ = stack_dataset(load_dataset("digits", "train"))
+    assert torch.equal(calls[0], raw)  # un-augmented, noise-free training images
+
+
+def test_buffer_is_filled_from_and_reinitialised_from_the_class_gaussians(tmp_path):
+    cfg = resolve_config("jempp", "tiny", {"dataset": "digits", "buffer_size": 2000, "reinit_freq": 1.0})
+    torch.manual_seed(0)
+    buffer = build_buffer(cfg, tmp_path, 10, (1, 8, 8), torch.device("cpu"), world_size=1)
+    assert isinstance(buffer, ReplayBuffer) and isinstance(buffer.init, ii.ClassGaussians)
+    means = buffer.init.means.view(10, 1, 8, 8)
+    for c in range(10):  # chains of class c start near μ_c (much nearer than to other classes' means)
+        own = (buffer.images[buffer.labels == c].mean(0) - means[c]).abs().mean()
+        other = (buffer.images[buffer.labels == c].mean(0) - means[(c + 1) % 10]).abs().mean()
+        assert own < 0.05 < other, (c, own, other)
+    x0, idx = buffer.sample(4000)  # reinit_freq 1: every start is a fresh draw from p_0 of the chain's class
+    for c in range(10):
+        drawn = x0[buffer.labels[idx] == c]
+        assert (drawn.mean(0) - means[c]).abs().mean() < 0.08
+
+
+def test_proximal_sgld_and_optimiser_settings_of_the_presets():
+    cfg = resolve_config("jempp", "paper", {"dataset": "cifar10"})
+    s = sgld_config(cfg)
+    assert (s.grad_clamp, s.x_clamp, s.n_steps, s.step_size, s.noise) == (1.0, True, 10, 1.0, 0.0)
+    assert (cfg.init, cfg.norm, cfg.optimizer, cfg.lr, cfg.warmup_iters, cfg.decay_epochs, cfg.decay_rate,
+            cfg.epochs, cfg.batch_size, cfg.input_noise) == ("class_gaussian", "batch", "sgd", 0.1, 1000,
+                                                              [50, 100, 125], 0.2, 150, 64, 0.03)
+    for name, k in [("paper-k5", 5), ("paper-k10", 10), ("paper-k20", 20)]:
+        assert resolve_config("jempp", name, {"dataset": "cifar100"}).sgld_steps == k
+        assert resolve_config("sada_jem", name, {"dataset": "cifar10"}).sgld_steps == k
+    assert resolve_config("jempp", "paper", {"dataset": "svhn"}).flip is False
+    sada = resolve_config("sada_jem", "paper", {"dataset": "cifar10"})
+    assert (sada.sgld_steps, sada.sam_rho, sada.sam_adaptive, sada.px_unaugmented, sada.input_noise,
+            sada.decay_epochs, sada.epochs, sada.weight_decay) == (5, 2.0, True, True, 0.0, [60, 120, 180], 200, 5e-4)
+    with pytest.raises(JembenchError, match="no preset 'paper-k5'.*tiny, paper"):
+        resolve_config("jem", "paper-k5", {})
+    assert jempp.PRESETS == sada_jem.PRESETS == ("tiny", "paper", "paper-k5", "paper-k10", "paper-k20")
+
+
+def test_sgld_step_is_clamped_in_gradient_and_range():
+    from jembench.sampling import sgld
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    with torch.no_grad():
+        model[1].weight.fill_(1e3)  # a huge gradient: each step may move a pixel by at most α·ε
+    cfg = resolve_config("jempp", "paper", {"dataset": "cifar10", "sgld_steps": 1, "sgld_step_size": 0.3})
+    x0 = torch.tensor([[-0.9, 0.0, 0.5, 0.95]]).view(1, 1, 2, 2)
+    x = sgld(model, x0, sgld_config(cfg))
+    torch.testing.assert_close(x, (x0 + 0.3).clamp(-1, 1))
+
+
+def test_warmup_then_step_decay():
+    cfg = resolve_config("jempp", "paper", {"dataset": "cifar10"})
+    f = lr_factor(cfg, iters_per_epoch=100)
+    assert f(0) == pytest.approx(1 / 1000) and f(499) == pytest.approx(0.5) and f(999) == 1.0
+    assert f(4999) == 1.0 and f(5000) == pytest.approx(0.2) and f(10000) == pytest.approx(0.04)
+    assert f(12500) == pytest.approx(0.008)

@@ -1,0 +1,205 @@
+"""`jembench leaderboard`: paper-shaped tables, published and our rows side by side, protocols never mixed."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from jembench import leaderboard as lb
+from jembench.errors import JembenchError
+from jembench.leaderboard import collect_records
+from jembench.protocols import Protocol, load_protocol
+from jembench.published import load_published
+from jembench.records import make_record
+
+REPO = Path(__file__).resolve().parent.parent
+SADA_T1 = "SADA-JEM (Yang et al., CVPR 2023), Table 1 · CIFAR-10"
+
+ACC = load_protocol("accuracy")  # the real protocol file in suites/
+# the same suite with another setting (500 test images): a different protocol hash
+ACC_TINY = Protocol("accuracy-n500", ACC.path, dict(ACC.table, n=500))
+GEN = Protocol("generation", "suites/generation.toml", {"suite": "generation", "n_samples": 10000, "source": "buffer"})
+OOD = Protocol("ood", "suites/ood.toml", {"suite": "ood", "sets": ["svhn", "uniform"], "n": 1000})
+MODEL = {"name": "sada-c10", "method": "sada_jem", "dataset": "cifar10"}
+
+
+def write(folder: Path, name: str, record: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(json.dumps(record), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """Records of one CIFAR-10 model: two seeds under the paper protocol, one under the tiny protocol,
+    generation and OOD; plus a digits model and a training config.json that is not a record."""
+    d = tmp_path_factory.mktemp("runs")
+    write(d / "sada", "acc-s0.json", make_record(suite="accuracy", model=MODEL, dataset="cifar10", protocol=ACC,
+                                                 metrics={"accuracy": 95.0, "nll": 0.2, "n": 10000}, seed=0))
+    write(d / "sada", "acc-s1.json", make_record(suite="accuracy", model=MODEL, dataset="cifar10", protocol=ACC,
+                                                 metrics={"accuracy": 95.4, "nll": 0.2, "n": 10000}, seed=1))
+    write(d / "sada", "acc-tiny.json", make_record(suite="accuracy", model=MODEL, dataset="cifar10",
+                                                   protocol=ACC_TINY, metrics={"accuracy": 90.0, "n": 500}))
+    write(d / "sada", "gen.json", make_record(suite="generation", model=MODEL, dataset="cifar10", protocol=GEN,
+                                              metrics={"is/buffer": 8.5, "fid/buffer": 10.25}))
+    write(d / "sada", "ood.json", make_record(suite="ood", model=MODEL, dataset="cifar10", protocol=OOD,
+                                              metrics={"auroc/svhn/log_px": 0.99, "auroc/uniform/log_px": 1.0}))
+    write(d / "digits", "acc.json", make_record(suite="accuracy", model={"name": "jem-digits", "method": "jem",
+                                                                         "dataset": "digits"},
+                                                dataset="digits", protocol=ACC_TINY, metrics={"accuracy": 91.0}))
+    (d / "sada" / "config.json").write_text('{"lr": 0.1}', encoding="utf-8")
+    return d
+
+
+def run_many(*commands: list[str]) -> list[subprocess.CompletedProcess]:
+    """Run several ``python -m jembench ...`` commands concurrently (each pays the CLI's import time once)."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    procs = [subprocess.Popen([sys.executable, "-m", "jembench", *c], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, cwd=REPO, env=env) for c in commands]
+    out = []
+    for cmd, p in zip(commands, procs):
+        stdout, stderr = p.communicate(timeout=300)
+        out.append(subprocess.CompletedProcess(cmd, p.returncode, stdout, stderr))
+    return out
+
+
+def md_row(text: str, model: str, section: str | None = None) -> list[str]:
+    """The cells of the first Markdown table row whose model cell is ``model`` (inside ``section`` if given)."""
+    if section is not None:
+        text = text[text.index(section):]
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and model in cells:
+            return cells
+    raise AssertionError(f"no row {model!r} in\n{text[:3000]}")
+
+
+@pytest.fixture(scope="module")
+def cli_results(run_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    results = run_many(
+        ["leaderboard", str(run_dir), "--table", "hybrid"],
+        ["leaderboard", str(run_dir), "--table", "hybrid", "--format", "latex", "--out", str(out / "hybrid.tex")],
+    )
+    return dict(zip(["md", "latex"], results)), out
+
+
+def test_cli_hybrid_prints_sada_table1_rows_plus_ours(cli_results):
+    res = cli_results[0]["md"]
+    assert res.returncode == 0, res.stderr
+    text = res.stdout
+    assert SADA_T1 in text
+    section = text[text.index(SADA_T1):]
+    section = section[:section.index("###")] if "###" in section else section
+    # every SADA-JEM Table 1 row, in the paper's order
+    order = ["SADA-JEM (K=5)", "SADA-JEM (K=10)", "SADA-JEM (K=20)", "IGEBM (K=60)", "JEM (K=20)†", "JEM++ (M=5)†",
+             "JEM++ (M=10)", "JEM++ (M=20)", "JEAT", "CF-EBM (K=50)", "ImCD (K=40)", "DiffuRecov (K=30)",
+             "VAEBM (K=6)", "VERA", "Softmax", "Softmax + SAM", "SNGAN", "StyleGAN2-ADA"]
+    positions = [section.index(f"| {name} ") for name in order]
+    assert positions == sorted(positions)
+    assert md_row(section, "SADA-JEM (K=5)")[2:5] == ["95.5", "8.77", "9.41"]
+    assert md_row(section, "Softmax + SAM")[2] == "**97.2**"  # best accuracy in bold, as in the paper
+    assert md_row(section, "StyleGAN2-ADA")[4] == "**2.92**"  # FID: lower is better
+    assert md_row(section, "JEM (K=20)†")[3] == "8.76°"  # conditional-ensemble IS is marked
+    # our rows, marked and with their protocol; the two seeds under one protocol are averaged
+    ours = [line for line in section.splitlines() if line.startswith("|") and "(ours)" in line]
+    assert len(ours) == 3
+    assert ours[0].startswith("| jembench ")  # our own row group, after the paper's groups
+    assert any("95.20" in line and f"accuracy@{ACC.hash[:8]} (mean of 2)" in line for line in ours)
+    assert any("90.00" in line and f"accuracy-n500@{ACC_TINY.hash[:8]}" in line for line in ours)
+    assert any("8.50" in line and "10.25" in line for line in ours)
+    assert "† training unstable and regularly diverged" in section
+    assert "jem-digits (ours)" in text  # digits has no published table: an ours-only section
+
+
+def test_cli_latex_out_file_and_known_row(cli_results):
+    res, out = cli_results[0]["latex"], cli_results[1]
+    assert res.returncode == 0, res.stderr
+    tex = (out / "hybrid.tex").read_text(encoding="utf-8")
+    assert not list(out.glob(".hybrid.tex.*"))  # atomic write left no temp file
+    assert r"\begin{tabular}" in tex and r"Acc \% $\uparrow$" in tex and r"FID $\downarrow$" in tex
+    line = next(line for line in tex.splitlines() if "SADA-JEM (K=5)" in line)
+    assert [c.strip() for c in line.rstrip("\\ ").split("&")][1:5] == ["SADA-JEM (K=5)", "95.5", "8.77",
+                                                                     r"\underline{9.41}"]  # 2nd-best FID
+    assert r"\textbf{97.2}" in tex and r"JEM (K=20)$^\dagger$" in tex
+    assert r"sada-c10 (ours)" in tex
+
+
+def test_malformed_record_is_exit_2_naming_it(tmp_path, capsys):
+    from jembench.cli import main
+
+    bad = write(tmp_path, "bad.json", {"schema": "jembench-record/1", "suite": "accuracy", "model": MODEL,
+                                       "dataset": "cifar10", "protocol": {"hash": "x"}, "metrics": {"accuracy": "95"}})
+    assert main(["leaderboard", str(bad), "--table", "hybrid"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "bad.json" in lines[0] and "not a number" in lines[0]
+    assert main(["leaderboard", "--no-records", "--out", str(tmp_path)]) == 2  # a folder is not a file
+    assert "is a folder" in capsys.readouterr().err
+
+
+def test_csv_has_numbers_and_dataset_filter(capsys):
+    from jembench.cli import main
+
+    assert main(["leaderboard", "--no-records", "--table", "hybrid", "--format", "csv", "--dataset", "cifar100"]) == 0
+    df = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert set(df["dataset"]) == {"cifar100"}
+    row = df[df["model"] == "SADA-JEM (K=20)"].iloc[0]
+    assert (row["accuracy"], row["is"], row["fid"]) == (77.3, 10.78, 19.9)
+    assert df["accuracy"].dtype == "float64"
+
+
+def test_protocol_mismatch_is_never_merged(tmp_path):
+    """Same model, same suite, two protocols: two rows and a note; same protocol: one averaged row."""
+    write(tmp_path, "a.json", make_record(suite="accuracy", model=MODEL, dataset="cifar10", protocol=ACC,
+                                          metrics={"accuracy": 80.0}))
+    write(tmp_path, "b.json", make_record(suite="accuracy", model=MODEL, dataset="cifar10", protocol=ACC_TINY,
+                                          metrics={"accuracy": 60.0}))
+    sections = lb.build("hybrid", None, collect_records([tmp_path]))
+    assert len(sections) == 1
+    rows = sections[0].rows
+    assert sorted(r.cells["accuracy"].value for r in rows) == [60.0, 80.0]  # not 70.0
+    assert {r.protocol_labels["accuracy"] for r in rows} == {f"accuracy@{ACC.hash[:8]}",
+                                                            f"accuracy-n500@{ACC_TINY.hash[:8]}"}
+    assert any("2 different protocols" in n and "not averaged" in n for n in sections[0].notes)
+    md = lb.render(sections, "md")
+    assert "**80.00**" not in md  # no best-value emphasis across different protocols
+    write(tmp_path, "c.json", make_record(suite="accuracy", model=MODEL, dataset="cifar10", protocol=ACC_TINY,
+                                          metrics={"accuracy": 62.0}))
+    rows = lb.build("hybrid", None, collect_records([tmp_path]))[0].rows
+    assert sorted(r.cells["accuracy"].value for r in rows) == [61.0, 80.0]  # same hash: averaged
+
+
+def test_ood_rows_land_in_their_score_block_and_md_latex_html_agree(run_dir):
+    pub = load_published()
+    sections = lb.build("ood", pub, collect_records([run_dir]), paper="sada-jem-poster-yang-2023")
+    assert len(sections) == 1
+    s = sections[0]
+    assert [c.key for c in s.columns] == ["svhn", "interp", "cifar100", "celeba", "uniform"]  # ours adds Uniform
+    log_block = [r.model for r in s.rows if r.block == "log_px"]
+    assert log_block[-1] == "sada-c10 (ours)" and log_block[0] == "WideResNet"
+    md = lb.render(sections, "md")
+    assert md_row(md, "sada-c10 (ours)".join("**"))[2] == "**0.990**"  # ours beats 0.98 on SVHN
+    assert md_row(md, "SADA-JEM (K=20)")[2:6] == ["0.98", "0.83", "**0.92**", "**0.95**"]
+    tex = lb.render(sections, "latex")
+    assert r"$\log p(\mathbf{x})$" in tex and r"\underline{0.98}" in tex
+    page = lb.render(sections, "html")
+    assert page.startswith("<!DOCTYPE html>") and '<span class="ours">sada-c10 (ours)</span>' in page
+    assert "<strong>0.990</strong>" in page
+
+
+def test_collect_records_skips_non_records_but_rejects_broken_json(run_dir, tmp_path):
+    refs = collect_records([run_dir])
+    assert len(refs) == 6 and all(r.path.name != "config.json" for r in refs)
+    (tmp_path / "broken.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(JembenchError, match="broken.json is not valid JSON"):
+        collect_records([tmp_path])
+    with pytest.raises(JembenchError, match="does not exist"):
+        collect_records([tmp_path / "missing"])
