@@ -269,28 +269,33 @@ def load_dataset(name: str, split: str = "train", data_root: str | Path = DEFAUL
 SYNTHETIC_OOD = ("uniform", "constant", "interp")
 
 
-def synthetic_ood(name: str, in_distribution: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
-    """Build n synthetic out-of-distribution images shaped like ``in_distribution`` (N, C, H, W) in [-1, 1].
+def synthetic_ood_batch(name: str, in_distribution: torch.Tensor, m: int, generator: torch.Generator,
+                        interp_lambda: float = 0.5) -> torch.Tensor:
+    """``m`` images of a synthetic out-of-distribution set shaped like ``in_distribution`` (N, C, H, W) in [-1, 1].
 
-    ``uniform``:  every pixel i.i.d. U(-1, 1).
-    ``constant``: one colour per image — each channel's value drawn once from U(-1, 1) and repeated over
-                  all pixels (the JEM paper's "Constant" set, Table 7: images of a single random colour).
-    ``interp``:   convex mixes λ·a + (1-λ)·b, λ ~ U(0, 1), of random pairs of in-distribution test images
-                  ("CIFAR10 Interp", JEM §5.3).
+    ``uniform``:  every pixel i.i.d. U(-1, 1) (JEM Table 7 "Uniform").
+    ``constant``: every pixel 0, i.e. mid-grey in [-1, 1]: JEM App. E.2 defines the Constant set as "all
+                  examples = 0" (in the network's input space).
+    ``interp``:   λ·x_a + (1 − λ)·x_b for random pairs a ≠ b of in-distribution test images ("CIFAR10 Interp",
+                  JEM §5.3); λ = 0.5 by default, as the official evaluation averages two shuffled batches.
     """
-    gen = torch.Generator().manual_seed(seed)
-    shape = (n, *in_distribution.shape[1:])
+    shape = (m, *in_distribution.shape[1:])
     if name == "uniform":
-        return torch.rand(shape, generator=gen) * 2 - 1
+        return torch.rand(shape, generator=generator) * 2 - 1
     if name == "constant":
-        colour = torch.rand((n, shape[1], 1, 1), generator=gen) * 2 - 1
-        return colour.expand(shape).clone()
+        return torch.zeros(shape)
     if name == "interp":
-        a = torch.randint(0, len(in_distribution), (n,), generator=gen)
-        b = torch.randint(0, len(in_distribution), (n,), generator=gen)
-        lam = torch.rand((n, 1, 1, 1), generator=gen)
-        return lam * in_distribution[a] + (1 - lam) * in_distribution[b]
+        n = len(in_distribution)
+        a = torch.randint(0, n, (m,), generator=generator)
+        b = (a + torch.randint(1, max(2, n), (m,), generator=generator)) % n
+        return interp_lambda * in_distribution[a] + (1 - interp_lambda) * in_distribution[b]
     raise JembenchError(f"unknown synthetic OOD set {name!r}; use one of {', '.join(SYNTHETIC_OOD)}")
+
+
+def synthetic_ood(name: str, in_distribution: torch.Tensor, n: int, seed: int = 0,
+                  interp_lambda: float = 0.5) -> torch.Tensor:
+    """``n`` images of a synthetic OOD set at once (see :func:`synthetic_ood_batch`), seeded."""
+    return synthetic_ood_batch(name, in_distribution, n, torch.Generator().manual_seed(seed), interp_lambda)
 
 
 def stack_dataset(dataset: Dataset, limit: int | None = None, seed: int = 0, batch_size: int = 256

@@ -1,7 +1,27 @@
 """Reference trainers: the Wide-ResNet, the one shared training loop, and one file per method.
 
-A method module defines ``NAME``, ``DESCRIPTION``, ``preset(name, dataset) -> dict`` (partial
-:class:`reference_models.config.TrainConfig` values) and ``objective(step) -> (loss, stats)``.
+A method module defines ``NAME``, ``DESCRIPTION``, ``PRESETS``, ``preset(name, dataset) -> dict`` (partial
+:class:`reference_models.config.TrainConfig` values) and ``objective(step) -> (loss, stats)``; everything else
+(sampler, informative init, SAM, DA-free loader, divergence guard, resume, DDP) is configuration of the shared
+loop in :mod:`reference_models.train_loop`.
+
+``jembench train METHOD --dataset D --preset P [--any-field VALUE ...]``:
+
+=============  ==========================================  =================================================
+method         objective                                   presets (P)
+=============  ==========================================  =================================================
+jem            CE + E(x) − E(x̂), SGLD from U(−1, 1)        tiny, paper (K = 20)
+jempp          same; class-Gaussian init, clamped SGLD,    tiny, paper (M = 10), paper-k5/-k10/-k20
+               SGD + warm-up
+sada_jem       same at θ and θ + ε̂ (SAM), DA-free p(x)     tiny, paper (K = 5), paper-k5/-k10/-k20
+softmax        CE                                          tiny, paper
+softmax_sam    CE with SAM (ρ = .05)                       tiny, paper
+=============  ==========================================  =================================================
+
+``paper`` presets hold the paper's / official code's hyperparameters for cifar10, cifar100 and svhn (WRN-28-10;
+no horizontal flips on SVHN); ``tiny`` presets train WRN-10-1 on the embedded 8×8 digits in about a minute
+on a CPU core (elsewhere: 100 iterations with augmentation). The resolved config is printed at start and
+stored in ``config.json``, ``events.jsonl`` and every checkpoint.
 """
 
 from __future__ import annotations

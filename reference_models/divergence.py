@@ -136,9 +136,10 @@ class DivergenceGuard:
     # ------------------------------------------------------------------------------------------- recover
     def recover(self, found: dict, at_iteration: int, model, optimizer, scheduler, buffer, cfg, new_seed: int
                 ) -> tuple[Any, dict]:
-        """Roll back and apply the remedies; returns (the remedied config, the logged event).
+        """Roll back to the last good state and apply the remedies; returns (the remedied config, the event).
 
-        Raises :class:`JembenchError` (after restoring the last good state) when the budget is spent.
+        When the budget is spent the state is still rolled back but nothing is remedied and the event is a
+        ``give_up`` (the loop then writes the checkpoint and raises :meth:`give_up_message`).
         """
         restored = self.restore(model, optimizer, scheduler, buffer)
         event: dict[str, Any] = {"event": "divergence", "detected_at": at_iteration, **found,

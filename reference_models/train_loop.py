@@ -270,6 +270,24 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
     def streams() -> tuple[Iterator, Iterator | None]:
         return labelled.batches(state.iteration), (px_stream.batches(state.iteration) if px_stream else None)
 
+    def roll_back(found: dict, it: int) -> None:
+        state.cfg, event = guard.recover(found, it, model, optimizer, scheduler, buffer, state.cfg,
+                                         new_seed=rank_seed(cfg.seed + 7_919 * (guard.recoveries + 1), rank))
+        state.iteration = event["rolled_back_to"]
+        kind = event.pop("event")
+        events.write(kind, it, **event)
+        if kind == "give_up":  # keep the last good state on disk, then stop
+            checkpoint()
+            bar.close()
+            raise JembenchError(guard.give_up_message(event, str(ckpt_path)))
+        if main:
+            print(f"[jembench] divergence at iteration {it} ({'; '.join(found['reasons'])}): rolled back to "
+                  f"{state.iteration}, lr {state.cfg.lr:g}, SGLD steps {state.cfg.sgld_steps} "
+                  f"(recovery {guard.recoveries}/{cfg.max_recoveries})", file=sys.stderr)
+        log.truncate(state.iteration)
+        bar.n = state.iteration
+        bar.refresh()
+
     data, px_data = streams()
     guard.remember(state.iteration, model, optimizer, scheduler, buffer)
     bar = tqdm(total=total_iters, initial=state.iteration, disable=not (progress and main), desc=cfg.run_name,
@@ -292,22 +310,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
         if log_due or ckpt_due:  # the guard's check point: one host sync
             found = guard.check(model, it)
             if found is not None:
-                state.cfg, event = guard.recover(found, it, model, optimizer, scheduler, buffer, state.cfg,
-                                                 new_seed=rank_seed(cfg.seed + 7_919 * (guard.recoveries + 1), rank))
-                state.iteration = event["rolled_back_to"]
-                kind = event.pop("event")
-                events.write(kind, it, **event)
-                if kind == "give_up":  # budget spent: keep the last good state on disk, then stop
-                    checkpoint()
-                    bar.close()
-                    raise JembenchError(guard.give_up_message(event, str(ckpt_path)))
-                print(f"[jembench] divergence at iteration {it} ({'; '.join(found['reasons'])}): rolled back to "
-                      f"{state.iteration}, lr {state.cfg.lr:g}, SGLD steps {state.cfg.sgld_steps} "
-                      f"(recovery {guard.recoveries}/{cfg.max_recoveries})", file=sys.stderr)
-                log.truncate(state.iteration)
+                roll_back(found, it)  # to the last good state, with remedies; raises when the budget is spent
                 data, px_data = streams()
-                bar.n = state.iteration
-                bar.refresh()
                 continue
             guard.remember(it, model, optimizer, scheduler, buffer)
         if log_due:

@@ -161,7 +161,8 @@ def test_inception_weights_found_in_torch_fidelity_cache_or_explicit(tmp_path, m
     with pytest.raises(JembenchError) as info:
         feature_extractor_kwargs("inception-v3-compat")
     msg = str(info.value)
-    assert INCEPTION_FILE in msg and str(tmp_path / "th" / "hub" / "checkpoints") in msg and "--inception-weights" in msg
+    assert INCEPTION_FILE in msg and "--inception-weights" in msg
+    assert str(tmp_path / "th" / "hub" / "checkpoints") in msg
     cached = tmp_path / "th" / "hub" / "checkpoints" / INCEPTION_FILE
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"not really weights")
@@ -185,9 +186,6 @@ def test_cli_without_inception_weights_fails_fast_with_one_clear_line(tmp_path):
     assert len(lines) == 1, proc.stderr
     assert INCEPTION_FILE in lines[0] and str(home / "hub" / "checkpoints") in lines[0]
     assert "--inception-weights PATH" in lines[0] and "Traceback" not in proc.stderr
-    proc = run_cli("eval", "--suite", "generation", ckpt, "--out", tmp_path / "gen.json", "--inception-weights",
-                   tmp_path / "missing.pth", env={"TORCH_HOME": str(home)}, timeout=60)
-    assert proc.returncode == 2 and "missing.pth does not exist" in proc.stderr
     assert not (tmp_path / "gen.json").exists()
 
 

@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "files you trust)")
     gen = p.add_argument_group("generation suite")
     gen.add_argument("--inception-weights", default=None,
-                     help="path of torch-fidelity's Inception weights (pt_inception-2015-12-05-6726825d.pth)")
+                     help="path of torch-fidelity's Inception weights (weights-inception-2015-12-05-6726825d.pth)")
     gen.add_argument("--n-samples", type=int, default=None, help="fresh SGLD samples to draw (overrides protocol)")
     gen.add_argument("--steps", type=int, default=None, help="SGLD steps for fresh samples (overrides protocol)")
     gen.add_argument("--init", choices=["uniform", "informative"], default=None,

@@ -234,7 +234,8 @@ def fidelity_metrics(samples: torch.Tensor, reference: Dataset | None = None, *,
     ``samples``: uint8 (N, 3, H, W) from :func:`to_uint8_rgb`. ``reference``: a dataset of uint8 images (e.g.
     :class:`QuantizedDataset`), needed for FID / KID; with ``reference_cache`` its features are cached on disk
     and it is only read on a cache miss. The IS split count and KID subset size shrink to what the set sizes
-    allow (the metrics are undefined otherwise). Returns keys ``is``, ``is_std``, ``fid``, ``kid``, ``kid_std``
+    allow (the metrics are undefined otherwise). torch-fidelity runs on CUDA or the CPU: any other ``device``
+    (e.g. ``mps``) extracts features on the CPU. Returns keys ``is``, ``is_std``, ``fid``, ``kid``, ``kid_std``
     for the metrics asked for.
     """
     if len(samples) < 2:

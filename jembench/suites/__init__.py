@@ -56,6 +56,11 @@ class EvalContext:
     batch_size: int = 256
     options: dict = field(default_factory=dict)  # suite-specific CLI options (e.g. inception weights path)
 
+    def figure_path(self, name: str) -> Path:
+        """``<record stem>_<name>.png`` beside the record, so records sharing a folder never share figures."""
+        stem = Path(self.options.get("record_path") or "figure").stem
+        return Path(self.out_dir) / f"{stem}_{name}.png"
+
     def test_set(self, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The in-distribution test split as tensors, (up to ``limit``) seed-chosen images, in [-1, 1]."""
         ds = load_dataset(self.dataset, "test", self.data_root, download=self.download)

@@ -40,12 +40,6 @@ def _settings(protocol) -> tuple[int | None, int, float]:
     return n or None, n_bins, float(sigma)
 
 
-def figure_path(ctx: EvalContext, name: str) -> Path:
-    """``<record stem>_<name>.png`` beside the record (so records sharing a folder never share figures)."""
-    stem = Path(ctx.options.get("record_path") or NAME).stem
-    return Path(ctx.out_dir) / f"{stem}_{name}.png"
-
-
 def run(ckpt, protocol, ctx: EvalContext) -> dict:
     start = time.perf_counter()
     limit, n_bins, sigma = _settings(protocol)
@@ -61,7 +55,7 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
     summary, bins = acc.summary(), acc.bins()
     metrics = {"ece": summary["ece"] * 100, "mce": summary["mce"] * 100, "nll": summary["nll"],
                "brier": summary["brier"], "accuracy": summary["accuracy"] * 100, "n": summary["n"]}
-    fig_path = figure_path(ctx, "reliability")
+    fig_path = ctx.figure_path("reliability")
     reliability_diagram(bins, fig_path, title=f"{ckpt.name} on {ctx.dataset}")
     details = {"n_bins": n_bins, "input_noise": sigma, "bins": bins.table(),
                "binning": "equal-width confidence bins [b/B, (b+1)/B), the last closed (confidence 1.0 in it)",

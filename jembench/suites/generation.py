@@ -133,12 +133,6 @@ class _Pool:
     label: torch.Tensor
 
 
-def figure_path(ctx: EvalContext, name: str) -> Path:
-    """``<record stem>_<name>.png`` beside the record (so records sharing a folder never share figures)."""
-    stem = Path(ctx.options.get("record_path") or NAME).stem
-    return Path(ctx.out_dir) / f"{stem}_{name}.png"
-
-
 def _note(notes: list[str], text: str) -> None:
     notes.append(text)
     print(f"jembench: generation: {text}", file=sys.stderr)
@@ -278,7 +272,7 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
             metrics[f"{key}/{source}"] = result[key]
         details["sources"][source] = {"n": len(images), "is_std": result["is_std"], "kid_std": result["kid_std"]}
         if cfg.grid_n:
-            path = figure_path(ctx, f"samples_{source}")
+            path = ctx.figure_path(f"samples_{source}")
             save_grid(images[:cfg.grid_n], path)
             figures.append(path.name)
     details["notes"] = notes

@@ -12,8 +12,7 @@ OOD sets (protocol ``sets``):
       visible note — never fatal.
   ``uniform``   every pixel i.i.d. U(−1, 1) (JEM Table 7 "Uniform").
   ``constant``  every pixel 0, i.e. mid-grey in [−1, 1] — JEM App. E.2 defines the Constant dataset as "all
-      examples = 0". (``jembench.data.synthetic_ood`` instead draws one random colour per image; we follow the
-      paper's words, so the set is a single point and its AUROC is P(s(x_in) > s(0)).)
+      examples = 0"; the set is a single point, so its AUROC is P(s(x_in) > s(0)).
   ``interp``    λ·x_a + (1 − λ)·x_b for random pairs a ≠ b of in-distribution test images ("CIFAR10 Interp",
       JEM §5.3); λ = ``interp_lambda`` = 0.5 as the official evaluation, which averages two shuffled batches.
 Synthetic sets have as many images as the in-distribution set unless ``n_out`` says otherwise.
@@ -39,7 +38,7 @@ from tabulate import tabulate
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .. import atomic
-from ..data import dataset_info, dataset_names, load_dataset
+from ..data import dataset_info, dataset_names, load_dataset, synthetic_ood_batch
 from ..errors import JembenchError
 from ..metrics.detection import CONVENTION, detection_metrics
 from ..metrics.ood_scores import SCORES, score_batches, score_tensor
@@ -84,12 +83,6 @@ class _Settings:
                                     f"({', '.join(dataset_names())}) or folder:PATH")
 
 
-def figure_path(ctx: EvalContext, name: str) -> Path:
-    """``<record stem>_<name>.png`` beside the record (so records sharing a folder never share figures)."""
-    stem = Path(ctx.options.get("record_path") or NAME).stem
-    return Path(ctx.out_dir) / f"{stem}_{name}.png"
-
-
 def _note(notes: list[str], text: str) -> None:
     notes.append(text)
     print(f"jembench: ood: {text}", file=sys.stderr)
@@ -104,17 +97,8 @@ def _synthetic_batches(name: str, x_in: torch.Tensor, n: int, batch_size: int, s
                        lam: float) -> Iterator[torch.Tensor]:
     """``n`` images of a synthetic set (see the module docstring), generated ``batch_size`` at a time."""
     gen = torch.Generator().manual_seed(seed)
-    shape = tuple(x_in.shape[1:])
     for start in range(0, n, batch_size):
-        m = min(batch_size, n - start)
-        if name == "uniform":
-            yield torch.rand((m, *shape), generator=gen) * 2 - 1
-        elif name == "constant":
-            yield torch.zeros((m, *shape))
-        else:  # interp: pairs a != b of in-distribution test images
-            a = torch.randint(0, len(x_in), (m,), generator=gen)
-            b = (a + torch.randint(1, max(2, len(x_in)), (m,), generator=gen)) % len(x_in)
-            yield lam * x_in[a] + (1 - lam) * x_in[b]
+        yield synthetic_ood_batch(name, x_in, min(batch_size, n - start), gen, lam)
 
 
 class _Resized(Dataset):
@@ -215,7 +199,7 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
                 metrics[f"{metric}/{name}/{score}"] = result[metric]
     figures = []
     for score in cfg.scores:
-        path = figure_path(ctx, f"hist_{score}")
+        path = ctx.figure_path(f"hist_{score}")
         score_histograms(scores_in[score], {s: o[score] for s, o in scores_out.items()}, path,
                          label=SCORES[score].label, in_name=ctx.dataset, bins=cfg.hist_bins,
                          aurocs={s: per_set[s]["scores"][score]["auroc"] for s in scores_out})

@@ -9,7 +9,9 @@ x → SGLD_K(x) → logits (:class:`jembench.refine.RefinedClassifier`) is attac
 * decision-based with foolbox's BoundaryAttack (L2) and PointwiseAttack (L0), started from a correctly
   classified input of the top-2 class (:mod:`jembench.attacks.gradient_free`) → accuracy vs distance (Fig. 10).
 
-An adversarial counts only when a fresh ``eot_defense``-draw classifier (logits averaged) misclassifies it.
+An adversarial counts only when a fresh ``eot_defense``-draw classifier (logits averaged) misclassifies it
+(decision-based adversarials that do not verify are moved back towards their starting point until they do,
+:func:`jembench.attacks.gradient_free.verified_along_line`; ``details`` counts them as ``unverified``).
 ε and distances are in [0, 1] pixel units (8/255, 0.5 L2); images cross from [-1, 1] once
 (:mod:`jembench.attacks`).
 
@@ -54,8 +56,9 @@ import torch
 from tabulate import tabulate
 
 from .. import atomic, distributed
-from ..attacks import NORMS, PixelSpace, distances, logits_of, to_pixels
-from ..attacks.gradient_free import boundary_attack, checked_starting_points, pointwise_attack, top2_candidates
+from ..attacks import NORMS, PixelSpace, distances, logits_of, predict, to_pixels
+from ..attacks.gradient_free import (boundary_attack, checked_starting_points, pointwise_attack, top2_candidates,
+                                     verified_along_line)
 from ..attacks.pgd import PGDConfig, pgd
 from ..attacks.search import minimal_eps
 from ..errors import JembenchError
@@ -309,9 +312,9 @@ def _decision_unit(unit: Unit, models: _Models, cfg: RobustnessProtocol, x01, y,
             adv = boundary_attack(attack_model, x01[kept], y[kept], starts, steps=cfg.boundary_steps)
         else:
             adv = pointwise_attack(attack_model, x01[kept], y[kept], starts, l2_binary_search=cfg.pointwise_l2_search)
-        with torch.no_grad():
-            fooled = models.verify(adv).argmax(1) != y[kept]
-        unverified = int((~fooled).sum())
+        first = predict(models.verify, adv) != y[kept]
+        adv, fooled = verified_along_line(models.verify, adv, starts, y[kept])
+        unverified = int((~first).sum())  # needed the line search back towards the starting point
         found = kept[fooled]
         l2[found] = distances(x01[found], adv[fooled], "l2").double()
         l0[found] = distances(x01[found], adv[fooled], "l0").double()

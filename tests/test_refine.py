@@ -1,0 +1,119 @@
+"""The SGLD-refined classifier (jembench.refine): gradients through the refinement, BPDA, EOT, counters."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from jembench.errors import JembenchError
+from jembench.refine import ForwardCounter, QuenchedNoise, RefineConfig, RefinedClassifier
+from jembench.sampling import SGLDConfig, sgld
+
+
+class SmoothNet(nn.Module):
+    """A tiny smooth (tanh) network on 1×4×4 images, so second derivatives exist everywhere."""
+
+    def __init__(self, n_classes: int = 3):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(16, 12), nn.Tanh(), nn.Linear(12, n_classes))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+@pytest.fixture
+def net():
+    torch.manual_seed(0)
+    return SmoothNet().double().eval()
+
+
+def test_k0_is_the_plain_classifier(net):
+    x = torch.rand(5, 1, 4, 4, dtype=torch.double) * 2 - 1
+    refined = RefinedClassifier(net, RefineConfig(n_steps=0), n_draws=7)
+    assert torch.equal(refined(x), net(x))
+
+
+def test_refinement_moves_the_input_and_matches_sgld(net):
+    cfg = RefineConfig(n_steps=3, step_size=0.1, noise=0.0)
+    x = torch.rand(4, 1, 4, 4, dtype=torch.double) * 2 - 1
+    refined = RefinedClassifier(net, cfg)
+    expected = net(sgld(net, x, SGLDConfig(n_steps=3, step_size=0.1, noise=0.0)))
+    with torch.no_grad():  # works under no_grad too (foolbox's call path): SGLD re-enables autograd itself
+        out = refined(x)
+    assert torch.allclose(out, expected)
+    assert not torch.allclose(out, net(x))
+
+
+def test_gradient_through_refinement_equals_finite_difference(net):
+    """White-box gradients through K SGLD steps (JEM footnote 2): autograd = central differences."""
+    refined = RefinedClassifier(net, RefineConfig(n_steps=3, step_size=0.2, noise=0.0))
+    x = (torch.rand(1, 1, 4, 4, dtype=torch.double) * 2 - 1).requires_grad_(True)
+    score = lambda inp: refined(inp)[0, 1]  # noqa: E731
+    (grad,) = torch.autograd.grad(score(x), x)
+    assert grad.abs().max() > 1e-4  # gradients flow
+    h = 1e-5
+    for i in range(16):
+        e = torch.zeros_like(x).view(-1)
+        e[i] = h
+        e = e.view_as(x)
+        with torch.no_grad():
+            fd = (score(x + e) - score(x - e)) / (2 * h)
+        assert torch.isclose(grad.view(-1)[i], fd, rtol=1e-5, atol=1e-8), i
+    # and differs from the gradient of the un-refined classifier: the refinement is really differentiated
+    (plain,) = torch.autograd.grad(net(x)[0, 1], x)
+    assert not torch.allclose(grad, plain, rtol=1e-3)
+
+
+def test_bpda_forward_is_refined_backward_is_identity(net):
+    cfg = RefineConfig(n_steps=3, step_size=0.2, noise=0.0)
+    exact = RefinedClassifier(net, cfg)
+    bpda = RefinedClassifier(net, cfg, bpda=True)
+    x = (torch.rand(2, 1, 4, 4, dtype=torch.double) * 2 - 1).requires_grad_(True)
+    out = bpda(x)
+    assert torch.allclose(out, exact(x))
+    (grad,) = torch.autograd.grad(out[:, 0].sum(), x)
+    x_ref = exact.refine(x.detach()).detach().requires_grad_(True)
+    (at_refined,) = torch.autograd.grad(net(x_ref)[:, 0].sum(), x_ref)
+    assert torch.allclose(grad, at_refined)
+
+
+def test_eot_averaging_reduces_the_variance_of_a_stochastic_refinement(net):
+    cfg = RefineConfig(n_steps=2, step_size=0.1, noise=0.3)
+    x = torch.rand(3, 1, 4, 4, dtype=torch.double) * 2 - 1
+    torch.manual_seed(1)
+    reps = x.repeat(200, 1, 1, 1)  # 200 independent calls, as one batch
+    with torch.no_grad():
+        single = RefinedClassifier(net, cfg, n_draws=1)(reps).view(200, 3, -1)
+        averaged = RefinedClassifier(net, cfg, n_draws=16)(reps).view(200, 3, -1)
+    var1, var16 = single.var(0).mean(), averaged.var(0).mean()
+    assert var1 > 0
+    assert var16 < var1 / 6  # ideally 1/16
+    assert torch.allclose(averaged.mean(0), single.mean(0), atol=4 * float(var1.sqrt()) / 14)
+
+
+def test_deterministic_refinement_ignores_draws_and_counter_counts_every_step(net):
+    x = torch.rand(5, 1, 4, 4, dtype=torch.double)
+    for noise, draws, expected in [(0.0, 8, 5 * 4), (0.1, 8, 5 * 4 * 8), (0.1, 1, 5 * 4)]:
+        model = RefinedClassifier(net, RefineConfig(n_steps=3, step_size=0.1, noise=noise), n_draws=draws)
+        with ForwardCounter(net) as counter:
+            model(x)
+        assert counter.count == expected, (noise, draws)  # (K + 1) network calls per image and draw
+
+
+def test_quenched_noise_makes_a_stochastic_refinement_a_function(net):
+    model = RefinedClassifier(net, RefineConfig(n_steps=2, step_size=0.1, noise=0.5))
+    x = torch.rand(4, 1, 4, 4, dtype=torch.double)
+    q = QuenchedNoise(model, seed=3)
+    assert torch.equal(q(x), q(x))
+    assert not torch.equal(q(x), QuenchedNoise(model, seed=4)(x))
+    state = torch.get_rng_state()
+    q(x)
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's RNG stream is untouched
+
+
+def test_bad_settings_are_one_line_errors(net):
+    with pytest.raises(JembenchError, match="eot"):
+        RefinedClassifier(net, RefineConfig(n_steps=1), n_draws=0)
+    with pytest.raises(JembenchError, match="refine.steps"):
+        RefineConfig(n_steps=-1)

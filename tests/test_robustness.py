@@ -1,0 +1,195 @@
+"""The robustness suite end to end: protocol checks, record, curves, partial results + resume, torchrun, plots."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from jembench.cli import main as cli_main
+from jembench.errors import JembenchError
+from jembench.protocols import Protocol, load_protocol
+from jembench.records import load_record
+from jembench.suites import robustness
+
+REPO = Path(__file__).resolve().parent.parent
+
+# small enough for a CPU test, but every path: 2 blocks, a stochastic K (EOT + verification), both norms with
+# grid + search, boundary and pointwise from top-2 starting points
+PROTOCOL = """
+suite = "robustness"
+n = 6
+input_seed = 0
+batch_size = 3
+[refine]
+steps = [0, 1]
+step_size = 1.0
+noise = 0.01
+eot_attack = 2
+eot_defense = 3
+[pgd]
+norms = ["linf", "l2"]
+steps = 3
+restarts = 2
+step_size = 0.6
+search_steps = 1
+linf_eps = [0, "4/255", "16/255", "64/255"]
+l2_eps = [0, 0.5, 2.0]
+[boundary]
+steps = 20
+[pointwise]
+l2_binary_search = false
+[start]
+pool = 60
+candidates = 3
+"""
+
+# one thread everywhere: torchrun gives each worker OMP_NUM_THREADS=1, and the single-process reference must
+# do the same arithmetic for the records to be bit-identical
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+
+
+def _eval_cmd(ckpt: Path, protocol: Path, out: Path) -> list[str]:
+    return ["-m", "jembench", "eval", str(ckpt), "--suite", "robustness", "--protocol", str(protocol),
+            "--out", str(out)]
+
+
+def _comparable(record: dict) -> tuple[dict, dict]:
+    return record["metrics"], record["details"]
+
+
+@pytest.fixture(scope="module")
+def protocol_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("protocol") / "robustness-test.toml"
+    path.write_text(PROTOCOL, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_softmax_checkpoint, protocol_file, tmp_path_factory):
+    """One uninterrupted single-process run: (record path, record, stderr)."""
+    out = tmp_path_factory.mktemp("reference") / "robustness.json"
+    done = subprocess.run([sys.executable, *_eval_cmd(tiny_softmax_checkpoint, protocol_file, out)], cwd=REPO,
+                          env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out, load_record(out), done.stdout
+
+
+# ----------------------------------------------------------------------------------------------- protocol
+def test_shipped_protocols_parse_with_the_paper_settings():
+    paper = robustness.parse_protocol(load_protocol("robustness", suite="robustness"))
+    assert (paper.n, paper.restarts, paper.pgd_steps, paper.refine_steps) == (300, 20, 100, (0, 1, 10))
+    assert (paper.eot_attack, paper.eot_defense) == (15, 150)
+    assert 8 / 255 in paper.linf_eps and 0.5 in paper.l2_eps
+    tiny = robustness.parse_protocol(load_protocol("robustness-tiny", suite="robustness"))
+    assert tiny.n < paper.n and tiny.restarts < paper.restarts
+
+
+@pytest.mark.parametrize("toml, message", [
+    ("[pgd]\nrestart = 3", "unknown field 'pgd.restart'"),
+    ("[pgd]\nlinf_eps = [0, \"8/0\"]", "pgd.linf_eps"),
+    ("[pgd]\nlinf_eps = [0, -0.1]", "must be a finite number >= 0"),
+    ("[pgd]\nsteps = \"100\"", "'pgd.steps' must be a int"),
+    ("[refine]\nsteps = []", "refine.steps must be a non-empty list"),
+    ("[refine]\neot_mode = \"gradients\"", "L∞ only"),
+    ("colour = 1", "unknown field 'colour'"),
+    ("[pgd]\nenabled = false\n[boundary]\nenabled = false\n[pointwise]\nenabled = false", "every attack"),
+])
+def test_bad_protocol_fields_are_one_line_errors(toml, message):
+    with pytest.raises(JembenchError, match=message.replace("(", r"\(").replace("[", r"\[")) as info:
+        robustness.parse_protocol(Protocol("bad", "bad.toml", __import__("tomllib").loads(toml)))
+    assert "\n" not in str(info.value)
+
+
+def test_eps_fractions_and_metric_keys():
+    assert robustness.parse_eps("8/255", "x") == pytest.approx(8 / 255)
+    assert f"{8 / 255:g}" == "0.0313725"  # the eps in metric keys (records.py: %g, [0, 1] units)
+
+
+# --------------------------------------------------------------------------------------------- the record
+def test_record_has_the_metric_keys_curves_and_figures(reference):
+    path, record, stdout = reference
+    m, d = _comparable(record)
+    for k in (0, 1):
+        assert f"clean_acc/k{k}" in m
+        for norm, grid in (("linf", [0, 4 / 255, 16 / 255, 64 / 255]), ("l2", [0, 0.5, 2.0])):
+            accs = [m[f"robust_acc/{norm}/k{k}/eps={eps:g}"] for eps in grid]
+            assert accs[0] == m[f"clean_acc/k{k}"]  # ε = 0 is the clean accuracy
+            assert all(a >= b for a, b in zip(accs, accs[1:]))  # never rises with ε
+            assert accs[-1] < accs[0]  # and the attack does something
+            assert len(d["pgd"][norm][f"k{k}"]["min_eps"]) == 6
+        assert d["forward_passes"][f"pgd/linf/k{k}"] > 0 and d["forward_passes"][f"boundary/k{k}"] > 0
+        assert not math.isnan(m[f"boundary/median_l2/k{k}"]) and m[f"pointwise/median_l0/k{k}"] >= 0
+    # refinement costs K + 1 network passes per query
+    assert d["forward_passes"]["pgd/linf/k1"] > d["forward_passes"]["pgd/linf/k0"]
+    assert record["figures"] == ["robustness-pgd.png", "robustness-gradient-free.png"]
+    for name in record["figures"]:
+        assert (path.parent / name).stat().st_size > 1000
+    assert not list(path.parent.glob("*.partial*"))  # the partial results are gone once the record is complete
+    assert "robust" not in stdout or "Clean %" in stdout  # the table was printed
+    assert "| softmax" in stdout and "L∞ 16/255 %" in stdout
+    head = robustness.headline(record)
+    assert head["Clean % K=1"] == m["clean_acc/k1"] and any("L∞" in key for key in head)
+
+
+def test_interrupted_run_resumes_from_partial_results(reference, tiny_softmax_checkpoint, protocol_file, tmp_path):
+    out = tmp_path / "robustness.json"
+    partial = tmp_path / "robustness.partial.json"
+    proc = subprocess.Popen([sys.executable, *_eval_cmd(tiny_softmax_checkpoint, protocol_file, out)], cwd=REPO,
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:  # kill it (SIGKILL: no chance to clean up) once a few units are saved
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            if partial.exists() and len(json.loads(partial.read_text())["units"]) >= 3:
+                break
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not out.exists() and partial.exists(), "the run finished before it could be interrupted"
+    saved = json.loads(partial.read_text())
+    assert saved["protocol_hash"] == reference[1]["protocol"]["hash"]
+    # a partial file of another protocol beside it must be ignored (its garbage would break the record)
+    foreign = tmp_path / "robustness.partial.rank5.json"
+    foreign.write_text(json.dumps(dict(saved, protocol_hash="0" * 16, units={k: {} for k in saved["units"]})))
+    done = subprocess.run([sys.executable, *_eval_cmd(tiny_softmax_checkpoint, protocol_file, out)], cwd=REPO,
+                          env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"{len(saved['units'])} of 16 units already done" in done.stderr
+    assert "ignoring" in done.stderr and str(foreign) in done.stderr
+    assert _comparable(load_record(out)) == _comparable(reference[1])  # as if never interrupted
+    assert not partial.exists() and not foreign.exists()
+
+
+def test_two_torchrun_processes_give_the_single_process_record(reference, tiny_softmax_checkpoint, protocol_file,
+                                                                tmp_path):
+    out = tmp_path / "robustness.json"
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                           "--master_port=29581", *_eval_cmd(tiny_softmax_checkpoint, protocol_file, out)],
+                          cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "[rank 1]" in done.stderr  # both ranks did work
+    assert _comparable(load_record(out)) == _comparable(reference[1])
+    assert not list(tmp_path.glob("*.partial*"))
+
+
+# ---------------------------------------------------------------------------------------------- plotting
+def test_robustness_plot_draws_several_records_on_one_figure(reference, tmp_path, capsys):
+    path, record, _ = reference
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(dict(record, model=dict(record["model"], name="copy"))))
+    fig = tmp_path / "fig.png"
+    assert cli_main(["robustness-plot", str(path), str(other), "-o", str(fig), "--labels", "softmax",
+                     "JEM"]) == 0
+    assert fig.stat().st_size > 1000
+    accuracy = tmp_path / "accuracy.json"
+    accuracy.write_text(json.dumps(dict(record, suite="accuracy")))
+    assert cli_main(["robustness-plot", str(accuracy), "-o", str(tmp_path / "x.png")]) == 2
+    assert "robustness records" in capsys.readouterr().err
