@@ -53,8 +53,13 @@ def run_suite(ckpt: LoadedCheckpoint, suite_name: str, protocol: Protocol, out_p
                       options=dict(options or {}, record_path=str(out_path)))
     seed_everything(seed)
     record = suite.run(ckpt, protocol, ctx)
+    distributed.barrier()  # every rank has finished writing its partial results
     if distributed.is_main():
         atomic.write_json(out_path, record)
+        # Long suites checkpoint their progress as <record stem>.partial*.json beside the record; only now
+        # that the record is safely on disk are those obsolete.
+        for partial in out_path.parent.glob(f"{out_path.stem}.partial*.json"):
+            partial.unlink(missing_ok=True)
     return record
 
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from jembench.attacks import PixelSpace, distances, predict, to_pixels
 from jembench.attacks.gradient_free import (boundary_attack, checked_starting_points, pointwise_attack,
-                                            top2_candidates)
+                                            top2_candidates, verified_along_line)
 from jembench.attacks.pgd import PGDConfig, pgd
 from jembench.attacks.search import minimal_eps
 from jembench.refine import RefineConfig, RefinedClassifier
@@ -60,7 +60,7 @@ def test_pgd_minimal_eps_matches_the_closed_form(binary, norm, grid):
         out = pgd(model01, x01[idx], y[idx], eps, cfg, verify=model01)
         return out.success, out.distance
 
-    result = minimal_eps(attack, len(x), grid, steps=8)
+    result = minimal_eps(attack, len(x), grid, steps=7)  # bracket ≤ grid spacing / 2^7
     assert torch.isfinite(result.min_eps).all()
     assert (result.min_eps.float() >= exact[norm] * (1 - 1e-3)).all()  # nothing beats the optimum
     assert torch.allclose(result.min_eps.float(), exact[norm], rtol=0.02)  # and PGD + search finds it
@@ -180,3 +180,20 @@ def test_pointwise_attack_reduces_l0_and_stays_adversarial(binary):
     margin = exact["l2"] * 2 * dw.norm()
     for i in range(len(x)):
         assert l0[i] >= int((reach < margin[i]).sum()) + 1
+
+
+def test_unverified_adversarials_move_towards_their_starting_point(binary):
+    """A decision-based adversarial that a fresh verification rejects is walked back towards its start."""
+    model, x, y, exact = binary
+    model01, x01 = PixelSpace(model).eval(), to_pixels(x)
+    pool = (torch.rand(200, 1, 8, 8) - 0.5) * 0.4
+    with torch.no_grad():
+        logits, pool_labels = model(x), model(pool).argmax(1)
+    target, candidates = top2_candidates(x01, logits, y, to_pixels(pool), pool_labels)
+    _, starts = checked_starting_points(model01, model01, y, target, to_pixels(pool), candidates)
+    adv, ok, moved = verified_along_line(model01, x01.clone(), starts, y)  # x itself is not adversarial
+    assert ok.all() and (moved > 0).all()
+    assert (predict(model01, adv) != y).all()
+    assert (distances(x01, adv, "l2") <= distances(x01, starts, "l2") + 1e-6).all()
+    same, ok, moved = verified_along_line(model01, starts, starts, y)  # already verified: unchanged
+    assert torch.equal(same, starts) and (moved == 0).all()

@@ -114,17 +114,19 @@ def pointwise_attack(model01: nn.Module, x01: torch.Tensor, y: torch.Tensor, sta
 @torch.no_grad()
 def verified_along_line(verify_model01: nn.Module, adv01: torch.Tensor, starts01: torch.Tensor, y: torch.Tensor,
                         fractions: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.4, 0.7, 1.0)
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Move each adversarial towards its starting point until ``verify_model01`` misclassifies it.
 
     A decision-based attack ends *on* the decision boundary of the function it queried; for a stochastic
     refinement (queried with quenched noise) about half of those points flip back under fresh draws. The
     starting point itself is a verified, correctly classified image of another class, so somewhere on the
     segment adv → start the adversarial verifies; the first of ``fractions`` that does is returned. Returns
-    (adversarials, verified mask). Hand-written: foolbox has no notion of a stochastic model.
+    (adversarials, verified mask, fraction of the way moved: 0 = as the attack returned it, NaN = none
+    verified). Hand-written: foolbox has no notion of a stochastic model.
     """
     out = adv01.clone()
     ok = torch.zeros(len(y), dtype=torch.bool, device=y.device)
+    moved = torch.full((len(y),), float("nan"), device=y.device)
     for t in fractions:
         todo = (~ok).nonzero().flatten()
         if len(todo) == 0:
@@ -133,4 +135,5 @@ def verified_along_line(verify_model01: nn.Module, adv01: torch.Tensor, starts01
         fooled = predict(verify_model01, candidate) != y[todo]
         out[todo[fooled]] = candidate[fooled]
         ok[todo[fooled]] = True
-    return out, ok
+        moved[todo[fooled]] = t
+    return out, ok, moved

@@ -56,7 +56,7 @@ import torch
 from tabulate import tabulate
 
 from .. import atomic, distributed
-from ..attacks import NORMS, PixelSpace, distances, logits_of, predict, to_pixels
+from ..attacks import NORMS, PixelSpace, distances, logits_of, to_pixels
 from ..attacks.gradient_free import (boundary_attack, checked_starting_points, pointwise_attack, top2_candidates,
                                      verified_along_line)
 from ..attacks.pgd import PGDConfig, pgd
@@ -115,6 +115,8 @@ class RobustnessProtocol:
         return names + (["boundary"] if self.boundary else []) + (["pointwise"] if self.pointwise else [])
 
 
+_KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list"}
+
 # table -> (field, type); "" = top level
 _FIELDS: dict[str, dict[str, tuple[str, type]]] = {
     "": {"n": ("n", int), "input_seed": ("input_seed", int), "batch_size": ("batch_size", int)},
@@ -167,7 +169,7 @@ def parse_protocol(protocol) -> RobustnessProtocol:
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
             if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
-                raise JembenchError(f"{source}: field {name!r} must be a {kind.__name__}, got {value!r}")
+                raise JembenchError(f"{source}: field {name!r} must be {_KIND_NAMES[kind]}, got {value!r}")
             values[field] = value
     values["refine_steps"] = tuple(_int_list(values.get("refine_steps", [0, 1, 10]), f"{source}: refine.steps"))
     values["norms"] = tuple(values.get("norms", list(NORMS)))
@@ -240,7 +242,7 @@ def _finite(values: torch.Tensor) -> list[float | None]:
     return [float(v) if math.isfinite(v) else None for v in values.tolist()]
 
 
-def _as_tensor(values: list[float | None]) -> np.ndarray:
+def _as_array(values: list[float | None]) -> np.ndarray:
     return np.array([math.inf if v is None else float(v) for v in values], dtype=np.float64)
 
 
@@ -312,9 +314,8 @@ def _decision_unit(unit: Unit, models: _Models, cfg: RobustnessProtocol, x01, y,
             adv = boundary_attack(attack_model, x01[kept], y[kept], starts, steps=cfg.boundary_steps)
         else:
             adv = pointwise_attack(attack_model, x01[kept], y[kept], starts, l2_binary_search=cfg.pointwise_l2_search)
-        first = predict(models.verify, adv) != y[kept]
-        adv, fooled = verified_along_line(models.verify, adv, starts, y[kept])
-        unverified = int((~first).sum())  # needed the line search back towards the starting point
+        adv, fooled, moved = verified_along_line(models.verify, adv, starts, y[kept])
+        unverified = int((moved != 0).sum())  # did not verify as returned by foolbox (moved, or none verified)
         found = kept[fooled]
         l2[found] = distances(x01[found], adv[fooled], "l2").double()
         l0[found] = distances(x01[found], adv[fooled], "l0").double()
@@ -391,21 +392,14 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
     for gathered in distributed.all_gather_objects(mine_done):
         done.update(gathered)
     metrics, details = summarize(cfg, units, done, y)
-    figures = []
-    if distributed.is_main():
-        stem = Path(ctx.options.get("record_path") or "robustness.json").stem
-        figures = write_figures(details, ckpt.name, Path(ctx.out_dir), stem)
-    distributed.barrier()
-    if distributed.is_main():
-        for path in partial_files + ([mine] if mine else []):
-            if path.exists():
-                path.unlink()
+    figures = write_figures(details, ckpt.name, ctx) if distributed.is_main() else []
+    # the partial files are deleted by jembench.evaluate.run_suite once the record itself is on disk
     return make_record(suite=NAME, model=ckpt.describe(), dataset=ctx.dataset, protocol=protocol, metrics=metrics,
                        details=details, figures=figures, seed=ctx.seed, wall_time_s=time.perf_counter() - start_time)
 
 
 def _median(values: list[float | None]) -> float:
-    return float(np.median(_as_tensor(values))) if values else math.nan
+    return float(np.median(_as_array(values))) if values else math.nan
 
 
 def summarize(cfg: RobustnessProtocol, units: list[Unit], done: dict[str, dict], y: torch.Tensor
@@ -434,7 +428,7 @@ def summarize(cfg: RobustnessProtocol, units: list[Unit], done: dict[str, dict],
             if attack.startswith("pgd-"):
                 norm = attack[4:]
                 min_eps = joined(parts, "min_eps")
-                dist = _as_tensor(min_eps)
+                dist = _as_array(min_eps)
                 grid = list(cfg.eps_grid(norm))
                 acc = [100.0 * float(np.mean(dist > e)) for e in grid]
                 for eps, value in zip(grid, acc):
@@ -459,7 +453,7 @@ def summarize(cfg: RobustnessProtocol, units: list[Unit], done: dict[str, dict],
 # --------------------------------------------------------------------------------------------- curves
 def accuracy_curve(distances_: list[float | None], xs: np.ndarray) -> np.ndarray:
     """Accuracy (%) at each distance budget: share of inputs whose smallest adversarial is farther."""
-    d = _as_tensor(distances_)
+    d = _as_array(distances_)
     return np.array([100.0 * float(np.mean(d > x)) for x in xs]) if len(d) else np.full(len(xs), np.nan)
 
 
@@ -519,20 +513,23 @@ def plot_records(records: list[dict], target: str | Path, kinds: list[str] | Non
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle("robustness–distortion (JEM Fig. 5 / Fig. 10)", fontsize=9)
+    fig.tight_layout()
     atomic.save_figure(target, fig)
     plt.close(fig)
     return Path(target)
 
 
-def write_figures(details: dict[str, Any], name: str, out_dir: Path, stem: str) -> list[str]:
-    """One PNG per curve family present: ``<stem>-pgd.png`` (L∞ | L2) and ``<stem>-gradient-free.png``."""
+def write_figures(details: dict[str, Any], name: str, ctx: EvalContext) -> list[str]:
+    """One PNG per curve family present, beside the record: ``<stem>_pgd.png`` (L∞ | L2, Fig. 5) and
+    ``<stem>_gradient_free.png`` (boundary | pointwise, Fig. 10)."""
     record = {"suite": NAME, "model": {"name": name}, "details": details}
     written = []
-    for suffix, kinds in (("pgd", ["linf", "l2"]), ("gradient-free", ["boundary", "pointwise"])):
+    for suffix, kinds in (("pgd", ["linf", "l2"]), ("gradient_free", ["boundary", "pointwise"])):
         present = [k for k in kinds if curves(details, k)]
         if present:
-            plot_records([record], out_dir / f"{stem}-{suffix}.png", kinds=present)
-            written.append(f"{stem}-{suffix}.png")
+            path = ctx.figure_path(suffix)
+            plot_records([record], path, kinds=present)
+            written.append(path.name)
     return written
 
 
