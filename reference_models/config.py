@@ -40,9 +40,10 @@ class TrainConfig:
     weight_decay: float = _f(0.0, "weight decay")
     epochs: int = _f(150, "passes through the training set")
     max_iters: int = _f(0, "stop after this many iterations (0 = epochs decide)")
-    batch_size: int = _f(64, "labelled batch size (also the number of SGLD chains per step)")
+    batch_size: int = _f(64, "labelled batch size (and SGLD chains per step, unless px_batch_size)")
     warmup_iters: int = _f(0, "linear learning-rate warm-up iterations")
-    decay_epochs: list = _f([50, 100], "epochs at which the learning rate is multiplied by decay_rate")
+    # _f gives lists a default_factory, so the shared-mutable-default warning does not apply
+    decay_epochs: list = _f([50, 100], "epochs at which the learning rate is multiplied by decay_rate")  # noqa: RUF009
     decay_rate: float = _f(0.3, "learning-rate decay factor")
     # --- data
     augment: bool = _f(True, "random crop (reflect pad) + flip on the p(y|x) data")
@@ -69,7 +70,7 @@ class TrainConfig:
     sam_adaptive: bool = _f(False, "adaptive SAM (Kwon et al. 2021)")
     # --- divergence guard (reference_models/divergence.py; JEM §6 and App. G.3)
     loss_bound: float = _f(1e5, "a |loss| above this counts as divergence")
-    gap_bound: float = _f(1e4, "an energy gap |E(x_hat) - E(x)| above this counts as divergence")
+    gap_bound: float = _f(1e3, "an energy gap |E(x_hat) - E(x)| above this counts as divergence")
     max_recoveries: int = _f(3, "rollbacks allowed before giving up")
     recovery_lr_factor: float = _f(0.5, "multiply the learning rate by this at each rollback (1 = keep)")
     recovery_sgld_factor: float = _f(2.0, "multiply the SGLD steps by this at each rollback (1 = keep)")
@@ -107,7 +108,8 @@ class TrainConfig:
     def validate(self) -> None:
         checks = [
             (self.optimizer in ("adam", "sgd"), f"optimizer must be adam or sgd, got {self.optimizer!r}"),
-            (self.norm in ("none", "batch", "instance", "layer"), f"norm must be none/batch/instance/layer, got {self.norm!r}"),
+            (self.norm in ("none", "batch", "instance", "layer"),
+             f"norm must be none/batch/instance/layer, got {self.norm!r}"),
             (self.init in ("uniform", "class_gaussian"), f"init must be uniform or class_gaussian, got {self.init!r}"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
             (self.epochs >= 1 or self.max_iters >= 1, "epochs or max_iters must be >= 1"),

@@ -11,8 +11,11 @@ model blows up. What worked: (1) a lower learning rate, (2) more SGLD steps per 
   at *check points*: the log cadence, before every checkpoint write and at the end, so no bad state ever
   reaches the disk;
 * **remember** — after every passing check, the whole training state (weights, optimizer, scheduler, replay
-  buffer, RNG states, iteration) is copied in memory (on the training device; no disk round trip);
-* **recover** — on a failing check it restores that copy, multiplies the learning rate by
+  buffer, RNG states, iteration) is copied in memory (on the training device; no disk round trip); the last
+  ``history`` (3) copies are kept;
+* **recover** — on a failing check it restores the newest copy — or, when the run fails again before getting
+  past the previous failure, the next older one (a state that passed its check can already be sliding
+  towards divergence) — multiplies the learning rate by
   ``recovery_lr_factor`` and the SGLD steps by ``recovery_sgld_factor`` (1 disables either) and reseeds
   the RNGs (a new seed), logs the event, and training continues from the restored iteration;
 * **give up** — after ``max_recoveries`` rollbacks (counted over the whole run, resumes included) it
@@ -24,8 +27,10 @@ from __future__ import annotations
 
 import copy
 import math
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -59,7 +64,10 @@ class DivergenceGuard:
     _clean: torch.Tensor | None = None  # iterations since the last check before the first bad one
     _first_loss: torch.Tensor | None = None  # the loss of the first bad iteration
     _window_start: int = 0  # iteration of the last check
-    _snapshot: Snapshot | None = None
+    history: int = 3  # good states kept in memory
+    _snapshots: deque = field(default_factory=deque)
+    _last_failure: int | None = None  # detection iteration of the previous, not yet overcome divergence
+    _last_target: int = 0  # the iteration that divergence rolled back to
 
     # ------------------------------------------------------------------------------------------ detect
     @torch.no_grad()
@@ -103,24 +111,28 @@ class DivergenceGuard:
     # ------------------------------------------------------------------------------------ remember / restore
     def remember(self, iteration: int, model, optimizer, scheduler, buffer) -> None:
         """Copy the (good) training state in memory, on its device."""
-        self._snapshot = Snapshot(
+        if self._last_failure is not None and iteration > self._last_failure:
+            self._last_failure = None  # got past the last failure point
+        self._snapshots.append(Snapshot(
             iteration=iteration,
             model={k: v.detach().clone() for k, v in model.state_dict().items()},
             optimizer=copy.deepcopy(optimizer.state_dict()),
             scheduler=copy.deepcopy(scheduler.state_dict()),
             buffer={"images": buffer.images.clone(), "labels": buffer.labels.clone()} if buffer is not None else None,
-            rng=rng_state())
+            rng=rng_state()))
+        while len(self._snapshots) > self.history:
+            self._snapshots.popleft()
 
     @property
     def last_good_iteration(self) -> int | None:
-        return self._snapshot.iteration if self._snapshot is not None else None
+        return self._snapshots[-1].iteration if self._snapshots else None
 
     def restore(self, model, optimizer, scheduler, buffer) -> int:
-        """Put the remembered state back; returns its iteration."""
-        snap = self._snapshot
-        if snap is None:
+        """Put the newest remembered state back; returns its iteration."""
+        if not self._snapshots:
             raise JembenchError("training diverged before the first good state was remembered; lower --lr or "
                                 "--log-every so the guard checks earlier")
+        snap = self._snapshots[-1]
         model.load_state_dict(snap.model)
         optimizer.load_state_dict(copy.deepcopy(snap.optimizer))
         scheduler.load_state_dict(copy.deepcopy(snap.scheduler))
@@ -141,22 +153,24 @@ class DivergenceGuard:
         When the budget is spent the state is still rolled back but nothing is remedied and the event is a
         ``give_up`` (the loop then writes the checkpoint and raises :meth:`give_up_message`).
         """
-        restored = self.restore(model, optimizer, scheduler, buffer)
+        if self._last_failure is not None and at_iteration <= self._last_failure:
+            # failed again before getting past the previous failure: start from an older state than last time
+            while len(self._snapshots) > 1 and self._snapshots[-1].iteration >= self._last_target:
+                self._snapshots.pop()
+        self._last_failure = at_iteration
+        restored = self._last_target = self.restore(model, optimizer, scheduler, buffer)
         event: dict[str, Any] = {"event": "divergence", "detected_at": at_iteration, **found,
                                  "rolled_back_to": restored, "recovery": self.recoveries + 1}
         if self.recoveries >= self.max_recoveries:
+            set_base_lr(optimizer, scheduler, cfg.lr)  # the saved state carries the settings reached so far
             event["event"] = "give_up"
             self.events.append(dict(event))
             return cfg, event
         self.recoveries += 1
-        for group in optimizer.param_groups:
-            group["lr"] *= self.lr_factor
-            if "initial_lr" in group:
-                group["initial_lr"] *= self.lr_factor
-        if hasattr(scheduler, "base_lrs"):
-            scheduler.base_lrs = [lr * self.lr_factor for lr in scheduler.base_lrs]
+        # remedies act on the current settings (``cfg``), not on those of the (possibly older) restored state
         steps = math.ceil(cfg.sgld_steps * self.sgld_factor) if cfg.sgld_steps > 0 else 0
         cfg = cfg.replace(lr=cfg.lr * self.lr_factor, sgld_steps=steps)
+        set_base_lr(optimizer, scheduler, cfg.lr)
         seed_everything(new_seed)
         event.update(lr=cfg.lr, sgld_steps=cfg.sgld_steps, seed=new_seed)
         self.events.append(dict(event))
@@ -174,3 +188,13 @@ class DivergenceGuard:
     def load_state_dict(self, state: dict) -> None:
         self.recoveries = int(state.get("recoveries", 0))
         self.events = list(state.get("events", []))
+
+
+def set_base_lr(optimizer: torch.optim.Optimizer, scheduler, lr: float) -> None:
+    """Make ``lr`` the schedule's base learning rate, keeping its current factor (warm-up, decay): used by the
+    lr remedy and when a resumed run is given another ``--lr``. A no-op (bit for bit) when it already is."""
+    for group, base in zip(optimizer.param_groups, scheduler.base_lrs):
+        if base != lr:
+            group["lr"] *= lr / base
+            group["initial_lr"] = lr
+    scheduler.base_lrs = [lr] * len(scheduler.base_lrs)

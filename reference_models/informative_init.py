@@ -16,6 +16,7 @@ import torch
 
 from jembench import atomic, distributed
 from jembench.data import load_dataset, stack_dataset
+from jembench.errors import JembenchError
 from jembench.models import read_checkpoint_file
 from jembench.sampling import ClassGaussianInit
 
@@ -48,7 +49,10 @@ def informative_init(cfg, out_dir: Path, n_classes: int) -> ClassGaussians:
     cache = Path(out_dir) / CACHE_NAME
     if distributed.is_main() and not cache.is_file():
         images, labels = stack_dataset(load_dataset(cfg.dataset, "train", cfg.data_root, cfg.download))
-        fitted = ClassGaussianInit.fit(images, labels, n_classes)
+        try:
+            fitted = ClassGaussianInit.fit(images, labels, n_classes)
+        except ValueError as exc:  # a class with fewer than 2 images
+            raise JembenchError(f"informative init on {cfg.dataset}: {exc}; add images or use --init uniform") from None
         atomic.torch_save(cache, fitted.state_dict())
     distributed.barrier()
     return ClassGaussians.from_state_dict(read_checkpoint_file(cache))

@@ -23,12 +23,12 @@ NAME = "jem"
 DESCRIPTION = "JEM: CE + [E(x) - E(x_hat)] with PCD-SGLD from uniform noise (Grathwohl et al. 2020)"
 PRESETS = presets.names()
 
-PAPER = dict(method="jem", depth=28, width=10, norm="none", dropout=0.0, optimizer="adam", lr=1e-4,
-             weight_decay=0.0, epochs=150, batch_size=64, warmup_iters=0, decay_epochs=[50, 100], decay_rate=0.3,
-             augment=True, flip=True, input_noise=0.03, px_unaugmented=False, px_batch_size=0, px_weight=1.0,
-             sgld_steps=20, sgld_step_size=1.0, sgld_noise=0.01, sgld_grad_clamp=0.0, sgld_x_clamp=False,
-             sgld_train_mode=False, buffer_size=10000, reinit_freq=0.05, init="uniform", sam_rho=0.0,
-             sam_adaptive=False)
+PAPER = {"method": "jem", "depth": 28, "width": 10, "norm": "none", "dropout": 0.0, "optimizer": "adam", "lr": 1e-4,
+          "weight_decay": 0.0, "epochs": 150, "batch_size": 64, "warmup_iters": 0, "decay_epochs": [50, 100],
+          "decay_rate": 0.3, "augment": True, "flip": True, "input_noise": 0.03, "px_unaugmented": False,
+          "px_batch_size": 0, "px_weight": 1.0, "sgld_steps": 20, "sgld_step_size": 1.0, "sgld_noise": 0.01,
+          "sgld_grad_clamp": 0.0, "sgld_x_clamp": False, "sgld_train_mode": False, "buffer_size": 10000,
+          "reinit_freq": 0.05, "init": "uniform", "sam_rho": 0.0, "sam_adaptive": False}
 
 TINY = dict(PAPER, depth=10, width=1, lr=1e-3, epochs=6, decay_epochs=[4], decay_rate=0.3, augment=False,
             flip=False, buffer_size=1000, sgld_steps=10, log_every=5)

@@ -31,7 +31,7 @@ weights); :func:`frozen_bn_stats` is the context manager for the second pass.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import nn

@@ -29,9 +29,10 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 import torch.distributed as torch_dist
@@ -48,8 +49,8 @@ from jembench.seeding import rng_state, seed_everything, set_rng_state
 
 from . import get_method
 from .config import TrainConfig
-from .divergence import DivergenceGuard
-from .informative_init import informative_init  # noqa: F401  (re-exported: the JEM++ init lives there)
+from .divergence import DivergenceGuard, set_base_lr
+from .informative_init import informative_init
 from .objectives import Step
 from .sam import SAM, frozen_bn_stats
 from .wideresnet import wide_resnet
@@ -217,8 +218,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
     device = torch.device(distributed.device_for_rank(cfg.device))
     method = get_method(cfg.method)
     if main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    distributed.barrier()
+        atomic.ensure_writable_dir(out_dir, "run folder")
     seed_everything(cfg.seed)  # the same on every rank: identical initial weights
 
     # data: the augmented labelled stream and, DA-free, an un-augmented one for the p(x) term
@@ -232,11 +232,14 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
         px_stream = DataStream(px_set, cfg.px_batch_size or cfg.batch_size, cfg.seed + 1, cfg.workers, rank, world)
     iters_per_epoch = labelled.iters_per_epoch
     total_iters = cfg.max_iters or cfg.epochs * iters_per_epoch
+    if main:  # only now that the inputs are known to be good: a bad input leaves nothing behind
+        out_dir.mkdir(parents=True, exist_ok=True)
+    distributed.barrier()
 
     # model, optimiser (+ SAM), schedule, buffer
-    arch_kwargs = dict(depth=cfg.depth, widen_factor=cfg.width, n_classes=info.n_classes,
-                       in_channels=info.image_shape[0], norm=None if cfg.norm == "none" else cfg.norm,
-                       dropout_rate=cfg.dropout)
+    arch_kwargs = {"depth": cfg.depth, "widen_factor": cfg.width, "n_classes": info.n_classes,
+                   "in_channels": info.image_shape[0], "norm": None if cfg.norm == "none" else cfg.norm,
+                   "dropout_rate": cfg.dropout}
     model = wide_resnet(**arch_kwargs).to(device)
     optimizer = build_optimizer(cfg, model)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, iters_per_epoch))
@@ -410,6 +413,7 @@ def _restore(state: TrainState, guard: DivergenceGuard, ckpt_path: Path, rank: i
     state.model.load_state_dict(saved["model_state"])
     state.optimizer.load_state_dict(saved["optimizer"])
     state.scheduler.load_state_dict(saved["scheduler"])
+    set_base_lr(state.optimizer, state.scheduler, state.cfg.lr)  # honour a new --lr given with --resume
     state.iteration = int(saved["iteration"])
     extra = saved.get("extra") or {}
     guard.load_state_dict(extra.get("guard") or {})

@@ -15,7 +15,7 @@ import reference_models  # noqa: F401  (registers the WRN architecture)
 REPO = Path(__file__).resolve().parent.parent
 SHARED_CIFAR = REPO.parent / "shared" / "data" / "cifar10-jpeg"
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+torch.set_num_threads(1)  # tiny models: one thread is as fast, and robust to a shared CPU
 
 
 def _train_tiny(method: str, out: Path, **overrides) -> Path:

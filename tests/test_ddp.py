@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from jembench.models import load_checkpoint, read_checkpoint_file
@@ -18,7 +19,7 @@ def _torchrun(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            "-m", "jembench", "train", *args, "--no-progress"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def test_two_process_gloo_run_on_digits_keeps_ranks_identical(tmp_path):
@@ -40,3 +41,16 @@ def test_two_process_gloo_run_on_digits_keeps_ranks_identical(tmp_path):
     start = json.loads((run / "events.jsonl").read_text().splitlines()[0])
     assert start["world_size"] == 2 and start["iters_per_epoch"] == 11  # 1,437 images / 2 ranks / 64
     assert load_checkpoint(run / "last.pt").model(torch.zeros(2, 1, 8, 8)).isfinite().all()
+
+
+@pytest.mark.slow
+def test_two_process_resume_is_exact(tmp_path):
+    common = ("jem", "--preset", "tiny", "--dataset", "digits", "--sgld-steps", "3", "--log-every", "2")
+    assert _torchrun(*common, "--max-iters", "8", "--out", str(tmp_path / "straight")).returncode == 0
+    assert _torchrun(*common, "--max-iters", "4", "--out", str(tmp_path / "resumed")).returncode == 0
+    again = _torchrun("jem", "--resume", str(tmp_path / "resumed"), "--max-iters", "8")
+    assert again.returncode == 0, again.stderr[-3000:]
+    a, b = (read_checkpoint_file(tmp_path / run / "last.pt") for run in ("straight", "resumed"))
+    assert all(torch.equal(a["model_state"][k], b["model_state"][k]) for k in a["model_state"])
+    assert torch.equal(a["buffer"]["images"], b["buffer"]["images"])
+    assert a["extra"]["weights_digests"] == b["extra"]["weights_digests"]

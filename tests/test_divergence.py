@@ -9,13 +9,13 @@ import math
 import pytest
 import torch
 
-import reference_models.train_loop as train_loop
 from jembench.commands.train import resolve_config
 from jembench.errors import JembenchError
 from jembench.models import read_checkpoint_file
-from reference_models import jem
+from reference_models import jem, train_loop
 from reference_models.divergence import DivergenceGuard
 from reference_models.train_loop import train
+
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -92,17 +92,22 @@ def test_no_diverged_state_reaches_a_checkpoint(tmp_path, monkeypatch):
     assert (divergence["iteration"], divergence["rolled_back_to"]) == (10, 5)
 
 
-def test_spent_budget_gives_up_with_a_clear_error_and_keeps_the_last_good_state(tmp_path, monkeypatch):
+def test_repeated_failure_rolls_back_further_then_gives_up_keeping_the_last_good_state(tmp_path, monkeypatch):
     monkeypatch.setattr(jem, "objective", _PoisonAt(jem.objective, lambda call: call >= 6))
     cfg = _cfg(max_iters=40, max_recoveries=2, recovery_sgld_factor=1.0)
-    with pytest.raises(JembenchError, match=r"recovery budget is spent \(max_recoveries=2\).*iteration 4\).*--lr"):
+    with pytest.raises(JembenchError, match=r"recovery budget is spent \(max_recoveries=2\).*iteration 0\).*--lr"):
         train(cfg, tmp_path, progress=False)
-    kinds = [e["event"] for e in _events(tmp_path)]
-    assert kinds == ["start", "divergence", "divergence", "give_up"]
+    events = _events(tmp_path)
+    assert [e["event"] for e in events] == ["start", "divergence", "divergence", "give_up"]
+    # the state remembered at 4 fails again before passing 8: the next rollback starts from an older one (0)
+    assert [e["rolled_back_to"] for e in events[1:]] == [4, 0, 0]
     saved = read_checkpoint_file(tmp_path / "last.pt")
-    assert saved["iteration"] == 4 and _finite(saved["model_state"])
+    assert saved["iteration"] == 0 and _finite(saved["model_state"])
     assert saved["extra"]["guard"]["recoveries"] == 2
     assert saved["config"]["lr"] == pytest.approx(cfg.lr * 0.25)
+    # the second remedy halves the current lr even though it restored a state from before the first one
+    assert saved["optimizer"]["param_groups"][0]["lr"] == pytest.approx(cfg.lr * 0.25)
+    assert saved["scheduler"]["base_lrs"] == [pytest.approx(cfg.lr * 0.25)]
 
 
 def test_bounds_and_reasons():

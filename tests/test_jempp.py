@@ -11,6 +11,7 @@ from reference_models import informative_init as ii
 from reference_models import jempp, sada_jem
 from reference_models.train_loop import build_buffer, lr_factor, sgld_config
 
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     """Tiny networks train faster on one thread, and far faster when other processes share the cores."""

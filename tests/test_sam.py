@@ -13,6 +13,7 @@ from reference_models.sam import SAM, frozen_bn_stats
 from reference_models.train_loop import TrainState, train_step
 from reference_models.wideresnet import wide_resnet
 
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     """Tiny networks train faster on one thread, and far faster when other processes share the cores."""

@@ -43,7 +43,10 @@ def run(args) -> int:
     from ..evaluate import protocol_for, run_suite
     from ..models import load_checkpoint
     from ..suites import available_suites, get_suite
+    from ..runtime import configure_torch
     from .train import resolve_config
+
+    configure_torch()
 
     suites = args.suites if args.suites is not None else available_suites()
     for s in suites:

@@ -88,6 +88,7 @@ def resolve_config(method: str, preset: str, overrides: dict):
 def run(args) -> int:
     from reference_models.config import TrainConfig
     from reference_models.train_loop import train
+
     from ..models import read_checkpoint_file
 
     overrides = overrides_from_args(args)
