@@ -8,6 +8,8 @@ The Python API mirrors the CLI 1:1 (torch-fidelity style)::
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +39,30 @@ def check_compatible(ckpt: LoadedCheckpoint, dataset: str, data_root: str | Path
                             f"{info.n_classes}; evaluate on the dataset it was trained on (--dataset {ckpt.dataset})")
 
 
+def fast_checkpoint(ckpt: LoadedCheckpoint, suite_name: str, compile: bool = False,
+                    channels_last: bool = False) -> LoadedCheckpoint:
+    """``ckpt`` with its model prepared by :mod:`jembench.compile` (channels-last weights, ``torch.compile``).
+    Suites that differentiate through SGLD (:data:`jembench.compile.EAGER_ONLY_SUITES`) keep the eager model."""
+    from .compile import EAGER_ONLY_SUITES, maybe_channels_last, maybe_compile
+
+    model = maybe_channels_last(ckpt.model, channels_last)
+    if compile and suite_name in EAGER_ONLY_SUITES:
+        if distributed.is_main():
+            print(f"jembench: --compile: the {suite_name} suite runs the eager model (it back-propagates through "
+                  f"SGLD refinement, a double backward torch.compile does not support)", file=sys.stderr)
+    elif compile:
+        model = maybe_compile(model, True)
+    return ckpt if model is ckpt.model else dataclasses.replace(ckpt, model=model)
+
+
 def run_suite(ckpt: LoadedCheckpoint, suite_name: str, protocol: Protocol, out_path: str | Path, *,
               dataset: str | None = None, data_root: str | Path = DEFAULT_DATA_ROOT, download: bool = True,
               device: str = "cpu", seed: int = 0, batch_size: int = 256,
-              options: dict[str, Any] | None = None) -> dict:
-    """Run one suite on a loaded checkpoint; rank 0 writes the record to ``out_path`` atomically."""
+              options: dict[str, Any] | None = None, compile: bool = False, channels_last: bool = False) -> dict:
+    """Run one suite on a loaded checkpoint; rank 0 writes the record to ``out_path`` atomically.
+    ``compile`` / ``channels_last``: see :func:`fast_checkpoint` (results equal eager within float rounding)."""
     suite = get_suite(suite_name)
+    ckpt = fast_checkpoint(ckpt, suite_name, compile, channels_last)
     dataset = dataset or ckpt.dataset
     if dataset == "unknown":
         raise JembenchError(f"{ckpt.path} does not say which dataset it was trained on; pass --dataset")
@@ -65,7 +85,8 @@ def run_suite(ckpt: LoadedCheckpoint, suite_name: str, protocol: Protocol, out_p
 
 def evaluate(checkpoint: str | Path, suite: str = "accuracy", preset: str = "paper", protocol: str | None = None,
              out: str | Path | None = None, device: str = "cpu", **kwargs: Any) -> dict:
-    """Load ``checkpoint`` and run ``suite``; the record goes to ``out`` (default beside the checkpoint)."""
+    """Load ``checkpoint`` and run ``suite``; the record goes to ``out`` (default beside the checkpoint).
+    Keyword arguments are :func:`run_suite`'s (``compile=True`` runs the model through ``torch.compile``)."""
     ckpt = load_checkpoint(checkpoint, device=device, dataset=kwargs.get("dataset"))
     out = Path(out) if out else Path(checkpoint).parent / "eval" / f"{suite}.json"
     return run_suite(ckpt, suite, protocol_for(suite, preset, protocol), out, device=device, **kwargs)

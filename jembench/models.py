@@ -131,8 +131,13 @@ def read_checkpoint_file(path: str | Path, trust: bool = False) -> dict:
     if not path.is_file():
         raise JembenchError(f"checkpoint {path} does not exist; pass the path of a .pt file "
                             f"(e.g. runs/jem/last.pt from `jembench train`)")
+    if trust:
+        import warnings
+
+        warnings.warn(f"--trust-checkpoint: loading {path} with full unpickling; code inside the file can run",
+                      stacklevel=2)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=not trust)
+        state = torch.load(path, map_location="cpu", weights_only=not trust)  # noqa: S614 (weights_only unless trusted)
     except pickle.UnpicklingError as exc:
         text = str(exc)
         if "GLOBAL" not in text and "global" not in text:  # garbage bytes, not a pickle that wants code

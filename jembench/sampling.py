@@ -68,25 +68,76 @@ def sgld(
     attacks white-box (§5.4, footnote 2). The model's train/eval mode is the caller's choice.
     If ``stats`` is a dict, ``stats["grad_norm"]`` receives the mean per-sample L2 norm of the last step's
     (unclamped) gradient as a device tensor (no host synchronisation).
+
+    The input gradients are taken under ``torch.enable_grad()``, so a caller's ``no_grad`` block does not
+    break the chain.
     """
-    x = x0 if differentiable else x0.detach()
-    for _ in range(config.n_steps):
-        if not differentiable:
-            x = x.detach().requires_grad_(True)
-        elif not x.requires_grad:
-            x = x.requires_grad_(True)
-        grad = torch.autograd.grad(_log_density(model, x, y).sum(), x, create_graph=differentiable)[0]
-        if stats is not None:
-            stats["grad_norm"] = grad.detach().flatten(1).norm(dim=1).mean()
-        if config.grad_clamp is not None:
-            grad = grad.clamp(-config.grad_clamp, config.grad_clamp)
-        step = config.step_size * grad
-        if config.noise > 0:
-            step = step + config.noise * torch.randn_like(x)
-        x = x + step
-        if config.x_clamp:
-            x = x.clamp(-1.0, 1.0)
-    return x if differentiable else x.detach()
+    if differentiable:
+        return _sgld_differentiable(model, x0, config, y, stats)
+    return _sgld_detached(model, x0, config, y, stats)
+
+
+def _sgld_detached(model: nn.Module, x0: torch.Tensor, config: SGLDConfig, y: torch.Tensor | None,
+                   stats: dict | None) -> torch.Tensor:
+    """The fast path: one forward and one input-gradient backward per step and nothing else on the tape.
+
+    Per step the only new tensors are the ones autograd itself allocates (activations, the input gradient):
+    the chain state ``x`` is one buffer updated in place, the update (clamp, ×α, +σε) is written into one
+    scratch buffer, the noise is drawn into a preallocated buffer (``normal_`` consumes the generator exactly
+    as ``randn_like`` does), no update op is recorded by autograd, and there is no host synchronisation.
+    The arithmetic is the textbook loop's, op for op — x ← x + (α·clamp(g) + σ·ε), then clamp x — so the
+    result is bit-identical to it (``tests/test_fast_paths.py``); ×α is skipped when α = 1 (exact in IEEE).
+    """
+    n_steps = config.n_steps
+    if n_steps == 0:
+        return x0.detach()
+    x = x0.detach().clone()  # the chain state, updated in place; x0 is left alone
+    scratch = torch.empty_like(x)
+    noise = torch.empty_like(x) if config.noise > 0 else None
+    clamp, alpha, sigma = config.grad_clamp, config.step_size, config.noise
+    with torch.enable_grad():
+        for t in range(n_steps):
+            x.requires_grad_(True)
+            grad = torch.autograd.grad(_log_density(model, x, y).sum(), x)[0]
+            x.requires_grad_(False)
+            with torch.no_grad():
+                if stats is not None and t == n_steps - 1:
+                    stats["grad_norm"] = grad.flatten(1).norm(dim=1).mean()
+                step = grad
+                if clamp is not None:
+                    step = torch.clamp(step, -clamp, clamp, out=scratch)
+                if alpha != 1.0:
+                    step = torch.mul(step, alpha, out=scratch)
+                if noise is not None:
+                    noise.normal_()
+                    noise.mul_(sigma)
+                    step = torch.add(step, noise, out=scratch)
+                x.add_(step)
+                if config.x_clamp:
+                    x.clamp_(-1.0, 1.0)
+    return x
+
+
+def _sgld_differentiable(model: nn.Module, x0: torch.Tensor, config: SGLDConfig, y: torch.Tensor | None,
+                         stats: dict | None) -> torch.Tensor:
+    """Every step on the tape (``create_graph``): gradients of the output reach ``x0`` through the chain."""
+    x = x0
+    with torch.enable_grad():
+        for t in range(config.n_steps):
+            if not x.requires_grad:
+                x = x.requires_grad_(True)
+            grad = torch.autograd.grad(_log_density(model, x, y).sum(), x, create_graph=True)[0]
+            if stats is not None and t == config.n_steps - 1:
+                stats["grad_norm"] = grad.detach().flatten(1).norm(dim=1).mean()
+            if config.grad_clamp is not None:
+                grad = grad.clamp(-config.grad_clamp, config.grad_clamp)
+            step = config.step_size * grad
+            if config.noise > 0:
+                step = step + config.noise * torch.randn_like(x)
+            x = x + step
+            if config.x_clamp:
+                x = x.clamp(-1.0, 1.0)
+    return x
 
 
 class InitialDistribution(Protocol):
@@ -214,13 +265,16 @@ class ReplayBuffer:
         """Write the chains' new states back (Algorithm 1, line 8).
 
         Draws are with replacement, so a chain can appear twice in a batch; the last occurrence wins,
-        deterministically (a plain ``images[idx] = x`` leaves the winner to the thread schedule).
+        deterministically (a plain ``images[idx] = x`` leaves the winner to the thread schedule). Every
+        duplicate slot is written with the value of its chain's last occurrence, so the write order does not
+        matter — and nothing has a data-dependent size, so there is no host synchronisation on a GPU
+        (``torch.unique`` would need one).
         """
-        unique, inverse = torch.unique(idx, return_inverse=True)
-        positions = torch.arange(len(idx), device=idx.device)
-        last = torch.zeros(len(unique), dtype=torch.long, device=idx.device).scatter_reduce_(
-            0, inverse, positions, reduce="amax", include_self=False)
-        self.images[unique] = x.detach()[last].to(self.images.dtype)
+        idx = idx.to(self.device)
+        positions = torch.arange(len(idx), device=self.device)
+        last = torch.full((self.size,), -1, dtype=torch.long, device=self.device)
+        last.scatter_reduce_(0, idx, positions, reduce="amax", include_self=True)
+        self.images[idx] = x.detach()[last[idx]].to(self.images.dtype)
 
     def state_dict(self) -> dict:
         return {"images": self.images.detach().cpu(), "labels": self.labels.cpu(), "reinit_freq": self.reinit_freq,

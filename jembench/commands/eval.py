@@ -36,6 +36,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None, help="folder holding torchvision datasets (env JEMBENCH_DATA)")
     p.add_argument("--no-download", dest="download", action="store_false", help="never download datasets")
     p.add_argument("--batch-size", type=int, default=256, help="evaluation batch size")
+    p.add_argument("--compile", action="store_true",
+                   help="run the model through torch.compile (results equal eager within float rounding; the first "
+                        "batch of each shape compiles, tens of seconds on a CPU; robustness stays eager)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="channels-last weights (faster convolutions for 3-channel 32x32 networks on x86 CPUs and "
+                        "tensor-core GPUs; see benchmarks/README.md)")
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="allow checkpoints that need arbitrary unpickling (runs code from the file: only for "
                         "files you trust)")
@@ -76,13 +82,21 @@ def run(args) -> int:
     from .. import distributed
     from ..evaluate import protocol_for, run_suite
     from ..models import load_checkpoint
+    from ..runtime import configure_torch
     from ..suites import get_suite
 
+    configure_torch()
     suites = _suites(args.suite)
     if args.protocol and len(suites) > 1:
         raise JembenchError("--protocol applies to one suite; pass a single --suite or use --preset")
     if args.batch_size <= 0:
         raise JembenchError(f"--batch-size must be positive, got {args.batch_size}")
+    if args.compile:
+        from ..compile import compile_unavailable_reason
+
+        reason = compile_unavailable_reason()
+        if reason is not None:
+            raise JembenchError(reason)
     distributed.init(args.device)
     device = distributed.device_for_rank(args.device)
     options = {k: getattr(args, k) for k in ("inception_weights", "n_samples", "steps", "init", "ensemble")}
@@ -98,7 +112,8 @@ def run(args) -> int:
             out = out_paths[(ckpt_arg, suite_name)]
             record = run_suite(ckpt, suite_name, protocols[suite_name], out, dataset=args.dataset,
                                data_root=args.data_root or DEFAULT_DATA_ROOT, download=args.download, device=device,
-                               seed=args.seed, batch_size=args.batch_size, options=options)
+                               seed=args.seed, batch_size=args.batch_size, options=options,
+                               compile=args.compile, channels_last=args.channels_last)
             if distributed.is_main():
                 print(get_suite(suite_name).format_table(record))
                 print(f"record: {out}\n")

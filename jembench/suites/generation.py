@@ -301,8 +301,10 @@ def format_table(record: dict) -> str:
 
 
 def headline(record: dict) -> dict[str, float]:
+    """IS / FID of fresh SGLD chains when measured (every model has them, so rows compare like with like),
+    else of the first source measured."""
     m = record["metrics"]
-    for source in SOURCES:
+    for source in ("fresh", *SOURCES):
         if f"fid/{source}" in m:
             return {f"IS ({source}) ↑": m[f"is/{source}"], f"FID ({source}) ↓": m[f"fid/{source}"]}
     return {}

@@ -1,0 +1,109 @@
+"""Run the benchmark families, print one table, write it as JSON (atomically)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .common import REPO, Row, find_cifar, load_average, log, model_specs
+
+RESULTS = REPO / "benchmarks" / "results"
+HEADERS = ["family", "model", "measurement", "value", "target", "holds", "detail"]
+
+
+def _value(row: Row) -> str:
+    if row.value is None:
+        return "-"
+    if row.unit == "x" or row.unit.startswith("x "):
+        return f"{row.value:.3f}"
+    return f"{row.value:.0f} {row.unit}"
+
+
+def _holds(row: Row) -> str:
+    return {True: "yes", False: "NO", None: ""}[row.holds]
+
+
+def table(rows: list[Row]) -> str:
+    from tabulate import tabulate
+
+    return tabulate([[r.family, r.model, r.what, _value(r), r.target, _holds(r), r.detail] for r in rows],
+                    headers=HEADERS, tablefmt="github", disable_numparse=True)
+
+
+def environment(args, threads: int) -> dict:
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+            "threads_per_process": threads, "device": args.device,
+            "cuda": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None}
+
+
+def run_benchmarks(args) -> int:
+    import torch
+
+    from jembench import atomic
+
+    start, load_start = time.perf_counter(), load_average()
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    cifar = find_cifar(args.cifar)
+    scratch = None
+    if cifar is None:
+        from .suites import random_image_folder
+
+        scratch = tempfile.TemporaryDirectory(prefix="jembench-bench-data-")
+        log("no 32x32 image folder found (--cifar, ../shared/data/cifar10-jpeg): using random 32x32 PNGs")
+        cifar = random_image_folder(Path(scratch.name), n_test=4000)
+    specs_all = model_specs(args.wrn_batch, cifar)
+    specs = [specs_all["tiny"]] + ([specs_all["wrn16-4"]] if args.wrn and not args.quick else [])
+    families = args.only or ["sgld", "train", "profile", "suites", "ddp"]
+    rows: list[Row] = []
+    profiles: dict[str, str] = {}
+    timings: dict[str, float] = {}
+    for family in families:
+        t0 = time.perf_counter()
+        if family == "sgld":
+            from . import sgld
+            rows += sgld.run(specs, args.quick, args.device, args.compile)
+        elif family == "train":
+            from . import training
+            rows += training.run(specs, args.quick, args.device)
+        elif family == "profile":
+            from . import profiling
+            new, profiles = profiling.run(specs, args.quick, args.device)
+            rows += new
+        elif family == "suites":
+            from . import suites
+            rows += suites.run(specs, args.quick, args.device, args.threads, cifar)
+        elif family == "ddp":
+            from . import ddp
+            rows += ddp.run(specs, args.quick, args.device, args.threads, args.wrn_batch, cifar)
+        timings[family] = time.perf_counter() - t0
+    if scratch is not None:
+        scratch.cleanup()
+    wall = time.perf_counter() - start
+    load_end = load_average()
+    env = environment(args, args.threads)
+    header = (f"jembench bench — {'quick' if args.quick else 'full'} run, torch {env['torch']}, {env['device']}, "
+              f"{env['cpu_count']} cores, {args.threads} thread(s)/process; load average "
+              f"{load_start[0]:.2f} at start, {load_end[0]:.2f} at end; wall {wall:.0f} s")
+    print(header)
+    print(table(rows))
+    failed = [r for r in rows if r.holds is False]
+    print(f"\n{sum(r.holds is True for r in rows)} targets hold, {len(failed)} do not"
+          + (": " + "; ".join(f"{r.model} / {r.what}" for r in failed) if failed else ""))
+    out = Path(args.out) if args.out else RESULTS / ("quick.json" if args.quick else "latest.json")
+    atomic.write_json(out, {
+        "schema": "jembench-bench/1", "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "mode": "quick" if args.quick else "full", "command": " ".join(sys.argv), "environment": env,
+        "load_average": {"start": list(load_start), "end": list(load_end)}, "wall_time_s": wall,
+        "family_wall_time_s": timings, "rows": [r.to_dict() for r in rows], "table": table(rows),
+        "profiler_top_ops": profiles})
+    print(f"results: {out}")
+    return 0

@@ -1,0 +1,219 @@
+"""Suites: throughput (images/s) and peak RSS at N and 4N images, each run in a fresh process.
+
+Every run is the real command line — ``python -m jembench eval CKPT --suite S --protocol P.toml`` — with the
+suite's tiny protocol (``suites/<suite>-tiny.toml``) and only its image counts (and, for generation and
+robustness, a few cost knobs) changed, written to a temporary TOML file. The child's peak resident set size
+comes from ``os.wait4`` (the kernel's ``ru_maxrss`` of that one process), its throughput from the record's own
+``wall_time_s`` (the suite's run, without interpreter start-up and checkpoint loading).
+
+Memory must stay flat: a suite that streams its inputs holds a batch, not the set. "Flat" here means
+RSS(4N) − RSS(N) is under half of what keeping the extra 3N input images as float32 tensors would take
+(or under 32 MiB, the run-to-run noise of peak RSS here, for sets so small that half of that is less). N is
+at least the evaluation batch size, so both runs hold equally large batches.
+
+Data: 32×32 RGB images (the CIFAR-10 JPEG copy in ``../shared/data/cifar10-jpeg``, else a generated folder of
+random PNGs), so N can be large; networks: the tiny presets' WRN-10-1 and a WRN-16-4 (3 input channels),
+random weights (throughput and memory do not depend on what the weights learned).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from .common import REPO, ModelSpec, Row, log
+
+MIB = 1024 * 1024
+
+# per suite: protocol changes for n images, and how many images one run processes
+SUITES = ("accuracy", "calibration", "ood", "generation", "robustness")
+
+
+def protocol_changes(suite: str, n: int, sgld_steps: int = 10) -> dict[str, Any]:
+    """The tiny protocol's fields changed for a run on ``n`` images (the rest stays as in the file)."""
+    if suite in ("accuracy", "calibration"):
+        return {"n": n}
+    if suite == "ood":
+        return {"n_in": n, "n_out": n, "sets": ["uniform", "constant", "interp"]}
+    if suite == "generation":
+        return {"sources": ["fresh"], "n_samples": n, "steps": sgld_steps, "reference_split": "test",
+                "reference_n": 100, "isc_splits": 2, "kid_subsets": 2, "kid_subset_size": 16, "grid_n": 0}
+    if suite == "robustness":
+        return {"n": n, "batch_size": 8, "refine": {"steps": [0, 1], "eot_attack": 1, "eot_defense": 2},
+                "pgd": {"norms": ["linf"], "steps": 2, "restarts": 1, "search_steps": 0, "linf_eps": [0, "8/255"]},
+                "boundary": {"enabled": False}, "pointwise": {"enabled": False},
+                "start": {"pool": 20, "candidates": 2}}
+    raise ValueError(suite)
+
+
+def images_processed(suite: str, n: int) -> int:
+    """Images one run pushes through the suite (OOD: the in-distribution set plus three OOD sets)."""
+    return 4 * n if suite == "ood" else n
+
+
+def plan(spec: ModelSpec, quick: bool) -> dict[str, tuple[int, int]]:
+    """suite -> (N, evaluation batch size): N >= the batch, so both runs use full batches and RSS compares
+    data handling, not batch size; N is scaled to the network's cost (the run at 4N follows)."""
+    if spec.key == "tiny":
+        full = {"accuracy": (1500, 256), "calibration": (1500, 256), "ood": (256, 256), "generation": (64, 64),
+                "robustness": (8, 8)}
+        return {k: full[k] for k in ("accuracy", "ood")} if quick else full
+    return {} if quick else {"accuracy": (64, 16), "calibration": (64, 16), "ood": (16, 16), "generation": (16, 16)}
+
+
+# ------------------------------------------------------------------------------------------------ TOML
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {v!r} as TOML")
+
+
+def to_toml(table: dict[str, Any]) -> str:
+    """A flat TOML writer for protocol tables (scalars, lists, one level of sub-tables)."""
+    lines = [f"{k} = {_toml_value(v)}" for k, v in table.items() if not isinstance(v, dict)]
+    for k, v in table.items():
+        if isinstance(v, dict):
+            lines += ["", f"[{k}]"] + [f"{kk} = {_toml_value(vv)}" for kk, vv in v.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_protocol(suite: str, n: int, path: Path, sgld_steps: int = 10) -> Path:
+    with open(REPO / "suites" / f"{suite}-tiny.toml", "rb") as fh:
+        table = tomllib.load(fh)
+    for key, value in protocol_changes(suite, n, sgld_steps).items():
+        table[key] = {**table.get(key, {}), **value} if isinstance(value, dict) else value
+    path.write_text(to_toml(table))
+    return path
+
+
+# ------------------------------------------------------------------------------------------- fixtures
+def make_checkpoint(spec: ModelSpec, path: Path) -> Path:
+    import torch
+
+    from jembench.models import save_checkpoint
+    from reference_models.wideresnet import wide_resnet
+
+    kwargs = {"depth": spec.depth, "widen_factor": spec.width, "n_classes": 10, "in_channels": 3, "norm": "batch"}
+    torch.manual_seed(0)
+    model = wide_resnet(**kwargs).eval()
+    save_checkpoint(path, arch="wrn", arch_kwargs=kwargs, model=model, method="jem", dataset="bench32",
+                    n_classes=10, image_shape=(3, 32, 32), config={"name": f"bench-{spec.key}"})
+    return path
+
+
+def random_image_folder(root: Path, n_test: int, n_train: int = 200) -> Path:
+    """An ImageFolder of random 32×32 PNGs (10 classes) when the CIFAR-10 copy is absent."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", n_train), ("test", n_test)):
+        for i in range(count):
+            folder = root / split / f"c{i % 10}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i:05d}.png")
+    return root
+
+
+# ------------------------------------------------------------------------------------------------- runs
+def run_child(args: list[str], env: dict[str, str], log_path: Path, timeout: float = 900) -> tuple[int, float, float]:
+    """Run ``python -m jembench ARGS``; returns (exit code, peak RSS in MiB, wall seconds)."""
+    start = time.perf_counter()
+    with open(log_path, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "jembench", *args], cwd=REPO, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+        deadline = start + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() > deadline:
+                proc.kill()
+                pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.05)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    rss = usage.ru_maxrss / 1024 if sys.platform != "darwin" else usage.ru_maxrss / MIB  # Linux: KiB
+    return proc.returncode, rss, time.perf_counter() - start
+
+
+def suite_label(spec: ModelSpec) -> str:
+    return f"{'tiny net (WRN-10-1)' if spec.key == 'tiny' else 'WRN-16-4'} on 3x32x32"
+
+
+def sgld_steps(spec: ModelSpec) -> int:
+    return 10 if spec.key == "tiny" else 5
+
+
+def measure_suite(spec: ModelSpec, suite: str, n: int, batch: int, ckpt: Path, data: str, tmp: Path,
+                  env: dict[str, str], device: str) -> Row:
+    label = suite_label(spec)
+    results = {}
+    for size in (n, 4 * n):
+        proto = write_protocol(suite, size, tmp / f"{spec.key}-{suite}-{size}.toml", sgld_steps(spec))
+        record = tmp / f"{spec.key}-{suite}-{size}.json"
+        code, rss, wall = run_child(["eval", str(ckpt), "--suite", suite, "--protocol", str(proto), "--dataset", data,
+                                     "--out", str(record), "--no-download", "--device", device, "--seed", "0",
+                                     "--batch-size", str(batch)], env, tmp / f"{spec.key}-{suite}-{size}.log")
+        if code != 0:
+            tail = (tmp / f"{spec.key}-{suite}-{size}.log").read_text()[-1500:]
+            log(f"suite {suite} at n={size} failed (exit {code}):\n{tail}")
+            return Row("suite", label, f"{suite}: images/s and peak RSS at N / 4N", None, "img/s", "", False,
+                       f"failed (exit {code}) at n={size}: {tail.strip().splitlines()[-1][:120] if tail else ''}",
+                       {"suite": suite, "n": n})
+        suite_s = json.loads(record.read_text()).get("wall_time_s") or wall
+        images = images_processed(suite, size)
+        results[size] = {"images": images, "suite_s": suite_s, "process_s": wall, "rss_mib": rss,
+                         "images_per_s": images / suite_s}
+    small, big = results[n], results[4 * n]
+    growth = big["rss_mib"] - small["rss_mib"]
+    kept = 3 * images_processed(suite, n) * 3 * 32 * 32 * 4 / MIB  # the extra inputs as float32
+    flat = growth <= max(32.0, kept / 2)
+    return Row("suite", label, f"{suite}: images/s at N / 4N; peak RSS N -> 4N",
+               big["images_per_s"], "img/s", "RSS flat", flat,
+               f"N={images_processed(suite, n)}: {small['images_per_s']:.0f} / {big['images_per_s']:.0f} img/s; "
+               f"RSS {small['rss_mib']:.0f} -> {big['rss_mib']:.0f} MiB ({growth:+.0f}; inputs {kept:.0f})",
+               {"suite": suite, "n": n, "runs": {str(k): v for k, v in results.items()},
+                "rss_growth_mib": growth, "extra_inputs_float32_mib": kept})
+
+
+def run(specs: list[ModelSpec], quick: bool, device: str, threads: int, cifar: Path | None) -> list[Row]:
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="jembench-bench-suites-") as tmp:
+        tmp_path = Path(tmp)
+        if cifar is None:
+            cifar = random_image_folder(tmp_path / "random32", n_test=4000)
+        data = f"folder:{cifar}"
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+               "PYTHONWARNINGS": "ignore", "MPLBACKEND": "Agg", "JEMBENCH_CACHE": str(tmp_path / "cache"),
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        warm = False
+        for spec in specs:
+            runs = plan(spec, quick)
+            if not runs:
+                continue
+            ckpt = make_checkpoint(spec, tmp_path / f"{spec.key}.pt")
+            if "generation" in runs and not warm:  # fill the FID/KID reference cache once: N and 4N find it warm
+                proto = write_protocol("generation", 2, tmp_path / "warm.toml", 1)
+                run_child(["eval", str(ckpt), "--suite", "generation", "--protocol", str(proto), "--dataset", data,
+                           "--out", str(tmp_path / "warm.json"), "--no-download", "--device", device],
+                          env, tmp_path / "warm.log")
+                warm = True
+            for suite, (n, batch) in runs.items():
+                log(f"suite: {spec.key} {suite} N={n}")
+                rows.append(measure_suite(spec, suite, n, batch, ckpt, data, tmp_path, env, device))
+    return rows
+
