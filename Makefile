@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.jembench-installed
 
-.PHONY: demo test test-slow bench install clean
+.PHONY: demo test test-slow bench install clean results
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,3 +28,9 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+
+# Regenerate the committed demo records and the rendered leaderboard (results/runs/demo, results/leaderboard.md).
+results: $(STAMP)
+	rm -rf results/runs/demo runs/demo
+	$(VENV)/bin/jembench demo --records results/runs/demo --no-progress
+	$(VENV)/bin/jembench leaderboard results/runs/demo --table all --format md --out results/leaderboard.md

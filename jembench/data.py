@@ -180,7 +180,8 @@ def _zero_label(_) -> int:
 def _folder(path: Path, split: str) -> Dataset:
     split_dir = path / split
     if not split_dir.is_dir():
-        raise JembenchError(f"dataset folder {split_dir} does not exist; folder:PATH needs PATH/train/<class>/*.png|jpg "
+        raise JembenchError(f"dataset folder {split_dir} does not exist; folder:PATH needs "
+                            f"PATH/train/<class>/*.png|jpg "
                             f"and PATH/test/<class>/... (torchvision ImageFolder layout)")
     try:
         return torchvision.datasets.ImageFolder(str(split_dir), transform=_to_signed_rgb)

@@ -149,7 +149,8 @@ def read_checkpoint_file(path: str | Path, trust: bool = False) -> dict:
                             f"you trust its author") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         raise JembenchError(f"checkpoint {path} is truncated or not a PyTorch file ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); re-download or re-save it") from None
+                            f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); "
+                            f"re-download or re-save it") from None
     if not isinstance(state, dict):
         raise JembenchError(f"{path} holds a {type(state).__name__}, not a checkpoint dict; "
                             f"pass a file written by `jembench train` or the official JEM code")

@@ -17,13 +17,6 @@ from reference_models.divergence import DivergenceGuard
 from reference_models.train_loop import train
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks train faster on one thread, and far faster when other processes share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class _PoisonAt:

@@ -22,7 +22,7 @@ def test_jem_iterations_lower_ce_move_buffer_and_raise_sample_log_px(tmp_path):
     cfg = resolve_config("jem", "tiny", {"dataset": "digits", "max_iters": 40, "log_every": 5, "seed": 1})
     ckpt_path = train(cfg, tmp_path, progress=False)
     rows = _rows(tmp_path / "log.csv")
-    first, last = rows[0], rows[-1]
+    last = rows[-1]
     assert int(last["iteration"]) == 40
     ce_start = sum(float(r["ce"]) for r in rows[:2]) / 2
     ce_end = sum(float(r["ce"]) for r in rows[-2:]) / 2

@@ -12,13 +12,6 @@ from reference_models import jempp, sada_jem
 from reference_models.train_loop import build_buffer, lr_factor, sgld_config
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks train faster on one thread, and far faster when other processes share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _synthetic(n_per_class=4000, seed=0):
@@ -38,7 +31,7 @@ def _synthetic(n_per_class=4000, seed=0):
 
 def test_informative_init_samples_have_the_fitted_class_means_and_covariances():
     images, labels, _, _ = _synthetic()
-    fitted = ii.ClassGaussians.from_state_dict(ClassGaussianInit.fit(images, labels, 3).state_dict())
+    fitted = ClassGaussianInit.from_state_dict(ClassGaussianInit.fit(images, labels, 3).state_dict())
     n = 20000
     torch.manual_seed(1)
     y = torch.arange(3).repeat_interleave(n)[torch.randperm(3 * n)]  # shuffled labels: the per-class path
@@ -54,17 +47,18 @@ def test_informative_init_samples_have_the_fitted_class_means_and_covariances():
         assert ((torch.cov(xc.T) - cov).abs() < 5 * se_cov).all(), (c, torch.cov(xc.T), cov)
 
 
-def test_class_gaussians_sample_like_the_floor_sampler():
-    """Same distribution and same RNG draws as jembench.sampling.ClassGaussianInit, only cheaper in memory."""
+def test_class_gaussian_sampling_equals_the_per_image_formula():
+    """The class-by-class product equals x_i = clamp(μ_{y_i} + L_{y_i} z_i) computed image by image."""
     images, labels, _, _ = _synthetic(200)
-    base = ClassGaussianInit.fit(images, labels, 3)
-    ours = ii.ClassGaussians.from_state_dict(base.state_dict())
+    init = ClassGaussianInit.fit(images, labels, 3)
     y = torch.tensor([2, 0, 1, 1, 0, 2, 2])
     torch.manual_seed(5)
-    a = base.sample(y, "cpu")
+    x = init.sample(y, "cpu").view(len(y), -1)
     torch.manual_seed(5)
-    b = ours.sample(y, "cpu")
-    torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    z = torch.randn(len(y), 4)
+    for i, c in enumerate(y.tolist()):
+        expected = (init.means[c] + init.scale_trils[c] @ z[i]).clamp(-1, 1)
+        torch.testing.assert_close(x[i], expected, rtol=0, atol=1e-6)
 
 
 def test_informative_init_is_fitted_once_to_unaugmented_data_and_cached(tmp_path, monkeypatch):
@@ -90,7 +84,7 @@ def test_buffer_is_filled_from_and_reinitialised_from_the_class_gaussians(tmp_pa
     cfg = resolve_config("jempp", "tiny", {"dataset": "digits", "buffer_size": 2000, "reinit_freq": 1.0})
     torch.manual_seed(0)
     buffer = build_buffer(cfg, tmp_path, 10, (1, 8, 8), torch.device("cpu"), world_size=1)
-    assert isinstance(buffer, ReplayBuffer) and isinstance(buffer.init, ii.ClassGaussians)
+    assert isinstance(buffer, ReplayBuffer) and isinstance(buffer.init, ClassGaussianInit)
     means = buffer.init.means.view(10, 1, 8, 8)
     for c in range(10):  # chains of class c start near μ_c (much nearer than to other classes' means)
         own = (buffer.images[buffer.labels == c].mean(0) - means[c]).abs().mean()

@@ -1,7 +1,6 @@
 """Nothing is lost when a job dies; the same seed gives the same numbers."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -14,13 +14,6 @@ from jembench.models import read_checkpoint_file
 from reference_models.train_loop import EpochSampler, train
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks train faster on one thread, and far faster when other processes share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _rows(path):

@@ -22,13 +22,6 @@ from reference_models.train_loop import train
 REPO = Path(__file__).resolve().parent.parent
 METHODS = ["jem", "jempp", "sada_jem", "softmax", "softmax_sam"]
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks train faster on one thread, and far faster when other processes share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_every_method_trains_with_its_tiny_preset_from_the_cli(tmp_path):
