@@ -76,9 +76,9 @@ def run_suite(ckpt: LoadedCheckpoint, suite_name: str, protocol: Protocol, out_p
     distributed.barrier()  # every rank has finished writing its partial results
     if distributed.is_main():
         atomic.write_json(out_path, record)
-        # Long suites checkpoint their progress as <record stem>.partial*.json beside the record; only now
+        # Long suites checkpoint their progress as <record stem>.partial* files beside the record; only now
         # that the record is safely on disk are those obsolete.
-        for partial in out_path.parent.glob(f"{out_path.stem}.partial*.json"):
+        for partial in out_path.parent.glob(f"{out_path.stem}.partial*"):
             partial.unlink(missing_ok=True)
     return record
 

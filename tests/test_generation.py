@@ -278,3 +278,33 @@ def test_cli_end_to_end_tiny_preset_with_overrides_and_ensemble(tmp_path):
     assert all(is_png(out.parent / f) for f in record["figures"]) and len(record["figures"]) == 4
     assert any(p.name.endswith(".pt") for p in (tmp_path / "cache" / "fidelity").iterdir())
     assert "FID ↓" in proc.stdout and "jembench-tiny-conv" in proc.stdout
+
+
+def test_interrupted_generation_reuses_its_saved_fresh_samples(tmp_path, monkeypatch):
+    """The fresh SGLD chains are saved beside the record; a rerun with the same output path does not rerun them,
+    gives the same record, and jembench.evaluate.run_suite removes the partial file once the record is written."""
+    from jembench.evaluate import run_suite
+
+    monkeypatch.setenv("JEMBENCH_CACHE", str(tmp_path / "cache"))
+    ckpt = load_checkpoint(make_wrn_checkpoint(tmp_path / "c.pt", buffer_n=None))
+    record_path = tmp_path / "gen.json"
+    ctx = EvalContext(dataset="digits", out_dir=tmp_path, options={"record_path": str(record_path)})
+    proto = _gen_protocol(sources=["fresh"], n_samples=40, grid_n=0)
+    first = generation.run(ckpt, proto, ctx)  # as if the process died before the record was written
+    partial = tmp_path / "gen.partial.fresh.pt"
+    assert partial.is_file()
+
+    def chains_must_not_run(*args, **kwargs):
+        raise AssertionError("the saved fresh samples were not reused")
+
+    monkeypatch.setattr(generation, "fresh_samples", chains_must_not_run)
+    second = run_suite(ckpt, "generation", proto, record_path)
+    assert second["metrics"] == first["metrics"]
+    assert record_path.is_file() and not partial.exists()
+    # a partial file from another protocol is ignored (recomputed), never mixed in
+    other = _gen_protocol(sources=["fresh"], n_samples=40, grid_n=0, steps=4)
+    monkeypatch.undo()
+    monkeypatch.setenv("JEMBENCH_CACHE", str(tmp_path / "cache"))
+    generation.run(ckpt, proto, ctx)
+    third = generation.run(ckpt, other, ctx)
+    assert third["details"]["fresh"]["sgld"]["n_steps"] == 4

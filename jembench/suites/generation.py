@@ -37,7 +37,7 @@ from ..errors import JembenchError
 from ..metrics.fidelity import (INCEPTION, QuantizedDataset, default_cache_root, feature_extractor_kwargs,
                                 fidelity_metrics, reference_cache_name, to_uint8_rgb)
 from ..models import load_checkpoint
-from ..protocols import Protocol
+from ..protocols import Protocol, protocol_hash
 from ..records import make_record
 from ..sampling import ClassGaussianInit, SGLDConfig, UniformInit, sgld
 from . import EvalContext
@@ -178,6 +178,30 @@ def fresh_samples(ckpt, cfg: _Settings, init, ctx: EvalContext) -> _Pool:
     return _Pool(*(torch.cat(p) for p in zip(*parts)))
 
 
+def _resumable_fresh_samples(ckpt, cfg: _Settings, init, protocol, ctx: EvalContext) -> _Pool:
+    """:func:`fresh_samples`, saved (atomically) as ``<record stem>.partial.fresh.pt`` beside the record: a rerun
+    with the same output path, checkpoint, protocol and seed reuses them instead of running the chains again
+    (the expensive part of this suite). :func:`jembench.evaluate.run_suite` deletes the file once the record
+    is written."""
+    record_path = ctx.options.get("record_path")
+    if not record_path:
+        return fresh_samples(ckpt, cfg, init, ctx)
+    partial = Path(record_path).with_name(f"{Path(record_path).stem}.partial.fresh.pt")
+    key = {"protocol": protocol_hash(protocol.table), "sha256": ckpt.sha256, "seed": ctx.seed, "dataset": ctx.dataset}
+    if partial.is_file():
+        try:
+            saved = torch.load(partial, map_location="cpu", weights_only=True)
+        except Exception:  # a foreign or damaged file: recompute and overwrite it
+            saved = None
+        if isinstance(saved, dict) and saved.get("key") == key:
+            print(f"generation: reusing the fresh samples saved in {partial}", file=sys.stderr)
+            return _Pool(saved["images"], saved["confidence"], saved["label"])
+    pool = fresh_samples(ckpt, cfg, init, ctx)
+    atomic.torch_save(partial, {"key": key, "images": pool.images, "confidence": pool.confidence,
+                                "label": pool.label})
+    return pool
+
+
 def top_fraction(confidence: torch.Tensor, fraction: float) -> torch.Tensor:
     """Indices of the ⌈fraction·N⌉ (at least 2) most confident samples, most confident first (JEM App. B)."""
     k = min(len(confidence), max(2, math.ceil(fraction * len(confidence))))
@@ -237,7 +261,7 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
     cond_pool = cfg.conditional_pool if cfg.conditional_pool in pools else "fresh"
     if "fresh" in cfg.sources or ("conditional" in cfg.sources and cond_pool == "fresh"):
         init, init_source = initial_distribution(ckpt, cfg, ctx)
-        pools["fresh"] = fresh_samples(ckpt, cfg, init, ctx)
+        pools["fresh"] = _resumable_fresh_samples(ckpt, cfg, init, protocol, ctx)
         details["fresh"] = {"n": cfg.n_samples, "init": init_source, "sgld": cfg.sgld.to_dict()}
 
     samples: dict[str, _Pool | torch.Tensor] = {s: pools[s] for s in ("buffer", "fresh") if s in cfg.sources
