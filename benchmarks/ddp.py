@@ -112,7 +112,8 @@ def run(specs: list[ModelSpec], quick: bool, device: str, threads: int, wrn_batc
                "PYTHONWARNINGS": "ignore",
                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-               "benchmarks.ddp", "--out", str(out), "--work", tmp, "--plan", json.dumps(todo), "--wrn-batch", str(wrn_batch),
+               "benchmarks.ddp", "--out", str(out), "--work", tmp, "--plan", json.dumps(todo),
+               "--wrn-batch", str(wrn_batch),
                "--cifar", str(cifar or ""), "--threads", str(threads), "--device", device]
         log(f"ddp: torchrun, 2 processes x {threads} thread(s): {', '.join(f'{k}/{m}' for k, m, _ in todo)}")
         start = time.perf_counter()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import fnmatch
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from tabulate import tabulate
 
 from .errors import JembenchError
 from .leaderboard import RecordRef
-from .protocols import PROTOCOL_DIR
+from .protocols import PROTOCOL_DIR, read_toml
 from .published import NOT_A_REFERENCE, cite, flag_list
 
 DEFAULT_TOLERANCES = PROTOCOL_DIR / "check-tolerances.toml"
@@ -78,12 +77,7 @@ class Comparison:
 
 # ----------------------------------------------------------------------------------------------- tolerances
 def _parse_rules(path: Path, require_direction: bool, base: dict[str, dict] | None = None) -> dict[str, dict]:
-    try:
-        table = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise JembenchError(f"tolerance file {path} does not exist; pass an existing TOML file") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise JembenchError(f"tolerance file {path} is not valid TOML ({exc}); fix the file") from None
+    table = read_toml(path, "tolerance file")
     unknown = set(table) - {"metrics"}
     if unknown:
         raise JembenchError(f"tolerance file {path}: unknown top-level key(s) {sorted(unknown)}; put entries under "

@@ -44,6 +44,16 @@ def protocol_hash(table: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """Parse a TOML file; a missing or malformed one is a one-line :class:`JembenchError` naming ``what``."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise JembenchError(f"{what} {path} does not exist; pass an existing TOML file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise JembenchError(f"{what} {path} is not valid TOML ({exc}); fix the file") from None
+
+
 def resolve_protocol_path(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
@@ -58,10 +68,7 @@ def load_protocol(name_or_path: str, suite: str | None = None) -> Protocol:
         available = ", ".join(sorted(p.stem for p in PROTOCOL_DIR.glob("*.toml"))) or "none"
         raise JembenchError(f"protocol {name_or_path!r} not found (looked for {path}); "
                             f"pass a .toml path or one of: {available}")
-    try:
-        table = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise JembenchError(f"protocol file {path} is not valid TOML ({exc}); fix the file") from None
+    table = read_toml(path, "protocol file")
     declared = table.get("suite")
     if suite is not None and declared is not None and declared != suite:
         raise JembenchError(f"protocol file {path} is for suite {declared!r}, not {suite!r}; "

@@ -86,6 +86,7 @@ def score_batches(model: nn.Module, batches: Iterable[torch.Tensor], names: list
             logits = model(x)
             for score in scores:
                 out[score.name].append(score(logits, x).detach().float().cpu())
+        del logits, x  # a retained graph (gradient score) must not live on into the next batch's forward
     return {n: torch.cat(v) if v else torch.empty(0) for n, v in out.items()}
 
 
