@@ -164,7 +164,7 @@ def run(specs: list[ModelSpec], quick: bool, device: str, compile: bool) -> list
                 log(f"sgld: {spec.key} {method}")
                 rows += measure_sampler(spec, method, steps, repeats, device, channels_last=method == "jem")
                 if tiny:  # at WRN scale the buffer's share is smaller still, and K full steps cost minutes
-                    rows.append(measure_draw(spec, method, repeats, device, Path(tmp)))
+                    rows.append(measure_draw(spec, method, 2 * repeats + 1, device, Path(tmp)))
             if compile:
                 log(f"compile: {spec.key}")
                 rows += measure_compile(spec, steps, repeats, device)

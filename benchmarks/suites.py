@@ -1,10 +1,11 @@
 """Suites: throughput (images/s) and peak RSS at N and 4N images, each run in a fresh process.
 
-Every run is the real command line — ``python -m jembench eval CKPT --suite S --protocol P.toml`` — with the
+Every run is the real command line — ``jembench eval CKPT --suite S --protocol P.toml`` — with the
 suite's tiny protocol (``suites/<suite>-tiny.toml``) and only its image counts (and, for generation and
 robustness, a few cost knobs) changed, written to a temporary TOML file. The child's peak resident set size
-comes from ``os.wait4`` (the kernel's ``ru_maxrss`` of that one process), its throughput from the record's own
-``wall_time_s`` (the suite's run, without interpreter start-up and checkpoint loading).
+is its ``VmHWM`` (:mod:`benchmarks.child`; ``ru_maxrss`` would include the parent's), its throughput comes
+from the record's own ``wall_time_s`` (the suite's run, without interpreter start-up and checkpoint loading). The children run with
+glibc's mmap threshold fixed (see :data:`MMAP_THRESHOLD`), so that peak RSS tracks live memory.
 
 Memory must stay flat: a suite that streams its inputs holds a batch, not the set. "Flat" here means
 RSS(4N) − RSS(N) is under half of what keeping the extra 3N input images as float32 tensors would take
@@ -31,6 +32,12 @@ from typing import Any
 from .common import REPO, ModelSpec, Row, log
 
 MIB = 1024 * 1024
+# glibc raises its mmap threshold when large blocks are freed, after which freed tensors stay in the heap and
+# later ones reuse them: peak RSS then hides (or, with fragmentation, inflates) what a suite keeps alive. A
+# fixed threshold (glibc's initial 128 KiB) turns that off, so peak RSS follows live memory. It costs up to
+# ~30 % throughput on activation-heavy suites (page faults on every large allocation): the img/s here are a
+# little below what a default `jembench eval` reaches.
+MMAP_THRESHOLD = 128 * 1024
 
 # per suite: protocol changes for n images, and how many images one run processes
 SUITES = ("accuracy", "calibration", "ood", "generation", "robustness")
@@ -130,23 +137,14 @@ def random_image_folder(root: Path, n_test: int, n_train: int = 200) -> Path:
 
 # ------------------------------------------------------------------------------------------------- runs
 def run_child(args: list[str], env: dict[str, str], log_path: Path, timeout: float = 900) -> tuple[int, float, float]:
-    """Run ``python -m jembench ARGS``; returns (exit code, peak RSS in MiB, wall seconds)."""
+    """Run the ``jembench`` command line ARGS in a fresh process (:mod:`benchmarks.child`); returns (exit code,
+    the child's own peak RSS in MiB, wall seconds)."""
+    rss_file = log_path.with_suffix(".rss")
     start = time.perf_counter()
     with open(log_path, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "jembench", *args], cwd=REPO, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
-        deadline = start + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() > deadline:
-                proc.kill()
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.05)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    rss = usage.ru_maxrss / 1024 if sys.platform != "darwin" else usage.ru_maxrss / MIB  # Linux: KiB
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.child", str(rss_file), *args], cwd=REPO, env=env,
+                              stdout=out, stderr=subprocess.STDOUT, timeout=timeout, check=False)
+    rss = float(rss_file.read_text()) if rss_file.is_file() else float("nan")
     return proc.returncode, rss, time.perf_counter() - start
 
 
@@ -199,6 +197,7 @@ def run(specs: list[ModelSpec], quick: bool, device: str, threads: int, cifar: P
         data = f"folder:{cifar}"
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
                "PYTHONWARNINGS": "ignore", "MPLBACKEND": "Agg", "JEMBENCH_CACHE": str(tmp_path / "cache"),
+               "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD),
                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
         warm = False
         for spec in specs:
