@@ -4,7 +4,8 @@ Every run is the real command line — ``jembench eval CKPT --suite S --protocol
 suite's tiny protocol (``suites/<suite>-tiny.toml``) and only its image counts (and, for generation and
 robustness, a few cost knobs) changed, written to a temporary TOML file. The child's peak resident set size
 is its ``VmHWM`` (:mod:`benchmarks.child`; ``ru_maxrss`` would include the parent's), its throughput comes
-from the record's own ``wall_time_s`` (the suite's run, without interpreter start-up and checkpoint loading). The children run with
+from the record's own ``wall_time_s`` (the suite's run, without interpreter start-up and checkpoint loading).
+The children run with
 glibc's mmap threshold fixed (see :data:`MMAP_THRESHOLD`), so that peak RSS tracks live memory.
 
 Memory must stay flat: a suite that streams its inputs holds a batch, not the set. "Flat" here means
