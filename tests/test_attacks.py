@@ -143,14 +143,20 @@ def test_top2_starting_point_is_a_correctly_classified_input_of_another_class():
         assert chosen and pool_labels[chosen[0]] == target[i]
 
 
-def test_boundary_attack_distance_matches_the_closed_form(binary):
-    model, x, y, exact = binary
+def _top2_starts(model, x, y):
+    """The [0, 1]-space model and inputs plus top-2-class starting points from a random pool (JEM App. F)."""
     model01, x01 = PixelSpace(model).eval(), to_pixels(x)
     pool = (torch.rand(200, 1, 8, 8) - 0.5) * 0.4
     with torch.no_grad():
         logits, pool_labels = model(x), model(pool).argmax(1)
     target, candidates = top2_candidates(x01, logits, y, to_pixels(pool), pool_labels)
     kept, starts = checked_starting_points(model01, model01, y, target, to_pixels(pool), candidates)
+    return model01, x01, kept, starts
+
+
+def test_boundary_attack_distance_matches_the_closed_form(binary):
+    model, x, y, exact = binary
+    model01, x01, kept, starts = _top2_starts(model, x, y)
     assert len(kept) == len(x)
     torch.manual_seed(0)
     adv = boundary_attack(model01, x01, y, starts, steps=5000)
@@ -162,12 +168,7 @@ def test_boundary_attack_distance_matches_the_closed_form(binary):
 
 def test_pointwise_attack_reduces_l0_and_stays_adversarial(binary):
     model, x, y, exact = binary
-    model01, x01 = PixelSpace(model).eval(), to_pixels(x)
-    pool = (torch.rand(200, 1, 8, 8) - 0.5) * 0.4
-    with torch.no_grad():
-        logits, pool_labels = model(x), model(pool).argmax(1)
-    target, candidates = top2_candidates(x01, logits, y, to_pixels(pool), pool_labels)
-    kept, starts = checked_starting_points(model01, model01, y, target, to_pixels(pool), candidates)
+    model01, x01, kept, starts = _top2_starts(model, x, y)
     np.random.seed(0)
     adv = pointwise_attack(model01, x01, y, starts, l2_binary_search=False)
     assert (predict(model01, adv) != y).all()

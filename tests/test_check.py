@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+from test_eval_helpers import write_record_json as write
 
 import pytest
 
@@ -26,11 +27,6 @@ SAM = {"name": "softmax-sam-c10", "method": "softmax_sam", "dataset": "cifar10"}
 SADA = {"name": "sada-c10", "method": "sada_jem", "dataset": "cifar10"}
 
 
-def write(folder: Path, name: str, record: dict) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    path.write_text(json.dumps(record), encoding="utf-8")
-    return path
 
 
 def acc_record(model: dict, accuracy: float, protocol: Protocol = ACC, **extra) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -48,3 +49,11 @@ def run_cli(*args: str, env: dict | None = None, timeout: int = 120) -> subproce
 
 def is_png(path: Path) -> bool:
     return path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def write_record_json(folder: Path, name: str, record: dict) -> Path:
+    """Write ``record`` as ``folder/name`` (JSON), creating the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(json.dumps(record), encoding="utf-8")
+    return path

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+from test_eval_helpers import write_record_json as write
 
 import pandas as pd
 import pytest
@@ -30,11 +31,6 @@ OOD = Protocol("ood", "suites/ood.toml", {"suite": "ood", "sets": ["svhn", "unif
 MODEL = {"name": "sada-c10", "method": "sada_jem", "dataset": "cifar10"}
 
 
-def write(folder: Path, name: str, record: dict) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    path.write_text(json.dumps(record), encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="module")
