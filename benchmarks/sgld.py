@@ -121,13 +121,14 @@ def measure_draw(spec: ModelSpec, method: str, repeats: int, device: str, tmp: P
 
 
 def measure_compile(spec: ModelSpec, steps: int, repeats: int, device: str) -> list[Row]:
-    """torch.compile: compile time, compiled SGLD step / eager bare step, compiled vs eager numbers."""
+    """torch.compile (frozen weights, as ``jembench eval --compile``): compile time, compiled SGLD step / eager
+    bare step, compiled vs eager numbers."""
     from jembench.compile import maybe_compile
     from jembench.sampling import SGLDConfig, sgld
 
     cfg = config_for(spec, "jem")
     model = _network(cfg, spec).to(device).eval()
-    compiled = maybe_compile(model, True)
+    compiled = maybe_compile(_network(cfg, spec).to(device).eval(), True, freeze=True)  # as `eval --compile`
     x0 = (torch.rand((spec.batch_size, *spec.image_shape), generator=torch.Generator().manual_seed(1)) * 2 - 1
           ).to(device)
     scfg = SGLDConfig(n_steps=steps, step_size=1.0, noise=0.0)

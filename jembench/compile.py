@@ -5,8 +5,11 @@ no result beyond float rounding: ``tests/test_fast_paths.py`` holds compiled log
 eager ones within a tolerance.
 
 ``torch.compile`` notes (measured on 2 CPU cores, ``benchmarks/README.md``):
-* the first call of each new input shape compiles (tens of seconds on a CPU; a second batch size triggers
-  one more, dynamic-shape, compile), so it pays off on long evaluations and SGLD chains, not on smoke runs;
+* on this CPU it does not pay off for the WRNs: convolutions run the same oneDNN kernels either way and
+  inductor's code for the rest of the compiled forward/backward is slower than eager (compiled SGLD ≈ 1.3–1.5×
+  eager time with frozen weights); it is meant for GPUs, where fusing the elementwise work matters;
+* the first call of each new input shape compiles (seconds to a minute on a CPU; a second batch size triggers
+  one more, dynamic-shape, compile);
 * compiled graphs support first-order input gradients (SGLD, the OOD gradient score) but not a double
   backward (``create_graph=True`` through the model): suites that differentiate through SGLD refinement
   (robustness) must run the eager model — see :data:`EAGER_ONLY_SUITES`;
@@ -54,9 +57,14 @@ def compile_unavailable_reason() -> str | None:
     return None
 
 
-def maybe_compile(model: nn.Module, enabled: bool, **compile_kwargs) -> nn.Module:
+def maybe_compile(model: nn.Module, enabled: bool, freeze: bool = False, **compile_kwargs) -> nn.Module:
     """``torch.compile(model)`` when ``enabled`` (else ``model`` itself); a clear :class:`JembenchError` when
-    torch.compile cannot run here. Compilation itself happens lazily, on the first call."""
+    torch.compile cannot run here. Compilation itself happens lazily, on the first call.
+
+    ``freeze=True`` (evaluation) first turns off ``requires_grad`` of the parameters: a compiled backward
+    computes every gradient it was traced with — eager ``autograd.grad(…, x)`` skips the weight gradients, a
+    compiled graph traced with trainable weights does not — so input-gradient work (SGLD, the OOD gradient
+    score) would otherwise also pay for the weight gradients."""
     if not enabled:
         return model
     reason = compile_unavailable_reason()
@@ -67,6 +75,8 @@ def maybe_compile(model: nn.Module, enabled: bool, **compile_kwargs) -> nn.Modul
 
     if isinstance(model, torch._dynamo.eval_frame.OptimizedModule):
         return model  # already compiled
+    if freeze:
+        model.requires_grad_(False)
 
     functorch_config.donated_buffer = False  # allow retain_graph=True (OOD gradient score) on compiled graphs
     return torch.compile(model, **compile_kwargs)

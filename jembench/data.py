@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torchvision
@@ -299,23 +299,31 @@ def synthetic_ood(name: str, in_distribution: torch.Tensor, n: int, seed: int = 
     return synthetic_ood_batch(name, in_distribution, n, torch.Generator().manual_seed(seed), interp_lambda)
 
 
-def stack_dataset(dataset: Dataset, limit: int | None = None, seed: int = 0, batch_size: int = 256
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Materialise (up to ``limit`` seed-chosen) items of a dataset as (images, labels) tensors."""
+def iter_batches(dataset: Dataset, limit: int | None = None, seed: int = 0, batch_size: int = 256
+                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Stream (up to ``limit`` seed-chosen) items of a dataset as (images, labels) batches, in index order.
+
+    Only one batch is alive at a time, so a suite's memory does not grow with the number of images; the items
+    and their order are those of :func:`stack_dataset` with the same arguments (it is built on this)."""
     n = len(dataset)
     if limit is not None and limit < n:
         idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
         dataset = torch.utils.data.Subset(dataset, idx.tolist())
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    xs, ys = [], []
+    seen = 0
     for x, y in loader:
-        xs.append(x)
-        ys.append(torch.as_tensor(y))
-    if not xs:
+        if not torch.isfinite(x).all():
+            bad = (~torch.isfinite(x.flatten(1))).any(1).nonzero().flatten()[:5] + seen
+            raise JembenchError(f"dataset yields non-finite pixel values (NaN/inf) at items {bad.tolist()}; fix or "
+                                f"remove those images")
+        seen += len(x)
+        yield x, torch.as_tensor(y).long()
+    if not seen:
         raise JembenchError("dataset is empty; check the data folder")
-    images = torch.cat(xs)
-    if not torch.isfinite(images).all():
-        bad = (~torch.isfinite(images.flatten(1))).any(1).nonzero().flatten()[:5].tolist()
-        raise JembenchError(f"dataset yields non-finite pixel values (NaN/inf) at items {bad}; fix or remove "
-                            f"those images")
-    return images, torch.cat(ys).long()
+
+
+def stack_dataset(dataset: Dataset, limit: int | None = None, seed: int = 0, batch_size: int = 256
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Materialise (up to ``limit`` seed-chosen) items of a dataset as (images, labels) tensors."""
+    xs, ys = zip(*iter_batches(dataset, limit, seed, batch_size))
+    return torch.cat(xs), torch.cat(ys)

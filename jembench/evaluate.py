@@ -51,7 +51,7 @@ def fast_checkpoint(ckpt: LoadedCheckpoint, suite_name: str, compile: bool = Fal
             print(f"jembench: --compile: the {suite_name} suite runs the eager model (it back-propagates through "
                   f"SGLD refinement, a double backward torch.compile does not support)", file=sys.stderr)
     elif compile:
-        model = maybe_compile(model, True)
+        model = maybe_compile(model, True, freeze=True)  # evaluation needs input gradients only
     return ckpt if model is ckpt.model else dataclasses.replace(ckpt, model=model)
 
 

@@ -17,6 +17,7 @@ from jembench.errors import JembenchError
 from jembench.sampling import ReplayBuffer, SGLDConfig, UniformInit, sgld
 from reference_models.sam import frozen_bn_stats
 from reference_models.wideresnet import wide_resnet
+from test_eval_helpers import make_wrn_checkpoint, protocol
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -163,6 +164,50 @@ def test_batched_gradient_scores_equal_per_sample_scores():
         coupled = score_tensor(model, x, ["grad_norm"], batch_size=12)["grad_norm"]
         alone = score_tensor(model, x, ["grad_norm"], batch_size=1)["grad_norm"]
     assert not torch.allclose(coupled, alone, rtol=1e-3)
+
+
+def test_streamed_test_split_equals_the_stacked_one():
+    """``iter_batches`` yields exactly the images (and order) ``stack_dataset`` stacks, subset or not."""
+    from jembench.data import iter_batches, load_dataset, stack_dataset
+
+    test = load_dataset("digits", "test")
+    for limit in (None, 100, 10_000):
+        x, y = stack_dataset(test, limit=limit, seed=3)
+        xs, ys = zip(*iter_batches(test, limit=limit, seed=3, batch_size=64))
+        assert all(len(b) <= 64 for b in xs) and torch.equal(torch.cat(xs), x) and torch.equal(torch.cat(ys), y)
+
+
+@pytest.mark.parametrize("sigma", [0.0, 0.3])
+def test_streamed_accuracy_and_calibration_equal_the_stacked_computation(tmp_path, sigma):
+    """The suites stream the test split; their metrics equal those computed on the stacked split with the same
+    batches (bit for bit: same inputs, same noise draws, same kernels)."""
+    import torch.nn.functional as F
+
+    from jembench.metrics.calibration import CalibrationAccumulator
+    from jembench.models import load_checkpoint
+    from jembench.suites import EvalContext, accuracy, calibration
+
+    ckpt = load_checkpoint(make_wrn_checkpoint(tmp_path / "wrn.pt"))
+    ctx = EvalContext(dataset="digits", out_dir=tmp_path, batch_size=50, seed=2,
+                      options={"record_path": str(tmp_path / "r.json")})
+    acc = accuracy.run(ckpt, protocol("accuracy", n=0, input_noise=sigma), ctx)["metrics"]
+    cal = calibration.run(ckpt, protocol("calibration", n=0, n_bins=15, input_noise=sigma), ctx)["metrics"]
+
+    x, y = ctx.test_set()
+    gen, logits, reference = torch.Generator().manual_seed(2), [], CalibrationAccumulator(15)
+    with torch.no_grad():
+        for i in range(0, len(x), 50):
+            xb = x[i:i + 50]
+            if sigma > 0:
+                xb = xb + sigma * torch.randn(xb.shape, generator=gen)
+            logits.append(ckpt.model(xb))
+            reference.add_logits(logits[-1], y[i:i + 50])
+    logits = torch.cat(logits)
+    assert acc["n"] == cal["n"] == len(y) > 50
+    assert acc["accuracy"] == (logits.argmax(1) == y).double().mean().item() * 100
+    assert acc["nll"] == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-6)
+    summary = reference.summary()
+    assert cal["ece"] == summary["ece"] * 100 and cal["nll"] == summary["nll"] and cal["brier"] == summary["brier"]
 
 
 def test_channels_last_matches_nchw():

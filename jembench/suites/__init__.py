@@ -17,10 +17,11 @@ import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import Iterator
 
 import torch
 
-from ..data import DEFAULT_DATA_ROOT, load_dataset, stack_dataset
+from ..data import DEFAULT_DATA_ROOT, iter_batches, load_dataset, stack_dataset
 from ..errors import JembenchError
 
 SUITE_MODULES = {
@@ -66,11 +67,8 @@ class EvalContext:
         ds = load_dataset(self.dataset, "test", self.data_root, download=self.download)
         return stack_dataset(ds, limit=limit, seed=self.seed)
 
+    def test_batches(self, limit: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The same images as :meth:`test_set`, streamed in batches of ``batch_size`` (memory flat in ``limit``)."""
+        ds = load_dataset(self.dataset, "test", self.data_root, download=self.download)
+        return iter_batches(ds, limit=limit, seed=self.seed, batch_size=self.batch_size)
 
-@torch.no_grad()
-def batched_logits(model: torch.nn.Module, images: torch.Tensor, device: str, batch_size: int = 256) -> torch.Tensor:
-    """Logits of ``images`` in batches (on ``device``), returned on the CPU."""
-    out = []
-    for start in range(0, len(images), batch_size):
-        out.append(model(images[start:start + batch_size].to(device)).float().cpu())
-    return torch.cat(out) if out else torch.empty(0)

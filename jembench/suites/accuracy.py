@@ -1,7 +1,8 @@
 """Accuracy suite: top-1 accuracy and mean cross-entropy of p(y|x) on the test split.
 
 Protocol fields (``suites/accuracy.toml``): ``n`` (0 = the whole test split), ``input_noise`` (σ of Gaussian
-noise added to test inputs; JEM's official evaluation can add it — recorded either way).
+noise added to test inputs, drawn batch by batch from a ``seed``-seeded generator as the calibration suite does;
+JEM's official evaluation can add it — recorded either way). The test split is streamed (one batch in memory).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch.nn.functional as F
 from tabulate import tabulate
 
 from ..records import make_record
-from . import EvalContext, batched_logits
+from . import EvalContext
 
 NAME = "accuracy"
 
@@ -21,13 +22,18 @@ NAME = "accuracy"
 def run(ckpt, protocol, ctx: EvalContext) -> dict:
     start = time.perf_counter()
     limit = int(protocol.get("n", 0)) or None
-    x, y = ctx.test_set(limit)
     sigma = float(protocol.get("input_noise", 0.0))
-    if sigma > 0:
-        x = x + sigma * torch.randn(x.shape, generator=torch.Generator().manual_seed(ctx.seed))
-    logits = batched_logits(ckpt.model, x, ctx.device, ctx.batch_size)
-    correct = (logits.argmax(1) == y).double()
-    metrics = {"accuracy": correct.mean().item() * 100, "nll": F.cross_entropy(logits, y).item(), "n": float(len(y))}
+    gen = torch.Generator().manual_seed(ctx.seed)
+    correct, losses = [], []  # one number per image: memory stays flat next to the streamed images
+    with torch.no_grad():
+        for x, y in ctx.test_batches(limit):
+            if sigma > 0:
+                x = x + sigma * torch.randn(x.shape, generator=gen)
+            logits = ckpt.model(x.to(ctx.device)).float().cpu()
+            correct.append(logits.argmax(1) == y)
+            losses.append(F.cross_entropy(logits, y, reduction="none"))
+    correct, losses = torch.cat(correct).double(), torch.cat(losses)
+    metrics = {"accuracy": correct.mean().item() * 100, "nll": losses.mean().item(), "n": float(len(correct))}
     return make_record(suite=NAME, model=ckpt.describe(), dataset=ctx.dataset, protocol=protocol, metrics=metrics,
                        seed=ctx.seed, wall_time_s=time.perf_counter() - start)
 

@@ -43,12 +43,10 @@ def _settings(protocol) -> tuple[int | None, int, float]:
 def run(ckpt, protocol, ctx: EvalContext) -> dict:
     start = time.perf_counter()
     limit, n_bins, sigma = _settings(protocol)
-    x, y = ctx.test_set(limit)
     gen = torch.Generator().manual_seed(ctx.seed)
     acc = CalibrationAccumulator(n_bins)
     with torch.no_grad():
-        for i in range(0, len(x), ctx.batch_size):
-            xb, yb = x[i:i + ctx.batch_size], y[i:i + ctx.batch_size]
+        for xb, yb in ctx.test_batches(limit):  # streamed: one batch of images alive at a time
             if sigma > 0:
                 xb = xb + sigma * torch.randn(xb.shape, generator=gen)
             acc.add_logits(ckpt.model(xb.to(ctx.device)), yb)
