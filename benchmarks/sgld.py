@@ -160,7 +160,7 @@ def run(specs: list[ModelSpec], quick: bool, device: str, compile: bool) -> list
         for spec in specs:
             tiny = spec.key == "tiny"
             steps = 20 if tiny else 3
-            repeats = (5 if quick else 15) if tiny else (2 if quick else 5)
+            repeats = (5 if quick else 41) if tiny else (2 if quick else 5)  # tiny steps: ~7 ms, noisy
             for method in SAMPLERS:
                 log(f"sgld: {spec.key} {method}")
                 rows += measure_sampler(spec, method, steps, repeats, device, channels_last=method == "jem")

@@ -206,6 +206,8 @@ def train_step(state: TrainState, objective, x: torch.Tensor, y: torch.Tensor, x
             forward_backward()  # gradient at θ + ε̂ (same x, y, x_px and x̂)
         state.sam.second_step()  # back to θ, base optimiser step with that gradient
     state.scheduler.step()
+    if state.net is not state.model:  # DDP: the ranks' batch-norm statistics, averaged once per iteration
+        average_buffers(state.model)
     return loss, {**stats, **stats_extra}
 
 
@@ -341,7 +343,13 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
 # ---------------------------------------------------------------------------------------- DDP helpers
 def _ddp(model: nn.Module, device: torch.device, image_shape: tuple) -> nn.Module:
     """DistributedDataParallel around ``model``. Parameters the forward never uses (the official layout's
-    spare heads) are frozen first, so DDP needs no per-iteration unused-parameter search."""
+    spare heads) are frozen first, so DDP needs no per-iteration unused-parameter search.
+
+    ``broadcast_buffers=False``: DDP's default copies rank 0's batch-norm statistics to every rank before
+    *every* forward — six times per SADA-JEM iteration (two SAM passes × three batches) — and throws the other
+    ranks' updates away. Instead :func:`train_step` averages the statistics over the ranks once per iteration
+    (:func:`average_buffers`), so every rank ends each iteration with the same network (checkpoints and exact
+    resume rely on that) and the statistics see every rank's data. ``benchmarks/README.md`` has the timings."""
     from torch.nn.parallel import DistributedDataParallel
 
     was_training = model.training
@@ -352,7 +360,26 @@ def _ddp(model: nn.Module, device: torch.device, image_shape: tuple) -> nn.Modul
             p.requires_grad_(False)
     model.zero_grad(set_to_none=True)
     model.train(was_training)
-    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                   broadcast_buffers=False)
+
+
+def average_buffers(model: nn.Module) -> None:
+    """Replace every floating-point buffer (batch-norm running mean / variance) by its mean over the ranks, in
+    one all-reduce. The running statistics are exponential moving averages, linear in the batch statistics, so
+    the mean of the ranks' averages is the average the ranks' batch statistics together would give. Integer
+    buffers (``num_batches_tracked``) advance alike on every rank and are left alone."""
+    buffers = [b for b in model.buffers() if b.is_floating_point()]
+    if not buffers:
+        return
+    flat = torch.cat([b.detach().flatten() for b in buffers])
+    torch_dist.all_reduce(flat, op=torch_dist.ReduceOp.SUM)
+    flat /= distributed.world_size()
+    offset = 0
+    with torch.no_grad():
+        for b in buffers:
+            b.copy_(flat[offset:offset + b.numel()].view_as(b))
+            offset += b.numel()
 
 
 def _all_reduce_max(t: torch.Tensor) -> torch.Tensor:
@@ -368,10 +395,10 @@ def _all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
 
 
 def weights_digest(model: nn.Module) -> str:
-    """sha256 of the parameters' bytes (DDP: every rank must report the same)."""
+    """sha256 of the parameters' and batch-norm statistics' bytes (DDP: every rank must report the same)."""
     h = hashlib.sha256()
-    for name, p in model.state_dict().items():
-        if p.dtype.is_floating_point and "running" not in name:
+    for p in model.state_dict().values():
+        if p.dtype.is_floating_point:
             h.update(p.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
 
