@@ -160,12 +160,12 @@ def run(specs: list[ModelSpec], quick: bool, device: str, compile: bool) -> list
         for spec in specs:
             tiny = spec.key == "tiny"
             steps = 20 if tiny else 3
-            repeats = (5 if quick else 41) if tiny else (2 if quick else 5)  # tiny steps: ~7 ms, noisy
+            repeats = (5 if quick else 25) if tiny else (2 if quick else 5)  # a tiny step is ~7 ms: noisy
             for method in SAMPLERS:
                 log(f"sgld: {spec.key} {method}")
                 rows += measure_sampler(spec, method, steps, repeats, device, channels_last=method == "jem")
                 if tiny:  # at WRN scale the buffer's share is smaller still, and K full steps cost minutes
-                    rows.append(measure_draw(spec, method, 2 * repeats + 1, device, Path(tmp)))
+                    rows.append(measure_draw(spec, method, 11 if quick else repeats, device, Path(tmp)))
             if compile:
                 log(f"compile: {spec.key}")
                 rows += measure_compile(spec, steps, repeats, device)
