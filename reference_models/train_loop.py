@@ -372,9 +372,7 @@ def average_buffers(model: nn.Module) -> None:
     buffers = [b for b in model.buffers() if b.is_floating_point()]
     if not buffers:
         return
-    flat = torch.cat([b.detach().flatten() for b in buffers])
-    torch_dist.all_reduce(flat, op=torch_dist.ReduceOp.SUM)
-    flat /= distributed.world_size()
+    flat = _all_reduce_mean(torch.cat([b.detach().flatten() for b in buffers]))
     offset = 0
     with torch.no_grad():
         for b in buffers:

@@ -72,3 +72,16 @@ class EvalContext:
         ds = load_dataset(self.dataset, "test", self.data_root, download=self.download)
         return iter_batches(ds, limit=limit, seed=self.seed, batch_size=self.batch_size)
 
+    def test_logits(self, model: torch.nn.Module, limit: int | None = None, input_noise: float = 0.0
+                    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(logits on ``device``, labels) of the streamed test split (:meth:`test_batches`), without autograd.
+        ``input_noise`` σ > 0 adds N(0, σ²) to the inputs, drawn batch by batch from a ``seed``-seeded generator
+        (JEM's official evaluation can add it)."""
+        gen = torch.Generator().manual_seed(self.seed)
+        for x, y in self.test_batches(limit):
+            if input_noise > 0:
+                x = x + input_noise * torch.randn(x.shape, generator=gen)
+            with torch.no_grad():
+                logits = model(x.to(self.device))
+            yield logits, y  # outside no_grad: the caller's grad mode is its own between batches
+

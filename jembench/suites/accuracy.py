@@ -23,15 +23,11 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
     start = time.perf_counter()
     limit = int(protocol.get("n", 0)) or None
     sigma = float(protocol.get("input_noise", 0.0))
-    gen = torch.Generator().manual_seed(ctx.seed)
     correct, losses = [], []  # one number per image: memory stays flat next to the streamed images
-    with torch.no_grad():
-        for x, y in ctx.test_batches(limit):
-            if sigma > 0:
-                x = x + sigma * torch.randn(x.shape, generator=gen)
-            logits = ckpt.model(x.to(ctx.device)).float().cpu()
-            correct.append(logits.argmax(1) == y)
-            losses.append(F.cross_entropy(logits, y, reduction="none"))
+    for logits, y in ctx.test_logits(ckpt.model, limit, sigma):
+        logits = logits.float().cpu()
+        correct.append(logits.argmax(1) == y)
+        losses.append(F.cross_entropy(logits, y, reduction="none"))
     correct, losses = torch.cat(correct).double(), torch.cat(losses)
     metrics = {"accuracy": correct.mean().item() * 100, "nll": losses.mean().item(), "n": float(len(correct))}
     return make_record(suite=NAME, model=ckpt.describe(), dataset=ctx.dataset, protocol=protocol, metrics=metrics,

@@ -17,7 +17,6 @@ import math
 import time
 from pathlib import Path
 
-import torch
 from tabulate import tabulate
 
 from .. import atomic
@@ -43,13 +42,9 @@ def _settings(protocol) -> tuple[int | None, int, float]:
 def run(ckpt, protocol, ctx: EvalContext) -> dict:
     start = time.perf_counter()
     limit, n_bins, sigma = _settings(protocol)
-    gen = torch.Generator().manual_seed(ctx.seed)
     acc = CalibrationAccumulator(n_bins)
-    with torch.no_grad():
-        for xb, yb in ctx.test_batches(limit):  # streamed: one batch of images alive at a time
-            if sigma > 0:
-                xb = xb + sigma * torch.randn(xb.shape, generator=gen)
-            acc.add_logits(ckpt.model(xb.to(ctx.device)), yb)
+    for logits, y in ctx.test_logits(ckpt.model, limit, sigma):  # streamed: one batch alive at a time
+        acc.add_logits(logits, y)
     summary, bins = acc.summary(), acc.bins()
     metrics = {"ece": summary["ece"] * 100, "mce": summary["mce"] * 100, "nll": summary["nll"],
                "brier": summary["brier"], "accuracy": summary["accuracy"] * 100, "n": summary["n"]}
