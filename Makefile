@@ -34,3 +34,19 @@ results: $(STAMP)
 	rm -rf results/runs/demo runs/demo
 	$(VENV)/bin/jembench demo --records results/runs/demo --no-progress
 	$(VENV)/bin/jembench leaderboard results/runs/demo --table all --format md --out results/leaderboard.md
+
+# Reference runs on real data (issue 13): the five methods with their cpu presets on the shared CIFAR-10 JPEG copy,
+# compact checkpoints + every suite's records and figures under results/runs/cifar10-cpu/, and the leaderboard.
+# Long (about 25 min of training per method on 2 cores); interrupted runs continue where they stopped.
+SHARED ?= ../shared/data
+CPU_RUNS := results/runs/cifar10-cpu
+CPU_METHODS ?= jem jempp sada_jem softmax softmax_sam
+CIFAR_LABEL := CIFAR-10 (JPEG q75 copy)
+
+reference-train: $(STAMP)
+	for m in $(CPU_METHODS); do \
+	  if [ -f runs/cifar10-cpu/$$m/last.pt ]; then resume="--resume runs/cifar10-cpu/$$m"; else resume=""; fi; \
+	  $(VENV)/bin/jembench train $$m --preset cpu --dataset folder:$(SHARED)/cifar10-jpeg \
+	    --dataset-label "$(CIFAR_LABEL)" --name $$m-cifar10-cpu --out runs/cifar10-cpu/$$m $$resume --no-progress \
+	    || exit 1; \
+	done

@@ -7,7 +7,7 @@ until both are done) and what DDP adds on top (hooks, bucket copies, the all-red
 rank's gradients). One ``torchrun --nproc_per_node=2`` job
 (:func:`worker`) measures both, interleaved: a DDP iteration on both ranks, then — while rank 1 waits in a
 barrier — a plain single-process iteration on rank 0 with the same per-process batch, threads and network.
-The iterations are the loop's own ``train_step`` with the model wrapped by ``train_loop._ddp`` (as
+The iterations are the loop's own ``train_step`` with the model wrapped by ``jembench.distributed.wrap_ddp`` (as
 ``train`` does under torchrun); every process uses ``--threads`` threads.
 """
 

@@ -3,7 +3,7 @@
 ``reference_models.train_loop.train_step(state, objective, x, y, x_px)`` is the loop's per-iteration API
 (SGLD from the replay buffer, the objective, backward, optimiser or two-pass SAM step, schedule step). The
 state is assembled here from the loop's helpers exactly as :func:`reference_models.train_loop.train` does
-(``wide_resnet``, ``build_optimizer``, ``lr_factor``, ``SAM``, ``build_buffer``, ``_ddp``), with the config
+(``wide_resnet``, ``build_optimizer``, ``lr_factor``, ``SAM``, ``build_buffer``, ``jembench.distributed.wrap_ddp``), with the config
 from :func:`jembench.commands.train.resolve_config` — so what is timed is the code a training run executes.
 """
 
@@ -93,7 +93,7 @@ def build_state(cfg, spec: ModelSpec, out_dir: Path, device: str = "cpu", ddp: b
             _class_gaussian_cache(cfg, out_dir, spec, info.n_classes)
         distributed.barrier()
         buffer = tl.build_buffer(cfg, out_dir, info.n_classes, info.image_shape, dev, world)
-    net = tl._ddp(model, dev, info.image_shape) if ddp else model
+    net = distributed.wrap_ddp(model, dev, info.image_shape) if ddp else model
     return tl.TrainState(cfg, model, net, optimizer, scheduler, sam, buffer)
 
 

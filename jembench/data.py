@@ -191,6 +191,17 @@ def _folder(path: Path, split: str) -> Dataset:
 
 
 # ------------------------------------------------------------------------------------------------- API
+def dataset_slug(name: str) -> str:
+    """A short, readable, file-name-safe name of a dataset: ``folder:../data/cifar10-jpeg`` → ``cifar10-jpeg``
+    (the folder's base name, never a mangled absolute path); registered names are returned as they are."""
+    if name.startswith("folder:"):
+        base = Path(name.split(":", 1)[1].rstrip("/\\")).name or "folder"
+    else:
+        base = name
+    slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in base).strip(".-")
+    return slug or "dataset"
+
+
 def dataset_names() -> list[str]:
     return sorted(_REGISTRY)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 
 def launched_by_torchrun() -> bool:
@@ -69,6 +70,58 @@ def all_gather_objects(obj: Any) -> list[Any]:
 def shard(n: int) -> range:
     """The indices of ``range(n)`` this rank handles (strided, so shards differ by at most one item)."""
     return range(rank(), n, world_size())
+
+
+# ------------------------------------------------------------------------------- data-parallel training
+def wrap_ddp(model: nn.Module, device: torch.device, image_shape: tuple) -> nn.Module:
+    """DistributedDataParallel around ``model``. Parameters the forward never uses (the official layout's
+    spare heads) are frozen first, so DDP needs no per-iteration unused-parameter search.
+
+    ``broadcast_buffers=False``: DDP's default copies rank 0's batch-norm statistics to every rank before
+    *every* forward — six times per SADA-JEM iteration (two SAM passes × three batches) — and throws the other
+    ranks' updates away. Instead the training loop averages the statistics over the ranks once per iteration
+    (:func:`average_buffers`), so every rank ends each iteration with the same network (checkpoints and exact
+    resume rely on that) and the statistics see every rank's data. ``benchmarks/README.md`` has the timings."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    was_training = model.training
+    model.eval()  # a probe forward that leaves batch-norm statistics alone
+    model(torch.zeros((2, *image_shape), device=device)).sum().backward()
+    for p in model.parameters():
+        if p.grad is None:
+            p.requires_grad_(False)
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                   broadcast_buffers=False)
+
+
+def average_buffers(model: nn.Module) -> None:
+    """Replace every floating-point buffer (batch-norm running mean / variance) by its mean over the ranks, in
+    one all-reduce. The running statistics are exponential moving averages, linear in the batch statistics, so
+    the mean of the ranks' averages is the average the ranks' batch statistics together would give. Integer
+    buffers (``num_batches_tracked``) advance alike on every rank and are left alone."""
+    buffers = [b for b in model.buffers() if b.is_floating_point()]
+    if not buffers:
+        return
+    flat = all_reduce_mean(torch.cat([b.detach().flatten() for b in buffers]))
+    offset = 0
+    with torch.no_grad():
+        for b in buffers:
+            b.copy_(flat[offset:offset + b.numel()].view_as(b))
+            offset += b.numel()
+
+
+def all_reduce_max(t: torch.Tensor) -> torch.Tensor:
+    t = t.clone()
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t
+
+
+def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
+    t = t.clone()
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t / world_size()
 
 
 def cleanup() -> None:

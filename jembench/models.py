@@ -184,10 +184,52 @@ def _load_ours(state: dict, path: str, digest: str) -> LoadedCheckpoint:
     _load_weights(model, state["model_state"], path)
     buffer = state.get("buffer") or {}
     init = buffer.get("init")
+    images = buffer.get("images")
+    if isinstance(images, torch.Tensor) and images.dtype == torch.uint8:
+        images = dequantize_images(images)  # a compact checkpoint (:func:`compact_checkpoint`)
     return LoadedCheckpoint(model=model, method=state["method"], dataset=state["dataset"],
                             n_classes=int(state["n_classes"]), image_shape=tuple(state["image_shape"]), path=path,
-                            sha256=digest, buffer=buffer.get("images"), buffer_labels=buffer.get("labels"),
+                            sha256=digest, buffer=images, buffer_labels=buffer.get("labels"),
                             init_state=init, config=state.get("config") or {}, state=state)
+
+
+def quantize_images(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] float images → uint8 levels with the IS/FID quantizer's rounding
+    (:func:`jembench.metrics.fidelity.to_uint8_rgb`: ⌊(x + 1)·127.5 + ½⌋), channels kept."""
+    return ((images.detach().float().clamp(-1, 1) + 1) * 127.5 + 0.5).floor().clamp_(0, 255).to(torch.uint8)
+
+
+def dequantize_images(levels: torch.Tensor) -> torch.Tensor:
+    """uint8 levels → [-1, 1] floats; quantizing the result again gives the same levels, so IS / FID of a
+    compact buffer equal those of the float buffer it was made from."""
+    return levels.float() / 127.5 - 1.0
+
+
+def compact_checkpoint(src: str | Path, dst: str | Path, buffer_n: int | None = 1000, seed: int = 0) -> dict:
+    """Write a small, evaluation-only copy of a jembench checkpoint: the weights, config and architecture, and
+    ``buffer_n`` replay-buffer chains (a seeded random subset, labels kept) stored as uint8 — what the suites
+    need, without optimizer / scheduler / RNG state (so it cannot be resumed). Returns a summary."""
+    state = read_checkpoint_file(src)
+    if state.get("format") != FORMAT:
+        raise JembenchError(f"{src} is not a jembench checkpoint; only those can be compacted")
+    out = {k: state[k] for k in ("format", "format_version", "method", "dataset", "n_classes", "image_shape",
+                                 "arch", "arch_kwargs", "model_state", "epoch", "iteration", "config")}
+    out.update(optimizer=None, scheduler=None, rng=None,
+               extra={"compacted_from": Path(src).name, "source_sha256": sha256_file(src)})
+    buffer = state.get("buffer")
+    kept = 0
+    if buffer and buffer.get("images") is not None:
+        images, labels = buffer["images"], buffer["labels"]
+        n = len(images) if buffer_n is None else min(int(buffer_n), len(images))
+        idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+        imgs = images[idx]
+        out["buffer"] = dict(buffer, images=imgs if imgs.dtype == torch.uint8 else quantize_images(imgs),
+                             labels=labels[idx])
+        kept = n
+    else:
+        out["buffer"] = None
+    atomic.torch_save(dst, out)
+    return {"path": str(dst), "bytes": Path(dst).stat().st_size, "buffer_n": kept}
 
 
 def official_jem_arch_kwargs(model_state: dict[str, torch.Tensor]) -> dict[str, Any]:

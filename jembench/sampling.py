@@ -149,6 +149,8 @@ class InitialDistribution(Protocol):
 
     def state_dict(self) -> dict: ...
 
+    def checkpoint_state(self) -> dict: ...
+
 
 class UniformInit:
     """U(-1, 1) over the image domain (JEM Algorithm 1, line 4)."""
@@ -163,6 +165,9 @@ class UniformInit:
 
     def state_dict(self) -> dict:
         return {"name": self.name, "image_shape": list(self.image_shape)}
+
+    def checkpoint_state(self) -> dict:
+        return self.state_dict()
 
 
 class ClassGaussianInit:
@@ -182,7 +187,11 @@ class ClassGaussianInit:
 
     @classmethod
     def fit(cls, images: torch.Tensor, labels: torch.Tensor, n_classes: int, jitter: float = 1e-4) -> ClassGaussianInit:
-        """Fit one Gaussian per class to ``images`` (N, *shape) in [-1, 1] with integer ``labels`` (N,)."""
+        """Fit one Gaussian per class to ``images`` (N, *shape) in [-1, 1] with integer ``labels`` (N,).
+
+        The covariance is the biased (1/N) estimate the official code uses — ``sub.t() @ sub / len(imc)`` in
+        JEMPP train_jempp.py:150-154 and SADAJEM multi_center.py:31-37 — plus ``jitter``·I as their sampler adds
+        (``MultivariateNormal(mean, cov + 1e-4 I)``)."""
         flat = images.reshape(len(images), -1).double()
         dim = flat.shape[1]
         means, trils = [], []
@@ -191,7 +200,8 @@ class ClassGaussianInit:
             if len(xc) < 2:
                 raise ValueError(f"class {c} has {len(xc)} training images; the informative init needs >= 2 per class")
             mu = xc.mean(0)
-            cov = torch.cov(xc.T) + jitter * torch.eye(dim, dtype=torch.float64)
+            centred = xc - mu
+            cov = centred.T @ centred / len(xc) + jitter * torch.eye(dim, dtype=torch.float64)
             means.append(mu)
             trils.append(torch.linalg.cholesky(cov))
         return cls(torch.stack(means).float(), torch.stack(trils).float(), tuple(images.shape[1:]))
@@ -203,6 +213,13 @@ class ClassGaussianInit:
     def state_dict(self) -> dict:
         return {"name": self.name, "means": self.means, "scale_trils": self.scale_trils,
                 "image_shape": list(self.image_shape)}
+
+    def checkpoint_state(self) -> dict:
+        """What a training checkpoint records about this p_0: its kind, not its tensors — the Cholesky factors
+        are C·D² floats (377 MB for CIFAR-10), so they live in the run's cache file
+        (:mod:`reference_models.informative_init`) and the generation suite refits them when needed."""
+        return {"name": self.name, "image_shape": list(self.image_shape), "n_classes": int(len(self.means)),
+                "stored": False}
 
     def to(self, device: torch.device | str) -> ClassGaussianInit:
         self.means = self.means.to(device)
@@ -289,7 +306,7 @@ class ReplayBuffer:
 
     def state_dict(self) -> dict:
         return {"images": self.images.detach().cpu(), "labels": self.labels.cpu(), "reinit_freq": self.reinit_freq,
-                "init": self.init.state_dict()}
+                "init": self.init.checkpoint_state()}
 
     def load_state_dict(self, state: dict) -> None:
         images = state["images"]

@@ -28,6 +28,8 @@ class TrainConfig:
     data_root: str = _f("data", "folder holding torchvision datasets")
     download: bool = _f(True, "download missing torchvision datasets")
     name: str = _f("", "run name used in records (default <method>-<dataset>)")
+    dataset_label: str = _f("", "how tables, figures and records name the dataset (default: the registry's label, "
+                                "e.g. 'CIFAR-10'; for folder: datasets the folder name)")
     # --- network (WRN-depth-width; JEM: WRN-28-10 without batch norm)
     depth: int = _f(28, "Wide-ResNet depth (6n+4)")
     width: int = _f(10, "Wide-ResNet widen factor")
@@ -44,14 +46,25 @@ class TrainConfig:
     warmup_iters: int = _f(0, "linear learning-rate warm-up iterations")
     # _f gives lists a default_factory, so the shared-mutable-default warning does not apply
     decay_epochs: list = _f([50, 100], "epochs at which the learning rate is multiplied by decay_rate")  # noqa: RUF009
+    decay_fractions: list = _f([], "decay points as fractions of the run's iterations instead of epochs "  # noqa: RUF009
+                                   "(e.g. 0.8 0.9; the cpu presets compress the paper schedule this way)")
     decay_rate: float = _f(0.3, "learning-rate decay factor")
     # --- data
     augment: bool = _f(True, "random crop (reflect pad) + flip on the p(y|x) data")
     flip: bool = _f(True, "horizontal flips in the augmentation (off for digits)")
     input_noise: float = _f(0.03, "std of Gaussian noise added to training inputs (JEM: .03)")
-    px_unaugmented: bool = _f(False, "feed the p(x) term un-augmented images from a second loader (SADA-JEM)")
-    px_batch_size: int = _f(0, "batch size of the un-augmented p(x) loader = SGLD chains per step (0 = batch_size; "
-                               "needs px_unaugmented)")
+    px_separate: bool = _f(False, "draw the p(x) images from a second, independently shuffled loader of the same "
+                                  "(augmented) training images (JEM / JEM++ code: dload_train vs dload_train_labeled)")
+    px_unaugmented: bool = _f(False, "feed the p(x) term un-augmented images from a second loader (SADA-JEM's "
+                                     "DA-free p(x); implies px_separate)")
+    px_batch_size: int = _f(0, "batch size of the p(x) loader = SGLD chains per step (0 = batch_size; needs "
+                               "px_separate or px_unaugmented)")
+    holdout: int = _f(0, "training images held out for validation (JEM / JEM++ code: 5,000): the first N of "
+                         "range(n_train) shuffled by NumPy with holdout_seed; the rest is the training set")
+    holdout_seed: int = _f(1234, "NumPy seed of the hold-out shuffle (JEM / JEM++ code: 1234)")
+    select_best: str = _f("none", "also keep best.pt, the checkpoint of highest accuracy on: validation (the "
+                                  "hold-out; JEM / JEM++ code), test (SADA-JEM code, which has no hold-out) or none")
+    eval_every: int = _f(1, "epochs between the accuracy evaluations that choose best.pt (and at the end)")
     workers: int = _f(0, "data-loader worker processes")
     # --- the generative term log p(x) (px_weight 0 = softmax classifier)
     px_weight: float = _f(1.0, "weight of the log p(x) term (0 turns SGLD off)")
@@ -60,8 +73,10 @@ class TrainConfig:
     sgld_noise: float = _f(0.01, "SGLD noise std sigma")
     sgld_grad_clamp: float = _f(0.0, "clamp each SGLD gradient to [-eps, eps] (JEM++ proximal SGLD; 0 = off)")
     sgld_x_clamp: bool = _f(False, "clamp SGLD samples to [-1, 1] after each step")
-    sgld_train_mode: bool = _f(False, "run SGLD with the network in train mode: batch norm uses the chains' batch "
-                                      "statistics (JEM++ / SADA-JEM code) without updating its running statistics")
+    sgld_train_mode: bool = _f(False, "run SGLD with the network in train mode: batch norm normalises with the "
+                                      "chains' batch statistics (JEM++ / SADA-JEM code); off: eval mode (JEM code)")
+    sgld_bn_updates: bool = _f(False, "with sgld_train_mode: every SGLD forward also updates the batch-norm running "
+                                      "statistics (momentum .9), as the JEM++ / SADA-JEM code does")
     buffer_size: int = _f(10000, "replay buffer size")
     reinit_freq: float = _f(0.05, "share of chains restarted from p_0 per draw")
     init: str = _f("uniform", "p_0 of the chains: uniform or class_gaussian (JEM++ informative init)")
@@ -69,8 +84,9 @@ class TrainConfig:
     sam_rho: float = _f(0.0, "SAM neighbourhood radius rho (0 = plain optimiser)")
     sam_adaptive: bool = _f(False, "adaptive SAM (Kwon et al. 2021)")
     # --- divergence guard (reference_models/divergence.py; JEM §6 and App. G.3)
-    loss_bound: float = _f(1e5, "a |loss| above this counts as divergence")
-    gap_bound: float = _f(1e3, "an energy gap |E(x_hat) - E(x)| above this counts as divergence")
+    loss_bound: float = _f(1e8, "a |loss| above this counts as divergence (JEM / JEM++ code stop at 1e8; 0 = off)")
+    gap_bound: float = _f(0.0, "an energy gap |E(x_hat) - E(x)| above this counts as divergence (SADA-JEM code "
+                               "stops when its p(x) loss term exceeds 1e5; 0 = off)")
     max_recoveries: int = _f(3, "rollbacks allowed before giving up")
     recovery_lr_factor: float = _f(0.5, "multiply the learning rate by this at each rollback (1 = keep)")
     recovery_sgld_factor: float = _f(2.0, "multiply the SGLD steps by this at each rollback (1 = keep)")
@@ -103,7 +119,9 @@ class TrainConfig:
 
     @property
     def run_name(self) -> str:
-        return self.name or f"{self.method}-{self.dataset.replace('folder:', '').replace('/', '_')}"
+        from jembench.data import dataset_slug
+
+        return self.name or f"{self.method}-{dataset_slug(self.dataset)}"
 
     def validate(self) -> None:
         checks = [
@@ -123,10 +141,25 @@ class TrainConfig:
             (self.ckpt_every >= 1, f"ckpt_every must be >= 1, got {self.ckpt_every}"),
             (self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}"),
             (self.px_batch_size >= 0, f"px_batch_size must be >= 0, got {self.px_batch_size}"),
-            (self.px_batch_size == 0 or self.px_unaugmented,
-             "px_batch_size needs --px-unaugmented (the p(x) term otherwise reuses the labelled batch)"),
+            (self.px_batch_size == 0 or self.px_separate or self.px_unaugmented,
+             "px_batch_size needs --px-separate or --px-unaugmented (the p(x) term otherwise reuses the labelled "
+             "batch)"),
+            (self.holdout >= 0, f"holdout must be >= 0, got {self.holdout}"),
+            (self.select_best in ("none", "validation", "test"),
+             f"select_best must be none, validation or test, got {self.select_best!r}"),
+            (self.select_best != "validation" or self.holdout > 0,
+             "select_best validation needs a hold-out (--holdout N > 0)"),
+            (self.eval_every >= 1, f"eval_every must be >= 1, got {self.eval_every}"),
+            (all(isinstance(f, (int, float)) and 0 < f < 1 for f in self.decay_fractions),
+             f"decay_fractions must lie in (0, 1), got {self.decay_fractions}"),
+            (all(isinstance(e, (int, float)) and e >= 0 for e in self.decay_epochs),
+             f"decay_epochs must be numbers >= 0, got {self.decay_epochs}"),
+            (self.sgld_train_mode or not self.sgld_bn_updates, "sgld_bn_updates needs --sgld-train-mode"),
+            (0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}"),
+            (0 <= self.seed < 2**63, f"seed must be in [0, 2**63), got {self.seed}"),
+            (self.workers <= 64, f"workers must be <= 64, got {self.workers}"),
             (self.max_iters >= 0, f"max_iters must be >= 0, got {self.max_iters}"),
-            (self.loss_bound > 0 and self.gap_bound > 0, "loss_bound and gap_bound must be > 0"),
+            (self.loss_bound >= 0 and self.gap_bound >= 0, "loss_bound and gap_bound must be >= 0 (0 = off)"),
             (self.max_recoveries >= 0, f"max_recoveries must be >= 0, got {self.max_recoveries}"),
             (0 < self.recovery_lr_factor <= 1, f"recovery_lr_factor must be in (0, 1], got {self.recovery_lr_factor}"),
             (self.recovery_sgld_factor >= 1, f"recovery_sgld_factor must be >= 1, got {self.recovery_sgld_factor}"),

@@ -6,8 +6,11 @@ model blows up. What worked: (1) a lower learning rate, (2) more SGLD steps per 
 (3) restarting from a saved checkpoint with a different random seed. The guard automates exactly that:
 
 * **detect** — per iteration, on the device and without a host sync, it ORs a flag with: loss not finite,
-  |loss| > ``loss_bound`` (SADA-JEM's guard: 1e5), energy gap E(x̂) − E(x) not finite or
-  |gap| > ``gap_bound``. The flag (plus "all weights finite") is read — one sync, all-reduced under DDP — only
+  |loss| > ``loss_bound``, energy gap E(x̂) − E(x) not finite or |gap| > ``gap_bound`` (0 turns a bound off).
+  The presets' bounds are the official codes' stopping rules, so the guard acts exactly where the official run
+  would have stopped: JEM and JEM++ stop when |L| > 1e8 (train_wrn_ebm.py:354-357, train_jempp.py:286-290),
+  SADA-JEM when its p(x) term |E(x) − E(x̂)| > 1e5 (train_sadajem.py:218-222) — where they stop (JEM: a
+  deliberate ZeroDivisionError; JEM++ / SADA-JEM: return without a final checkpoint), the guard recovers. The flag (plus "all weights finite") is read — one sync, all-reduced under DDP — only
   at *check points*: the log cadence, before every checkpoint write and at the end, so no bad state ever
   reaches the disk;
 * **remember** — after every passing check, the whole training state (weights, optimizer, scheduler, replay
@@ -76,8 +79,9 @@ class DivergenceGuard:
         loss = loss.detach().float()
         no = torch.zeros_like(loss, dtype=torch.bool)
         gap = stats.get("e_gap")
-        gap_bad = (~torch.isfinite(gap) | (gap.abs() > self.gap_bound)) if gap is not None else no
-        flags = torch.stack([~torch.isfinite(loss), loss.abs() > self.loss_bound, gap_bad, no])
+        gap_bound = self.gap_bound or math.inf  # 0 = off
+        gap_bad = (~torch.isfinite(gap) | (gap.abs() > gap_bound)) if gap is not None else no
+        flags = torch.stack([~torch.isfinite(loss), loss.abs() > (self.loss_bound or math.inf), gap_bad, no])
         if self._flags is None:
             self._flags, self._clean, self._first_loss = no.expand(4).clone(), torch.zeros_like(loss), loss.clone()
         seen = self._flags.any()

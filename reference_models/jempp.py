@@ -4,27 +4,38 @@ Objective: the same joint likelihood as JEM (:func:`reference_models.objectives.
 
     L(θ) = −log p_θ(y|x) + [E_θ(x) − E_θ(x̂)].
 
-What changes is the sampler, all of it shared-loop configuration:
+What changes is the sampler, all of it shared-loop configuration, and the forward order:
 
 * informative initialisation — the PCD buffer is filled from, and reinitialised chains are drawn from,
-  p_0(x) = Σ_c π_c N(μ_c, Σ_c + 10⁻⁴ I), per-class Gaussians with full covariance fitted once to the
-  un-augmented training images and cached in the run (:mod:`reference_models.informative_init`);
-* proximal SGLD — x_{t+1} = clip_[−1,1](x_t + α · clip_[−ε,ε](∂LSE f(x_t)/∂x_t) + σ ξ), ε = 1, α = 1, σ = 0,
-  M = 10 steps (5 / 10 / 20 in the paper's tables); like the official code, chains see the network in train
-  mode (batch norm on the chains' statistics; here the running statistics are left alone);
-* SGD (lr .1, momentum .9, weight decay 4e-4) with 1,000 warm-up iterations and ×.2 decay at epochs
-  50 / 100 / 125 of 150, batch norm, batch 64, input noise σ = .03, flip + crop augmentation.
+  p_0(x) = Σ_c π_c N(μ_c, Σ_c + 10⁻⁴ I), per-class Gaussians with full (biased, 1/N) covariance fitted once to
+  the training images and cached in the run (:mod:`reference_models.informative_init`; the official code loads
+  downloaded ``cifar10_mean.pt`` / ``cifar10_cov.pt`` files, train_jempp.py:162-182, whose commented-out writer
+  would fit augmented, noised images — we fit the un-augmented ones);
+* proximal SGLD — x_{t+1} = clip_[−1,1](x_t + α · clip_[−ε,ε](∂LSE f(x_t)/∂x_t)), ε = 1, α = 1, no noise,
+  M = 10 steps (5 / 10 / 20 in the tables). The official "PYLD" sampler with its YOPO inner loop
+  (train_jempp.py:62-129: ``in_steps`` = 5 inner steps of ``pyld_lr`` = .2 on a frozen first-layer gradient) is
+  *exactly* this: the inner gradient WᵀP of the linear first layer is the outer input gradient, so five inner
+  steps of .2 with an element-wise clamp equal one step of 1.0 (`/work/notes` measured ≤ 4e-7 apart). The
+  chains see the network in train mode and every SGLD forward updates the batch-norm running statistics
+  (``f.eval()`` is commented out in the official sampler), as here (``sgld_bn_updates``);
+* forward order (:data:`~reference_models.objectives.PX_FIRST_ORDER`, train_jempp.py:238-273): f(x_p(x)) first,
+  then SGLD, f(x̂), f(x_lab); the p(x) images come from a second, independently shuffled loader of the same
+  augmented training images;
+* SGD (lr .1, momentum .9, weight decay 4e-4) with a 1,000-iteration linear warm-up and ×.2 decay at epochs
+  50 / 100 / 125 of 150, batch norm, batch 64, input noise σ = .03, pad-crop + flip augmentation; 5,000 training
+  images held out (NumPy seed 1234), ``best.pt`` chosen on their accuracy; stop rule |L| > 1e8.
 
-Presets: ``paper`` (M = 10, the official script's defaults otherwise), ``paper-k5`` / ``paper-k10`` /
-``paper-k20`` (M = 5 / 10 / 20), ``tiny`` (WRN-10-1 with batch norm on 8×8 digits, M = 5, CPU minutes).
-Not reproduced: the official code's 5,000-image validation hold-out (we train on the whole training split)
-and its YOPO-style inner steps (``--in_steps``; the DESIGN's clamped SGLD is used instead).
+Presets: ``paper`` = scripts/jempp_cifar10.sh (M = 10; the README's copy of the command says 5),
+``paper-k5`` / ``paper-k10`` / ``paper-k20`` (M = 5 / 10 / 20), ``cpu`` (32×32 CPU budget), ``tiny`` (WRN-10-1
+with batch norm on 8×8 digits, M = 5, CPU minutes). Not reproduced: the extra sampling chain the official loop
+runs for its sample plots every ``print_every`` iterations (it also moves the buffer and the batch-norm
+statistics).
 """
 
 from __future__ import annotations
 
 from . import jem, presets
-from .objectives import joint_likelihood as objective  # noqa: F401
+from .objectives import px_first_joint_likelihood as objective  # noqa: F401
 
 NAME = "jempp"
 DESCRIPTION = "JEM++: informative init (class Gaussians) + proximal SGLD + SGD with warm-up (Yang & Ji 2021)"
@@ -33,13 +44,17 @@ PRESETS = presets.names(with_step_variants=True)
 PAPER = dict(jem.PAPER, method="jempp", norm="batch", optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=4e-4,
              epochs=150, batch_size=64, warmup_iters=1000, decay_epochs=[50, 100, 125], decay_rate=0.2,
              input_noise=0.03, sgld_steps=10, sgld_step_size=1.0, sgld_noise=0.0, sgld_grad_clamp=1.0,
-             sgld_x_clamp=True, sgld_train_mode=True, init="class_gaussian")
+             sgld_x_clamp=True, sgld_train_mode=True, sgld_bn_updates=True, init="class_gaussian", px_separate=True,
+             holdout=5000, holdout_seed=1234, select_best="validation", loss_bound=1e8, gap_bound=0.0)
 
 TINY = dict(PAPER, depth=10, width=1, lr=0.05, epochs=6, warmup_iters=20, decay_epochs=[4], augment=False,
-            flip=False, buffer_size=1000, sgld_steps=5, log_every=5)
+            flip=False, px_separate=False, buffer_size=1000, sgld_steps=5, log_every=5, holdout=0,
+            select_best="none")
 
 
 def preset(name: str, dataset: str) -> dict:
     if name == "tiny":
         return presets.tiny(TINY, dataset)
+    if name == "cpu":
+        return presets.cpu(PAPER, dataset)
     return presets.paper(PAPER, name, dataset, with_step_variants=True)

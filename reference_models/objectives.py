@@ -7,14 +7,18 @@
       L = CE(f(x), y) + λ · [E(x) − E(x̂)],    E = −LSE f,   x̂ from SGLD (Algorithm 1, line 7),
 
   whose gradient matches the maximum-likelihood gradient of log p(x) in expectation. JEM, JEM++ and SADA-JEM
-  all optimise this loss; they differ only in the sampler, its initial distribution, the optimiser (SAM) and
-  which images feed the p(x) term — all of which the shared loop takes from the config. SADA-JEM's objective
-  is the same loss evaluated twice per iteration (at θ and at θ + ε̂, :mod:`reference_models.sam`).
+  all optimise this loss; they differ in the sampler, its initial distribution, the optimiser (SAM), which images
+  feed the p(x) term — all of which the shared loop takes from the config — and in the *order* of the forward
+  passes, which each method's module fixes (:data:`JEM_ORDER`, :data:`PX_FIRST_ORDER`). With batch norm in train
+  mode every forward updates the running statistics (momentum .9: the newest batch weighs .9), so the order decides
+  what the evaluation-time statistics describe; without batch norm it changes nothing. SADA-JEM's objective is the
+  same loss evaluated twice per iteration (at θ and at θ + ε̂, :mod:`reference_models.sam`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -22,17 +26,36 @@ from torch import nn
 
 from jembench.energy import energy
 
+#: JEM code (train_wrn_ebm.py:312-332): SGLD first (the network in eval mode), then f(x_p(x)), f(x̂), f(x_lab).
+JEM_ORDER = ("sgld", "px", "samples", "labelled")
+#: JEM++ (train_jempp.py:238-273) and SADA-JEM (train_sadajem.py:203-227): f(x_p(x)) first, then SGLD (train-mode
+#: batch norm, updating its statistics), then f(x̂), then f(x_lab) — the last, labelled batch dominates the
+#: running statistics.
+PX_FIRST_ORDER = ("px", "sgld", "samples", "labelled")
+
 
 @dataclass
 class Step:
-    """One iteration's inputs to an objective."""
+    """One iteration's inputs to an objective.
+
+    ``draw_samples`` runs the SGLD chains (the loop's sampler: buffer draw, K steps, write-back) and is called at
+    most once per iteration — :meth:`samples` memoises it, so SAM's second pass reuses the first pass's x̂."""
 
     model: nn.Module
     x: torch.Tensor  # labelled (augmented) images for p(y|x)
     y: torch.Tensor
-    x_px: torch.Tensor | None = None  # images for the p(x) term (x itself unless DA-free)
-    x_samples: torch.Tensor | None = None  # SGLD samples x̂ (None when px_weight == 0)
+    x_px: torch.Tensor | None = None  # images for the p(x) term (x itself unless a separate p(x) loader is used)
+    draw_samples: Callable[[], torch.Tensor] | None = None  # None when px_weight == 0
     px_weight: float = 1.0
+    _samples: torch.Tensor | None = field(default=None, repr=False)
+
+    def samples(self) -> torch.Tensor:
+        """x̂, drawn on the first call of this iteration and reused afterwards."""
+        if self._samples is None:
+            if self.draw_samples is None:
+                raise RuntimeError("this method has no generative term (px_weight = 0): no SGLD samples")
+            self._samples = self.draw_samples()
+        return self._samples
 
 
 def cross_entropy(step: Step) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -43,17 +66,24 @@ def cross_entropy(step: Step) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     return ce, {"ce": ce.detach(), "acc": acc.detach()}
 
 
-def joint_likelihood(step: Step) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """L = CE(f(x), y) + λ · [mean E(x_px) − mean E(x̂)]  (JEM Eq. 2 + Eq. 7).
+def joint_likelihood(step: Step, order: tuple[str, ...] = JEM_ORDER) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """L = CE(f(x), y) + λ · [mean E(x_px) − mean E(x̂)]  (JEM Eq. 2 + Eq. 7), forwards in ``order``.
 
-    Forward order: the SGLD samples first, then the p(x) images (DA-free only), the labelled batch last, as in
-    the JEM++ / SADA-JEM code — with batch norm (momentum .9) the running statistics then mostly describe
-    data, not samples. Without a separate p(x) batch the labelled logits serve both terms.
+    ``order`` lists ``"sgld"`` (draw x̂), ``"px"`` (forward of the p(x) images), ``"samples"`` (forward of x̂) and
+    ``"labelled"`` (forward of the labelled batch). When the p(x) images are the labelled batch itself (no
+    separate p(x) loader), the ``"px"`` forward is the labelled one and happens at its place in the order.
     """
-    e_samples = energy(step.model(step.x_samples)).mean()
     separate_px = step.x_px is not None and step.x_px is not step.x
-    logits_px = step.model(step.x_px) if separate_px else None  # DA-free: p(x) sees un-augmented data
-    logits = step.model(step.x)
+    logits_px = logits = e_samples = None
+    for event in order:
+        if event == "sgld":
+            step.samples()
+        elif event == "px" and separate_px:
+            logits_px = step.model(step.x_px)
+        elif event == "samples":
+            e_samples = energy(step.model(step.samples())).mean()
+        elif event == "labelled":
+            logits = step.model(step.x)
     if logits_px is None:
         logits_px = logits
     ce = F.cross_entropy(logits, step.y)
@@ -62,3 +92,8 @@ def joint_likelihood(step: Step) -> tuple[torch.Tensor, dict[str, torch.Tensor]]
     acc = (logits.argmax(1) == step.y).float().mean()
     return loss, {"ce": ce.detach(), "acc": acc.detach(), "e_data": e_data.detach(),
                   "e_samples": e_samples.detach(), "e_gap": (e_samples - e_data).detach()}
+
+
+def px_first_joint_likelihood(step: Step) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """:func:`joint_likelihood` in the JEM++ / SADA-JEM order (:data:`PX_FIRST_ORDER`)."""
+    return joint_likelihood(step, PX_FIRST_ORDER)

@@ -10,18 +10,25 @@ statistics updated) and at θ + ε̂ (second pass, statistics frozen), the updat
 T(x) — data augmentation stays out of the generative term. The SGLD samples x̂ are drawn once per iteration
 and reused by both SAM passes. Sampler: JEM++'s informative initialisation and clamped SGLD with K steps.
 
-``paper`` preset = the official script (sadajem_cifar10.sh) and DESIGN: WRN-28-10 with batch norm, SGD lr .1,
-momentum .9, weight decay 5e-4, 1,000 warm-up iterations, ×.2 decay at epochs 60 / 120 / 180 of 200, input
-noise σ = 0, labelled batch 128 and p(x) batch 64 (= 64 chains), K = 5 steps, α = 1, σ_SGLD = 0, gradient
-clamp 1, x ∈ [−1, 1], adaptive SAM with ρ = 2 (the code turns ASAM on for ρ ≥ .5), divergence guard
-|loss| > 1e5. ``paper-k5`` / ``paper-k10`` / ``paper-k20``: K = 5 / 10 / 20 (Tables 1–3).
+Forward order, as train_sadajem.py:203-262 (:data:`~reference_models.objectives.PX_FIRST_ORDER`): pass 1 —
+f(x_p(x)), the K SGLD forwards (train mode, batch-norm statistics updated: ``f.eval()`` is commented out in its
+``sample_q``), f(x̂), f(x_lab), every one updating the running statistics with momentum .9; pass 2 at θ + ε̂ —
+the same batches and the same x̂ with the statistics frozen (the official code sets the momentum to 0).
+
+``paper`` preset = the official script (scripts/sadajem_cifar10.sh) with the script's defaults: WRN-28-10 with
+batch norm, SGD lr .1, momentum .9, weight decay 5e-4, 1,000 warm-up iterations, ×.2 decay at epochs
+60 / 120 / 180 of 200, input noise σ = 0, labelled batch 128 (hard-coded there) and p(x) batch 64 (= 64 chains),
+K = 5 steps, α = 1, σ_SGLD = 0, gradient clamp 1, x ∈ [−1, 1], adaptive SAM with ρ = 2 (the code turns ASAM on
+for ρ ≥ .5), no hold-out, ``best.pt`` chosen on *test* accuracy (as the official code does — it has no
+validation split), stop rule |p(x) term| = |E(x) − E(x̂)| > 1e5 (checked before the CE term is added).
+``paper-k5`` / ``paper-k10`` / ``paper-k20``: K = 5 / 10 / 20 (Tables 1–3). ``cpu``: 32×32 CPU budget.
 ``tiny``: WRN-10-1 with batch norm on 8×8 digits, K = 5, CPU minutes.
 """
 
 from __future__ import annotations
 
 from . import jempp, presets
-from .objectives import joint_likelihood as objective  # noqa: F401
+from .objectives import px_first_joint_likelihood as objective  # noqa: F401
 
 NAME = "sada_jem"
 DESCRIPTION = "SADA-JEM: JEM++ sampler + SAM on the joint objective + DA-free p(x) (Yang, Su & Ji 2023)"
@@ -29,13 +36,17 @@ PRESETS = presets.names(with_step_variants=True)
 
 PAPER = dict(jempp.PAPER, method="sada_jem", weight_decay=5e-4, epochs=200, batch_size=128,
              decay_epochs=[60, 120, 180], decay_rate=0.2, input_noise=0.0, px_unaugmented=True, px_batch_size=64,
-             sgld_steps=5, sam_rho=2.0, sam_adaptive=True, loss_bound=1e5)
+             sgld_steps=5, sam_rho=2.0, sam_adaptive=True, px_separate=False, holdout=0, select_best="test",
+             loss_bound=0.0, gap_bound=1e5)
 
 TINY = dict(PAPER, depth=10, width=1, lr=0.05, epochs=6, batch_size=64, px_batch_size=64, warmup_iters=20,
-            decay_epochs=[4], augment=True, flip=False, buffer_size=1000, sgld_steps=5, log_every=5)
+            decay_epochs=[4], augment=True, flip=False, buffer_size=1000, sgld_steps=5, log_every=5,
+            select_best="none")
 
 
 def preset(name: str, dataset: str) -> dict:
     if name == "tiny":
         return presets.tiny(TINY, dataset)
+    if name == "cpu":
+        return presets.cpu(PAPER, dataset)
     return presets.paper(PAPER, name, dataset, with_step_variants=True)

@@ -28,4 +28,6 @@ TINY = dict(jem.TINY, method="softmax", px_weight=0.0)
 def preset(name: str, dataset: str) -> dict:
     if name == "tiny":
         return presets.tiny(TINY, dataset)
+    if name == "cpu":
+        return presets.cpu(PAPER, dataset)
     return presets.paper(PAPER, name, dataset)

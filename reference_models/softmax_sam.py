@@ -27,4 +27,6 @@ TINY = dict(softmax.TINY, method="softmax_sam", sam_rho=0.05, sam_adaptive=False
 def preset(name: str, dataset: str) -> dict:
     if name == "tiny":
         return presets.tiny(TINY, dataset)
+    if name == "cpu":
+        return presets.cpu(PAPER, dataset)
     return presets.paper(PAPER, name, dataset)

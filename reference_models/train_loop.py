@@ -23,11 +23,14 @@ Around it:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
 import math
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,15 +38,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as torch_dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from tqdm import tqdm
 
 from jembench import atomic, distributed
 from jembench.data import dataset_info, load_dataset
 from jembench.errors import JembenchError
 from jembench.models import read_checkpoint_file, save_checkpoint
+from jembench.runtime import require_device
 from jembench.sampling import ReplayBuffer, SGLDConfig, UniformInit, sgld
 from jembench.seeding import rng_state, seed_everything, set_rng_state
 
@@ -114,6 +117,74 @@ class DataStream:
             epoch, start = epoch + 1, 0
 
 
+def holdout_split(n: int, holdout: int, seed: int) -> tuple[list[int], list[int]]:
+    """(validation, training) indices of a training split of ``n`` images, as the JEM / JEM++ code draws them
+    (train_wrn_ebm.py:160-171, train_jempp.py:105-116): ``np.random.seed(seed); np.random.shuffle(range(n))``,
+    the first ``holdout`` are validation, the rest training. A private ``RandomState`` gives the same stream
+    without touching NumPy's global one."""
+    import numpy as np
+
+    if holdout >= n:
+        raise JembenchError(f"--holdout {holdout} leaves no training images (the training split has {n}); lower it")
+    order = list(range(n))
+    np.random.RandomState(seed).shuffle(order)
+    return order[:holdout], order[holdout:]
+
+
+@dataclass
+class TrainingData:
+    """The streams one run reads: the labelled (augmented) stream, the optional p(x) stream and the split that
+    chooses ``best.pt`` (hold-out or test), all built once before anything is written."""
+
+    labelled: DataStream
+    px: DataStream | None
+    select: Dataset | None  # images that choose best.pt (None: no selection)
+    n_train: int
+
+
+def training_data(cfg: TrainConfig, rank: int, world: int) -> TrainingData:
+    """Build :class:`TrainingData` for ``cfg``: the hold-out comes off the training split first; the p(x) loader
+    (``px_separate``: the same augmented images, shuffled independently as JEM's ``dload_train``;
+    ``px_unaugmented``: SADA-JEM's DA-free loader) reads the same training indices."""
+    base = load_dataset(cfg.dataset, "train", cfg.data_root, cfg.download, augment=cfg.augment, flip=cfg.flip,
+                        noise_std=cfg.input_noise)
+    valid_idx, train_idx = holdout_split(len(base), cfg.holdout, cfg.holdout_seed) if cfg.holdout else ([], None)
+
+    def subset(ds: Dataset, idx: list[int] | None) -> Dataset:
+        return ds if idx is None else Subset(ds, idx)
+
+    train_set = subset(base, train_idx)
+    labelled = DataStream(train_set, cfg.batch_size, cfg.seed, cfg.workers, rank, world)
+    px = None
+    if cfg.px_weight > 0 and (cfg.px_separate or cfg.px_unaugmented):
+        px_base = (load_dataset(cfg.dataset, "train", cfg.data_root, cfg.download, noise_std=cfg.input_noise)
+                   if cfg.px_unaugmented else base)
+        px = DataStream(subset(px_base, train_idx), cfg.px_batch_size or cfg.batch_size, cfg.seed + 1, cfg.workers,
+                        rank, world)
+    select = None
+    if cfg.select_best == "validation":
+        clean = load_dataset(cfg.dataset, "train", cfg.data_root, cfg.download)  # un-augmented, noise-free
+        select = Subset(clean, valid_idx)
+    elif cfg.select_best == "test":
+        select = load_dataset(cfg.dataset, "test", cfg.data_root, cfg.download)
+    return TrainingData(labelled, px, select, len(train_set))
+
+
+@torch.no_grad()
+def accuracy_on(model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 100) -> float:
+    """Top-1 accuracy (%) of ``model`` in eval mode on ``dataset`` (the official ``eval_classification``: eval-mode
+    batch norm, no gradient); the model's mode is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    correct = total = 0
+    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        pred = model(x.to(device)).argmax(1).cpu()
+        correct += int((pred == torch.as_tensor(y)).sum())
+        total += len(pred)
+    model.train(was_training)
+    return 100.0 * correct / max(1, total)
+
+
 # ------------------------------------------------------------------------------------- building blocks
 @dataclass
 class TrainState:
@@ -127,15 +198,25 @@ class TrainState:
     sam: SAM | None
     buffer: ReplayBuffer | None
     iteration: int = 0
+    best_acc: float | None = None  # best hold-out / test accuracy so far (select_best)
 
 
-def lr_factor(cfg: TrainConfig, iters_per_epoch: int) -> Callable[[int], float]:
-    """Linear warm-up over ``warmup_iters``, then ×``decay_rate`` at each of ``decay_epochs``."""
+def lr_factor(cfg: TrainConfig, iters_per_epoch: int, total_iters: int | None = None) -> Callable[[int], float]:
+    """Linear warm-up over ``warmup_iters``, then ×``decay_rate`` at each of ``decay_epochs`` (and at each of
+    ``decay_fractions`` × ``total_iters``).
+
+    The warm-up is the official code's (train_wrn_ebm.py:303-306, train_jempp.py:227-230, train_sadajem.py:188-191):
+    before iteration ``it`` (0-based) the rate is ``lr · it / warmup_iters`` while ``it <= warmup_iters`` — so the
+    first step runs at rate 0 (it still updates momentum / Adam moments), and the full rate is reached at
+    iteration ``warmup_iters``. The official warm-up overrides the decay while it lasts; here both multiply,
+    which is the same unless a decay epoch falls inside the warm-up."""
 
     def factor(it: int) -> float:
-        warm = min(1.0, (it + 1) / cfg.warmup_iters) if cfg.warmup_iters > 0 else 1.0
+        warm = min(1.0, it / cfg.warmup_iters) if cfg.warmup_iters > 0 else 1.0
         epoch = it / max(1, iters_per_epoch)
-        return warm * cfg.decay_rate ** sum(epoch >= e for e in cfg.decay_epochs)
+        decays = sum(epoch >= e for e in cfg.decay_epochs)
+        decays += sum(it >= f * total_iters for f in cfg.decay_fractions) if total_iters else 0
+        return warm * cfg.decay_rate ** decays
 
     return factor
 
@@ -167,11 +248,18 @@ def build_buffer(cfg: TrainConfig, out_dir: Path, n_classes: int, image_shape: t
 
 def draw_samples(state: TrainState, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """x̂: ``n`` chains from the buffer, ``sgld_steps`` SGLD steps on the unwrapped network (no DDP hooks, no
-    gradient all-reduce), written back. Eval mode (JEM) or train mode with frozen BN statistics (JEM++ code)."""
+    gradient all-reduce), written back. The network's mode during the chains:
+
+    * eval mode (JEM code, ``sample_q`` calls ``f.eval()``): batch norm on its running statistics;
+    * train mode, ``sgld_bn_updates`` (JEM++ / SADA-JEM code, whose ``f.eval()`` is commented out): batch norm on
+      the chains' batch statistics, and each of the K forwards updates the running statistics (momentum .9);
+    * train mode without ``sgld_bn_updates``: batch statistics, running statistics left alone."""
     cfg, model, buffer = state.cfg, state.model, state.buffer
     x0, idx = buffer.sample(n)
     stats: dict = {}
-    if cfg.sgld_train_mode:
+    if cfg.sgld_train_mode and cfg.sgld_bn_updates:
+        x = sgld(model, x0, sgld_config(cfg), stats=stats)
+    elif cfg.sgld_train_mode:
         with frozen_bn_stats(model):
             x = sgld(model, x0, sgld_config(cfg), stats=stats)
     else:
@@ -184,12 +272,15 @@ def draw_samples(state: TrainState, n: int) -> tuple[torch.Tensor, torch.Tensor]
 
 def train_step(state: TrainState, objective, x: torch.Tensor, y: torch.Tensor, x_px: torch.Tensor
                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """One iteration: SGLD (once), then one optimiser step or one two-pass SAM step on the same inputs."""
+    """One iteration: one optimiser step, or one two-pass SAM step on the same inputs. The objective draws the
+    SGLD samples (once: :meth:`Step.samples` memoises them) at the point of its forward order."""
     stats_extra: dict[str, torch.Tensor] = {}
-    x_samples = None
-    if state.buffer is not None:
+
+    def sampler() -> torch.Tensor:
         x_samples, stats_extra["sgld_grad_norm"] = draw_samples(state, len(x_px))
-    step = Step(state.net, x, y, x_px, x_samples, state.cfg.px_weight)
+        return x_samples
+
+    step = Step(state.net, x, y, x_px, sampler if state.buffer is not None else None, state.cfg.px_weight)
 
     def forward_backward() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         state.optimizer.zero_grad(set_to_none=True)
@@ -203,35 +294,86 @@ def train_step(state: TrainState, objective, x: torch.Tensor, y: torch.Tensor, x
     else:
         state.sam.first_step()  # θ → θ + ε̂
         with frozen_bn_stats(state.model):  # BN running statistics: first pass only
-            forward_backward()  # gradient at θ + ε̂ (same x, y, x_px and x̂)
+            forward_backward()  # gradient at θ + ε̂ (same x, y, x_px and x̂: the samples are not redrawn)
         state.sam.second_step()  # back to θ, base optimiser step with that gradient
     state.scheduler.step()
     if state.net is not state.model:  # DDP: the ranks' batch-norm statistics, averaged once per iteration
-        average_buffers(state.model)
+        distributed.average_buffers(state.model)
     return loss, {**stats, **stats_extra}
 
 
 # ---------------------------------------------------------------------------------------------- train
+class TrainingInterrupted(JembenchError):
+    """SIGINT / SIGTERM during training: the state was checkpointed; the exit code is 128 + the signal number."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+RUN_FILES = ("last.pt", "events.jsonl", "log.csv", "config.json")
+
+
+def refuse_to_overwrite(out_dir: Path, method: str) -> None:
+    """A fresh run never replaces an earlier run's checkpoint, log or events (``--resume`` continues one)."""
+    present = [name for name in RUN_FILES if (out_dir / name).exists()]
+    if present:
+        raise JembenchError(f"run folder {out_dir} already holds a run ({', '.join(present)}); continue it with "
+                            f"`jembench train {method} --resume {out_dir}` or choose another folder with --out "
+                            f"(nothing was changed)")
+
+
+@contextlib.contextmanager
+def stop_requests() -> Iterator[dict]:
+    """SIGINT and SIGTERM set ``flag["signal"]`` instead of killing the run, so the loop can write a resumable
+    checkpoint at the end of the current iteration (a second signal of the same kind acts at once). Outside the
+    main thread (no signal handlers allowed) nothing is installed."""
+    flag: dict = {"signal": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = {}
+
+    def handler(signum, frame):
+        if flag["signal"] is not None:  # asked twice: stop now
+            signal.signal(signum, previous.get(signum) or signal.SIG_DFL)
+            signal.raise_signal(signum)
+        flag["signal"] = signum
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.signal(signum, handler)
+    try:
+        yield flag
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
 def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True) -> Path:
-    """Train ``cfg.method`` and return the path of the final checkpoint (``out_dir/last.pt``)."""
-    out_dir = Path(out_dir)
+    """Train ``cfg.method`` and return the path of the final checkpoint (``out_dir/last.pt``).
+
+    SIGINT / SIGTERM end the run after the current iteration with a resumable ``last.pt``
+    (:class:`TrainingInterrupted`); a fresh run into a folder that holds one is refused."""
+    with stop_requests() as stop:
+        return _train(cfg, Path(out_dir), resume, progress, stop)
+
+
+def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, stop: dict) -> Path:
+    require_device(cfg.device)
     distributed.init(cfg.device)
     rank, world, main = distributed.rank(), distributed.world_size(), distributed.is_main()
     device = torch.device(distributed.device_for_rank(cfg.device))
     method = get_method(cfg.method)
     if main:
         atomic.ensure_writable_dir(out_dir, "run folder")
+        if not resume:
+            refuse_to_overwrite(out_dir, cfg.method)
     seed_everything(cfg.seed)  # the same on every rank: identical initial weights
 
-    # data: the augmented labelled stream and, DA-free, an un-augmented one for the p(x) term
+    # data: the labelled stream, the optional p(x) stream, the hold-out / test split that chooses best.pt
     info = dataset_info(cfg.dataset, cfg.data_root)
-    train_set = load_dataset(cfg.dataset, "train", cfg.data_root, cfg.download, augment=cfg.augment, flip=cfg.flip,
-                             noise_std=cfg.input_noise)
-    labelled = DataStream(train_set, cfg.batch_size, cfg.seed, cfg.workers, rank, world)
-    px_stream = None
-    if cfg.px_unaugmented and cfg.px_weight > 0:
-        px_set = load_dataset(cfg.dataset, "train", cfg.data_root, cfg.download, noise_std=cfg.input_noise)
-        px_stream = DataStream(px_set, cfg.px_batch_size or cfg.batch_size, cfg.seed + 1, cfg.workers, rank, world)
+    data_streams = training_data(cfg, rank, world)
+    labelled, px_stream = data_streams.labelled, data_streams.px
     iters_per_epoch = labelled.iters_per_epoch
     total_iters = cfg.max_iters or cfg.epochs * iters_per_epoch
     if main:  # only now that the inputs are known to be good: a bad input leaves nothing behind
@@ -244,33 +386,47 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
                    "dropout_rate": cfg.dropout}
     model = wide_resnet(**arch_kwargs).to(device)
     optimizer = build_optimizer(cfg, model)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, iters_per_epoch))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, iters_per_epoch, total_iters))
     sam = SAM(optimizer, cfg.sam_rho, cfg.sam_adaptive) if cfg.sam_rho > 0 else None
     if rank > 0:
         seed_everything(rank_seed(cfg.seed, rank))  # each rank its own SGLD noise, buffer draws, augmentation
     buffer = (build_buffer(cfg, out_dir, info.n_classes, info.image_shape, device, world)
               if cfg.px_weight > 0 else None)
-    net = _ddp(model, device, info.image_shape) if world > 1 else model
+    net = distributed.wrap_ddp(model, device, info.image_shape) if world > 1 else model
     state = TrainState(cfg, model, net, optimizer, scheduler, sam, buffer)
     guard = DivergenceGuard(cfg.loss_bound, cfg.gap_bound, cfg.max_recoveries, cfg.recovery_lr_factor,
-                            cfg.recovery_sgld_factor, all_reduce_max=_all_reduce_max if world > 1 else None)
+                            cfg.recovery_sgld_factor, all_reduce_max=distributed.all_reduce_max if world > 1 else None)
 
     ckpt_path = out_dir / "last.pt"
     if resume:
         _restore(state, guard, ckpt_path, rank, world)
+    if data_streams.select is not None and state.best_acc is None and resume:
+        state.best_acc = (read_checkpoint_file(ckpt_path).get("extra") or {}).get("best_acc")
     events = _Events(out_dir / "events.jsonl", enabled=main, fresh=not resume)
     events.write("resume" if resume else "start", state.iteration, config=cfg.to_dict(), world_size=world,
                  total_iters=total_iters, iters_per_epoch=iters_per_epoch)
     if main:
         if not resume:
             atomic.write_json(out_dir / "config.json", cfg.to_dict())
-        print(f"[jembench] {cfg.method} on {cfg.dataset}: {total_iters} iterations ({iters_per_epoch}/epoch"
-              f"{f', {world} processes' if world > 1 else ''}), config:\n{json.dumps(cfg.to_dict(), sort_keys=True)}",
-              file=sys.stderr)
+        print(f"[jembench] {config_summary(cfg, total_iters, iters_per_epoch, data_streams.n_train, world)}; "
+              f"full config: {out_dir / 'config.json'}", file=sys.stderr)
     log = _Log(out_dir / "log.csv", keep_up_to=state.iteration if resume else None, enabled=main)
 
-    def checkpoint() -> None:
-        _save(state, guard, ckpt_path, arch_kwargs, info, iters_per_epoch, world, final=state.iteration >= total_iters)
+    def checkpoint(path: Path = ckpt_path) -> None:
+        _save(state, guard, path, arch_kwargs, info, iters_per_epoch, world, final=state.iteration >= total_iters)
+
+    def select_best(it: int) -> None:
+        """Accuracy on the hold-out (or test) split; ``best.pt`` when it beats the best so far (JEM / JEM++ /
+        SADA-JEM code: strictly greater, checked every ``eval_every`` epochs)."""
+        acc = accuracy_on(model, data_streams.select, device)
+        improved = state.best_acc is None or acc > state.best_acc
+        if improved:
+            state.best_acc = acc
+            checkpoint(out_dir / "best.pt")
+        events.write("select", it, split=cfg.select_best, accuracy=acc, best=state.best_acc, saved=improved)
+        if main:
+            tqdm.write(f"[jembench] iteration {it}: {cfg.select_best} accuracy {acc:.2f}% (best {state.best_acc:.2f}%"
+                       f"{', best.pt saved' if improved else ''})", file=sys.stderr)
 
     def streams() -> tuple[Iterator, Iterator | None]:
         return labelled.batches(state.iteration), (px_stream.batches(state.iteration) if px_stream else None)
@@ -328,9 +484,21 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
             window_start, window_iters = time.perf_counter(), 0
         if main and cfg.sample_every and buffer is not None and it % cfg.sample_every == 0:
             save_sample_grid(buffer.images, out_dir / f"samples-{it:07d}.png")
+        epoch_done = it % iters_per_epoch == 0 and (it // iters_per_epoch - 1) % cfg.eval_every == 0
+        if data_streams.select is not None and (epoch_done or it == total_iters):
+            select_best(it)
         if ckpt_due:
             checkpoint()
             saved_at = it
+        if (world == 1 or log_due) and _agreed(world, stop["signal"] is not None):
+            if saved_at != it:
+                checkpoint()
+            events.write("interrupted", it, signal=signal.Signals(stop["signal"]).name)
+            bar.close()
+            raise TrainingInterrupted(
+                f"training interrupted by {signal.Signals(stop['signal']).name} at iteration {it} of {total_iters}; "
+                f"{ckpt_path} holds it: continue with `jembench train {cfg.method} --resume {out_dir}`",
+                stop["signal"])
     bar.close()
     if saved_at != state.iteration:
         checkpoint()
@@ -340,58 +508,6 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
     return ckpt_path
 
 
-# ---------------------------------------------------------------------------------------- DDP helpers
-def _ddp(model: nn.Module, device: torch.device, image_shape: tuple) -> nn.Module:
-    """DistributedDataParallel around ``model``. Parameters the forward never uses (the official layout's
-    spare heads) are frozen first, so DDP needs no per-iteration unused-parameter search.
-
-    ``broadcast_buffers=False``: DDP's default copies rank 0's batch-norm statistics to every rank before
-    *every* forward — six times per SADA-JEM iteration (two SAM passes × three batches) — and throws the other
-    ranks' updates away. Instead :func:`train_step` averages the statistics over the ranks once per iteration
-    (:func:`average_buffers`), so every rank ends each iteration with the same network (checkpoints and exact
-    resume rely on that) and the statistics see every rank's data. ``benchmarks/README.md`` has the timings."""
-    from torch.nn.parallel import DistributedDataParallel
-
-    was_training = model.training
-    model.eval()  # a probe forward that leaves batch-norm statistics alone
-    model(torch.zeros((2, *image_shape), device=device)).sum().backward()
-    for p in model.parameters():
-        if p.grad is None:
-            p.requires_grad_(False)
-    model.zero_grad(set_to_none=True)
-    model.train(was_training)
-    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                   broadcast_buffers=False)
-
-
-def average_buffers(model: nn.Module) -> None:
-    """Replace every floating-point buffer (batch-norm running mean / variance) by its mean over the ranks, in
-    one all-reduce. The running statistics are exponential moving averages, linear in the batch statistics, so
-    the mean of the ranks' averages is the average the ranks' batch statistics together would give. Integer
-    buffers (``num_batches_tracked``) advance alike on every rank and are left alone."""
-    buffers = [b for b in model.buffers() if b.is_floating_point()]
-    if not buffers:
-        return
-    flat = _all_reduce_mean(torch.cat([b.detach().flatten() for b in buffers]))
-    offset = 0
-    with torch.no_grad():
-        for b in buffers:
-            b.copy_(flat[offset:offset + b.numel()].view_as(b))
-            offset += b.numel()
-
-
-def _all_reduce_max(t: torch.Tensor) -> torch.Tensor:
-    t = t.clone()
-    torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX)
-    return t
-
-
-def _all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
-    t = t.clone()
-    torch_dist.all_reduce(t, op=torch_dist.ReduceOp.SUM)
-    return t / distributed.world_size()
-
-
 def weights_digest(model: nn.Module) -> str:
     """sha256 of the parameters' and batch-norm statistics' bytes (DDP: every rank must report the same)."""
     h = hashlib.sha256()
@@ -399,6 +515,29 @@ def weights_digest(model: nn.Module) -> str:
         if p.dtype.is_floating_point:
             h.update(p.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
+
+
+def _agreed(world: int, flag: bool) -> bool:
+    """``flag`` on any rank (one all-reduce under DDP; every rank must call it at the same iteration)."""
+    if world == 1:
+        return flag
+    return bool(distributed.all_reduce_max(torch.tensor([float(flag)])).item() > 0)
+
+
+def config_summary(cfg: TrainConfig, total_iters: int, iters_per_epoch: int, n_train: int, world: int) -> str:
+    """One line: what is trained on what, for how long, with which network, sampler and optimiser."""
+    parts = [f"{cfg.method} on {cfg.dataset}", f"{total_iters} iterations ({iters_per_epoch}/epoch, "
+             f"{n_train} training images{f', {cfg.holdout} held out' if cfg.holdout else ''})",
+             f"WRN-{cfg.depth}-{cfg.width}{'' if cfg.norm == 'none' else ' ' + cfg.norm + ' norm'}",
+             f"batch {cfg.batch_size}", f"{cfg.optimizer} lr {cfg.lr:g}"]
+    if cfg.px_weight > 0:
+        parts.append(f"SGLD K={cfg.sgld_steps} on {cfg.px_batch_size or cfg.batch_size} chains, buffer "
+                     f"{cfg.buffer_size} ({cfg.init})")
+    if cfg.sam_rho > 0:
+        parts.append(f"{'ASAM' if cfg.sam_adaptive else 'SAM'} rho {cfg.sam_rho:g}")
+    if world > 1:
+        parts.append(f"{world} processes")
+    return ", ".join(parts)
 
 
 # ------------------------------------------------------------------------------- checkpoints and resume
@@ -418,7 +557,7 @@ def _save(state: TrainState, guard: DivergenceGuard, path: Path, arch_kwargs: di
     if buffer is not None:
         buffer_state = dict(buffer.state_dict(), images=torch.cat([r["images"] for r in ranks]),
                             labels=torch.cat([r["labels"] for r in ranks]))
-    extra = {"guard": guard.state_dict(), "world_size": world,
+    extra = {"guard": guard.state_dict(), "world_size": world, "best_acc": state.best_acc,
              "ranks": [{"rng": r["rng"], "buffer_size": r["buffer_size"]} for r in ranks]}
     if final:
         extra["weights_digests"] = [r["weights_digest"] for r in ranks]
@@ -467,7 +606,7 @@ def _log_row(state: TrainState, loss: torch.Tensor, stats: dict, iters_per_epoch
     names = ["loss", *stats]
     values = torch.stack([loss.float(), *(v.float() for v in stats.values())])
     if world > 1:
-        values = _all_reduce_mean(values)
+        values = distributed.all_reduce_mean(values)
     row: dict[str, Any] = {"iteration": state.iteration, "epoch": state.iteration / iters_per_epoch,
                            "lr": state.optimizer.param_groups[0]["lr"]}
     row.update(zip(names, values.tolist()))

@@ -110,9 +110,9 @@ def test_proximal_sgld_and_optimiser_settings_of_the_presets():
     sada = resolve_config("sada_jem", "paper", {"dataset": "cifar10"})
     assert (sada.sgld_steps, sada.sam_rho, sada.sam_adaptive, sada.px_unaugmented, sada.input_noise,
             sada.decay_epochs, sada.epochs, sada.weight_decay) == (5, 2.0, True, True, 0.0, [60, 120, 180], 200, 5e-4)
-    with pytest.raises(JembenchError, match="no preset 'paper-k5'.*tiny, paper"):
+    with pytest.raises(JembenchError, match="no preset 'paper-k5'.*tiny, cpu, paper"):
         resolve_config("jem", "paper-k5", {})
-    assert jempp.PRESETS == sada_jem.PRESETS == ("tiny", "paper", "paper-k5", "paper-k10", "paper-k20")
+    assert jempp.PRESETS == sada_jem.PRESETS == ("tiny", "cpu", "paper", "paper-k5", "paper-k10", "paper-k20")
 
 
 def test_sgld_step_is_clamped_in_gradient_and_range():
@@ -127,8 +127,38 @@ def test_sgld_step_is_clamped_in_gradient_and_range():
 
 
 def test_warmup_then_step_decay():
+    """The official warm-up (train_jempp.py:227-230): lr · it / warmup before iteration it (0-based) while
+    it <= warmup, so the first step runs at rate 0 and iteration 1000 at the full rate; then ×.2 decays."""
     cfg = resolve_config("jempp", "paper", {"dataset": "cifar10"})
     f = lr_factor(cfg, iters_per_epoch=100)
-    assert f(0) == pytest.approx(1 / 1000) and f(499) == pytest.approx(0.5) and f(999) == 1.0
+    official = [0.1 * it / 1000 for it in range(1001)]
+    assert [0.1 * f(it) for it in range(1001)] == pytest.approx(official, abs=1e-15)
+    assert f(0) == 0.0 and f(500) == pytest.approx(0.5) and f(1000) == 1.0
     assert f(4999) == 1.0 and f(5000) == pytest.approx(0.2) and f(10000) == pytest.approx(0.04)
     assert f(12500) == pytest.approx(0.008)
+
+
+def test_cpu_preset_compresses_the_paper_schedule_into_its_budget():
+    from reference_models.presets import CPU_ITERS
+
+    for method in ("jem", "jempp", "sada_jem", "softmax", "softmax_sam"):
+        paper = resolve_config(method, "paper", {"dataset": "cifar10"})
+        cpu = resolve_config(method, "cpu", {"dataset": "cifar10"})
+        assert (cpu.depth, cpu.width, cpu.max_iters) == (10, 1, CPU_ITERS[method])
+        same = ("optimizer", "lr", "batch_size", "px_batch_size", "sgld_steps", "sgld_step_size", "sgld_noise",
+                "sgld_grad_clamp", "sgld_x_clamp", "init", "sam_rho", "holdout", "select_best", "input_noise")
+        assert all(getattr(cpu, k) == getattr(paper, k) for k in same)
+        assert cpu.decay_fractions == pytest.approx([e / paper.epochs for e in paper.decay_epochs])
+        f = lr_factor(cpu, 10_000, total_iters=cpu.max_iters)
+        after = [f(int(fr * cpu.max_iters) + 1) for fr in cpu.decay_fractions]
+        assert after == pytest.approx([paper.decay_rate ** (i + 1) for i in range(len(after))])
+
+
+def test_official_stopping_rules_and_selection_are_the_preset_defaults():
+    jem_, jpp, sada = (resolve_config(m, "paper", {"dataset": "cifar10"}) for m in ("jem", "jempp", "sada_jem"))
+    assert (jem_.loss_bound, jem_.gap_bound, jpp.loss_bound, jpp.gap_bound) == (1e8, 0.0, 1e8, 0.0)
+    assert (sada.loss_bound, sada.gap_bound) == (0.0, 1e5)
+    assert (jem_.holdout, jem_.holdout_seed, jem_.select_best, jem_.px_separate) == (5000, 1234, "validation", True)
+    assert (jpp.holdout, jpp.select_best, jpp.px_separate, jpp.sgld_bn_updates) == (5000, "validation", True, True)
+    assert (sada.holdout, sada.select_best, sada.px_unaugmented, sada.sgld_bn_updates) == (0, "test", True, True)
+    assert (jem_.epochs, jem_.decay_epochs, jem_.warmup_iters) == (200, [160, 180], 1000)

@@ -35,7 +35,10 @@ def test_every_method_trains_with_its_tiny_preset_from_the_cli(tmp_path):
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, (method, err[-2000:])
         run = tmp_path / method
-        printed = json.loads(err.split("config:\n", 1)[1].splitlines()[0])  # the resolved config, printed
+        summary = next(line for line in err.splitlines() if line.startswith("[jembench] "))
+        assert summary.startswith(f"[jembench] {method} on digits, 6 iterations") and "config.json" in summary
+        assert len(err.splitlines()) < 10  # one summary line, not the whole config
+        printed = json.loads((run / "config.json").read_text())  # the resolved config, written
         assert printed == resolve_config(method, "tiny", {"dataset": "digits", "max_iters": 6, "log_every": 3,
                                                           "sample_every": 3}).to_dict()
         ckpt = load_checkpoint(run / "last.pt")
@@ -79,7 +82,7 @@ def test_da_free_px_term_gets_unaugmented_images(tmp_path, monkeypatch):
     real_objective = sada_jem.objective
 
     def spy(step):
-        seen.append((step.x.detach().clone(), step.x_px.detach().clone(), step.x_samples.shape))
+        seen.append((step.x.detach().clone(), step.x_px.detach().clone(), step.samples().shape))
         return real_objective(step)
 
     monkeypatch.setattr(jembench.data, "train_augmentation", recording)
@@ -107,9 +110,9 @@ def test_da_free_px_term_gets_unaugmented_images(tmp_path, monkeypatch):
 
 def test_preset_errors_and_help(capsys):
     assert cli_main(["train", "jem", "--preset", "paper-k10"]) == 2
-    assert "method 'jem' has no preset 'paper-k10'; use one of tiny, paper" in capsys.readouterr().err
+    assert "method 'jem' has no preset 'paper-k10'; use one of tiny, cpu, paper" in capsys.readouterr().err
     assert cli_main(["train", "sada_jem", "--px-batch-size", "32", "--no-px-unaugmented"]) == 2
-    assert "px_batch_size needs --px-unaugmented" in capsys.readouterr().err
+    assert "px_batch_size needs --px-separate or --px-unaugmented" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli_main(["train", "--help"])
     help_text = capsys.readouterr().out

@@ -48,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             hyper.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
                                help=f.metadata["help"])
         elif kind is list:
-            hyper.add_argument(flag, dest=f.name, type=int, nargs="*", default=None, help=f.metadata["help"])
+            hyper.add_argument(flag, dest=f.name, type=float, nargs="*", default=None, help=f.metadata["help"])
         else:
             hyper.add_argument(flag, dest=f.name, type=kind, default=None, help=f.metadata["help"])
 

@@ -156,7 +156,7 @@ def initial_distribution(ckpt, cfg: _Settings, ctx: EvalContext) -> tuple[object
     if cfg.init == "uniform":
         return UniformInit(ckpt.image_shape), "uniform U(-1, 1)"
     state = ckpt.init_state or {}
-    if state.get("name") == ClassGaussianInit.name:
+    if state.get("name") == ClassGaussianInit.name and "means" in state:
         return ClassGaussianInit.from_state_dict(state), "class Gaussians stored in the checkpoint"
     x, y = stack_dataset(load_dataset(ctx.dataset, "train", ctx.data_root, download=ctx.download),
                          limit=cfg.informative_fit_n or None, seed=ctx.seed)
