@@ -28,6 +28,7 @@ import csv
 import hashlib
 import json
 import math
+import resource
 import signal
 import sys
 import threading
@@ -449,6 +450,7 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, stop: 
         bar.n = state.iteration
         bar.refresh()
 
+    started = time.perf_counter()
     data, px_data = streams()
     guard.remember(state.iteration, model, optimizer, scheduler, buffer)
     bar = tqdm(total=total_iters, initial=state.iteration, disable=not (progress and main), desc=cfg.run_name,
@@ -504,7 +506,10 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, stop: 
         checkpoint()
     if main and buffer is not None:
         save_sample_grid(buffer.images, out_dir / "samples.png")
-    events.write("finish", state.iteration, recoveries=guard.recoveries)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    events.write("finish", state.iteration, recoveries=guard.recoveries,
+                 wall_s=round(time.perf_counter() - started, 1), cpu_s=round(usage.ru_utime + usage.ru_stime, 1),
+                 threads=torch.get_num_threads())
     return ckpt_path
 
 
