@@ -28,7 +28,6 @@ import csv
 import hashlib
 import json
 import math
-import resource
 import signal
 import sys
 import threading
@@ -450,7 +449,7 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, stop: 
         bar.n = state.iteration
         bar.refresh()
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     data, px_data = streams()
     guard.remember(state.iteration, model, optimizer, scheduler, buffer)
     bar = tqdm(total=total_iters, initial=state.iteration, disable=not (progress and main), desc=cfg.run_name,
@@ -506,9 +505,8 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, stop: 
         checkpoint()
     if main and buffer is not None:
         save_sample_grid(buffer.images, out_dir / "samples.png")
-    usage = resource.getrusage(resource.RUSAGE_SELF)
     events.write("finish", state.iteration, recoveries=guard.recoveries,
-                 wall_s=round(time.perf_counter() - started, 1), cpu_s=round(usage.ru_utime + usage.ru_stime, 1),
+                 wall_s=round(time.perf_counter() - started, 1), cpu_s=round(time.process_time() - cpu_started, 1),
                  threads=torch.get_num_threads())
     return ckpt_path
 
