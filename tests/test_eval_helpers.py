@@ -36,8 +36,8 @@ def make_wrn_checkpoint(path: Path, *, in_channels: int = 1, n_classes: int = 10
 
 
 def protocol(suite: str, **table) -> Protocol:
-    """An in-memory protocol (its hash is that of ``table``)."""
-    return Protocol(name=f"{suite}-test", path=f"<test {suite}>", table={"suite": suite, **table})
+    """An in-memory protocol of ``suite``: its defaults with ``table`` on top (resolved and checked)."""
+    return Protocol.from_table(suite, table, name=f"{suite}-test", path=f"<test {suite}>")
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
