@@ -4,7 +4,7 @@
 (SGLD from the replay buffer, the objective, backward, optimiser or two-pass SAM step, schedule step). The
 state is assembled here from the loop's helpers exactly as :func:`reference_models.train_loop.train` does
 (``wide_resnet``, ``build_optimizer``, ``lr_factor``, ``SAM``, ``build_buffer``, ``_ddp``), with the config
-from :func:`jembench.commands.train.resolve_config` — so what is timed is the code a training run executes.
+from :func:`reference_models.config.resolve_config` — so what is timed is the code a training run executes.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ METHODS = ("jem", "jempp", "sada_jem")
 
 def config_for(spec: ModelSpec, method: str, **overrides):
     """The method's tiny preset on ``spec``'s dataset / network / batch (``resolve_config``)."""
-    from jembench.commands.train import resolve_config
+    from reference_models.config import resolve_config
 
     values = {"dataset": spec.dataset, "seed": 0, "batch_size": spec.batch_size}
     if spec.key != "tiny":
