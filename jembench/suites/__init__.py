@@ -28,6 +28,7 @@ import torch
 
 from ..data import iter_batches, load_dataset, stack_dataset
 from ..errors import JembenchError
+from ..schema import setting
 
 SUITE_MODULES = {
     "accuracy": "jembench.suites.accuracy",
@@ -47,6 +48,14 @@ def get_suite(name: str) -> ModuleType:
     if name not in SUITE_MODULES or name not in available_suites():
         raise JembenchError(f"unknown suite {name!r}; use one of {', '.join(available_suites())} or all")
     return importlib.import_module(SUITE_MODULES[name])
+
+
+@dataclass(frozen=True)
+class SplitSampling:
+    """Protocol fields of suites that stream the (noised) test split: ``n`` images and input noise σ."""
+
+    n: int = setting(0, ge=0, help="test images, chosen by seed; 0 = the whole test split")
+    input_noise: float = setting(0.0, ge=0, help="sigma of Gaussian noise added to test inputs ([-1, 1] units)")
 
 
 @dataclass

@@ -16,18 +16,14 @@ import torch.nn.functional as F
 from tabulate import tabulate
 
 from ..records import make_record
-from ..schema import setting
-from . import EvalContext
+from . import EvalContext, SplitSampling
 
 NAME = "accuracy"
 
 
 @dataclass(frozen=True)
-class AccuracyProtocol:
-    """The accuracy protocol; defaults = the paper setting (the whole, clean test split)."""
-
-    n: int = setting(0, ge=0, help="test images, chosen by seed; 0 = the whole test split")
-    input_noise: float = setting(0.0, ge=0, help="sigma of Gaussian noise added to test inputs ([-1, 1] units)")
+class AccuracyProtocol(SplitSampling):
+    """The accuracy protocol (``n``, ``input_noise``); defaults = the paper setting (the whole, clean test split)."""
 
 
 PROTOCOL = AccuracyProtocol

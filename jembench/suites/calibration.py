@@ -25,18 +25,17 @@ from .. import atomic
 from ..metrics.calibration import CalibrationAccumulator, ReliabilityBins
 from ..records import make_record
 from ..schema import setting
-from . import EvalContext
+from . import EvalContext, SplitSampling
 
 NAME = "calibration"
 
 
 @dataclass(frozen=True)
-class CalibrationProtocol:
-    """The calibration protocol; defaults = the paper setting (JEM §5.2, ECE binning as JEM++)."""
+class CalibrationProtocol(SplitSampling):
+    """The calibration protocol (``n``, ``input_noise`` and ``n_bins``); defaults = the paper setting (JEM §5.2,
+    ECE binning as JEM++)."""
 
-    n: int = setting(0, ge=0, help="test images, chosen by seed; 0 = the whole test split")
     n_bins: int = setting(20, ge=1, help="equal-width confidence bins (JEM++: 20)")
-    input_noise: float = setting(0.0, ge=0, help="sigma of Gaussian noise added to test inputs ([-1, 1] units)")
 
 
 PROTOCOL = CalibrationProtocol
