@@ -18,21 +18,25 @@ _PACKAGE = Path(__file__).resolve().parent.parent  # .../jembench
 _FOLDERS = {"protocols": "suites", "published": "results/published"}  # subpackage -> folder in the checkout
 
 
-@lru_cache(maxsize=None)
-def source_checkout() -> Path | None:
-    """The root of the git checkout of jembench itself that this package was imported from, else None.
-
-    Only a repository whose root holds this very ``jembench/`` package and a ``pyproject.toml`` naming the
-    project ``jembench`` counts — never the user's project that jembench happens to be installed into."""
-    root = _PACKAGE.parent
+def is_jembench_checkout(root: Path) -> bool:
+    """Whether ``root`` is a git checkout of jembench itself: it holds ``.git``, the ``jembench/`` package and a
+    ``pyproject.toml`` naming the project ``jembench``."""
     pyproject = root / "pyproject.toml"
-    if not ((root / ".git").exists() and pyproject.is_file()):
-        return None
+    if not ((root / ".git").exists() and (root / "jembench" / "__init__.py").is_file() and pyproject.is_file()):
+        return False
     try:
         text = pyproject.read_text(encoding="utf-8")
     except OSError:
-        return None
-    return root if re.search(r'(?m)^name\s*=\s*"jembench"\s*$', text) else None
+        return False
+    return re.search(r'(?m)^name\s*=\s*"jembench"\s*$', text) is not None
+
+
+@lru_cache(maxsize=None)
+def source_checkout() -> Path | None:
+    """The root of the git checkout of jembench that this package was imported from, else None — never the
+    user's project that an installed jembench happens to sit in."""
+    root = _PACKAGE.parent
+    return root if is_jembench_checkout(root) else None
 
 
 def folder(kind: str) -> Path:
