@@ -11,19 +11,9 @@ Shape (schema ``jembench-record/1``)::
      "figures": ["reliability.png", ...],               # files written beside the record
      "seed": 0, "versions": {"torch": "...", ...}, "commit": "abc123", "wall_time_s": 1.2}
 
-Metric keys are ``/``-separated and lower case; numbers are floats, never strings (a leaderboard sorts them).
-The keys each suite writes (units as the papers print them):
-
-  accuracy     ``accuracy`` (%), ``nll``, ``n``
-  calibration  ``ece`` (%), ``mce`` (%), ``nll``, ``brier``, ``accuracy`` (%)
-  ood          ``auroc/<set>/<score>``, ``aupr/<set>/<score>``, ``fpr95/<set>/<score>`` (fractions in [0, 1]);
-               score ∈ {``log_px``, ``max_py``, ``grad_norm``}; set ∈ {``svhn``, ``cifar100``, ``celeba``,
-               ``interp``, ``uniform``, ``constant``, ``folder:...``}
-  generation   ``is/<source>``, ``fid/<source>``, ``kid/<source>``; source ∈ {``buffer``, ``fresh``,
-               ``conditional``, ``ensemble``}
-  robustness   ``robust_acc/<norm>/k<K>/eps=<eps>`` (%, eps in [0, 1] pixel units, ``%g``-formatted; norm ∈
-               {``linf``, ``l2``}), ``clean_acc/k<K>`` (%), ``boundary/median_l2/k<K>``,
-               ``pointwise/median_l0/k<K>``
+Metric keys are ``/``-separated and lower case; numbers are floats, never strings (a leaderboard sorts them). The
+keys each suite writes, and their builders and parser, are in :mod:`jembench.metric_keys`. ``protocol.table`` holds
+the protocol's resolved settings (:mod:`jembench.protocols`), which is what its hash covers.
 """
 
 from __future__ import annotations

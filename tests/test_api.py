@@ -150,7 +150,8 @@ def test_demo_exits_2_when_every_suite_is_skipped(tiny_jem_checkpoint, tmp_path,
 
 
 def test_import_jembench_is_light_and_exports_the_api():
-    code = ("import sys, jembench; light = 'torch' not in sys.modules; import jembench.evaluation; "
+    code = ("import sys, jembench, jembench.cli; jembench.cli.build_parser(['leaderboard']); "
+            "light = 'torch' not in sys.modules; import jembench.evaluation; "
             "print(light, callable(jembench.evaluate), callable(jembench.train), sorted(jembench.__all__)[:3])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.stdout.split()[:3] == ["True", "True", "True"], out.stderr
