@@ -22,7 +22,6 @@ import datetime as _dt
 import hashlib
 import importlib.metadata
 import json
-import math
 import platform
 import subprocess
 from collections.abc import Iterable
@@ -168,6 +167,3 @@ def load_records(paths: Iterable[str | Path], *, skip_non_records_in_folders: bo
                                 f"regenerate the record with `jembench eval`")
     return refs
 
-
-def is_finite(value: float) -> bool:
-    return not (math.isnan(value) or math.isinf(value))

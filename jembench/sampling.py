@@ -241,15 +241,6 @@ class ClassGaussianInit:
         return x.clamp(-1, 1).view(len(y), *self.image_shape)
 
 
-def initial_distribution_from_state(state: dict) -> InitialDistribution:
-    """Rebuild a p_0 stored in a checkpoint (see ``state_dict``)."""
-    if state["name"] == UniformInit.name:
-        return UniformInit(tuple(state["image_shape"]))
-    if state["name"] == ClassGaussianInit.name:
-        return ClassGaussianInit.from_state_dict(state)
-    raise ValueError(f"unknown initial distribution {state['name']!r}")
-
-
 class ReplayBuffer:
     """A fixed-size persistent buffer of SGLD chains (JEM Algorithm 1, lines 4 and 8).
 

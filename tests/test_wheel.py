@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +34,14 @@ def installed(tmp_path_factory):
     """(venv bin folder, environment without the checkout on PYTHONPATH) with the freshly built wheel installed."""
     tmp = tmp_path_factory.mktemp("wheel")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp / "dist", REPO], tmp, env)
+    # build from a copy of the files git knows (tracked or not ignored): no stale build/ folder of the checkout
+    # can slip removed modules into the wheel, and the checkout gets no build/ folder
+    files = _run(["git", "ls-files", "-co", "--exclude-standard"], REPO, env).stdout.splitlines()
+    for name in files:
+        if (REPO / name).is_file():
+            (tmp / "src" / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, tmp / "src" / name)
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp / "dist", tmp / "src"], tmp, env)
     wheel = next((tmp / "dist").glob("jembench-*.whl"))
     venv = Path(os.environ.get("JEMBENCH_WHEEL_VENV") or tmp / "venv")
     if not (venv / "bin" / "python").exists():
