@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.jembench-installed
 
-.PHONY: demo test test-slow bench install clean results
+.PHONY: demo test test-slow test-wheel bench install clean results
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+# The wheel in a fresh virtual environment, run from a folder outside the checkout (minutes: it installs torch).
+# JEMBENCH_WHEEL_VENV=DIR reuses a virtual environment between runs.
+test-wheel: $(STAMP)
+	$(PY) -m pytest -q -m wheel tests/test_wheel.py
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

@@ -30,6 +30,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from jembench.resources import protocol_dir
+
 from .common import REPO, ModelSpec, Row, log
 
 MIB = 1024 * 1024
@@ -51,7 +53,7 @@ def protocol_changes(suite: str, n: int, sgld_steps: int = 10) -> dict[str, Any]
     if suite == "ood":
         return {"n_in": n, "n_out": n, "sets": ["uniform", "constant", "interp"]}
     if suite == "generation":
-        return {"sources": ["fresh"], "n_samples": n, "steps": sgld_steps, "reference_split": "test",
+        return {"sources": ["fresh"], "n_samples": n, "sgld": {"n_steps": sgld_steps}, "reference_split": "test",
                 "reference_n": 100, "isc_splits": 2, "kid_subsets": 2, "kid_subset_size": 16, "grid_n": 0}
     if suite == "robustness":
         return {"n": n, "batch_size": 8, "refine": {"steps": [0, 1], "eot_attack": 1, "eot_defense": 2},
@@ -89,20 +91,20 @@ def _toml_value(v: Any) -> str:
     raise TypeError(f"cannot write {v!r} as TOML")
 
 
-def to_toml(table: dict[str, Any]) -> str:
-    """A flat TOML writer for protocol tables (scalars, lists, one level of sub-tables)."""
+def to_toml(table: dict[str, Any], prefix: str = "") -> str:
+    """A TOML writer for protocol tables (scalars, lists, nested sub-tables such as ``[refine.sgld]``)."""
     lines = [f"{k} = {_toml_value(v)}" for k, v in table.items() if not isinstance(v, dict)]
     for k, v in table.items():
         if isinstance(v, dict):
-            lines += ["", f"[{k}]"] + [f"{kk} = {_toml_value(vv)}" for kk, vv in v.items()]
+            lines += ["", f"[{prefix}{k}]", to_toml(v, f"{prefix}{k}.").rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 
 def write_protocol(suite: str, n: int, path: Path, sgld_steps: int = 10) -> Path:
-    with open(REPO / "suites" / f"{suite}-tiny.toml", "rb") as fh:
+    with open(protocol_dir() / f"{suite}-tiny.toml", "rb") as fh:
         table = tomllib.load(fh)
     for key, value in protocol_changes(suite, n, sgld_steps).items():
-        table[key] = {**table.get(key, {}), **value} if isinstance(value, dict) else value
+        table[key] = {**table.get(key, {}), **value} if isinstance(value, dict) else value  # one level deep
     path.write_text(to_toml(table))
     return path
 

@@ -3,8 +3,9 @@
 ``reference_models.train_loop.train_step(state, objective, x, y, x_px)`` is the loop's per-iteration API
 (SGLD from the replay buffer, the objective, backward, optimiser or two-pass SAM step, schedule step). The
 state is assembled here from the loop's helpers exactly as :func:`reference_models.train_loop.train` does
-(``wide_resnet``, ``build_optimizer``, ``lr_factor``, ``SAM``, ``build_buffer``, ``jembench.distributed.wrap_ddp``), with the config
-from :func:`jembench.commands.train.resolve_config` — so what is timed is the code a training run executes.
+(``wide_resnet``, ``build_optimizer``, ``lr_factor``, ``SAM``, ``build_buffer``,
+``jembench.distributed.wrap_ddp``), with the config from :func:`reference_models.config.resolve_config` — so
+what is timed is the code a training run executes.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ METHODS = ("jem", "jempp", "sada_jem")
 
 def config_for(spec: ModelSpec, method: str, **overrides):
     """The method's tiny preset on ``spec``'s dataset / network / batch (``resolve_config``)."""
-    from jembench.commands.train import resolve_config
+    from reference_models.config import resolve_config
 
     values = {"dataset": spec.dataset, "seed": 0, "batch_size": spec.batch_size}
     if spec.key != "tiny":

@@ -6,7 +6,9 @@ a regression (exit 1); better or within tolerance passes (exit 0). Input that ca
 record or tolerance file, no reference for any metric, a baseline measured under another protocol — is an
 error (exit 2), because a check that silently compares nothing would pass forever.
 
-Defaults live in ``suites/check-tolerances.toml``; ``--tolerances FILE`` overrides them per metric pattern.
+Defaults live in ``suites/check-tolerances.toml`` (shipped with the package, :mod:`jembench.resources`);
+``--tolerances FILE`` overrides them per metric pattern. A pattern must start with a metric family of
+:mod:`jembench.metric_keys`, so a misspelt one is an error rather than a rule that never matches.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
+from . import metric_keys
 from .errors import JembenchError
-from .leaderboard import RecordRef
-from .protocols import PROTOCOL_DIR, read_toml
+from .protocols import read_toml
 from .published import NOT_A_REFERENCE, cite, flag_list
+from .records import RecordRef
+from .resources import tolerances_file
 
-DEFAULT_TOLERANCES = PROTOCOL_DIR / "check-tolerances.toml"
 DIRECTIONS = ("higher", "lower", "ignore")
 _EPS = 1e-9  # float noise: 95.5 - 94.5 must not exceed a tolerance of 1.0
 
@@ -90,6 +93,9 @@ def _parse_rules(path: Path, require_direction: bool, base: dict[str, dict] | No
         where = f'tolerance file {path}, [metrics."{pattern}"]'
         if not isinstance(entry, dict):
             raise JembenchError(f"{where} must be a table with direction / abs / rel")
+        if not metric_keys.pattern_is_known(pattern):
+            raise JembenchError(f"{where}: {pattern!r} matches no metric key; start it with one of "
+                                f"{', '.join(metric_keys.HEADS)} (e.g. \"auroc/*\")")
         bad = set(entry) - {"direction", "abs", "rel"}
         if bad:
             raise JembenchError(f"{where}: unknown key(s) {sorted(bad)}; allowed: direction, abs, rel")
@@ -107,9 +113,10 @@ def _parse_rules(path: Path, require_direction: bool, base: dict[str, dict] | No
     return rules
 
 
-def load_rules(override: str | Path | None = None, defaults: str | Path = DEFAULT_TOLERANCES) -> list[Rule]:
-    """The default rules, with the entries of ``override`` (same format) merged over them per pattern."""
-    rules = _parse_rules(Path(defaults), require_direction=True)
+def load_rules(override: str | Path | None = None, defaults: str | Path | None = None) -> list[Rule]:
+    """The default rules (``defaults``, else the shipped tolerance file), with the entries of ``override`` (same
+    format) merged over them per pattern."""
+    rules = _parse_rules(Path(defaults) if defaults is not None else tolerances_file(), require_direction=True)
     if override is not None:
         rules = _parse_rules(Path(override), require_direction=False, base=rules)
     return [Rule(p, r["direction"], float(r.get("abs", 0.0)), float(r.get("rel", 0.0))) for p, r in rules.items()]

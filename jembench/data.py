@@ -26,18 +26,13 @@ import torchvision
 from torch.utils.data import Dataset, TensorDataset
 from torchvision import transforms as T
 
+from . import catalog
+from .catalog import CELEBA, CIFAR10, CIFAR100, DIGITS, SVHN, DatasetInfo
+from .defaults import DEFAULT_DATASET, data_root as default_data_root
 from .errors import JembenchError
 
-from .defaults import DEFAULT_DATA_ROOT, DEFAULT_DATASET  # noqa: F401  (re-exported)
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    name: str
-    n_classes: int
-    image_shape: tuple[int, int, int]
-    description: str
-    files: str  # what must be on disk, relative to the data root
+__all__ = ["DEFAULT_DATASET", "DatasetInfo", "register_dataset", "dataset_names", "dataset_info", "is_available",
+           "load_dataset", "iter_batches", "stack_dataset", "synthetic_ood", "synthetic_ood_batch", "SYNTHETIC_OOD"]
 
 
 @dataclass(frozen=True)
@@ -51,9 +46,11 @@ _REGISTRY: dict[str, _Entry] = {}
 
 
 def register_dataset(info: DatasetInfo, present: Callable[[Path], bool]):
-    """Decorator registering ``build(split, root, download)`` under ``info.name``."""
+    """Decorator registering ``build(split, root, download)`` under ``info.name`` (and declaring ``info`` in
+    :mod:`jembench.catalog`, where torch-free code finds its label)."""
 
     def decorate(build):
+        catalog.declare(info)
         _REGISTRY[info.name] = _Entry(info, build, present)
         return build
 
@@ -68,9 +65,7 @@ def _to_signed_rgb(img):
 
 
 # ----------------------------------------------------------------------------------------------- digits
-@register_dataset(DatasetInfo("digits", 10, (1, 8, 8), "scikit-learn handwritten digits, 8x8 grey, 1,797 images "
-                                                       "(1,437 train / 360 test)", "none: ships with scikit-learn"),
-                  present=lambda root: True)
+@register_dataset(DIGITS, present=lambda root: True)
 def _digits(split: str, root: Path, download: bool) -> Dataset:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -132,37 +127,28 @@ def _guarded(name: str, root: Path, files: str, make: Callable[[], Dataset], dow
                             f"by hand (or pass --data-root to where they are)") from None
 
 
-@register_dataset(DatasetInfo("cifar10", 10, (3, 32, 32), "CIFAR-10, 50,000 train / 10,000 test",
-                              f"cifar-10-batches-py/{{{_CIFAR_FILES}}}"),
-                  present=lambda root: (root / "cifar-10-batches-py" / "test_batch").is_file())
+@register_dataset(CIFAR10, present=lambda root: (root / "cifar-10-batches-py" / "test_batch").is_file())
 def _cifar10(split: str, root: Path, download: bool) -> Dataset:
     return _guarded("cifar10", root, f"cifar-10-batches-py/ ({_CIFAR_FILES}) from cifar-10-python.tar.gz",
                     lambda: _CIFAR10(str(root), train=split == "train", download=download, transform=TO_SIGNED),
                     download, _REGISTRY["cifar10"].present(root))
 
 
-@register_dataset(DatasetInfo("cifar100", 100, (3, 32, 32), "CIFAR-100, 50,000 train / 10,000 test",
-                              "cifar-100-python/{train, test, meta}"),
-                  present=lambda root: (root / "cifar-100-python" / "test").is_file())
+@register_dataset(CIFAR100, present=lambda root: (root / "cifar-100-python" / "test").is_file())
 def _cifar100(split: str, root: Path, download: bool) -> Dataset:
     return _guarded("cifar100", root, "cifar-100-python/ (train, test, meta) from cifar-100-python.tar.gz",
                     lambda: _CIFAR100(str(root), train=split == "train", download=download, transform=TO_SIGNED),
                     download, _REGISTRY["cifar100"].present(root))
 
 
-@register_dataset(DatasetInfo("svhn", 10, (3, 32, 32), "SVHN cropped digits, 73,257 train / 26,032 test",
-                              "svhn/{train_32x32.mat, test_32x32.mat}"),
-                  present=lambda root: (root / "svhn" / "test_32x32.mat").is_file())
+@register_dataset(SVHN, present=lambda root: (root / "svhn" / "test_32x32.mat").is_file())
 def _svhn(split: str, root: Path, download: bool) -> Dataset:
     return _guarded("svhn", root / "svhn", f"{split}_32x32.mat",
                     lambda: _SVHN(str(root / "svhn"), split=split, download=download, transform=TO_SIGNED), download,
                     (root / "svhn" / f"{split}_32x32.mat").is_file())
 
 
-@register_dataset(DatasetInfo("celeba", 1, (3, 32, 32), "CelebA aligned faces, resized to 32x32 (OOD only)",
-                              "celeba/{img_align_celeba/, list_eval_partition.txt, list_attr_celeba.txt, "
-                              "identity_CelebA.txt, list_bbox_celeba.txt, list_landmarks_align_celeba.txt}"),
-                  present=lambda root: (root / "celeba" / "list_eval_partition.txt").is_file())
+@register_dataset(CELEBA, present=lambda root: (root / "celeba" / "list_eval_partition.txt").is_file())
 def _celeba(split: str, root: Path, download: bool) -> Dataset:
     tf = T.Compose([T.Resize(32), T.CenterCrop(32), T.ToTensor(), T.Normalize((0.5,), (0.5,))])
     return _guarded("celeba", root / "celeba", "img_align_celeba/ and the list_*.txt / identity_CelebA.txt files",
@@ -206,7 +192,7 @@ def dataset_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def dataset_info(name: str, data_root: str | Path = DEFAULT_DATA_ROOT) -> DatasetInfo:
+def dataset_info(name: str, data_root: str | Path | None = None) -> DatasetInfo:
     """Classes and image shape of a dataset (for ``folder:`` read from the folder itself)."""
     if name.startswith("folder:"):
         path = Path(name.split(":", 1)[1])
@@ -218,10 +204,10 @@ def dataset_info(name: str, data_root: str | Path = DEFAULT_DATA_ROOT) -> Datase
     return _REGISTRY[name].info
 
 
-def is_available(name: str, data_root: str | Path = DEFAULT_DATA_ROOT) -> bool:
+def is_available(name: str, data_root: str | Path | None = None) -> bool:
     if name.startswith("folder:"):
         return (Path(name.split(":", 1)[1]) / "test").is_dir()
-    return _REGISTRY[name].present(Path(data_root))
+    return _REGISTRY[name].present(Path(data_root or default_data_root()))
 
 
 class _Transformed(Dataset):
@@ -257,12 +243,13 @@ def train_augmentation(image_shape: tuple[int, int, int], flip: bool = True) -> 
     return T.Compose(steps)
 
 
-def load_dataset(name: str, split: str = "train", data_root: str | Path = DEFAULT_DATA_ROOT, download: bool = True,
+def load_dataset(name: str, split: str = "train", data_root: str | Path | None = None, download: bool = True,
                  augment: bool = False, flip: bool = True, noise_std: float = 0.0) -> Dataset:
-    """The dataset ``name`` as ([-1, 1] tensor, label) pairs; augmentation / noise only when asked for."""
+    """The dataset ``name`` as ([-1, 1] tensor, label) pairs; augmentation / noise only when asked for.
+    ``data_root`` None = the default (``$JEMBENCH_DATA``, else ``data``)."""
     if split not in ("train", "test"):
         raise JembenchError(f"split must be 'train' or 'test', got {split!r}")
-    root = Path(data_root)
+    root = Path(data_root or default_data_root())
     if name.startswith("folder:"):
         base = _folder(Path(name.split(":", 1)[1]), split)
     elif name in _REGISTRY:
@@ -278,7 +265,7 @@ def load_dataset(name: str, split: str = "train", data_root: str | Path = DEFAUL
 
 
 # ------------------------------------------------------------------------------------ synthetic OOD sets
-SYNTHETIC_OOD = ("uniform", "constant", "interp")
+SYNTHETIC_OOD = tuple(catalog.SYNTHETIC_OOD)
 
 
 def synthetic_ood_batch(name: str, in_distribution: torch.Tensor, m: int, generator: torch.Generator,

@@ -6,11 +6,14 @@ Outside torchrun every helper degrades to the single-process answer, so callers 
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+T = TypeVar("T")
 
 
 def launched_by_torchrun() -> bool:
@@ -67,9 +70,10 @@ def all_gather_objects(obj: Any) -> list[Any]:
     return out
 
 
-def shard(n: int) -> range:
-    """The indices of ``range(n)`` this rank handles (strided, so shards differ by at most one item)."""
-    return range(rank(), n, world_size())
+def shard(items: Sequence[T]) -> Sequence[T]:
+    """The items this rank handles: every ``world_size``-th from ``rank`` (shards differ by at most one item;
+    all of them outside DDP)."""
+    return items[rank()::world_size()]
 
 
 # ------------------------------------------------------------------------------- data-parallel training

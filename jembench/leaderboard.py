@@ -19,37 +19,28 @@ from __future__ import annotations
 
 import copy
 import html
-import json
 import math
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from tabulate import tabulate
 
+from . import catalog, metric_keys
 from .errors import JembenchError
+from .metric_keys import NORM_LABELS
+from .metrics.ood_scores import SCORES
 from .published import FLAGS, PAPERS, cite, flag_list
-from .records import validate_record
+from .records import RecordRef
 
-RUNS_DIR = Path(__file__).resolve().parent.parent / "results" / "runs"
 TABLES = ("hybrid", "ood", "calibration", "robustness", "ablation")
 FORMATS = ("md", "latex", "csv", "html")
 
 TITLES = {"hybrid": "Hybrid modelling", "ood": "OOD detection (AUROC)", "calibration": "Calibration",
           "robustness": "Adversarial robustness", "ablation": "Ablation"}
-DATASET_LABELS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN", "celeba": "CelebA",
-                  "digits": "digits"}
-SCORE_LABELS = {"log_px": "log p(x)", "max_py": "max_y p(y|x)", "grad_norm": "||∂ log p(x)/∂x||"}
-SCORE_LATEX = {"log_px": r"$\log p(\mathbf{x})$", "max_py": r"$\max_y p(y|\mathbf{x})$",
-               "grad_norm": r"$\left\|\frac{\partial \log p(\mathbf{x})}{\partial \mathbf{x}}\right\|$"}
-OOD_SETS = ["svhn", "uniform", "constant", "interp", "cifar100", "celeba"]
-SET_LABELS = {"svhn": "SVHN", "uniform": "Uniform", "constant": "Constant", "interp": "Interp",
-              "cifar100": "CIFAR100", "celeba": "CelebA"}
+# dataset / OOD-set labels and order: jembench.catalog; score labels: jembench.metrics.ood_scores; norm labels and
+# metric keys: jembench.metric_keys
 VERSUS_LABELS = {"jem": "JEM", "adv_training": "adversarial training"}
-NORM_LABELS = {"linf": "L∞", "l2": "L2"}
 #: which suites feed which table (a calibration record's accuracy is not a hybrid-table accuracy).
 SUITES = {"hybrid": ("accuracy", "generation"), "ablation": ("accuracy", "generation"),
           "calibration": ("calibration",), "ood": ("ood",), "robustness": ("robustness",)}
@@ -59,48 +50,6 @@ OTHER_SOURCE = "°"
 
 
 # ----------------------------------------------------------------------------------------------- records
-@dataclass
-class RecordRef:
-    """A loaded record and the file it came from (figures live beside it)."""
-
-    path: Path
-    record: dict[str, Any]
-
-
-def collect_records(paths: Iterable[str | Path]) -> list[RecordRef]:
-    """Records in the given files and folders (recursive ``*.json``, sorted by path).
-
-    A file named explicitly must be a valid record. Inside folders, JSON files that are not records at all (no
-    ``schema`` key, e.g. a training run's ``config.json``) are skipped; a file that claims to be a record but is
-    malformed, or any file that is not valid JSON, is an error naming it.
-    """
-    refs: list[RecordRef] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            for f in sorted(p.rglob("*.json")):
-                obj = _read_json(f)
-                if isinstance(obj, dict) and str(obj.get("schema", "")).startswith("jembench-record"):
-                    refs.append(RecordRef(f, validate_record(obj, str(f))))
-        elif p.is_file():
-            refs.append(RecordRef(p, validate_record(_read_json(p), str(p))))
-        else:
-            raise JembenchError(f"{p} does not exist; pass record files (.json) or folders of records")
-    for ref in refs:
-        model = ref.record["model"]
-        if not isinstance(model, dict) or not model.get("name"):
-            raise JembenchError(f"{ref.path}: 'model' must hold a 'name' (and 'method', 'dataset'); "
-                                f"regenerate the record with `jembench eval`")
-    return refs
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise JembenchError(f"{path} is not valid JSON ({exc}); delete it or regenerate it with `jembench eval`"
-                            ) from None
-
-
 def records_frame(refs: list[RecordRef]) -> pd.DataFrame:
     """Long table of our numbers: one row per (record, metric) with model, suite and protocol columns."""
     rows = []
@@ -168,30 +117,27 @@ class _Place:
 
 def _place(kind: str, metric: str) -> list[_Place]:
     """Where a metric goes in a table of ``kind`` (nothing if it is not part of that table)."""
-    parts = metric.split("/")
+    key = metric_keys.parse(metric)
+    if key is None:
+        return []
     if kind in ("hybrid", "ablation"):
         if metric == "accuracy":
             return [_Place("", "", "", "accuracy")]
         wanted = ("is", "fid") if kind == "hybrid" else ("fid",)
-        if len(parts) == 2 and parts[0] in wanted:
-            return [_Place("", "", "", parts[0])]
+        if key.family == "fidelity" and key.metric in wanted:
+            return [_Place("", "", "", key.metric)]
         return []
     if kind == "calibration":
         return [_Place("", "", "", metric)] if metric in ("accuracy", "ece") else []
     if kind == "ood":
-        if parts[0] == "auroc" and len(parts) == 3:
-            return [_Place("", parts[2], "", parts[1])]
-        return []
+        return [_Place("", key.score, "", key.ood_set)] if key.family == "ood" and key.metric == "auroc" else []
     if kind == "robustness":
-        m = re.fullmatch(r"robust_acc/(\w+)/k(\d+)/eps=(.+)", metric)
-        if m:
-            return [_Place(m.group(1), "", f"K={m.group(2)}", f"eps={m.group(3)}")]
-        m = re.fullmatch(r"clean_acc/k(\d+)", metric)
-        if m:
-            return [_Place(norm, "", f"K={m.group(1)}", "clean") for norm in ("linf", "l2")]
-        m = re.fullmatch(r"crossover_eps255/(\w+)/k(\d+)/vs=(\w+)", metric)
-        if m:
-            return [_Place("crossover", "", f"vs {VERSUS_LABELS.get(m.group(3), m.group(3))}", m.group(1))]
+        if key.family == "robust_acc":
+            return [_Place(key.norm, "", f"K={key.k}", f"eps={key.eps}")]
+        if key.family == "clean_acc":
+            return [_Place(norm, "", f"K={key.k}", "clean") for norm in metric_keys.NORMS]
+        if key.family == "crossover":
+            return [_Place("crossover", "", f"vs {VERSUS_LABELS.get(key.versus, key.versus)}", key.norm)]
     return []
 
 
@@ -200,7 +146,7 @@ def _column(kind: str, key: str, printed: str | None = None) -> Column:
         label, direction = {"accuracy": ("Acc % ↑", "higher"), "is": ("IS ↑", "higher"),
                             "fid": ("FID ↓", "lower"), "ece": ("ECE % ↓", "lower")}[key]
     elif kind == "ood":
-        label, direction = SET_LABELS.get(key, key), "higher"
+        label, direction = catalog.label(key), "higher"
     elif key in NORM_LABELS:  # crossover table
         unit = "(/255)" if key == "linf" else "(0–255 scale)"
         label, direction = f"{NORM_LABELS[key]} crossover ε {unit}", "none"
@@ -212,13 +158,14 @@ def _column(kind: str, key: str, printed: str | None = None) -> Column:
 
 
 def _block_order(kind: str, block: str) -> int:
-    order = list(SCORE_LABELS) if kind == "ood" else []
+    order = list(SCORES) if kind == "ood" else []
     return order.index(block) if block in order else len(order)
 
 
 def _column_order(kind: str, key: str) -> tuple:
     if kind == "ood":
-        return (OOD_SETS.index(key) if key in OOD_SETS else len(OOD_SETS), key)
+        order = catalog.PAPER_OOD_SETS
+        return (order.index(key) if key in order else len(order), key)
     if kind == "robustness":
         if key == "clean":
             return (0, 0.0, key)
@@ -275,7 +222,7 @@ def _published_sections(kind: str, pub: pd.DataFrame) -> list[tuple[Section, str
         block_label = {"ood": "Score"}.get(kind)
         if kind in ("hybrid", "ablation") and (g["group"] != "").any():
             block_label = "Group"
-        title = f"{TITLES[kind]} — {PAPERS.get(paper, paper)}, {table} · {DATASET_LABELS.get(dataset, dataset)}"
+        title = f"{TITLES[kind]} — {PAPERS.get(paper, paper)}, {table} · {catalog.label(dataset)}"
         if kind == "robustness" and psection == "crossover":
             title += " · ε above which the model is more robust than the comparator"
         section = Section(kind, title, dataset, paper, table, block_label, columns, rows)
@@ -388,7 +335,7 @@ def build(kind: str, published: pd.DataFrame | None, refs: list[RecordRef], data
     for key in sorted(set(ours) - used, key=lambda k: (k[0], ["", "linf", "l2"].index(k[1])
                                                        if k[1] in ("", "linf", "l2") else 9, k[1])):
         ds, psection = key
-        title = f"{TITLES[kind]} — jembench runs · {DATASET_LABELS.get(ds, ds)}"
+        title = f"{TITLES[kind]} — jembench runs · {catalog.label(ds)}"
         if kind == "robustness":
             title += f" · {NORM_LABELS.get(psection, psection)} PGD, robust accuracy %"
         block_label = "Score" if kind == "ood" else None
@@ -526,7 +473,9 @@ def _table_rows(section: Section, fmt: str) -> tuple[list[str], list[list[str]],
             block = r.block if r.block != previous_block else ""
             previous_block = r.block
             if section.kind == "ood" and block:
-                block = SCORE_LATEX.get(block, esc(block)) if fmt == "latex" else esc(SCORE_LABELS.get(block, block))
+                score = SCORES.get(block)
+                block = (score.latex if score else esc(block)) if fmt == "latex" else esc(score.label if score
+                                                                                        else block)
             else:
                 block = esc(block)
             line.append(block)

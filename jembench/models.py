@@ -127,6 +127,16 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 def read_checkpoint_file(path: str | Path, trust: bool = False) -> dict:
     """``torch.load`` with ``weights_only=True``; every failure becomes a one-line :class:`JembenchError`."""
+    state = read_torch_file(path, trust)
+    if not isinstance(state, dict):
+        raise JembenchError(f"{path} holds a {type(state).__name__}, not a checkpoint dict; "
+                            f"pass a file written by `jembench train` or the official JEM code")
+    return state
+
+
+def read_torch_file(path: str | Path, trust: bool = False) -> Any:
+    """The object in a ``torch.save`` file, loaded with ``weights_only=True`` unless ``trust``; a missing,
+    truncated or code-carrying file is a one-line :class:`JembenchError`."""
     path = Path(path)
     if not path.is_file():
         raise JembenchError(f"checkpoint {path} does not exist; pass the path of a .pt file "
@@ -151,9 +161,6 @@ def read_checkpoint_file(path: str | Path, trust: bool = False) -> dict:
         raise JembenchError(f"checkpoint {path} is truncated or not a PyTorch file ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); "
                             f"re-download or re-save it") from None
-    if not isinstance(state, dict):
-        raise JembenchError(f"{path} holds a {type(state).__name__}, not a checkpoint dict; "
-                            f"pass a file written by `jembench train` or the official JEM code")
     return state
 
 
@@ -230,6 +237,107 @@ def compact_checkpoint(src: str | Path, dst: str | Path, buffer_n: int | None = 
         out["buffer"] = None
     atomic.torch_save(dst, out)
     return {"path": str(dst), "bytes": Path(dst).stat().st_size, "buffer_n": kept}
+
+
+def state_dict_sha256(model: nn.Module) -> str:
+    """SHA-256 of a module's parameters and buffers (names, dtypes, shapes and bytes, in ``state_dict`` order):
+    the identity of an in-memory model in its records, as a checkpoint file's SHA-256 is for a file."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in _unwrap(model).state_dict().items():
+        if not isinstance(tensor, torch.Tensor):
+            continue
+        t = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}|{t.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def from_module(model: nn.Module, image_shape: tuple[int, ...], *, dataset: str, method: str = "custom",
+                name: str | None = None, buffer: torch.Tensor | None = None, init_state: dict | None = None,
+                path: str | None = None, device: str | torch.device = "cpu") -> LoadedCheckpoint:
+    """Wrap any ``nn.Module`` that maps (N, C, H, W) images in [-1, 1] to logits (N, n_classes) into what a
+    suite evaluates. ``n_classes`` comes from one probe forward pass on ``image_shape`` zeros; ``buffer`` is an
+    optional replay buffer (images in [-1, 1], for the generation suite); ``path`` names where the weights came
+    from (default: the module's class). The module is moved to ``device`` and put in eval mode."""
+    if not isinstance(model, nn.Module):
+        raise JembenchError(f"expected a torch.nn.Module mapping images in [-1, 1] to logits, got "
+                            f"{type(model).__name__}")
+    model.to(device).eval()
+    shape = tuple(int(s) for s in image_shape)
+    try:
+        with torch.no_grad():
+            logits = model(torch.zeros((2, *shape), device=device))
+    except Exception as exc:  # noqa: BLE001 - any failure of user code is reported the same way
+        raise JembenchError(f"{type(model).__name__} fails on a batch of {'x'.join(map(str, shape))} images "
+                            f"({type(exc).__name__}: {str(exc)[:160]}); evaluate it on a dataset of the image "
+                            f"shape it takes") from None
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != 2:
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise JembenchError(f"{type(model).__name__} must return logits of shape (N, n_classes), got {got} for "
+                            f"N = 2; wrap it so that forward(x) returns the logits tensor")
+    if buffer is not None:
+        if not isinstance(buffer, torch.Tensor) or tuple(buffer.shape[1:]) != shape:
+            got = tuple(buffer.shape) if isinstance(buffer, torch.Tensor) else type(buffer).__name__
+            raise JembenchError(f"buffer must be a tensor of images (N, {', '.join(map(str, shape))}) in [-1, 1], "
+                                f"got {got}")
+        buffer = buffer.detach().cpu()
+    label = name or type(model).__name__.lower()
+    return LoadedCheckpoint(model=model, method=method, dataset=dataset, n_classes=int(logits.shape[1]),
+                            image_shape=shape, path=path or f"<{type(model).__name__} module>",
+                            sha256=state_dict_sha256(model), buffer=buffer, init_state=init_state,
+                            config={"name": label, "source": "nn.Module"})
+
+
+def module_from_factory(spec: str) -> nn.Module:
+    """``package.module:factory`` → ``factory()``, the model of a user's own code (``jembench eval --model``).
+    The current directory is importable, as for ``python -m``."""
+    import importlib
+    import os
+    import sys
+
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise JembenchError(f"--model {spec!r} must look like package.module:factory (a function or class that "
+                            f"builds the model with no arguments)")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise JembenchError(f"--model {spec!r}: cannot import {module_name!r} ({exc}); run from the folder that "
+                            f"holds it or install its package") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise JembenchError(f"--model {spec!r}: {module_name} has no callable {attr!r}")
+    model = factory()
+    if not isinstance(model, nn.Module):
+        raise JembenchError(f"--model {spec!r}: {attr}() returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def load_weights_file(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load a state dict saved with ``torch.save`` into ``model`` (``weights_only=True``): a bare state dict or
+    one under ``state_dict`` / ``model_state_dict`` / ``model_state``."""
+    state = read_checkpoint_file(path)
+    for key in ("state_dict", "model_state_dict", "model_state"):
+        if isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    _load_weights(model, state, str(path))
+    return model
+
+
+def load_tensor_file(path: str | Path, what: str = "buffer") -> torch.Tensor:
+    """A tensor saved with ``torch.save`` (``weights_only=True``), bare or under ``replay_buffer`` / ``images``."""
+    state = read_torch_file(path)
+    if isinstance(state, dict):
+        state = state.get("replay_buffer", state.get("images"))
+    if not isinstance(state, torch.Tensor):
+        raise JembenchError(f"{what} file {path} holds no tensor (bare, or under 'replay_buffer' / 'images'); "
+                            f"save the images with torch.save(tensor, path)")
+    return state
 
 
 def official_jem_arch_kwargs(model_state: dict[str, torch.Tensor]) -> dict[str, Any]:

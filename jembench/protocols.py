@@ -1,8 +1,16 @@
-"""Evaluation protocols: TOML tables in the repository's ``suites/`` folder, read with ``tomllib``.
+"""Evaluation protocols: TOML files resolved into each suite's typed, frozen protocol dataclass.
 
-A protocol is data, not code. Its hash (SHA-256 of the canonical JSON of the parsed table) goes into every
-record, so two numbers are comparable only when their protocol hashes match. ``--protocol`` takes a path or
-a name: ``ood`` → ``suites/ood.toml``, ``ood-tiny`` → ``suites/ood-tiny.toml``.
+A protocol is data, not code. The shipped ones live in the repository's ``suites/`` folder and inside the package
+(:mod:`jembench.resources`): ``suites/<suite>.toml`` = the papers' settings, ``suites/<suite>-tiny.toml`` = CPU
+minutes. ``--protocol`` takes a path or a name (``ood`` → ``suites/ood.toml``, ``ood-tiny`` →
+``suites/ood-tiny.toml``).
+
+Each suite module declares ``PROTOCOL``, a frozen dataclass whose defaults are the paper setting
+(:mod:`jembench.schema`); a TOML file sets any of its fields and names its suite (``suite = "ood"``). Unknown keys,
+wrong types and out-of-range values are one-line errors naming the key and the file. The hash that goes into every
+record is the SHA-256 of the canonical JSON of the *resolved* settings (every field, defaults included), so two
+numbers are comparable only when they were measured under the same settings — and changing a default changes the
+hash. A record's ``protocol.table`` holds those resolved settings.
 """
 
 from __future__ import annotations
@@ -14,29 +22,55 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import schema
 from .errors import JembenchError
-
-PROTOCOL_DIR = Path(__file__).resolve().parent.parent / "suites"
+from .resources import protocol_dir
 
 
 @dataclass(frozen=True)
 class Protocol:
+    """A suite's resolved protocol: ``settings`` is an instance of the suite's ``PROTOCOL`` dataclass."""
+
     name: str
     path: str
-    table: dict[str, Any]
+    suite: str
+    settings: Any
+
+    @property
+    def table(self) -> dict[str, Any]:
+        """The resolved settings as plain data (what records store and the hash covers)."""
+        return {"suite": self.suite, **schema.to_dict(self.settings)}
 
     @property
     def hash(self) -> str:
         return protocol_hash(self.table)
 
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.table.get(key, default)
+    def replace(self, changes: dict[str, Any], name: str | None = None) -> Protocol:
+        """This protocol with ``changes`` (keys may be dotted, e.g. ``sgld.n_steps``) applied and checked; a
+        changed protocol is named ``<name>+cli`` unless ``name`` says otherwise (and has a new hash)."""
+        settings = schema.replace(self.settings, changes, f"protocol {self.path} (overridden)")
+        if settings == self.settings:
+            return self
+        return Protocol(name or f"{self.name}+cli", self.path, self.suite, settings)
 
-    def __getitem__(self, key: str) -> Any:
-        try:
-            return self.table[key]
-        except KeyError:
-            raise JembenchError(f"protocol {self.path} has no field {key!r}; add it to the TOML file") from None
+    @classmethod
+    def from_table(cls, suite: str, table: dict[str, Any], name: str | None = None,
+                   path: str = "<table>") -> Protocol:
+        """A protocol of ``suite`` from a TOML-shaped dict (``suite`` key optional), resolved and checked."""
+        table = dict(table)
+        declared = table.pop("suite", suite)
+        if declared != suite:
+            raise JembenchError(f"protocol file {path} is for suite {declared!r}, not {suite!r}; "
+                                f"pass a protocol of suite {suite!r}")
+        settings = schema.resolve(settings_class(suite), table, f"protocol {path}")
+        return cls(name or suite, path, suite, settings)
+
+
+def settings_class(suite: str) -> type:
+    """The protocol dataclass of ``suite`` (its module's ``PROTOCOL``)."""
+    from .suites import get_suite
+
+    return get_suite(suite).PROTOCOL
 
 
 def protocol_hash(table: dict[str, Any]) -> str:
@@ -54,23 +88,32 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
         raise JembenchError(f"{what} {path} is not valid TOML ({exc}); fix the file") from None
 
 
-def resolve_protocol_path(name_or_path: str) -> Path:
+def available_protocols() -> list[str]:
+    """Names of the shipped protocols (``<suite>`` and ``<suite>-<preset>``); the tolerance file is not one."""
+    from .suites import SUITE_MODULES
+
+    return sorted(p.stem for p in protocol_dir().glob("*.toml")
+                  if any(p.stem == s or p.stem.startswith(f"{s}-") for s in SUITE_MODULES))
+
+
+def resolve_protocol_path(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
         return path
-    return PROTOCOL_DIR / f"{name_or_path}.toml"
+    return protocol_dir() / f"{name_or_path}.toml"
 
 
-def load_protocol(name_or_path: str, suite: str | None = None) -> Protocol:
-    """Read a protocol TOML; a missing or malformed file is a :class:`JembenchError` naming it."""
+def load_protocol(name_or_path: str | Path, suite: str | None = None) -> Protocol:
+    """Read and resolve a protocol TOML; a missing or malformed file, a protocol of another suite, or a bad key
+    is a :class:`JembenchError` naming the file."""
     path = resolve_protocol_path(name_or_path)
-    if not path.is_file():
-        available = ", ".join(sorted(p.stem for p in PROTOCOL_DIR.glob("*.toml"))) or "none"
-        raise JembenchError(f"protocol {name_or_path!r} not found (looked for {path}); "
-                            f"pass a .toml path or one of: {available}")
+    if not path.is_file() or (path.parent == protocol_dir() and path.stem not in available_protocols()):
+        raise JembenchError(f"protocol {str(name_or_path)!r} not found (looked for {path}); "
+                            f"pass a .toml path or one of: {', '.join(available_protocols()) or 'none'}")
     table = read_toml(path, "protocol file")
     declared = table.get("suite")
-    if suite is not None and declared is not None and declared != suite:
-        raise JembenchError(f"protocol file {path} is for suite {declared!r}, not {suite!r}; "
-                            f"pass a protocol of suite {suite!r}")
-    return Protocol(name=path.stem, path=str(path), table=table)
+    if suite is None:
+        if not isinstance(declared, str):
+            raise JembenchError(f"protocol file {path} does not say which suite it is for; add suite = \"...\"")
+        suite = declared
+    return Protocol.from_table(suite, table, name=path.stem, path=str(path))

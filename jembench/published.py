@@ -1,4 +1,5 @@
-"""The papers' numbers: ``results/published/*.csv`` (one row per number) loaded and validated with pandas.
+"""The papers' numbers: ``results/published/*.csv`` (one row per number; shipped as package data, see
+:mod:`jembench.resources`) loaded and validated with pandas.
 
 Why a CSV per paper table with a source on every row: a reviewer can check any number against the paper in a
 diff, and the leaderboard can rebuild each table's shape (row order = file order). The columns, the metric-key
@@ -9,14 +10,13 @@ missing or mis-sorted number.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pandas as pd
 
+from . import catalog, metric_keys
 from .errors import JembenchError
-
-PUBLISHED_DIR = Path(__file__).resolve().parent.parent / "results" / "published"
+from .resources import published_dir
 
 COLUMNS = ["leaderboard", "paper", "table", "row", "column", "group", "model", "method", "dataset", "sgld_steps",
            "metric", "value", "flags", "note"]
@@ -47,20 +47,9 @@ FLAGS = {
 #: flags whose rows `jembench check` never picks automatically as the reference (their setting differs).
 NOT_A_REFERENCE = frozenset({"labels_4000", "setting_inferred", "printed_nan", "marker_unexplained"})
 
-_METRIC_PATTERNS = [re.compile(p) for p in (
-    r"accuracy|ece|mce|nll|brier",
-    r"(auroc|aupr|fpr95)/[a-z0-9_:.\-]+/(log_px|max_py|grad_norm)",
-    r"(is|fid|kid)/(buffer|fresh|conditional|ensemble)",
-    r"robust_acc/(linf|l2)/k\d+/eps=[0-9.e\-]+",
-    r"clean_acc/k\d+",
-    r"crossover_eps255/(linf|l2)/k\d+/vs=[a-z_]+",
-)]
-_DATASETS = ("cifar10", "cifar100", "svhn", "celeba", "digits")
-
-
 def metric_is_known(metric: str) -> bool:
-    """Whether ``metric`` follows one of the record key shapes of :mod:`jembench.records` (or a crossover ε)."""
-    return any(p.fullmatch(metric) for p in _METRIC_PATTERNS)
+    """Whether ``metric`` is a record metric key (:mod:`jembench.metric_keys`) or a published crossover ε."""
+    return metric_keys.is_known(metric)
 
 
 def flag_list(flags: str) -> list[str]:
@@ -92,10 +81,10 @@ def _load_one(path: Path) -> pd.DataFrame:
             problems.append(f"{where}: leaderboard {row['leaderboard']!r} is not one of {', '.join(BOARDS)}")
         if row["paper"] not in PAPERS:
             problems.append(f"{where}: paper {row['paper']!r} is not one of {', '.join(PAPERS)}")
-        if row["dataset"] not in _DATASETS:
-            problems.append(f"{where}: dataset {row['dataset']!r} is not one of {', '.join(_DATASETS)}")
+        if row["dataset"] not in catalog.dataset_names():
+            problems.append(f"{where}: dataset {row['dataset']!r} is not one of {', '.join(catalog.dataset_names())}")
         if not metric_is_known(row["metric"]):
-            problems.append(f"{where}: metric {row['metric']!r} is not a record metric key (jembench/records.py)")
+            problems.append(f"{where}: metric {row['metric']!r} is not a record metric key (jembench/metric_keys.py)")
         for key in ("table", "row", "column", "model", "method"):
             if not row[key].strip():
                 problems.append(f"{where}: empty {key!r}")
@@ -129,15 +118,16 @@ def _load_one(path: Path) -> pd.DataFrame:
 
 
 def load_published(folder: str | Path | None = None) -> pd.DataFrame:
-    """All ``*.csv`` under ``folder`` (default ``results/published``) as one validated DataFrame.
+    """All ``*.csv`` under ``folder`` (default: the published numbers shipped with jembench, ``results/published``
+    in the repository) as one validated DataFrame.
 
     Extra columns: ``decimals`` (digits after the point as printed, for rendering ``8.30`` as ``8.30``),
     ``source_file``, ``line`` and ``order`` (global row order: file name, then line).
     """
-    folder = Path(folder) if folder is not None else PUBLISHED_DIR
+    folder = Path(folder) if folder is not None else published_dir()
     if not folder.is_dir():
-        raise JembenchError(f"published-numbers folder {folder} does not exist; pass --published DIR or run from "
-                            f"a jembench source checkout (results/published)")
+        raise JembenchError(f"published-numbers folder {folder} does not exist; pass --published DIR (a folder of "
+                            f"CSVs like jembench's results/published)")
     files = sorted(folder.glob("*.csv"))
     if not files:
         raise JembenchError(f"no *.csv files in {folder}; pass the folder that holds the published numbers")

@@ -11,19 +11,9 @@ Shape (schema ``jembench-record/1``)::
      "figures": ["reliability.png", ...],               # files written beside the record
      "seed": 0, "versions": {"torch": "...", ...}, "commit": "abc123", "wall_time_s": 1.2}
 
-Metric keys are ``/``-separated and lower case; numbers are floats, never strings (a leaderboard sorts them).
-The keys each suite writes (units as the papers print them):
-
-  accuracy     ``accuracy`` (%), ``nll``, ``n``
-  calibration  ``ece`` (%), ``mce`` (%), ``nll``, ``brier``, ``accuracy`` (%)
-  ood          ``auroc/<set>/<score>``, ``aupr/<set>/<score>``, ``fpr95/<set>/<score>`` (fractions in [0, 1]);
-               score ∈ {``log_px``, ``max_py``, ``grad_norm``}; set ∈ {``svhn``, ``cifar100``, ``celeba``,
-               ``interp``, ``uniform``, ``constant``, ``folder:...``}
-  generation   ``is/<source>``, ``fid/<source>``, ``kid/<source>``; source ∈ {``buffer``, ``fresh``,
-               ``conditional``, ``ensemble``}
-  robustness   ``robust_acc/<norm>/k<K>/eps=<eps>`` (%, eps in [0, 1] pixel units, ``%g``-formatted; norm ∈
-               {``linf``, ``l2``}), ``clean_acc/k<K>`` (%), ``boundary/median_l2/k<K>``,
-               ``pointwise/median_l0/k<K>``
+Metric keys are ``/``-separated and lower case; numbers are floats, never strings (a leaderboard sorts them). The
+keys each suite writes, and their builders and parser, are in :mod:`jembench.metric_keys`. ``protocol.table`` holds
+the protocol's resolved settings (:mod:`jembench.protocols`), which is what its hash covers.
 """
 
 from __future__ import annotations
@@ -32,9 +22,10 @@ import datetime as _dt
 import hashlib
 import importlib.metadata
 import json
-import math
 import platform
 import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +47,17 @@ def library_versions() -> dict[str, str]:
 
 
 def git_commit() -> str | None:
+    """The commit of jembench's own source tree (short hash), or None when jembench is installed from a wheel
+    or sdist (the record's ``versions["jembench"]`` then says which release ran) — never the commit of the
+    repository that jembench is installed into."""
+    from .resources import source_checkout
+
+    root = source_checkout()
+    if root is None:
+        return None
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
+                             cwd=root)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
@@ -115,29 +114,56 @@ def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
     return record
 
 
-def load_record(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
+def _read_json(path: Path) -> Any:
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise JembenchError(f"record {path} does not exist; check the path") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise JembenchError(f"record {path} is not valid JSON ({exc}); regenerate it with `jembench eval`") from None
-    return validate_record(record, str(path))
+        raise JembenchError(f"{path} is not valid JSON ({exc}); delete it or regenerate it with `jembench eval`"
+                            ) from None
 
 
-def load_records(paths: list[str | Path]) -> list[dict[str, Any]]:
-    """Load every ``*.json`` record in the given files/folders (recursively), sorted by path."""
-    files: list[Path] = []
+def load_record(path: str | Path) -> dict[str, Any]:
+    """One record file, validated (:func:`validate_record`)."""
+    path = Path(path)
+    return validate_record(_read_json(path), str(path))
+
+
+@dataclass
+class RecordRef:
+    """A loaded record and the file it came from (its figures live beside it)."""
+
+    path: Path
+    record: dict[str, Any]
+
+
+def load_records(paths: Iterable[str | Path], *, skip_non_records_in_folders: bool = True) -> list[RecordRef]:
+    """The records in the given files and folders (folders: recursive ``*.json``, sorted by path), as
+    (path, record) pairs — the one record loader of ``leaderboard``, ``check``, ``report`` and
+    ``robustness-plot``.
+
+    A file named explicitly must be a valid record. Inside folders, JSON files that are not records at all (no
+    jembench ``schema`` key, e.g. a training run's ``config.json``) are skipped when
+    ``skip_non_records_in_folders``; a file that claims to be a record but is malformed, or any file that is not
+    valid JSON, is an error naming it.
+    """
+    refs: list[RecordRef] = []
     for p in map(Path, paths):
         if p.is_dir():
-            files.extend(sorted(p.rglob("*.json")))
-        elif p.exists():
-            files.append(p)
+            for f in sorted(p.rglob("*.json")):
+                obj = _read_json(f)
+                is_record = isinstance(obj, dict) and str(obj.get("schema", "")).startswith("jembench-record")
+                if is_record or not skip_non_records_in_folders:
+                    refs.append(RecordRef(f, validate_record(obj, str(f))))
+        elif p.is_file():
+            refs.append(RecordRef(p, load_record(p)))
         else:
-            raise JembenchError(f"{p} does not exist; pass record files or folders of records")
-    return [load_record(f) for f in files]
+            raise JembenchError(f"{p} does not exist; pass record files (.json) or folders of records")
+    for ref in refs:
+        model = ref.record["model"]
+        if not isinstance(model, dict) or not model.get("name"):
+            raise JembenchError(f"{ref.path}: 'model' must hold a 'name' (and 'method', 'dataset'); "
+                                f"regenerate the record with `jembench eval`")
+    return refs
 
-
-def is_finite(value: float) -> bool:
-    return not (math.isnan(value) or math.isinf(value))

@@ -5,7 +5,8 @@ input", which moves a low-density (e.g. adversarial) input towards high density 
 attacker gets the gradients *through* the sampling procedure (footnote 2). :class:`RefinedClassifier` is that
 classifier as an ``nn.Module`` over images in [-1, 1]:
 
-* ``K = 0`` is the plain classifier; ``K > 0`` runs :func:`jembench.sampling.sgld` with
+* the refinement is an :class:`jembench.sampling.SGLDConfig` (K = ``n_steps``; JEM §5.4 seeds the chain at the
+  input); ``K = 0`` is the plain classifier; ``K > 0`` runs :func:`jembench.sampling.sgld` with
   ``differentiable=True`` whenever the input requires a gradient, so ``loss.backward()`` reaches the input
   through every step (double back-propagation);
 * with SGLD noise > 0 the refinement is stochastic. It is attacked with EOT (Athalye et al. 2018,
@@ -22,7 +23,6 @@ Helpers: :class:`ForwardCounter` (how many images went through the network — t
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 from typing import Iterator
 
 import torch
@@ -32,32 +32,6 @@ from .errors import JembenchError
 from .sampling import SGLDConfig, sgld
 
 
-@dataclass(frozen=True)
-class RefineConfig:
-    """K SGLD steps on log p(x) seeded at the input (JEM §5.4); sizes in [-1, 1] image units."""
-
-    n_steps: int = 0
-    step_size: float = 1.0
-    noise: float = 0.01
-    grad_clamp: float | None = None  # JEM++ proximal SGLD; None = no clamp
-    x_clamp: bool = False  # clamp the refined image to [-1, 1] after every step
-
-    def __post_init__(self) -> None:
-        if self.n_steps < 0:
-            raise JembenchError(f"refinement steps must be >= 0, got {self.n_steps}; fix refine.steps")
-        if self.step_size < 0 or self.noise < 0:
-            raise JembenchError("refinement step_size and noise must be >= 0; fix refine.step_size / refine.noise")
-
-    @property
-    def stochastic(self) -> bool:
-        """True when two refinements of the same input differ (K > 0 and noise > 0)."""
-        return self.n_steps > 0 and self.noise > 0
-
-    def sgld(self) -> SGLDConfig:
-        return SGLDConfig(n_steps=self.n_steps, step_size=self.step_size, noise=self.noise,
-                          grad_clamp=self.grad_clamp, x_clamp=self.x_clamp)
-
-
 class RefinedClassifier(nn.Module):
     """logits(x) = mean over ``n_draws`` refinements of f(SGLD_K(x)); differentiable end to end.
 
@@ -65,7 +39,7 @@ class RefinedClassifier(nn.Module):
     evaluated as one batch of ``n_draws · N`` images. The wrapped model keeps its own train/eval mode.
     """
 
-    def __init__(self, model: nn.Module, config: RefineConfig, n_draws: int = 1, bpda: bool = False):
+    def __init__(self, model: nn.Module, config: SGLDConfig, n_draws: int = 1, bpda: bool = False):
         super().__init__()
         if n_draws < 1:
             raise JembenchError(f"the number of EOT draws must be >= 1, got {n_draws}; fix refine.eot_attack / "
@@ -74,7 +48,6 @@ class RefinedClassifier(nn.Module):
         self.config = config
         self.n_draws = int(n_draws)
         self.bpda = bool(bpda)
-        self._sgld = config.sgld()
 
     @property
     def stochastic(self) -> bool:
@@ -86,9 +59,9 @@ class RefinedClassifier(nn.Module):
             return x
         track = torch.is_grad_enabled() and x.requires_grad
         if track and not self.bpda:
-            return sgld(self.model, x, self._sgld, differentiable=True)
+            return sgld(self.model, x, self.config, differentiable=True)
         with torch.enable_grad():  # SGLD needs input gradients even when the caller is under no_grad
-            refined = sgld(self.model, x.detach(), self._sgld, differentiable=False)
+            refined = sgld(self.model, x.detach(), self.config, differentiable=False)
         if track:  # BPDA: forward = refined input, backward = identity (straight-through)
             return x + (refined - x).detach()
         return refined

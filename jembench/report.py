@@ -15,7 +15,8 @@ from pathlib import Path
 from tabulate import tabulate
 
 from .errors import JembenchError
-from .leaderboard import TABLES, RecordRef, build_all, collect_records, html_fragment, html_page
+from .leaderboard import TABLES, build_all, html_fragment, html_page
+from .records import RecordRef, load_records
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -64,7 +65,7 @@ def build_report(run_dir: str | Path, published=None, title: str | None = None) 
     if not root.is_dir():
         raise JembenchError(f"run folder {root} does not exist or is not a folder; pass the folder holding the "
                             f"records (e.g. runs/jem/eval)")
-    refs = collect_records([root])
+    refs = load_records([root])
     if not refs:
         raise JembenchError(f"no jembench records (*.json) under {root}; run `jembench eval` first")
     figures = {id(ref): figure_paths(ref) for ref in refs}

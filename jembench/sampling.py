@@ -22,24 +22,36 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from .errors import JembenchError
+from .schema import setting
+
 
 @dataclass(frozen=True)
 class SGLDConfig:
-    """Hyperparameters of one SGLD chain run. Defaults: JEM App. A, Table 4 (20 steps, α = 1, σ = .01)."""
+    """Hyperparameters of one SGLD chain run — the one settings type of training (``TrainConfig.sgld_config``),
+    fresh samples (the generation protocol's ``[sgld]``) and the refined classifier (the robustness protocol's
+    ``[refine.sgld]``). Sizes are in [-1, 1] image units. Defaults: JEM App. A, Table 4 (20 steps, α = 1,
+    σ = .01)."""
 
-    n_steps: int = 20
-    step_size: float = 1.0
-    noise: float = 0.01
-    grad_clamp: float | None = None  # JEM++ proximal SGLD: clamp each step's gradient to [-ε, ε]
-    x_clamp: bool = False  # clamp x to [-1, 1] after each step (JEM++ / SADA-JEM)
+    n_steps: int = setting(20, ge=0, help="SGLD steps")
+    step_size: float = setting(1.0, ge=0, help="step size alpha")
+    noise: float = setting(0.01, ge=0, help="noise std sigma")
+    grad_clamp: float = setting(0.0, ge=0, help="JEM++ proximal SGLD: clamp each step's gradient to [-c, c]; "
+                                                "0 = off")
+    x_clamp: bool = setting(False, help="clamp x to [-1, 1] after each step (JEM++ / SADA-JEM)")
 
     def __post_init__(self) -> None:
+        if self.grad_clamp is None:  # the older spelling of "off"
+            object.__setattr__(self, "grad_clamp", 0.0)
         if self.n_steps < 0:
-            raise ValueError(f"SGLD n_steps must be >= 0, got {self.n_steps}")
-        if self.step_size < 0 or self.noise < 0:
-            raise ValueError("SGLD step_size and noise must be >= 0")
-        if self.grad_clamp is not None and self.grad_clamp <= 0:
-            raise ValueError(f"SGLD grad_clamp must be > 0 or None, got {self.grad_clamp}")
+            raise JembenchError(f"SGLD n_steps must be >= 0, got {self.n_steps}")
+        if self.step_size < 0 or self.noise < 0 or self.grad_clamp < 0:
+            raise JembenchError("SGLD step_size, noise and grad_clamp must be >= 0")
+
+    @property
+    def stochastic(self) -> bool:
+        """True when two chains from the same start differ (steps > 0 and noise > 0)."""
+        return self.n_steps > 0 and self.noise > 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -94,7 +106,7 @@ def _sgld_detached(model: nn.Module, x0: torch.Tensor, config: SGLDConfig, y: to
     x = x0.detach().clone()  # the chain state, updated in place; x0 is left alone
     scratch = torch.empty_like(x)
     noise = torch.empty_like(x) if config.noise > 0 else None
-    clamp, alpha, sigma = config.grad_clamp, config.step_size, config.noise
+    clamp, alpha, sigma = config.grad_clamp or None, config.step_size, config.noise
     with torch.enable_grad():
         for t in range(n_steps):
             x.requires_grad_(True)
@@ -129,7 +141,7 @@ def _sgld_differentiable(model: nn.Module, x0: torch.Tensor, config: SGLDConfig,
             grad = torch.autograd.grad(_log_density(model, x, y).sum(), x, create_graph=True)[0]
             if stats is not None and t == config.n_steps - 1:
                 stats["grad_norm"] = grad.detach().flatten(1).norm(dim=1).mean()
-            if config.grad_clamp is not None:
+            if config.grad_clamp:
                 grad = grad.clamp(-config.grad_clamp, config.grad_clamp)
             step = config.step_size * grad
             if config.noise > 0:
@@ -244,15 +256,6 @@ class ClassGaussianInit:
                 x[idx] += z[idx] @ self.scale_trils[c].T
                 start += n
         return x.clamp(-1, 1).view(len(y), *self.image_shape)
-
-
-def initial_distribution_from_state(state: dict) -> InitialDistribution:
-    """Rebuild a p_0 stored in a checkpoint (see ``state_dict``)."""
-    if state["name"] == UniformInit.name:
-        return UniformInit(tuple(state["image_shape"]))
-    if state["name"] == ClassGaussianInit.name:
-        return ClassGaussianInit.from_state_dict(state)
-    raise ValueError(f"unknown initial distribution {state['name']!r}")
 
 
 class ReplayBuffer:

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from jembench.defaults import data_root as default_data_root
 from jembench.errors import JembenchError
+
+if TYPE_CHECKING:
+    from jembench.sampling import SGLDConfig
 
 
 def _f(default: Any, help: str, **kw) -> Any:
@@ -25,7 +29,8 @@ class TrainConfig:
     # --- what
     method: str = _f("jem", "training method (jem, jempp, sada_jem, softmax, softmax_sam)")
     dataset: str = _f("digits", "dataset name or folder:PATH")
-    data_root: str = _f("data", "folder holding torchvision datasets")
+    data_root: str = field(default_factory=default_data_root,  # read at construction: honours $JEMBENCH_DATA
+                           metadata={"help": "folder holding torchvision datasets (default: $JEMBENCH_DATA or data)"})
     download: bool = _f(True, "download missing torchvision datasets")
     name: str = _f("", "run name used in records (default <method>-<dataset>)")
     dataset_label: str = _f("", "how tables, figures and records name the dataset (default: the registry's label, "
@@ -117,6 +122,13 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         return TrainConfig.from_dict({**self.to_dict(), **changes})
 
+    def sgld_config(self) -> SGLDConfig:
+        """The SGLD settings of training, in the one type that sampling, generation and refinement share."""
+        from jembench.sampling import SGLDConfig
+
+        return SGLDConfig(n_steps=self.sgld_steps, step_size=self.sgld_step_size, noise=self.sgld_noise,
+                          grad_clamp=self.sgld_grad_clamp, x_clamp=self.sgld_x_clamp)
+
     @property
     def run_name(self) -> str:
         from jembench.data import dataset_slug
@@ -170,3 +182,18 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise JembenchError(f"bad training option: {message}")
+
+
+def resolve_config(method: str, preset: str = "tiny", overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults ← the method's preset for the dataset ← ``overrides`` (any :class:`TrainConfig` field)."""
+    from . import get_method
+
+    overrides = dict(overrides or {})
+    dataset = overrides.get("dataset", "digits")
+    module = get_method(method)
+    try:
+        values = module.preset(preset, dataset)
+    except KeyError:
+        raise JembenchError(f"method {method!r} has no preset {preset!r}; use one of "
+                            f"{', '.join(module.PRESETS)}") from None
+    return TrainConfig.from_dict({**values, "dataset": dataset, **overrides, "method": method})

@@ -228,8 +228,7 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
 
 
 def sgld_config(cfg: TrainConfig) -> SGLDConfig:
-    return SGLDConfig(n_steps=cfg.sgld_steps, step_size=cfg.sgld_step_size, noise=cfg.sgld_noise,
-                      grad_clamp=cfg.sgld_grad_clamp or None, x_clamp=cfg.sgld_x_clamp)
+    return cfg.sgld_config()
 
 
 def rank_seed(seed: int, rank: int) -> int:

@@ -19,7 +19,7 @@ torch.set_num_threads(1)  # tiny models: one thread is as fast, and robust to a 
 
 
 def _train_tiny(method: str, out: Path, **overrides) -> Path:
-    from jembench.commands.train import resolve_config
+    from reference_models.config import resolve_config
     from reference_models.train_loop import train
 
     cfg = resolve_config(method, "tiny", {"dataset": "digits", "seed": 0, **overrides})

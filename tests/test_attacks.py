@@ -18,7 +18,8 @@ from jembench.attacks.gradient_free import (boundary_attack, checked_starting_po
                                             top2_candidates, verified_along_line)
 from jembench.attacks.pgd import PGDConfig, pgd
 from jembench.attacks.search import minimal_eps
-from jembench.refine import RefineConfig, RefinedClassifier
+from jembench.refine import RefinedClassifier
+from jembench.sampling import SGLDConfig
 
 D = 64
 
@@ -103,7 +104,7 @@ def test_pgd_restarts_keep_a_verified_adversarial_within_the_budget(binary):
 
 def test_eot_pgd_attacks_a_stochastic_refined_classifier(binary):
     model, x, y, exact = binary
-    refined = RefinedClassifier(model, RefineConfig(n_steps=2, step_size=0.01, noise=0.01))
+    refined = RefinedClassifier(model, SGLDConfig(n_steps=2, step_size=0.01, noise=0.01))
     model01 = PixelSpace(refined).eval()
     verify = PixelSpace(RefinedClassifier(model, refined.config, n_draws=20)).eval()
     eps = float(exact["linf"].max()) * 1.5

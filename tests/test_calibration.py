@@ -78,7 +78,7 @@ def test_brier_nll_accuracy_match_independent_formulas_and_stream_invariance():
 def test_suite_matches_direct_computation_and_records_noise(tmp_path):
     ckpt_path = make_wrn_checkpoint(tmp_path / "wrn.pt")
     ckpt = load_checkpoint(ckpt_path)
-    ctx = EvalContext(dataset="digits", out_dir=tmp_path, options={"record_path": str(tmp_path / "cal.json")})
+    ctx = EvalContext(dataset="digits", out_dir=tmp_path, record_path=tmp_path / "cal.json")
     record = calibration.run(ckpt, protocol("calibration", n=0, n_bins=20, input_noise=0.0), ctx)
     x, y = stack_dataset(load_dataset("digits", "test"))
     with torch.no_grad():

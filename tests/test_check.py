@@ -14,15 +14,15 @@ import pytest
 
 from jembench.check import compare_baseline, compare_published, load_rules, rule_for
 from jembench.cli import main
-from jembench.leaderboard import collect_records
+from jembench.records import load_records
 from jembench.protocols import Protocol, load_protocol
 from jembench.published import load_published
 from jembench.records import make_record
 
 REPO = Path(__file__).resolve().parent.parent
 ACC = load_protocol("accuracy")
-ACC_500 = Protocol("accuracy-n500", ACC.path, dict(ACC.table, n=500))
-GEN = Protocol("generation", "suites/generation.toml", {"suite": "generation", "n_samples": 10000})
+ACC_500 = ACC.replace({"n": 500}, name="accuracy-n500")
+GEN = Protocol.from_table("generation", {"n_samples": 10000}, path="suites/generation.toml")
 SAM = {"name": "softmax-sam-c10", "method": "softmax_sam", "dataset": "cifar10"}  # one published number: 97.2
 SADA = {"name": "sada-c10", "method": "sada_jem", "dataset": "cifar10"}
 
@@ -86,8 +86,8 @@ def test_direction_aware_fid_and_published_model(tmp_path):
 
     write(tmp_path / "a", "gen.json", gen(12.0))  # K=5 published 9.41, allowed 2.0
     write(tmp_path / "b", "gen.json", gen(7.0))
-    bad, _ = compare_published(collect_records([tmp_path / "a"]), pub, rules, "SADA-JEM (K=5)")
-    good, _ = compare_published(collect_records([tmp_path / "b"]), pub, rules, "SADA-JEM (K=5)")
+    bad, _ = compare_published(load_records([tmp_path / "a"]), pub, rules, "SADA-JEM (K=5)")
+    good, _ = compare_published(load_records([tmp_path / "b"]), pub, rules, "SADA-JEM (K=5)")
     fid_bad = next(c for c in bad if c.metric == "fid/buffer")
     assert (fid_bad.reference, fid_bad.allowed, fid_bad.status) == (9.41, 2.0, "REGRESSION")
     assert next(c for c in good if c.metric == "fid/buffer").status == "better"
@@ -112,7 +112,7 @@ def test_ambiguous_or_missing_reference_is_exit_2(tmp_path, capsys):
 def test_record_sgld_steps_selects_the_published_row(tmp_path):
     rec = acc_record({**SADA, "sgld_steps": 5}, 93.0)
     write(tmp_path, "k5.json", rec)
-    comps, _ = compare_published(collect_records([tmp_path]), load_published(), load_rules())
+    comps, _ = compare_published(load_records([tmp_path]), load_published(), load_rules())
     assert [(c.reference, c.status) for c in comps] == [(95.5, "REGRESSION")]
 
 
@@ -124,7 +124,8 @@ def test_tolerance_file_overrides_defaults(tmp_path, capsys):
     assert "±0.5" in capsys.readouterr().out
     for bad_toml, message in [('[metrics."accuracy"]\nabs = -1\n', "must be a non-negative number"),
                               ('[metrics."accuracy"]\nslack = 1\n', "unknown key(s) ['slack']"),
-                              ('[metrics."new/*"]\nabs = 1\n', "has no direction"),
+                              ('[metrics."auroc/svhn/*"]\nabs = 1\n', "has no direction"),
+                              ('[metrics."aroc/*"]\ndirection = "higher"\n', "'aroc/*' matches no metric key"),
                               ('[metrics."ece"]\ndirection = "up"\n', "must be one of higher, lower, ignore"),
                               ("[tolerance]\naccuracy = 1\n", "unknown top-level key(s)"),
                               ("[metrics\n", "is not valid TOML")]:
@@ -148,7 +149,7 @@ def test_baseline_same_protocol_regression_and_mismatch(tmp_path, capsys):
     write(base, "s0.json", acc_record(SADA, 80.0))
     write(base, "s1.json", acc_record(SADA, 81.0))  # averaged: 80.5
     write(cur, "acc.json", acc_record(SADA, 79.0))
-    comps, _ = compare_baseline(collect_records([cur]), collect_records([base]), load_rules())
+    comps, _ = compare_baseline(load_records([cur]), load_records([base]), load_rules())
     acc = next(c for c in comps if c.metric == "accuracy")
     assert (acc.reference, acc.status) == (80.5, "REGRESSION")  # 1.5 below, allowed 1.0
     assert main(["check", str(cur), "--baseline", str(base)]) == 1
@@ -168,5 +169,5 @@ def test_baseline_same_protocol_regression_and_mismatch(tmp_path, capsys):
 
 def test_nan_metric_is_a_regression(tmp_path):
     write(tmp_path, "nan.json", acc_record(SAM, math.nan))
-    comps, _ = compare_published(collect_records([tmp_path]), load_published(), load_rules())
+    comps, _ = compare_published(load_records([tmp_path]), load_published(), load_rules())
     assert comps[0].status == "REGRESSION (not a number)" and comps[0].regression

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from jembench.commands.train import resolve_config
+from reference_models.config import resolve_config
 from jembench.errors import JembenchError
 from jembench.models import read_checkpoint_file
 from reference_models import jem, train_loop

@@ -36,14 +36,15 @@ def make_wrn_checkpoint(path: Path, *, in_channels: int = 1, n_classes: int = 10
 
 
 def protocol(suite: str, **table) -> Protocol:
-    """An in-memory protocol (its hash is that of ``table``)."""
-    return Protocol(name=f"{suite}-test", path=f"<test {suite}>", table={"suite": suite, **table})
+    """An in-memory protocol of ``suite``: its defaults with ``table`` on top (resolved and checked)."""
+    return Protocol.from_table(suite, table, name=f"{suite}-test", path=f"<test {suite}>")
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
-    """``python -m jembench ARGS`` in a subprocess from the repository root."""
+def run_cli(*args: str, env: dict | None = None, timeout: int = 120, cwd: Path | None = None
+            ) -> subprocess.CompletedProcess:
+    """``python -m jembench ARGS`` in a subprocess from the repository root (or ``cwd``)."""
     full_env = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))  # tiny models: no intra-op thread contention
-    return subprocess.run([sys.executable, "-m", "jembench", *map(str, args)], cwd=REPO, env=full_env,
+    return subprocess.run([sys.executable, "-m", "jembench", *map(str, args)], cwd=cwd or REPO, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
 
 

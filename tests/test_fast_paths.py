@@ -39,7 +39,7 @@ def textbook_sgld(model, x0, cfg: SGLDConfig, y=None):
         logits = model(x)
         log_p = torch.logsumexp(logits, 1) if y is None else logits.gather(1, y.view(-1, 1)).squeeze(1)
         g = torch.autograd.grad(log_p.sum(), x)[0]
-        step = g.clamp(-cfg.grad_clamp, cfg.grad_clamp) if cfg.grad_clamp is not None else g
+        step = g.clamp(-cfg.grad_clamp, cfg.grad_clamp) if cfg.grad_clamp else g
         step = cfg.step_size * step
         if cfg.noise > 0:
             step = step + cfg.noise * torch.randn_like(x)
@@ -189,7 +189,7 @@ def test_streamed_accuracy_and_calibration_equal_the_stacked_computation(tmp_pat
 
     ckpt = load_checkpoint(make_wrn_checkpoint(tmp_path / "wrn.pt"))
     ctx = EvalContext(dataset="digits", out_dir=tmp_path, batch_size=50, seed=2,
-                      options={"record_path": str(tmp_path / "r.json")})
+                      record_path=tmp_path / "r.json")
     acc = accuracy.run(ckpt, protocol("accuracy", n=0, input_noise=sigma), ctx)["metrics"]
     cal = calibration.run(ckpt, protocol("calibration", n=0, n_bins=15, input_noise=sigma), ctx)["metrics"]
 
@@ -233,7 +233,7 @@ def test_maybe_compile_is_a_no_op_when_off_and_a_clear_error_when_unavailable(mo
 
 
 def test_eval_compiles_every_suite_but_robustness(monkeypatch):
-    from jembench.evaluate import fast_checkpoint
+    from jembench.evaluation import fast_checkpoint
     from jembench.models import LoadedCheckpoint
 
     ckpt = LoadedCheckpoint(model=_net(), method="jem", dataset="digits", n_classes=10, image_shape=(1, 8, 8),

@@ -191,8 +191,8 @@ def test_cli_without_inception_weights_fails_fast_with_one_clear_line(tmp_path):
 
 # ------------------------------------------------------------------------------------------- the suite
 def _gen_protocol(**extra):
-    table = dict(sources=["buffer", "fresh", "conditional"], feature_extractor=TEST_FE, n_samples=30, steps=3,
-                 isc_splits=2, kid_subsets=5, kid_subset_size=50, grid_n=16)
+    table = dict(sources=["buffer", "fresh", "conditional"], feature_extractor=TEST_FE, n_samples=30,
+                 sgld={"n_steps": 3}, isc_splits=2, kid_subsets=5, kid_subset_size=50, grid_n=16)
     return protocol("generation", **{**table, **extra})
 
 
@@ -202,8 +202,7 @@ def test_sources_buffer_fresh_conditional_and_ensemble(tmp_path, monkeypatch):
     b = make_wrn_checkpoint(tmp_path / "b.pt", buffer_n=50, seed=1)
     ckpt = load_checkpoint(a)
     ctx = EvalContext(dataset="digits", out_dir=tmp_path, batch_size=64,
-                      options={"record_path": str(tmp_path / "gen.json"), "ensemble": True,
-                               "ensemble_checkpoints": [str(a), str(b)]})
+                      record_path=tmp_path / "gen.json", ensemble=(str(a), str(b)))
     record = generation.run(ckpt, _gen_protocol(), ctx)
     sources = ("buffer", "fresh", "conditional", "ensemble")
     assert set(record["metrics"]) == {f"{m}/{s}" for m in ("is", "fid", "kid") for s in sources}
@@ -225,7 +224,7 @@ def test_conditional_falls_back_to_fresh_without_buffer_and_top_fraction(tmp_pat
     conf = torch.tensor([0.2, 0.9, 0.5, 0.95, 0.1, 0.7, 0.3, 0.8, 0.6, 0.4, 0.85])
     assert generation.top_fraction(conf, 0.25).tolist() == [3, 1, 10]  # ⌈.25·11⌉ = 3, most confident first
     ckpt = load_checkpoint(make_wrn_checkpoint(tmp_path / "nobuf.pt", buffer_n=None))
-    ctx = EvalContext(dataset="digits", out_dir=tmp_path, options={"record_path": str(tmp_path / "g.json")})
+    ctx = EvalContext(dataset="digits", out_dir=tmp_path, record_path=tmp_path / "g.json")
     record = generation.run(ckpt, _gen_protocol(n_samples=40, grid_n=0), ctx)
     assert set(record["details"]["sources"]) == {"fresh", "conditional"}
     assert record["details"]["conditional"]["pool"] == "fresh" and record["details"]["sources"]["conditional"]["n"] == 4
@@ -234,7 +233,7 @@ def test_conditional_falls_back_to_fresh_without_buffer_and_top_fraction(tmp_pat
 
 def test_informative_init_from_checkpoint_or_fitted_to_training_set(tmp_path):
     x, y = stack_dataset(load_dataset("digits", "train"))
-    cfg = generation._Settings.parse(_gen_protocol(init="informative"))
+    cfg = _gen_protocol(init="informative").settings
     ctx = EvalContext(dataset="digits", out_dir=tmp_path)
     plain = load_checkpoint(make_wrn_checkpoint(tmp_path / "u.pt"))  # buffer initialised from U(-1, 1)
     init, source = generation.initial_distribution(plain, cfg, ctx)
@@ -251,7 +250,9 @@ def test_informative_init_from_checkpoint_or_fitted_to_training_set(tmp_path):
 
 @pytest.mark.parametrize("table,field", [({"sources": ["buffer", "gan"]}, "sources"), ({"init": "gauss"}, "init"),
                                          ({"conditional_fraction": 0}, "conditional_fraction"),
-                                         ({"feature_extractor": "nope"}, "nope"), ({"steps": -1}, "steps")])
+                                         ({"feature_extractor": "nope"}, "nope"),
+                                         ({"sgld": {"n_steps": -1}}, "sgld.n_steps"),
+                                         ({"sgld": {"noise": -0.01}}, "sgld.noise")])
 def test_bad_protocol_values_are_one_line_errors(tmp_path, table, field):
     ckpt = load_checkpoint(make_wrn_checkpoint(tmp_path / "wrn.pt", buffer_n=None))
     with pytest.raises(JembenchError, match=field) as info:
@@ -271,7 +272,7 @@ def test_cli_end_to_end_tiny_preset_with_overrides_and_ensemble(tmp_path):
     assert set(record["metrics"]) == {f"{m}/{s}" for m in ("is", "fid", "kid") for s in sources}
     table = record["protocol"]["table"]
     assert record["protocol"]["name"] == "generation-tiny+cli"
-    assert (table["n_samples"], table["steps"], table["init"]) == (40, 4, "informative")
+    assert (table["n_samples"], table["sgld"]["n_steps"], table["init"]) == (40, 4, "informative")
     from jembench.protocols import load_protocol
     assert record["protocol"]["hash"] != load_protocol("generation-tiny").hash  # overrides change the hash
     assert record["details"]["sources"]["fresh"]["n"] == 40 and "fitted" in record["details"]["fresh"]["init"]
@@ -282,13 +283,13 @@ def test_cli_end_to_end_tiny_preset_with_overrides_and_ensemble(tmp_path):
 
 def test_interrupted_generation_reuses_its_saved_fresh_samples(tmp_path, monkeypatch):
     """The fresh SGLD chains are saved beside the record; a rerun with the same output path does not rerun them,
-    gives the same record, and jembench.evaluate.run_suite removes the partial file once the record is written."""
-    from jembench.evaluate import run_suite
+    gives the same record, and jembench.evaluation.run_suite removes the partial file once the record is written."""
+    from jembench.evaluation import run_suite
 
     monkeypatch.setenv("JEMBENCH_CACHE", str(tmp_path / "cache"))
     ckpt = load_checkpoint(make_wrn_checkpoint(tmp_path / "c.pt", buffer_n=None))
     record_path = tmp_path / "gen.json"
-    ctx = EvalContext(dataset="digits", out_dir=tmp_path, options={"record_path": str(record_path)})
+    ctx = EvalContext(dataset="digits", out_dir=tmp_path, record_path=record_path)
     proto = _gen_protocol(sources=["fresh"], n_samples=40, grid_n=0)
     first = generation.run(ckpt, proto, ctx)  # as if the process died before the record was written
     partial = tmp_path / "gen.partial.fresh.pt"
@@ -302,7 +303,7 @@ def test_interrupted_generation_reuses_its_saved_fresh_samples(tmp_path, monkeyp
     assert second["metrics"] == first["metrics"]
     assert record_path.is_file() and not partial.exists()
     # a partial file from another protocol is ignored (recomputed), never mixed in
-    other = _gen_protocol(sources=["fresh"], n_samples=40, grid_n=0, steps=4)
+    other = _gen_protocol(sources=["fresh"], n_samples=40, grid_n=0, sgld={"n_steps": 4})
     monkeypatch.undo()
     monkeypatch.setenv("JEMBENCH_CACHE", str(tmp_path / "cache"))
     generation.run(ckpt, proto, ctx)

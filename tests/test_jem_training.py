@@ -4,7 +4,7 @@ import csv
 
 import torch
 
-from jembench.commands.train import resolve_config
+from reference_models.config import resolve_config
 from jembench.energy import log_px_unnormalized
 from jembench.models import load_checkpoint
 from jembench.sampling import SGLDConfig, UniformInit, sgld

@@ -4,7 +4,7 @@ the presets and the warm-up + step-decay schedule."""
 import pytest
 import torch
 
-from jembench.commands.train import resolve_config
+from reference_models.config import resolve_config
 from jembench.errors import JembenchError
 from jembench.sampling import ClassGaussianInit, ReplayBuffer
 from reference_models import informative_init as ii

@@ -15,7 +15,7 @@ import pytest
 
 from jembench import leaderboard as lb
 from jembench.errors import JembenchError
-from jembench.leaderboard import collect_records
+from jembench.records import load_records
 from jembench.protocols import Protocol, load_protocol
 from jembench.published import load_published
 from jembench.records import make_record
@@ -25,9 +25,9 @@ SADA_T1 = "SADA-JEM (Yang et al., CVPR 2023), Table 1 · CIFAR-10"
 
 ACC = load_protocol("accuracy")  # the real protocol file in suites/
 # the same suite with another setting (500 test images): a different protocol hash
-ACC_TINY = Protocol("accuracy-n500", ACC.path, dict(ACC.table, n=500))
-GEN = Protocol("generation", "suites/generation.toml", {"suite": "generation", "n_samples": 10000, "source": "buffer"})
-OOD = Protocol("ood", "suites/ood.toml", {"suite": "ood", "sets": ["svhn", "uniform"], "n": 1000})
+ACC_TINY = ACC.replace({"n": 500}, name="accuracy-n500")
+GEN = Protocol.from_table("generation", {"n_samples": 10000, "sources": ["buffer"]}, path="suites/generation.toml")
+OOD = Protocol.from_table("ood", {"sets": ["svhn", "uniform"], "n_in": 1000}, path="suites/ood.toml")
 MODEL = {"name": "sada-c10", "method": "sada_jem", "dataset": "cifar10"}
 
 
@@ -158,7 +158,7 @@ def test_protocol_mismatch_is_never_merged(tmp_path):
                                           metrics={"accuracy": 80.0}))
     write(tmp_path, "b.json", make_record(suite="accuracy", model=MODEL, dataset="cifar10", protocol=ACC_TINY,
                                           metrics={"accuracy": 60.0}))
-    sections = lb.build("hybrid", None, collect_records([tmp_path]))
+    sections = lb.build("hybrid", None, load_records([tmp_path]))
     assert len(sections) == 1
     rows = sections[0].rows
     assert sorted(r.cells["accuracy"].value for r in rows) == [60.0, 80.0]  # not 70.0
@@ -169,13 +169,13 @@ def test_protocol_mismatch_is_never_merged(tmp_path):
     assert "**80.00**" not in md  # no best-value emphasis across different protocols
     write(tmp_path, "c.json", make_record(suite="accuracy", model=MODEL, dataset="cifar10", protocol=ACC_TINY,
                                           metrics={"accuracy": 62.0}))
-    rows = lb.build("hybrid", None, collect_records([tmp_path]))[0].rows
+    rows = lb.build("hybrid", None, load_records([tmp_path]))[0].rows
     assert sorted(r.cells["accuracy"].value for r in rows) == [61.0, 80.0]  # same hash: averaged
 
 
 def test_ood_rows_land_in_their_score_block_and_md_latex_html_agree(run_dir):
     pub = load_published()
-    sections = lb.build("ood", pub, collect_records([run_dir]), paper="sada-jem-poster-yang-2023")
+    sections = lb.build("ood", pub, load_records([run_dir]), paper="sada-jem-poster-yang-2023")
     assert len(sections) == 1
     s = sections[0]
     assert [c.key for c in s.columns] == ["svhn", "interp", "cifar100", "celeba", "uniform"]  # ours adds Uniform
@@ -191,11 +191,11 @@ def test_ood_rows_land_in_their_score_block_and_md_latex_html_agree(run_dir):
     assert "<strong>0.990</strong>" in page
 
 
-def test_collect_records_skips_non_records_but_rejects_broken_json(run_dir, tmp_path):
-    refs = collect_records([run_dir])
+def test_load_records_skips_non_records_but_rejects_broken_json(run_dir, tmp_path):
+    refs = load_records([run_dir])
     assert len(refs) == 6 and all(r.path.name != "config.json" for r in refs)
     (tmp_path / "broken.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(JembenchError, match="broken.json is not valid JSON"):
-        collect_records([tmp_path])
+        load_records([tmp_path])
     with pytest.raises(JembenchError, match="does not exist"):
-        collect_records([tmp_path / "missing"])
+        load_records([tmp_path / "missing"])

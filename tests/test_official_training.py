@@ -21,7 +21,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from jembench.commands.train import resolve_config
+from reference_models.config import resolve_config
 from jembench.sampling import ReplayBuffer, UniformInit
 from reference_models import jempp, sada_jem
 from reference_models import train_loop as tl

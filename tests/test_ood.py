@@ -106,7 +106,7 @@ def test_logit_scores_match_definitions_and_batching_is_exact():
 # ------------------------------------------------------------------------------- a JEM trained on digits
 def test_three_scores_rank_uniform_noise_below_data_for_trained_jem(tiny_jem_checkpoint, tmp_path):
     ckpt = load_checkpoint(tiny_jem_checkpoint)
-    ctx = EvalContext(dataset="digits", out_dir=tmp_path, options={"record_path": str(tmp_path / "ood.json")})
+    ctx = EvalContext(dataset="digits", out_dir=tmp_path, record_path=tmp_path / "ood.json")
     record = ood.run(ckpt, protocol("ood", sets=["uniform"], scores=SCORE_NAMES, n_out=360), ctx)
     aurocs = {s: record["metrics"][f"auroc/uniform/{s}"] for s in SCORE_NAMES}
     print("AUROC digits vs uniform:", aurocs)
@@ -144,7 +144,7 @@ def test_folder_sets_are_resized_and_missing_sets_skipped_with_notes(tmp_path, c
     ckpt = load_checkpoint(make_wrn_checkpoint(tmp_path / "rgb.pt", in_channels=3, n_classes=2,
                                                dataset=f"folder:{id_root}"))
     ctx = EvalContext(dataset=f"folder:{id_root}", data_root=tmp_path / "no-data", download=False, out_dir=tmp_path,
-                      batch_size=16, options={"record_path": str(tmp_path / "ood.json")})
+                      batch_size=16, record_path=tmp_path / "ood.json")
     sets = [f"folder:{ood_root}", f"folder:{tmp_path / 'missing'}", "cifar100", "uniform"]
     record = ood.run(ckpt, protocol("ood", sets=sets, scores=SCORE_NAMES, hist_bins=10), ctx)
     notes = " | ".join(record["details"]["notes"])

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from jembench.errors import JembenchError
-from jembench.published import COLUMNS, FLAGS, PUBLISHED_DIR, flag_list, load_published
+from jembench.published import COLUMNS, FLAGS, flag_list, load_published
+from jembench.resources import published_dir
 
 REPO = Path(__file__).resolve().parent.parent
 PAPERS = REPO.parent / "shared" / "papers"
@@ -143,7 +144,7 @@ def test_known_rows_and_flags(pub):
 
 def _copy(tmp_path: Path) -> Path:
     folder = tmp_path / "published"
-    shutil.copytree(PUBLISHED_DIR, folder)
+    shutil.copytree(published_dir(), folder)
     return folder
 
 

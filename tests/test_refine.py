@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from jembench.errors import JembenchError
-from jembench.refine import ForwardCounter, QuenchedNoise, RefineConfig, RefinedClassifier
+from jembench.refine import ForwardCounter, QuenchedNoise, RefinedClassifier
 from jembench.sampling import SGLDConfig, sgld
 
 
@@ -30,12 +30,12 @@ def net():
 
 def test_k0_is_the_plain_classifier(net):
     x = torch.rand(5, 1, 4, 4, dtype=torch.double) * 2 - 1
-    refined = RefinedClassifier(net, RefineConfig(n_steps=0), n_draws=7)
+    refined = RefinedClassifier(net, SGLDConfig(n_steps=0), n_draws=7)
     assert torch.equal(refined(x), net(x))
 
 
 def test_refinement_moves_the_input_and_matches_sgld(net):
-    cfg = RefineConfig(n_steps=3, step_size=0.1, noise=0.0)
+    cfg = SGLDConfig(n_steps=3, step_size=0.1, noise=0.0)
     x = torch.rand(4, 1, 4, 4, dtype=torch.double) * 2 - 1
     refined = RefinedClassifier(net, cfg)
     expected = net(sgld(net, x, SGLDConfig(n_steps=3, step_size=0.1, noise=0.0)))
@@ -47,7 +47,7 @@ def test_refinement_moves_the_input_and_matches_sgld(net):
 
 def test_gradient_through_refinement_equals_finite_difference(net):
     """White-box gradients through K SGLD steps (JEM footnote 2): autograd = central differences."""
-    refined = RefinedClassifier(net, RefineConfig(n_steps=3, step_size=0.2, noise=0.0))
+    refined = RefinedClassifier(net, SGLDConfig(n_steps=3, step_size=0.2, noise=0.0))
     x = (torch.rand(1, 1, 4, 4, dtype=torch.double) * 2 - 1).requires_grad_(True)
     score = lambda inp: refined(inp)[0, 1]  # noqa: E731
     (grad,) = torch.autograd.grad(score(x), x)
@@ -66,7 +66,7 @@ def test_gradient_through_refinement_equals_finite_difference(net):
 
 
 def test_bpda_forward_is_refined_backward_is_identity(net):
-    cfg = RefineConfig(n_steps=3, step_size=0.2, noise=0.0)
+    cfg = SGLDConfig(n_steps=3, step_size=0.2, noise=0.0)
     exact = RefinedClassifier(net, cfg)
     bpda = RefinedClassifier(net, cfg, bpda=True)
     x = (torch.rand(2, 1, 4, 4, dtype=torch.double) * 2 - 1).requires_grad_(True)
@@ -79,7 +79,7 @@ def test_bpda_forward_is_refined_backward_is_identity(net):
 
 
 def test_eot_averaging_reduces_the_variance_of_a_stochastic_refinement(net):
-    cfg = RefineConfig(n_steps=2, step_size=0.1, noise=0.3)
+    cfg = SGLDConfig(n_steps=2, step_size=0.1, noise=0.3)
     x = torch.rand(3, 1, 4, 4, dtype=torch.double) * 2 - 1
     torch.manual_seed(1)
     reps = x.repeat(200, 1, 1, 1)  # 200 independent calls, as one batch
@@ -95,14 +95,14 @@ def test_eot_averaging_reduces_the_variance_of_a_stochastic_refinement(net):
 def test_deterministic_refinement_ignores_draws_and_counter_counts_every_step(net):
     x = torch.rand(5, 1, 4, 4, dtype=torch.double)
     for noise, draws, expected in [(0.0, 8, 5 * 4), (0.1, 8, 5 * 4 * 8), (0.1, 1, 5 * 4)]:
-        model = RefinedClassifier(net, RefineConfig(n_steps=3, step_size=0.1, noise=noise), n_draws=draws)
+        model = RefinedClassifier(net, SGLDConfig(n_steps=3, step_size=0.1, noise=noise), n_draws=draws)
         with ForwardCounter(net) as counter:
             model(x)
         assert counter.count == expected, (noise, draws)  # (K + 1) network calls per image and draw
 
 
 def test_quenched_noise_makes_a_stochastic_refinement_a_function(net):
-    model = RefinedClassifier(net, RefineConfig(n_steps=2, step_size=0.1, noise=0.5))
+    model = RefinedClassifier(net, SGLDConfig(n_steps=2, step_size=0.1, noise=0.5))
     x = torch.rand(4, 1, 4, 4, dtype=torch.double)
     q = QuenchedNoise(model, seed=3)
     assert torch.equal(q(x), q(x))
@@ -114,6 +114,6 @@ def test_quenched_noise_makes_a_stochastic_refinement_a_function(net):
 
 def test_bad_settings_are_one_line_errors(net):
     with pytest.raises(JembenchError, match="eot"):
-        RefinedClassifier(net, RefineConfig(n_steps=1), n_draws=0)
-    with pytest.raises(JembenchError, match="refine.steps"):
-        RefineConfig(n_steps=-1)
+        RefinedClassifier(net, SGLDConfig(n_steps=1), n_draws=0)
+    with pytest.raises(JembenchError, match="n_steps"):
+        SGLDConfig(n_steps=-1)

@@ -26,9 +26,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 MODEL = {"name": "sada-c10", "method": "sada_jem", "dataset": "cifar10"}
-CAL = Protocol("calibration", "suites/calibration.toml", {"suite": "calibration", "bins": 20})
-OOD = Protocol("ood", "suites/ood.toml", {"suite": "ood", "sets": ["svhn", "uniform"]})
-GEN = Protocol("generation", "suites/generation.toml", {"suite": "generation", "n_samples": 64})
+CAL = Protocol.from_table("calibration", {"n_bins": 20}, path="suites/calibration.toml")
+OOD = Protocol.from_table("ood", {"sets": ["svhn", "uniform"]}, path="suites/ood.toml")
+GEN = Protocol.from_table("generation", {"n_samples": 64}, path="suites/generation.toml")
 
 
 def _figure(path: Path, kind: str) -> None:

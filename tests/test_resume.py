@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from jembench.cli import main as cli_main
-from jembench.commands.train import resolve_config
+from reference_models.config import resolve_config
 from jembench.models import read_checkpoint_file
 from reference_models.train_loop import EpochSampler, train
 

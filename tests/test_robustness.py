@@ -18,6 +18,7 @@ from jembench.cli import main as cli_main
 from jembench.errors import JembenchError
 from jembench.protocols import Protocol, load_protocol
 from jembench.records import load_record
+from jembench.sampling import SGLDConfig
 from jembench.suites import robustness
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,10 +32,11 @@ input_seed = 0
 batch_size = 3
 [refine]
 steps = [0, 1]
-step_size = 1.0
-noise = 0.01
 eot_attack = 2
 eot_defense = 3
+[refine.sgld]
+step_size = 1.0
+noise = 0.01
 [pgd]
 norms = ["linf", "l2"]
 steps = 3
@@ -85,32 +87,37 @@ def reference(tiny_softmax_checkpoint, protocol_file, tmp_path_factory):
 
 # ----------------------------------------------------------------------------------------------- protocol
 def test_shipped_protocols_parse_with_the_paper_settings():
-    paper = robustness.parse_protocol(load_protocol("robustness", suite="robustness"))
-    assert (paper.n, paper.restarts, paper.pgd_steps, paper.refine_steps) == (300, 20, 100, (0, 1, 10))
-    assert (paper.eot_attack, paper.eot_defense) == (15, 150)
-    assert 8 / 255 in paper.linf_eps and 0.5 in paper.l2_eps
-    tiny = robustness.parse_protocol(load_protocol("robustness-tiny", suite="robustness"))
-    assert tiny.n < paper.n and tiny.restarts < paper.restarts
+    paper = load_protocol("robustness", suite="robustness").settings
+    assert paper == robustness.RobustnessProtocol()  # the paper file spells out the defaults
+    assert (paper.n, paper.pgd.restarts, paper.pgd.steps, paper.refine.steps) == (300, 20, 100, (0, 1, 10))
+    assert (paper.refine.eot_attack, paper.refine.eot_defense) == (15, 150)
+    assert 8 / 255 in paper.pgd.linf_eps and 0.5 in paper.pgd.l2_eps
+    assert paper.refine.at(10) == SGLDConfig(n_steps=10, step_size=1.0, noise=0.01)
+    tiny = load_protocol("robustness-tiny", suite="robustness").settings
+    assert tiny.n < paper.n and tiny.pgd.restarts < paper.pgd.restarts
 
 
 @pytest.mark.parametrize("toml, message", [
-    ("[pgd]\nrestart = 3", "unknown field 'pgd.restart'"),
-    ("[pgd]\nlinf_eps = [0, \"8/0\"]", "pgd.linf_eps"),
+    ("[pgd]\nrestart = 3", "unknown key 'pgd.restart'"),
+    ("[pgd]\nlinf_eps = [0, \"8/0\"]", "pgd.linf_eps[1]"),
     ("[pgd]\nlinf_eps = [0, -0.1]", "must be a finite number >= 0"),
-    ("[pgd]\nsteps = \"100\"", "'pgd.steps' must be an integer"),
+    ("[pgd]\nsteps = \"100\"", "pgd.steps = '100' must be an integer"),
     ("[refine]\nsteps = []", "refine.steps must be a non-empty list"),
     ("[refine]\neot_mode = \"gradients\"", "L∞ only"),
-    ("colour = 1", "unknown field 'colour'"),
+    ("[refine.sgld]\nnoise = -0.1", "refine.sgld.noise = -0.1 must be >= 0"),
+    ("[refine.sgld]\nn_steps = 3", "unknown key 'refine.sgld.n_steps'"),
+    ("n = -1", "n = -1 must be >= 1"),
+    ("colour = 1", "unknown key 'colour'"),
     ("[pgd]\nenabled = false\n[boundary]\nenabled = false\n[pointwise]\nenabled = false", "every attack"),
 ])
 def test_bad_protocol_fields_are_one_line_errors(toml, message):
     with pytest.raises(JembenchError, match=message.replace("(", r"\(").replace("[", r"\[")) as info:
-        robustness.parse_protocol(Protocol("bad", "bad.toml", __import__("tomllib").loads(toml)))
+        Protocol.from_table("robustness", __import__("tomllib").loads(toml), path="bad.toml")
     assert "\n" not in str(info.value)
 
 
 def test_eps_fractions_and_metric_keys():
-    assert robustness.parse_eps("8/255", "x") == pytest.approx(8 / 255)
+    assert robustness.parse_eps("8/255") == pytest.approx(8 / 255)
     assert f"{8 / 255:g}" == "0.0313725"  # the eps in metric keys (records.py: %g, [0, 1] units)
 
 

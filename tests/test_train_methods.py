@@ -13,7 +13,7 @@ import torch
 
 import jembench.data
 from jembench.cli import main as cli_main
-from jembench.commands.train import resolve_config
+from reference_models.config import resolve_config
 from jembench.data import load_dataset, stack_dataset
 from jembench.models import load_checkpoint
 from reference_models import sada_jem

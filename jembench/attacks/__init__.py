@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-NORMS = ("linf", "l2")
+from ..metric_keys import NORMS  # noqa: F401  (re-exported: the threat models, with their labels there)
 
 
 def to_pixels(x: torch.Tensor) -> torch.Tensor:

@@ -1,10 +1,12 @@
-"""``jembench bench``: speed and memory ratios against the physical limit (the ``benchmarks/`` package)."""
+"""``jembench bench``: speed and memory ratios against the physical limit — runs ``python -m benchmarks`` in the
+source checkout (``benchmarks/`` is not installed with the package)."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
-from pathlib import Path
 
 from ..errors import JembenchError
 
@@ -42,23 +44,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="JSON output (default benchmarks/results/latest.json; --quick: benchmarks/results/quick.json)")
 
 
-def _import_runner():
-    """``benchmarks`` lives in the source checkout, beside the ``jembench`` package."""
-    try:
-        from benchmarks import runner
-    except ImportError:
-        checkout = Path(__file__).resolve().parents[2]
-        if not (checkout / "benchmarks" / "runner.py").is_file():
-            raise JembenchError("jembench bench needs a source checkout (the benchmarks/ folder is not installed); "
-                                "run it from a clone of the repository") from None
-        sys.path.insert(0, str(checkout))
-        from benchmarks import runner
-    return runner
-
-
-def run(args) -> int:
+def check_arguments(args) -> None:
+    """The checks both entry points (``jembench bench``, ``python -m benchmarks``) make before running."""
     if args.threads < 1:
         raise JembenchError(f"--threads must be >= 1, got {args.threads}")
     if args.wrn_batch < 2:
         raise JembenchError(f"--wrn-batch must be >= 2, got {args.wrn_batch}")
-    return _import_runner().run_benchmarks(args)
+
+
+def to_argv(args) -> list[str]:
+    """The parsed options as a ``python -m benchmarks`` command line."""
+    argv = ["--threads", str(args.threads), "--device", args.device, "--wrn-batch", str(args.wrn_batch)]
+    argv += ["--quick"] * args.quick + ["--compile"] * args.compile + ["--no-wrn"] * (not args.wrn)
+    argv += ["--only", *args.only] if args.only else []
+    argv += ["--cifar", args.cifar] if args.cifar else []
+    argv += ["--out", args.out] if args.out else []
+    return argv
+
+
+def run(args) -> int:
+    from ..resources import source_checkout
+
+    check_arguments(args)
+    root = source_checkout()
+    if root is None or not (root / "benchmarks" / "runner.py").is_file():
+        raise JembenchError("jembench bench runs the benchmarks/ folder of a source checkout, which an installed "
+                            "jembench does not have; clone the repository and run it there (python -m benchmarks)")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    return subprocess.run([sys.executable, "-m", "benchmarks", *to_argv(args)], cwd=root, env=env).returncode

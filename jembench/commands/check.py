@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from ..check import DEFAULT_TOLERANCES, compare_baseline, compare_published, exit_code, format_table, load_rules
+from ..check import compare_baseline, compare_published, exit_code, format_table, load_rules
 from ..errors import JembenchError
-from ..leaderboard import collect_records
-from ..published import PUBLISHED_DIR, load_published
+from ..published import load_published
+from ..records import load_records
 
 NAME = "check"
 ORDER = 55
@@ -15,7 +15,8 @@ HELP = "regression check: records vs published numbers or a baseline (exit 0 ok,
 DESCRIPTION = ("Compare every metric of the given records with its reference — the published number of the same "
                "method, dataset and metric (default), or the baseline record of the same model, suite, dataset and "
                "protocol hash (--baseline DIR) — using per-metric directions and tolerances (defaults in "
-               f"{DEFAULT_TOLERANCES.name}; override with --tolerances FILE). Prints a diff table. Exit status: 0 "
+               "suites/check-tolerances.toml, shipped with jembench; override with --tolerances FILE). "
+               "Prints a diff table. Exit status: 0 "
                "when every metric holds, 1 on a regression beyond tolerance, 2 on unusable input (malformed record "
                "or tolerance file, nothing to compare, protocol mismatch with the baseline).")
 
@@ -27,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--published-model", default=None, metavar="NAME",
                    help="the published row to compare against, e.g. 'SADA-JEM (K=5)' (needed when a method has "
                         "several published numbers for a metric)")
-    p.add_argument("--published", default=str(PUBLISHED_DIR), metavar="DIR", help="folder of published-number CSVs")
+    p.add_argument("--published", default=None, metavar="DIR",
+                   help="folder of published-number CSVs (default: the ones shipped with jembench)")
     p.add_argument("--tolerances", default=None, metavar="FILE",
                    help="TOML file whose [metrics.\"PATTERN\"] entries override the default tolerances")
     p.add_argument("--allow-missing", action="store_true",
@@ -38,11 +40,11 @@ def run(args) -> int:
     if args.baseline and args.published_model:
         raise JembenchError("--published-model applies to published numbers; drop it when using --baseline")
     rules = load_rules(args.tolerances)
-    refs = collect_records(args.records)
+    refs = load_records(args.records)
     if not refs:
         raise JembenchError(f"no records found in {', '.join(args.records)}; pass files written by `jembench eval`")
     if args.baseline:
-        baseline = collect_records([args.baseline])
+        baseline = load_records([args.baseline])
         if not baseline:
             raise JembenchError(f"no records found in baseline {args.baseline}; pass a folder of records")
         comparisons, notes = compare_baseline(refs, baseline, rules, allow_missing=args.allow_missing)

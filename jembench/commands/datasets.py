@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from ..defaults import DEFAULT_DATA_ROOT
+from ..defaults import data_root
 
 NAME = "datasets"
 ORDER = 40
@@ -14,14 +14,15 @@ HELP = "list datasets, whether each is available locally, and how to get it"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--data-root", default=DEFAULT_DATA_ROOT, help="folder holding torchvision datasets")
+    p.add_argument("--data-root", default=None,
+                   help="folder holding torchvision datasets (default: $JEMBENCH_DATA, else data)")
 
 
 def run(args) -> int:
     from ..data import SYNTHETIC_OOD, dataset_info, dataset_names, is_available
 
     rows = []
-    root = Path(args.data_root)
+    root = Path(args.data_root or data_root())
     for name in dataset_names():
         info = dataset_info(name)
         ok = is_available(name, root)

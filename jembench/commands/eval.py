@@ -1,39 +1,58 @@
-"""``jembench eval``: run evaluation suites on checkpoints, print paper-style tables, write JSON records."""
+"""``jembench eval``: run evaluation suites on checkpoints (or a model from your code), print paper-style tables,
+write JSON records. Each option is a keyword of :func:`jembench.evaluation.evaluate`."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from .. import atomic
-from ..defaults import DEFAULT_DATA_ROOT
 from ..errors import JembenchError
 from ._common import add_device_argument, add_seed_argument
 
 NAME = "eval"
 ORDER = 20
-HELP = "evaluate checkpoints with standardized suites and write JSON records"
-DESCRIPTION = ("Evaluate one or more checkpoints (ours or the official JEM code's) with one or more suites. "
-               "Each (checkpoint, suite) pair prints a paper-style table and writes a JSON record plus PNG "
-               "figures. Protocols are TOML files in suites/ whose hash goes into the record.")
+HELP = "evaluate checkpoints (or a model from your code) with standardized suites and write JSON records"
+DESCRIPTION = ("Evaluate one or more checkpoints (ours or the official JEM code's) — or any torch.nn.Module "
+               "defined in your code (--model package.module:factory [--weights FILE]) — with one or more suites. "
+               "Each (model, suite) pair prints a paper-style table and writes a JSON record plus PNG figures. "
+               "Protocols are TOML files shipped with jembench (suites/ in the repository) whose resolved settings' "
+               "hash goes into the record. A suite that cannot run (e.g. generation without Inception weights) is "
+               "skipped with a note when others run; exit 2 when every requested suite was skipped. Python: "
+               "jembench.evaluate(model, suite, ...) takes the same options as keywords.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..suites import available_suites
 
-    p.add_argument("checkpoints", nargs="+", metavar="CKPT", help="checkpoint files (.pt)")
+    p.add_argument("checkpoints", nargs="*", metavar="CKPT", help="checkpoint files (.pt)")
+    p.add_argument("--model", default=None, metavar="PKG.MODULE:FACTORY",
+                   help="evaluate the nn.Module that FACTORY() builds (images in [-1, 1] -> logits) instead of a "
+                        "checkpoint; needs --dataset")
+    p.add_argument("--weights", default=None, metavar="FILE",
+                   help="with --model: state dict to load (torch.save file: bare, or under state_dict / "
+                        "model_state_dict), read with weights_only=True")
+    p.add_argument("--buffer", default=None, metavar="FILE",
+                   help="replay-buffer images (torch.save'd tensor N x C x H x W in [-1, 1]) for the generation "
+                        "suite; replaces a checkpoint's own buffer")
+    p.add_argument("--method", default=None,
+                   help="method named in the record (jem, jempp, ...: what `jembench check` matches published rows "
+                        "by); default: the checkpoint's, 'custom' for --model")
+    p.add_argument("--name", default=None, help="model name in the record (default: the checkpoint's / factory's)")
     p.add_argument("--suite", action="append", default=None,
                    help=f"suite to run, repeatable, or 'all' ({', '.join(available_suites())}); default accuracy")
     p.add_argument("--preset", choices=["paper", "tiny"], default="paper",
                    help="protocol preset: suites/<suite>.toml (paper) or suites/<suite>-tiny.toml (CPU minutes)")
     p.add_argument("--protocol", default=None, help="protocol TOML path or name (only with a single --suite)")
     p.add_argument("--out", default=None,
-                   help="record path (FILE.json) for one checkpoint and one suite, else a folder; default "
-                        "<checkpoint folder>/eval/<suite>.json")
+                   help="record path (FILE.json) for one model and one suite, else a folder; default "
+                        "<checkpoint folder>/eval/<suite>.json (--model: runs/<name>/eval/<suite>.json)")
     p.add_argument("--dataset", default=None,
                    help="evaluation dataset; default: the one the checkpoint was trained on (needed for official "
-                        "JEM checkpoints)")
-    p.add_argument("--data-root", default=None, help="folder holding torchvision datasets (env JEMBENCH_DATA)")
+                        "JEM checkpoints and --model)")
+    p.add_argument("--data-root", default=None,
+                   help="folder holding torchvision datasets (default: $JEMBENCH_DATA, else data)")
     p.add_argument("--no-download", dest="download", action="store_false", help="never download datasets")
     p.add_argument("--batch-size", type=int, default=256, help="evaluation batch size")
     p.add_argument("--compile", action="store_true",
@@ -49,7 +68,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     gen.add_argument("--inception-weights", default=None,
                      help="path of torch-fidelity's Inception weights (weights-inception-2015-12-05-6726825d.pth)")
     gen.add_argument("--n-samples", type=int, default=None, help="fresh SGLD samples to draw (overrides protocol)")
-    gen.add_argument("--steps", type=int, default=None, help="SGLD steps for fresh samples (overrides protocol)")
+    gen.add_argument("--steps", type=int, default=None,
+                     help="SGLD steps for fresh samples (overrides the protocol's sgld.n_steps)")
     gen.add_argument("--init", choices=["uniform", "informative"], default=None,
                      help="initial distribution of fresh chains (overrides protocol)")
     gen.add_argument("--ensemble", action="store_true",
@@ -69,23 +89,30 @@ def _suites(requested: list[str] | None) -> list[str]:
     return names
 
 
-def _record_path(args, ckpt_path: Path, suite: str, single: bool) -> Path:
+def _record_path(args, model: str, suite: str, single: bool) -> Path:
+    stem = Path(model).stem if not args.model else (args.name or args.model.rpartition(":")[2])
     if args.out is None:
-        return ckpt_path.parent / "eval" / f"{suite}.json"
+        return (Path(model).parent if not args.model else Path("runs") / stem) / "eval" / f"{suite}.json"
     out = Path(args.out)
     if single and out.suffix == ".json":
         return out
-    return out / f"{ckpt_path.stem}-{suite}.json"
+    return out / f"{stem}-{suite}.json"
 
 
 def run(args) -> int:
     from .. import distributed
-    from ..evaluate import protocol_for, run_suite
-    from ..models import load_checkpoint
+    from ..evaluation import apply_overrides, as_checkpoint, protocol_for, run_suite
+    from ..models import load_tensor_file, load_weights_file, module_from_factory
     from ..runtime import configure_torch
     from ..suites import get_suite
 
     configure_torch()
+    if bool(args.model) == bool(args.checkpoints):
+        raise JembenchError("pass checkpoint files or --model PKG.MODULE:FACTORY (one of the two)")
+    if args.weights and not args.model:
+        raise JembenchError("--weights goes with --model; a checkpoint file holds its own weights")
+    if args.ensemble and args.model:
+        raise JembenchError("--ensemble pools the buffers of several checkpoints; it does not apply to --model")
     suites = _suites(args.suite)
     if args.protocol and len(suites) > 1:
         raise JembenchError("--protocol applies to one suite; pass a single --suite or use --preset")
@@ -99,23 +126,45 @@ def run(args) -> int:
             raise JembenchError(reason)
     distributed.init(args.device)
     device = distributed.device_for_rank(args.device)
-    options = {k: getattr(args, k) for k in ("inception_weights", "n_samples", "steps", "init", "ensemble")}
-    options["ensemble_checkpoints"] = list(args.checkpoints) if args.ensemble else []
-    protocols = {s: protocol_for(s, args.preset, args.protocol) for s in suites}
-    single = len(suites) == 1 and len(args.checkpoints) == 1
-    out_paths = {(c, s): _record_path(args, Path(c), s, single) for c in args.checkpoints for s in suites}
+    protocols = {s: apply_overrides(protocol_for(s, args.preset, args.protocol), n_samples=args.n_samples,
+                                    steps=args.steps, init=args.init) for s in suites}
+    models = [args.model] if args.model else list(args.checkpoints)
+    single = len(suites) == 1 and len(models) == 1
+    out_paths = {(m, s): _record_path(args, m, s, single) for m in models for s in suites}
     for path in out_paths.values():
         atomic.ensure_writable_dir(path.parent)
-    for ckpt_arg in args.checkpoints:
-        ckpt = load_checkpoint(ckpt_arg, device=device, dataset=args.dataset, trust=args.trust_checkpoint)
+    buffer = load_tensor_file(args.buffer, "--buffer") if args.buffer else None
+    ensemble = list(args.checkpoints) if args.ensemble else []
+    ran, skipped = 0, []
+    for model_arg in models:
+        if args.model:
+            module = module_from_factory(args.model)
+            if args.weights:
+                load_weights_file(module, args.weights)
+            name = args.name or args.model.rpartition(":")[2]
+            ckpt = as_checkpoint(module, dataset=args.dataset, data_root=args.data_root, device=device,
+                                 buffer=buffer, method=args.method, name=name, weights=args.weights)
+        else:
+            ckpt = as_checkpoint(model_arg, dataset=args.dataset, device=device, buffer=buffer, method=args.method,
+                                 name=args.name, trust_checkpoint=args.trust_checkpoint)
         for suite_name in suites:
-            out = out_paths[(ckpt_arg, suite_name)]
-            record = run_suite(ckpt, suite_name, protocols[suite_name], out, dataset=args.dataset,
-                               data_root=args.data_root or DEFAULT_DATA_ROOT, download=args.download, device=device,
-                               seed=args.seed, batch_size=args.batch_size, options=options,
-                               compile=args.compile, channels_last=args.channels_last)
+            out = out_paths[(model_arg, suite_name)]
+            try:
+                record = run_suite(ckpt, suite_name, protocols[suite_name], out, dataset=args.dataset,
+                                   data_root=args.data_root, download=args.download, device=device, seed=args.seed,
+                                   batch_size=args.batch_size, inception_weights=args.inception_weights,
+                                   ensemble=ensemble, compile=args.compile, channels_last=args.channels_last)
+            except JembenchError as exc:
+                if len(models) * len(suites) == 1:
+                    raise
+                skipped.append(f"{Path(model_arg).name}/{suite_name} skipped: {exc}")
+                print(f"note: {skipped[-1]}", file=sys.stderr)
+                continue
+            ran += 1
             if distributed.is_main():
                 print(get_suite(suite_name).format_table(record))
                 print(f"record: {out}\n")
     distributed.cleanup()
+    if not ran:
+        raise JembenchError(f"every requested suite was skipped ({len(skipped)}); see the notes above")
     return 0

@@ -7,28 +7,31 @@ from pathlib import Path
 
 from .. import atomic
 from ..errors import JembenchError
-from ..leaderboard import FORMATS, RUNS_DIR, TABLES, build_all, collect_records, render
-from ..published import PAPERS, PUBLISHED_DIR, load_published
+from ..leaderboard import FORMATS, TABLES, build_all, render
+from ..published import PAPERS, load_published
+from ..records import load_records
+from ..resources import runs_dir
 
 NAME = "leaderboard"
 ORDER = 50
 HELP = "render paper-shaped leaderboards: published numbers and our records side by side"
 DESCRIPTION = ("Build the papers' tables (hybrid: Model | Acc % | IS | FID, OOD: score x OOD set, calibration, "
-               "robustness, ablation) from the published numbers (results/published/*.csv) and our JSON records, "
+               "robustness, ablation) from the published numbers (results/published/*.csv, shipped with jembench) "
+               "and our JSON records, "
                "and render them as Markdown, LaTeX, CSV or HTML. Our rows are marked '(ours)' and carry the "
                "protocol they were measured under; records are averaged only when their protocol hashes match.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("records", nargs="*", metavar="RECORDS",
-                   help=f"record files or folders of records (searched recursively); default: {RUNS_DIR} if it "
-                        f"exists")
+                   help="record files or folders of records (searched recursively); default: results/runs of "
+                        "the jembench source checkout, if run from one")
     p.add_argument("--table", choices=("all",) + TABLES, default="all", help="which paper table to reproduce")
     p.add_argument("--format", choices=FORMATS, default="md", help="output format")
     p.add_argument("--dataset", default=None, help="only this dataset (cifar10, cifar100, svhn, digits, ...)")
     p.add_argument("--paper", choices=sorted(PAPERS), default=None, help="only the tables of this paper")
-    p.add_argument("--published", default=str(PUBLISHED_DIR), metavar="DIR",
-                   help="folder of published-number CSVs")
+    p.add_argument("--published", default=None, metavar="DIR",
+                   help="folder of published-number CSVs (default: the ones shipped with jembench)")
     p.add_argument("--no-published", action="store_true", help="our records only")
     p.add_argument("--no-records", action="store_true", help="published numbers only")
     p.add_argument("--out", default=None, metavar="FILE", help="write to FILE (atomically) instead of stdout")
@@ -40,8 +43,9 @@ def run(args) -> int:
     if args.no_records:
         refs = []
     else:
-        paths = args.records or ([RUNS_DIR] if RUNS_DIR.is_dir() else [])
-        refs = collect_records(paths)
+        default = runs_dir()
+        paths = args.records or ([default] if default is not None and default.is_dir() else [])
+        refs = load_records(paths)
     published = None if args.no_published else load_published(args.published)
     kinds = TABLES if args.table == "all" else (args.table,)
     sections = build_all(kinds, published, refs, dataset=args.dataset, paper=args.paper)

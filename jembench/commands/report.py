@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .. import atomic
 from ..errors import JembenchError
-from ..published import PUBLISHED_DIR, load_published
+from ..published import load_published
 from ..report import build_report
 
 NAME = "report"
@@ -22,7 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="folder with records (searched recursively)")
     p.add_argument("-o", "--out", default="report.html", metavar="FILE", help="HTML file to write (atomically)")
     p.add_argument("--title", default=None, help="page title (default: jembench report — RUN_DIR)")
-    p.add_argument("--published", default=str(PUBLISHED_DIR), metavar="DIR", help="folder of published-number CSVs")
+    p.add_argument("--published", default=None, metavar="DIR",
+                   help="folder of published-number CSVs (default: the ones shipped with jembench)")
     p.add_argument("--no-published", action="store_true", help="leave the published rows out of the tables")
 
 

@@ -6,7 +6,6 @@ import argparse
 
 from ..errors import JembenchError
 from ..records import load_records
-from ..suites.robustness import _PANELS, plot_records
 
 NAME = "robustness-plot"
 ORDER = 52
@@ -17,6 +16,8 @@ DESCRIPTION = ("Draw the curves of `jembench eval --suite robustness` records on
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..suites.robustness import _PANELS  # imported when the command is chosen: it pulls in torch
+
     p.add_argument("records", nargs="+", metavar="RECORD", help="robustness record files (or folders of them)")
     p.add_argument("-o", "--out", required=True, metavar="FIG.png", help="figure to write (PNG)")
     p.add_argument("--kind", action="append", choices=list(_PANELS), default=None,
@@ -25,7 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    records = load_records(args.records)
+    from ..suites.robustness import plot_records
+
+    records = [ref.record for ref in load_records(args.records)]
     if args.labels is not None and len(args.labels) != len(records):
         raise JembenchError(f"--labels has {len(args.labels)} labels for {len(records)} records; give one per record")
     path = plot_records(records, args.out, kinds=args.kind, labels=args.labels)

@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 import typing
 from dataclasses import fields
-from pathlib import Path
-
-from ..errors import JembenchError
 
 NAME = "train"
 ORDER = 10
@@ -70,45 +67,13 @@ def overrides_from_args(args) -> dict:
             if name not in _SKIP and getattr(args, name, None) is not None}
 
 
-def resolve_config(method: str, preset: str, overrides: dict):
-    """Defaults ← the method's preset for the dataset ← command-line overrides."""
-    from reference_models import get_method
-    from reference_models.config import TrainConfig
-
-    dataset = overrides.get("dataset", "digits")
-    module = get_method(method)
-    try:
-        values = module.preset(preset, dataset)
-    except KeyError:
-        raise JembenchError(f"method {method!r} has no preset {preset!r}; use one of "
-                            f"{', '.join(module.PRESETS)}") from None
-    return TrainConfig.from_dict({**values, "dataset": dataset, **overrides, "method": method})
-
-
 def run(args) -> int:
-    from reference_models.config import TrainConfig
-    from reference_models.train_loop import train
-
-    from ..models import read_checkpoint_file
-
-    overrides = overrides_from_args(args)
-    if args.resume:
-        out = Path(args.resume)
-        saved = read_checkpoint_file(out / "last.pt") if (out / "last.pt").is_file() else None
-        if saved is None:
-            raise JembenchError(f"cannot resume: {out / 'last.pt'} does not exist; start the run without --resume")
-        stored = {k: v for k, v in saved["config"].items() if k in TrainConfig.field_names()}
-        if stored.get("method") != args.method:
-            raise JembenchError(f"{out} holds a {stored.get('method')!r} run, not {args.method!r}; "
-                                f"pass the matching method")
-        cfg = TrainConfig.from_dict({**stored, **overrides})
-    else:
-        cfg = resolve_config(args.method, args.preset, overrides)
-        out = Path(args.out) if args.out else Path("runs") / cfg.run_name
     from .. import distributed
+    from ..training import train
 
     try:
-        ckpt = train(cfg, out, resume=bool(args.resume), progress=args.progress)
+        ckpt = train(args.method, args.preset, args.resume or args.out, resume=bool(args.resume),
+                     progress=args.progress, **overrides_from_args(args))
         main = distributed.is_main()
     finally:
         distributed.cleanup()

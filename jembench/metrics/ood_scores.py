@@ -11,23 +11,27 @@ when it is requested the forward runs under ``torch.enable_grad()`` with ``x.req
 the batch at once. That is exact because the model is in eval mode (batch norm uses running statistics), so
 example i's output does not depend on example j. Gradients are taken w.r.t. x only; parameter ``.grad`` is
 never touched.
+
+The registry (:data:`SCORES`: names, labels) is importable without torch — the leaderboard reads the labels from
+here and must start fast — so torch is imported where a score is computed.
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-import torch
-from torch import nn
-
-from ..energy import log_px_unnormalized, p_y_given_x
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 class OODScore:
-    """Base: ``name`` (metric-key part), ``label`` (table / figure text), whether it needs ∂/∂x."""
+    """Base: ``name`` (metric-key part), ``label`` (table / figure text), ``latex`` (LaTeX tables), whether it
+    needs ∂/∂x."""
 
     name: str = ""
     label: str = ""
+    latex: str = ""
     needs_input_grad: bool = False
 
     def __call__(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -35,23 +39,32 @@ class OODScore:
 
 
 class LogPx(OODScore):
-    name, label = "log_px", "log p(x)"
+    name, label, latex = "log_px", "log p(x)", r"$\log p(\mathbf{x})$"
 
     def __call__(self, logits, x):
+        from ..energy import log_px_unnormalized
+
         return log_px_unnormalized(logits.detach())
 
 
 class MaxPy(OODScore):
-    name, label = "max_py", "max_y p(y|x)"
+    name, label, latex = "max_py", "max_y p(y|x)", r"$\max_y p(y|\mathbf{x})$"
 
     def __call__(self, logits, x):
+        from ..energy import p_y_given_x
+
         return p_y_given_x(logits.detach()).max(dim=1).values
 
 
 class GradNorm(OODScore):
     name, label, needs_input_grad = "grad_norm", "−‖∂log p(x)/∂x‖", True
+    latex = r"$-\left\|\frac{\partial \log p(\mathbf{x})}{\partial \mathbf{x}}\right\|$"
 
     def __call__(self, logits, x):
+        import torch
+
+        from ..energy import log_px_unnormalized
+
         grad = torch.autograd.grad(log_px_unnormalized(logits).sum(), x, retain_graph=True)[0]
         return -grad.flatten(1).norm(p=2, dim=1)
 
@@ -75,6 +88,8 @@ def score_batches(model: nn.Module, batches: Iterable[torch.Tensor], names: list
 
     Only the per-image scores are kept, so an OOD test set can stream through a DataLoader.
     """
+    import torch
+
     scores = [SCORES[n] for n in names]
     need_grad = any(s.needs_input_grad for s in scores)
     out: dict[str, list[torch.Tensor]] = {n: [] for n in names}

@@ -2,9 +2,14 @@
 
 A suite module defines
   ``NAME``                 its name on the command line;
+  ``PROTOCOL``             its protocol: a frozen dataclass whose defaults are the paper setting
+                           (:mod:`jembench.schema`; a protocol file sets any of its fields);
+  ``OVERRIDES``            (optional) evaluate() keywords / CLI options that change protocol fields, e.g.
+                           ``{"steps": "sgld.n_steps"}``; a changed protocol gets a new name and hash;
   ``run(ckpt, protocol, ctx) -> dict``   evaluate a :class:`jembench.models.LoadedCheckpoint` under a
-                           :class:`jembench.protocols.Protocol`, write figures into ``ctx.out_dir`` and return
-                           a record (:func:`jembench.records.make_record`);
+                           :class:`jembench.protocols.Protocol` (``protocol.settings`` is a ``PROTOCOL``),
+                           write figures into ``ctx.out_dir`` and return a record
+                           (:func:`jembench.records.make_record`);
   ``format_table(record) -> str``        the paper-style table of one record (tabulate);
   ``headline(record) -> dict[str, float]``  the few numbers the demo / summary table shows.
 Protocols: ``suites/<name>.toml`` (paper settings) and ``suites/<name>-tiny.toml`` (CPU minutes).
@@ -21,8 +26,9 @@ from typing import Iterator
 
 import torch
 
-from ..data import DEFAULT_DATA_ROOT, iter_batches, load_dataset, stack_dataset
+from ..data import iter_batches, load_dataset, stack_dataset
 from ..errors import JembenchError
+from ..schema import setting
 
 SUITE_MODULES = {
     "accuracy": "jembench.suites.accuracy",
@@ -44,22 +50,33 @@ def get_suite(name: str) -> ModuleType:
     return importlib.import_module(SUITE_MODULES[name])
 
 
+@dataclass(frozen=True)
+class SplitSampling:
+    """Protocol fields of suites that stream the (noised) test split: ``n`` images and input noise σ."""
+
+    n: int = setting(0, ge=0, help="test images, chosen by seed; 0 = the whole test split")
+    input_noise: float = setting(0.0, ge=0, help="sigma of Gaussian noise added to test inputs ([-1, 1] units)")
+
+
 @dataclass
 class EvalContext:
-    """Where and how a suite runs: the evaluation dataset, device, output folder for figures, seed."""
+    """Where and how a suite runs: the evaluation dataset, device, output folder for figures, seed, and the
+    suite-specific options of :func:`jembench.evaluation.evaluate` (typed; each is documented there)."""
 
     dataset: str
-    data_root: str | Path = DEFAULT_DATA_ROOT
+    data_root: str | Path | None = None  # None = $JEMBENCH_DATA, else data
     download: bool = True
     device: str = "cpu"
     out_dir: Path = field(default_factory=lambda: Path("."))
     seed: int = 0
     batch_size: int = 256
-    options: dict = field(default_factory=dict)  # suite-specific CLI options (e.g. inception weights path)
+    record_path: Path | None = None  # where the record goes; figures and partial results are named after it
+    inception_weights: str | Path | None = None  # generation: torch-fidelity's Inception weights file
+    ensemble: tuple = ()  # generation: checkpoints (paths) or replay buffers (tensors) pooled as "ensemble"
 
     def figure_path(self, name: str) -> Path:
         """``<record stem>_<name>.png`` beside the record, so records sharing a folder never share figures."""
-        stem = Path(self.options.get("record_path") or "figure").stem
+        stem = Path(self.record_path).stem if self.record_path else "figure"
         return Path(self.out_dir) / f"{stem}_{name}.png"
 
     def test_set(self, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

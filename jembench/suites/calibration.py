@@ -6,8 +6,9 @@ ECE and MCE with ``n_bins`` equal-width confidence bins (confidence 1.0 in the l
 negative log-likelihood and the multi-class Brier score (:mod:`jembench.metrics.calibration`), and accuracy.
 The record holds the per-bin table (count, accuracy, mean confidence) the reliability diagram is drawn from.
 
-Protocol fields (``suites/calibration.toml``): ``n`` (test images, 0 = all), ``n_bins``, ``input_noise`` (σ of
-Gaussian noise added to test inputs, as the official JEM evaluation can; recorded in the protocol either way).
+Protocol (:class:`CalibrationProtocol`, ``suites/calibration.toml``): ``n`` (test images, 0 = all), ``n_bins``,
+``input_noise`` (σ of Gaussian noise added to test inputs, as the official JEM evaluation can; recorded in the
+protocol either way).
 Figure: ``<record>_reliability.png`` — accuracy bars per bin, the gap to the diagonal, ECE in the title.
 """
 
@@ -15,33 +16,35 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from tabulate import tabulate
 
 from .. import atomic
-from ..errors import JembenchError
 from ..metrics.calibration import CalibrationAccumulator, ReliabilityBins
 from ..records import make_record
-from . import EvalContext
+from ..schema import setting
+from . import EvalContext, SplitSampling
 
 NAME = "calibration"
 
 
-def _settings(protocol) -> tuple[int | None, int, float]:
-    n, n_bins, sigma = protocol.get("n", 0), protocol.get("n_bins", 20), protocol.get("input_noise", 0.0)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise JembenchError(f"protocol {protocol.path}: n = {n!r} must be an integer >= 0 (0 = whole test split)")
-    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
-        raise JembenchError(f"protocol {protocol.path}: n_bins = {n_bins!r} must be an integer >= 1 (JEM++: 20)")
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or sigma < 0:
-        raise JembenchError(f"protocol {protocol.path}: input_noise = {sigma!r} must be a number >= 0")
-    return n or None, n_bins, float(sigma)
+@dataclass(frozen=True)
+class CalibrationProtocol(SplitSampling):
+    """The calibration protocol (``n``, ``input_noise`` and ``n_bins``); defaults = the paper setting (JEM §5.2,
+    ECE binning as JEM++)."""
+
+    n_bins: int = setting(20, ge=1, help="equal-width confidence bins (JEM++: 20)")
+
+
+PROTOCOL = CalibrationProtocol
 
 
 def run(ckpt, protocol, ctx: EvalContext) -> dict:
     start = time.perf_counter()
-    limit, n_bins, sigma = _settings(protocol)
+    cfg: CalibrationProtocol = protocol.settings
+    limit, n_bins, sigma = cfg.n or None, cfg.n_bins, cfg.input_noise
     acc = CalibrationAccumulator(n_bins)
     for logits, y in ctx.test_logits(ckpt.model, limit, sigma):  # streamed: one batch alive at a time
         acc.add_logits(logits, y)

@@ -13,9 +13,11 @@ Sample sources (metric keys ``is/<source>``, ``fid/<source>``, ``kid/<source>``)
 FID and KID compare against the in-distribution training set; its features are computed once and cached on disk
 (:mod:`jembench.metrics.fidelity`). Every image is quantized to uint8 exactly once (:func:`to_uint8_rgb`).
 
-Protocol fields: see ``suites/generation.toml`` (each is commented there). ``--n-samples``, ``--steps`` and
-``--init`` override ``n_samples``, ``steps`` and ``init``; the record then carries the merged protocol (and its
-own hash), so overridden runs never compare equal to plain ones.
+Protocol: :class:`GenerationProtocol` (defaults = the paper setting; ``suites/generation.toml`` comments every
+field), with the fresh chains' SGLD settings in ``[sgld]`` (:class:`jembench.sampling.SGLDConfig`).
+``--n-samples``, ``--steps`` and ``--init`` (:data:`OVERRIDES`) change ``n_samples``, ``sgld.n_steps`` and
+``init``; the record then carries the changed protocol (and its own hash), so overridden runs never compare equal
+to plain ones.
 Figures: ``<record>_samples_<source>.png`` — a grid of (up to ``grid_n``) scored samples per source.
 """
 
@@ -31,97 +33,45 @@ import torch
 import torchvision
 from tabulate import tabulate
 
-from .. import atomic
+from .. import atomic, metric_keys
 from ..data import load_dataset, stack_dataset
 from ..errors import JembenchError
+from ..metric_keys import SOURCES
 from ..metrics.fidelity import (INCEPTION, QuantizedDataset, default_cache_root, feature_extractor_kwargs,
                                 fidelity_metrics, reference_cache_name, to_uint8_rgb)
 from ..models import load_checkpoint
-from ..protocols import Protocol, protocol_hash
 from ..records import make_record
 from ..sampling import ClassGaussianInit, SGLDConfig, UniformInit, sgld
+from ..schema import setting
 from . import EvalContext
 
 NAME = "generation"
-SOURCES = ("buffer", "fresh", "conditional", "ensemble")
-OVERRIDES = {"n_samples": "n_samples", "steps": "steps", "init": "init"}  # CLI option -> protocol field
+OVERRIDES = {"n_samples": "n_samples", "steps": "sgld.n_steps", "init": "init"}  # evaluate() keyword -> field
 
 
-def effective_protocol(protocol: Protocol, options: dict) -> Protocol:
-    """The protocol with ``--n-samples`` / ``--steps`` / ``--init`` merged in (a new hash when anything changed)."""
-    changes = {field: options[opt] for opt, field in OVERRIDES.items() if options.get(opt) is not None}
-    if not changes or all(protocol.get(k) == v for k, v in changes.items()):
-        return protocol
-    return Protocol(name=f"{protocol.name}+cli", path=protocol.path, table={**protocol.table, **changes})
+@dataclass(frozen=True)
+class GenerationProtocol:
+    """The generation protocol; defaults = the paper setting (JEM Table 1 + App. B, Inception features)."""
+
+    sources: tuple[str, ...] = setting(("buffer", "fresh", "conditional"), nonempty=True, choices=SOURCES[:3],
+                                       help="sample sources (ensemble is switched on by --ensemble)")
+    feature_extractor: str = setting(INCEPTION, help="torch-fidelity feature extractor name")
+    reference_split: str = setting("train", choices=("train", "test"), help="FID / KID reference split")
+    reference_n: int = setting(0, ge=0, help="reference images (fixed seed-0 subset); 0 = the whole split")
+    n_samples: int = setting(10000, ge=2, help="fresh SGLD chains (--n-samples)")
+    init: str = setting("uniform", choices=("uniform", "informative"), help="p_0 of fresh chains (--init)")
+    sgld: SGLDConfig = setting(SGLDConfig(n_steps=100, step_size=1.0, noise=0.01),
+                               help="SGLD of the fresh chains (n_steps: --steps)")
+    conditional_fraction: float = setting(0.1, gt=0, le=1, help="top share by max_y p(y|x) (JEM App. B: 0.1)")
+    conditional_pool: str = setting("buffer", choices=("buffer", "fresh"), help="pool of the conditional samples")
+    informative_fit_n: int = setting(0, ge=0, help="training images for fitting the informative init; 0 = all")
+    isc_splits: int = setting(10, ge=1, help="Inception Score splits")
+    kid_subsets: int = setting(100, ge=1, help="KID subsets")
+    kid_subset_size: int = setting(1000, ge=2, help="KID subset size")
+    grid_n: int = setting(100, ge=0, help="samples per PNG grid; 0 = no grid")
 
 
-@dataclass
-class _Settings:
-    """The validated protocol; every field is checked once, with the fix in the message."""
-
-    sources: list[str]
-    feature_extractor: str
-    reference_split: str
-    reference_n: int
-    n_samples: int
-    steps: int
-    init: str
-    sgld: SGLDConfig
-    conditional_fraction: float
-    conditional_pool: str
-    isc_splits: int
-    kid_subsets: int
-    kid_subset_size: int
-    grid_n: int
-    informative_fit_n: int
-
-    @classmethod
-    def parse(cls, p: Protocol) -> _Settings:
-        where = f"protocol {p.path}"
-
-        def integer(key, default, low):
-            v = p.get(key, default)
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise JembenchError(f"{where}: {key} = {v!r} must be an integer >= {low}")
-            return v
-
-        def number(key, default, low, high=math.inf):
-            v = p.get(key, default)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not low <= v <= high:
-                raise JembenchError(f"{where}: {key} = {v!r} must be a number in [{low}, {high}]")
-            return float(v)
-
-        sources = p.get("sources", ["buffer", "fresh", "conditional"])
-        if not isinstance(sources, list) or not sources or any(s not in SOURCES[:3] for s in sources):
-            raise JembenchError(f"{where}: sources = {sources!r}; use a non-empty list of buffer, fresh, "
-                                f"conditional (ensemble is switched on by --ensemble)")
-        fe = p.get("feature_extractor", INCEPTION)
-        if not isinstance(fe, str):
-            raise JembenchError(f"{where}: feature_extractor = {fe!r} must be a torch-fidelity extractor name")
-        split = p.get("reference_split", "train")
-        if split not in ("train", "test"):
-            raise JembenchError(f"{where}: reference_split = {split!r}; use \"train\" (JEM) or \"test\"")
-        init = p.get("init", "uniform")
-        if init not in ("uniform", "informative"):
-            raise JembenchError(f"{where}: init = {init!r}; use \"uniform\" (JEM) or \"informative\" (JEM++)")
-        pool = p.get("conditional_pool", "buffer")
-        if pool not in ("buffer", "fresh"):
-            raise JembenchError(f"{where}: conditional_pool = {pool!r}; use \"buffer\" (JEM App. B) or \"fresh\"")
-        x_clamp = p.get("sgld_x_clamp", False)
-        if not isinstance(x_clamp, bool):
-            raise JembenchError(f"{where}: sgld_x_clamp = {x_clamp!r} must be true or false")
-        clamp = number("sgld_grad_clamp", 0.0, 0.0)
-        sgld_cfg = SGLDConfig(n_steps=integer("steps", 100, 0), step_size=number("sgld_step_size", 1.0, 0.0),
-                              noise=number("sgld_noise", 0.01, 0.0), grad_clamp=clamp or None, x_clamp=x_clamp)
-        fraction = number("conditional_fraction", 0.1, 0.0, 1.0)
-        if fraction == 0:
-            raise JembenchError(f"{where}: conditional_fraction must be > 0 (JEM App. B keeps the top 0.1)")
-        return cls(sources=list(sources), feature_extractor=fe, reference_split=split,
-                   reference_n=integer("reference_n", 0, 0), n_samples=integer("n_samples", 10000, 2),
-                   steps=sgld_cfg.n_steps, init=init, sgld=sgld_cfg, conditional_fraction=fraction,
-                   conditional_pool=pool, isc_splits=integer("isc_splits", 10, 1),
-                   kid_subsets=integer("kid_subsets", 100, 1), kid_subset_size=integer("kid_subset_size", 1000, 2),
-                   grid_n=integer("grid_n", 100, 0), informative_fit_n=integer("informative_fit_n", 0, 0))
+PROTOCOL = GenerationProtocol
 
 
 @dataclass
@@ -150,7 +100,7 @@ def _pool_from_images(model, images: torch.Tensor, device: str, batch_size: int)
     return _Pool(*(torch.cat(p) for p in zip(*parts)))
 
 
-def initial_distribution(ckpt, cfg: _Settings, ctx: EvalContext) -> tuple[object, str]:
+def initial_distribution(ckpt, cfg: GenerationProtocol, ctx: EvalContext) -> tuple[object, str]:
     """p_0 of fresh chains and where it came from: U(−1, 1), or JEM++'s class Gaussians from the checkpoint
     (when its buffer was initialised from them) or fitted to the training set."""
     if cfg.init == "uniform":
@@ -168,8 +118,8 @@ def initial_distribution(ckpt, cfg: _Settings, ctx: EvalContext) -> tuple[object
     return init, f"class Gaussians fitted to {len(x)} {ctx.dataset} training images"
 
 
-def fresh_samples(ckpt, cfg: _Settings, init, ctx: EvalContext) -> _Pool:
-    """``cfg.n_samples`` SGLD chains of ``cfg.steps`` steps on log p(x), ``ctx.batch_size`` chains at a time."""
+def fresh_samples(ckpt, cfg: GenerationProtocol, init, ctx: EvalContext) -> _Pool:
+    """``cfg.n_samples`` SGLD chains of ``cfg.sgld.n_steps`` steps on log p(x), ``ctx.batch_size`` at a time."""
     parts = []
     for start in range(0, cfg.n_samples, ctx.batch_size):
         y = torch.arange(start, min(start + ctx.batch_size, cfg.n_samples)) % ckpt.n_classes
@@ -178,16 +128,16 @@ def fresh_samples(ckpt, cfg: _Settings, init, ctx: EvalContext) -> _Pool:
     return _Pool(*(torch.cat(p) for p in zip(*parts)))
 
 
-def _resumable_fresh_samples(ckpt, cfg: _Settings, init, protocol, ctx: EvalContext) -> _Pool:
+def _resumable_fresh_samples(ckpt, cfg: GenerationProtocol, init, protocol, ctx: EvalContext) -> _Pool:
     """:func:`fresh_samples`, saved (atomically) as ``<record stem>.partial.fresh.pt`` beside the record: a rerun
     with the same output path, checkpoint, protocol and seed reuses them instead of running the chains again
-    (the expensive part of this suite). :func:`jembench.evaluate.run_suite` deletes the file once the record
+    (the expensive part of this suite). :func:`jembench.evaluation.run_suite` deletes the file once the record
     is written."""
-    record_path = ctx.options.get("record_path")
+    record_path = ctx.record_path
     if not record_path:
         return fresh_samples(ckpt, cfg, init, ctx)
     partial = Path(record_path).with_name(f"{Path(record_path).stem}.partial.fresh.pt")
-    key = {"protocol": protocol_hash(protocol.table), "sha256": ckpt.sha256, "seed": ctx.seed, "dataset": ctx.dataset}
+    key = {"protocol": protocol.hash, "sha256": ckpt.sha256, "seed": ctx.seed, "dataset": ctx.dataset}
     if partial.is_file():
         try:
             saved = torch.load(partial, map_location="cpu", weights_only=True)
@@ -209,17 +159,21 @@ def top_fraction(confidence: torch.Tensor, fraction: float) -> torch.Tensor:
 
 
 def _ensemble_buffers(ckpt, ctx: EvalContext, notes: list[str]) -> torch.Tensor | None:
+    """The union of the replay buffers of ``ctx.ensemble`` (checkpoint paths, or buffer tensors)."""
     buffers = []
-    for path in ctx.options.get("ensemble_checkpoints") or []:
-        same = Path(path).resolve() == Path(ckpt.path).resolve()
-        buf = ckpt.buffer if same else load_checkpoint(path, device="cpu").buffer
+    for item in ctx.ensemble:
+        if isinstance(item, torch.Tensor):
+            what, buf = "a buffer tensor", item
+        else:
+            same = Path(item).resolve() == Path(ckpt.path).resolve()
+            what, buf = str(item), ckpt.buffer if same else load_checkpoint(item, device="cpu").buffer
         if buf is None:
-            _note(notes, f"ensemble: {path} has no replay buffer; left out")
+            _note(notes, f"ensemble: {what} has no replay buffer; left out")
         elif tuple(buf.shape[1:]) != tuple(ckpt.image_shape):
-            _note(notes, f"ensemble: {path} buffer images are {tuple(buf.shape[1:])}, not {tuple(ckpt.image_shape)};"
+            _note(notes, f"ensemble: {what} holds {tuple(buf.shape[1:])} images, not {tuple(ckpt.image_shape)};"
                          f" left out")
         else:
-            buffers.append(to_uint8_rgb(buf))
+            buffers.append(to_uint8_rgb(buf.detach().cpu()))
     if not buffers:
         _note(notes, "ensemble: no checkpoint with a usable replay buffer; pass several checkpoints with --ensemble")
         return None
@@ -235,9 +189,8 @@ def save_grid(images: torch.Tensor, path: str | Path) -> None:
 
 def run(ckpt, protocol, ctx: EvalContext) -> dict:
     start = time.perf_counter()
-    protocol = effective_protocol(protocol, ctx.options)
-    cfg = _Settings.parse(protocol)
-    fe_kwargs = feature_extractor_kwargs(cfg.feature_extractor, ctx.options.get("inception_weights"))  # fail fast
+    cfg: GenerationProtocol = protocol.settings
+    fe_kwargs = feature_extractor_kwargs(cfg.feature_extractor, ctx.inception_weights)  # fail fast
     notes: list[str] = []
     details: dict = {"feature_extractor": cfg.feature_extractor, "sources": {}}
     if "feature_extractor_weights_path" in fe_kwargs:
@@ -275,11 +228,12 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
         samples["conditional"] = _Pool(pool.images[idx], pool.confidence[idx], pool.label[idx])
         details["conditional"] = {"pool": cond_pool, "fraction": cfg.conditional_fraction, "k": len(idx),
                                   "min_confidence": float(pool.confidence[idx].min())}
-    if ctx.options.get("ensemble"):
+    if ctx.ensemble:
         union = _ensemble_buffers(ckpt, ctx, notes)
         if union is not None:
             samples["ensemble"] = union
-            details["ensemble"] = {"checkpoints": [str(p) for p in ctx.options.get("ensemble_checkpoints") or []]}
+            details["ensemble"] = {"checkpoints": [str(p) if not isinstance(p, torch.Tensor) else "<tensor>"
+                                                   for p in ctx.ensemble]}
 
     metrics: dict[str, float] = {}
     figures: list[str] = []
@@ -292,8 +246,8 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
                                   isc_splits=cfg.isc_splits, kid_subsets=cfg.kid_subsets,
                                   kid_subset_size=cfg.kid_subset_size, device=ctx.device,
                                   batch_size=ctx.batch_size, seed=ctx.seed)
-        for key in ("is", "fid", "kid"):
-            metrics[f"{key}/{source}"] = result[key]
+        for key in metric_keys.FIDELITY_METRICS:
+            metrics[metric_keys.fidelity(key, source)] = result[key]
         details["sources"][source] = {"n": len(images), "is_std": result["is_std"], "kid_std": result["kid_std"]}
         if cfg.grid_n:
             path = ctx.figure_path(f"samples_{source}")
@@ -311,8 +265,9 @@ def _fmt(value: float | None, spec: str) -> str:
 def format_table(record: dict) -> str:
     m = record["metrics"]
     details = record.get("details", {})
-    rows = [[source, _fmt(m.get(f"is/{source}"), ".3f"), _fmt(m.get(f"fid/{source}"), ".2f"),
-             _fmt(m.get(f"kid/{source}"), ".4f"), info.get("n", "")]
+    key = metric_keys.fidelity
+    rows = [[source, _fmt(m.get(key("is", source)), ".3f"), _fmt(m.get(key("fid", source)), ".2f"),
+             _fmt(m.get(key("kid", source)), ".4f"), info.get("n", "")]
             for source, info in details.get("sources", {}).items()]
     lines = [f"Generation, {record['model']['name']} vs {record['dataset']} "
              f"{details.get('reference', {}).get('split', 'train')} (feature extractor "
@@ -329,6 +284,7 @@ def headline(record: dict) -> dict[str, float]:
     else of the first source measured."""
     m = record["metrics"]
     for source in ("fresh", *SOURCES):
-        if f"fid/{source}" in m:
-            return {f"IS ({source}) ↑": m[f"is/{source}"], f"FID ({source}) ↓": m[f"fid/{source}"]}
+        if metric_keys.fidelity("fid", source) in m:
+            return {f"IS ({source}) ↑": m[metric_keys.fidelity("is", source)],
+                    f"FID ({source}) ↓": m[metric_keys.fidelity("fid", source)]}
     return {}

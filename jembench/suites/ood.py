@@ -17,8 +17,8 @@ OOD sets (protocol ``sets``):
       JEM §5.3); λ = ``interp_lambda`` = 0.5 as the official evaluation, which averages two shuffled batches.
 Synthetic sets have as many images as the in-distribution set unless ``n_out`` says otherwise.
 
-Protocol fields (``suites/ood.toml``): ``sets``, ``scores``, ``n_in``, ``n_out``, ``input_noise`` (σ added to every
-input, official JEM default .03, SADA-JEM 0), ``interp_lambda``, ``hist_bins``.
+Protocol (:class:`OODProtocol`, ``suites/ood.toml``): ``sets``, ``scores``, ``n_in``, ``n_out``, ``input_noise`` (σ
+added to every input, official JEM default .03, SADA-JEM 0), ``interp_lambda``, ``hist_bins``.
 Figures: ``<record>_hist_<score>.png`` — per OOD set, histograms of the in-distribution (green) and OOD (red)
 scores, like JEM Table 2.
 """
@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -37,50 +38,44 @@ import torchvision.transforms.functional as TF
 from tabulate import tabulate
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from .. import atomic
+from .. import atomic, metric_keys
+from ..catalog import PAPER_OOD_SETS, SYNTHETIC_OOD
 from ..data import dataset_info, dataset_names, load_dataset, synthetic_ood_batch
 from ..errors import JembenchError
 from ..metrics.detection import CONVENTION, detection_metrics
 from ..metrics.ood_scores import SCORES, score_batches, score_tensor
 from ..records import make_record
+from ..schema import Invalid, setting
 from . import EvalContext
 
 NAME = "ood"
-SYNTHETIC = ("uniform", "constant", "interp")
-METRICS = ("auroc", "aupr", "fpr95")
 
 
-class _Settings:
-    """The validated protocol: every field checked once, with the fix in the message."""
+@dataclass(frozen=True)
+class OODProtocol:
+    """The OOD protocol; defaults = the paper setting (JEM Table 7 sets, the three JEM scores, whole splits)."""
 
-    def __init__(self, protocol):
-        where = f"protocol {protocol.path}"
-        self.sets = list(protocol.get("sets", ["svhn", "uniform", "constant", "interp", "cifar100", "celeba"]))
-        self.scores = list(protocol.get("scores", ["log_px", "max_py", "grad_norm"]))
-        self.n_in = protocol.get("n_in", 0)
-        self.n_out = protocol.get("n_out", 0)
-        self.input_noise = protocol.get("input_noise", 0.0)
-        self.interp_lambda = protocol.get("interp_lambda", 0.5)
-        self.hist_bins = protocol.get("hist_bins", 100)
-        for name in ("n_in", "n_out"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise JembenchError(f"{where}: {name} = {value!r} must be an integer >= 0 (0 = whole test split)")
-        if isinstance(self.hist_bins, bool) or not isinstance(self.hist_bins, int) or self.hist_bins < 1:
-            raise JembenchError(f"{where}: hist_bins = {self.hist_bins!r} must be an integer >= 1")
-        if not isinstance(self.input_noise, (int, float)) or isinstance(self.input_noise, bool) or self.input_noise < 0:
-            raise JembenchError(f"{where}: input_noise = {self.input_noise!r} must be a number >= 0")
-        lam = self.interp_lambda
-        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not 0 <= lam <= 1:
-            raise JembenchError(f"{where}: interp_lambda = {lam!r} must be a number in [0, 1] (official JEM: 0.5)")
-        if not self.scores or any(s not in SCORES for s in self.scores):
-            raise JembenchError(f"{where}: scores = {self.scores!r}; use a non-empty list of {', '.join(SCORES)}")
-        if not self.sets:
-            raise JembenchError(f"{where}: sets is empty; list OOD sets, e.g. [\"uniform\", \"svhn\"]")
+    sets: tuple[str, ...] = setting(PAPER_OOD_SETS, nonempty=True,
+                                    help="OOD sets: datasets, uniform / constant / interp, folder:PATH")
+    scores: tuple[str, ...] = setting(("log_px", "max_py", "grad_norm"), nonempty=True,
+                                      help="registered OOD scores (jembench.metrics.ood_scores)")
+    n_in: int = setting(0, ge=0, help="in-distribution test images, chosen by seed; 0 = the whole test split")
+    n_out: int = setting(0, ge=0, help="images per OOD set; 0 = whole test split (synthetic: as many as n_in)")
+    input_noise: float = setting(0.0, ge=0, help="sigma of Gaussian noise added to every input")
+    interp_lambda: float = setting(0.5, ge=0, le=1, help="interp = lambda*x_a + (1-lambda)*x_b")
+    hist_bins: int = setting(100, ge=1, help="bins of the score histograms")
+
+    def validate(self) -> None:
+        for s in self.scores:
+            if s not in SCORES:
+                raise Invalid(f"scores has {s!r}; use registered scores: {', '.join(SCORES)}")
         for s in self.sets:
-            if not isinstance(s, str) or not (s in SYNTHETIC or s in dataset_names() or s.startswith("folder:")):
-                raise JembenchError(f"{where}: unknown OOD set {s!r}; use {', '.join(SYNTHETIC)}, a dataset "
-                                    f"({', '.join(dataset_names())}) or folder:PATH")
+            if not (s in SYNTHETIC_OOD or s in dataset_names() or s.startswith("folder:")):
+                raise Invalid(f"unknown OOD set {s!r} in sets; use {', '.join(SYNTHETIC_OOD)}, a dataset "
+                              f"({', '.join(dataset_names())}) or folder:PATH")
+
+
+PROTOCOL = OODProtocol
 
 
 def _note(notes: list[str], text: str) -> None:
@@ -161,7 +156,7 @@ def _noisy(batches: Iterator[torch.Tensor], sigma: float, gen: torch.Generator) 
 # ------------------------------------------------------------------------------------------------- suite
 def run(ckpt, protocol, ctx: EvalContext) -> dict:
     start = time.perf_counter()
-    cfg = _Settings(protocol)
+    cfg: OODProtocol = protocol.settings
     notes: list[str] = []
     x_in, _ = ctx.test_set(cfg.n_in or None)
     in_shape = tuple(x_in.shape[1:])
@@ -175,7 +170,7 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
     per_set: dict[str, dict] = {}
     scores_out: dict[str, dict[str, torch.Tensor]] = {}
     for i, name in enumerate(cfg.sets):
-        if name in SYNTHETIC:
+        if name in SYNTHETIC_OOD:
             n = cfg.n_out or len(x_in)
             batches = _synthetic_batches(name, x_in, n, ctx.batch_size, ctx.seed * 1000 + i, cfg.interp_lambda)
         else:
@@ -195,8 +190,8 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
         for score in cfg.scores:
             result = detection_metrics(scores_in[score], out[score])
             per_set[name]["scores"][score] = result
-            for metric in METRICS:
-                metrics[f"{metric}/{name}/{score}"] = result[metric]
+            for metric in metric_keys.OOD_METRICS:
+                metrics[metric_keys.ood(metric, name, score)] = result[metric]
     figures = []
     for score in cfg.scores:
         path = ctx.figure_path(f"hist_{score}")
@@ -266,11 +261,12 @@ def format_table(record: dict) -> str:
     labels = details.get("scores", {})
     lines = [f"OOD detection, in-distribution {record['dataset']} (n = {details.get('n_in', '?')}), "
              f"model {record['model']['name']}: AUROC ↑"]
-    lines.append(tabulate([[labels.get(s, s)] + [_fmt(m.get(f"auroc/{d}/{s}", math.nan)) for d in sets]
+    key = metric_keys.ood
+    lines.append(tabulate([[labels.get(s, s)] + [_fmt(m.get(key("auroc", d, s), math.nan)) for d in sets]
                            for s in scores], headers=["score"] + sets, tablefmt="github"))
     lines.append("\nAUPR-In ↑ / FPR@95%TPR ↓")
-    lines.append(tabulate([[labels.get(s, s)] + [f"{_fmt(m.get(f'aupr/{d}/{s}', math.nan))} / "
-                                                 f"{_fmt(m.get(f'fpr95/{d}/{s}', math.nan))}" for d in sets]
+    lines.append(tabulate([[labels.get(s, s)] + [f"{_fmt(m.get(key('aupr', d, s), math.nan))} / "
+                                                 f"{_fmt(m.get(key('fpr95', d, s), math.nan))}" for d in sets]
                            for s in scores], headers=["score"] + sets, tablefmt="github"))
     for note in details.get("notes", []):
         lines.append(f"note: {note}")
@@ -283,6 +279,6 @@ def headline(record: dict) -> dict[str, float]:
     sets, scores, details = _table_parts(record)
     out = {}
     for s in scores:
-        values = [m[f"auroc/{d}/{s}"] for d in sets if not math.isnan(m.get(f"auroc/{d}/{s}", math.nan))]
+        values = [m[k] for k in (metric_keys.ood("auroc", d, s) for d in sets) if not math.isnan(m.get(k, math.nan))]
         out[f"AUROC {details['scores'].get(s, s)} (mean) ↑"] = float(np.mean(values)) if values else math.nan
     return out

@@ -22,20 +22,22 @@ single-process one. After each unit its result is saved (atomically) to ``<recor
 ``<record>.partial.rank<r>.json``) under the protocol hash, checkpoint SHA-256, seed and dataset; a rerun with
 the same record path resumes from there, and the files are deleted once the record is complete.
 
-Protocol (``suites/robustness.toml``; every field is documented there)::
+Protocol (:class:`RobustnessProtocol`, defaults = the paper setting; ``suites/robustness.toml`` documents every
+field)::
 
     n, input_seed, batch_size
-    [refine]    steps (list of K), step_size, noise, grad_clamp, x_clamp, eot_attack, eot_defense, eot_mode, bpda
-    [pgd]       enabled, norms, steps, step_size (α/ε), restarts, random_start, search_steps, linf_eps, l2_eps
-    [boundary]  enabled, steps
-    [pointwise] enabled, l2_binary_search
-    [start]     pool, candidates
+    [refine]        steps (list of K), eot_attack, eot_defense, eot_mode, bpda
+    [refine.sgld]   step_size, noise, grad_clamp, x_clamp (a :class:`jembench.sampling.SGLDConfig`; K = n_steps)
+    [pgd]           enabled, norms, steps, step_size (α/ε), restarts, random_start, search_steps, linf_eps, l2_eps
+    [boundary]      enabled, steps
+    [pointwise]     enabled, l2_binary_search
+    [start]         pool, candidates
 
-Metric keys: ``clean_acc/k<K>``, ``robust_acc/<norm>/k<K>/eps=<ε %g>`` (%), ``boundary/median_l2/k<K>``,
-``pointwise/median_l0/k<K>`` (median over all inputs: 0 when misclassified clean, ``inf`` when more than half
-resisted). ``details`` holds per-input minimal ε / distances (``None`` = no adversarial found), curves and
-forward-pass counts (images through the network: every SGLD step, EOT draw, restart, search step and
-verification counts one per image).
+Metric keys (:mod:`jembench.metric_keys`): ``clean_acc/k<K>``, ``robust_acc/<norm>/k<K>/eps=<ε %g>`` (%),
+``boundary/median_l2/k<K>``, ``pointwise/median_l0/k<K>`` (median over all inputs: 0 when misclassified clean,
+``inf`` when more than half resisted). ``details`` holds per-input minimal ε / distances (``None`` = no
+adversarial found), curves and forward-pass counts (images through the network: every SGLD step, EOT draw,
+restart, search step and verification counts one per image).
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ import numpy as np
 import torch
 from tabulate import tabulate
 
-from .. import atomic, distributed
+from .. import atomic, distributed, metric_keys
 from ..attacks import NORMS, PixelSpace, distances, logits_of, to_pixels
 from ..attacks.gradient_free import (boundary_attack, checked_starting_points, pointwise_attack, top2_candidates,
                                      verified_along_line)
@@ -63,7 +65,10 @@ from ..attacks.pgd import PGDConfig, pgd
 from ..attacks.search import minimal_eps
 from ..errors import JembenchError
 from ..records import make_record
-from ..refine import ForwardCounter, QuenchedNoise, RefineConfig, RefinedClassifier, fixed_rng
+from ..metric_keys import NORM_LABELS
+from ..refine import ForwardCounter, QuenchedNoise, RefinedClassifier, fixed_rng
+from ..sampling import SGLDConfig
+from ..schema import Invalid, setting
 from . import EvalContext
 
 NAME = "robustness"
@@ -71,147 +76,121 @@ PARTIAL_SCHEMA = "jembench-robustness-partial/1"
 
 
 # ------------------------------------------------------------------------------------------- the protocol
-@dataclass(frozen=True)
-class RobustnessProtocol:
-    """The parsed protocol table (defaults = the paper setting; see ``suites/robustness.toml``)."""
-
-    n: int = 300
-    input_seed: int = 0
-    batch_size: int = 50
-    refine_steps: tuple[int, ...] = (0, 1, 10)
-    refine_step_size: float = 1.0
-    refine_noise: float = 0.01
-    refine_grad_clamp: float = 0.0
-    refine_x_clamp: bool = False
-    eot_attack: int = 15
-    eot_defense: int = 150
-    eot_mode: str = "logits"
-    bpda: bool = False
-    pgd: bool = True
-    norms: tuple[str, ...] = NORMS
-    pgd_steps: int = 100
-    pgd_step_size: float = 0.025
-    restarts: int = 20
-    random_start: bool = True
-    search_steps: int = 10
-    linf_eps: tuple[float, ...] = ()
-    l2_eps: tuple[float, ...] = ()
-    boundary: bool = True
-    boundary_steps: int = 25000
-    pointwise: bool = True
-    pointwise_l2_search: bool = True
-    start_pool: int = 0
-    start_candidates: int = 10
-
-    def refine(self, k: int) -> RefineConfig:
-        return RefineConfig(n_steps=k, step_size=self.refine_step_size, noise=self.refine_noise,
-                            grad_clamp=self.refine_grad_clamp or None, x_clamp=self.refine_x_clamp)
-
-    def eps_grid(self, norm: str) -> tuple[float, ...]:
-        return self.linf_eps if norm == "linf" else self.l2_eps
-
-    def attacks(self) -> list[str]:
-        names = [f"pgd-{norm}" for norm in self.norms] if self.pgd else []
-        return names + (["boundary"] if self.boundary else []) + (["pointwise"] if self.pointwise else [])
-
-
-_KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list"}
-
-# table -> (field, type); "" = top level
-_FIELDS: dict[str, dict[str, tuple[str, type]]] = {
-    "": {"n": ("n", int), "input_seed": ("input_seed", int), "batch_size": ("batch_size", int)},
-    "refine": {"steps": ("refine_steps", list), "step_size": ("refine_step_size", float),
-               "noise": ("refine_noise", float), "grad_clamp": ("refine_grad_clamp", float),
-               "x_clamp": ("refine_x_clamp", bool), "eot_attack": ("eot_attack", int),
-               "eot_defense": ("eot_defense", int), "eot_mode": ("eot_mode", str), "bpda": ("bpda", bool)},
-    "pgd": {"enabled": ("pgd", bool), "norms": ("norms", list), "steps": ("pgd_steps", int),
-            "step_size": ("pgd_step_size", float), "restarts": ("restarts", int),
-            "random_start": ("random_start", bool), "search_steps": ("search_steps", int),
-            "linf_eps": ("linf_eps", list), "l2_eps": ("l2_eps", list)},
-    "boundary": {"enabled": ("boundary", bool), "steps": ("boundary_steps", int)},
-    "pointwise": {"enabled": ("pointwise", bool), "l2_binary_search": ("pointwise_l2_search", bool)},
-    "start": {"pool": ("start_pool", int), "candidates": ("start_candidates", int)},
-}
-
-
-def parse_eps(value: Any, where: str) -> float:
+def parse_eps(value: Any) -> float:
     """An ε in [0, 1] pixel units: a number or a fraction string such as ``"8/255"``."""
     try:
         eps = float(Fraction(value)) if isinstance(value, str) else float(value)
     except (ValueError, ZeroDivisionError, TypeError):
-        raise JembenchError(f"{where}: {value!r} is not an ε; write a number or a fraction like \"8/255\"") from None
+        raise ValueError("is not an ε; write a number or a fraction like \"8/255\"") from None
     if isinstance(value, bool) or not math.isfinite(eps) or eps < 0:
-        raise JembenchError(f"{where}: ε {value!r} must be a finite number >= 0 (in [0, 1] pixel units)")
+        raise ValueError("must be a finite number >= 0 (ε in [0, 1] pixel units)")
     return eps
 
 
-def parse_protocol(protocol) -> RobustnessProtocol:
-    """Check the protocol table (unknown keys and wrong types are errors naming the field) → dataclass."""
-    table = dict(protocol.table)
-    source = f"protocol {getattr(protocol, 'path', protocol.name)}"
-    table.pop("suite", None)
-    sections = {"": table}
-    for section in _FIELDS:
-        if section:
-            block = table.pop(section, {})
-            if not isinstance(block, dict):
-                raise JembenchError(f"{source}: [{section}] must be a table; see suites/robustness.toml")
-            sections[section] = block
-    values: dict[str, Any] = {}
-    for section, block in sections.items():
-        fields = _FIELDS[section]
-        for key, value in block.items():
-            name = f"{section}.{key}" if section else key
-            if key not in fields:
-                known = ", ".join(sorted(fields) + ([f"[{s}]" for s in _FIELDS if s] if not section else []))
-                raise JembenchError(f"{source}: unknown field {name!r}; known: {known} (see suites/robustness.toml)")
-            field, kind = fields[key]
-            if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
-                raise JembenchError(f"{source}: field {name!r} must be {_KIND_NAMES[kind]}, got {value!r}")
-            values[field] = value
-    values["refine_steps"] = tuple(_int_list(values.get("refine_steps", [0, 1, 10]), f"{source}: refine.steps"))
-    values["norms"] = tuple(values.get("norms", list(NORMS)))
-    for norm in values["norms"]:
-        if norm not in NORMS:
-            raise JembenchError(f"{source}: pgd.norms has {norm!r}; use linf and/or l2")
-    for norm in NORMS:
-        key = f"{norm}_eps"
-        values[key] = tuple(sorted({parse_eps(v, f"{source}: pgd.{key}") for v in values.get(key, [])}))
-    cfg = RobustnessProtocol(**values)
-    _validate(cfg, source)
-    return cfg
+def _sorted_unique(obj: Any, name: str) -> None:
+    object.__setattr__(obj, name, tuple(sorted(set(getattr(obj, name)))))
 
 
-def _int_list(values: list, where: str) -> list[int]:
-    if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in values):
-        raise JembenchError(f"{where} must be a non-empty list of integers >= 0, e.g. [0, 1, 10]")
-    return sorted(set(values))
+@dataclass(frozen=True)
+class Refinement:
+    """``[refine]``: the classifier attacked, x → K SGLD steps seeded at x → logits (JEM §5.4)."""
+
+    steps: tuple[int, ...] = setting((0, 1, 10), ge=0, nonempty=True, help="the K values (JEM Fig. 5)")
+    sgld: SGLDConfig = setting(SGLDConfig(n_steps=0, step_size=1.0, noise=0.01), omit=("n_steps",),
+                               help="[refine.sgld]: the SGLD steps (K comes from steps)")
+    eot_attack: int = setting(15, ge=1, help="EOT draws the attacker averages (SADA-JEM: 15)")
+    eot_defense: int = setting(150, ge=1, help="draws that classify clean inputs and verify adversarials")
+    eot_mode: str = setting("logits", choices=("logits", "gradients"), help="average logits or gradients")
+    bpda: bool = setting(False, help="identity Jacobian for the refinement (BPDA) instead of exact gradients")
+
+    def __post_init__(self) -> None:
+        _sorted_unique(self, "steps")
+
+    def at(self, k: int) -> SGLDConfig:
+        """The SGLD settings of the refinement with K = ``k`` steps."""
+        return dataclasses.replace(self.sgld, n_steps=k)
 
 
-def _validate(cfg: RobustnessProtocol, source: str) -> None:
-    positive = {"n": cfg.n, "batch_size": cfg.batch_size, "refine.eot_attack": cfg.eot_attack,
-                "refine.eot_defense": cfg.eot_defense, "pgd.steps": cfg.pgd_steps, "pgd.restarts": cfg.restarts,
-                "boundary.steps": cfg.boundary_steps, "start.candidates": cfg.start_candidates}
-    for name, value in positive.items():
-        if value < 1:
-            raise JembenchError(f"{source}: {name} must be >= 1, got {value}")
-    if cfg.search_steps < 0 or cfg.start_pool < 0 or cfg.pgd_step_size <= 0:
-        raise JembenchError(f"{source}: pgd.search_steps and start.pool must be >= 0, pgd.step_size > 0")
-    if cfg.refine_noise < 0 or cfg.refine_step_size < 0 or cfg.refine_grad_clamp < 0:
-        raise JembenchError(f"{source}: refine.step_size, refine.noise and refine.grad_clamp must be >= 0")
-    if cfg.eot_mode not in ("logits", "gradients"):
-        raise JembenchError(f"{source}: refine.eot_mode must be 'logits' or 'gradients', got {cfg.eot_mode!r}")
-    if cfg.eot_mode == "gradients" and "l2" in cfg.norms and cfg.pgd and cfg.refine_noise > 0:
-        raise JembenchError(f"{source}: refine.eot_mode = 'gradients' uses torchattacks.EOTPGD, which is L∞ only; "
-                            f"use eot_mode = 'logits' or drop 'l2' from pgd.norms")
-    if cfg.pgd:
-        for norm in cfg.norms:
-            if not any(e > 0 for e in cfg.eps_grid(norm)):
-                raise JembenchError(f"{source}: pgd.{norm}_eps needs at least one ε > 0, e.g. [0, \"8/255\"]")
-    if not cfg.attacks():
-        raise JembenchError(f"{source}: every attack is disabled; enable [pgd], [boundary] or [pointwise]")
+@dataclass(frozen=True)
+class PGDSettings:
+    """``[pgd]``: white-box PGD through torchattacks."""
+
+    enabled: bool = setting(True)
+    norms: tuple[str, ...] = setting(NORMS, choices=NORMS, nonempty=True)
+    steps: int = setting(100, ge=1, help="iterations per run (JEM App. F: 100)")
+    restarts: int = setting(20, ge=1, help="random restarts per ε (JEM App. F: 20)")
+    step_size: float = setting(0.025, gt=0, help="step α as a fraction of ε")
+    random_start: bool = setting(True)
+    search_steps: int = setting(10, ge=0, help="bisections of each input's ε bracket after the grid")
+    linf_eps: tuple[float, ...] = setting((0.0, *(e / 255 for e in (1, 2, 4, 8, 12, 16, 22, 30))), convert=parse_eps,
+                                          help="L∞ ε grid, [0, 1] pixel units (JEM Fig. 5a range)")
+    l2_eps: tuple[float, ...] = setting((0.0, 0.25, 0.5, 1.0, 1.5, 2.0), convert=parse_eps,
+                                        help="L2 ε grid, [0, 1] pixel units (JEM Fig. 5b range)")
+
+    def __post_init__(self) -> None:
+        for name in ("linf_eps", "l2_eps"):
+            _sorted_unique(self, name)
+
+    def eps_grid(self, norm: str) -> tuple[float, ...]:
+        return self.linf_eps if norm == "linf" else self.l2_eps
+
+
+@dataclass(frozen=True)
+class BoundarySettings:
+    """``[boundary]``: foolbox BoundaryAttack (L2) from a top-2-class starting point."""
+
+    enabled: bool = setting(True)
+    steps: int = setting(25000, ge=1, help="iterations (foolbox's default)")
+
+
+@dataclass(frozen=True)
+class PointwiseSettings:
+    """``[pointwise]``: foolbox PointwiseAttack (L0, then L2 binary search)."""
+
+    enabled: bool = setting(True)
+    l2_binary_search: bool = setting(True)
+
+
+@dataclass(frozen=True)
+class StartSettings:
+    """``[start]``: starting points of the gradient-free attacks (a correctly classified top-2-class image)."""
+
+    pool: int = setting(0, ge=0, help="test images searched for them; 0 = the whole test split")
+    candidates: int = setting(10, ge=1, help="nearest top-2-class images tried per input")
+
+
+@dataclass(frozen=True)
+class RobustnessProtocol:
+    """The robustness protocol; defaults = the paper setting (see ``suites/robustness.toml``)."""
+
+    n: int = setting(300, ge=1, help="test inputs attacked (JEM App. F: 300)")
+    input_seed: int = setting(0, help="seed choosing those inputs and the start-point pool")
+    batch_size: int = setting(50, ge=1, help="inputs per work unit")
+    refine: Refinement = setting(Refinement())
+    pgd: PGDSettings = setting(PGDSettings())
+    boundary: BoundarySettings = setting(BoundarySettings())
+    pointwise: PointwiseSettings = setting(PointwiseSettings())
+    start: StartSettings = setting(StartSettings())
+
+    def validate(self) -> None:
+        if self.refine.eot_mode == "gradients" and "l2" in self.pgd.norms and self.pgd.enabled \
+                and self.refine.sgld.noise > 0:
+            raise Invalid("refine.eot_mode = 'gradients' uses torchattacks.EOTPGD, which is L∞ only; use "
+                          "eot_mode = 'logits' or drop 'l2' from pgd.norms")
+        if self.pgd.enabled:
+            for norm in self.pgd.norms:
+                if not any(e > 0 for e in self.pgd.eps_grid(norm)):
+                    raise Invalid(f"pgd.{norm}_eps needs at least one ε > 0, e.g. [0, \"8/255\"]")
+        if not self.attacks():
+            raise Invalid("every attack is disabled; enable [pgd], [boundary] or [pointwise]")
+
+    def attacks(self) -> list[str]:
+        names = [f"pgd-{norm}" for norm in self.pgd.norms] if self.pgd.enabled else []
+        return names + (["boundary"] if self.boundary.enabled else []) + (
+            ["pointwise"] if self.pointwise.enabled else [])
+
+
+PROTOCOL = RobustnessProtocol
 
 
 # ---------------------------------------------------------------------------------------------- the units
@@ -250,14 +229,14 @@ class _Models:
     """The classifiers one K needs, in [0, 1] pixel space."""
 
     def __init__(self, base: torch.nn.Module, cfg: RobustnessProtocol, k: int):
-        refine = cfg.refine(k)
+        refine = cfg.refine.at(k)
         self.stochastic = refine.stochastic
-        self.verify = PixelSpace(RefinedClassifier(base, refine, n_draws=cfg.eot_defense)).eval()
-        gradient_eot = cfg.eot_mode == "gradients" and self.stochastic
-        attack_draws = 1 if gradient_eot else cfg.eot_attack
-        self.attack = PixelSpace(RefinedClassifier(base, refine, n_draws=attack_draws, bpda=cfg.bpda)).eval()
-        self.eot_iter = cfg.eot_attack if gradient_eot else 1
-        self.decision = PixelSpace(RefinedClassifier(base, refine, n_draws=cfg.eot_attack)).eval()
+        self.verify = PixelSpace(RefinedClassifier(base, refine, n_draws=cfg.refine.eot_defense)).eval()
+        gradient_eot = cfg.refine.eot_mode == "gradients" and self.stochastic
+        attack_draws = 1 if gradient_eot else cfg.refine.eot_attack
+        self.attack = PixelSpace(RefinedClassifier(base, refine, n_draws=attack_draws, bpda=cfg.refine.bpda)).eval()
+        self.eot_iter = cfg.refine.eot_attack if gradient_eot else 1
+        self.decision = PixelSpace(RefinedClassifier(base, refine, n_draws=cfg.refine.eot_attack)).eval()
 
 
 def run_unit(unit: Unit, base: torch.nn.Module, cfg: RobustnessProtocol, x: torch.Tensor, y: torch.Tensor,
@@ -281,8 +260,8 @@ def run_unit(unit: Unit, base: torch.nn.Module, cfg: RobustnessProtocol, x: torc
 
 
 def _pgd_unit(norm: str, models: _Models, cfg: RobustnessProtocol, x01, y, correct) -> dict[str, Any]:
-    pgd_cfg = PGDConfig(norm=norm, steps=cfg.pgd_steps, step_size=cfg.pgd_step_size, restarts=cfg.restarts,
-                        random_start=cfg.random_start, eot_iter=models.eot_iter)
+    pgd_cfg = PGDConfig(norm=norm, steps=cfg.pgd.steps, step_size=cfg.pgd.step_size, restarts=cfg.pgd.restarts,
+                        random_start=cfg.pgd.random_start, eot_iter=models.eot_iter)
 
     def attack(idx: torch.Tensor, eps: float):
         idx = idx.to(x01.device)
@@ -290,7 +269,7 @@ def _pgd_unit(norm: str, models: _Models, cfg: RobustnessProtocol, x01, y, corre
         return outcome.success, outcome.distance
 
     start = torch.where(correct.cpu(), math.inf, 0.0)
-    result = minimal_eps(attack, len(x01), cfg.eps_grid(norm), cfg.search_steps, start=start)
+    result = minimal_eps(attack, len(x01), cfg.pgd.eps_grid(norm), cfg.pgd.search_steps, start=start)
     return {"min_eps": _finite(result.min_eps), "attack_calls": result.n_calls}
 
 
@@ -303,7 +282,7 @@ def _decision_unit(unit: Unit, models: _Models, cfg: RobustnessProtocol, x01, y,
         attack_model = QuenchedNoise(attack_model, _seed(seed, unit.k, unit.attack, unit.block, "quench")).eval()
     todo = correct.nonzero().flatten()
     target, candidates = top2_candidates(x01[todo], logits[todo], y[todo], pool01, pool_labels,
-                                         cfg.start_candidates)
+                                         cfg.start.candidates)
     kept, starts = checked_starting_points(attack_model, models.verify, y[todo], target, pool01, candidates)
     kept = todo[kept.to(device)]
     l2 = torch.where(correct, math.inf, 0.0).double()
@@ -311,9 +290,10 @@ def _decision_unit(unit: Unit, models: _Models, cfg: RobustnessProtocol, x01, y,
     unverified = 0
     if len(kept):
         if unit.attack == "boundary":
-            adv = boundary_attack(attack_model, x01[kept], y[kept], starts, steps=cfg.boundary_steps)
+            adv = boundary_attack(attack_model, x01[kept], y[kept], starts, steps=cfg.boundary.steps)
         else:
-            adv = pointwise_attack(attack_model, x01[kept], y[kept], starts, l2_binary_search=cfg.pointwise_l2_search)
+            adv = pointwise_attack(attack_model, x01[kept], y[kept], starts,
+                                   l2_binary_search=cfg.pointwise.l2_binary_search)
         adv, fooled, moved = verified_along_line(models.verify, adv, starts, y[kept])
         unverified = int((moved != 0).sum())  # did not verify as returned by foolbox (moved, or none verified)
         found = kept[fooled]
@@ -362,16 +342,17 @@ def _load_partials(paths: list[Path], key: dict[str, Any]) -> dict[str, dict]:
 # ------------------------------------------------------------------------------------------------- run
 def run(ckpt, protocol, ctx: EvalContext) -> dict:
     start_time = time.perf_counter()
-    cfg = parse_protocol(protocol)
+    cfg: RobustnessProtocol = protocol.settings
     inputs_ctx = dataclasses.replace(ctx, seed=cfg.input_seed)  # the same inputs for every model and --seed
     x, y = inputs_ctx.test_set(cfg.n)
-    pool = inputs_ctx.test_set(cfg.start_pool or None) if (cfg.boundary or cfg.pointwise) else (x[:0], y[:0])
+    gradient_free = cfg.boundary.enabled or cfg.pointwise.enabled
+    pool = inputs_ctx.test_set(cfg.start.pool or None) if gradient_free else (x[:0], y[:0])
     n = len(x)
     blocks = [(b, range(b * cfg.batch_size, min(n, (b + 1) * cfg.batch_size)))
               for b in range(math.ceil(n / cfg.batch_size))]
-    units = [Unit(k, attack, b) for k in cfg.refine_steps for attack in cfg.attacks() for b, _ in blocks]
+    units = [Unit(k, attack, b) for k in cfg.refine.steps for attack in cfg.attacks() for b, _ in blocks]
 
-    mine, partial_files = _partial_paths(ctx.options.get("record_path"))
+    mine, partial_files = _partial_paths(ctx.record_path)
     key = _partial_key(ckpt, protocol, ctx)
     done = _load_partials(partial_files, key)
     distributed.barrier()  # every rank has read the partial files before any rank writes one
@@ -380,7 +361,7 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
         print(f"robustness: resuming, {len(units) - len(todo)} of {len(units)} units already done", file=sys.stderr)
     model = ckpt.model.eval()
     mine_done: dict[str, dict] = {}
-    for i, unit in enumerate(todo[distributed.rank()::distributed.world_size()]):
+    for unit in distributed.shard(todo):
         t0 = time.perf_counter()
         rows = blocks[unit.block][1]
         mine_done[unit.key] = run_unit(unit, model, cfg, x[rows.start:rows.stop], y[rows.start:rows.stop], pool,
@@ -393,7 +374,7 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
         done.update(gathered)
     metrics, details = summarize(cfg, units, done, y)
     figures = write_figures(details, ckpt.name, ctx) if distributed.is_main() else []
-    # the partial files are deleted by jembench.evaluate.run_suite once the record itself is on disk
+    # the partial files are deleted by jembench.evaluation.run_suite once the record itself is on disk
     return make_record(suite=NAME, model=ckpt.describe(), dataset=ctx.dataset, protocol=protocol, metrics=metrics,
                        details=details, figures=figures, seed=ctx.seed, wall_time_s=time.perf_counter() - start_time)
 
@@ -416,10 +397,10 @@ def summarize(cfg: RobustnessProtocol, units: list[Unit], done: dict[str, dict],
     details: dict[str, Any] = {"n": int(len(y)), "labels": y.tolist(), "units": len(units),
                                "batch_size": cfg.batch_size, "clean": {}, "pgd": {}, "boundary": {},
                                "pointwise": {}, "forward_passes": {}}
-    for k in cfg.refine_steps:
+    for k in cfg.refine.steps:
         first = by_attack[(k, cfg.attacks()[0])]
         correct = joined(first, "correct")
-        metrics[f"clean_acc/k{k}"] = 100.0 * float(np.mean(correct))
+        metrics[metric_keys.clean_acc(k)] = 100.0 * float(np.mean(correct))
         details["clean"][f"k{k}"] = correct
         for attack in cfg.attacks():
             parts = by_attack[(k, attack)]
@@ -429,10 +410,10 @@ def summarize(cfg: RobustnessProtocol, units: list[Unit], done: dict[str, dict],
                 norm = attack[4:]
                 min_eps = joined(parts, "min_eps")
                 dist = _as_array(min_eps)
-                grid = list(cfg.eps_grid(norm))
+                grid = list(cfg.pgd.eps_grid(norm))
                 acc = [100.0 * float(np.mean(dist > e)) for e in grid]
                 for eps, value in zip(grid, acc):
-                    metrics[f"robust_acc/{norm}/k{k}/eps={eps:g}"] = value
+                    metrics[metric_keys.robust_acc(norm, k, eps)] = value
                 details["pgd"].setdefault(norm, {})[f"k{k}"] = {
                     "eps": grid, "robust_acc": acc, "min_eps": min_eps,
                     "attack_calls": sum(p["attack_calls"] for p in parts),
@@ -443,9 +424,9 @@ def summarize(cfg: RobustnessProtocol, units: list[Unit], done: dict[str, dict],
                          "forward_passes_per_input": forwards / max(1, len(y))}
                 if attack == "pointwise":
                     entry["l0"] = joined(parts, "l0")
-                    metrics[f"pointwise/median_l0/k{k}"] = _median(entry["l0"])
+                    metrics[metric_keys.pointwise_median_l0(k)] = _median(entry["l0"])
                 else:
-                    metrics[f"boundary/median_l2/k{k}"] = _median(entry["l2"])
+                    metrics[metric_keys.boundary_median_l2(k)] = _median(entry["l2"])
                 details[attack][f"k{k}"] = entry
     return metrics, details
 
@@ -537,35 +518,40 @@ def write_figures(details: dict[str, Any], name: str, ctx: EvalContext) -> list[
 def _eps_label(norm: str, eps: float) -> str:
     scaled = eps * 255
     if norm == "linf" and eps > 0 and abs(scaled - round(scaled)) < 1e-3:
-        return f"L∞ {round(scaled)}/255"
-    return f"{'L∞' if norm == 'linf' else 'L2'} {eps:g}"
+        return f"{NORM_LABELS[norm]} {round(scaled)}/255"
+    return f"{NORM_LABELS.get(norm, norm)} {eps:g}"
+
+
+def _parsed(metrics: dict) -> list[metric_keys.Key]:
+    return [k for k in map(metric_keys.parse, metrics) if k is not None]
 
 
 def format_table(record: dict) -> str:
     m = record["metrics"]
-    ks = sorted({int(key.split("/k")[1]) for key in m if key.startswith("clean_acc/k")})
-    columns: list[tuple[str, str]] = [("Clean %", "clean_acc/k{k}")]
-    for key in m:
-        if key.startswith("robust_acc/") and key.split("/")[2] == f"k{ks[0]}":
-            _, norm, _, eps = key.split("/")
-            columns.append((f"{_eps_label(norm, float(eps[4:]))} %", key.replace(f"/k{ks[0]}/", "/k{k}/")))
-    for key, label in (("boundary/median_l2/k{k}", "Boundary med. L2"), ("pointwise/median_l0/k{k}",
-                                                                          "Pointwise med. L0")):
-        if key.format(k=ks[0]) in m:
-            columns.append((label, key))
-    rows = [[record["model"]["name"], k] + [f"{m[pattern.format(k=k)]:.4g}" for _, pattern in columns] for k in ks]
+    keys = _parsed(m)
+    ks = sorted({k.k for k in keys if k.family == "clean_acc"})
+    columns: list[tuple[str, Any]] = [("Clean %", metric_keys.clean_acc)]
+    for key in keys:
+        if key.family == "robust_acc" and key.k == ks[0]:
+            columns.append((f"{_eps_label(key.norm, key.eps_value)} %",
+                            lambda k, key=key: metric_keys.robust_acc(key.norm, k, key.eps_value)))
+    for build, label in ((metric_keys.boundary_median_l2, "Boundary med. L2"),
+                         (metric_keys.pointwise_median_l0, "Pointwise med. L0")):
+        if build(ks[0]) in m:
+            columns.append((label, build))
+    rows = [[record["model"]["name"], k] + [f"{m[build(k)]:.4g}" for _, build in columns] for k in ks]
     return tabulate(rows, headers=["Model", "K"] + [c for c, _ in columns], tablefmt="github")
 
 
 def headline(record: dict) -> dict[str, float]:
     """Clean and robust accuracy at the ε closest to 8/255 (L∞) and 0.5 (L2), for the largest K."""
     m = record["metrics"]
-    ks = sorted({int(key.split("/k")[1]) for key in m if key.startswith("clean_acc/k")})
-    k = ks[-1]
-    out = {f"Clean % K={k}": m[f"clean_acc/k{k}"]}
+    keys = _parsed(m)
+    k = max(key.k for key in keys if key.family == "clean_acc")
+    out = {f"Clean % K={k}": m[metric_keys.clean_acc(k)]}
     for norm, ref in (("linf", 8 / 255), ("l2", 0.5)):
-        keys = [key for key in m if key.startswith(f"robust_acc/{norm}/k{k}/eps=")]
-        if keys:
-            best = min(keys, key=lambda key: abs(float(key.split("eps=")[1]) - ref))
-            out[f"{_eps_label(norm, float(best.split('eps=')[1]))} % K={k}"] = m[best]
+        grid = [key.eps_value for key in keys if key.family == "robust_acc" and key.norm == norm and key.k == k]
+        if grid:
+            best = min(grid, key=lambda eps: abs(eps - ref))
+            out[f"{_eps_label(norm, best)} % K={k}"] = m[metric_keys.robust_acc(norm, k, best)]
     return out

@@ -1,0 +1,38 @@
+"""``jembench.train``: the library entry point of ``jembench train`` (the reference trainers, imported lazily)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def train(method: str, preset: str = "tiny", out: str | Path | None = None, *, resume: bool = False,
+          progress: bool = True, **overrides: Any) -> Path:
+    """Train a reference model (``jem``, ``jempp``, ``sada_jem``, ``softmax``, ``softmax_sam``) and return the
+    path of its checkpoint (``<out>/last.pt``).
+
+    ``preset`` is ``tiny`` (CPU minutes), ``paper`` or, for jempp / sada_jem, ``paper-k5`` / ``-k10`` / ``-k20``;
+    ``overrides`` are any :class:`reference_models.config.TrainConfig` fields (``dataset="cifar10"``,
+    ``sgld_steps=40``, ...; unknown names are errors). ``out`` defaults to ``runs/<method>-<dataset>``;
+    ``resume=True`` continues the run in ``out`` (its stored config, with ``overrides`` on top)."""
+    from reference_models.config import TrainConfig, resolve_config
+    from reference_models.train_loop import train as train_loop
+
+    from .errors import JembenchError
+    from .models import read_checkpoint_file
+
+    if resume:
+        if out is None:
+            raise JembenchError("resume=True needs out= (the run folder to continue)")
+        last = Path(out) / "last.pt"
+        if not last.is_file():
+            raise JembenchError(f"cannot resume: {last} does not exist; start the run without --resume")
+        stored = {k: v for k, v in read_checkpoint_file(last)["config"].items() if k in TrainConfig.field_names()}
+        if stored.get("method") != method:
+            raise JembenchError(f"{out} holds a {stored.get('method')!r} run, not {method!r}; "
+                                f"pass the matching method")
+        cfg = TrainConfig.from_dict({**stored, **overrides})
+    else:
+        cfg = resolve_config(method, preset, overrides)
+    out = Path(out) if out is not None else Path("runs") / cfg.run_name
+    return Path(train_loop(cfg, out, resume=resume, progress=progress))
