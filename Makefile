@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.jembench-installed
 
-.PHONY: demo test test-slow test-wheel bench install clean results
+.PHONY: demo test test-slow test-wheel bench install clean results reference-train reference-eval reference-runs
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,3 +55,19 @@ reference-train: $(STAMP)
 	    --dataset-label "$(CIFAR_LABEL)" --name $$m-cifar10-cpu --out runs/cifar10-cpu/$$m $$resume --no-progress \
 	    || exit 1; \
 	done
+
+# Compact copies of the trained checkpoints (weights + 1,000 uint8 buffer images), the training evidence (config,
+# events with wall/CPU time, log, buffer samples), every suite under the cpu protocols, and the leaderboard.
+reference-eval: $(STAMP)
+	for m in $(CPU_METHODS); do \
+	  mkdir -p $(CPU_RUNS)/$$m/train && \
+	  $(VENV)/bin/jembench export runs/cifar10-cpu/$$m/last.pt $(CPU_RUNS)/$$m/last.pt --buffer-n 1000 && \
+	  cp runs/cifar10-cpu/$$m/config.json runs/cifar10-cpu/$$m/events.jsonl runs/cifar10-cpu/$$m/log.csv \
+	     $(CPU_RUNS)/$$m/train/ && \
+	  (cp runs/cifar10-cpu/$$m/samples.png $(CPU_RUNS)/$$m/train/ 2>/dev/null || true) && \
+	  $(VENV)/bin/jembench eval $(CPU_RUNS)/$$m/last.pt --suite all --preset cpu --out $(CPU_RUNS)/$$m \
+	    --no-progress || exit 1; \
+	done
+	$(VENV)/bin/jembench leaderboard $(CPU_RUNS) --table all --format md --out results/leaderboard-cifar10-cpu.md
+
+reference-runs: reference-train reference-eval
