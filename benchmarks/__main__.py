@@ -1,14 +1,17 @@
-"""``python -m benchmarks [--quick] [--only FAMILY ...] [--compile] [--threads N] [--device D]``."""
+"""``python -m benchmarks [--quick] [--only FAMILY ...] [--compile] [--threads N] [--device D]``
+``[--official-jem PATH] [--official-jempp PATH] [--official-sadajem PATH]`` (family ``official``)."""
 
 import argparse
 import sys
 
+from benchmarks.runner import add_extra_arguments
 from jembench.commands import bench
 from jembench.errors import JembenchError
 
 parser = argparse.ArgumentParser(prog="python -m benchmarks", description=bench.DESCRIPTION,
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 bench.add_arguments(parser)
+add_extra_arguments(parser)
 try:
     sys.exit(bench.run(parser.parse_args()))
 except JembenchError as exc:

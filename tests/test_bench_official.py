@@ -213,3 +213,9 @@ def test_torch_import_chain_from_importtime_output():
         """)
     assert startup.torch_import_chain(text) == ["torch", "jembench.data", "jembench.commands.train", "jembench.cli"]
     assert startup.torch_import_chain("import time: 1 | 1 | json\n") == []
+
+
+def test_startup_child_reports_torch_and_exit_status(tmp_path):
+    wall, torch_loaded, rc, _ = startup.run_once(["--help"], tmp_path)
+    assert rc == "0" and wall > 0 and isinstance(torch_loaded, bool)
+    assert startup.run_once(["no-such-command"], tmp_path)[2] == "2"  # argparse's exit status comes through
