@@ -232,6 +232,22 @@ def iteration_times(stamps: list[float], warmup: int, iters: int) -> list[float]
     return diffs[warmup:warmup + iters]
 
 
+def lockstep_times(stamps: list[float], go: list[float], warmup: int, iters: int) -> list[float]:
+    """Gated runs: iteration i runs from its release (``go[i]``, after step i) to step i + 1; the first
+    ``warmup`` skipped, the next ``iters`` kept."""
+    times = [stamps[i + 1] - go[i] for i in range(min(len(go), len(stamps) - 1))]
+    if len(times) < warmup + iters:
+        raise ValueError(f"{len(times)} released iterations, need {warmup + iters} (warm-up {warmup} + {iters})")
+    return times[warmup:warmup + iters]
+
+
+def lockstep_phases(go: list[float], stamps: list[float], phases: list[tuple[float, float]], warmup: int,
+                    iters: int) -> list[float]:
+    """Seconds inside the wrapped function during each timed gated iteration (calls starting in it)."""
+    return [sum(end - start for start, end in phases if go[i] <= start < stamps[i + 1])
+            for i in range(warmup, warmup + iters)]
+
+
 def phase_per_iteration(stamps: list[float], phases: list[tuple[float, float]], warmup: int, iters: int
                         ) -> list[float]:
     """Seconds spent inside the wrapped function (the sampler) during each timed iteration: the calls that
@@ -245,6 +261,16 @@ def phase_per_iteration(stamps: list[float], phases: list[tuple[float, float]], 
 
 def spread(values: list[float]) -> str:
     return f"{min(values):.2f}–{max(values):.2f}" if values else "-"
+
+
+def quartiles(values: list[float]) -> str:
+    """``q1–q3`` (the middle half) of ``values``."""
+    import statistics
+
+    if len(values) < 2:
+        return spread(values)
+    q = statistics.quantiles(values, n=4)
+    return f"{q[0]:.2f}–{q[2]:.2f}"
 
 
 # ---------------------------------------------------------------------------------------------- runs
@@ -349,6 +375,7 @@ class Setup:
     warmup: int
     iters: int
     timeout_s: float
+    mode: str = "lockstep"
 
 
 def _env(setup: Setup, side: str) -> dict:
@@ -420,6 +447,97 @@ def measure_run(setup: Setup, method: str, side: str, rnd: int) -> Run:
     return run
 
 
+def lockstep_pair(setup: Setup, method: str, rnd: int) -> list[Run]:
+    """Both trainers of ``method`` started at once; each stops at a gate after every optimizer step, and the
+    two are released one iteration at a time, alternately (official, jembench / jembench, official, ...), so
+    iteration k of one runs right before or after iteration k of the other and load drift hits both alike.
+    The waiting trainer sleeps in its gate (its DataLoader workers may finish prefetching)."""
+    needed = setup.warmup + setup.iters + 1
+    sides = ("official", "jembench")
+    info: dict[str, dict] = {}
+    for side in sides:
+        run_dir = setup.scratch / "runs" / f"{method}-{side}-{rnd}"
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run_dir.mkdir(parents=True)
+        argv = commands(method, setup.checkouts[method], setup.data_root, run_dir, max_iters=needed + 5)[side]
+        cwd = _official_cwd(setup, method, run_dir) if side == "official" else run_dir
+        cache = setup.scratch / "jembench-informative-init.pt"
+        if side == "jembench" and method in ("jempp", "sada_jem") and cache.is_file():
+            (run_dir / "jembench").mkdir()
+            shutil.copyfile(cache, run_dir / "jembench" / "informative_init.pt")
+        gate = run_dir / "gate"
+        os.mkfifo(gate)
+        env = {**_env(setup, side), "JEMBENCH_BENCH_STEPS": str(run_dir / "steps.txt"),
+               "JEMBENCH_BENCH_PHASES": str(run_dir / "phases.txt"), "JEMBENCH_BENCH_GO": str(run_dir / "go.txt"),
+               "JEMBENCH_BENCH_GATE": str(gate),
+               "JEMBENCH_BENCH_WRAP": SAMPLER_WRAPS["jembench" if side == "jembench" else method]}
+        info[side] = {"dir": run_dir, "argv": argv, "cwd": cwd, "env": env,
+                      "fd": os.open(gate, os.O_RDWR), "log": open(run_dir / "log.txt", "w")}
+    log(f"official: {LABELS[method]} lockstep round {rnd + 1}: both trainers started, {needed - 1} iterations each "
+        f"released alternately")
+    start = time.perf_counter()
+    errors: dict[str, str] = {}
+    first: dict[str, float] = {}
+    procs = {side: subprocess.Popen([sys.executable, *i["argv"]], cwd=i["cwd"], env=i["env"], stdout=i["log"],
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+             for side, i in info.items()}
+
+    def count(side: str) -> int:
+        return len(read_stamps(info[side]["dir"] / "steps.txt"))
+
+    def wait_for(side: str, n: int, limit: float) -> bool:
+        t0 = time.perf_counter()
+        while count(side) < n:
+            if procs[side].poll() is not None:
+                errors[side] = f"exited with {procs[side].returncode} after {count(side)} step(s): " \
+                               f"{_tail(info[side]['dir'] / 'log.txt')}"
+                return False
+            if time.perf_counter() - t0 > limit:
+                errors[side] = f"timed out after {limit:.0f} s at {count(side)} step(s)"
+                return False
+            time.sleep(0.1)
+        return True
+
+    try:
+        for side in sides:  # start-up (concurrent, not timed): until each is parked after its first step
+            if wait_for(side, 1, setup.timeout_s):
+                first[side] = time.perf_counter() - start
+        for k in range(needed - 1) if not errors else ():
+            for side in sides if k % 2 == 0 else sides[::-1]:
+                os.write(info[side]["fd"], b"x")
+                if not wait_for(side, k + 2, setup.timeout_s):
+                    break
+            if errors:
+                break
+    finally:
+        for side in sides:
+            os.close(info[side]["fd"])  # the gate closes: a trainer still running is no longer held
+            _stop(procs[side])
+            info[side]["log"].close()
+    wall = time.perf_counter() - start
+    runs = []
+    for side in sides:
+        d = info[side]["dir"]
+        run = Run(method, side, rnd, startup_s=first.get(side), wall_s=wall, error=errors.get(side))
+        if run.error is None:
+            stamps, go, phases = read_stamps(d / "steps.txt"), read_stamps(d / "go.txt"), read_phases(d / "phases.txt")
+            run.iteration_s = lockstep_times(stamps, go, setup.warmup, setup.iters)
+            run.sampler_s = lockstep_phases(go, stamps, phases, setup.warmup, setup.iters)
+            log(f"official: {LABELS[method]} {side}: {median(run.iteration_s):.2f} s/it "
+                f"(sampler {median(run.sampler_s):.2f} s), start-up {run.startup_s:.0f} s")
+        else:
+            log(f"official: {LABELS[method]} {side} failed: {run.error}")
+        if side == "jembench":
+            made, cache = d / "jembench" / "informative_init.pt", setup.scratch / "jembench-informative-init.pt"
+            if made.is_file() and not cache.is_file():
+                shutil.copyfile(made, cache)
+        for sub in ("official", "jembench", "cwd"):
+            shutil.rmtree(d / sub, ignore_errors=True)
+        (d / "gate").unlink(missing_ok=True)
+        runs.append(run)
+    return runs
+
+
 def method_row(method: str, runs: list[Run], setup: Setup) -> list[Row]:
     label = LABELS[method]
     off = [r for r in runs if r.side == "official" and r.error is None]
@@ -438,15 +556,19 @@ def method_row(method: str, runs: list[Run], setup: Setup) -> list[Row]:
     m_off, m_jb = median(pooled_off), median(pooled_jb)
     ratio = m_off / m_jb
     paired = [o.median_s / j.median_s for o in off for j in jb if o.round == j.round]
+    pairs = [a / b for o in off for j in jb if o.round == j.round for a, b in zip(o.iteration_s, j.iteration_s)]
     s_off = median([t for r in off for t in r.sampler_s])
     s_jb = median([t for r in jb for t in r.sampler_s])
-    data.update(official_s=m_off, jembench_s=m_jb, paired_ratios=paired, official_sampler_s=s_off,
-                jembench_sampler_s=s_jb)
+    data.update(official_s=m_off, jembench_s=m_jb, paired_ratios=paired, iteration_pair_ratios=pairs,
+                official_sampler_s=s_off, jembench_sampler_s=s_jb, mode=setup.mode)
     n_rounds = len({r.round for r in runs})
     rows = [Row("official", MODEL, what, ratio, "x", f">= {TARGET:.2f}", ratio >= TARGET,
-                f"{m_off:.2f} s (runs {spread([r.median_s for r in off])}) vs {m_jb:.2f} s (runs "
-                f"{spread([r.median_s for r in jb])}); paired {spread(paired)}; {n_rounds} rounds x {setup.iters} "
-                f"its after {setup.warmup} warm-up; workers 4 vs 0; {THREADS} threads", data)]
+                f"{m_off:.2f} s [{quartiles(pooled_off)}] vs {m_jb:.2f} s [{quartiles(pooled_jb)}]; "
+                + (f"iteration pairs: median {median(pairs):.2f} [{quartiles(pairs)}]; " if setup.mode == "lockstep"
+                   else f"per-round ratios {spread(paired)}; ")
+                + f"{setup.mode}, {n_rounds} "
+                f"round(s) x {setup.iters} its after {setup.warmup} warm-up; workers 4 vs 0; {THREADS} threads",
+                data)]
     rows.append(Row("official", MODEL, f"{label}: sampler / rest of the iteration, official vs jembench",
                     s_off / s_jb if s_jb else None, "x", "", None,
                     f"sampler {s_off:.2f} vs {s_jb:.2f} s, rest {m_off - s_off:.2f} vs {m_jb - s_jb:.2f} s "
@@ -692,7 +814,8 @@ def whatif_iteration_row(data_root: Path, repeats: int) -> Row:
 
 # ------------------------------------------------------------------------------------------------ run
 def run(checkouts: dict[str, Path | None], cifar: Path | None, scratch: Path | None, warmup: int, iters: int,
-        rounds: int, quick: bool = False, analysis: bool = True) -> tuple[list[Row], dict[str, str]]:
+        rounds: int, quick: bool = False, analysis: bool = True, mode: str = "lockstep"
+        ) -> tuple[list[Row], dict[str, str]]:
     import torch
 
     chosen = {m: Path(p).resolve() for m, p in checkouts.items() if p}
@@ -710,10 +833,13 @@ def run(checkouts: dict[str, Path | None], cifar: Path | None, scratch: Path | N
     data_root = convert_cifar(cifar, scratch / "data")
     stats = class_statistics(data_root, scratch / "stats") if {"jempp", "sada_jem"} & set(chosen) else (None, None)
     hooks, stubs = write_support(scratch)
-    setup = Setup(chosen, data_root, stats, scratch, hooks, stubs, warmup, iters, timeout_s=1800 + 300 * (warmup + iters))
+    setup = Setup(chosen, data_root, stats, scratch, hooks, stubs, warmup, iters, timeout_s=3600, mode=mode)
     runs: dict[str, list[Run]] = {m: [] for m in chosen}
     for rnd in range(rounds):
         for method in chosen:
+            if mode == "lockstep":
+                runs[method] += lockstep_pair(setup, method, rnd)
+                continue
             sides = ("official", "jembench") if rnd % 2 == 0 else ("jembench", "official")
             for side in sides:
                 runs[method].append(measure_run(setup, method, side, rnd))

@@ -15,6 +15,11 @@ It imports nothing from this repository. Environment variables (all optional; wi
     ``__main__:get_sample_q:factory``, ``reference_models.train_loop:draw_samples``. A spec is installed as soon
     as its target exists, checked at every torchvision integrity check (datasets are built before the trainers
     build their samplers) and before every optimizer step.
+``JEMBENCH_BENCH_GATE=FIFO`` and ``JEMBENCH_BENCH_GO=FILE``
+    lockstep: after appending its step timestamp the hook blocks until one byte arrives on FIFO, then appends
+    ``time.perf_counter()`` to the GO file and returns. The parent releases two trainers one iteration at a
+    time, alternately, so iteration k of one and iteration k of the other run back to back (the waiting one
+    sleeps); an iteration's time is then its step timestamp minus the preceding GO timestamp.
 ``JEMBENCH_BENCH_NO_MD5=1``
     torchvision's ``check_integrity`` becomes a presence check (CIFAR pickles converted from another copy of
     the images have other MD5 sums than the originals; ``download=True`` would otherwise fetch the archive).
@@ -28,7 +33,9 @@ import time
 
 STEPS_ENV, WRAP_ENV, PHASES_ENV, NO_MD5_ENV = ("JEMBENCH_BENCH_STEPS", "JEMBENCH_BENCH_WRAP", "JEMBENCH_BENCH_PHASES",
                                                "JEMBENCH_BENCH_NO_MD5")
+GATE_ENV, GO_ENV = "JEMBENCH_BENCH_GATE", "JEMBENCH_BENCH_GO"
 _pending = []  # (module, attr, factory) specs not installed yet
+_gate = []  # the opened gate FIFO (lazily, at the first step)
 
 
 def _append(path, line):
@@ -90,8 +97,20 @@ def _install_from_env():
         return
     from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
+    gate = {"path": os.environ.get(GATE_ENV), "go": os.environ.get(GO_ENV)}
+
+    def after_step(opt, args, kwargs):
+        _append(steps_file, f"{time.perf_counter():.6f}\n")
+        if gate["path"]:
+            if not _gate:
+                _gate.append(open(gate["path"], "rb", buffering=0))
+            if not _gate[0].read(1):  # the parent closed the gate: run on ungated
+                gate["path"] = None
+            if gate["go"]:
+                _append(gate["go"], f"{time.perf_counter():.6f}\n")
+
     if steps_file:
-        register_optimizer_step_post_hook(lambda opt, args, kwargs: _append(steps_file, f"{time.perf_counter():.6f}\n"))
+        register_optimizer_step_post_hook(after_step)
     if _pending:
         register_optimizer_step_pre_hook(lambda opt, args, kwargs: install_pending() if _pending else None)
     try:

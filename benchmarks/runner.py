@@ -36,8 +36,12 @@ def add_extra_arguments(p) -> None:
     g.add_argument("--official-warmup", type=int, default=3, metavar="W",
                    help="iterations skipped per run after the first optimizer step")
     g.add_argument("--official-iters", type=int, default=8, metavar="N", help="timed iterations per run")
-    g.add_argument("--official-rounds", type=int, default=2, metavar="R",
-                   help="rounds of (official, jembench) runs, order alternating")
+    g.add_argument("--official-rounds", type=int, default=1, metavar="R",
+                   help="rounds: lockstep, one pair of runs per round; sequential, one official and one jembench "
+                        "run per round, order alternating")
+    g.add_argument("--official-mode", choices=("lockstep", "sequential"), default="lockstep",
+                   help="lockstep: both trainers alive, released one iteration at a time, alternately (robust to "
+                        "a shared CPU's drifting load); sequential: whole runs alternate")
     g.add_argument("--official-scratch", metavar="DIR", default=None,
                    help="scratch folder outside the repo for the converted CIFAR-10 pickles, class statistics and "
                         "run folders (default $TMPDIR/jembench-bench-official; reused between runs)")
@@ -126,8 +130,9 @@ def run_benchmarks(args) -> int:
                                     "--official-sadajem PATH (a checkout of the official code)")
             new, tables = official.run(checkouts, find_cifar(args.cifar), getattr(args, "official_scratch", None),
                                        getattr(args, "official_warmup", 3), getattr(args, "official_iters", 8),
-                                       getattr(args, "official_rounds", 2), args.quick,
-                                       getattr(args, "official_analysis", True))
+                                       getattr(args, "official_rounds", 1), args.quick,
+                                       getattr(args, "official_analysis", True),
+                                       getattr(args, "official_mode", "lockstep"))
             rows += new
             profiles.update(tables)
         timings[family] = time.perf_counter() - t0

@@ -219,3 +219,47 @@ def test_startup_child_reports_torch_and_exit_status(tmp_path):
     wall, torch_loaded, rc, _ = startup.run_once(["--help"], tmp_path)
     assert rc == "0" and wall > 0 and isinstance(torch_loaded, bool)
     assert startup.run_once(["no-such-command"], tmp_path)[2] == "2"  # argparse's exit status comes through
+
+
+def test_lockstep_times_from_release_to_next_step():
+    stamps = [10.0, 12.0, 15.0, 16.5]
+    go = [11.0, 13.0, 15.5]  # released 1 s after step 0, etc.
+    assert official.lockstep_times(stamps, go, warmup=1, iters=2) == [2.0, 1.0]
+    assert official.lockstep_phases(go, stamps, [(13.2, 14.0), (14.0, 14.2), (15.6, 15.9), (16.0, 17.0)], 1, 2) == \
+        pytest.approx([1.0, 1.3])  # calls that start inside the iteration count whole
+    with pytest.raises(ValueError):
+        official.lockstep_times(stamps, go, warmup=2, iters=2)
+
+
+def test_gate_holds_a_child_after_each_step_until_released(tmp_path):
+    import time
+
+    (tmp_path / "toy.py").write_text(TOY)
+    (tmp_path / "data_batch_1").write_bytes(b"x")
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    fd = os.open(gate, os.O_RDWR)
+    env = {**_hook_env(tmp_path, "", no_md5=True), "JEMBENCH_BENCH_GATE": str(gate),
+           "JEMBENCH_BENCH_GO": str(tmp_path / "go")}
+    proc = subprocess.Popen([PY, str(tmp_path / "toy.py"), str(tmp_path / "data_batch_1"), "4"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stamps_when_settled(n):
+        deadline = time.monotonic() + 60
+        while len(official.read_stamps(tmp_path / "steps")) < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # a free-running child would make more steps meanwhile
+        return len(official.read_stamps(tmp_path / "steps"))
+
+    try:
+        assert stamps_when_settled(1) == 1  # parked after its first step
+        os.write(fd, b"x")
+        assert stamps_when_settled(2) == 2
+        os.write(fd, b"x")
+        assert stamps_when_settled(3) == 3
+    finally:
+        os.close(fd)  # gate closed: the child runs on to its end
+    assert proc.wait(timeout=60) == 0
+    stamps, go = official.read_stamps(tmp_path / "steps"), official.read_stamps(tmp_path / "go")
+    assert len(stamps) == 4 and len(go) >= 2
+    assert all(s < g < t for s, g, t in zip(stamps, go, stamps[1:]))
