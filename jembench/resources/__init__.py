@@ -40,12 +40,16 @@ def source_checkout() -> Path | None:
 
 
 def folder(kind: str) -> Path:
-    """The folder of package data ``kind`` (``protocols`` or ``published``) as a filesystem path."""
+    """The folder of package data ``kind`` (``protocols`` or ``published``) as a filesystem path: in a source
+    checkout its own copy (even when another checkout's editable install is on the path), else the installed
+    package data (:func:`importlib.resources.files`)."""
+    root = source_checkout()
+    if root is not None:
+        return root / _FOLDERS[kind]
     try:
-        found = importlib.resources.files(f"{__name__}.{kind}")
-    except ModuleNotFoundError:  # a source tree on PYTHONPATH, or an editable install made before the mapping
+        return Path(str(importlib.resources.files(f"{__name__}.{kind}")))
+    except ModuleNotFoundError:  # an unpacked source tree without git metadata, on PYTHONPATH
         return _PACKAGE.parent / _FOLDERS[kind]
-    return Path(str(found))
 
 
 def protocol_dir() -> Path:
