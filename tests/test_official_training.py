@@ -277,3 +277,28 @@ def test_jem_holdout_is_the_official_index_split():
     state = np.random.get_state()[1].copy()
     tl.holdout_split(100, 10, 1234)
     assert (np.random.get_state()[1] == state).all()  # NumPy's global stream is left alone
+
+
+def test_fused_forward_of_a_norm_free_jem_equals_three_separate_forwards():
+    """Without batch norm the loop runs f over cat(x_px, x̂, x) once; loss and gradients equal the separate
+    passes of the official order to float rounding (and with batch norm the loop never fuses)."""
+    from reference_models.objectives import JEM_ORDER, Step, joint_likelihood
+
+    torch.manual_seed(0)
+    net = wide_resnet(depth=10, widen_factor=1, n_classes=10, in_channels=3, norm=None)
+    x_lab, y_lab, x_p_d = _batches()
+    samples = _buffer(n=B)
+    results = []
+    for fuse in (False, True):
+        net.zero_grad()
+        step = Step(net, x_lab, y_lab, x_p_d, lambda: samples, 1.0, fuse=fuse)
+        loss, stats = joint_likelihood(step, JEM_ORDER)
+        loss.backward()
+        results.append((loss.detach(), stats, [p.grad.clone() for p in net.parameters() if p.grad is not None]))
+    (l0, s0, g0), (l1, s1, g1) = results
+    torch.testing.assert_close(l1, l0, rtol=1e-5, atol=1e-6)
+    for key in ("ce", "e_data", "e_samples"):
+        torch.testing.assert_close(s1[key], s0[key], rtol=1e-5, atol=1e-6)
+    for a, b in zip(g1, g0):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert not tl.has_batch_norm(net) and tl.has_batch_norm(_network())
