@@ -179,7 +179,8 @@ def test_convert_cifar_round_trips_through_torchvision(tmp_path):
 @pytest.mark.parametrize("method", official.METHODS)
 def test_jembench_command_line_is_valid_and_matches_the_official_one(method, tmp_path):
     from jembench.cli import build_parser
-    from jembench.commands.train import overrides_from_args, resolve_config
+    from jembench.commands.train import overrides_from_args
+    from reference_models.config import resolve_config
 
     cmds = official.commands(method, tmp_path / "checkout", tmp_path / "data", tmp_path / "run", max_iters=12)
     assert cmds["official"][:2] == ["-u", str(tmp_path / "checkout" / official.SCRIPTS[method])]

@@ -18,7 +18,8 @@ def test_train_then_eval_accuracy(cli, tmp_path):
               "--no-progress")
     assert out.returncode == 0, out.stderr
     assert (run / "last.pt").is_file() and (run / "log.csv").is_file() and (run / "samples.png").is_file()
-    assert '"sgld_steps": 10' in out.stderr  # resolved config printed at start
+    assert "SGLD K=10" in out.stderr and str(run / "config.json") in out.stderr  # one-line summary at start
+    assert json.loads((run / "config.json").read_text())["sgld_steps"] == 10
     record_path = tmp_path / "acc.json"
     out = cli("eval", "--suite", "accuracy", str(run / "last.pt"), "--out", str(record_path))
     assert out.returncode == 0, out.stderr
