@@ -38,6 +38,8 @@ clean:
 results: $(STAMP)
 	rm -rf results/runs/demo runs/demo
 	$(VENV)/bin/jembench demo --records results/runs/demo --no-progress
+	$(VENV)/bin/jembench robustness-plot results/runs/demo/softmax/robustness.json results/runs/demo/jem/robustness.json \
+	  --kind linf --kind boundary -o results/runs/demo/robustness_softmax_vs_jem.png
 	$(VENV)/bin/jembench leaderboard results/runs/demo --table all --format md --out results/leaderboard.md
 
 # Reference runs on real data (issue 13): the five methods with their cpu presets on the shared CIFAR-10 JPEG copy,

@@ -153,7 +153,7 @@ def _column(kind: str, key: str, printed: str | None = None) -> Column:
     elif key == "clean":
         label, direction = "clean ↑", "higher"
     else:
-        label, direction = f"ε={key[4:]} ↑", "higher"
+        label, direction = f"ε={metric_keys.eps_label(float(key[4:]))} ↑", "higher"
     return Column(key, printed or label, direction)
 
 
@@ -546,8 +546,8 @@ def html_fragment(sections: list[Section]) -> str:
 CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem auto;max-width:72rem;
 padding:0 1rem;color:#222}table{border-collapse:collapse;margin:.5rem 0 1rem}th,td{padding:.2rem .6rem;
 border-bottom:1px solid #ddd}th{border-bottom:2px solid #444}.ours{background:#fff3c4;font-style:italic}
-.notes{font-size:.85rem;color:#555}figure{display:inline-block;margin:.5rem 1rem .5rem 0;vertical-align:top}
-figure img{max-width:32rem;min-width:10rem;image-rendering:pixelated;border:1px solid #ccc}
+.notes{font-size:.85rem;color:#555}figure{display:block;margin:.75rem 0 1.25rem}
+figure img{display:block;max-width:100%;height:auto;border:1px solid #ddd}
 figcaption{font-size:.85rem;color:#555}code{font-size:.85rem}"""
 
 

@@ -53,6 +53,17 @@ def eps_text(eps: float) -> str:
     return f"{eps:g}"
 
 
+def eps_label(eps: float) -> str:
+    """ε as tables print it: a multiple of 1/255 as a fraction (``8/255``) unless it is a short decimal (``0.5``,
+    ``1``, ``2`` stay as they are), otherwise ``%g``."""
+    text = f"{eps:g}"
+    k = eps * 255
+    short = len(text.split(".")[1]) <= 2 if "." in text else "e" not in text
+    if eps > 0 and not short and abs(k - round(k)) < 1e-4 * max(1.0, k):
+        return f"{round(k)}/255"
+    return text
+
+
 def robust_acc(norm: str, k: int, eps: float) -> str:
     return f"robust_acc/{norm}/k{k}/eps={eps_text(eps)}"
 

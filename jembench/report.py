@@ -2,7 +2,8 @@
 
 Why self-contained: a report is attached to a CI run or mailed around; it must open anywhere, offline, years
 later. So CSS is inline and every PNG a record lists in ``figures`` (written beside the record file) is embedded
-as a base64 ``data:`` URI. A small script marks the page once every image has decoded
+as a base64 ``data:`` URI, at its natural size, captioned with what it shows and the name of its vector copy
+(the PDF beside it, :mod:`jembench.figures`). A small script marks the page once every image has decoded
 (``<body data-report-ready="yes">``), which is what the browser test checks.
 """
 
@@ -15,6 +16,8 @@ from pathlib import Path
 from tabulate import tabulate
 
 from .errors import JembenchError
+from .figures import caption as figure_caption
+from .figures import record_dataset_label, vector_path
 from .leaderboard import TABLES, build_all, html_fragment, html_page
 from .records import RecordRef, load_records
 
@@ -48,8 +51,20 @@ def figure_paths(ref: RecordRef) -> list[Path]:
 
 
 def _img(path: Path, alt: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+    """The PNG inline, at its natural pixel size (width / height from its IHDR chunk; CSS caps it at the page)."""
+    raw = path.read_bytes()
+    width, height = int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")
+    size = f' width="{width}" height="{height}"' if raw[12:16] == b"IHDR" and width and height else ""
+    data = base64.b64encode(raw).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}"{size} alt="{html.escape(alt)}">'
+
+
+def _figcaption(path: Path) -> str:
+    """What the figure shows, its file, and its vector copy (PDF beside it) when there is one."""
+    what = figure_caption(path.name)
+    pdf = vector_path(path)
+    return ((f"{html.escape(what)} — " if what else "") + f"<code>{html.escape(path.name)}</code>"
+            + (f" (vector: <code>{html.escape(pdf.name)}</code>)" if pdf.is_file() else ""))
 
 
 def _label(ref: RecordRef, root: Path) -> str:
@@ -91,8 +106,8 @@ def build_report(run_dir: str | Path, published=None, title: str | None = None) 
         if not paths:
             continue
         r = ref.record
-        caption = f"{r['model']['name']} · {r['suite']} · {r['dataset']}"
-        figs = "\n".join(f"<figure>{_img(p, f'{caption}: {p.name}')}<figcaption>{html.escape(p.name)}"
+        caption = f"{r['model']['name']} · {r['suite']} · {record_dataset_label(r)}"
+        figs = "\n".join(f"<figure>{_img(p, f'{caption}: {p.name}')}<figcaption>{_figcaption(p)}"
                          f"</figcaption></figure>" for p in paths)
         blocks.append(f'<section class="figures">\n<h3>{html.escape(caption)}</h3>\n'
                       f"<p><code>{html.escape(_label(ref, root))}</code></p>\n{figs}\n</section>")

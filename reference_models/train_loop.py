@@ -45,6 +45,7 @@ from tqdm import tqdm
 from jembench import atomic, distributed
 from jembench.data import dataset_info, load_dataset
 from jembench.errors import JembenchError
+from jembench.figures import sample_grid
 from jembench.models import read_checkpoint_file, save_checkpoint
 from jembench.runtime import require_device
 from jembench.sampling import ReplayBuffer, SGLDConfig, UniformInit, sgld
@@ -498,7 +499,7 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, stop: 
             bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row.get('acc', 0):.3f}")
             window_start, window_iters = time.perf_counter(), 0
         if main and cfg.sample_every and buffer is not None and it % cfg.sample_every == 0:
-            save_sample_grid(buffer.images, out_dir / f"samples-{it:07d}.png")
+            sample_grid(buffer.images, out_dir / f"samples-{it:07d}.png")
         epoch_done = it % iters_per_epoch == 0 and (it // iters_per_epoch - 1) % cfg.eval_every == 0
         if data_streams.select is not None and (epoch_done or it == total_iters):
             select_best(it)
@@ -518,7 +519,7 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, stop: 
     if saved_at != state.iteration:
         checkpoint()
     if main and buffer is not None:
-        save_sample_grid(buffer.images, out_dir / "samples.png")
+        sample_grid(buffer.images, out_dir / "samples.png")
     events.write("finish", state.iteration, recoveries=guard.recoveries,
                  wall_s=round(time.perf_counter() - started, 1), cpu_s=round(time.process_time() - cpu_started, 1),
                  threads=torch.get_num_threads())
@@ -628,15 +629,6 @@ def _log_row(state: TrainState, loss: torch.Tensor, stats: dict, iters_per_epoch
                            "lr": state.optimizer.param_groups[0]["lr"]}
     row.update(zip(names, values.tolist()))
     return row
-
-
-def save_sample_grid(images: torch.Tensor, path: Path, n: int = 100) -> None:
-    """A PNG grid of the first ``n`` buffer images (torchvision.utils.save_image), written atomically."""
-    from torchvision.utils import save_image
-
-    grid = images[:n].detach().cpu().clamp(-1, 1) * 0.5 + 0.5
-    with atomic.atomic_path(path) as tmp:
-        save_image(grid, tmp, nrow=int(math.sqrt(min(n, len(grid)))) or 1, format="png")
 
 
 class _Log:

@@ -104,9 +104,10 @@ def _fmt(value):
 
 def _copy_record(record_path: Path, record: dict, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
+    from ..figures import files_of
+
     for fig in record.get("figures", []):
-        src = record_path.parent / fig
-        if src.is_file():
-            with atomic.atomic_path(dest / fig) as tmp:
+        for src in files_of(record_path.parent / fig):  # the PNG and its PDF
+            with atomic.atomic_path(dest / src.name) as tmp:
                 shutil.copyfile(src, tmp)
     atomic.write_json(dest / record_path.name, record)

@@ -17,12 +17,11 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from tabulate import tabulate
 
-from .. import atomic
-from ..metrics.calibration import CalibrationAccumulator, ReliabilityBins
+from ..figures import reliability_diagram
+from ..metrics.calibration import CalibrationAccumulator
 from ..records import make_record
 from ..schema import setting
 from . import EvalContext, SplitSampling
@@ -52,44 +51,13 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
     metrics = {"ece": summary["ece"] * 100, "mce": summary["mce"] * 100, "nll": summary["nll"],
                "brier": summary["brier"], "accuracy": summary["accuracy"] * 100, "n": summary["n"]}
     fig_path = ctx.figure_path("reliability")
-    reliability_diagram(bins, fig_path, title=f"{ckpt.name} on {ctx.dataset}")
+    reliability_diagram(bins.table(), fig_path, ece=metrics["ece"], model=ckpt.name, dataset=ctx.dataset)
     details = {"n_bins": n_bins, "input_noise": sigma, "bins": bins.table(),
                "binning": "equal-width confidence bins [b/B, (b+1)/B), the last closed (confidence 1.0 in it)",
                "brier": "multi-class sum form: mean_i sum_c (p_ic - 1[y_i = c])^2"}
     return make_record(suite=NAME, model=ckpt.describe(), dataset=ctx.dataset, protocol=protocol, metrics=metrics,
                        details=details, figures=[fig_path.name], seed=ctx.seed,
                        wall_time_s=time.perf_counter() - start)
-
-
-def reliability_diagram(bins: ReliabilityBins, path: str | Path, title: str = "") -> None:
-    """JEM Fig. 4 style: accuracy per confidence bin (bars), the gap to perfect calibration, ECE in the title."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    width = 1.0 / bins.n_bins
-    lefts = [b * width for b in range(bins.n_bins)]
-    filled = [b for b in range(bins.n_bins) if bins.count[b] > 0]
-    fig, ax = plt.subplots(figsize=(4.2, 4.2))
-    try:
-        acc = [bins.accuracy[b] for b in filled]
-        conf = [bins.confidence[b] for b in filled]
-        ax.bar([lefts[b] for b in filled], acc, width=width, align="edge", color="tab:blue",
-               edgecolor="black", linewidth=0.5, label="accuracy")
-        ax.bar([lefts[b] for b in filled], [c - a for a, c in zip(acc, conf)], bottom=acc, width=width,
-               align="edge", color="tab:red", alpha=0.3, edgecolor="tab:red", hatch="//", linewidth=0.5,
-               label="gap to confidence")
-        ax.plot([0, 1], [0, 1], "--", color="gray", linewidth=1, label="perfect calibration")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.set_xlabel("confidence  max$_y$ p(y|x)")
-        ax.set_ylabel("accuracy")
-        ece = bins.ece()
-        ax.set_title(f"{title}\nECE = {ece * 100:.2f}%" if title else f"ECE = {ece * 100:.2f}%", fontsize=10)
-        ax.legend(loc="upper left", fontsize=8)
-        atomic.save_figure(path, fig)
-    finally:
-        plt.close(fig)
 
 
 def _fmt(value: float, spec: str) -> str:

@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torchvision
 from tabulate import tabulate
 
 from .. import atomic, metric_keys
 from ..data import load_dataset, stack_dataset
 from ..errors import JembenchError
+from ..figures import sample_grid
 from ..metric_keys import SOURCES
 from ..metrics.fidelity import (INCEPTION, QuantizedDataset, default_cache_root, feature_extractor_kwargs,
                                 fidelity_metrics, reference_cache_name, to_uint8_rgb)
@@ -180,13 +180,6 @@ def _ensemble_buffers(ckpt, ctx: EvalContext, notes: list[str]) -> torch.Tensor 
     return torch.cat(buffers)
 
 
-def save_grid(images: torch.Tensor, path: str | Path) -> None:
-    """A square grid of uint8 RGB images as PNG (torchvision.utils.save_image), written temp file + rename."""
-    nrow = max(1, math.ceil(math.sqrt(len(images))))
-    with atomic.atomic_path(path) as tmp:
-        torchvision.utils.save_image(images.float() / 255, tmp, nrow=nrow, padding=1, format="png")
-
-
 def run(ckpt, protocol, ctx: EvalContext) -> dict:
     start = time.perf_counter()
     cfg: GenerationProtocol = protocol.settings
@@ -251,7 +244,8 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
         details["sources"][source] = {"n": len(images), "is_std": result["is_std"], "kid_std": result["kid_std"]}
         if cfg.grid_n:
             path = ctx.figure_path(f"samples_{source}")
-            save_grid(images[:cfg.grid_n], path)
+            sample_grid(images, path, n=cfg.grid_n, labels=item.label if source == "conditional" else None,
+                        class_names=getattr(base, "classes", None))
             figures.append(path.name)
     details["notes"] = notes
     return make_record(suite=NAME, model=ckpt.describe(), dataset=ctx.dataset, protocol=protocol, metrics=metrics,

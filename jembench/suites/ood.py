@@ -29,7 +29,6 @@ import math
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -38,10 +37,11 @@ import torchvision.transforms.functional as TF
 from tabulate import tabulate
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from .. import atomic, metric_keys
+from .. import metric_keys
 from ..catalog import PAPER_OOD_SETS, SYNTHETIC_OOD
 from ..data import dataset_info, dataset_names, load_dataset, synthetic_ood_batch
 from ..errors import JembenchError
+from ..figures import score_histograms
 from ..metrics.detection import CONVENTION, detection_metrics
 from ..metrics.ood_scores import SCORES, score_batches, score_tensor
 from ..records import make_record
@@ -207,41 +207,6 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
                                             f"of in-distribution test images"}}
     return make_record(suite=NAME, model=ckpt.describe(), dataset=ctx.dataset, protocol=protocol, metrics=metrics,
                        details=details, figures=figures, seed=ctx.seed, wall_time_s=time.perf_counter() - start)
-
-
-def score_histograms(score_in: torch.Tensor, scores_out: dict[str, torch.Tensor], path: str | Path, *, label: str,
-                     in_name: str, bins: int = 100, aurocs: dict[str, float] | None = None) -> None:
-    """JEM Table 2 figure: one panel per OOD set, in-distribution scores (green) vs OOD scores (red)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(scores_out) or ["(no OOD set)"]
-    cols = min(3, len(names))
-    rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
-    try:
-        s_in = score_in.double().numpy()
-        s_in = s_in[np.isfinite(s_in)]
-        for ax, name in zip(axes.flat, names):
-            s_out = scores_out[name].double().numpy() if name in scores_out else np.empty(0)
-            s_out = s_out[np.isfinite(s_out)]
-            both = np.concatenate([s_in, s_out])
-            edges = np.histogram_bin_edges(both, bins=bins) if len(both) else bins
-            ax.hist(s_in, bins=edges, density=True, alpha=0.5, color="tab:green", label=in_name)
-            if len(s_out):
-                ax.hist(s_out, bins=edges, density=True, alpha=0.5, color="tab:red", label=name)
-            auroc = (aurocs or {}).get(name)
-            ax.set_title(name + (f"  AUROC {auroc:.3f}" if auroc is not None and not math.isnan(auroc) else ""),
-                         fontsize=9)
-            ax.set_xlabel(label, fontsize=8)
-            ax.legend(fontsize=7)
-        for ax in list(axes.flat)[len(names):]:
-            ax.axis("off")
-        fig.tight_layout()
-        atomic.save_figure(path, fig)
-    finally:
-        plt.close(fig)
 
 
 def _fmt(value: float) -> str:

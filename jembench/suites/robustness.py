@@ -63,7 +63,7 @@ from ..attacks.gradient_free import (boundary_attack, checked_starting_points, p
                                      verified_along_line)
 from ..attacks.pgd import PGDConfig, pgd
 from ..attacks.search import minimal_eps
-from ..errors import JembenchError
+from ..figures import robustness_figures
 from ..records import make_record
 from ..metric_keys import NORM_LABELS
 from ..refine import ForwardCounter, QuenchedNoise, RefinedClassifier, fixed_rng
@@ -373,7 +373,7 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
     for gathered in distributed.all_gather_objects(mine_done):
         done.update(gathered)
     metrics, details = summarize(cfg, units, done, y)
-    figures = write_figures(details, ckpt.name, ctx) if distributed.is_main() else []
+    figures = robustness_figures(details, ckpt.name, ctx.dataset, ctx.figure_path) if distributed.is_main() else []
     # the partial files are deleted by jembench.evaluation.run_suite once the record itself is on disk
     return make_record(suite=NAME, model=ckpt.describe(), dataset=ctx.dataset, protocol=protocol, metrics=metrics,
                        details=details, figures=figures, seed=ctx.seed, wall_time_s=time.perf_counter() - start_time)
@@ -429,89 +429,6 @@ def summarize(cfg: RobustnessProtocol, units: list[Unit], done: dict[str, dict],
                     metrics[metric_keys.boundary_median_l2(k)] = _median(entry["l2"])
                 details[attack][f"k{k}"] = entry
     return metrics, details
-
-
-# --------------------------------------------------------------------------------------------- curves
-def accuracy_curve(distances_: list[float | None], xs: np.ndarray) -> np.ndarray:
-    """Accuracy (%) at each distance budget: share of inputs whose smallest adversarial is farther."""
-    d = _as_array(distances_)
-    return np.array([100.0 * float(np.mean(d > x)) for x in xs]) if len(d) else np.full(len(xs), np.nan)
-
-
-_PANELS = {
-    "linf": ("pgd", "linf", "min_eps", "PGD L∞ ε ([0, 1] pixels)"),
-    "l2": ("pgd", "l2", "min_eps", "PGD L2 ε ([0, 1] pixels)"),
-    "boundary": ("boundary", None, "l2", "boundary attack L2 distance ([0, 1] pixels)"),
-    "pointwise": ("pointwise", None, "l0", "pointwise attack L0 distance (changed entries)"),
-}
-
-
-def curves(details: dict[str, Any], kind: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{"k<K>": (x, accuracy %)} for one panel kind (linf, l2, boundary, pointwise) of a record's details."""
-    family, norm, field, _ = _PANELS[kind]
-    entries = details.get(family, {})
-    entries = entries.get(norm, {}) if norm else entries
-    out = {}
-    for k_name, entry in entries.items():
-        values = [v for v in entry[field] if v is not None]
-        top = max(entry.get("eps") or [0.0]) if family == "pgd" else max(values, default=0.0)
-        xs = np.linspace(0.0, top if top > 0 else 1.0, 201)
-        out[k_name] = (xs, accuracy_curve(entry[field], xs))
-    return out
-
-
-def plot_records(records: list[dict], target: str | Path, kinds: list[str] | None = None,
-                 labels: list[str] | None = None) -> Path:
-    """Draw the robustness curves of several records (e.g. softmax vs JEM) on one figure, one panel per kind
-    (default: every kind present), and save it atomically to ``target`` (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not records:
-        raise JembenchError("no robustness records to plot; pass record files written by `jembench eval "
-                            "--suite robustness`")
-    for rec in records:
-        if rec.get("suite") != NAME:
-            raise JembenchError(f"record of {rec.get('model', {}).get('name', '?')} is a {rec.get('suite')!r} "
-                                f"record; pass robustness records")
-    kinds = kinds or [k for k in _PANELS if any(curves(r.get("details", {}), k) for r in records)]
-    if not kinds:
-        raise JembenchError("the records hold no robustness curves; regenerate them with `jembench eval`")
-    labels = labels or [r["model"]["name"] for r in records]
-    fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.4), squeeze=False)
-    styles = ["-", "--", ":", "-."]
-    for ax, kind in zip(axes[0], kinds):
-        for r_i, (rec, label) in enumerate(zip(records, labels)):
-            for k_i, (k_name, (xs, acc)) in enumerate(sorted(curves(rec["details"], kind).items(),
-                                                             key=lambda kv: int(kv[0][1:]))):
-                ax.plot(xs, acc, styles[r_i % len(styles)], color=f"C{k_i}",
-                        label=f"{label} K={k_name[1:]}")
-        ax.set_xlabel(_PANELS[kind][3])
-        ax.set_ylabel("accuracy %")
-        ax.set_ylim(0, 100)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle("robustness–distortion (JEM Fig. 5 / Fig. 10)", fontsize=9)
-    fig.tight_layout()
-    atomic.save_figure(target, fig)
-    plt.close(fig)
-    return Path(target)
-
-
-def write_figures(details: dict[str, Any], name: str, ctx: EvalContext) -> list[str]:
-    """One PNG per curve family present, beside the record: ``<stem>_pgd.png`` (L∞ | L2, Fig. 5) and
-    ``<stem>_gradient_free.png`` (boundary | pointwise, Fig. 10)."""
-    record = {"suite": NAME, "model": {"name": name}, "details": details}
-    written = []
-    for suffix, kinds in (("pgd", ["linf", "l2"]), ("gradient_free", ["boundary", "pointwise"])):
-        present = [k for k in kinds if curves(details, k)]
-        if present:
-            path = ctx.figure_path(suffix)
-            plot_records([record], path, kinds=present)
-            written.append(path.name)
-    return written
 
 
 # ------------------------------------------------------------------------------------------ reporting
