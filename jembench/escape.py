@@ -61,7 +61,9 @@ def one_line(text: Any) -> str:
     return _controls(_BREAKS.sub(" ", str(text)).replace("\t", " "))
 
 
-_MD_SPECIALS = re.compile(r"([\\`*_\[\]~|])")
+# ``_`` between two letters or digits (``jem_digits``, ``max_y``) cannot open or close emphasis (CommonMark's
+# flanking rules; python-markdown agrees), so it stays as written there and is escaped everywhere else.
+_MD_SPECIALS = re.compile(r"([\\`*\[\]~|]|(?<![^\W_])_|_(?![^\W_]))")
 
 
 def markdown(text: Any) -> str:

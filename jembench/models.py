@@ -106,7 +106,7 @@ def check_architecture_size(arch: str, kwargs: dict[str, Any], weights: dict, pa
     try:
         with torch.device("meta"):
             _call_builder(arch, kwargs)
-    except _TooLarge:
+    except (_TooLarge, MemoryError):  # MemoryError: a builder's own bookkeeping (e.g. a list per block) too big
         raise JembenchError(f"checkpoint {path}: architecture {arch!r} with {kwargs} needs more than "
                             f"{budget:,} weights but the checkpoint holds {have:,}; its architecture settings do "
                             f"not match its weights — re-save it with the settings it was trained with") from None
