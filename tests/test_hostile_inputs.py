@@ -113,19 +113,23 @@ def write_record(path: Path, obj) -> Path:
     return path
 
 
+def set_path(obj: dict, key: str, value) -> None:
+    """``obj["a"]["b"] = value`` for ``key = "a.b"`` (``DELETE`` removes the entry)."""
+    *parents, leaf = key.split(".")
+    for part in parents:
+        obj = obj[part]
+    if value is DELETE:
+        del obj[leaf]
+    else:
+        obj[leaf] = value
+
+
 def good_record(**changes) -> dict:
     rec = make_record(suite="accuracy", model={"name": "jem-digits", "method": "jem", "dataset": "digits",
                                                "sha256": "a" * 64},
                       dataset="digits", protocol=load_protocol("accuracy-tiny"), metrics={"accuracy": 90.0})
     for key, value in changes.items():
-        node = rec
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node[part]
-        if value is DELETE:
-            del node[leaf]
-        else:
-            node[leaf] = value
+        set_path(rec, key, value)
     return rec
 
 
@@ -189,16 +193,7 @@ def lab(tmp_path_factory, tiny_jem_checkpoint) -> Path:
         save_state(ck / name, state)
 
     def setter(key, value):
-        def change(state):
-            node = state
-            *parents, leaf = key.split(".")
-            for part in parents:
-                node = node[part]
-            if value is DELETE:
-                del node[leaf]
-            else:
-                node[leaf] = value
-        return change
+        return lambda state: set_path(state, key, value)
 
     first = next(k for k, v in good["model_state"].items() if v.is_floating_point())
 
