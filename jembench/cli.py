@@ -3,16 +3,24 @@
 A command module defines ``NAME``, ``HELP``, ``ORDER`` (position in ``--help``), ``add_arguments(parser)`` and
 ``run(args) -> int``. User errors (:class:`jembench.errors.JembenchError`) print one line on stderr and exit 2;
 ``--debug`` shows the traceback instead.
+
+Everything the CLI prints passes through :class:`jembench.escape.TerminalSafeStream` (a run name or folder name
+with terminal escape sequences cannot drive the user's terminal), the error line is made one line
+(:func:`jembench.escape.one_line`) whatever the names in it hold, and SIGXFSZ is ignored so that a write beyond
+the file-size limit (``ulimit -f``) fails with EFBIG and a one-line error instead of killing the process.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import pkgutil
+import signal
 import sys
 
 from . import commands
+from .escape import TerminalSafeStream, one_line
 from .errors import JembenchError
 
 
@@ -59,20 +67,42 @@ def build_parser(argv: list[str] | None = None, all_commands: bool = False) -> a
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
-    debug = getattr(args, "debug", False)
+@contextlib.contextmanager
+def _safe_output():
+    """stdout / stderr wrapped in :class:`TerminalSafeStream` for the duration of a command, and SIGXFSZ
+    ignored (main thread only: signal handlers cannot be set elsewhere)."""
+    saved = sys.stdout, sys.stderr
+    previous = None
+    if hasattr(signal, "SIGXFSZ"):
+        with contextlib.suppress(ValueError):  # not in the main thread
+            previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    sys.stdout, sys.stderr = (s if isinstance(s, TerminalSafeStream) else TerminalSafeStream(s) for s in saved)
     try:
-        return int(args._run(args) or 0)
-    except JembenchError as exc:
-        if debug:
-            raise
-        print(f"jembench: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("jembench: interrupted", file=sys.stderr)
-        return 130
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        sys.stdout, sys.stderr = saved
+        if previous is not None:
+            signal.signal(signal.SIGXFSZ, previous)
+
+
+def main(argv: list[str] | None = None) -> int:
+    with _safe_output():
+        parser = build_parser(argv)
+        args = parser.parse_args(argv)
+        debug = getattr(args, "debug", False)
+        try:
+            return int(args._run(args) or 0)
+        except JembenchError as exc:
+            if debug:
+                raise
+            print(f"jembench: error: {one_line(exc)}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print("jembench: interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

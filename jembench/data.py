@@ -163,17 +163,60 @@ def _zero_label(_) -> int:
 
 
 # ----------------------------------------------------------------------------------------------- folder
+class _CheckedImageFolder(torchvision.datasets.ImageFolder):
+    """``ImageFolder`` whose failures name the file: an unreadable, truncated or zero-byte image, or one whose
+    size differs from the folder's first image (a batch of mixed sizes cannot be stacked), is a one-line
+    :class:`JembenchError` naming the image instead of a PIL or collate traceback mid-run."""
+
+    def __init__(self, root: str):
+        super().__init__(root, transform=_to_signed_rgb)
+        self._shape: tuple[int, ...] | None = None
+
+    def __getitem__(self, index: int):
+        path = self.samples[index][0]
+        try:
+            x, y = super().__getitem__(index)
+        except (OSError, SyntaxError, ValueError) as exc:  # PIL: UnidentifiedImageError, truncated files
+            raise JembenchError(f"image {path} is unreadable ({type(exc).__name__}: {str(exc)[:100]}); replace "
+                                f"or delete it") from None
+        if self._shape is None:
+            self._shape = tuple(self[0][0].shape) if index else tuple(x.shape)  # the reference: item 0
+        if tuple(x.shape) != self._shape:
+            raise JembenchError(f"image {path} is {x.shape[-1]}x{x.shape[-2]} but the folder's images are "
+                                f"{self._shape[-1]}x{self._shape[-2]}; resize every image of {self.root} to one "
+                                f"size")
+        return x, y
+
+
 def _folder(path: Path, split: str) -> Dataset:
+    """``PATH/<split>`` as an ImageFolder whose images are checked as they are read (:class:`_CheckedImageFolder`)
+    and whose classes are those of ``PATH/train`` (and ``PATH/test``): a split that lacks a class, or has an
+    extra one, would silently shift every label (ImageFolder numbers the class folders it finds), so it is an
+    error naming the classes."""
     split_dir = path / split
     if not split_dir.is_dir():
         raise JembenchError(f"dataset folder {split_dir} does not exist; folder:PATH needs "
                             f"PATH/train/<class>/*.png|jpg "
                             f"and PATH/test/<class>/... (torchvision ImageFolder layout)")
     try:
-        return torchvision.datasets.ImageFolder(str(split_dir), transform=_to_signed_rgb)
+        ds = _CheckedImageFolder(str(split_dir))
     except (FileNotFoundError, RuntimeError) as exc:
         raise JembenchError(f"dataset folder {split_dir} holds no images in class subfolders ({exc}); "
                             f"use the ImageFolder layout PATH/{split}/<class>/<image>") from None
+    except OSError as exc:
+        raise JembenchError(f"dataset folder {split_dir} is unreadable ({exc.strerror}); fix its permissions"
+                            ) from None
+    other = path / ("test" if split == "train" else "train")
+    if other.is_dir():
+        theirs = sorted(e.name for e in other.iterdir() if e.is_dir())
+        if theirs != ds.classes:
+            missing = sorted(set(theirs) - set(ds.classes))
+            extra = sorted(set(ds.classes) - set(theirs))
+            detail = "; ".join(part for part in (f"{split}/ lacks {missing[:5]}" if missing else "",
+                                                 f"{split}/ has extra {extra[:5]}" if extra else "") if part)
+            raise JembenchError(f"dataset folder {path}: train/ and test/ must hold the same class folders "
+                                f"({detail}); add the missing classes or remove the extra ones")
+    return ds
 
 
 # ------------------------------------------------------------------------------------------------- API
@@ -309,7 +352,17 @@ def iter_batches(dataset: Dataset, limit: int | None = None, seed: int = 0, batc
         dataset = torch.utils.data.Subset(dataset, idx.tolist())
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
     seen = 0
-    for x, y in loader:
+    batches = iter(loader)
+    while True:
+        try:
+            x, y = next(batches)
+        except StopIteration:
+            break
+        except RuntimeError as exc:  # default_collate: items of different shapes cannot be stacked
+            if "stack expects each tensor to be equal size" not in str(exc):
+                raise
+            raise JembenchError(f"dataset yields images of different sizes in items {seen}..{seen + batch_size - 1} "
+                                f"({str(exc)[:120]}); give every image one size") from None
         if not torch.isfinite(x).all():
             bad = (~torch.isfinite(x.flatten(1))).any(1).nonzero().flatten()[:5] + seen
             raise JembenchError(f"dataset yields non-finite pixel values (NaN/inf) at items {bad.tolist()}; fix or "

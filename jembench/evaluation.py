@@ -13,6 +13,7 @@ logits (OpenOOD / RobustBench style)::
 from __future__ import annotations
 
 import dataclasses
+import glob
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,7 +51,8 @@ def apply_overrides(protocol: Protocol, **values: Any) -> Protocol:
 
 
 def check_compatible(ckpt: LoadedCheckpoint, dataset: str, data_root: str | Path | None = None) -> None:
-    """The evaluation dataset must match the checkpoint's input shape and class count."""
+    """The evaluation dataset must match the checkpoint's input shape and class count, and the network itself
+    must agree (:func:`check_model`): a mismatch would give a number that means nothing."""
     info = dataset_info(dataset, data_root)
     if tuple(info.image_shape) != tuple(ckpt.image_shape):
         raise JembenchError(f"{ckpt.path} takes {'x'.join(map(str, ckpt.image_shape))} images but dataset "
@@ -59,6 +61,40 @@ def check_compatible(ckpt: LoadedCheckpoint, dataset: str, data_root: str | Path
     if info.n_classes != ckpt.n_classes:
         raise JembenchError(f"{ckpt.path} has {ckpt.n_classes} classes but dataset {dataset!r} has "
                             f"{info.n_classes}; evaluate on the dataset it was trained on (--dataset {ckpt.dataset})")
+    check_model(ckpt)
+
+
+def check_model(ckpt: LoadedCheckpoint) -> None:
+    """The network is fit to evaluate: every weight finite (a NaN / Inf weight — a diverged run — gives chance
+    accuracy, not an error, so it is refused here), its output count equal to the checkpoint's class count (one
+    probe forward pass on two blank images), and a replay buffer, if any, of its image shape."""
+    import torch
+
+    for name, tensor in ckpt.model.state_dict().items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise JembenchError(f"{ckpt.path} has non-finite weights (NaN or Inf in {name}): the run diverged; "
+                                f"evaluate an earlier checkpoint or retrain")
+    shape = tuple(ckpt.image_shape)
+    device = next((p.device for p in ckpt.model.parameters()), torch.device("cpu"))
+    try:
+        with torch.no_grad():
+            logits = ckpt.model(torch.zeros((2, *shape), device=device))
+    except Exception as exc:  # noqa: BLE001 - any failure of the network on its own input shape is the same error
+        raise JembenchError(f"{ckpt.path}: the network fails on {'x'.join(map(str, shape))} images "
+                            f"({type(exc).__name__}: {str(exc)[:160]}); its architecture settings do not match "
+                            f"its image shape — re-save the checkpoint") from None
+    outputs = tuple(logits.shape) if isinstance(logits, torch.Tensor) else None
+    if outputs is None or len(outputs) != 2 or outputs[0] != 2 or outputs[1] != ckpt.n_classes:
+        raise JembenchError(f"{ckpt.path}: the network outputs {outputs or type(logits).__name__} for 2 images, "
+                            f"but the checkpoint declares {ckpt.n_classes} classes; fix its n_classes or "
+                            f"architecture settings (arch_kwargs) so they agree")
+    buffer = ckpt.buffer
+    if buffer is not None and (not isinstance(buffer, torch.Tensor) or buffer.dim() != 4 or len(buffer) == 0
+                               or tuple(buffer.shape[1:]) != shape or not buffer.is_floating_point()):
+        got = (f"{buffer.dtype} {'x'.join(map(str, buffer.shape))}" if isinstance(buffer, torch.Tensor)
+               else type(buffer).__name__)
+        raise JembenchError(f"the replay buffer of {ckpt.path} is {got}, not float images N x "
+                            f"{'x'.join(map(str, shape))} in [-1, 1]; pass a matching --buffer file")
 
 
 def fast_checkpoint(ckpt: LoadedCheckpoint, suite_name: str, compile: bool = False,
@@ -88,11 +124,12 @@ def run_suite(ckpt: LoadedCheckpoint, suite_name: str, protocol: Protocol, out_p
         raise JembenchError(f"protocol {protocol.path} is for suite {protocol.suite!r}, not {suite_name!r}")
     if batch_size <= 0:
         raise JembenchError(f"batch size must be positive, got {batch_size}")
-    ckpt = fast_checkpoint(ckpt, suite_name, compile, channels_last)
+    check_seed(seed)
     dataset = dataset or ckpt.dataset
     if dataset == "unknown":
         raise JembenchError(f"{ckpt.path} does not say which dataset it was trained on; pass --dataset")
     check_compatible(ckpt, dataset, data_root)
+    ckpt = fast_checkpoint(ckpt, suite_name, compile, channels_last)
     out_path = Path(out_path)
     ctx = EvalContext(dataset=dataset, data_root=data_root, download=download, device=device,
                       out_dir=out_path.parent, seed=seed, batch_size=batch_size, record_path=out_path,
@@ -104,9 +141,15 @@ def run_suite(ckpt: LoadedCheckpoint, suite_name: str, protocol: Protocol, out_p
         atomic.write_json(out_path, record)
         # Long suites checkpoint their progress as <record stem>.partial* files beside the record; only now
         # that the record is safely on disk are those obsolete.
-        for partial in out_path.parent.glob(f"{out_path.stem}.partial*"):
+        for partial in out_path.parent.glob(f"{glob.escape(out_path.stem)}.partial*"):
             partial.unlink(missing_ok=True)
     return record
+
+
+def check_seed(seed: int) -> None:
+    """Seeds are 64-bit (torch takes [0, 2**63) here; negative seeds would wrap differently per library)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise JembenchError(f"seed {seed} is outside [0, 2**63); pass a smaller --seed")
 
 
 def as_checkpoint(model: str | Path | torch.nn.Module | LoadedCheckpoint, *, dataset: str | None = None,
@@ -117,6 +160,9 @@ def as_checkpoint(model: str | Path | torch.nn.Module | LoadedCheckpoint, *, dat
     ``nn.Module`` wrapped with the image shape of ``dataset`` (:func:`jembench.models.from_module`)."""
     if isinstance(model, LoadedCheckpoint):
         return model
+    from .runtime import require_device
+
+    require_device(device)
     if isinstance(model, (str, Path)):
         ckpt = load_checkpoint(model, device=device, dataset=dataset, trust=trust_checkpoint)
         if buffer is not None:

@@ -18,23 +18,20 @@ Rules that make the numbers honest:
 from __future__ import annotations
 
 import copy
-import html
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import pandas as pd
-from tabulate import tabulate
 
 from . import catalog, metric_keys
 from .errors import JembenchError
 from .metric_keys import NORM_LABELS
 from .metrics.ood_scores import SCORES
 from .published import FLAGS, PAPERS, cite, flag_list
-from .records import RecordRef
+from .records import RecordRef, model_labels
 
 TABLES = ("hybrid", "ood", "calibration", "robustness", "ablation")
-FORMATS = ("md", "latex", "csv", "html")
 
 TITLES = {"hybrid": "Hybrid modelling", "ood": "OOD detection (AUROC)", "calibration": "Calibration",
           "robustness": "Adversarial robustness", "ablation": "Ablation"}
@@ -53,12 +50,13 @@ OTHER_SOURCE = "°"
 def records_frame(refs: list[RecordRef]) -> pd.DataFrame:
     """Long table of our numbers: one row per (record, metric) with model, suite and protocol columns."""
     rows = []
+    labels = model_labels(refs)  # different weights under one name: separate rows (name@sha8), never averaged
     for ref in refs:
         r = ref.record
         model = r["model"]
         proto = r["protocol"]
         for metric, value in r["metrics"].items():
-            rows.append({"model": model["name"], "method": model.get("method", ""), "dataset": r["dataset"],
+            rows.append({"model": labels[ref.path], "method": model.get("method", ""), "dataset": r["dataset"],
                          "suite": r["suite"], "protocol": proto.get("name", r["suite"]), "hash": proto["hash"],
                          "metric": metric, "value": float(value), "path": str(ref.path)})
     cols = ["model", "method", "dataset", "suite", "protocol", "hash", "metric", "value", "path"]
@@ -427,155 +425,17 @@ def _rounded(cell: Cell) -> float:
 
 
 # ----------------------------------------------------------------------------------------------- rendering
-def _fmt_value(cell: Cell | None) -> str:
-    if cell is None:
-        return "-"
-    if not math.isfinite(cell.value):
-        return "NaN"
-    return f"{cell.value:.{cell.decimals}f}"
+# Drawing sections (Markdown, LaTeX, CSV, HTML) and escaping untrusted text: jembench.render / jembench.escape.
+_MOVED_TO_RENDER = ("render", "html_fragment", "html_page", "to_frame", "latex_escape", "FORMATS", "CSS")
 
 
-_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-_LATEX_SYMBOLS = {"↑": r"$\uparrow$", "↓": r"$\downarrow$", "∞": r"$_\infty$", "ε": r"$\epsilon$",
-                  "α": r"$\alpha$", "†": r"$^\dagger$", "‡": r"$^\ddagger$", "§": r"\S{}", "¶": r"\P{}",
-                  "°": r"$^\circ$", "ᵉ": r"$^{e}$", "ⁱ": r"$^{i}$", "·": r"$\cdot$", "|": r"$|$", "−": r"$-$",
-                  "—": "---", "–": "--", "∂": r"$\partial$"}
+def __getattr__(name: str):
+    """``leaderboard.render`` & co. still resolve (they moved to :mod:`jembench.render`)."""
+    if name in _MOVED_TO_RENDER:
+        from . import render as _render
 
-
-def latex_escape(text: str) -> str:
-    """Escape LaTeX specials and map the few unicode symbols the tables use to math-mode commands."""
-    out = []
-    for ch in str(text):
-        out.append(_LATEX_ESCAPES.get(ch) or _LATEX_SYMBOLS.get(ch) or ch)
-    return "".join(out)
-
-
-def _marks(row: Row) -> str:
-    return "".join(FLAGS[f][0] for f in row.flags if f in FLAGS)
-
-
-def _table_rows(section: Section, fmt: str) -> tuple[list[str], list[list[str]], list[str]]:
-    """Header, body and column alignment of one section in ``fmt`` (md, latex or html)."""
-    ranks = _ranks(section)
-    esc = {"md": lambda s: s.replace("|", "\\|"), "latex": latex_escape, "html": html.escape}[fmt]
-    headers = []
-    if section.block_label:
-        headers.append(section.block_label)
-    headers += ["Model"] + [c.label for c in section.columns] + ["Source"]
-    headers = [esc(h) for h in headers]
-    align = (["left"] if section.block_label else []) + ["left"] + ["right"] * len(section.columns) + ["left"]
-    body = []
-    previous_block = None
-    for i, r in enumerate(section.rows):
-        line = []
-        if section.block_label:
-            block = r.block if r.block != previous_block else ""
-            previous_block = r.block
-            if section.kind == "ood" and block:
-                score = SCORES.get(block)
-                block = (score.latex if score else esc(block)) if fmt == "latex" else esc(score.label if score
-                                                                                        else block)
-            else:
-                block = esc(block)
-            line.append(block)
-        model = esc(r.model) + esc(_marks(r))
-        if r.ours and fmt == "html":
-            model = f'<span class="ours">{model}</span>'
-        elif r.ours and fmt == "md":
-            model = f"*{model}*"
-        line.append(model)
-        for c in section.columns:
-            cell = r.cells.get(c.key)
-            text = esc(_fmt_value(cell)) + (esc(cell.mark) if cell and cell.mark else "")
-            rank = ranks.get((i, c.key))
-            if rank == 1:
-                text = {"md": f"**{text}**", "latex": rf"\textbf{{{text}}}", "html": f"<strong>{text}</strong>"}[fmt]
-            elif rank == 2 and fmt != "md":
-                text = {"latex": rf"\underline{{{text}}}", "html": f"<u>{text}</u>"}[fmt]
-            line.append(text)
-        line.append(esc(r.source))
-        body.append(line)
-    return headers, body, align
-
-
-def render(sections: list[Section], fmt: str = "md", title: str | None = None) -> str:
-    """All sections as one document in ``fmt`` (md, latex, csv or html)."""
-    if fmt not in FORMATS:
-        raise JembenchError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    if fmt == "csv":
-        return to_frame(sections).to_csv(index=False)
-    if fmt == "html":
-        return html_page(title or "jembench leaderboard", html_fragment(sections))
-    parts = []
-    for s in sections:
-        if not s.columns:
-            continue
-        headers, body, align = _table_rows(s, fmt)
-        if fmt == "md":
-            table = tabulate(body, headers=headers, tablefmt="github", colalign=align, disable_numparse=True)
-            notes = "".join(f"\n- {n}" for n in s.notes)
-            parts.append(f"### {s.title}\n\n{table}\n{notes}\n".rstrip() + "\n")
-        else:
-            table = tabulate(body, headers=headers, tablefmt="latex_raw", colalign=align, disable_numparse=True)
-            notes = " ".join(latex_escape(n) + "." for n in s.notes)
-            parts.append("\\begin{table}[t]\n\\centering\n\\small\n"
-                         f"\\caption{{{latex_escape(s.title)}}}\n{table}\n"
-                         + (f"\\par\\footnotesize {notes}\n" if notes else "")
-                         + "\\end{table}\n")
-    if not parts:
-        return "(no rows: no published numbers or records match the filters)\n"
-    return "\n".join(parts)
-
-
-def html_fragment(sections: list[Section]) -> str:
-    """The sections as ``<section>`` elements (tables + notes), for a page or the HTML report."""
-    out = []
-    for s in sections:
-        if not s.columns:
-            continue
-        headers, body, align = _table_rows(s, "html")
-        table = tabulate(body, headers=headers, tablefmt="unsafehtml", colalign=align, disable_numparse=True)
-        table = table.replace("<table>", f'<table class="leaderboard" data-kind="{s.kind}">', 1)
-        notes = "".join(f"<li>{html.escape(n)}</li>" for n in s.notes)
-        out.append(f'<section class="board">\n<h3>{html.escape(s.title)}</h3>\n{table}\n'
-                   + (f'<ul class="notes">{notes}</ul>\n' if notes else "") + "</section>")
-    return "\n".join(out)
-
-
-CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem auto;max-width:72rem;
-padding:0 1rem;color:#222}table{border-collapse:collapse;margin:.5rem 0 1rem}th,td{padding:.2rem .6rem;
-border-bottom:1px solid #ddd}th{border-bottom:2px solid #444}.ours{background:#fff3c4;font-style:italic}
-.notes{font-size:.85rem;color:#555}figure{display:block;margin:.75rem 0 1.25rem}
-figure img{display:block;max-width:100%;height:auto;border:1px solid #ddd}
-figcaption{font-size:.85rem;color:#555}code{font-size:.85rem}"""
-
-
-def html_page(title: str, body: str, script: str = "") -> str:
-    """A complete, self-contained HTML document (inline CSS; no external resources)."""
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
-            f"<h1>{html.escape(title)}</h1>\n{body}\n"
-            + (f"<script>{script}</script>\n" if script else "") + "</body>\n</html>\n")
-
-
-def to_frame(sections: list[Section]) -> pd.DataFrame:
-    """All sections as one wide DataFrame with raw numbers (the ``csv`` format)."""
-    frames = []
-    for s in sections:
-        recs = []
-        for r in s.rows:
-            d = {"table": s.kind, "section": s.title, "dataset": s.dataset, "block": r.block, "model": r.model,
-                 "ours": r.ours, "source": r.source, "flags": ";".join(r.flags)}
-            for c in s.columns:
-                cell = r.cells.get(c.key)
-                d[c.key] = cell.value if cell is not None else float("nan")
-            recs.append(d)
-        if recs:
-            frames.append(pd.DataFrame(recs))
-    if not frames:
-        return pd.DataFrame(columns=["table", "section", "dataset", "block", "model", "ours", "source", "flags"])
-    return pd.concat(frames, ignore_index=True)
+        return getattr(_render, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_all(kinds: Iterable[str], published: pd.DataFrame | None, refs: list[RecordRef],

@@ -54,16 +54,67 @@ def _discover(arch: str) -> None:
             _ARCHITECTURES[arch] = ep.load()
 
 
-def build_model(arch: str, kwargs: dict[str, Any]) -> nn.Module:
+def build_model(arch: str, kwargs: dict[str, Any], weights: dict | None = None, path: str = "checkpoint"
+                ) -> nn.Module:
+    """The network ``arch(**kwargs)``. With ``weights`` (the state dict it will load), the architecture is first
+    built on the ``meta`` device — no memory — and refused if it asks for more numbers than ``weights`` hold
+    (:func:`check_architecture_size`), so settings such as ``widen_factor = 10**6`` are one line, not an
+    out-of-memory kill."""
     if arch not in _ARCHITECTURES:
         _discover(arch)
     if arch not in _ARCHITECTURES:
         known = ", ".join(sorted(_ARCHITECTURES)) or "none (reinstall jembench: pip install -e .)"
         raise JembenchError(f"unknown architecture {arch!r}; known: {known}")
+    if weights is not None:
+        check_architecture_size(arch, kwargs, weights, path)
+    return _call_builder(arch, kwargs)
+
+
+def _call_builder(arch: str, kwargs: dict[str, Any]) -> nn.Module:
     try:
         return _ARCHITECTURES[arch](**kwargs)
     except TypeError as exc:
         raise JembenchError(f"architecture {arch!r} does not accept {kwargs}: {exc}") from None
+    except (ValueError, AssertionError, OverflowError) as exc:
+        raise JembenchError(f"architecture {arch!r} cannot be built with {kwargs} ({exc}); fix the architecture "
+                            f"settings of the checkpoint") from None
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def check_architecture_size(arch: str, kwargs: dict[str, Any], weights: dict, path: str) -> None:
+    """Build ``arch(**kwargs)`` on the meta device, counting parameters and buffers as they are registered, and
+    stop as soon as the count exceeds what ``weights`` can fill (strict loading needs every one of them; a little
+    slack covers non-persistent buffers). Costs no memory and stops early however absurd the settings are."""
+    have = sum(t.numel() for t in weights.values() if isinstance(t, torch.Tensor))
+    budget = 2 * have + 1_000_000
+    seen = [0]
+
+    def count(_module, _name, tensor):
+        if tensor is not None:
+            seen[0] += tensor.numel()
+            if seen[0] > budget:
+                raise _TooLarge
+        return None
+
+    from torch.nn.modules import module as module_hooks
+
+    handles = [module_hooks.register_module_parameter_registration_hook(count),
+               module_hooks.register_module_buffer_registration_hook(count)]
+    try:
+        with torch.device("meta"):
+            _call_builder(arch, kwargs)
+    except (_TooLarge, MemoryError):  # MemoryError: a builder's own bookkeeping (e.g. a list per block) too big
+        raise JembenchError(f"checkpoint {path}: architecture {arch!r} with {kwargs} needs more than "
+                            f"{budget:,} weights but the checkpoint holds {have:,}; its architecture settings do "
+                            f"not match its weights — re-save it with the settings it was trained with") from None
+    except (RuntimeError, NotImplementedError):
+        pass  # a builder that cannot run on the meta device: the real build below reports its own errors
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 @dataclass
@@ -187,7 +238,8 @@ def _load_ours(state: dict, path: str, digest: str) -> LoadedCheckpoint:
     if version != FORMAT_VERSION:
         raise JembenchError(f"checkpoint {path} has format version {version}; this jembench reads version "
                             f"{FORMAT_VERSION}; use a matching jembench release")
-    model = build_model(state["arch"], state["arch_kwargs"])
+    check_our_checkpoint(state, path)
+    model = build_model(state["arch"], state["arch_kwargs"], weights=state["model_state"], path=path)
     _load_weights(model, state["model_state"], path)
     buffer = state.get("buffer") or {}
     init = buffer.get("init")
@@ -198,6 +250,82 @@ def _load_ours(state: dict, path: str, digest: str) -> LoadedCheckpoint:
                             n_classes=int(state["n_classes"]), image_shape=tuple(state["image_shape"]), path=path,
                             sha256=digest, buffer=images, buffer_labels=buffer.get("labels"),
                             init_state=init, config=state.get("config") or {}, state=state)
+
+
+#: sanity bounds of our checkpoint's fields (far beyond any real model: ImageNet has 1,000 classes)
+MAX_CLASSES = 1_000_000
+MAX_IMAGE_SIDE = 4096
+MAX_CHANNELS = 64
+
+
+def _bad(path: str, what: str) -> JembenchError:
+    return JembenchError(f"checkpoint {path} is malformed: {what}; re-save it with `jembench train` / "
+                         f"`jembench export`")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_our_checkpoint(state: dict, path: str) -> None:
+    """The structure of a jembench checkpoint (format 1), field by field, before anything is built from it:
+    the wrong container type, a missing architecture, an absurd class count or image shape, weights that are
+    not tensors, or a replay buffer of the wrong shape / dtype is one line naming the field."""
+    for key, kind, label in (("method", str, "a string"), ("dataset", str, "a string"), ("arch", str, "a string"),
+                             ("arch_kwargs", dict, "a mapping"), ("model_state", dict, "a mapping")):
+        if key not in state:
+            raise _bad(path, f"it has no {key!r} field")
+        if not isinstance(state[key], kind):
+            raise _bad(path, f"{key!r} is {type(state[key]).__name__}, not {label}")
+    if not all(isinstance(k, str) for k in state["arch_kwargs"]):
+        raise _bad(path, "'arch_kwargs' keys must be strings")
+    bad = [k for k, v in state["model_state"].items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad or not state["model_state"]:
+        raise _bad(path, f"'model_state' must map names to tensors (not: {bad[:3]})" if bad else
+                   "'model_state' holds no weights")
+    n = state.get("n_classes")
+    if not _is_int(n) or not 1 <= n <= MAX_CLASSES:
+        raise _bad(path, f"'n_classes' is {n!r}, not an integer in [1, {MAX_CLASSES:,}]")
+    shape = state.get("image_shape")
+    if (not isinstance(shape, (list, tuple)) or len(shape) != 3 or not all(_is_int(v) for v in shape)
+            or not 1 <= shape[0] <= MAX_CHANNELS or not all(1 <= v <= MAX_IMAGE_SIDE for v in shape[1:])):
+        raise _bad(path, f"'image_shape' is {shape!r}, not [channels, height, width] (channels <= {MAX_CHANNELS}, "
+                         f"sides <= {MAX_IMAGE_SIDE})")
+    for key in ("config", "extra"):
+        if state.get(key) is not None and not isinstance(state[key], dict):
+            raise _bad(path, f"{key!r} is {type(state[key]).__name__}, not a mapping")
+    name = (state.get("config") or {}).get("name")
+    if name is not None and (not isinstance(name, str) or not 0 < len(name) <= 256):
+        raise _bad(path, f"config 'name' is {str(name)[:40]!r}, not a string of 1 to 256 characters")
+    for key in ("epoch", "iteration"):
+        if key in state and not _is_int(state[key]):
+            raise _bad(path, f"{key!r} is {state[key]!r}, not an integer")
+    check_buffer(state.get("buffer"), tuple(shape), n, path)
+
+
+def check_buffer(buffer: Any, image_shape: tuple[int, ...], n_classes: int, path: str) -> None:
+    """A checkpoint's replay buffer: None, or a mapping whose ``images`` is a float or uint8 tensor
+    (N, *image_shape) and whose ``labels`` (if any) is an integer tensor of N class indices."""
+    if buffer is None:
+        return
+    if not isinstance(buffer, dict):
+        raise _bad(path, f"'buffer' is {type(buffer).__name__}, not a mapping")
+    images, labels = buffer.get("images"), buffer.get("labels")
+    if images is None:
+        return
+    want = "x".join(map(str, image_shape))
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or tuple(images.shape[1:]) != image_shape:
+        got = "x".join(map(str, images.shape)) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise _bad(path, f"replay buffer images are {got}, not N x {want}")
+    if not (images.is_floating_point() or images.dtype == torch.uint8):
+        raise _bad(path, f"replay buffer images are {images.dtype}, not float or uint8")
+    if labels is not None:
+        if (not isinstance(labels, torch.Tensor) or labels.shape != (len(images),) or labels.is_floating_point()
+                or labels.is_complex() or labels.dtype == torch.bool):
+            got = f"{labels.dtype} {tuple(labels.shape)}" if isinstance(labels, torch.Tensor) else type(labels).__name__
+            raise _bad(path, f"replay buffer labels are {got}, not {len(images)} integer class indices")
+        if len(labels) and not (0 <= int(labels.min()) and int(labels.max()) < n_classes):
+            raise _bad(path, f"replay buffer labels lie outside [0, {n_classes})")
 
 
 def quantize_images(images: torch.Tensor) -> torch.Tensor:

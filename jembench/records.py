@@ -96,32 +96,145 @@ def make_record(*, suite: str, model: dict[str, Any], dataset: str, protocol, me
     }
 
 
+#: bounds of a record file that a careless or hostile author cannot exceed (real records are far inside them:
+#: the largest committed one is ~40 KiB, 6 levels deep)
+MAX_RECORD_BYTES = 64 * 1024 * 1024
+MAX_DEPTH = 32
+MAX_NAME = 256  # characters of a model / protocol / metric name
+MAX_TEXT = 4096  # characters of other text fields (dataset paths, checkpoint paths)
+
+
+def _fail(source: str, what: str, fix: str = "regenerate it with `jembench eval`") -> JembenchError:
+    return JembenchError(f"{source}: {what}; {fix}")
+
+
+def _depth(obj: Any, limit: int) -> int:
+    """Nesting depth of a JSON value, counted only up to ``limit + 1`` (so an absurd one costs nothing)."""
+    stack, deepest = [(obj, 1)], 0
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        if deepest > limit:
+            return deepest
+        if isinstance(node, dict):
+            stack.extend((v, d + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, d + 1) for v in node)
+    return deepest
+
+
+def _text(source: str, where: str, value: Any, *, limit: int = MAX_NAME, optional: bool = False,
+          nonempty: bool = True) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str):
+        raise _fail(source, f"{where} is {type(value).__name__} {str(value)[:60]!r}, not a string")
+    if nonempty and not value.strip():
+        raise _fail(source, f"{where} is empty")
+    if len(value) > limit:
+        raise _fail(source, f"{where} is {len(value)} characters long (at most {limit})")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
-    """Check a loaded record's shape; raise :class:`JembenchError` naming ``source`` when it is unusable."""
+    """Check a loaded record's shape and every field's type; raise :class:`JembenchError` naming ``source``
+    and the field when it is unusable. Required: ``schema``, ``suite``, ``model`` (with ``name``),
+    ``dataset``, ``protocol`` (with ``hash``), ``metrics`` (name → number; NaN allowed). The optional fields
+    :func:`make_record` writes are type-checked when present; unknown extra fields are allowed."""
     if not isinstance(record, dict) or record.get("schema") != SCHEMA:
         raise JembenchError(f"{source} is not a jembench record (schema {SCHEMA!r} missing); "
                             f"pass a JSON file written by `jembench eval`")
+    if _depth(record, MAX_DEPTH) > MAX_DEPTH:
+        raise _fail(source, f"nested more than {MAX_DEPTH} levels deep", "it is not a jembench record; delete it")
     for key in ("suite", "model", "dataset", "protocol", "metrics"):
         if key not in record:
             raise JembenchError(f"{source} has no {key!r} field; regenerate it with `jembench eval`")
+    _text(source, "'suite'", record["suite"], limit=64)
+    _text(source, "'dataset'", record["dataset"], limit=MAX_TEXT)
+    model = record["model"]
+    if not isinstance(model, dict) or not model.get("name"):
+        raise JembenchError(f"{source}: 'model' must hold a 'name' (and 'method', 'dataset'); "
+                            f"regenerate the record with `jembench eval`")
+    _text(source, "model 'name'", model["name"])
+    for key, limit in (("method", 64), ("dataset", MAX_TEXT), ("checkpoint", MAX_TEXT), ("sha256", 128)):
+        if key in model:
+            _text(source, f"model {key!r}", model[key], limit=limit, optional=True, nonempty=False)
     if not isinstance(record["metrics"], dict):
         raise JembenchError(f"{source}: 'metrics' must be a mapping of metric name to number")
     for key, value in record["metrics"].items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        _text(source, "a metric name", key)
+        if not _number(value):
             raise JembenchError(f"{source}: metric {key!r} is {value!r}, not a number; fix or regenerate the record")
-    if not isinstance(record["protocol"], dict) or "hash" not in record["protocol"]:
+    proto = record["protocol"]
+    if not isinstance(proto, dict) or "hash" not in proto:
         raise JembenchError(f"{source}: 'protocol' must hold a 'hash'; regenerate it with `jembench eval`")
+    _text(source, "protocol 'hash'", proto["hash"], limit=128)
+    if "name" in proto:
+        _text(source, "protocol 'name'", proto["name"])
+    for key, kind in (("table", dict), ("details", dict), ("versions", dict), ("figures", list)):
+        value = proto.get(key) if key == "table" else record.get(key)
+        if value is not None and not isinstance(value, kind):
+            name = "protocol 'table'" if key == "table" else repr(key)
+            raise _fail(source, f"{name} is {type(value).__name__}, not a {'mapping' if kind is dict else 'list'}")
+    for i, name in enumerate(record.get("figures") or []):
+        _text(source, f"'figures'[{i}]", name, limit=MAX_TEXT)
+    for key in ("created", "commit"):
+        if key in record:
+            _text(source, repr(key), record[key], optional=True, nonempty=False)
+    if "seed" in record and (isinstance(record["seed"], bool) or not isinstance(record["seed"], int)):
+        raise _fail(source, f"'seed' is {record['seed']!r}, not an integer")
+    if "wall_time_s" in record and not _number(record["wall_time_s"]):
+        raise _fail(source, f"'wall_time_s' is {record['wall_time_s']!r}, not a number")
     return record
+
+
+def model_identity(record: dict[str, Any]) -> tuple[str, str]:
+    """What makes two records the same model: its name *and* the SHA-256 of its weights (a checkpoint file's,
+    or a module's state dict's); ``""`` when a record does not say. Records of different models that share a
+    name (two runs both called ``jem-digits``) must never be averaged into one leaderboard row."""
+    model = record["model"]
+    return str(model["name"]), str(model.get("sha256") or "")
+
+
+def model_labels(refs: Iterable[RecordRef]) -> dict[Path, str]:
+    """A display name per record file that tells different models apart: the model's name, or, when records
+    of *different* weights share that name, ``name@<first 8 hex of sha256>`` (``name@?`` for a record that
+    gives no SHA-256 beside ones that do). Records of one model (same name and weights) get the same label, so
+    grouping by this label averages exactly the records of one model."""
+    refs = list(refs)
+    digests: dict[str, set[str]] = {}
+    for ref in refs:
+        name, digest = model_identity(ref.record)
+        digests.setdefault(name, set()).add(digest)
+    labels = {}
+    for ref in refs:
+        name, digest = model_identity(ref.record)
+        labels[ref.path] = name if len(digests[name]) == 1 else f"{name}@{digest[:8] or '?'}"
+    return labels
 
 
 def _read_json(path: Path) -> Any:
     try:
+        size = path.stat().st_size
+        if size > MAX_RECORD_BYTES:
+            raise JembenchError(f"{path} is {size / 2**20:.0f} MiB, larger than any record "
+                                f"({MAX_RECORD_BYTES // 2**20} MiB at most); it is not a jembench record")
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise JembenchError(f"record {path} does not exist; check the path") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise JembenchError(f"{path} is not valid JSON ({exc}); delete it or regenerate it with `jembench eval`"
-                            ) from None
+    except IsADirectoryError:
+        raise JembenchError(f"record {path} is a folder named like a file; rename it or pass its parent") from None
+    except PermissionError:
+        raise JembenchError(f"record {path} is not readable (permission denied); fix its permissions") from None
+    except RecursionError:
+        raise JembenchError(f"{path} is nested too deeply to be a record; delete it or regenerate it with "
+                            f"`jembench eval`") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # json.JSONDecodeError, and integers too long to convert
+        raise JembenchError(f"{path} is not valid JSON ({str(exc)[:120]}); delete it or regenerate it with "
+                            f"`jembench eval`") from None
 
 
 def load_record(path: str | Path) -> dict[str, Any]:
@@ -160,10 +273,5 @@ def load_records(paths: Iterable[str | Path], *, skip_non_records_in_folders: bo
             refs.append(RecordRef(p, load_record(p)))
         else:
             raise JembenchError(f"{p} does not exist; pass record files (.json) or folders of records")
-    for ref in refs:
-        model = ref.record["model"]
-        if not isinstance(model, dict) or not model.get("name"):
-            raise JembenchError(f"{ref.path}: 'model' must hold a 'name' (and 'method', 'dataset'); "
-                                f"regenerate the record with `jembench eval`")
     return refs
 

@@ -5,23 +5,30 @@ later. So CSS is inline and every PNG a record lists in ``figures`` (written bes
 as a base64 ``data:`` URI, at its natural size, captioned with what it shows and the name of its vector copy
 (the PDF beside it, :mod:`jembench.figures`). A small script marks the page once every image has decoded
 (``<body data-report-ready="yes">``), which is what the browser test checks.
+
+What a record says is untrusted (a record may come from anyone's CI run): every text in the page goes through
+:func:`jembench.escape.html`, the page's Content-Security-Policy runs no script but its own, and a figure is
+embedded only when it is a PNG file *inside the folder being reported* (after resolving ``..`` and symlinks), so
+a record cannot pull ``/home/someone/secret.png`` into a report that is then published as a CI artifact.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 from pathlib import Path
 
 from tabulate import tabulate
 
+from . import escape
 from .errors import JembenchError
 from .figures import caption as figure_caption
 from .figures import record_dataset_label, vector_path
-from .leaderboard import TABLES, build_all, html_fragment, html_page
+from .leaderboard import TABLES, build_all
 from .records import RecordRef, load_records
+from .render import html_fragment, html_page
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+MAX_FIGURE_BYTES = 32 * 1024 * 1024  # a suite's PNGs are ~100 KiB; a larger "figure" is not one of them
 
 READY_SCRIPT = """window.addEventListener('load', function () {
   var imgs = Array.prototype.slice.call(document.images);
@@ -32,20 +39,36 @@ READY_SCRIPT = """window.addEventListener('load', function () {
 });"""
 
 
-def figure_paths(ref: RecordRef) -> list[Path]:
-    """The PNG files a record lists in ``figures``, resolved beside the record; missing or non-PNG is an error."""
+def figure_paths(ref: RecordRef, root: Path | None = None) -> list[Path]:
+    """The PNG files a record lists in ``figures``, resolved beside the record. A missing or non-PNG file, or
+    one that lies outside ``root`` (default: the record's folder) once ``..`` and symlinks are resolved, is an
+    error naming the record and the entry."""
     names = ref.record.get("figures", []) or []
     if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
         raise JembenchError(f"{ref.path}: 'figures' must be a list of file names; regenerate the record")
+    inside = Path(root if root is not None else ref.path.parent).resolve()
     paths = []
     for name in names:
         path = ref.path.parent / name
+        shown = escape.one_line(repr(name))
+        if not path.resolve().is_relative_to(inside):
+            raise JembenchError(f"{ref.path} lists figure {shown}, which lies outside the reported folder "
+                                f"{inside}; a report embeds only files inside it: remove the entry or keep the "
+                                f"figure beside the record")
         if not path.is_file():
-            raise JembenchError(f"{ref.path} lists figure {name!r} but {path} does not exist; keep the figures "
+            raise JembenchError(f"{ref.path} lists figure {shown} but {path} does not exist; keep the figures "
                                 f"beside the record (re-run `jembench eval`) or remove the entry")
-        with open(path, "rb") as fh:
-            if fh.read(8) != PNG_MAGIC:
-                raise JembenchError(f"{path} (listed by {ref.path}) is not a PNG file; figures must be PNG")
+        if path.stat().st_size > MAX_FIGURE_BYTES:
+            raise JembenchError(f"{path} (listed by {ref.path}) is larger than {MAX_FIGURE_BYTES // 2**20} MiB, "
+                                f"not a suite figure; remove the entry")
+        try:
+            with open(path, "rb") as fh:
+                magic = fh.read(8)
+        except OSError as exc:
+            raise JembenchError(f"{path} (listed by {ref.path}) is not readable ({exc.strerror}); fix its "
+                                f"permissions or remove the entry") from None
+        if magic != PNG_MAGIC:
+            raise JembenchError(f"{path} (listed by {ref.path}) is not a PNG file; figures must be PNG")
         paths.append(path)
     return paths
 
@@ -56,15 +79,15 @@ def _img(path: Path, alt: str) -> str:
     width, height = int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")
     size = f' width="{width}" height="{height}"' if raw[12:16] == b"IHDR" and width and height else ""
     data = base64.b64encode(raw).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}"{size} alt="{html.escape(alt)}">'
+    return f'<img src="data:image/png;base64,{data}"{size} alt="{escape.html(alt)}">'
 
 
 def _figcaption(path: Path) -> str:
     """What the figure shows, its file, and its vector copy (PDF beside it) when there is one."""
     what = figure_caption(path.name)
     pdf = vector_path(path)
-    return ((f"{html.escape(what)} — " if what else "") + f"<code>{html.escape(path.name)}</code>"
-            + (f" (vector: <code>{html.escape(pdf.name)}</code>)" if pdf.is_file() else ""))
+    return ((f"{escape.html(what)} — " if what else "") + f"<code>{escape.html(path.name)}</code>"
+            + (f" (vector: <code>{escape.html(pdf.name)}</code>)" if pdf.is_file() else ""))
 
 
 def _label(ref: RecordRef, root: Path) -> str:
@@ -83,17 +106,17 @@ def build_report(run_dir: str | Path, published=None, title: str | None = None) 
     refs = load_records([root])
     if not refs:
         raise JembenchError(f"no jembench records (*.json) under {root}; run `jembench eval` first")
-    figures = {id(ref): figure_paths(ref) for ref in refs}
+    figures = {id(ref): figure_paths(ref, root) for ref in refs}
 
     overview = []
     for ref in refs:
         r = ref.record
         proto = r["protocol"]
-        overview.append([html.escape(r["model"]["name"]), html.escape(str(r["model"].get("method", ""))),
-                         html.escape(r["dataset"]), html.escape(r["suite"]),
-                         html.escape(f"{proto.get('name', r['suite'])}@{str(proto['hash'])[:8]}"),
-                         html.escape(str(r.get("seed", ""))), html.escape(str(r.get("created", ""))),
-                         f"<code>{html.escape(_label(ref, root))}</code>"])
+        overview.append([escape.html(r["model"]["name"]), escape.html(r["model"].get("method", "")),
+                         escape.html(r["dataset"]), escape.html(r["suite"]),
+                         escape.html(f"{proto.get('name', r['suite'])}@{str(proto['hash'])[:8]}"),
+                         escape.html(r.get("seed", "")), escape.html(r.get("created", "")),
+                         f"<code>{escape.html(_label(ref, root))}</code>"])
     overview_table = tabulate(overview, headers=["Model", "Method", "Dataset", "Suite", "Protocol", "Seed",
                                                  "Created", "Record"], tablefmt="unsafehtml", disable_numparse=True)
 
@@ -109,12 +132,12 @@ def build_report(run_dir: str | Path, published=None, title: str | None = None) 
         caption = f"{r['model']['name']} · {r['suite']} · {record_dataset_label(r)}"
         figs = "\n".join(f"<figure>{_img(p, f'{caption}: {p.name}')}<figcaption>{_figcaption(p)}"
                          f"</figcaption></figure>" for p in paths)
-        blocks.append(f'<section class="figures">\n<h3>{html.escape(caption)}</h3>\n'
-                      f"<p><code>{html.escape(_label(ref, root))}</code></p>\n{figs}\n</section>")
+        blocks.append(f'<section class="figures">\n<h3>{escape.html(caption)}</h3>\n'
+                      f"<p><code>{escape.html(_label(ref, root))}</code></p>\n{figs}\n</section>")
     figures_html = "\n".join(blocks) if blocks else "<p>The records list no figures.</p>"
 
     n_figs = sum(len(p) for p in figures.values())
-    body = (f"<p>{len(refs)} record(s) under <code>{html.escape(str(root))}</code>, {n_figs} figure(s).</p>\n"
+    body = (f"<p>{len(refs)} record(s) under <code>{escape.html(root)}</code>, {n_figs} figure(s).</p>\n"
             f"<h2>Records</h2>\n{overview_table}\n<h2>Leaderboards</h2>\n{boards}\n"
             f"<h2>Figures</h2>\n{figures_html}")
     return html_page(title or f"jembench report — {root.name or root}", body, READY_SCRIPT)

@@ -272,6 +272,9 @@ class ReplayBuffer:
             raise ValueError(f"buffer size {size} is smaller than the number of classes {n_classes}")
         if not 0.0 <= reinit_freq <= 1.0:
             raise ValueError(f"reinit_freq must be in [0, 1], got {reinit_freq}")
+        from . import memory
+
+        memory.require_buffer(size - size % n_classes, init.sample(torch.zeros(1, dtype=torch.long), "cpu").shape[1:])
         self.n_classes = n_classes
         self.size = size - size % n_classes
         self.init = init

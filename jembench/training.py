@@ -19,7 +19,6 @@ def train(method: str, preset: str = "tiny", out: str | Path | None = None, *, r
     from reference_models.train_loop import train as train_loop
 
     from .errors import JembenchError
-    from .models import read_checkpoint_file
 
     if resume:
         if out is None:
@@ -27,12 +26,33 @@ def train(method: str, preset: str = "tiny", out: str | Path | None = None, *, r
         last = Path(out) / "last.pt"
         if not last.is_file():
             raise JembenchError(f"cannot resume: {last} does not exist; start the run without --resume")
-        stored = {k: v for k, v in read_checkpoint_file(last)["config"].items() if k in TrainConfig.field_names()}
+        stored = _stored_config(last)
+        stored = {k: v for k, v in stored.items() if k in TrainConfig.field_names()}
         if stored.get("method") != method:
             raise JembenchError(f"{out} holds a {stored.get('method')!r} run, not {method!r}; "
                                 f"pass the matching method")
-        cfg = TrainConfig.from_dict({**stored, **overrides})
+        try:
+            cfg = TrainConfig.from_dict({**stored, **overrides})
+        except (TypeError, ValueError) as exc:  # a stored value of the wrong type (hand-edited or foreign file)
+            raise JembenchError(f"cannot resume: the training config stored in {last} is malformed ({exc}); "
+                                f"start a new run in another folder") from None
     else:
         cfg = resolve_config(method, preset, overrides)
     out = Path(out) if out is not None else Path("runs") / cfg.run_name
     return Path(train_loop(cfg, out, resume=resume, progress=progress))
+
+
+def _stored_config(last: Path) -> dict:
+    """The training config inside a run's ``last.pt``: the file must be a jembench checkpoint (our format's
+    structure checked field by field) whose ``config`` is a mapping — anything else cannot be resumed."""
+    from .errors import JembenchError
+    from .models import FORMAT, check_our_checkpoint, read_checkpoint_file
+
+    state = read_checkpoint_file(last)
+    if state.get("format") != FORMAT:
+        raise JembenchError(f"cannot resume: {last} is not a jembench training checkpoint (no format "
+                            f"{FORMAT!r}); start the run without --resume or in another folder")
+    check_our_checkpoint(state, str(last))
+    if not isinstance(state.get("config"), dict) or not state["config"]:
+        raise JembenchError(f"cannot resume: {last} holds no training config; start a new run in another folder")
+    return state["config"]

@@ -42,7 +42,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from tqdm import tqdm
 
-from jembench import atomic, distributed
+from jembench import atomic, distributed, memory
 from jembench.data import dataset_info, load_dataset
 from jembench.errors import JembenchError
 from jembench.figures import sample_grid
@@ -390,6 +390,8 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, stop: 
     labelled, px_stream = data_streams.labelled, data_streams.px
     iters_per_epoch = labelled.iters_per_epoch
     total_iters = cfg.max_iters or cfg.epochs * iters_per_epoch
+    if cfg.px_weight > 0:  # a replay buffer that cannot fit is refused before the run folder exists
+        memory.require_buffer(max(info.n_classes, cfg.buffer_size // world), info.image_shape)
     if main:  # only now that the inputs are known to be good: a bad input leaves nothing behind
         out_dir.mkdir(parents=True, exist_ok=True)
     distributed.barrier()

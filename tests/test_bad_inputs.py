@@ -1,5 +1,6 @@
-"""The bad-input matrix, through the real CLI: one clear line naming the input and the fix, exit code 2,
-no traceback, and no output file touched."""
+"""The bad-input matrix, through the real CLI (``jembench.cli.main`` in-process; the much larger adversarial
+matrix is tests/test_hostile_inputs.py): one clear line naming the input and the fix, exit code 2, no traceback,
+and no output file touched."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from jembench.cli import main
 from jembench.data import stack_dataset
 from jembench.errors import JembenchError
 from jembench.models import save_checkpoint
@@ -72,7 +74,7 @@ ROW_NAMES = [r[0] for r in _rows("x", Path("x"))]
 
 
 @pytest.mark.parametrize("row", ROW_NAMES)
-def test_bad_input(row, matrix_files, tiny_jem_checkpoint, cli, tmp_path):
+def test_bad_input(row, matrix_files, tiny_jem_checkpoint, tmp_path, capsys, monkeypatch):
     name, args, message = next(r for r in _rows(str(tiny_jem_checkpoint), matrix_files) if r[0] == row)
     work = tmp_path / "work"
     work.mkdir()
@@ -84,11 +86,16 @@ def test_bad_input(row, matrix_files, tiny_jem_checkpoint, cli, tmp_path):
         args = [*args, "--out", str(work / "run"), "--max-iters", "2"]
     before = sorted(p.name for p in work.rglob("*"))
     ckpt_bytes = Path(tiny_jem_checkpoint).read_bytes()
-    out = cli(*args, cwd=work)
-    assert out.returncode == 2, (name, out.stdout, out.stderr)
-    errors = [line for line in out.stderr.splitlines() if "error:" in line]
-    assert len(errors) == 1 and message in errors[0], (name, out.stderr)
-    assert "Traceback" not in out.stderr
+    monkeypatch.chdir(work)
+    try:
+        code = main(args)
+    except SystemExit as exc:  # argparse's own one-line errors
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2, (name, err)
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and message in errors[0], (name, err)
+    assert "Traceback" not in err
     assert keep.read_text() == KEEP
     assert sorted(p.name for p in work.rglob("*")) == before, name  # nothing written, nothing half-written
     assert Path(tiny_jem_checkpoint).read_bytes() == ckpt_bytes

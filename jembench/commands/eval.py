@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .. import atomic
+from .. import atomic, escape
 from ..errors import JembenchError
 from ._common import add_device_argument, add_seed_argument
 
@@ -163,7 +163,8 @@ def run(args) -> int:
                 continue
             ran += 1
             if distributed.is_main():
-                print(get_suite(suite_name).format_table(record))
+                # names from the checkpoint / dataset made one line each, so they cannot split the table's rows
+                print(get_suite(suite_name).format_table(escape.deep(record, escape.one_line)))
                 print(f"record: {out}\n")
     distributed.cleanup()
     if not ran:

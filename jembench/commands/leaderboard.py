@@ -7,7 +7,8 @@ from pathlib import Path
 
 from .. import atomic
 from ..errors import JembenchError
-from ..leaderboard import FORMATS, TABLES, build_all, render
+from ..leaderboard import TABLES, build_all
+from ..render import FORMATS, render
 from ..published import PAPERS, load_published
 from ..records import load_records
 from ..resources import runs_dir
