@@ -22,7 +22,7 @@ from jembench.records import make_record
 REPO = Path(__file__).resolve().parent.parent
 ACC = load_protocol("accuracy")
 ACC_500 = ACC.replace({"n": 500}, name="accuracy-n500")
-GEN = Protocol.from_table("generation", {"n_samples": 10000}, path="suites/generation.toml")
+GEN = load_protocol("generation")  # shipped, but not the protocol SADA-JEM's IS / FID need
 SAM = {"name": "softmax-sam-c10", "method": "softmax_sam", "dataset": "cifar10"}  # one published number: 97.2
 SADA = {"name": "sada-c10", "method": "sada_jem", "dataset": "cifar10"}
 
@@ -78,7 +78,11 @@ def test_cli_exit_2_on_malformed_record(cli_runs):
 
 def test_direction_aware_fid_and_published_model(tmp_path):
     """FID: lower is better. A higher FID beyond max(2.0, 10 %) fails; a much lower one is 'better'."""
-    pub, rules = load_published(), load_rules()
+    from test_leaderboard import published_needing
+
+    # SADA-JEM's IS / FID need generation-sadajem-official: a record under another protocol is not compared
+    pub = load_published(published_needing(tmp_path, {"generation-sadajem-official": "generation"}))
+    rules = load_rules()
 
     def gen(fid: float) -> dict:
         return make_record(suite="generation", model=SADA, dataset="cifar10", protocol=GEN,
@@ -92,6 +96,34 @@ def test_direction_aware_fid_and_published_model(tmp_path):
     assert (fid_bad.reference, fid_bad.allowed, fid_bad.status) == (9.41, 2.0, "REGRESSION")
     assert next(c for c in good if c.metric == "fid/buffer").status == "better"
     assert next(c for c in good if c.metric == "is/buffer").status == "ok"  # equal to the published 8.77
+    assert fid_bad.source.endswith("· generation")
+
+
+def test_published_numbers_are_references_only_under_their_protocol(tmp_path, capsys):
+    """A published number is compared only with a record measured under the protocol it needs (name and the
+    packaged file's hash); --published-model under another protocol is exit 2 naming both protocols."""
+    gen = write(tmp_path, "gen.json", make_record(suite="generation", model=SADA, dataset="cifar10", protocol=GEN,
+                                                 metrics={"fid/buffer": 9.4, "is/buffer": 8.77}))
+    assert main(["check", str(gen), "--published-model", "SADA-JEM (K=5)"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"measured under protocol generation@{GEN.hash[:8]}" in err[0]
+    assert "needs protocol generation-sadajem-official" in err[0]
+    # automatic matching: nothing comparable is exit 2, the note names both protocols
+    assert main(["check", str(gen)]) == 2
+    assert "the published numbers need protocol generation-sadajem-official" in capsys.readouterr().err
+    # same name as the packaged file, other settings: not that protocol
+    edited = write(tmp_path / "e", "acc.json", acc_record(SAM, 97.2, protocol=ACC.replace({"n": 500}, name="accuracy")))
+    assert main(["check", str(edited)]) == 2
+    assert f"measured under accuracy@{ACC.replace({'n': 500}).hash[:8]}" in capsys.readouterr().err
+    comps, _ = compare_published(load_records([tmp_path / "e"]), load_published(), load_rules())
+    assert comps == []
+    # rows no protocol reproduces (JEM Table 7's Uniform set) are never a reference
+    ood = write(tmp_path / "o", "ood.json", make_record(suite="ood", model={"name": "j", "method": "jem",
+                                                                        "dataset": "cifar10"},
+                                                       dataset="cifar10", protocol=load_protocol("ood"),
+                                                       metrics={"auroc/uniform/log_px": 1.0}))
+    assert main(["check", str(ood), "--published-model", "JEM"]) == 2
+    assert "needs protocol none (closest ood-jem-official)" in capsys.readouterr().err
 
 
 def test_ambiguous_or_missing_reference_is_exit_2(tmp_path, capsys):

@@ -72,7 +72,8 @@ def test_official_checkpoint_loads_with_the_transcriptions_logits(tmp_path, code
 def test_cifar100_sized_head_and_depth_are_read_from_the_shapes(tmp_path):
     official = official_model("sada_jem", depth=16, width=1, norm="batch", n_classes=100)
     loaded = load_checkpoint(save_official(official, tmp_path / "c100.pt"), dataset="cifar100")
-    assert loaded.n_classes == 100 and len(loaded.model.f.layer1) == 2 and loaded.model.f.layer1[0].conv1.out_channels == 16
+    assert loaded.n_classes == 100 and len(loaded.model.f.layer1) == 2
+    assert loaded.model.f.layer1[0].conv1.out_channels == 16
     x = images(3)
     with torch.no_grad():
         assert torch.allclose(loaded.model(x), official.classify(x), atol=1e-5)
