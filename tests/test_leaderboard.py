@@ -251,3 +251,18 @@ def test_load_records_skips_non_records_but_rejects_broken_json(run_dir, tmp_pat
         load_records([tmp_path])
     with pytest.raises(JembenchError, match="does not exist"):
         load_records([tmp_path / "missing"])
+
+
+def test_robustness_table_names_the_protocol_of_each_published_row(tmp_path):
+    """JEM App. F's crossovers need robustness-jem-official; our PGD curves (no crossover numbers, another
+    protocol) get their own section per norm, titled with the protocol they were measured under."""
+    rob = load_protocol("robustness")
+    write(tmp_path, "rob.json", make_record(suite="robustness", model=MODEL, dataset="cifar10", protocol=rob,
+                                            metrics={"clean_acc/k0": 95.0, "robust_acc/linf/k0/eps=0.0313725": 40.0}))
+    sections = lb.build("robustness", load_published(), load_records([tmp_path]))
+    crossover = sections[0]
+    assert crossover.paper == "jem-grathwohl-2020" and not any(r.ours for r in crossover.rows)
+    assert {r.source for r in crossover.rows} == {"JEM'20 App. F · protocol robustness-jem-official"}
+    ours = [s for s in sections if s.paper is None]
+    assert len(ours) == 1 and ours[0].title.endswith(f"L∞ PGD, robust accuracy % · protocol robustness@{rob.hash[:8]}")
+    assert {k: c.value for k, c in ours[0].rows[0].cells.items()} == {"clean": 95.0, "eps=0.0313725": 40.0}
