@@ -233,6 +233,11 @@ class EnergyHeadJEM(nn.Module):
         super().__init__()
         self.net = net
 
+    # the official layout stays reachable (``model.f``, ``model.class_output``, ``model.energy_output``)
+    f = property(lambda self: self.net.f)
+    class_output = property(lambda self: self.net.class_output)
+    energy_output = property(lambda self: self.net.energy_output)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.net.f(x)
         return F.log_softmax(self.net.class_output(z), dim=1) + self.net.energy_output(z)

@@ -68,9 +68,10 @@ METRIC_SUITES = {"accuracy": ("accuracy", "calibration"), "ece": ("calibration",
 #: name one before its file ships. Once a name here ships as suites/<name>.toml, tests/test_published.py fails
 #: until it is removed from this set — so after the merge the set is empty and every name is a real file.
 PENDING_PROTOCOLS = frozenset({
-    "accuracy-jem-official", "calibration-jempp-official", "generation-jem-paper", "generation-jempp-official",
-    "generation-sadajem-official", "generation-sadajem-official-cifar100", "ood-jem-official", "ood-jempp-official",
-    "ood-sadajem-official", "robustness-jem-official",
+    "accuracy-jem-official", "accuracy-jempp-official", "accuracy-sadajem-official", "calibration-jempp-official",
+    "generation-jem-paper", "generation-jempp-official", "generation-sadajem-official",
+    "generation-sadajem-official-cifar100", "ood-jem-official", "ood-jempp-official", "ood-sadajem-official",
+    "robustness-jem-official", "robustness-jem-official-l2",
 })
 
 _CLOSEST = re.compile(r"closest protocol: ([a-z0-9][a-z0-9_.+\-]*)")

@@ -90,6 +90,7 @@ def test_uncond_checkpoint_scores_log_px_with_the_energy_head(tmp_path, codebase
     path = save_official(official, tmp_path / "uncond.pt", "dict", torch.zeros(10, 3, 32, 32))
     loaded = load_checkpoint(path, dataset="cifar10", uncond=True)
     assert isinstance(loaded.model, EnergyHeadJEM) and "energy_output" in loaded.describe()["log_px"]
+    assert loaded.model.energy_output is loaded.model.net.energy_output and loaded.model.f is loaded.model.net.f
     x = images()
     with torch.no_grad():
         logits = loaded.model(x)

@@ -9,13 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from test_eval_helpers import published_needing
 from test_eval_helpers import write_record_json as write
 
 import pandas as pd
 import pytest
 
 from jembench import leaderboard as lb
-from jembench.resources import published_dir
 from jembench.errors import JembenchError
 from jembench.records import load_records
 from jembench.protocols import load_protocol
@@ -31,21 +31,6 @@ ACC_TINY = ACC.replace({"n": 500}, name="accuracy-n500")
 GEN = load_protocol("generation")  # shipped, but not the protocol SADA-JEM's IS / FID need
 OOD = load_protocol("ood")
 MODEL = {"name": "sada-c10", "method": "sada_jem", "dataset": "cifar10"}
-
-
-def published_needing(tmp_path: Path, renames: dict[str, str]) -> Path:
-    """A copy of the shipped published numbers whose rows need the shipped protocols ``renames`` maps their
-    protocol to (e.g. SADA-JEM's IS / FID → ``generation``), so records under a shipped protocol can match."""
-    folder = tmp_path / "published"
-    folder.mkdir()
-    for src in published_dir().glob("*.csv"):
-        text = src.read_text(encoding="utf-8")
-        for old, new in renames.items():
-            text = text.replace(f",{old},", f",{new},")
-        (folder / src.name).write_text(text, encoding="utf-8")
-    return folder
-
-
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +81,13 @@ def md_row(text: str, model: str, section: str | None = None) -> list[str]:
 @pytest.fixture(scope="module")
 def cli_results(run_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
+    # SADA-JEM's accuracies need accuracy-sadajem-official; this copy of the published numbers needs the shipped
+    # `accuracy` instead, which the records below were measured under
+    pub = str(published_needing(out, {"accuracy-sadajem-official": "accuracy"}))
     results = run_many(
-        ["leaderboard", str(run_dir), "--table", "hybrid"],
-        ["leaderboard", str(run_dir), "--table", "hybrid", "--format", "latex", "--out", str(out / "hybrid.tex")],
+        ["leaderboard", str(run_dir), "--table", "hybrid", "--published", pub],
+        ["leaderboard", str(run_dir), "--table", "hybrid", "--format", "latex", "--out", str(out / "hybrid.tex"),
+         "--published", pub],
     )
     return dict(zip(["md", "latex"], results)), out
 
@@ -201,7 +190,7 @@ def test_protocol_mismatch_is_never_merged(tmp_path):
 def test_our_rows_join_a_published_table_only_under_its_protocol(tmp_path):
     """Name and packaged-file hash must both match: a record under SADA-JEM's generation protocol sits in its
     Table 1; one under an edited copy of that protocol file (same name, other hash) does not."""
-    pub = load_published(published_needing(tmp_path, {"generation-sadajem-official": "generation"}))
+    pub = load_published(published_needing(tmp_path))
     runs = tmp_path / "runs"
     write(runs, "acc.json", make_record(suite="accuracy", model=MODEL, dataset="cifar10", protocol=ACC,
                                         metrics={"accuracy": 95.0}))
@@ -225,7 +214,7 @@ def test_our_rows_join_a_published_table_only_under_its_protocol(tmp_path):
 def test_ood_rows_land_in_their_score_block_and_md_latex_html_agree(run_dir, tmp_path):
     assert not any(s.paper and any(r.ours for r in s.rows)  # the shipped rows need ood-sadajem-official
                    for s in lb.build("ood", load_published(), load_records([run_dir])))
-    pub = load_published(published_needing(tmp_path, {"ood-sadajem-official": "ood"}))
+    pub = load_published(published_needing(tmp_path))
     sections = lb.build("ood", pub, load_records([run_dir]), paper="sada-jem-poster-yang-2023")
     assert len(sections) == 2  # SADA-JEM Table 3, and our Uniform numbers (not in that table) on their own
     s = sections[0]
@@ -254,7 +243,7 @@ def test_load_records_skips_non_records_but_rejects_broken_json(run_dir, tmp_pat
 
 
 def test_robustness_table_names_the_protocol_of_each_published_row(tmp_path):
-    """JEM App. F's crossovers need robustness-jem-official; our PGD curves (no crossover numbers, another
+    """JEM App. F's crossovers need robustness-jem-official (L∞) / -l2 (L2); our PGD curves (no crossover numbers, another
     protocol) get their own section per norm, titled with the protocol they were measured under."""
     rob = load_protocol("robustness")
     write(tmp_path, "rob.json", make_record(suite="robustness", model=MODEL, dataset="cifar10", protocol=rob,
@@ -262,7 +251,8 @@ def test_robustness_table_names_the_protocol_of_each_published_row(tmp_path):
     sections = lb.build("robustness", load_published(), load_records([tmp_path]))
     crossover = sections[0]
     assert crossover.paper == "jem-grathwohl-2020" and not any(r.ours for r in crossover.rows)
-    assert {r.source for r in crossover.rows} == {"JEM'20 App. F · protocol robustness-jem-official"}
+    assert {r.source for r in crossover.rows} == {"JEM'20 App. F · protocol L∞ ε: robustness-jem-official; "
+                                                  "L2 ε: robustness-jem-official-l2"}
     ours = [s for s in sections if s.paper is None]
     assert len(ours) == 1 and ours[0].title.endswith(f"L∞ PGD, robust accuracy % · protocol robustness@{rob.hash[:8]}")
     assert {k: c.value for k, c in ours[0].rows[0].cells.items()} == {"clean": 95.0, "eps=0.0313725": 40.0}

@@ -219,7 +219,9 @@ def test_which_protocol_reproduces_which_number(pub):
     none, note = protocol(jem, "Table 7", "JEM (Ours)", "auroc/uniform/log_px")  # no official code has Uniform
     assert none == "" and note.endswith("closest protocol: ood-jem-official")
     assert protocol(jem, "Table 7", "JEM (Ours)", "auroc/svhn/log_px")[0] == "ood-jem-official"
-    assert protocol(sada, "Table 1", "SADA-JEM (K=5)", "accuracy")[0] == "accuracy"  # sigma 0, eval_sadajem.py
+    assert protocol(sada, "Table 1", "SADA-JEM (K=5)", "accuracy")[0] == "accuracy-sadajem-official"
+    assert protocol(sada, "Table 1", "JEM++ (M=10) [48]", "accuracy")[0] == "accuracy-jempp-official"
+    assert protocol(jem, "App. F", "IGEBM vs JEM", "crossover_eps255/l2/k10/vs=jem")[0] == "robustness-jem-official-l2"
     assert protocol(sada, "Table 1", "SADA-JEM (K=5)", "fid/buffer")[0] == "generation-sadajem-official"
     assert protocol(sada, "Table 2", "SADA-JEM (K=5)", "fid/buffer")[0] == "generation-sadajem-official-cifar100"
     # rows SADA-JEM copied from the JEM paper keep JEM's protocols; JEM++ rows come from the JEM++ code

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
 
+from test_eval_helpers import published_needing
+
 from jembench import atomic
 from jembench.cli import main
 from jembench.protocols import Protocol, load_protocol
@@ -79,7 +81,9 @@ def run_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def report(run_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("report") / "report.html"
-    res = subprocess.run([sys.executable, "-m", "jembench", "report", str(run_dir), "-o", str(out)],
+    pub = published_needing(out.parent, {"accuracy-sadajem-official": "accuracy"})  # the record's protocol
+    res = subprocess.run([sys.executable, "-m", "jembench", "report", str(run_dir), "-o", str(out),
+                          "--published", str(pub)],
                          check=False, capture_output=True, text=True, cwd=REPO, timeout=300,
                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert res.returncode == 0, res.stderr
