@@ -243,8 +243,8 @@ def test_load_records_skips_non_records_but_rejects_broken_json(run_dir, tmp_pat
 
 
 def test_robustness_table_names_the_protocol_of_each_published_row(tmp_path):
-    """JEM App. F's crossovers need robustness-jem-official (L∞) / -l2 (L2); our PGD curves (no crossover numbers, another
-    protocol) get their own section per norm, titled with the protocol they were measured under."""
+    """JEM App. F's crossovers need robustness-jem-official (L∞) / -l2 (L2); our PGD curves (no crossover
+    numbers, another protocol) get their own section per norm, titled with the protocol they were measured under."""
     rob = load_protocol("robustness")
     write(tmp_path, "rob.json", make_record(suite="robustness", model=MODEL, dataset="cifar10", protocol=rob,
                                             metrics={"clean_acc/k0": 95.0, "robust_acc/linf/k0/eps=0.0313725": 40.0}))
@@ -254,5 +254,6 @@ def test_robustness_table_names_the_protocol_of_each_published_row(tmp_path):
     assert {r.source for r in crossover.rows} == {"JEM'20 App. F · protocol L∞ ε: robustness-jem-official; "
                                                   "L2 ε: robustness-jem-official-l2"}
     ours = [s for s in sections if s.paper is None]
-    assert len(ours) == 1 and ours[0].title.endswith(f"L∞ PGD, robust accuracy % · protocol robustness@{rob.hash[:8]}")
+    assert len(ours) == 1
+    assert ours[0].title.endswith(f"L∞ PGD, robust accuracy % · protocol robustness@{rob.hash[:8]}")
     assert {k: c.value for k, c in ours[0].rows[0].cells.items()} == {"clean": 95.0, "eps=0.0313725": 40.0}
