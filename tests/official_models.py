@@ -68,59 +68,49 @@ def _stages(owner: nn.Module, depth: int, k: int, norm: str | None) -> list[nn.S
     return layers
 
 
-def _head(trunk: nn.Module, x):
-    out = trunk.layer3(trunk.layer2(trunk.layer1(trunk.conv1(x))))
-    out = tf.avg_pool2d(trunk.lrelu(trunk.bn1(out)), 8)  # 32x32 inputs: an 8x8 map -> 1x1
-    return out.view(out.size(0), -1)
+class _Trunk(nn.Module):
+    """The WRN body the three codebases share: conv1 → layer1..3 → lrelu(bn1) → avg_pool2d(8) → features
+    (JEM wideresnet.py:114-124; JEMPP wideresnet_yopo.py:107-123; SADAJEM wideresnet.py:109-125 at 32 px)."""
 
-
-class JEMWideResNet(nn.Module):
-    """wgrathwohl/JEM wideresnet.py:79-124: conv1, layer1..3, bn1 and an unused ``linear`` (always 10 outputs,
-    because F never passes num_classes)."""
+    yopo = False  # JEM++: conv1 again as ``layer_one`` and layer1..3 + bn1 again in ``other_layers``
 
     def __init__(self, depth: int, k: int, norm: str | None = None):
         super().__init__()
         self.lrelu = nn.LeakyReLU(0.2)
         self.conv1 = nn.Conv2d(3, 16, kernel_size=3, stride=1, padding=1, bias=True)
+        if self.yopo:  # registered between conv1 and layer1, as in the official class
+            self.layer_one = self.conv1
+            self.other_layers = nn.ModuleList()
         self.layer1, self.layer2, self.layer3 = _stages(self, depth, k, norm)
         self.bn1 = get_norm(64 * k, norm)
+        if self.yopo:
+            for module in (self.layer1, self.layer2, self.layer3, self.bn1):
+                self.other_layers.append(module)
+
+    def forward(self, x, *unused, **unused_kw):  # JEM++'s forward(x, vx=None, feature=True)
+        out = self.layer3(self.layer2(self.layer1(self.conv1(x))))
+        out = tf.avg_pool2d(self.lrelu(self.bn1(out)), 8)  # 32x32 inputs: an 8x8 map -> 1x1
+        return out.view(out.size(0), -1)
+
+
+class JEMWideResNet(_Trunk):
+    """wgrathwohl/JEM wideresnet.py:79-124, with an unused ``linear`` (always 10 outputs, because F never passes
+    num_classes)."""
+
+    def __init__(self, depth: int, k: int, norm: str | None = None):
+        super().__init__(depth, k, norm)
         self.linear = nn.Linear(64 * k, 10)
 
-    def forward(self, x):
-        return _head(self, x)
 
-
-class YOPOWideResNet(nn.Module):
+class YOPOWideResNet(_Trunk):
     """sndnyang/JEMPP models/wideresnet_yopo.py:60-123: ``layer_one`` is ``conv1`` registered a second time and
-    ``other_layers`` (created before layer1) holds layer1..3 and bn1 again; no ``linear``."""
+    ``other_layers`` holds layer1..3 and bn1 again (:80-91); no ``linear`` (:94-95)."""
 
-    def __init__(self, depth: int, k: int, norm: str | None = None):
-        super().__init__()
-        self.lrelu = nn.LeakyReLU(0.2)
-        self.conv1 = nn.Conv2d(3, 16, kernel_size=3, stride=1, padding=1, bias=True)
-        self.layer_one = self.conv1
-        self.other_layers = nn.ModuleList()
-        self.layer1, self.layer2, self.layer3 = _stages(self, depth, k, norm)
-        self.other_layers.extend([self.layer1, self.layer2, self.layer3])
-        self.bn1 = get_norm(64 * k, norm)
-        self.other_layers.append(self.bn1)
-
-    def forward(self, x, vx=None, feature=True):
-        return _head(self, x)
+    yopo = True
 
 
-class SADAWideResNet(nn.Module):
-    """sndnyang/SADAJEM models/wideresnet.py:64-125 on 32x32 inputs (no layer4): no ``linear``."""
-
-    def __init__(self, depth: int, k: int, norm: str | None = None):
-        super().__init__()
-        self.lrelu = nn.LeakyReLU(0.2)
-        self.conv1 = nn.Conv2d(3, 16, kernel_size=3, stride=1, padding=1, bias=True)
-        self.layer1, self.layer2, self.layer3 = _stages(self, depth, k, norm)
-        self.bn1 = get_norm(64 * k, norm)
-
-    def forward(self, x):
-        return _head(self, x)
+class SADAWideResNet(_Trunk):
+    """sndnyang/SADAJEM models/wideresnet.py:64-125 on 32x32 inputs (no layer4): no ``linear`` (:97)."""
 
 
 TRUNKS = {"jem": JEMWideResNet, "jempp": YOPOWideResNet, "sada_jem": SADAWideResNet}
