@@ -24,7 +24,7 @@ from tabulate import tabulate
 from . import metric_keys
 from .errors import JembenchError
 from .protocols import read_toml
-from .published import NOT_A_REFERENCE, cite, flag_list
+from .published import NOT_A_REFERENCE, cite, flag_list, measured_under, needs_label
 from .records import RecordRef
 from .resources import tolerances_file
 
@@ -141,9 +141,16 @@ def compare_published(refs: list[RecordRef], published: pd.DataFrame, rules: lis
     ``published_model``, the row whose model label (or printed row) is that name. Rows whose setting differs
     (4,000 labels, inferred setting, ...) are never picked automatically. Two different published numbers for
     one metric is an error asking for ``--published-model``.
+
+    A published number is a valid reference only for a record measured under the protocol it needs (its
+    ``protocol`` column: same name, and the record's hash equal to the packaged protocol file's —
+    :func:`jembench.published.measured_under`). With ``published_model`` a counterpart under another protocol is
+    an error naming both protocols; otherwise such metrics are skipped with a note saying which protocol
+    they need.
     """
     comparisons: list[Comparison] = []
     skipped: list[str] = []
+    mismatched: dict[tuple[str, str], list[str]] = {}  # (measured under, needed) -> metrics
     if published_model is not None:
         label = published_model.casefold()
         chosen = published[(published["model"].str.casefold() == label) | (published["row"].str.casefold() == label)]
@@ -171,6 +178,19 @@ def compare_published(refs: list[RecordRef], published: pd.DataFrame, rules: lis
             if cand.empty:
                 skipped.append(metric)
                 continue
+            under = cand[[measured_under(r["protocol"], p) for p in cand["protocol"]]]
+            if under.empty:
+                needed = ", ".join(sorted({needs_label(p, n) for p, n in zip(cand["protocol"], cand["note"])}))
+                if published_model is not None:
+                    names = sorted({p for p in cand["protocol"] if p})
+                    fix = (f"re-run `jembench eval --protocol {names[0]}`" if names else
+                           "no jembench protocol reproduces it")
+                    raise JembenchError(f"{ref.path}: {metric} was measured under protocol {_proto(r)}, but the "
+                                        f"published number of {published_model!r} needs protocol {needed}; {fix} "
+                                        f"(numbers from different protocols are not comparable)")
+                mismatched.setdefault((_proto(r), needed), []).append(metric)
+                continue
+            cand = under
             if cand["value"].nunique() > 1:
                 options = "; ".join(f"{row.model} = {row.value:g} ({cite(row.paper, row.table)})"
                                     for row in cand.itertuples())
@@ -182,8 +202,12 @@ def compare_published(refs: list[RecordRef], published: pd.DataFrame, rules: lis
             sources = ", ".join(dict.fromkeys(cite(p, t) for p, t in zip(cand["paper"], cand["table"])))
             comparisons.append(Comparison(str(ref.path), r["model"]["name"], r["dataset"], metric, rule.direction,
                                           float(value), float(first["value"]), rule.allowed(float(first["value"])),
-                                          f"{first['model']} · {sources}").judge())
-    return comparisons, sorted(set(skipped))
+                                          f"{first['model']} · {sources} · {first['protocol']}").judge())
+    notes = sorted(set(skipped))
+    for (measured, needed), metrics in mismatched.items():
+        notes.append(f"{', '.join(sorted(set(metrics)))} (measured under {measured}; the published numbers need "
+                     f"protocol {needed})")
+    return comparisons, notes
 
 
 def compare_baseline(refs: list[RecordRef], baseline: list[RecordRef], rules: list[Rule],

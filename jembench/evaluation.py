@@ -155,29 +155,40 @@ def check_seed(seed: int) -> None:
 def as_checkpoint(model: str | Path | torch.nn.Module | LoadedCheckpoint, *, dataset: str | None = None,
                   data_root: str | Path | None = None, device: str = "cpu", buffer: torch.Tensor | None = None,
                   method: str | None = None, name: str | None = None, trust_checkpoint: bool = False,
-                  weights: str | Path | None = None) -> LoadedCheckpoint:
-    """What :func:`evaluate` evaluates: a checkpoint file loaded (ours or the official JEM format), or an
-    ``nn.Module`` wrapped with the image shape of ``dataset`` (:func:`jembench.models.from_module`)."""
+                  weights: str | Path | None = None, uncond: bool = False,
+                  informative_stats: Sequence[str | Path] | None = None) -> LoadedCheckpoint:
+    """What :func:`evaluate` evaluates: a checkpoint file loaded (ours or an official one,
+    :mod:`jembench.importers`), or an ``nn.Module`` wrapped with the image shape of ``dataset``
+    (:func:`jembench.models.from_module`). An official checkpoint whose layout fits several methods needs
+    ``method`` (:func:`jembench.importers.resolve_method`)."""
+    from .importers import load_class_gaussians, resolve_method
+
     if isinstance(model, LoadedCheckpoint):
         return model
     from .runtime import require_device
 
     require_device(device)
     if isinstance(model, (str, Path)):
-        ckpt = load_checkpoint(model, device=device, dataset=dataset, trust=trust_checkpoint)
+        ckpt = load_checkpoint(model, device=device, dataset=dataset, trust=trust_checkpoint, uncond=uncond)
+        resolve_method(ckpt, method)
         if buffer is not None:
             ckpt.buffer = buffer.detach().cpu()
-        if method is not None:
-            ckpt.method = method
         if name is not None:
             ckpt.config = {**ckpt.config, "name": name}
-        return ckpt
-    if dataset is None:
-        raise JembenchError(f"evaluating a {type(model).__name__} module needs dataset=... (--dataset): it "
-                            f"fixes the image shape and the test split")
-    return from_module(model, dataset_info(dataset, data_root).image_shape, dataset=dataset,
-                       method=method or "custom", name=name, buffer=buffer, device=device,
-                       path=str(weights) if weights is not None else None)
+    else:
+        if dataset is None:
+            raise JembenchError(f"evaluating a {type(model).__name__} module needs dataset=... (--dataset): it "
+                                f"fixes the image shape and the test split")
+        if uncond:
+            raise JembenchError("--uncond applies to official checkpoint files; a module defines its own logits")
+        ckpt = from_module(model, dataset_info(dataset, data_root).image_shape, dataset=dataset,
+                           method=method or "custom", name=name, buffer=buffer, device=device,
+                           path=str(weights) if weights is not None else None)
+    if informative_stats:
+        mean, cov = informative_stats
+        init = load_class_gaussians(mean, cov, ckpt.image_shape, ckpt.n_classes)
+        ckpt.init_state = {**init.state_dict(), "source": f"{Path(mean).name}, {Path(cov).name}"}
+    return ckpt
 
 
 def default_out(model: str | Path | LoadedCheckpoint, ckpt: LoadedCheckpoint, suite: str) -> Path:
@@ -195,10 +206,11 @@ def evaluate(model: str | Path | torch.nn.Module | LoadedCheckpoint, suite: str 
              method: str | None = None, name: str | None = None, inception_weights: str | Path | None = None,
              n_samples: int | None = None, steps: int | None = None, init: str | None = None,
              ensemble: Sequence = (), compile: bool = False, channels_last: bool = False,
-             trust_checkpoint: bool = False) -> dict:
+             trust_checkpoint: bool = False, uncond: bool = False,
+             informative_stats: Sequence[str | Path] | None = None) -> dict:
     """Run ``suite`` on ``model`` and write its record (JSON) to ``out``; returns the record.
 
-    ``model``          a checkpoint file (``jembench train``'s, or the official JEM code's), or any
+    ``model``          a checkpoint file (``jembench train``'s, or the official JEM / JEM++ / SADA-JEM code's), or any
                        ``torch.nn.Module`` mapping images (N, C, H, W) in [-1, 1] to logits (N, n_classes).
     ``suite``          ``accuracy``, ``calibration``, ``ood``, ``generation`` or ``robustness``.
     ``dataset``        evaluation dataset (``digits``, ``cifar10``, ..., ``folder:PATH``); default: the one the
@@ -211,17 +223,22 @@ def evaluate(model: str | Path | torch.nn.Module | LoadedCheckpoint, suite: str 
     ``download``       as the CLI options of the same names.
     ``buffer``         replay-buffer images (N, C, H, W) in [-1, 1] (generation's ``buffer`` source); replaces a
                        checkpoint's own buffer.
-    ``method``, ``name``  the record's method (``jem``, ... matches published rows in ``check``; modules:
-                       ``custom``) and model name.
+    ``method``, ``name``  the record's method (``jem``, ``jempp``, ``sada_jem``, ``softmax``, ...: what ``check``
+                       matches published rows by; modules: ``custom``; required for official checkpoints that do
+                       not say) and model name.
     ``inception_weights``  generation: torch-fidelity's Inception weights file.
     ``n_samples``, ``steps``, ``init``  generation: override the protocol's ``n_samples``, ``sgld.n_steps``,
                        ``init`` (the record's protocol is then ``<name>+cli`` with its own hash).
     ``ensemble``       generation: checkpoints (paths) or buffer tensors whose buffers are pooled (JEM App. B).
     ``compile``, ``channels_last``  run the model through ``torch.compile`` / with channels-last weights.
     ``trust_checkpoint``  allow checkpoint files that need arbitrary unpickling (only for files you trust).
+    ``uncond``         an official checkpoint trained with ``--uncond``: log p(x) is its ``energy_output`` head.
+    ``informative_stats``  (MEAN, COV): the authors' ``<dataset>_mean.pt`` / ``<dataset>_cov.pt`` as the
+                       informative p_0 of fresh chains (generation ``init = "informative"``).
     """
     ckpt = as_checkpoint(model, dataset=dataset, data_root=data_root, device=device, buffer=buffer, method=method,
-                         name=name, trust_checkpoint=trust_checkpoint)
+                         name=name, trust_checkpoint=trust_checkpoint, uncond=uncond,
+                         informative_stats=informative_stats)
     proto = apply_overrides(protocol_for(suite, preset, protocol), n_samples=n_samples, steps=steps, init=init)
     return run_suite(ckpt, suite, proto, out or default_out(model, ckpt, suite), dataset=dataset,
                      data_root=data_root, download=download, device=device, seed=seed, batch_size=batch_size,

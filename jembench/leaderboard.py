@@ -6,8 +6,12 @@ one column per table column) → :class:`Section` objects → tabulate (``md``, 
 Rules that make the numbers honest:
 
 * one section per published table (paper, table, dataset), rows in the paper's order, the paper's column
-  headers, arrows and footnote symbols; our rows are appended to every section of the same dataset and marked
-  ``(ours)`` with the protocol name and hash they were measured under;
+  headers, arrows and footnote symbols; each published row's source names the protocol its numbers need
+  (``results/published``'s ``protocol`` column);
+* our numbers appear beside a published table's only when the record was measured under the protocol that
+  column's published numbers need — same protocol name and the hash of the packaged protocol file
+  (:func:`jembench.published.measured_under`); our rows are marked ``(ours)`` with the protocol name and hash.
+  Numbers that match no published table go into sections of their own whose titles name their protocols;
 * our records are averaged only when model, dataset, suite **and protocol hash** agree. When a model has
   records of one suite under several protocols, every (suite, protocol) group is its own row and a note under
   the table says so — numbers from different protocols are never silently mixed;
@@ -28,7 +32,7 @@ from . import catalog, metric_keys
 from .errors import JembenchError
 from .metric_keys import NORM_LABELS
 from .metrics.ood_scores import SCORES
-from .published import FLAGS, PAPERS, cite, flag_list
+from .published import FLAGS, PAPERS, cite, flag_list, measured_under, needs_label
 from .records import RecordRef, model_labels
 
 TABLES = ("hybrid", "ood", "calibration", "robustness", "ablation")
@@ -71,6 +75,8 @@ class Cell:
     metric: str
     mark: str = ""  # e.g. "°" for another sample source
     protocol: str | None = None  # ours: protocol hash of the records it averages; None for published numbers
+    needs: str | None = None  # published: the protocol the number needs ("" = none reproduces it); None for ours
+    suite: str = ""  # ours: the suite of the records it averages
 
 
 @dataclass
@@ -83,6 +89,7 @@ class Row:
     cells: dict[str, Cell] = field(default_factory=dict)
     protocols: dict[str, str] = field(default_factory=dict)  # ours: suite -> protocol hash
     protocol_labels: dict[str, str] = field(default_factory=dict)  # ours: suite -> "name@hash8" for people
+    protocol_names: dict[str, str] = field(default_factory=dict)  # ours: suite -> protocol name(s), "/"-joined
 
 
 @dataclass
@@ -207,16 +214,19 @@ def _published_sections(kind: str, pub: pd.DataFrame) -> list[tuple[Section, str
             first = cells_src.iloc[0]
             flags: list[str] = []
             cells = {}
+            needs: dict[str, list[str]] = {}  # protocol label -> printed columns that need it
             for c in cells_src.itertuples(index=False):
                 for f in flag_list(c.flags):
                     if f not in flags:
                         flags.append(f)
                 src = c.metric.split("/")[1] if c.metric.split("/")[0] in ("is", "fid", "kid") else None
                 mark = OTHER_SOURCE if src and src != "buffer" else ""
-                cells[c.pcolumn] = Cell(c.value, int(c.decimals), c.metric, mark)
+                cells[c.pcolumn] = Cell(c.value, int(c.decimals), c.metric, mark, needs=c.protocol)
+                needs.setdefault(needs_label(c.protocol, c.note), []).append(c.column)
             model = first["model"] + _suffix(first["psuffix"])
             rows.append(Row(block=_block_name(kind, block, first["group"]), model=model, ours=False,
-                            source=cite(paper, first["table"]), flags=flags, cells=cells))
+                            source=f"{cite(paper, first['table'])} · {_needs_text(needs)}", flags=flags,
+                            cells=cells))
         block_label = {"ood": "Score"}.get(kind)
         if kind in ("hybrid", "ablation") and (g["group"] != "").any():
             block_label = "Group"
@@ -229,6 +239,15 @@ def _published_sections(kind: str, pub: pd.DataFrame) -> list[tuple[Section, str
                                  "extraction lacks; accuracies are from the text")
         out.append((section, psection))
     return out
+
+
+def _needs_text(needs: dict[str, list[str]]) -> str:
+    """``protocol ood-jem-official`` or, when the row's columns differ, ``protocol SVHN, ...: ood-jem-official;
+    Uniform, Constant: none (closest ood-jem-official)``."""
+    if len(needs) == 1:
+        return f"protocol {next(iter(needs))}"
+    plain = {label: dict.fromkeys(col.rstrip(" ↑↓") for col in cols) for label, cols in needs.items()}
+    return "protocol " + "; ".join(f"{', '.join(cols)}: {label}" for label, cols in plain.items())
 
 
 def _suffix(suffix: str) -> str:
@@ -265,11 +284,11 @@ def _our_rows(kind: str, recs: pd.DataFrame
                 for key in {(dataset, pl.section) for m in g["metric"] for pl in _place(kind, m)}:
                     notes.setdefault(key, []).append(msg)
         for unit in units:
-            protocols, labels, counts = {}, {}, []
+            protocols, labels, names_of, counts = {}, {}, {}, []
             for (suite, h), pg in unit.groupby(["suite", "hash"], sort=True):
                 n = pg["path"].nunique()
                 names = "/".join(sorted(set(pg["protocol"])))  # files with identical tables share a hash
-                protocols[suite], labels[suite] = h, f"{names}@{h[:8]}"
+                protocols[suite], labels[suite], names_of[suite] = h, f"{names}@{h[:8]}", names
                 counts.append(labels[suite] + (f" (mean of {n})" if n > 1 else ""))
             means = unit.groupby(["suite", "metric"], sort=True)["value"].mean()
             by_row: dict[tuple[str, str, str], Row] = {}
@@ -281,8 +300,9 @@ def _our_rows(kind: str, recs: pd.DataFrame
                         label = f"{model}{_suffix(pl.suffix)} (ours)"
                         row = by_row[key] = Row(block=pl.block, model=label, ours=True,
                                                 source="ours: " + ", ".join(counts), protocols=dict(protocols),
-                                                protocol_labels=dict(labels))
-                    cell = Cell(float(value), _our_decimals(kind, metric), metric, protocol=protocols[suite])
+                                                protocol_labels=dict(labels), protocol_names=dict(names_of))
+                    cell = Cell(float(value), _our_decimals(kind, metric), metric, protocol=protocols[suite],
+                                suite=suite)
                     old = row.cells.get(pl.column)
                     if old is None or _source_rank(metric) < _source_rank(old.metric):
                         src = metric.split("/")[1] if metric.split("/")[0] in ("is", "fid") else None
@@ -309,7 +329,9 @@ def _our_decimals(kind: str, metric: str) -> int:
 
 def build(kind: str, published: pd.DataFrame | None, refs: list[RecordRef], dataset: str | None = None,
           paper: str | None = None) -> list[Section]:
-    """The sections of leaderboard ``kind``: published tables (optionally of one paper) with our rows added."""
+    """The sections of leaderboard ``kind``: published tables (optionally of one paper) with our rows added
+    where their protocols match (:func:`_matching`), then sections of our remaining numbers, one per dataset,
+    table part and set of protocols."""
     if kind not in TABLES:
         raise JembenchError(f"unknown table {kind!r}; use one of {', '.join(TABLES)}")
     pub = published if published is not None else pd.DataFrame(columns=["leaderboard", "dataset", "paper"])
@@ -322,28 +344,79 @@ def build(kind: str, published: pd.DataFrame | None, refs: list[RecordRef], data
         recs = recs[recs["dataset"] == dataset]
     ours, notes = _our_rows(kind, recs)
     sections: list[Section] = []
-    used: set[tuple[str, str]] = set()
+    placed: set[tuple[int, str]] = set()  # (id of our row, column) shown beside a published number
     for section, psection in (_published_sections(kind, pub) if len(pub) else []):
         key = (section.dataset, psection)
-        extra = ours.get(key, [])
+        extra, why = [], []
+        for row in ours.get(key, []):
+            match = _matching(section, row)
+            if match is not None and set(match.cells) != {"clean"}:
+                extra.append(match)
+                placed.update((id(row), c) for c in match.cells)
+            left = [c for c in row.cells if match is None or c not in match.cells]
+            if left and set(left) != {"clean"}:
+                why.append(_mismatch_note(section, row, left))
         if extra:
-            used.add(key)
             _append_ours(section, extra, notes.get(key, []))
+        section.notes.extend(why)
         sections.append(section)
-    for key in sorted(set(ours) - used, key=lambda k: (k[0], ["", "linf", "l2"].index(k[1])
-                                                       if k[1] in ("", "linf", "l2") else 9, k[1])):
-        ds, psection = key
+    rest: dict[tuple[str, str, tuple[str, ...]], list[Row]] = {}
+    for key, rows in ours.items():
+        for row in rows:
+            left = {c: cell for c, cell in row.cells.items() if (id(row), c) not in placed}
+            if not left or set(left) == {"clean"}:
+                continue
+            suites = sorted({cell.suite for cell in left.values()})
+            unit = copy.copy(row)
+            unit.cells = left
+            rest.setdefault((*key, tuple(row.protocol_labels[s] for s in suites)), []).append(unit)
+    order = ("", "linf", "l2")
+    for ds, psection, labels in sorted(rest, key=lambda k: (k[0], order.index(k[1]) if k[1] in order else 9, k)):
         title = f"{TITLES[kind]} — jembench runs · {catalog.label(ds)}"
         if kind == "robustness":
             title += f" · {NORM_LABELS.get(psection, psection)} PGD, robust accuracy %"
+        title += " · protocol " + ", ".join(labels)
         block_label = "Score" if kind == "ood" else None
         section = Section(kind, title, ds, None, None, block_label, [], [])
-        _append_ours(section, ours[key], notes.get(key, []))
+        _append_ours(section, rest[(ds, psection, labels)], notes.get((ds, psection), []))
         sections.append(section)
     for section in sections:
         _protocol_notes(section)
         _legend(section)
     return sections
+
+
+def _matching(section: Section, row: Row) -> Row | None:
+    """``row`` (ours) restricted to the cells measured under the protocol that the published numbers of the same
+    column need (:func:`jembench.published.measured_under`), or None when no cell is."""
+    needs: dict[str, set[str]] = {}
+    for r in section.rows:
+        for col, cell in r.cells.items():
+            if cell.needs:
+                needs.setdefault(col, set()).add(cell.needs)
+    cells = {}
+    for col, cell in row.cells.items():
+        record = {"name": row.protocol_names.get(cell.suite, ""), "hash": cell.protocol}
+        if any(measured_under(record, need) for need in sorted(needs.get(col, ()))):
+            cells[col] = cell
+    if not cells:
+        return None
+    match = copy.copy(row)
+    match.cells = cells
+    return match
+
+
+def _mismatch_note(section: Section, row: Row, columns: list[str]) -> str:
+    """Why some of our numbers are not in a published table: the protocol they were measured under and the one
+    the table's numbers in those columns need."""
+    needs = sorted({c.needs or "none" for r in section.rows for col, c in r.cells.items()
+                    if col in columns and c.needs is not None})
+    measured = sorted({row.protocol_labels[row.cells[c].suite] for c in columns})
+    keys = [c.key for c in section.columns]
+    columns = sorted(columns, key=lambda col: (keys.index(col) if col in keys else len(keys), col))
+    labels = [section.columns[keys.index(col)].label if col in keys else col for col in columns]
+    return (f"{row.model}: {', '.join(labels)} measured under {', '.join(measured)}; this table needs "
+            f"{', '.join(needs) or 'numbers it does not have'} — shown in a jembench-runs section instead")
 
 
 def _append_ours(section: Section, rows: list[Row], notes: list[str]) -> None:

@@ -5,13 +5,13 @@ JEM identities in :mod:`jembench.energy` turn those into energies. Architectures
 small registry (``reference_models`` registers ``wrn``), so a checkpoint names its architecture and kwargs
 and loads without pickled code.
 
-Two checkpoint formats load, always through ``torch.load(..., weights_only=True)`` (nothing in a checkpoint
-can execute code):
+Checkpoints load always through ``torch.load(..., weights_only=True)`` (nothing in a checkpoint can execute
+code), in two families of formats:
 
 * ours (``format == "jembench"``): architecture + kwargs, weights, replay buffer, optimizer / scheduler,
   epoch / iteration, RNG states, the resolved training config;
-* the official JEM code's (Grathwohl et al.): ``{"model_state_dict": F.state_dict(), "replay_buffer": x}``
-  where ``F`` holds the Wide-ResNet under ``f.``, plus ``class_output.`` and ``energy_output.`` heads.
+* the official JEM, JEM++ and SADA-JEM codes' (``{"model_state_dict": F.state_dict(), "replay_buffer": x}``,
+  bare state dicts, ``module.`` prefixes, YOPO aliases, legacy serialization): :mod:`jembench.importers`.
 """
 
 from __future__ import annotations
@@ -140,8 +140,10 @@ class LoadedCheckpoint:
 
     def describe(self) -> dict[str, Any]:
         """The ``model`` block of a record."""
-        return {"name": self.name, "method": self.method, "dataset": self.dataset, "checkpoint": self.path,
-                "sha256": self.sha256}
+        block = {"name": self.name, "method": self.method, "dataset": self.dataset, "checkpoint": self.path,
+                 "sha256": self.sha256}
+        block.update({k: self.config[k] for k in ("format", "log_px") if k in self.config})  # official imports
+        return block
 
 
 def save_checkpoint(path: str | Path, *, arch: str, arch_kwargs: dict[str, Any], model: nn.Module, method: str,
@@ -216,17 +218,26 @@ def read_torch_file(path: str | Path, trust: bool = False) -> Any:
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dataset: str | None = None,
-                    trust: bool = False) -> LoadedCheckpoint:
-    """Load our checkpoints and official JEM ones into a :class:`LoadedCheckpoint` (model in eval mode)."""
+                    trust: bool = False, uncond: bool = False) -> LoadedCheckpoint:
+    """Load our checkpoints and the official JEM / JEM++ / SADA-JEM ones (:mod:`jembench.importers`) into a
+    :class:`LoadedCheckpoint` (model in eval mode). ``uncond``: an official ``F`` trained with ``--uncond``,
+    whose log p(x) is its ``energy_output`` head (:class:`jembench.importers.EnergyHeadJEM`)."""
+    from . import importers
+
     state = read_checkpoint_file(path, trust=trust)
     digest = sha256_file(path)
     if state.get("format") == FORMAT:
+        if uncond:
+            raise JembenchError(f"--uncond applies to official checkpoints (an F scored by its energy_output head); "
+                                f"{path} is a jembench checkpoint, which scores log p(x) as it was trained: drop "
+                                f"--uncond")
         loaded = _load_ours(state, str(path), digest)
-    elif "model_state_dict" in state:
-        loaded = _load_official_jem(state, str(path), digest, dataset)
+    elif importers.recognises(state):
+        loaded = importers.load_official(state, str(path), digest, dataset, uncond=uncond)
     else:
-        raise JembenchError(f"{path} is neither a jembench checkpoint nor an official JEM one (keys: "
-                            f"{sorted(state)[:6]}); pass a file written by `jembench train` or the JEM code")
+        keys = ", ".join(repr(k)[:40] for k in list(state)[:6])
+        raise JembenchError(f"{path} is neither a jembench checkpoint nor an official JEM / JEM++ / SADA-JEM one "
+                            f"(keys: {keys}); pass a file written by `jembench train` or the official code")
     if dataset is not None and loaded.dataset not in (dataset, "unknown"):
         pass  # evaluating on another dataset than trained on is allowed (e.g. folder: copies of CIFAR-10)
     loaded.model.to(device).eval()
@@ -466,40 +477,6 @@ def load_tensor_file(path: str | Path, what: str = "buffer") -> torch.Tensor:
         raise JembenchError(f"{what} file {path} holds no tensor (bare, or under 'replay_buffer' / 'images'); "
                             f"save the images with torch.save(tensor, path)")
     return state
-
-
-def official_jem_arch_kwargs(model_state: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Infer WRN depth / width / norm / classes / input channels from an official JEM ``F`` state dict."""
-    try:
-        blocks = {k.split(".")[2] for k in model_state if k.startswith("f.layer1.")}
-        widen = model_state["f.layer1.0.conv1.weight"].shape[0] // 16
-        n_classes = model_state["class_output.weight"].shape[0]
-        in_channels = model_state["f.conv1.weight"].shape[1]
-    except KeyError as exc:
-        raise JembenchError(f"official JEM state dict lacks {exc}; it does not look like the JEM Wide-ResNet") from None
-    if "f.bn1.running_mean" in model_state:
-        norm = "batch"
-    elif "f.bn1.weight" in model_state:
-        raise JembenchError("official JEM checkpoint uses a norm other than none/batch; only those are supported")
-    else:
-        norm = None
-    return {"depth": 6 * len(blocks) + 4, "widen_factor": widen, "n_classes": n_classes,
-            "in_channels": in_channels, "norm": norm}
-
-
-def _load_official_jem(state: dict, path: str, digest: str, dataset: str | None) -> LoadedCheckpoint:
-    weights = state["model_state_dict"]
-    kwargs = official_jem_arch_kwargs(weights)
-    model = build_model("wrn", kwargs)
-    _load_weights(model, weights, path)
-    buffer = state.get("replay_buffer")
-    if buffer is not None and not isinstance(buffer, torch.Tensor):
-        buffer = None
-    shape = tuple(buffer.shape[1:]) if buffer is not None else (kwargs["in_channels"], 32, 32)
-    return LoadedCheckpoint(model=model, method="jem", dataset=dataset or "unknown", n_classes=kwargs["n_classes"],
-                            image_shape=shape, path=path, sha256=digest, buffer=buffer,
-                            config={"name": f"jem-official-{Path(path).stem}", "source": "official JEM code"},
-                            state=state)
 
 
 def _load_weights(model: nn.Module, weights: dict, path: str) -> None:

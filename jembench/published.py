@@ -6,20 +6,27 @@ diff, and the leaderboard can rebuild each table's shape (row order = file order
 mapping and the footnote flags are described in ``results/published/README.md``; this module is the one place
 that enforces them, so a typo in a CSV is an error naming the file, the line and the fix — never a silently
 missing or mis-sorted number.
+
+Every row names the jembench protocol that reproduces its number (``protocol``: a shipped protocol file, e.g.
+``ood-jem-official``), or none — flag ``no_official_protocol`` and a ``closest protocol: NAME`` in the note —
+when no official code computes it. The leaderboard puts our rows beside a published row, and ``jembench check``
+compares with it, only when our record was measured under that protocol (name and the packaged file's hash).
 """
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
 
 from . import catalog, metric_keys
 from .errors import JembenchError
-from .resources import published_dir
+from .resources import protocol_dir, published_dir, tolerances_file
 
 COLUMNS = ["leaderboard", "paper", "table", "row", "column", "group", "model", "method", "dataset", "sgld_steps",
-           "metric", "value", "flags", "note"]
+           "metric", "value", "flags", "protocol", "note"]
 
 #: leaderboard tables a published row can belong to (``jembench leaderboard --table``).
 BOARDS = ("hybrid", "ood", "calibration", "robustness", "ablation")
@@ -42,10 +49,105 @@ FLAGS = {
     "from_error_rate": ("ᵉ", "printed as an error rate; value = 100 − error"),
     "setting_inferred": ("ⁱ", "dataset/setting not printed; inferred (see the row's note)"),
     "marker_unexplained": ("*", "the paper marks the row with * but gives no footnote for it"),
+    "no_official_protocol": ("ⁿ", ("no official code computes (some of) these numbers, so no jembench protocol "
+                                   "reproduces them (e.g. JEM Table 7's Uniform / Constant sets); the row's note "
+                                   "names the closest protocol")),
 }
 
 #: flags whose rows `jembench check` never picks automatically as the reference (their setting differs).
-NOT_A_REFERENCE = frozenset({"labels_4000", "setting_inferred", "printed_nan", "marker_unexplained"})
+NOT_A_REFERENCE = frozenset({"labels_4000", "setting_inferred", "printed_nan", "marker_unexplained",
+                             "no_official_protocol"})
+
+#: which suites write a metric family (:mod:`jembench.metric_keys`): a row's protocol must be one of theirs.
+METRIC_SUITES = {"accuracy": ("accuracy", "calibration"), "ece": ("calibration",), "mce": ("calibration",),
+                 "nll": ("accuracy", "calibration"), "brier": ("calibration",), "ood": ("ood",),
+                 "fidelity": ("generation",), "clean_acc": ("robustness",), "robust_acc": ("robustness",),
+                 "boundary": ("robustness",), "pointwise": ("robustness",), "crossover": ("robustness",)}
+
+#: protocols the published rows name that other wave-2 branches are writing (the official protocols); a row may
+#: name one before its file ships. Once a name here ships as suites/<name>.toml, tests/test_published.py fails
+#: until it is removed from this set — so after the merge the set is empty and every name is a real file.
+PENDING_PROTOCOLS = frozenset({
+    "accuracy-jem-official", "accuracy-jempp-official", "accuracy-sadajem-official", "calibration-jempp-official",
+    "generation-jem-paper", "generation-jempp-official", "generation-sadajem-official",
+    "generation-sadajem-official-cifar100", "ood-jem-official", "ood-jempp-official", "ood-sadajem-official",
+    "robustness-jem-official", "robustness-jem-official-l2",
+})
+
+_CLOSEST = re.compile(r"closest protocol: ([a-z0-9][a-z0-9_.+\-]*)")
+
+def shipped_protocols() -> set[str]:
+    """Names of the protocol files shipped with jembench (``suites/*.toml``, not the check tolerances)."""
+    return {p.stem for p in protocol_dir().glob("*.toml") if p.stem != tolerances_file().stem}
+
+
+def known_protocols() -> set[str]:
+    """Protocol names a published row may need: the shipped files and :data:`PENDING_PROTOCOLS`."""
+    return shipped_protocols() | PENDING_PROTOCOLS
+
+
+def protocol_suite(name: str) -> str | None:
+    """The suite of protocol ``name`` (``<suite>`` or ``<suite>-<variant>``, as the shipped files are named)."""
+    suites = {s for pair in METRIC_SUITES.values() for s in pair}
+    return next((s for s in suites if name == s or name.startswith(f"{s}-")), None)
+
+
+def closest_protocol(note: str) -> str | None:
+    """The ``closest protocol: NAME`` a row without a protocol names in its note."""
+    m = _CLOSEST.search(note)
+    return m.group(1) if m else None
+
+
+def _protocol_problems(row, flags: list[str], known: set[str]) -> list[str]:
+    """Why a row's ``protocol`` is invalid: unknown, of a suite that does not write the metric, or empty without
+    the ``no_official_protocol`` flag and a closest protocol in the note."""
+    key = metric_keys.parse(row["metric"])
+    family = key.metric if key is not None and key.family == "scalar" else (key.family if key else "")
+    wanted = METRIC_SUITES.get(family, ())
+    name = row["protocol"].strip()
+    if not name:
+        closest = closest_protocol(row["note"])
+        if "no_official_protocol" not in flags:
+            return ["empty protocol; name the jembench protocol that reproduces the number, or flag the row "
+                    "no_official_protocol and name the closest one in the note"]
+        if closest is None:
+            return ["flag no_official_protocol needs 'closest protocol: NAME' in the note"]
+        name = closest
+    elif "no_official_protocol" in flags:
+        return [f"protocol {name!r} and flag no_official_protocol contradict each other; drop one"]
+    if name not in known:
+        return [f"protocol {name!r} is not a shipped protocol file (jembench/resources: suites/*.toml) or a pending "
+                f"one ({', '.join(sorted(known))})"]
+    if protocol_suite(name) not in wanted:
+        return [f"protocol {name!r} is for suite {protocol_suite(name)!r}, which does not write metric "
+                f"{row['metric']!r} (written by: {', '.join(wanted) or 'no suite'})"]
+    return []
+
+
+@lru_cache(maxsize=None)
+def packaged_protocol_hash(name: str) -> str | None:
+    """The hash of the shipped protocol file ``name`` (what a record measured under it carries), or None when no
+    such file ships (a pending name, or none). Resolving a protocol imports its suite (and torch), so this is
+    called only for names a record actually carries."""
+    if name not in shipped_protocols():
+        return None
+    from .protocols import load_protocol
+
+    return load_protocol(name).hash
+
+
+def measured_under(record_protocol: dict, needed: str) -> bool:
+    """Whether a record's ``protocol`` block (name and hash) is the published row's protocol ``needed``: the same
+    name and the hash of the packaged protocol file. The one rule by which the leaderboard puts our numbers
+    beside a published number and ``jembench check`` compares them."""
+    names = {n for n in str(record_protocol.get("name", "")).split("/") if n}
+    return bool(needed) and needed in names and packaged_protocol_hash(needed) == record_protocol.get("hash")
+
+
+def needs_label(needed: str, note: str) -> str:
+    """How a published number's protocol reads in a table: its name, or ``none (closest NAME)``."""
+    return needed or f"none (closest {closest_protocol(note) or '?'})"
+
 
 def metric_is_known(metric: str) -> bool:
     """Whether ``metric`` is a record metric key (:mod:`jembench.metric_keys`) or a published crossover ε."""
@@ -71,12 +173,15 @@ def _load_one(path: Path) -> pd.DataFrame:
                             f"{','.join(COLUMNS)} (see results/published/README.md)")
     problems = []
     values, decimals, steps = [], [], []
+    known = known_protocols()
     for i, row in df.iterrows():
         where = f"{path.name}:{i + 2}"  # header is line 1
         flags = flag_list(row["flags"])
         for flag in flags:
             if flag not in FLAGS:
                 problems.append(f"{where}: unknown flag {flag!r} (known: {', '.join(FLAGS)})")
+        if metric_is_known(row["metric"]):
+            problems += [f"{where}: {p}" for p in _protocol_problems(row, flags, known)]
         if row["leaderboard"] not in BOARDS:
             problems.append(f"{where}: leaderboard {row['leaderboard']!r} is not one of {', '.join(BOARDS)}")
         if row["paper"] not in PAPERS:

@@ -2,7 +2,8 @@
 
 The module tree matches the JEM repository's ``F`` wrapper exactly — ``f.`` (the WRN trunk: ``conv1``,
 ``layer1..3`` of ``wide_basic`` blocks, ``bn1``, an unused ``linear``), ``energy_output.`` and
-``class_output.`` — so an official checkpoint's ``model_state_dict`` loads with ``strict=True``.
+``class_output.`` — so an official checkpoint's ``model_state_dict`` loads with ``strict=True`` (JEM++ / SADA-JEM
+trunks have no ``linear``: ``unused_linear=False``; :mod:`jembench.importers` maps their files onto this module).
 Differences from the official code, none of which changes the parameters: the final pooling is adaptive
 (equal to ``avg_pool2d(out, 8)`` on 32×32 inputs, and also valid for 8×8 digits), and ``forward`` returns the
 class logits f(x) directly (the energy model contract of :mod:`jembench.models`).
@@ -59,7 +60,7 @@ class WideResNetTrunk(nn.Module):
     """WRN-depth-k feature extractor (the official ``Wide_ResNet``); returns pooled features (N, 64k)."""
 
     def __init__(self, depth: int, widen_factor: int, in_channels: int = 3, norm: str | None = None,
-                 dropout_rate: float = 0.0, leak: float = 0.2, n_classes: int = 10):
+                 dropout_rate: float = 0.0, leak: float = 0.2, n_classes: int = 10, unused_linear: bool = True):
         super().__init__()
         if (depth - 4) % 6 != 0 or depth < 10:
             raise ValueError(f"WRN depth must be 6n+4 with n >= 1 (10, 16, 22, 28, ...), got {depth}")
@@ -73,7 +74,8 @@ class WideResNetTrunk(nn.Module):
         self.layer3 = self._layer(stages[3], n, dropout_rate, 2, norm)
         self.bn1 = _norm(stages[3], norm)
         self.last_dim = stages[3]
-        self.linear = nn.Linear(stages[3], n_classes)  # unused; kept for official state-dict compatibility
+        if unused_linear:  # unused; in the JEM code's state dict (wideresnet.py:102), not in JEM++'s / SADA-JEM's
+            self.linear = nn.Linear(stages[3], n_classes)
 
     def _layer(self, planes: int, n_blocks: int, dropout_rate: float, stride: int, norm: str | None) -> nn.Sequential:
         blocks = []
@@ -92,9 +94,10 @@ class JEMWideResNet(nn.Module):
     """The official JEM ``F``: WRN trunk + class head (logits f(x)) + an energy head (unused by JEM's loss)."""
 
     def __init__(self, depth: int = 28, widen_factor: int = 10, n_classes: int = 10, in_channels: int = 3,
-                 norm: str | None = None, dropout_rate: float = 0.0):
+                 norm: str | None = None, dropout_rate: float = 0.0, unused_linear: bool = True):
         super().__init__()
-        self.f = WideResNetTrunk(depth, widen_factor, in_channels=in_channels, norm=norm, dropout_rate=dropout_rate)
+        self.f = WideResNetTrunk(depth, widen_factor, in_channels=in_channels, norm=norm, dropout_rate=dropout_rate,
+                                 unused_linear=unused_linear)
         self.energy_output = nn.Linear(self.f.last_dim, 1)
         self.class_output = nn.Linear(self.f.last_dim, n_classes)
 
@@ -104,5 +107,7 @@ class JEMWideResNet(nn.Module):
 
 @register_architecture("wrn")
 def wide_resnet(depth: int = 28, widen_factor: int = 10, n_classes: int = 10, in_channels: int = 3,
-                norm: str | None = None, dropout_rate: float = 0.0) -> JEMWideResNet:
-    return JEMWideResNet(depth, widen_factor, n_classes, in_channels, norm, dropout_rate)
+                norm: str | None = None, dropout_rate: float = 0.0, unused_linear: bool = True) -> JEMWideResNet:
+    """``unused_linear=False``: the JEM++ / SADA-JEM trunk, whose ``f.linear`` is commented out
+    (JEMPP models/wideresnet_yopo.py:94-95, SADAJEM models/wideresnet.py:97)."""
+    return JEMWideResNet(depth, widen_factor, n_classes, in_channels, norm, dropout_rate, unused_linear)

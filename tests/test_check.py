@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from test_eval_helpers import published_needing
 from test_eval_helpers import write_record_json as write
 
 import pytest
@@ -22,11 +23,18 @@ from jembench.records import make_record
 REPO = Path(__file__).resolve().parent.parent
 ACC = load_protocol("accuracy")
 ACC_500 = ACC.replace({"n": 500}, name="accuracy-n500")
-GEN = Protocol.from_table("generation", {"n_samples": 10000}, path="suites/generation.toml")
+GEN = load_protocol("generation")  # shipped, but not the protocol SADA-JEM's IS / FID need
 SAM = {"name": "softmax-sam-c10", "method": "softmax_sam", "dataset": "cifar10"}  # one published number: 97.2
 SADA = {"name": "sada-c10", "method": "sada_jem", "dataset": "cifar10"}
 
 
+
+
+@pytest.fixture(scope="module")
+def pub_dir(tmp_path_factory) -> Path:
+    """The published numbers with SADA-JEM's official protocols replaced by the shipped ones the records here are
+    measured under (test_eval_helpers.SHIPPED_STAND_INS)."""
+    return published_needing(tmp_path_factory.mktemp("pub"))
 
 
 def acc_record(model: dict, accuracy: float, protocol: Protocol = ACC, **extra) -> dict:
@@ -42,7 +50,9 @@ def cli_runs(tmp_path_factory):
     within = write(d, "within.json", acc_record(SAM, 96.5))  # 0.7 below
     bad = write(d, "bad.json", {**acc_record(SAM, 96.5), "metrics": {"accuracy": "96.5"}})  # a string
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    procs = {name: subprocess.Popen([sys.executable, "-m", "jembench", "check", str(path)], stdout=subprocess.PIPE,
+    pub = str(published_needing(d))  # SADA-JEM's accuracies need the shipped `accuracy` in this copy
+    procs = {name: subprocess.Popen([sys.executable, "-m", "jembench", "check", str(path), "--published", pub],
+                                    stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
              for name, path in (("worse", worse), ("within", within), ("bad", bad))}
     out = {}
@@ -78,7 +88,9 @@ def test_cli_exit_2_on_malformed_record(cli_runs):
 
 def test_direction_aware_fid_and_published_model(tmp_path):
     """FID: lower is better. A higher FID beyond max(2.0, 10 %) fails; a much lower one is 'better'."""
-    pub, rules = load_published(), load_rules()
+    # SADA-JEM's IS / FID need generation-sadajem-official: a record under another protocol is not compared
+    pub = load_published(published_needing(tmp_path))
+    rules = load_rules()
 
     def gen(fid: float) -> dict:
         return make_record(suite="generation", model=SADA, dataset="cifar10", protocol=GEN,
@@ -92,15 +104,49 @@ def test_direction_aware_fid_and_published_model(tmp_path):
     assert (fid_bad.reference, fid_bad.allowed, fid_bad.status) == (9.41, 2.0, "REGRESSION")
     assert next(c for c in good if c.metric == "fid/buffer").status == "better"
     assert next(c for c in good if c.metric == "is/buffer").status == "ok"  # equal to the published 8.77
+    assert fid_bad.source.endswith("· generation")
 
 
-def test_ambiguous_or_missing_reference_is_exit_2(tmp_path, capsys):
+def test_published_numbers_are_references_only_under_their_protocol(tmp_path, capsys, pub_dir):
+    """A published number is compared only with a record measured under the protocol it needs (name and the
+    packaged file's hash); --published-model under another protocol is exit 2 naming both protocols."""
+    gen = write(tmp_path, "gen.json", make_record(suite="generation", model=SADA, dataset="cifar10", protocol=GEN,
+                                                 metrics={"fid/buffer": 9.4, "is/buffer": 8.77}))
+    assert main(["check", str(gen), "--published-model", "SADA-JEM (K=5)"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"measured under protocol generation@{GEN.hash[:8]}" in err[0]
+    assert "needs protocol generation-sadajem-official" in err[0]
+    # automatic matching: nothing comparable is exit 2, the note names both protocols
+    assert main(["check", str(gen)]) == 2
+    assert "the published numbers need protocol generation-sadajem-official" in capsys.readouterr().err
+    # same name as the packaged file, other settings: not that protocol
+    edited = write(tmp_path / "e", "acc.json", acc_record(SAM, 97.2, protocol=ACC.replace({"n": 500}, name="accuracy")))
+    assert main(["check", str(edited), "--published", str(pub_dir)]) == 2
+    assert f"measured under accuracy@{ACC.replace({'n': 500}).hash[:8]}" in capsys.readouterr().err
+    comps, _ = compare_published(load_records([tmp_path / "e"]), load_published(pub_dir), load_rules())
+    assert comps == []
+    same = write(tmp_path / "s", "acc.json", acc_record(SAM, 97.2))  # the packaged `accuracy` itself
+    assert [c.status for c in compare_published(load_records([same]), load_published(pub_dir), load_rules())[0]
+            if c.metric == "accuracy"] == ["ok"]
+    # the shipped rows need SADA-JEM's official protocol (not shipped on this branch): nothing matches `accuracy`
+    assert compare_published(load_records([same]), load_published(), load_rules())[0] == []
+    # rows no protocol reproduces (JEM Table 7's Uniform set) are never a reference
+    ood = write(tmp_path / "o", "ood.json", make_record(suite="ood", model={"name": "j", "method": "jem",
+                                                                        "dataset": "cifar10"},
+                                                       dataset="cifar10", protocol=load_protocol("ood"),
+                                                       metrics={"auroc/uniform/log_px": 1.0}))
+    assert main(["check", str(ood), "--published-model", "JEM"]) == 2
+    assert "needs protocol none (closest ood-jem-official)" in capsys.readouterr().err
+
+
+def test_ambiguous_or_missing_reference_is_exit_2(tmp_path, capsys, pub_dir):
     rec = write(tmp_path, "sada.json", acc_record(SADA, 95.9))
-    assert main(["check", str(rec)]) == 2  # SADA-JEM has K=5/10/20 accuracies: which one?
+    pub = ["--published", str(pub_dir)]
+    assert main(["check", str(rec), *pub]) == 2  # SADA-JEM has K=5/10/20 accuracies: which one?
     err = capsys.readouterr().err
     assert "several published numbers" in err and "--published-model" in err
-    assert main(["check", str(rec), "--published-model", "SADA-JEM (K=10)"]) == 0
-    assert main(["check", str(rec), "--published-model", "SADA-JEM (K=20)"]) == 0  # 0.2 below: within
+    assert main(["check", str(rec), "--published-model", "SADA-JEM (K=10)", *pub]) == 0
+    assert main(["check", str(rec), "--published-model", "SADA-JEM (K=20)", *pub]) == 0  # 0.2 below: within
     capsys.readouterr()
     digits = write(tmp_path / "d", "digits.json", acc_record({"name": "jem-digits", "method": "jem",
                                                               "dataset": "digits"}, 90.0))
@@ -109,18 +155,18 @@ def test_ambiguous_or_missing_reference_is_exit_2(tmp_path, capsys):
     assert main(["check", str(rec), "--published-model", "No Such Model"]) == 2
 
 
-def test_record_sgld_steps_selects_the_published_row(tmp_path):
+def test_record_sgld_steps_selects_the_published_row(tmp_path, pub_dir):
     rec = acc_record({**SADA, "sgld_steps": 5}, 93.0)
     write(tmp_path, "k5.json", rec)
-    comps, _ = compare_published(load_records([tmp_path]), load_published(), load_rules())
+    comps, _ = compare_published(load_records([tmp_path]), load_published(pub_dir), load_rules())
     assert [(c.reference, c.status) for c in comps] == [(95.5, "REGRESSION")]
 
 
-def test_tolerance_file_overrides_defaults(tmp_path, capsys):
+def test_tolerance_file_overrides_defaults(tmp_path, capsys, pub_dir):
     within = write(tmp_path, "within.json", acc_record(SAM, 96.5))
     tight = tmp_path / "tight.toml"
     tight.write_text('[metrics."accuracy"]\nabs = 0.5\n', encoding="utf-8")  # direction inherited
-    assert main(["check", str(within), "--tolerances", str(tight)]) == 1
+    assert main(["check", str(within), "--tolerances", str(tight), "--published", str(pub_dir)]) == 1
     assert "±0.5" in capsys.readouterr().out
     for bad_toml, message in [('[metrics."accuracy"]\nabs = -1\n', "must be a non-negative number"),
                               ('[metrics."accuracy"]\nslack = 1\n', "unknown key(s) ['slack']"),
@@ -167,7 +213,7 @@ def test_baseline_same_protocol_regression_and_mismatch(tmp_path, capsys):
     assert "no baseline record for model 'other'" in capsys.readouterr().out
 
 
-def test_nan_metric_is_a_regression(tmp_path):
+def test_nan_metric_is_a_regression(tmp_path, pub_dir):
     write(tmp_path, "nan.json", acc_record(SAM, math.nan))
-    comps, _ = compare_published(load_records([tmp_path]), load_published(), load_rules())
+    comps, _ = compare_published(load_records([tmp_path]), load_published(pub_dir), load_rules())
     assert comps[0].status == "REGRESSION (not a number)" and comps[0].regression

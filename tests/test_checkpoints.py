@@ -1,8 +1,8 @@
-"""Checkpoints: our format round-trips bit-exactly; official JEM checkpoints load and give the same logits."""
+"""Checkpoints: our format round-trips bit-exactly; unreadable, truncated and code-carrying files are refused.
+(Official JEM / JEM++ / SADA-JEM files: tests/test_importers.py.)"""
 
 import torch
-import torch.nn.functional as F
-from torch import nn
+from official_models import official_model
 
 from jembench.errors import JembenchError
 from jembench.models import load_checkpoint, save_checkpoint
@@ -36,79 +36,6 @@ def test_round_trip_is_bit_exact(tmp_path):
     assert len(loaded.sha256) == 64 and loaded.method == "jem" and loaded.image_shape == (1, 8, 8)
 
 
-# ---- an independent transcription of the official JEM code's network (wgrathwohl/JEM: models/wideresnet.py
-# and train_wrn_ebm.py's F), used only to produce an official-format state dict and reference logits.
-class _OfficialBlock(nn.Module):
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.lrelu = nn.LeakyReLU(0.2)
-        self.bn1 = nn.Identity()
-        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1, bias=True)
-        self.dropout = nn.Identity()
-        self.bn2 = nn.Identity()
-        self.conv2 = nn.Conv2d(cout, cout, 3, stride=stride, padding=1, bias=True)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=True))
-
-    def forward(self, x):
-        out = self.dropout(self.conv1(self.lrelu(self.bn1(x))))
-        return self.conv2(self.lrelu(self.bn2(out))) + self.shortcut(x)
-
-
-class _OfficialWRN(nn.Module):
-    def __init__(self, depth, k):
-        super().__init__()
-        n = (depth - 4) // 6
-        stages = [16, 16 * k, 32 * k, 64 * k]
-        self.lrelu = nn.LeakyReLU(0.2)
-        self.conv1 = nn.Conv2d(3, 16, 3, padding=1, bias=True)
-        layers, cin = [], 16
-        for planes, stride in zip(stages[1:], (1, 2, 2)):
-            blocks = []
-            for s in [stride] + [1] * (n - 1):
-                blocks.append(_OfficialBlock(cin, planes, s))
-                cin = planes
-            layers.append(nn.Sequential(*blocks))
-        self.layer1, self.layer2, self.layer3 = layers
-        self.bn1 = nn.Identity()
-        self.last_dim = stages[3]
-        self.linear = nn.Linear(stages[3], 10)
-
-    def forward(self, x):
-        out = self.layer3(self.layer2(self.layer1(self.conv1(x))))
-        out = F.avg_pool2d(self.lrelu(self.bn1(out)), 8)
-        return out.view(out.size(0), -1)
-
-
-class _OfficialF(nn.Module):
-    def __init__(self, depth=10, width=2, n_classes=10):
-        super().__init__()
-        self.f = _OfficialWRN(depth, width)
-        self.energy_output = nn.Linear(self.f.last_dim, 1)
-        self.class_output = nn.Linear(self.f.last_dim, n_classes)
-
-    def classify(self, x):
-        return self.class_output(self.f(x)).squeeze()
-
-
-def test_official_jem_checkpoint_loads_with_same_logits(tmp_path):
-    torch.manual_seed(0)
-    official = _OfficialF(depth=16, width=2, n_classes=10)
-    keys = list(official.state_dict())
-    assert keys[0].startswith("f.") and any(k.startswith("class_output.") for k in keys)
-    assert any(k.startswith("energy_output.") for k in keys)
-    replay = torch.rand(50, 3, 32, 32) * 2 - 1
-    path = tmp_path / "official.pt"
-    torch.save({"model_state_dict": official.state_dict(), "replay_buffer": replay}, path)
-    loaded = load_checkpoint(path, dataset="cifar10")
-    x = torch.rand(4, 3, 32, 32) * 2 - 1
-    with torch.no_grad():
-        assert torch.allclose(loaded.model(x), official.classify(x), atol=1e-5)
-    assert loaded.n_classes == 10 and loaded.dataset == "cifar10" and torch.equal(loaded.buffer, replay)
-    assert loaded.model.f.layer1[0].conv1.out_channels == 32 and len(loaded.model.f.layer1) == 2
-
-
 def test_non_checkpoint_and_truncated_files_are_clear_errors(tmp_path):
     import pytest
 
@@ -117,7 +44,7 @@ def test_non_checkpoint_and_truncated_files_are_clear_errors(tmp_path):
     with pytest.raises(JembenchError, match="truncated or not a PyTorch file"):
         load_checkpoint(bad)
     good = tmp_path / "good.pt"
-    torch.save({"model_state_dict": _OfficialF().state_dict()}, good)
+    torch.save({"model_state_dict": official_model("jem").state_dict()}, good)
     cut = tmp_path / "cut.pt"
     cut.write_bytes(good.read_bytes()[:2000])
     with pytest.raises(JembenchError, match="truncated"):

@@ -1,4 +1,5 @@
-"""`jembench leaderboard`: paper-shaped tables, published and our rows side by side, protocols never mixed."""
+"""`jembench leaderboard`: paper-shaped tables, published and our rows side by side only under the protocol the
+published numbers need, protocols never mixed."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from test_eval_helpers import published_needing
 from test_eval_helpers import write_record_json as write
 
 import pandas as pd
@@ -16,21 +18,19 @@ import pytest
 from jembench import leaderboard as lb
 from jembench.errors import JembenchError
 from jembench.records import load_records
-from jembench.protocols import Protocol, load_protocol
+from jembench.protocols import load_protocol
 from jembench.published import load_published
 from jembench.records import make_record
 
 REPO = Path(__file__).resolve().parent.parent
 SADA_T1 = "SADA-JEM (Yang et al., CVPR 2023), Table 1 · CIFAR-10"
 
-ACC = load_protocol("accuracy")  # the real protocol file in suites/
+ACC = load_protocol("accuracy")  # the real protocol file in suites/ (SADA-JEM's accuracies need it)
 # the same suite with another setting (500 test images): a different protocol hash
 ACC_TINY = ACC.replace({"n": 500}, name="accuracy-n500")
-GEN = Protocol.from_table("generation", {"n_samples": 10000, "sources": ["buffer"]}, path="suites/generation.toml")
-OOD = Protocol.from_table("ood", {"sets": ["svhn", "uniform"], "n_in": 1000}, path="suites/ood.toml")
+GEN = load_protocol("generation")  # shipped, but not the protocol SADA-JEM's IS / FID need
+OOD = load_protocol("ood")
 MODEL = {"name": "sada-c10", "method": "sada_jem", "dataset": "cifar10"}
-
-
 
 
 @pytest.fixture(scope="module")
@@ -81,9 +81,13 @@ def md_row(text: str, model: str, section: str | None = None) -> list[str]:
 @pytest.fixture(scope="module")
 def cli_results(run_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
+    # SADA-JEM's accuracies need accuracy-sadajem-official; this copy of the published numbers needs the shipped
+    # `accuracy` instead, which the records below were measured under
+    pub = str(published_needing(out, {"accuracy-sadajem-official": "accuracy"}))
     results = run_many(
-        ["leaderboard", str(run_dir), "--table", "hybrid"],
-        ["leaderboard", str(run_dir), "--table", "hybrid", "--format", "latex", "--out", str(out / "hybrid.tex")],
+        ["leaderboard", str(run_dir), "--table", "hybrid", "--published", pub],
+        ["leaderboard", str(run_dir), "--table", "hybrid", "--format", "latex", "--out", str(out / "hybrid.tex"),
+         "--published", pub],
     )
     return dict(zip(["md", "latex"], results)), out
 
@@ -105,14 +109,25 @@ def test_cli_hybrid_prints_sada_table1_rows_plus_ours(cli_results):
     assert md_row(section, "Softmax + SAM")[2] == "**97.2**"  # best accuracy in bold, as in the paper
     assert md_row(section, "StyleGAN2-ADA")[4] == "**2.92**"  # FID: lower is better
     assert md_row(section, "JEM (K=20)†")[3] == "8.76°"  # conditional-ensemble IS is marked
-    # our rows, marked and with their protocol; the two seeds under one protocol are averaged
+    # each published row says which protocol its numbers need
+    assert md_row(section, "SADA-JEM (K=5)")[5] == ("SADA-JEM'23 Table 1 · protocol Acc %: accuracy; IS, FID: "
+                                                    "generation-sadajem-official")
+    assert md_row(section, "Softmax + SAM")[5] == "SADA-JEM'23 Table 1 · protocol accuracy"
+    # our rows only where the record's protocol is the one the column needs (SADA-JEM's accuracy: `accuracy`);
+    # the two seeds under one protocol are averaged
     ours = [line for line in section.splitlines() if line.startswith("|") and "(ours)" in line]
-    assert len(ours) == 3
-    assert ours[0].startswith("| jembench ")  # our own row group, after the paper's groups
-    assert any("95.20" in line and f"accuracy@{ACC.hash[:8]} (mean of 2)" in line for line in ours)
-    assert any("90.00" in line and f"accuracy-n500@{ACC_TINY.hash[:8]}" in line for line in ours)
-    assert any("8.50" in line and "10.25" in line for line in ours)
+    assert len(ours) == 1 and ours[0].startswith("| jembench ")  # our row group, after the paper's groups
+    cells = md_row(section, "*sada-c10 (ours)*")
+    assert cells[2:5] == ["95.20", "-", "-"] and cells[5] == f"ours: accuracy@{ACC.hash[:8]} (mean of 2)"
+    assert (f"sada-c10 (ours): IS ↑, FID ↓ measured under generation@{GEN.hash[:8]}; this table needs "
+            f"generation-jem-paper, generation-jempp-official, generation-sadajem-official") in section
+    assert "90.00" not in section  # accuracy-n500 is not the protocol SADA-JEM's accuracies need
     assert "† training unstable and regularly diverged" in section
+    # the rest: sections of their own, titled with the protocol they were measured under
+    gen = text[text.index(f"jembench runs · CIFAR-10 · protocol generation@{GEN.hash[:8]}"):]
+    assert md_row(gen, "*sada-c10 (ours)*")[1:3] == ["8.50", "10.25"]
+    tiny = text[text.index(f"jembench runs · CIFAR-10 · protocol accuracy-n500@{ACC_TINY.hash[:8]}"):]
+    assert md_row(tiny, "*sada-c10 (ours)*")[1] == "90.00"
     assert "jem-digits (ours)" in text  # digits has no published table: an ours-only section
 
 
@@ -159,26 +174,52 @@ def test_protocol_mismatch_is_never_merged(tmp_path):
     write(tmp_path, "b.json", make_record(suite="accuracy", model=MODEL, dataset="cifar10", protocol=ACC_TINY,
                                           metrics={"accuracy": 60.0}))
     sections = lb.build("hybrid", None, load_records([tmp_path]))
-    assert len(sections) == 1
-    rows = sections[0].rows
-    assert sorted(r.cells["accuracy"].value for r in rows) == [60.0, 80.0]  # not 70.0
-    assert {r.protocol_labels["accuracy"] for r in rows} == {f"accuracy@{ACC.hash[:8]}",
-                                                            f"accuracy-n500@{ACC_TINY.hash[:8]}"}
-    assert any("2 different protocols" in n and "not averaged" in n for n in sections[0].notes)
+    assert len(sections) == 2  # one section per protocol, each titled with it
+    assert [s.title.rsplit("· ", 1)[1] for s in sections] == [f"protocol accuracy-n500@{ACC_TINY.hash[:8]}",
+                                                               f"protocol accuracy@{ACC.hash[:8]}"]
+    assert [[r.cells["accuracy"].value for r in s.rows] for s in sections] == [[60.0], [80.0]]  # not 70.0
+    assert all(any("2 different protocols" in n and "not averaged" in n for n in s.notes) for s in sections)
     md = lb.render(sections, "md")
     assert "**80.00**" not in md  # no best-value emphasis across different protocols
     write(tmp_path, "c.json", make_record(suite="accuracy", model=MODEL, dataset="cifar10", protocol=ACC_TINY,
                                           metrics={"accuracy": 62.0}))
-    rows = lb.build("hybrid", None, load_records([tmp_path]))[0].rows
+    rows = [r for s in lb.build("hybrid", None, load_records([tmp_path])) for r in s.rows]
     assert sorted(r.cells["accuracy"].value for r in rows) == [61.0, 80.0]  # same hash: averaged
 
 
-def test_ood_rows_land_in_their_score_block_and_md_latex_html_agree(run_dir):
-    pub = load_published()
+def test_our_rows_join_a_published_table_only_under_its_protocol(tmp_path):
+    """Name and packaged-file hash must both match: a record under SADA-JEM's generation protocol sits in its
+    Table 1; one under an edited copy of that protocol file (same name, other hash) does not."""
+    pub = load_published(published_needing(tmp_path))
+    runs = tmp_path / "runs"
+    write(runs, "acc.json", make_record(suite="accuracy", model=MODEL, dataset="cifar10", protocol=ACC,
+                                        metrics={"accuracy": 95.0}))
+    write(runs, "gen.json", make_record(suite="generation", model=MODEL, dataset="cifar10", protocol=GEN,
+                                        metrics={"is/buffer": 8.5, "fid/buffer": 10.25}))
+    edited = GEN.replace({"n_samples": 123}, name="generation")  # same name, not the packaged file
+    other = {**MODEL, "name": "edited"}
+    write(runs, "edited.json", make_record(suite="generation", model=other, dataset="cifar10", protocol=edited,
+                                           metrics={"is/buffer": 9.9, "fid/buffer": 1.0}))
+    sections = lb.build("hybrid", pub, load_records([runs]), paper="sada-jem-poster-yang-2023", dataset="cifar10")
+    table1 = next(s for s in sections if s.table == "Table 1")
+    ours = [r for r in table1.rows if r.ours]
+    assert [r.model for r in ours] == ["sada-c10 (ours)"]
+    assert {k: c.value for k, c in ours[0].cells.items()} == {"accuracy": 95.0, "is": 8.5, "fid": 10.25}
+    assert any(n.startswith("edited (ours): IS ↑, FID ↓ measured under generation@") for n in table1.notes)
+    runs_only = [s for s in sections if s.paper is None]
+    assert len(runs_only) == 1 and runs_only[0].title.endswith(f"protocol generation@{edited.hash[:8]}")
+    assert [r.model for r in runs_only[0].rows] == ["edited (ours)"]
+
+
+def test_ood_rows_land_in_their_score_block_and_md_latex_html_agree(run_dir, tmp_path):
+    assert not any(s.paper and any(r.ours for r in s.rows)  # the shipped rows need ood-sadajem-official
+                   for s in lb.build("ood", load_published(), load_records([run_dir])))
+    pub = load_published(published_needing(tmp_path))
     sections = lb.build("ood", pub, load_records([run_dir]), paper="sada-jem-poster-yang-2023")
-    assert len(sections) == 1
+    assert len(sections) == 2  # SADA-JEM Table 3, and our Uniform numbers (not in that table) on their own
     s = sections[0]
-    assert [c.key for c in s.columns] == ["svhn", "interp", "cifar100", "celeba", "uniform"]  # ours adds Uniform
+    assert [c.key for c in s.columns] == ["svhn", "interp", "cifar100", "celeba"]
+    assert [c.key for c in sections[1].columns] == ["uniform"] and sections[1].paper is None
     log_block = [r.model for r in s.rows if r.block == "log_px"]
     assert log_block[-1] == "sada-c10 (ours)" and log_block[0] == "WideResNet"
     md = lb.render(sections, "md")
@@ -199,3 +240,20 @@ def test_load_records_skips_non_records_but_rejects_broken_json(run_dir, tmp_pat
         load_records([tmp_path])
     with pytest.raises(JembenchError, match="does not exist"):
         load_records([tmp_path / "missing"])
+
+
+def test_robustness_table_names_the_protocol_of_each_published_row(tmp_path):
+    """JEM App. F's crossovers need robustness-jem-official (L∞) / -l2 (L2); our PGD curves (no crossover
+    numbers, another protocol) get their own section per norm, titled with the protocol they were measured under."""
+    rob = load_protocol("robustness")
+    write(tmp_path, "rob.json", make_record(suite="robustness", model=MODEL, dataset="cifar10", protocol=rob,
+                                            metrics={"clean_acc/k0": 95.0, "robust_acc/linf/k0/eps=0.0313725": 40.0}))
+    sections = lb.build("robustness", load_published(), load_records([tmp_path]))
+    crossover = sections[0]
+    assert crossover.paper == "jem-grathwohl-2020" and not any(r.ours for r in crossover.rows)
+    assert {r.source for r in crossover.rows} == {"JEM'20 App. F · protocol L∞ ε: robustness-jem-official; "
+                                                  "L2 ε: robustness-jem-official-l2"}
+    ours = [s for s in sections if s.paper is None]
+    assert len(ours) == 1
+    assert ours[0].title.endswith(f"L∞ PGD, robust accuracy % · protocol robustness@{rob.hash[:8]}")
+    assert {k: c.value for k, c in ours[0].rows[0].cells.items()} == {"clean": 95.0, "eps=0.0313725": 40.0}

@@ -179,3 +179,81 @@ def test_loader_rejects_duplicates_and_bad_headers(tmp_path):
         load_published(folder)
     with pytest.raises(JembenchError, match="does not exist"):
         load_published(tmp_path / "nowhere")
+
+
+def test_every_row_names_a_known_protocol_of_its_suite(pub):
+    """A protocol per row: a shipped protocol file or one still being written on another branch (pending), of a
+    suite that writes the row's metric; or none, flagged, with the closest protocol in the note."""
+    from jembench.published import PENDING_PROTOCOLS, closest_protocol, known_protocols, protocol_suite
+
+    known = known_protocols()
+    for row in pub.itertuples():
+        name = row.protocol or closest_protocol(row.note)
+        assert name in known, (row.source_file, row.line, row.protocol)
+        assert bool(row.protocol) != ("no_official_protocol" in flag_list(row.flags)), (row.source_file, row.line)
+        suite = protocol_suite(name)
+        assert suite == {"hybrid": "accuracy" if row.metric == "accuracy" else "generation", "ood": "ood",
+                         "calibration": "calibration", "robustness": "robustness",
+                         "ablation": "accuracy" if row.metric == "accuracy" else "generation"}[row.leaderboard]
+    assert PENDING_PROTOCOLS <= set(pub["protocol"]) | {closest_protocol(n) for n in pub["note"]}
+
+
+def test_pending_protocols_are_not_shipped_yet():
+    """Fails once a pending protocol file ships: then remove it from published.PENDING_PROTOCOLS, so that every
+    name the published rows need is checked against a real file."""
+    from jembench.published import PENDING_PROTOCOLS, shipped_protocols
+
+    assert not PENDING_PROTOCOLS & shipped_protocols(), "remove the shipped names from PENDING_PROTOCOLS"
+
+
+def test_which_protocol_reproduces_which_number(pub):
+    def protocol(paper, table, row, metric):
+        hit = pub[(pub["paper"] == paper) & (pub["table"] == table) & (pub["row"] == row) & (pub["metric"] == metric)]
+        assert len(hit) == 1, (paper, table, row, metric)
+        return hit.iloc[0]["protocol"], hit.iloc[0]["note"]
+
+    jem, sada = "jem-grathwohl-2020", "sada-jem-poster-yang-2023"
+    assert protocol(jem, "Table 1", "JEM (Ours)", "accuracy")[0] == "accuracy-jem-official"
+    assert protocol(jem, "Table 1", "JEM (Ours)", "is/conditional")[0] == "generation-jem-paper"
+    assert protocol(jem, "Table 3", "JEM (Ours)", "auroc/svhn/grad_norm")[0] == "ood-jem-official"
+    none, note = protocol(jem, "Table 7", "JEM (Ours)", "auroc/uniform/log_px")  # no official code has Uniform
+    assert none == "" and note.endswith("closest protocol: ood-jem-official")
+    assert protocol(jem, "Table 7", "JEM (Ours)", "auroc/svhn/log_px")[0] == "ood-jem-official"
+    assert protocol(sada, "Table 1", "SADA-JEM (K=5)", "accuracy")[0] == "accuracy-sadajem-official"
+    assert protocol(sada, "Table 1", "JEM++ (M=10) [48]", "accuracy")[0] == "accuracy-jempp-official"
+    assert protocol(jem, "App. F", "IGEBM vs JEM", "crossover_eps255/l2/k10/vs=jem")[0] == "robustness-jem-official-l2"
+    assert protocol(sada, "Table 1", "SADA-JEM (K=5)", "fid/buffer")[0] == "generation-sadajem-official"
+    assert protocol(sada, "Table 2", "SADA-JEM (K=5)", "fid/buffer")[0] == "generation-sadajem-official-cifar100"
+    # rows SADA-JEM copied from the JEM paper keep JEM's protocols; JEM++ rows come from the JEM++ code
+    assert protocol(sada, "Table 1", "JEM (K=20)* [17]", "accuracy")[0] == "accuracy-jem-official"
+    assert protocol(sada, "Table 3", "JEM (K=20) [17]", "auroc/svhn/log_px")[0] == "ood-jem-official"
+    assert protocol(sada, "Table 3", "JEM++ (M=20) [48]", "auroc/svhn/log_px")[0] == "ood-jempp-official"
+    assert protocol(sada, "Table 1", "JEM++ (M=10) [48]", "is/buffer")[0] == "generation-jempp-official"
+    assert protocol(sada, "Table 3", "SADA-JEM (K=5)", "auroc/svhn/log_px")[0] == "ood-sadajem-official"
+
+
+@pytest.mark.parametrize("new,message", [
+    ("generation-nonsense", "protocol 'generation-nonsense' is not a shipped protocol file"),
+    ("ood", "protocol 'ood' is for suite 'ood', which does not write metric 'fid/buffer'"),
+    ("", "empty protocol; name the jembench protocol"),
+])
+def test_loader_rejects_bad_protocols(tmp_path, new, message):
+    folder = _copy(tmp_path)
+    path = folder / "sada-jem-poster-yang-2023-table1.csv"
+    old = "SADA-JEM (K=5),sada_jem,cifar10,5,fid/buffer,9.41,,generation-sadajem-official,"
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, old.replace(",generation-sadajem-official,", f",{new},")), encoding="utf-8")
+    with pytest.raises(JembenchError, match=re.escape(message)) as err:
+        load_published(folder)
+    assert "sada-jem-poster-yang-2023-table1.csv:4" in str(err.value)
+
+
+def test_loader_rejects_a_flagged_row_without_its_closest_protocol(tmp_path):
+    folder = _copy(tmp_path)
+    path = folder / "jem-grathwohl-2020-table7.csv"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("closest protocol: ood-jem-official", "closest: ood-jem-official", 1),
+                    encoding="utf-8")
+    with pytest.raises(JembenchError, match="needs 'closest protocol: NAME' in the note"):
+        load_published(folder)

@@ -14,7 +14,8 @@ from ._common import add_device_argument, add_seed_argument
 NAME = "eval"
 ORDER = 20
 HELP = "evaluate checkpoints (or a model from your code) with standardized suites and write JSON records"
-DESCRIPTION = ("Evaluate one or more checkpoints (ours or the official JEM code's) — or any torch.nn.Module "
+DESCRIPTION = ("Evaluate one or more checkpoints (ours or the official JEM / JEM++ / SADA-JEM code's) — or any "
+               "torch.nn.Module "
                "defined in your code (--model package.module:factory [--weights FILE]) — with one or more suites. "
                "Each (model, suite) pair prints a paper-style table and writes a JSON record plus figures (PNG, with "
                "a vector PDF beside each). "
@@ -38,8 +39,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="replay-buffer images (torch.save'd tensor N x C x H x W in [-1, 1]) for the generation "
                         "suite; replaces a checkpoint's own buffer")
     p.add_argument("--method", default=None,
-                   help="method named in the record (jem, jempp, ...: what `jembench check` matches published rows "
-                        "by); default: the checkpoint's, 'custom' for --model")
+                   help="method named in the record (jem, jempp, sada_jem, softmax, ...: what `jembench check` "
+                        "matches published rows by); default: the checkpoint's ('jem' for the JEM code's files, "
+                        "'jempp' for JEM++ YOPO files; required for official files without f.linear or YOPO aliases, "
+                        "e.g. SADA-JEM's), 'custom' for --model")
+    p.add_argument("--uncond", action="store_true",
+                   help="official checkpoint trained with --uncond (the F model): log p(x) is its energy_output "
+                        "head, not the logsumexp of the logits, in every suite")
     p.add_argument("--name", default=None, help="model name in the record (default: the checkpoint's / factory's)")
     p.add_argument("--suite", action="append", default=None,
                    help=f"suite to run, repeatable, or 'all' ({', '.join(available_suites())}); default accuracy")
@@ -51,7 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "<checkpoint folder>/eval/<suite>.json (--model: runs/<name>/eval/<suite>.json)")
     p.add_argument("--dataset", default=None,
                    help="evaluation dataset; default: the one the checkpoint was trained on (needed for official "
-                        "JEM checkpoints and --model)")
+                        "checkpoints and --model)")
     p.add_argument("--data-root", default=None,
                    help="folder holding torchvision datasets (default: $JEMBENCH_DATA, else data)")
     p.add_argument("--no-download", dest="download", action="store_false", help="never download datasets")
@@ -73,6 +79,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="SGLD steps for fresh samples (overrides the protocol's sgld.n_steps)")
     gen.add_argument("--init", choices=["uniform", "informative"], default=None,
                      help="initial distribution of fresh chains (overrides protocol)")
+    gen.add_argument("--informative-stats", nargs=2, default=None, metavar=("MEAN", "COV"),
+                     help="the authors' class statistics (<dataset>_mean.pt [C, D], <dataset>_cov.pt [C, D, D], "
+                          "bare tensors) as the informative p_0 of fresh chains, N(mean, cov + 1e-4 I)")
     gen.add_argument("--ensemble", action="store_true",
                      help="also score the union of all given checkpoints' buffers (JEM App. B 'ensemble')")
     add_device_argument(p)
@@ -144,10 +153,12 @@ def run(args) -> int:
                 load_weights_file(module, args.weights)
             name = args.name or args.model.rpartition(":")[2]
             ckpt = as_checkpoint(module, dataset=args.dataset, data_root=args.data_root, device=device,
-                                 buffer=buffer, method=args.method, name=name, weights=args.weights)
+                                 buffer=buffer, method=args.method, name=name, weights=args.weights,
+                                 uncond=args.uncond, informative_stats=args.informative_stats)
         else:
             ckpt = as_checkpoint(model_arg, dataset=args.dataset, device=device, buffer=buffer, method=args.method,
-                                 name=args.name, trust_checkpoint=args.trust_checkpoint)
+                                 name=args.name, trust_checkpoint=args.trust_checkpoint, uncond=args.uncond,
+                                 informative_stats=args.informative_stats)
         for suite_name in suites:
             out = out_paths[(model_arg, suite_name)]
             try:

@@ -20,7 +20,10 @@ DESCRIPTION = ("Build the papers' tables (hybrid: Model | Acc % | IS | FID, OOD:
                "robustness, ablation) from the published numbers (results/published/*.csv, shipped with jembench) "
                "and our JSON records, "
                "and render them as Markdown, LaTeX, CSV or HTML. Our rows are marked '(ours)' and carry the "
-               "protocol they were measured under; records are averaged only when their protocol hashes match.")
+               "protocol they were measured under; records are averaged only when their protocol hashes match. Each "
+               "published row names the protocol its numbers need, and our numbers sit beside it only when their "
+               "record was measured under that protocol (name and the shipped file's hash); the rest get sections "
+               "of their own, titled with their protocol.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
