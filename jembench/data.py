@@ -148,13 +148,34 @@ def _svhn(split: str, root: Path, download: bool) -> Dataset:
                     (root / "svhn" / f"{split}_32x32.mat").is_file())
 
 
-@register_dataset(CELEBA, present=lambda root: (root / "celeba" / "list_eval_partition.txt").is_file())
-def _celeba(split: str, root: Path, download: bool) -> Dataset:
-    tf = T.Compose([T.Resize(32), T.CenterCrop(32), T.ToTensor(), T.Normalize((0.5,), (0.5,))])
+#: how CelebA's 178×218 aligned faces become 32-pixel inputs (``load_dataset("celeba", resize=...)``)
+CELEBA_RESIZE = {
+    # jembench's default: shorter side to 32, centre crop to 32×32 (the declared 3×32×32)
+    "crop": (T.Resize(32), T.CenterCrop(32)),
+    # the official OOD evaluations: `tr.Resize(32)` alone keeps the aspect ratio, 178×218 → 3×39×32
+    # (JEM eval_wrn_ebm.py:269-274, JEM++ eval_jempp.py:400-405, SADA-JEM eval_sadajem.py:350-354)
+    "shorter-side": (T.Resize(32),),
+}
+
+
+def celeba_transform(resize: str = "crop") -> T.Compose:
+    """PIL face → [-1, 1] tensor: :data:`CELEBA_RESIZE` ``[resize]``, then ``ToTensor`` and ``Normalize(.5, .5)``
+    (the official order: resize on the PIL image, before conversion)."""
+    if resize not in CELEBA_RESIZE:
+        raise JembenchError(f"unknown CelebA resize {resize!r}; use one of {', '.join(CELEBA_RESIZE)}")
+    return T.Compose([*CELEBA_RESIZE[resize], T.ToTensor(), T.Normalize((0.5,), (0.5,))])
+
+
+def _celeba_build(split: str, root: Path, download: bool, resize: str = "crop") -> Dataset:
     return _guarded("celeba", root / "celeba", "img_align_celeba/ and the list_*.txt / identity_CelebA.txt files",
                     lambda: _CelebA(str(root), split="test" if split == "test" else "train",
-                                    target_type="identity", download=download, transform=tf,
+                                    target_type="identity", download=download, transform=celeba_transform(resize),
                                     target_transform=_zero_label), download, _REGISTRY["celeba"].present(root))
+
+
+@register_dataset(CELEBA, present=lambda root: (root / "celeba" / "list_eval_partition.txt").is_file())
+def _celeba(split: str, root: Path, download: bool) -> Dataset:
+    return _celeba_build(split, root, download)
 
 
 def _zero_label(_) -> int:
@@ -179,13 +200,17 @@ def _folder(path: Path, split: str) -> Dataset:
 # ------------------------------------------------------------------------------------------------- API
 def dataset_slug(name: str) -> str:
     """A short, readable, file-name-safe name of a dataset: ``folder:../data/cifar10-jpeg`` → ``cifar10-jpeg``
-    (the folder's base name, never a mangled absolute path); registered names are returned as they are."""
-    if name.startswith("folder:"):
-        base = Path(name.split(":", 1)[1].rstrip("/\\")).name or "folder"
-    else:
-        base = name
-    slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in base).strip(".-")
-    return slug or "dataset"
+    (the folder's base name, never a mangled absolute path); registered names are returned as they are
+    (:func:`jembench.catalog.slug`, torch-free)."""
+    return catalog.slug(name)
+
+
+def dataset_label(name: str) -> str:
+    """How tables, figures and records name a dataset by default: the registry's label (``CIFAR-10``), a
+    folder's base name (``cifar10-jpeg``), a synthetic set's label (``Uniform``) — :func:`jembench.catalog.label`.
+    A checkpoint's ``dataset_label`` (``jembench train --dataset-label``) and ``jembench eval --dataset-label``
+    take precedence where the evaluation knows them."""
+    return catalog.label(name)
 
 
 def dataset_names() -> list[str]:
@@ -244,14 +269,19 @@ def train_augmentation(image_shape: tuple[int, int, int], flip: bool = True) -> 
 
 
 def load_dataset(name: str, split: str = "train", data_root: str | Path | None = None, download: bool = True,
-                 augment: bool = False, flip: bool = True, noise_std: float = 0.0) -> Dataset:
+                 augment: bool = False, flip: bool = True, noise_std: float = 0.0, resize: str = "crop") -> Dataset:
     """The dataset ``name`` as ([-1, 1] tensor, label) pairs; augmentation / noise only when asked for.
-    ``data_root`` None = the default (``$JEMBENCH_DATA``, else ``data``)."""
+    ``data_root`` None = the default (``$JEMBENCH_DATA``, else ``data``). ``resize`` says how a dataset stored
+    at another size than its declared shape reaches it — today CelebA (:data:`CELEBA_RESIZE`): ``"crop"``
+    (3×32×32) or ``"shorter-side"`` (the official OOD code's aspect-preserving ``Resize(32)``: 3×39×32); other
+    datasets are stored at their size and ignore it."""
     if split not in ("train", "test"):
         raise JembenchError(f"split must be 'train' or 'test', got {split!r}")
     root = Path(data_root or default_data_root())
     if name.startswith("folder:"):
         base = _folder(Path(name.split(":", 1)[1]), split)
+    elif name == "celeba" and resize != "crop":
+        base = _celeba_build(split, root, download, resize)
     elif name in _REGISTRY:
         base = _REGISTRY[name].build(split, root, download)
     else:
@@ -297,8 +327,8 @@ def synthetic_ood(name: str, in_distribution: torch.Tensor, n: int, seed: int = 
     return synthetic_ood_batch(name, in_distribution, n, torch.Generator().manual_seed(seed), interp_lambda)
 
 
-def iter_batches(dataset: Dataset, limit: int | None = None, seed: int = 0, batch_size: int = 256
-                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def iter_batches(dataset: Dataset, limit: int | None = None, seed: int = 0, batch_size: int = 256,
+                 workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Stream (up to ``limit`` seed-chosen) items of a dataset as (images, labels) batches, in index order.
 
     Only one batch is alive at a time, so a suite's memory does not grow with the number of images; the items
@@ -307,7 +337,7 @@ def iter_batches(dataset: Dataset, limit: int | None = None, seed: int = 0, batc
     if limit is not None and limit < n:
         idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
         dataset = torch.utils.data.Subset(dataset, idx.tolist())
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     seen = 0
     for x, y in loader:
         if not torch.isfinite(x).all():
