@@ -7,7 +7,10 @@ Names:
                        torchvision's loaders under ``--data-root``; downloaded when missing unless
                        ``--no-download``; a missing or failed download is a one-line error naming the files.
   ``folder:PATH``      ``torchvision.datasets.ImageFolder`` on ``PATH/train`` and ``PATH/test``
-                       (e.g. ``folder:../shared/data/cifar10-jpeg``).
+                       (e.g. ``folder:../shared/data/cifar10-jpeg``); an OOD set or an evaluation needs
+                       ``PATH/test`` only. Named by its base name (:func:`dataset_slug`, :func:`dataset_label`).
+CelebA's faces become 3×32×32 by shorter side + centre crop, or — ``load_dataset("celeba", resize="shorter-side")``,
+the official OOD code's ``tr.Resize(32)`` — 3×39×32 (:func:`celeba_transform`).
 Synthetic out-of-distribution sets built from an in-distribution test set (JEM §5.3): ``uniform``,
 ``constant`` and ``interp`` — see :func:`synthetic_ood`.
 

@@ -7,7 +7,7 @@ SADA-JEM eval_sadajem.py ``calibration`` with Task/calibration.py's ``ECELoss`` 
 bins — on the same tiny models (no jembench code in the transcriptions: torchvision loaders, ``nn.Softmax``,
 ``torch.autograd.grad``, scikit-learn's ``roc_auc_score``). The official transforms draw their σ noise with
 ``randn_like`` per image; the transcriptions draw it from the documented streams of
-:func:`jembench.suites.noise_generator` (``(seed << 16) + stream``; the official loaders' shuffles likewise), so
+:func:`jembench.suites.noise_generator` (``seed + stream · 2³²``; the official loaders' shuffles likewise), so
 both sides see the same noisy images and the numbers agree to float rounding — with batch norm in train mode
 (JEM's evaluation never calls ``f.eval()``) too, since the batches are the same. The official interp AUROC with
 the official code's own shuffle agrees with ours within sampling noise (tolerance from the AUROC's standard
@@ -130,7 +130,7 @@ def _ckpt(net: nn.Module, data):
 # ------------------------------------------------------------------------ the official code, transcribed
 def _gen(stream: int) -> torch.Generator:
     """The documented random stream ``stream`` of seed SEED (jembench.suites.noise_generator)."""
-    return torch.Generator().manual_seed((SEED << 16) + stream)
+    return torch.Generator().manual_seed(SEED + (stream << 32))
 
 
 def _noised(loader, sigma: float, gen: torch.Generator):

@@ -3,6 +3,7 @@ official / offline / cpu protocols of the accuracy, calibration and OOD suites."
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -113,6 +114,16 @@ def test_bn_mode_train_uses_batch_statistics_and_restores_the_model(tmp_path):
     assert not model.training
 
 
+def test_dataloader_workers_give_the_same_numbers(tmp_path):
+    from jembench.suites import accuracy
+
+    ckpt = load_checkpoint(make_wrn_checkpoint(tmp_path / "w.pt"))
+    runs = [accuracy.run(ckpt, protocol("accuracy", input_noise=0.1), EvalContext(dataset="digits", workers=w,
+                                                                                   batch_size=90))
+            for w in (0, 2)]
+    assert runs[0]["metrics"] == runs[1]["metrics"] and runs[0]["metrics"]["n"] == 360
+
+
 def test_presets_come_from_the_protocol_files():
     assert {"paper", "tiny", "cpu", "jem-official", "jempp-official", "sadajem-official"} <= set(presets("ood"))
     assert "jem-official" not in presets("calibration")  # JEM's code has no ECE: no such protocol
@@ -132,3 +143,30 @@ def test_shipped_protocols_load_and_official_ones_cite_every_field(name):
         lines = (protocol_dir() / f"{name}.toml").read_text(encoding="utf-8").splitlines()
         fields = [line for line in lines if re.match(r"[a-z_]+ *=", line) and not line.startswith("suite")]
         assert fields and all(re.search(r"#.*:\d+", line) for line in fields), name  # each cites file:line
+
+
+@pytest.mark.slow
+def test_offline_protocol_prints_every_real_and_synthetic_set_with_its_label(tmp_path, monkeypatch, capsys):
+    """The shipped ood-cifar10-offline protocol (n cut to 200 per set) on the shared data: AUROC for all six sets,
+    printed under their display labels (run from the repository root, where its relative folder paths point)."""
+    from conftest import REPO, SHARED_CIFAR
+    from jembench.cli import main
+
+    if not all((SHARED_CIFAR.parent / d / "test").is_dir() for d in ("cifar10-jpeg", "svhn-test-10k", "celeba-32",
+                                                                     "tinyimagenet-32")):
+        pytest.skip("the shared CIFAR-10 / SVHN / CelebA / Tiny ImageNet folders are not here")
+    ckpt = make_wrn_checkpoint(tmp_path / "c10.pt", in_channels=3, image_size=32, dataset=f"folder:{SHARED_CIFAR}")
+    text = (protocol_dir() / "ood-cifar10-offline.toml").read_text(encoding="utf-8")
+    small = tmp_path / "ood-offline-small.toml"
+    small.write_text(re.sub(r"(?m)^n_(in|out) = 0", r"n_\1 = 200", text), encoding="utf-8")
+    monkeypatch.chdir(REPO)
+    assert main(["eval", str(ckpt), "--suite", "ood", "--protocol", str(small), "--out", str(tmp_path / "o.json"),
+                 "--dataset-label", "CIFAR-10 (JPEG q75 copy)"]) == 0
+    out = capsys.readouterr().out
+    labels = ["SVHN (10k test subset)", "Uniform", "Constant", "Interp", "Tiny ImageNet 32 (CIFAR-100 stand-in)",
+              "CelebA (6k subset, 32×32)"]
+    header = next(line for line in out.splitlines() if line.startswith("| score"))
+    assert all(label in header for label in labels) and "in-distribution CIFAR-10 (JPEG q75 copy)" in out
+    keys = json.loads((tmp_path / "o.json").read_text())["metrics"]
+    assert {k.split("/")[1] for k in keys} == {"svhn10k", "uniform", "constant", "interp", "tinyimagenet32",
+                                               "celeba6k"}

@@ -86,10 +86,11 @@ class SplitSampling(ForwardSettings):
 
 
 def noise_generator(seed: int, stream: int = 0) -> torch.Generator:
-    """The seeded CPU generator of random stream ``stream`` of an evaluation with ``--seed`` ``seed``: stream 0
-    draws the test split's input noise (batch by batch, in order); suites number their other streams (the OOD
-    suite: 2i+1 = set i's content / order, 2i+2 = set i's input noise)."""
-    return torch.Generator().manual_seed((int(seed) << 16) + int(stream))
+    """The seeded CPU generator of random stream ``stream`` of an evaluation with ``--seed`` ``seed``, seeded with
+    ``seed + stream · 2³²`` (stream 0 = ``manual_seed(seed)``): stream 0 draws the test split's input noise
+    (batch by batch, in order); suites number their other streams (the OOD suite: 2i+1 = set i's content /
+    order, 2i+2 = set i's input noise)."""
+    return torch.Generator().manual_seed(int(seed) + (int(stream) << 32))
 
 
 def add_noise(x: torch.Tensor, sigma: float, gen: torch.Generator) -> torch.Tensor:
