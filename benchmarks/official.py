@@ -816,7 +816,6 @@ def whatif_iteration_row(data_root: Path, repeats: int) -> Row:
 def run(checkouts: dict[str, Path | None], cifar: Path | None, scratch: Path | None, warmup: int, iters: int,
         rounds: int, quick: bool = False, analysis: bool = True, mode: str = "lockstep"
         ) -> tuple[list[Row], dict[str, str]]:
-    import torch
 
     chosen = {m: Path(p).resolve() for m, p in checkouts.items() if p}
     for method, path in chosen.items():

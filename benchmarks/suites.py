@@ -1,4 +1,5 @@
-"""Suites: throughput (images/s) and peak RSS at N and 4N images, each run in a fresh process.
+"""Suites: throughput (images/s) and peak RSS at N and 4N images, each run in a fresh process; and, in this
+process, each streaming suite's run time against a bare forward loop over the same images (:func:`overhead_rows`).
 
 Every run is the real command line — ``jembench eval CKPT --suite S --protocol P.toml`` — with the
 suite's tiny protocol (``suites/<suite>-tiny.toml``) and only its image counts (and, for generation and
@@ -32,7 +33,7 @@ from typing import Any
 
 from jembench.resources import protocol_dir
 
-from .common import REPO, ModelSpec, Row, log
+from .common import REPO, SHARED_CIFAR, ModelSpec, Row, interleaved, log, paired_ratio
 
 MIB = 1024 * 1024
 # glibc raises its mmap threshold when large blocks are freed, after which freed tensors stay in the heap and
@@ -191,6 +192,65 @@ def measure_suite(spec: ModelSpec, suite: str, n: int, batch: int, ckpt: Path, d
                 "rss_growth_mib": growth, "extra_inputs_float32_mib": kept})
 
 
+# ---------------------------------------------------------------------------- suite vs bare forward loop
+OVERHEAD_TARGET = 1.15
+OVERHEAD_SUITES = ("accuracy", "calibration", "ood")
+
+
+def _bare_loop(model, names: list[str], n: int, batch: int, device: str) -> None:
+    """The physical limit of a streaming suite: open each dataset, decode ``n`` of its images and run one forward
+    pass per batch, nothing else (no noise, scores, metrics, records or figures)."""
+    import torch
+    from torch.utils.data import DataLoader, Subset
+
+    from jembench.data import load_dataset
+
+    for name in names:
+        ds = load_dataset(name, "test")
+        for x, _ in DataLoader(Subset(ds, range(min(n, len(ds)))), batch_size=batch, shuffle=False):
+            with torch.inference_mode():
+                model(x.to(device))
+
+
+def overhead_rows(spec: ModelSpec, quick: bool, device: str, cifar: Path, tmp: Path) -> list[Row]:
+    """accuracy, calibration and OOD (log p(x) and max p(y|x), no gradient score; the in-distribution split
+    and one real OOD folder) on ``n`` images each, against :func:`_bare_loop` over the same datasets and counts;
+    paired and interleaved (A B, B A, ...), median of the paired ratios. The suite side is the real
+    ``suite.run`` — loading, σ-free streaming, metrics, the record and its PNG figures."""
+    from jembench.models import load_checkpoint
+    from jembench.protocols import Protocol
+    from jembench.suites import EvalContext, get_suite
+
+    n, batch, repeats = (500, 100, 3) if quick else (2000, 100, 3)  # the figures (~0.2 s) need n in the 1000s
+    ckpt = load_checkpoint(make_checkpoint(spec, tmp / f"{spec.key}-overhead.pt"), device=device)
+    svhn = SHARED_CIFAR.parent / "svhn-test-10k"
+    far = svhn if (svhn / "test").is_dir() else random_image_folder(tmp / "far32", n_test=n, n_train=0)
+    data = f"folder:{cifar}"
+    tables = {"accuracy": {"n": n}, "calibration": {"n": n},
+              "ood": {"n_in": n, "n_out": n, "scores": ["log_px", "max_py"], "hist_bins": 50,
+                      "sets": [{"folder": str(far), "name": "far", "label": "OOD folder"}]}}
+    sources = {"accuracy": [data], "calibration": [data], "ood": [data, f"folder:{far}"]}
+    rows = []
+    for suite in OVERHEAD_SUITES:
+        proto = Protocol.from_table(suite, tables[suite], name=f"{suite}-bench")
+        ctx = EvalContext(dataset=data, download=False, device=device, out_dir=tmp, batch_size=batch,
+                          record_path=tmp / f"overhead-{suite}.json")
+        module = get_suite(suite)
+        images = n * len(sources[suite])
+        times = interleaved({"suite": lambda: module.run(ckpt, proto, ctx),
+                             "bare": lambda: _bare_loop(ckpt.model, sources[suite], n, batch, device)}, repeats)
+        ratio = paired_ratio(times["suite"], times["bare"])
+        suite_ips = images / min(times["suite"])
+        bare_ips = images / min(times["bare"])
+        what = {"accuracy": "accuracy", "calibration": "calibration", "ood": "ood (no gradient score)"}[suite]
+        rows.append(Row("suite", f"WRN-10-1 on 3x32x32, B={batch}", f"{what}: suite run / bare forward loop",
+                        ratio, "x", f"<= {OVERHEAD_TARGET}", ratio <= OVERHEAD_TARGET,
+                        f"{images} images: {suite_ips:.0f} vs {bare_ips:.0f} img/s (best of {repeats}, paired)",
+                        {"suite": suite, "images": images, "suite_s": times["suite"], "bare_s": times["bare"],
+                         "suite_images_per_s": suite_ips, "bare_images_per_s": bare_ips}))
+    return rows
+
+
 def run(specs: list[ModelSpec], quick: bool, device: str, threads: int, cifar: Path | None) -> list[Row]:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="jembench-bench-suites-") as tmp:
@@ -217,5 +277,8 @@ def run(specs: list[ModelSpec], quick: bool, device: str, threads: int, cifar: P
             for suite, (n, batch) in runs.items():
                 log(f"suite: {spec.key} {suite} N={n}")
                 rows.append(measure_suite(spec, suite, n, batch, ckpt, data, tmp_path, env, device))
+            if spec.key == "tiny":
+                log("suite: accuracy / calibration / ood against a bare forward loop (in process)")
+                rows += overhead_rows(spec, quick, device, cifar, tmp_path)
     return rows
 

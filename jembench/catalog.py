@@ -9,6 +9,7 @@ start without torch — read the same names and labels as the suites. Nothing he
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import PurePath
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,22 @@ def info(name: str) -> DatasetInfo | None:
     return _INFOS.get(name)
 
 
+def slug(name: str) -> str:
+    """A short, readable, file-name-safe name of a dataset: ``folder:../data/cifar10-jpeg`` → ``cifar10-jpeg``
+    (the folder's base name, never a mangled absolute path); registered names are returned as they are."""
+    if name.startswith("folder:"):
+        base = PurePath(name.split(":", 1)[1].rstrip("/\\")).name or "folder"
+    else:
+        base = name
+    text = "".join(c if c.isalnum() or c in "-_." else "-" for c in base).strip(".-")
+    return text or "dataset"
+
+
 def label(name: str) -> str:
-    """How tables print a dataset or OOD set name (``cifar10`` → ``CIFAR-10``, ``uniform`` → ``Uniform``)."""
+    """How tables print a dataset or OOD set name (``cifar10`` → ``CIFAR-10``, ``uniform`` → ``Uniform``,
+    ``folder:../shared/data/svhn-test-10k`` → ``svhn-test-10k``: a folder's base name, never its path)."""
     if name in _INFOS:
         return _INFOS[name].display
+    if name.startswith("folder:"):
+        return slug(name)
     return SYNTHETIC_OOD.get(name, name)

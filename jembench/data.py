@@ -7,7 +7,10 @@ Names:
                        torchvision's loaders under ``--data-root``; downloaded when missing unless
                        ``--no-download``; a missing or failed download is a one-line error naming the files.
   ``folder:PATH``      ``torchvision.datasets.ImageFolder`` on ``PATH/train`` and ``PATH/test``
-                       (e.g. ``folder:../shared/data/cifar10-jpeg``).
+                       (e.g. ``folder:../shared/data/cifar10-jpeg``); an OOD set or an evaluation needs
+                       ``PATH/test`` only. Named by its base name (:func:`dataset_slug`, :func:`dataset_label`).
+CelebA's faces become 3×32×32 by shorter side + centre crop, or — ``load_dataset("celeba", resize="shorter-side")``,
+the official OOD code's ``tr.Resize(32)`` — 3×39×32 (:func:`celeba_transform`).
 Synthetic out-of-distribution sets built from an in-distribution test set (JEM §5.3): ``uniform``,
 ``constant`` and ``interp`` — see :func:`synthetic_ood`.
 
@@ -148,13 +151,34 @@ def _svhn(split: str, root: Path, download: bool) -> Dataset:
                     (root / "svhn" / f"{split}_32x32.mat").is_file())
 
 
-@register_dataset(CELEBA, present=lambda root: (root / "celeba" / "list_eval_partition.txt").is_file())
-def _celeba(split: str, root: Path, download: bool) -> Dataset:
-    tf = T.Compose([T.Resize(32), T.CenterCrop(32), T.ToTensor(), T.Normalize((0.5,), (0.5,))])
+#: how CelebA's 178×218 aligned faces become 32-pixel inputs (``load_dataset("celeba", resize=...)``)
+CELEBA_RESIZE = {
+    # jembench's default: shorter side to 32, centre crop to 32×32 (the declared 3×32×32)
+    "crop": (T.Resize(32), T.CenterCrop(32)),
+    # the official OOD evaluations: `tr.Resize(32)` alone keeps the aspect ratio, 178×218 → 3×39×32
+    # (JEM eval_wrn_ebm.py:269-274, JEM++ eval_jempp.py:400-405, SADA-JEM eval_sadajem.py:350-354)
+    "shorter-side": (T.Resize(32),),
+}
+
+
+def celeba_transform(resize: str = "crop") -> T.Compose:
+    """PIL face → [-1, 1] tensor: :data:`CELEBA_RESIZE` ``[resize]``, then ``ToTensor`` and ``Normalize(.5, .5)``
+    (the official order: resize on the PIL image, before conversion)."""
+    if resize not in CELEBA_RESIZE:
+        raise JembenchError(f"unknown CelebA resize {resize!r}; use one of {', '.join(CELEBA_RESIZE)}")
+    return T.Compose([*CELEBA_RESIZE[resize], T.ToTensor(), T.Normalize((0.5,), (0.5,))])
+
+
+def _celeba_build(split: str, root: Path, download: bool, resize: str = "crop") -> Dataset:
     return _guarded("celeba", root / "celeba", "img_align_celeba/ and the list_*.txt / identity_CelebA.txt files",
                     lambda: _CelebA(str(root), split="test" if split == "test" else "train",
-                                    target_type="identity", download=download, transform=tf,
+                                    target_type="identity", download=download, transform=celeba_transform(resize),
                                     target_transform=_zero_label), download, _REGISTRY["celeba"].present(root))
+
+
+@register_dataset(CELEBA, present=lambda root: (root / "celeba" / "list_eval_partition.txt").is_file())
+def _celeba(split: str, root: Path, download: bool) -> Dataset:
+    return _celeba_build(split, root, download)
 
 
 def _zero_label(_) -> int:
@@ -166,11 +190,13 @@ def _zero_label(_) -> int:
 class _CheckedImageFolder(torchvision.datasets.ImageFolder):
     """``ImageFolder`` whose failures name the file: an unreadable, truncated or zero-byte image, or one whose
     size differs from the folder's first image (a batch of mixed sizes cannot be stacked), is a one-line
-    :class:`JembenchError` naming the image instead of a PIL or collate traceback mid-run."""
+    :class:`JembenchError` naming the image instead of a PIL or collate traceback mid-run. ``mixed_sizes``
+    lifts the size check for callers that resize every image themselves (the OOD suite's folder sets)."""
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, mixed_sizes: bool = False):
         super().__init__(root, transform=_to_signed_rgb)
         self._shape: tuple[int, ...] | None = None
+        self._mixed_sizes = mixed_sizes
 
     def __getitem__(self, index: int):
         path = self.samples[index][0]
@@ -179,6 +205,8 @@ class _CheckedImageFolder(torchvision.datasets.ImageFolder):
         except (OSError, SyntaxError, ValueError) as exc:  # PIL: UnidentifiedImageError, truncated files
             raise JembenchError(f"image {path} is unreadable ({type(exc).__name__}: {str(exc)[:100]}); replace "
                                 f"or delete it") from None
+        if self._mixed_sizes:
+            return x, y
         if self._shape is None:
             self._shape = tuple(self[0][0].shape) if index else tuple(x.shape)  # the reference: item 0
         if tuple(x.shape) != self._shape:
@@ -188,7 +216,7 @@ class _CheckedImageFolder(torchvision.datasets.ImageFolder):
         return x, y
 
 
-def _folder(path: Path, split: str) -> Dataset:
+def _folder(path: Path, split: str, mixed_sizes: bool = False) -> Dataset:
     """``PATH/<split>`` as an ImageFolder whose images are checked as they are read (:class:`_CheckedImageFolder`)
     and whose classes are those of ``PATH/train`` (and ``PATH/test``): a split that lacks a class, or has an
     extra one, would silently shift every label (ImageFolder numbers the class folders it finds), so it is an
@@ -199,7 +227,7 @@ def _folder(path: Path, split: str) -> Dataset:
                             f"PATH/train/<class>/*.png|jpg "
                             f"and PATH/test/<class>/... (torchvision ImageFolder layout)")
     try:
-        ds = _CheckedImageFolder(str(split_dir))
+        ds = _CheckedImageFolder(str(split_dir), mixed_sizes)
     except (FileNotFoundError, RuntimeError) as exc:
         raise JembenchError(f"dataset folder {split_dir} holds no images in class subfolders ({exc}); "
                             f"use the ImageFolder layout PATH/{split}/<class>/<image>") from None
@@ -222,13 +250,17 @@ def _folder(path: Path, split: str) -> Dataset:
 # ------------------------------------------------------------------------------------------------- API
 def dataset_slug(name: str) -> str:
     """A short, readable, file-name-safe name of a dataset: ``folder:../data/cifar10-jpeg`` → ``cifar10-jpeg``
-    (the folder's base name, never a mangled absolute path); registered names are returned as they are."""
-    if name.startswith("folder:"):
-        base = Path(name.split(":", 1)[1].rstrip("/\\")).name or "folder"
-    else:
-        base = name
-    slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in base).strip(".-")
-    return slug or "dataset"
+    (the folder's base name, never a mangled absolute path); registered names are returned as they are
+    (:func:`jembench.catalog.slug`, torch-free)."""
+    return catalog.slug(name)
+
+
+def dataset_label(name: str) -> str:
+    """How tables, figures and records name a dataset by default: the registry's label (``CIFAR-10``), a
+    folder's base name (``cifar10-jpeg``), a synthetic set's label (``Uniform``) — :func:`jembench.catalog.label`.
+    A checkpoint's ``dataset_label`` (``jembench train --dataset-label``) and ``jembench eval --dataset-label``
+    take precedence where the evaluation knows them."""
+    return catalog.label(name)
 
 
 def dataset_names() -> list[str]:
@@ -287,14 +319,21 @@ def train_augmentation(image_shape: tuple[int, int, int], flip: bool = True) -> 
 
 
 def load_dataset(name: str, split: str = "train", data_root: str | Path | None = None, download: bool = True,
-                 augment: bool = False, flip: bool = True, noise_std: float = 0.0) -> Dataset:
+                 augment: bool = False, flip: bool = True, noise_std: float = 0.0, resize: str = "crop",
+                 mixed_sizes: bool = False) -> Dataset:
     """The dataset ``name`` as ([-1, 1] tensor, label) pairs; augmentation / noise only when asked for.
-    ``data_root`` None = the default (``$JEMBENCH_DATA``, else ``data``)."""
+    ``data_root`` None = the default (``$JEMBENCH_DATA``, else ``data``). ``resize`` says how a dataset stored
+    at another size than its declared shape reaches it — today CelebA (:data:`CELEBA_RESIZE`): ``"crop"``
+    (3×32×32) or ``"shorter-side"`` (the official OOD code's aspect-preserving ``Resize(32)``: 3×39×32); other
+    datasets are stored at their size and ignore it. ``mixed_sizes``: a ``folder:`` dataset may hold images of
+    different sizes (the caller resizes each; otherwise a size that differs from the first image's is an error)."""
     if split not in ("train", "test"):
         raise JembenchError(f"split must be 'train' or 'test', got {split!r}")
     root = Path(data_root or default_data_root())
     if name.startswith("folder:"):
-        base = _folder(Path(name.split(":", 1)[1]), split)
+        base = _folder(Path(name.split(":", 1)[1]), split, mixed_sizes)
+    elif name == "celeba" and resize != "crop":
+        base = _celeba_build(split, root, download, resize)
     elif name in _REGISTRY:
         base = _REGISTRY[name].build(split, root, download)
     else:
@@ -340,8 +379,8 @@ def synthetic_ood(name: str, in_distribution: torch.Tensor, n: int, seed: int = 
     return synthetic_ood_batch(name, in_distribution, n, torch.Generator().manual_seed(seed), interp_lambda)
 
 
-def iter_batches(dataset: Dataset, limit: int | None = None, seed: int = 0, batch_size: int = 256
-                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def iter_batches(dataset: Dataset, limit: int | None = None, seed: int = 0, batch_size: int = 256,
+                 workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Stream (up to ``limit`` seed-chosen) items of a dataset as (images, labels) batches, in index order.
 
     Only one batch is alive at a time, so a suite's memory does not grow with the number of images; the items
@@ -350,7 +389,7 @@ def iter_batches(dataset: Dataset, limit: int | None = None, seed: int = 0, batc
     if limit is not None and limit < n:
         idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
         dataset = torch.utils.data.Subset(dataset, idx.tolist())
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     seen = 0
     batches = iter(loader)
     while True:

@@ -31,13 +31,32 @@ if TYPE_CHECKING:
     import torch
 
 
+def presets(suite: str | None = None) -> list[str]:
+    """The ``--preset`` names the shipped protocol files define: ``paper`` (``suites/<suite>.toml``) and every
+    ``<preset>`` of a ``suites/<suite>-<preset>.toml`` (``tiny``, ``cpu``, ``jem-official``, ...) — of one suite,
+    or of any suite."""
+    from .protocols import available_protocols
+    from .suites import SUITE_MODULES
+
+    names = {"paper"}
+    for stem in available_protocols():
+        for s in ([suite] if suite else SUITE_MODULES):
+            if stem.startswith(f"{s}-"):
+                names.add(stem[len(s) + 1:])
+    return sorted(names, key=lambda p: (p != "paper", p))
+
+
 def protocol_for(suite: str, preset: str = "paper", protocol: str | Path | Protocol | None = None) -> Protocol:
     """``protocol`` (a Protocol, path or name) if given, else ``suites/<suite>.toml`` (preset ``paper``) /
-    ``suites/<suite>-<preset>.toml``."""
+    ``suites/<suite>-<preset>.toml``; a preset the suite has no file for is a one-line error naming the suite's
+    presets."""
     if isinstance(protocol, Protocol):
         if protocol.suite != suite:
             raise JembenchError(f"protocol {protocol.name} is for suite {protocol.suite!r}, not {suite!r}")
         return protocol
+    if protocol is None and preset not in presets(suite):
+        raise JembenchError(f"suite {suite!r} has no preset {preset!r} (no suites/{suite}-{preset}.toml); its "
+                            f"presets: {', '.join(presets(suite))}")
     return load_protocol(protocol or (suite if preset == "paper" else f"{suite}-{preset}"), suite=suite)
 
 
@@ -113,18 +132,43 @@ def fast_checkpoint(ckpt: LoadedCheckpoint, suite_name: str, compile: bool = Fal
     return ckpt if model is ckpt.model else dataclasses.replace(ckpt, model=model)
 
 
+def dataset_label_for(ckpt: LoadedCheckpoint, dataset: str, label: str | None = None) -> str:
+    """The in-distribution dataset's display label: ``label`` (``--dataset-label``) if given, else the
+    checkpoint's own ``dataset_label`` (``jembench train --dataset-label``) when evaluating on the dataset it was
+    trained on, else :func:`jembench.data.dataset_label` (``CIFAR-10``, a folder's base name)."""
+    from .data import dataset_label
+
+    own = str(ckpt.config.get("dataset_label") or "") if dataset == ckpt.dataset else ""
+    return label or own or dataset_label(dataset)
+
+
+def _with_dataset_label(record: dict, label: str) -> dict:
+    """``record`` with ``dataset_label`` right after ``dataset`` (every suite's record carries it)."""
+    out = {}
+    for key, value in record.items():
+        out[key] = value
+        if key == "dataset":
+            out["dataset_label"] = label
+    return out
+
+
 def run_suite(ckpt: LoadedCheckpoint, suite_name: str, protocol: Protocol, out_path: str | Path, *,
               dataset: str | None = None, data_root: str | Path | None = None, download: bool = True,
               device: str = "cpu", seed: int = 0, batch_size: int = 256, inception_weights: str | Path | None = None,
-              ensemble: Sequence = (), compile: bool = False, channels_last: bool = False) -> dict:
+              ensemble: Sequence = (), compile: bool = False, channels_last: bool = False, workers: int = 0,
+              dataset_label: str | None = None) -> dict:
     """Run one suite on a loaded checkpoint; rank 0 writes the record to ``out_path`` atomically.
-    ``compile`` / ``channels_last``: see :func:`fast_checkpoint` (results equal eager within float rounding)."""
+    ``compile`` / ``channels_last``: see :func:`fast_checkpoint` (results equal eager within float rounding);
+    ``workers``: DataLoader processes decoding images; ``dataset_label``: see :func:`dataset_label_for`."""
     suite = get_suite(suite_name)
     if protocol.suite != suite_name:
         raise JembenchError(f"protocol {protocol.path} is for suite {protocol.suite!r}, not {suite_name!r}")
     if batch_size <= 0:
         raise JembenchError(f"batch size must be positive, got {batch_size}")
     check_seed(seed)
+    if workers < 0:
+        raise JembenchError(f"workers must be >= 0, got {workers}")
+    ckpt = fast_checkpoint(ckpt, suite_name, compile, channels_last)
     dataset = dataset or ckpt.dataset
     if dataset == "unknown":
         raise JembenchError(f"{ckpt.path} does not say which dataset it was trained on; pass --dataset")
@@ -133,9 +177,10 @@ def run_suite(ckpt: LoadedCheckpoint, suite_name: str, protocol: Protocol, out_p
     out_path = Path(out_path)
     ctx = EvalContext(dataset=dataset, data_root=data_root, download=download, device=device,
                       out_dir=out_path.parent, seed=seed, batch_size=batch_size, record_path=out_path,
-                      inception_weights=inception_weights, ensemble=tuple(ensemble))
+                      inception_weights=inception_weights, ensemble=tuple(ensemble), workers=workers,
+                      dataset_label=dataset_label_for(ckpt, dataset, dataset_label))
     seed_everything(seed)
-    record = suite.run(ckpt, protocol, ctx)
+    record = _with_dataset_label(suite.run(ckpt, protocol, ctx), ctx.label)
     distributed.barrier()  # every rank has finished writing its partial results
     if distributed.is_main():
         atomic.write_json(out_path, record)
@@ -207,7 +252,8 @@ def evaluate(model: str | Path | torch.nn.Module | LoadedCheckpoint, suite: str 
              n_samples: int | None = None, steps: int | None = None, init: str | None = None,
              ensemble: Sequence = (), compile: bool = False, channels_last: bool = False,
              trust_checkpoint: bool = False, uncond: bool = False,
-             informative_stats: Sequence[str | Path] | None = None) -> dict:
+             informative_stats: Sequence[str | Path] | None = None, workers: int = 0,
+             dataset_label: str | None = None, bn_mode: str | None = None) -> dict:
     """Run ``suite`` on ``model`` and write its record (JSON) to ``out``; returns the record.
 
     ``model``          a checkpoint file (``jembench train``'s, or the official JEM / JEM++ / SADA-JEM code's), or any
@@ -215,7 +261,9 @@ def evaluate(model: str | Path | torch.nn.Module | LoadedCheckpoint, suite: str 
     ``suite``          ``accuracy``, ``calibration``, ``ood``, ``generation`` or ``robustness``.
     ``dataset``        evaluation dataset (``digits``, ``cifar10``, ..., ``folder:PATH``); default: the one the
                        checkpoint was trained on; required for a module.
-    ``preset``         ``paper`` (``suites/<suite>.toml``) or ``tiny`` (``suites/<suite>-tiny.toml``).
+    ``preset``         ``paper`` (``suites/<suite>.toml``) or another ``<preset>`` of a shipped
+                       ``suites/<suite>-<preset>.toml``: ``tiny`` (digits), ``cpu`` (32×32 on a CPU), ``jem-official``,
+                       ``jempp-official``, ``sadajem-official`` (:func:`presets`).
     ``protocol``       a protocol file or name, or a :class:`jembench.protocols.Protocol` (overrides ``preset``).
     ``out``            record path; default ``<checkpoint folder>/eval/<suite>.json`` for a file,
                        ``runs/<name>/eval/<suite>.json`` for a module. Figures go beside it.
@@ -235,12 +283,17 @@ def evaluate(model: str | Path | torch.nn.Module | LoadedCheckpoint, suite: str 
     ``uncond``         an official checkpoint trained with ``--uncond``: log p(x) is its ``energy_output`` head.
     ``informative_stats``  (MEAN, COV): the authors' ``<dataset>_mean.pt`` / ``<dataset>_cov.pt`` as the
                        informative p_0 of fresh chains (generation ``init = "informative"``).
+    ``workers``        DataLoader worker processes decoding images (0 = in the main process).
+    ``dataset_label``  the in-distribution dataset's name in tables, figures and the record's ``dataset_label``
+                       (default: the checkpoint's ``dataset_label``, else the registry's / folder's name).
+    ``bn_mode``        accuracy / calibration / OOD: override the protocol's ``bn_mode`` (``eval`` or ``train``).
     """
     ckpt = as_checkpoint(model, dataset=dataset, data_root=data_root, device=device, buffer=buffer, method=method,
                          name=name, trust_checkpoint=trust_checkpoint, uncond=uncond,
                          informative_stats=informative_stats)
-    proto = apply_overrides(protocol_for(suite, preset, protocol), n_samples=n_samples, steps=steps, init=init)
+    proto = apply_overrides(protocol_for(suite, preset, protocol), n_samples=n_samples, steps=steps, init=init,
+                            bn_mode=bn_mode)
     return run_suite(ckpt, suite, proto, out or default_out(model, ckpt, suite), dataset=dataset,
                      data_root=data_root, download=download, device=device, seed=seed, batch_size=batch_size,
                      inception_weights=inception_weights, ensemble=ensemble, compile=compile,
-                     channels_last=channels_last)
+                     channels_last=channels_last, workers=workers, dataset_label=dataset_label)

@@ -25,7 +25,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from . import atomic
+from . import atomic, catalog
 from .errors import JembenchError
 from .records import sha256_file
 
@@ -136,7 +136,7 @@ class LoadedCheckpoint:
 
     @property
     def name(self) -> str:
-        return self.config.get("name") or f"{self.method}-{self.dataset}"
+        return self.config.get("name") or f"{self.method}-{catalog.slug(self.dataset)}"  # a folder by its base name
 
     def describe(self) -> dict[str, Any]:
         """The ``model`` block of a record."""

@@ -15,7 +15,6 @@ jembench's loop, and compares it with one iteration of :func:`reference_models.t
 
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch

@@ -15,7 +15,7 @@ from jembench.errors import JembenchError
 from jembench.metrics.detection import detection_metrics
 from jembench.metrics.ood_scores import SCORES, score_tensor
 from jembench.models import load_checkpoint
-from jembench.suites import EvalContext, ood
+from jembench.suites import EvalContext, ood, ood_sets
 from reference_models.wideresnet import wide_resnet
 from test_eval_helpers import is_png, make_wrn_checkpoint, protocol, run_cli
 
@@ -54,7 +54,7 @@ def test_detection_metrics_equal_sklearn_and_brute_force():
 
 def test_detection_hand_built_cases():
     perfect = detection_metrics([5.0, 6.0, 7.0], [1.0, 2.0])
-    assert perfect == {"auroc": 1.0, "aupr": 1.0, "fpr95": 0.0}
+    assert perfect == {"auroc": 1.0, "aupr": 1.0, "fpr95": 0.0, "auroc_se": 0.0}
     same = detection_metrics(np.full(50, 3.0), np.full(80, 3.0))
     assert same["auroc"] == 0.5 and same["fpr95"] == 1.0
     assert same["aupr"] == pytest.approx(50 / 130)  # precision at the only threshold = share of positives
@@ -115,16 +115,25 @@ def test_three_scores_rank_uniform_noise_below_data_for_trained_jem(tiny_jem_che
 
 
 # -------------------------------------------------------------------------------------------- the suite
+def _synthetic(name: str, x_in: torch.Tensor, n: int, batch: int, lam: float = 0.5) -> torch.Tensor:
+    cfg = protocol("ood", n_out=n, batch_size=batch, interp_lambda=lam).settings
+    images = ood_sets.synthetic_images(ood_sets.OODSet(name, name, name), 0, x_in, cfg,
+                                       EvalContext(dataset="digits"), [])
+    out = torch.cat(list(images.batches))
+    assert len(out) == images.n == n
+    return out
+
+
 def test_synthetic_sets_follow_their_definitions():
     x_in = torch.arange(10, dtype=torch.float32).view(10, 1, 1, 1).expand(10, 1, 2, 2) / 10
-    constant = torch.cat(list(ood._synthetic_batches("constant", x_in, 7, 3, seed=0, lam=0.5)))
+    constant = _synthetic("constant", x_in, 7, 3)
     assert constant.shape == (7, 1, 2, 2) and (constant == 0).all()
-    interp = torch.cat(list(ood._synthetic_batches("interp", x_in, 200, 64, seed=0, lam=0.5)))
+    interp = _synthetic("interp", x_in, 200, 64)
     pair_sums = interp[:, 0, 0, 0] * 2 * 10  # (a + b) for pixel values a/10, b/10
     assert torch.allclose(pair_sums, pair_sums.round(), atol=1e-4) and (interp == interp[:, :, :1, :1]).all()
-    firsts = torch.cat(list(ood._synthetic_batches("interp", x_in, 200, 64, seed=0, lam=1.0)))
+    firsts = _synthetic("interp", x_in, 200, 64, lam=1.0)
     assert not torch.equal(firsts, interp)  # λ = 1 gives x_a; with λ = .5, a ≠ b so never a plain image twice
-    uniform = torch.cat(list(ood._synthetic_batches("uniform", x_in, 5000, 1000, seed=0, lam=0.5)))
+    uniform = _synthetic("uniform", x_in, 5000, 1000)
     assert uniform.min() >= -1 and uniform.max() <= 1 and abs(uniform.mean()) < 0.02
 
 
@@ -148,13 +157,14 @@ def test_folder_sets_are_resized_and_missing_sets_skipped_with_notes(tmp_path, c
     sets = [f"folder:{ood_root}", f"folder:{tmp_path / 'missing'}", "cifar100", "uniform"]
     record = ood.run(ckpt, protocol("ood", sets=sets, scores=SCORE_NAMES, hist_bins=10), ctx)
     notes = " | ".join(record["details"]["notes"])
-    assert f"folder:{ood_root}: images resized from 3×16×16 to 3×8×8" in notes
-    assert f"skipped folder:{tmp_path / 'missing'}" in notes and "skipped cifar100" in notes
-    assert set(record["details"]["sets"]) == {f"folder:{ood_root}", "uniform"}
-    assert record["details"]["sets"][f"folder:{ood_root}"]["n"] == 16
-    assert len(record["metrics"]) == 2 * 3 * 3
-    assert "skipped cifar100" in capsys.readouterr().err  # visible while running, not only in the record
-    assert "note: skipped cifar100" in ood.format_table(record)
+    assert "far: images resized from 3×16×16 to 3×8×8 (shorter side + centre crop)" in notes  # the base name
+    assert "skipped missing: dataset folder" in notes and "skipped CIFAR-100" in notes
+    assert set(record["details"]["sets"]) == {"far", "uniform"}  # metric-key names: base names, never paths
+    assert record["details"]["sets"]["far"]["n"] == 16 and record["details"]["sets"]["far"]["label"] == "far"
+    assert len(record["metrics"]) == 2 * 3 * 3 and "auroc/far/log_px" in record["metrics"]
+    assert not any(str(tmp_path) in key for key in record["metrics"])
+    assert "skipped CIFAR-100" in capsys.readouterr().err  # visible while running, not only in the record
+    assert "note: skipped CIFAR-100" in ood.format_table(record)
     assert all(is_png(tmp_path / f) for f in record["figures"]) and len(record["figures"]) == 3
 
 
@@ -178,7 +188,7 @@ def test_cli_end_to_end_writes_record_and_histograms(tmp_path):
                 for score in SCORE_NAMES}
     assert set(record["metrics"]) == expected
     assert all(0.0 <= v <= 1.0 for v in record["metrics"].values())
-    assert "channel mismatch" in record["details"]["notes"][0] and "svhn" in proc.stdout
+    assert "channel mismatch" in record["details"]["notes"][0] and "skipped SVHN" in proc.stdout
     assert "in-distribution is the positive class" in record["details"]["convention"]
     assert sorted(record["figures"]) == [f"ood_hist_{s}.png" for s in sorted(SCORE_NAMES)]
     assert all(is_png(out.parent / f) for f in record["figures"])

@@ -26,6 +26,7 @@ DESCRIPTION = ("Evaluate one or more checkpoints (ours or the official JEM / JEM
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..evaluation import presets
     from ..suites import available_suites
 
     p.add_argument("checkpoints", nargs="*", metavar="CKPT", help="checkpoint files (.pt)")
@@ -49,8 +50,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default=None, help="model name in the record (default: the checkpoint's / factory's)")
     p.add_argument("--suite", action="append", default=None,
                    help=f"suite to run, repeatable, or 'all' ({', '.join(available_suites())}); default accuracy")
-    p.add_argument("--preset", choices=["paper", "tiny"], default="paper",
-                   help="protocol preset: suites/<suite>.toml (paper) or suites/<suite>-tiny.toml (CPU minutes)")
+    p.add_argument("--preset", choices=presets(), default="paper",
+                   help="protocol preset: suites/<suite>.toml (paper) or suites/<suite>-<preset>.toml: tiny (digits, "
+                        "CPU minutes), cpu (32x32 on a CPU, minutes), <paper>-official (the paper's own evaluation "
+                        "code); with several suites, one without that preset is skipped with a note")
     p.add_argument("--protocol", default=None, help="protocol TOML path or name (only with a single --suite)")
     p.add_argument("--out", default=None,
                    help="record path (FILE.json) for one model and one suite, else a folder; default "
@@ -61,7 +64,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None,
                    help="folder holding torchvision datasets (default: $JEMBENCH_DATA, else data)")
     p.add_argument("--no-download", dest="download", action="store_false", help="never download datasets")
-    p.add_argument("--batch-size", type=int, default=256, help="evaluation batch size")
+    p.add_argument("--batch-size", type=int, default=256,
+                   help="evaluation batch size (a protocol's batch_size, e.g. the official 100, takes precedence)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="DataLoader worker processes decoding images (default 0: in the main process)")
+    p.add_argument("--dataset-label", default=None, metavar="TEXT",
+                   help="how tables, figures and records name the evaluation dataset (default: the checkpoint's "
+                        "dataset_label, else the registry's label or the folder's name)")
+    p.add_argument("--bn-mode", choices=["eval", "train"], default=None,
+                   help="accuracy / calibration / ood: run the model in eval mode (batch-norm running statistics) "
+                        "or train mode (batch statistics, as JEM's eval_wrn_ebm.py); overrides the protocol")
     p.add_argument("--compile", action="store_true",
                    help="run the model through torch.compile (results equal eager within float rounding; the first "
                         "batch of each shape compiles, tens of seconds on a CPU; robustness stays eager)")
@@ -111,7 +123,7 @@ def _record_path(args, model: str, suite: str, single: bool) -> Path:
 
 def run(args) -> int:
     from .. import distributed
-    from ..evaluation import apply_overrides, as_checkpoint, protocol_for, run_suite
+    from ..evaluation import apply_overrides, as_checkpoint, presets, protocol_for, run_suite
     from ..models import load_tensor_file, load_weights_file, module_from_factory
     from ..runtime import configure_torch
     from ..suites import get_suite
@@ -128,6 +140,8 @@ def run(args) -> int:
         raise JembenchError("--protocol applies to one suite; pass a single --suite or use --preset")
     if args.batch_size <= 0:
         raise JembenchError(f"--batch-size must be positive, got {args.batch_size}")
+    if args.workers < 0:
+        raise JembenchError(f"--workers must be >= 0, got {args.workers}")
     if args.compile:
         from ..compile import compile_unavailable_reason
 
@@ -136,8 +150,14 @@ def run(args) -> int:
             raise JembenchError(reason)
     distributed.init(args.device)
     device = distributed.device_for_rank(args.device)
+    if not args.protocol and len(suites) > 1:  # --suite all --preset cpu: suites without that preset are skipped
+        missing = [s for s in suites if args.preset not in presets(s)]
+        for s in missing:
+            print(f"note: {s} skipped: no suites/{s}-{args.preset}.toml (its presets: {', '.join(presets(s))})",
+                  file=sys.stderr)
+        suites = [s for s in suites if s not in missing] or suites
     protocols = {s: apply_overrides(protocol_for(s, args.preset, args.protocol), n_samples=args.n_samples,
-                                    steps=args.steps, init=args.init) for s in suites}
+                                    steps=args.steps, init=args.init, bn_mode=args.bn_mode) for s in suites}
     models = [args.model] if args.model else list(args.checkpoints)
     single = len(suites) == 1 and len(models) == 1
     out_paths = {(m, s): _record_path(args, m, s, single) for m in models for s in suites}
@@ -165,7 +185,8 @@ def run(args) -> int:
                 record = run_suite(ckpt, suite_name, protocols[suite_name], out, dataset=args.dataset,
                                    data_root=args.data_root, download=args.download, device=device, seed=args.seed,
                                    batch_size=args.batch_size, inception_weights=args.inception_weights,
-                                   ensemble=ensemble, compile=args.compile, channels_last=args.channels_last)
+                                   ensemble=ensemble, compile=args.compile, channels_last=args.channels_last,
+                                   workers=args.workers, dataset_label=args.dataset_label)
             except JembenchError as exc:
                 if len(models) * len(suites) == 1:
                     raise

@@ -2,8 +2,19 @@
 
 A classifier is calibrated when its confidence c(x) = max_y p(y|x) equals its accuracy among inputs of that
 confidence (Guo et al. 2017). We estimate the gap with B equal-width bins of confidence (JEM++ and jembench
-default B = 20): bin b holds the predictions with c ∈ [b/B, (b+1)/B); the last bin is closed, so c = 1.0 falls
-into it. For a bin with n_b predictions, acc_b is their accuracy and conf_b their mean confidence:
+default B = 20). Which edge a bin owns is a convention (``closed``):
+
+  ``"left"``   (jembench default) bin b holds c ∈ [b/B, (b+1)/B); the last bin is closed, so c = 1.0 falls in it.
+  ``"right"``  bin b holds c ∈ (b/B, (b+1)/B] — the official JEM++ / SADA-JEM code: ``ECELoss`` keeps
+               ``conf > lo & conf <= hi`` over ``linspace(0, 1, B+1)`` and ``reliability_diagrams`` keeps
+               ``x > lower and x <= upper`` (SADAJEM Task/calibration.py:190-202, :133-143; JEMPP
+               Task/calibration.py:169-207, :131-141). c = 1.0 falls in the last bin either way; a confidence
+               of exactly 0 (impossible for a softmax) would be in no official bin and is put in the first.
+               (JEM's own code has no ECE; its paper cites Guo et al.)
+Edges are the exact fractions b/B; the official code compares against float32 ``linspace`` values (``ECELoss``)
+or float64 ``np.arange`` sums (``reliability_diagrams``), which disagree with each other for a confidence exactly
+equal to float32(b/B) — a measure-zero event for softmax outputs.
+For a bin with n_b predictions, acc_b is their accuracy and conf_b their mean confidence:
 
     ECE = Σ_b (n_b / N) · |acc_b − conf_b|          MCE = max_{b : n_b > 0} |acc_b − conf_b|
 
@@ -25,11 +36,19 @@ import torch
 import torch.nn.functional as F
 
 
-def bin_indices(confidence: torch.Tensor, n_bins: int) -> torch.Tensor:
-    """Equal-width bin of each confidence in [0, 1]: ⌊c·B⌋, with c = 1.0 (and rounding above it) in bin B−1."""
+BIN_CLOSED = ("left", "right")
+
+
+def bin_indices(confidence: torch.Tensor, n_bins: int, closed: str = "left") -> torch.Tensor:
+    """Equal-width bin of each confidence in [0, 1]: ``closed="left"`` ⌊c·B⌋ (c = 1.0 in bin B−1),
+    ``closed="right"`` ⌈c·B⌉ − 1 (bins (lo, hi], c = 0 in bin 0). c·B is exact in float64 for a float32 c."""
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
-    return (confidence.detach().double() * n_bins).floor().long().clamp_(0, n_bins - 1)
+    if closed not in BIN_CLOSED:
+        raise ValueError(f"closed must be one of {BIN_CLOSED}, got {closed!r}")
+    scaled = confidence.detach().double() * n_bins
+    idx = scaled.floor() if closed == "left" else scaled.ceil() - 1
+    return idx.long().clamp_(0, n_bins - 1)
 
 
 @dataclass(frozen=True)
@@ -40,6 +59,7 @@ class ReliabilityBins:
     count: tuple[int, ...]
     accuracy: tuple[float, ...]
     confidence: tuple[float, ...]
+    closed: str = "left"  # which edge each bin owns (see the module docstring)
 
     @property
     def n(self) -> int:
@@ -73,10 +93,9 @@ class CalibrationAccumulator:
     :meth:`add` (confidence and correctness only: Brier / NLL are then not updated).
     """
 
-    def __init__(self, n_bins: int = 20):
-        if n_bins < 1:
-            raise ValueError(f"n_bins must be >= 1, got {n_bins}")
-        self.n_bins = n_bins
+    def __init__(self, n_bins: int = 20, closed: str = "left"):
+        bin_indices(torch.zeros(0), n_bins, closed)  # validates both
+        self.n_bins, self.closed = n_bins, closed
         self._count = torch.zeros(n_bins, dtype=torch.float64)
         self._correct = torch.zeros(n_bins, dtype=torch.float64)
         self._confidence = torch.zeros(n_bins, dtype=torch.float64)
@@ -90,7 +109,7 @@ class CalibrationAccumulator:
         correct = correct.detach().double().cpu().reshape(-1)
         if confidence.shape != correct.shape:
             raise ValueError(f"confidence {tuple(confidence.shape)} and correct {tuple(correct.shape)} differ")
-        idx = bin_indices(confidence, self.n_bins)
+        idx = bin_indices(confidence, self.n_bins, self.closed)
         self._count += torch.bincount(idx, minlength=self.n_bins).double()
         self._correct += torch.bincount(idx, weights=correct, minlength=self.n_bins)
         self._confidence += torch.bincount(idx, weights=confidence, minlength=self.n_bins)
@@ -113,7 +132,7 @@ class CalibrationAccumulator:
         acc = torch.where(count > 0, self._correct / safe, torch.full_like(count, math.nan))
         conf = torch.where(count > 0, self._confidence / safe, torch.full_like(count, math.nan))
         return ReliabilityBins(self.n_bins, tuple(int(c) for c in count.tolist()), tuple(acc.tolist()),
-                               tuple(conf.tolist()))
+                               tuple(conf.tolist()), self.closed)
 
     def summary(self) -> dict[str, float]:
         """ECE, MCE, accuracy (fractions), Brier, NLL and n."""
@@ -126,16 +145,18 @@ class CalibrationAccumulator:
                 "n": float(n)}
 
 
-def reliability_bins(confidence: torch.Tensor, correct: torch.Tensor, n_bins: int = 20) -> ReliabilityBins:
+def reliability_bins(confidence: torch.Tensor, correct: torch.Tensor, n_bins: int = 20, closed: str = "left"
+                     ) -> ReliabilityBins:
     """The reliability table of a set of predictions (see :class:`ReliabilityBins`)."""
-    acc = CalibrationAccumulator(n_bins)
+    acc = CalibrationAccumulator(n_bins, closed)
     acc.add(confidence, correct)
     return acc.bins()
 
 
-def expected_calibration_error(confidence: torch.Tensor, correct: torch.Tensor, n_bins: int = 20) -> float:
+def expected_calibration_error(confidence: torch.Tensor, correct: torch.Tensor, n_bins: int = 20,
+                               closed: str = "left") -> float:
     """ECE as a fraction (Guo et al. 2017, Eq. 5) with ``n_bins`` equal-width bins."""
-    return reliability_bins(confidence, correct, n_bins).ece()
+    return reliability_bins(confidence, correct, n_bins, closed).ece()
 
 
 def brier_score(probs: torch.Tensor, labels: torch.Tensor) -> float:

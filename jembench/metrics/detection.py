@@ -9,7 +9,10 @@ are in-distribution, and the in-distribution set is the *positive* class.
              average precision (``average_precision_score``).
   ``fpr95``  the share of OOD inputs accepted at the threshold that accepts 95% of in-distribution inputs:
              the smallest false-positive rate on the ROC curve with TPR ≥ 0.95 (``roc_curve``).
-Non-finite scores: ±inf keep their order (mapped to ±float max); a NaN anywhere makes all three metrics NaN.
+  ``auroc_se``  the AUROC's standard error by Hanley & McNeil (1982, Radiology 143:29, Table 1 / Eq. 2), from
+             the AUROC and the two set sizes: what a number's ± means (hand-written: scikit-learn has no AUROC
+             variance; the formula is three lines).
+Non-finite scores: ±inf keep their order (mapped to ±float max); a NaN anywhere makes all metrics NaN.
 """
 
 from __future__ import annotations
@@ -38,17 +41,28 @@ def fpr_at_tpr(labels: np.ndarray, scores: np.ndarray, tpr_level: float = TPR_LE
     return float(fpr[np.searchsorted(tpr, tpr_level, side="left")])
 
 
+def auroc_standard_error(auroc: float, n_pos: int, n_neg: int) -> float:
+    """Hanley–McNeil standard error of an AUROC A from ``n_pos`` positives and ``n_neg`` negatives:
+    SE² = [A(1−A) + (n_pos−1)(Q1−A²) + (n_neg−1)(Q2−A²)] / (n_pos·n_neg), Q1 = A/(2−A), Q2 = 2A²/(1+A)."""
+    if math.isnan(auroc) or n_pos < 1 or n_neg < 1:
+        return math.nan
+    q1, q2 = auroc / (2 - auroc), 2 * auroc ** 2 / (1 + auroc)
+    var = (auroc * (1 - auroc) + (n_pos - 1) * (q1 - auroc ** 2) + (n_neg - 1) * (q2 - auroc ** 2)) / (n_pos * n_neg)
+    return math.sqrt(max(var, 0.0))
+
+
 def detection_metrics(score_in, score_out) -> dict[str, float]:
-    """AUROC, AUPR-In and FPR@95%TPR of scores for in-distribution (positive) vs OOD (negative) inputs."""
+    """AUROC, AUPR-In, FPR@95%TPR and the AUROC's standard error (``auroc_se``) of scores for in-distribution
+    (positive) vs OOD (negative) inputs."""
     s_in, s_out = _as_numpy(score_in), _as_numpy(score_out)
     if len(s_in) == 0 or len(s_out) == 0:
         raise ValueError(f"need scores for both sets, got {len(s_in)} in-distribution and {len(s_out)} OOD")
     scores = np.concatenate([s_in, s_out])
     if np.isnan(scores).any():
-        return {"auroc": math.nan, "aupr": math.nan, "fpr95": math.nan}
+        return {"auroc": math.nan, "aupr": math.nan, "fpr95": math.nan, "auroc_se": math.nan}
     big = np.finfo(np.float64).max
     scores = np.clip(scores, -big, big)  # ±inf keep their rank; scikit-learn rejects infinities
     labels = np.concatenate([np.ones(len(s_in)), np.zeros(len(s_out))])
-    return {"auroc": float(roc_auc_score(labels, scores)),
-            "aupr": float(average_precision_score(labels, scores)),
-            "fpr95": fpr_at_tpr(labels, scores)}
+    auroc = float(roc_auc_score(labels, scores))
+    return {"auroc": auroc, "aupr": float(average_precision_score(labels, scores)),
+            "fpr95": fpr_at_tpr(labels, scores), "auroc_se": auroc_standard_error(auroc, len(s_in), len(s_out))}

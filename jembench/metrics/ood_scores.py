@@ -5,12 +5,15 @@
   ``grad_norm``  −‖∂ log p(x)/∂x‖₂ = −‖∂ LSE_y f(x)[y] / ∂x‖₂              (§5.3.3, Eq. 9, "approximate mass")
 
 A score is ``score(logits, x) -> (N,)`` where ``logits = model(x)``; :func:`score_batches` runs one forward
-pass per batch and hands the same logits to every requested score. The gradient score needs input gradients:
+pass per batch and hands the same logits to every requested score; without a gradient score that pass runs
+under ``torch.inference_mode``. The gradient score needs input gradients:
 when it is requested the forward runs under ``torch.enable_grad()`` with ``x.requires_grad_()`` — never under
 ``no_grad``, even if the caller is — and one backward of Σ_i LSE(f(x_i)) gives every per-example gradient in
-the batch at once. That is exact because the model is in eval mode (batch norm uses running statistics), so
-example i's output does not depend on example j. Gradients are taken w.r.t. x only; parameter ``.grad`` is
-never touched.
+the batch at once. That is exact when the model is in eval mode (batch norm uses running statistics), so
+example i's output does not depend on example j. In train mode (the OOD protocol's ``bn_mode = "train"``) it is
+∂/∂x_i of the batch sum through the batch statistics — exactly what the official code computes
+(``t.autograd.grad(f(x_k).sum(), [x_k])``, JEM eval_wrn_ebm.py:250-254, JEM++ eval_jempp.py:380-384).
+Gradients are taken w.r.t. x only; parameter ``.grad`` is never touched.
 
 The registry (:data:`SCORES`: names, labels) is importable without torch — the leaderboard reads the labels from
 here and must start fast — so torch is imported where a score is computed.
@@ -95,7 +98,7 @@ def score_batches(model: nn.Module, batches: Iterable[torch.Tensor], names: list
     out: dict[str, list[torch.Tensor]] = {n: [] for n in names}
     for batch in batches:
         x = batch.to(device)
-        with torch.enable_grad() if need_grad else torch.no_grad():
+        with torch.enable_grad() if need_grad else torch.inference_mode():
             if need_grad:
                 x = x.detach().requires_grad_(True)
             logits = model(x)

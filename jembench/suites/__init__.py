@@ -12,21 +12,27 @@ A suite module defines
                            (:func:`jembench.records.make_record`);
   ``format_table(record) -> str``        the paper-style table of one record (tabulate);
   ``headline(record) -> dict[str, float]``  the few numbers the demo / summary table shows.
-Protocols: ``suites/<name>.toml`` (paper settings) and ``suites/<name>-tiny.toml`` (CPU minutes).
-No suite imports another.
+Protocols: ``suites/<name>.toml`` (paper settings), ``suites/<name>-tiny.toml`` (CPU minutes on digits),
+``suites/<name>-cpu.toml`` (CPU minutes on 32×32 images) and ``suites/<name>-<paper>-official.toml`` (the
+official evaluation code of one paper, each field citing the official file:line it reproduces); the part after
+``<name>-`` is the ``--preset``. No suite imports another; what several share (the streamed test split, the
+model's batch-norm mode, seeded noise streams) is here.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Iterator
 
 import torch
+from torch.utils.data import Dataset, Subset
 
-from ..data import iter_batches, load_dataset, stack_dataset
+from ..data import dataset_label, iter_batches, load_dataset
 from ..errors import JembenchError
 from ..schema import setting
 
@@ -50,12 +56,74 @@ def get_suite(name: str) -> ModuleType:
     return importlib.import_module(SUITE_MODULES[name])
 
 
+BN_MODES = ("eval", "train")
+
+
 @dataclass(frozen=True)
-class SplitSampling:
+class ForwardSettings:
+    """Protocol fields of every suite that runs plain forward passes (accuracy, calibration, OOD): the mode
+    the model runs in and the forward batch. In ``eval`` mode (jembench's default; JEM++ eval_jempp.py:573,
+    SADA-JEM eval_sadajem.py:527-528 call ``f.eval()``) batch norm uses its running statistics and results do
+    not depend on the batch. JEM's eval_wrn_ebm.py never calls ``f.eval()`` (:383-392), so batch norm (and
+    dropout) run in train mode in every evaluation: ``bn_mode = "train"`` reproduces that — each batch is
+    normalised with its own statistics, so the batch size and composition are part of the protocol
+    (``batch_size``; official loaders: 100). Running statistics are restored afterwards (the checkpoint is
+    not changed by evaluating it)."""
+
+    bn_mode: str = setting("eval", choices=BN_MODES,
+                           help="eval: model.eval() (batch norm uses running statistics); train: model.train() "
+                                "as JEM's eval_wrn_ebm.py leaves it (batch statistics of each forward batch)")
+    batch_size: int = setting(0, ge=0, help="images per forward pass; 0 = the --batch-size option (results do "
+                                            "not depend on it in bn_mode eval; they do in bn_mode train)")
+
+
+@dataclass(frozen=True)
+class SplitSampling(ForwardSettings):
     """Protocol fields of suites that stream the (noised) test split: ``n`` images and input noise σ."""
 
     n: int = setting(0, ge=0, help="test images, chosen by seed; 0 = the whole test split")
     input_noise: float = setting(0.0, ge=0, help="sigma of Gaussian noise added to test inputs ([-1, 1] units)")
+
+
+def noise_generator(seed: int, stream: int = 0) -> torch.Generator:
+    """The seeded CPU generator of random stream ``stream`` of an evaluation with ``--seed`` ``seed``, seeded with
+    ``seed + stream · 2³²`` (stream 0 = ``manual_seed(seed)``): stream 0 draws the test split's input noise
+    (batch by batch, in order); suites number their other streams (the OOD suite: 2i+1 = set i's content /
+    order, 2i+2 = set i's input noise)."""
+    return torch.Generator().manual_seed(int(seed) + (int(stream) << 32))
+
+
+def add_noise(x: torch.Tensor, sigma: float, gen: torch.Generator) -> torch.Tensor:
+    """x + σ·ε, ε ~ N(0, I) drawn from ``gen``, in [-1, 1] image units — where the official transforms add it:
+    after ``Normalize(.5, .5)``, to every input (JEM eval_wrn_ebm.py:256-260; JEM++ eval_jempp.py:386-390,
+    454-458, 511-515). σ = 0 returns ``x`` itself and draws nothing."""
+    return x + sigma * torch.randn(x.shape, generator=gen) if sigma > 0 else x
+
+
+def batch_norm_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
+@contextmanager
+def forward_mode(model: torch.nn.Module, bn_mode: str) -> Iterator[dict]:
+    """Run the block with ``model.eval()`` (``bn_mode="eval"``) or ``model.train()`` (``"train"``), then put every
+    module's training flag and every batch-norm running statistic back as they were. Yields what the record
+    says about it: ``{"bn_mode": ..., "batch_norm_layers": n}`` (n = 0: the mode changes no normalisation)."""
+    if bn_mode not in BN_MODES:
+        raise JembenchError(f"bn_mode must be one of {', '.join(BN_MODES)}, got {bn_mode!r}")
+    flags = [(m, m.training) for m in model.modules()]
+    norms = batch_norm_layers(model)
+    saved = [{k: v.clone() for k, v in m.named_buffers(recurse=False)} for m in norms]
+    model.train(bn_mode == "train")
+    try:
+        yield {"bn_mode": bn_mode, "batch_norm_layers": len(norms)}
+    finally:
+        with torch.no_grad():
+            for m, buffers in zip(norms, saved):
+                for k, v in buffers.items():
+                    getattr(m, k).copy_(v)
+        for m, training in flags:
+            m.training = training
 
 
 @dataclass
@@ -73,32 +141,68 @@ class EvalContext:
     record_path: Path | None = None  # where the record goes; figures and partial results are named after it
     inception_weights: str | Path | None = None  # generation: torch-fidelity's Inception weights file
     ensemble: tuple = ()  # generation: checkpoints (paths) or replay buffers (tensors) pooled as "ensemble"
+    workers: int = 0  # DataLoader worker processes for decoding images (0 = in the main process)
+    dataset_label: str = ""  # how tables / figures / records name the dataset; "" = jembench.data.dataset_label
+
+    @property
+    def label(self) -> str:
+        """The in-distribution dataset's display label (``CIFAR-10 (JPEG q75 copy)``, ``CIFAR-10``, ...)."""
+        return self.dataset_label or dataset_label(self.dataset)
 
     def figure_path(self, name: str) -> Path:
         """``<record stem>_<name>.png`` beside the record, so records sharing a folder never share figures."""
         stem = Path(self.record_path).stem if self.record_path else "figure"
         return Path(self.out_dir) / f"{stem}_{name}.png"
 
+    def stream(self, dataset: Dataset, limit: int | None = None, batch_size: int | None = None,
+               order: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(images, labels) batches of ``dataset`` through :func:`jembench.data.iter_batches` with ``workers``
+        loader processes: (up to ``limit``) ``seed``-chosen items in index order, or the items ``order`` lists
+        in that order (a shuffled loader's order)."""
+        if order is not None:
+            dataset, limit = Subset(dataset, order.tolist()), None
+        return iter_batches(dataset, limit=limit, seed=self.seed, batch_size=batch_size or self.batch_size,
+                            workers=self.workers)
+
+    def test_split(self) -> Dataset:
+        return load_dataset(self.dataset, "test", self.data_root, download=self.download)
+
     def test_set(self, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The in-distribution test split as tensors, (up to ``limit``) seed-chosen images, in [-1, 1]."""
-        ds = load_dataset(self.dataset, "test", self.data_root, download=self.download)
-        return stack_dataset(ds, limit=limit, seed=self.seed)
+        xs, ys = zip(*self.stream(self.test_split(), limit))
+        return torch.cat(xs), torch.cat(ys)
 
-    def test_batches(self, limit: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The same images as :meth:`test_set`, streamed in batches of ``batch_size`` (memory flat in ``limit``)."""
-        ds = load_dataset(self.dataset, "test", self.data_root, download=self.download)
-        return iter_batches(ds, limit=limit, seed=self.seed, batch_size=self.batch_size)
+    def test_batches(self, limit: int | None = None, batch_size: int | None = None
+                     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The same images as :meth:`test_set`, streamed in batches of ``batch_size`` (default: the context's)
+        in index order — the official test loaders' ``shuffle=False`` (memory flat in ``limit``)."""
+        return self.stream(self.test_split(), limit, batch_size)
 
-    def test_logits(self, model: torch.nn.Module, limit: int | None = None, input_noise: float = 0.0
+    def test_logits(self, model: torch.nn.Module, limit: int | None = None, input_noise: float = 0.0,
+                    batch_size: int | None = None, desc: str = "test split"
                     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(logits on ``device``, labels) of the streamed test split (:meth:`test_batches`), without autograd.
-        ``input_noise`` σ > 0 adds N(0, σ²) to the inputs, drawn batch by batch from a ``seed``-seeded generator
-        (JEM's official evaluation can add it)."""
-        gen = torch.Generator().manual_seed(self.seed)
-        for x, y in self.test_batches(limit):
-            if input_noise > 0:
-                x = x + input_noise * torch.randn(x.shape, generator=gen)
-            with torch.no_grad():
-                logits = model(x.to(self.device))
-            yield logits, y  # outside no_grad: the caller's grad mode is its own between batches
+        """(logits on ``device``, labels) of the streamed test split (:meth:`test_batches`), under
+        ``torch.inference_mode``, with a progress bar (``desc``, per batch). ``input_noise`` σ > 0 adds
+        N(0, σ²) to the inputs (:func:`add_noise`), drawn batch by batch from stream 0 of
+        :func:`noise_generator` (JEM / JEM++'s official evaluation adds it)."""
+        from ..progress import track
 
+        split = self.test_split()
+        batch_size = batch_size or self.batch_size
+        total = n_batches(min(len(split), limit or len(split)), batch_size)
+        gen = noise_generator(self.seed, 0)
+        for x, y in track(self.stream(split, limit, batch_size), total=total, desc=desc, unit="batch"):
+            x = add_noise(x, input_noise, gen)
+            with torch.inference_mode():
+                logits = model(x.to(self.device))
+            yield logits, y  # outside inference_mode: the caller's grad mode is its own between batches
+
+
+def n_batches(n: int, batch_size: int) -> int:
+    """Batches of ``batch_size`` that ``n`` images fill (the last may be partial): a progress bar's total."""
+    return -(-n // max(1, batch_size))
+
+
+def chunks(x: torch.Tensor, batch_size: int) -> Iterable[torch.Tensor]:
+    """``x`` in consecutive batches of ``batch_size`` (views, no copies)."""
+    return (x[i:i + batch_size] for i in range(0, len(x), batch_size))

@@ -1,9 +1,17 @@
 """Accuracy suite: top-1 accuracy and mean cross-entropy of p(y|x) on the test split.
 
-Protocol (:class:`AccuracyProtocol`, ``suites/accuracy.toml``): ``n`` (0 = the whole test split), ``input_noise``
-(σ of Gaussian noise added to test inputs, drawn batch by batch from a ``seed``-seeded generator as the calibration
-suite does; JEM's official evaluation can add it — recorded either way). The test split is streamed (one batch in
-memory).
+What the official ``test_clf`` prints (JEM eval_wrn_ebm.py:325-369 ``print(loss, correct)``; JEM++
+eval_jempp.py:453-505 and SADA-JEM eval_sadajem.py:402-456 ``loss %.5g, accuracy: %g%%``): the mean per-example
+cross-entropy (``nll``) and the share of correct argmax predictions (``accuracy``, in %), over the test split in
+index order, batch 100.
+
+Protocol (:class:`AccuracyProtocol`; ``suites/accuracy.toml`` = clean test split in eval mode,
+``suites/accuracy-<paper>-official.toml`` = each paper's ``test_clf``): ``n`` (0 = the whole test split),
+``input_noise`` (σ of Gaussian noise added to every test input after normalisation, drawn batch by batch from a
+``seed``-seeded generator: the official JEM / JEM++ ``test_clf`` adds σ = .03 in its transform), ``bn_mode``
+(``train`` = JEM's evaluation, which never calls ``f.eval()``) and ``batch_size`` (0 = ``--batch-size``). The
+test split is streamed (one batch in memory). Not reproduced: ``test_clf --n_steps K > 0`` (SGLD on the test
+inputs before classifying; default 0 in all three official scripts).
 """
 
 from __future__ import annotations
@@ -16,14 +24,16 @@ import torch.nn.functional as F
 from tabulate import tabulate
 
 from ..records import make_record
-from . import EvalContext, SplitSampling
+from . import EvalContext, SplitSampling, forward_mode
 
 NAME = "accuracy"
+OVERRIDES = {"bn_mode": "bn_mode"}
 
 
 @dataclass(frozen=True)
 class AccuracyProtocol(SplitSampling):
-    """The accuracy protocol (``n``, ``input_noise``); defaults = the paper setting (the whole, clean test split)."""
+    """The accuracy protocol (``n``, ``input_noise``, ``bn_mode``, ``batch_size``); defaults = the paper setting
+    (the whole, clean test split, eval mode)."""
 
 
 PROTOCOL = AccuracyProtocol
@@ -34,20 +44,25 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
     cfg: AccuracyProtocol = protocol.settings
     limit, sigma = cfg.n or None, cfg.input_noise
     correct, losses = [], []  # one number per image: memory stays flat next to the streamed images
-    for logits, y in ctx.test_logits(ckpt.model, limit, sigma):
-        logits = logits.float().cpu()
-        correct.append(logits.argmax(1) == y)
-        losses.append(F.cross_entropy(logits, y, reduction="none"))
+    with forward_mode(ckpt.model, cfg.bn_mode) as mode:
+        for logits, y in ctx.test_logits(ckpt.model, limit, sigma, cfg.batch_size or None, desc=NAME):
+            logits = logits.float().cpu()
+            correct.append(logits.argmax(1) == y)
+            losses.append(F.cross_entropy(logits, y, reduction="none"))
     correct, losses = torch.cat(correct).double(), torch.cat(losses)
-    metrics = {"accuracy": correct.mean().item() * 100, "nll": losses.mean().item(), "n": float(len(correct))}
+    metrics = {"accuracy": correct.mean().item() * 100, "nll": losses.double().mean().item(),
+               "n": float(len(correct))}
+    details = {**mode, "input_noise": sigma, "batch_size": cfg.batch_size or ctx.batch_size,
+               "dataset_label": ctx.label}
     return make_record(suite=NAME, model=ckpt.describe(), dataset=ctx.dataset, protocol=protocol, metrics=metrics,
-                       seed=ctx.seed, wall_time_s=time.perf_counter() - start)
+                       details=details, seed=ctx.seed, wall_time_s=time.perf_counter() - start)
 
 
 def format_table(record: dict) -> str:
     m = record["metrics"]
-    return tabulate([[record["model"]["name"], record["dataset"], f"{m['accuracy']:.2f}", f"{m['nll']:.4f}",
-                      int(m["n"])]], headers=["Model", "Dataset", "Acc % ↑", "NLL ↓", "n"], tablefmt="github")
+    return tabulate([[record["model"]["name"], record.get("dataset_label") or record["dataset"],
+                      f"{m['accuracy']:.2f}", f"{m['nll']:.4f}", int(m["n"])]],
+                    headers=["Model", "Dataset", "Acc % ↑", "NLL ↓", "n"], tablefmt="github")
 
 
 def headline(record: dict) -> dict[str, float]:

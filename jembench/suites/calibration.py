@@ -2,13 +2,20 @@
 
 JEM reports the expected calibration error (ECE, Guo et al. 2017) of the classifier p(y|x) = softmax f(x) on the
 test split and draws reliability diagrams. We compute, in one streaming pass over the test set:
-ECE and MCE with ``n_bins`` equal-width confidence bins (confidence 1.0 in the last bin; JEM++ uses 20), the
-negative log-likelihood and the multi-class Brier score (:mod:`jembench.metrics.calibration`), and accuracy.
-The record holds the per-bin table (count, accuracy, mean confidence) the reliability diagram is drawn from.
+ECE and MCE with ``n_bins`` equal-width confidence bins (JEM++ / SADA-JEM: 20), the negative log-likelihood and
+the multi-class Brier score (:mod:`jembench.metrics.calibration`), and accuracy. The record holds the per-bin
+table (edges, count, accuracy, mean confidence) the reliability diagram is drawn from.
+
+Official code: JEM's repository has **no** ECE code (its ``test_clf`` only saves max-softmax and correctness to
+vals.pt, eval_wrn_ebm.py:352-369), so there is no JEM calibration protocol to reproduce. JEM++ and SADA-JEM's
+``--eval cali`` (eval_jempp.py:508-547, eval_sadajem.py:459-498) run the CIFAR-10 test split in index order,
+batch 100, ``f.eval()``, and compute ``ECELoss(20)`` and ``reliability_diagrams(bin_size=0.05)``
+(Task/calibration.py), both with bins (lo, hi] — ``suites/calibration-{jempp,sadajem}-official.toml`` set
+``bin_closed = "right"``; JEM++ adds σ = .03 noise in the transform (eval_jempp.py:511-515), SADA-JEM σ = 0.
 
 Protocol (:class:`CalibrationProtocol`, ``suites/calibration.toml``): ``n`` (test images, 0 = all), ``n_bins``,
-``input_noise`` (σ of Gaussian noise added to test inputs, as the official JEM evaluation can; recorded in the
-protocol either way).
+``bin_closed`` (``left`` = [lo, hi) with confidence 1.0 in the last bin; ``right`` = (lo, hi], the official
+code's), ``input_noise`` (σ added to every test input after normalisation), ``bn_mode``, ``batch_size``.
 Figure: ``<record>_reliability.png`` — accuracy bars per bin, the gap to the diagonal, ECE in the title.
 """
 
@@ -21,20 +28,27 @@ from dataclasses import dataclass
 from tabulate import tabulate
 
 from ..figures import reliability_diagram
-from ..metrics.calibration import CalibrationAccumulator
+from ..metrics.calibration import BIN_CLOSED, CalibrationAccumulator
 from ..records import make_record
 from ..schema import setting
-from . import EvalContext, SplitSampling
+from . import EvalContext, SplitSampling, forward_mode
 
 NAME = "calibration"
+OVERRIDES = {"bn_mode": "bn_mode"}
+BINNING = {"left": "equal-width confidence bins [b/B, (b+1)/B), the last closed (confidence 1.0 in it)",
+           "right": "equal-width confidence bins (b/B, (b+1)/B] as the official JEM++ / SADA-JEM ECELoss "
+                    "(Task/calibration.py: conf > lo & conf <= hi)"}
 
 
 @dataclass(frozen=True)
 class CalibrationProtocol(SplitSampling):
-    """The calibration protocol (``n``, ``input_noise`` and ``n_bins``); defaults = the paper setting (JEM §5.2,
-    ECE binning as JEM++)."""
+    """The calibration protocol (``n``, ``input_noise``, ``n_bins``, ``bin_closed``, ``bn_mode``, ``batch_size``);
+    defaults = the paper setting (JEM §5.2, ECE binning as JEM++ with jembench's left-closed bins)."""
 
-    n_bins: int = setting(20, ge=1, help="equal-width confidence bins (JEM++: 20)")
+    n_bins: int = setting(20, ge=1, help="equal-width confidence bins (JEM++ / SADA-JEM: 20)")
+    bin_closed: str = setting("left", choices=BIN_CLOSED,
+                              help="left: bins [lo, hi), confidence 1.0 in the last; right: bins (lo, hi] "
+                                   "(official JEM++ / SADA-JEM Task/calibration.py)")
 
 
 PROTOCOL = CalibrationProtocol
@@ -44,16 +58,19 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
     start = time.perf_counter()
     cfg: CalibrationProtocol = protocol.settings
     limit, n_bins, sigma = cfg.n or None, cfg.n_bins, cfg.input_noise
-    acc = CalibrationAccumulator(n_bins)
-    for logits, y in ctx.test_logits(ckpt.model, limit, sigma):  # streamed: one batch alive at a time
-        acc.add_logits(logits, y)
+    acc = CalibrationAccumulator(n_bins, cfg.bin_closed)
+    with forward_mode(ckpt.model, cfg.bn_mode) as mode:
+        for logits, y in ctx.test_logits(ckpt.model, limit, sigma, cfg.batch_size or None, desc=NAME):
+            acc.add_logits(logits, y)  # streamed: one batch alive at a time
     summary, bins = acc.summary(), acc.bins()
     metrics = {"ece": summary["ece"] * 100, "mce": summary["mce"] * 100, "nll": summary["nll"],
                "brier": summary["brier"], "accuracy": summary["accuracy"] * 100, "n": summary["n"]}
     fig_path = ctx.figure_path("reliability")
-    reliability_diagram(bins.table(), fig_path, ece=metrics["ece"], model=ckpt.name, dataset=ctx.dataset)
-    details = {"n_bins": n_bins, "input_noise": sigma, "bins": bins.table(),
-               "binning": "equal-width confidence bins [b/B, (b+1)/B), the last closed (confidence 1.0 in it)",
+    reliability_diagram(bins.table(), fig_path, ece=metrics["ece"], model=ckpt.name, dataset=ctx.dataset,
+                        dataset_display=ctx.label)
+    details = {**mode, "n_bins": n_bins, "bin_closed": cfg.bin_closed, "input_noise": sigma,
+               "batch_size": cfg.batch_size or ctx.batch_size, "dataset_label": ctx.label, "bins": bins.table(),
+               "binning": BINNING[cfg.bin_closed],
                "brier": "multi-class sum form: mean_i sum_c (p_ic - 1[y_i = c])^2"}
     return make_record(suite=NAME, model=ckpt.describe(), dataset=ctx.dataset, protocol=protocol, metrics=metrics,
                        details=details, figures=[fig_path.name], seed=ctx.seed,
@@ -64,15 +81,23 @@ def _fmt(value: float, spec: str) -> str:
     return "nan" if value is None or math.isnan(value) else format(value, spec)
 
 
+def _bin_text(lower: float, upper: float, closed: str) -> str:
+    if closed == "right":
+        return f"({lower:.2f}, {upper:.2f}]"
+    return f"[{lower:.2f}, {upper:.2f}{']' if upper == 1.0 else ')'}"
+
+
 def format_table(record: dict) -> str:
     m = record["metrics"]
-    head = tabulate([[record["model"]["name"], record["dataset"], _fmt(m["accuracy"], ".2f"), _fmt(m["ece"], ".2f"),
+    details = record.get("details", {})
+    closed = details.get("bin_closed", "left")
+    head = tabulate([[record["model"]["name"], record.get("dataset_label") or record["dataset"],
+                      _fmt(m["accuracy"], ".2f"), _fmt(m["ece"], ".2f"),
                       _fmt(m["mce"], ".2f"), _fmt(m["nll"], ".4f"), _fmt(m["brier"], ".4f"), int(m["n"])]],
                     headers=["Model", "Dataset", "Acc % ↑", "ECE % ↓", "MCE % ↓", "NLL ↓", "Brier ↓", "n"],
                     tablefmt="github")
-    rows = [[f"[{b['lower']:.2f}, {b['upper']:.2f}{']' if b['upper'] == 1.0 else ')'}", b["count"],
-             _fmt(b["accuracy"] * 100, ".1f"), _fmt(b["confidence"] * 100, ".1f")]
-            for b in record.get("details", {}).get("bins", []) if b["count"]]
+    rows = [[_bin_text(b["lower"], b["upper"], closed), b["count"], _fmt(b["accuracy"] * 100, ".1f"),
+             _fmt(b["confidence"] * 100, ".1f")] for b in details.get("bins", []) if b["count"]]
     bins = tabulate(rows, headers=["confidence bin", "count", "acc %", "mean conf %"], tablefmt="github")
     return f"{head}\n\nReliability bins (non-empty):\n{bins}"
 

@@ -1,0 +1,286 @@
+"""The OOD suite's sets: what a ``sets`` entry of an OOD protocol means, and the image batches of each set.
+
+An entry is a name or a table (TOML inline table)::
+
+    sets = ["svhn", "uniform", "constant", "interp", "folder:../shared/data/svhn-test-10k",
+            { folder = "../shared/data/celeba-32", name = "celeba6k", label = "CelebA (6k subset, 32×32)" },
+            { dataset = "celeba", resize = "shorter-side", label = "CelebA (test split, 3×39×32)" }]
+
+  ``dataset``  a registered dataset (``svhn``, ``cifar100``, ``celeba``, ...), a synthetic set (``uniform``,
+               ``constant``, ``interp``) or ``folder:PATH``;  ``folder = "PATH"`` is short for
+               ``dataset = "folder:PATH"``. A folder needs only ``PATH/test/<class>/<image>`` (one class folder
+               is enough; no train split). Relative paths are resolved against the working directory.
+  ``name``     the set's name in metric keys (``auroc/<name>/<score>``) and in ``details.sets``: lower-case
+               letters, digits, ``-_.``; default: the dataset's name, a folder's base name (lower-cased).
+  ``label``    how every table, figure and the record name it; default: the registry's label (``SVHN``,
+               ``CIFAR-100``), a folder's base name, ``Uniform`` / ``Constant`` / ``Interp``.
+  ``resize``   how images of another size reach the network: ``"crop"`` (default: shorter side to the
+               network's size, then a centre crop) or ``"shorter-side"`` (shorter side only, aspect kept: the
+               official OOD code's ``tr.Resize(32)`` — JEM eval_wrn_ebm.py:269-274, JEM++ eval_jempp.py:400-405,
+               SADA-JEM eval_sadajem.py:350-354; 178×218 CelebA faces become 3×39×32 inputs). CelebA from the
+               registry is resized on the PIL image exactly as the official transform
+               (:func:`jembench.data.celeba_transform`); other sets with images of another size by torchvision's
+               antialiased tensor resize (within about 1/255 of PIL's).
+A plain string is kept as written in the protocol table (its name and label are derived); a table is stored with
+every key filled in, so the protocol hash covers the names and labels records use.
+
+Random streams (:func:`jembench.suites.noise_generator`; ``i`` = the set's position in ``sets``): stream 2i+1
+draws the set's content (synthetic pixels, interp pairs or permutation, subset and order of a real set), stream
+2i+2 its input noise (added by the suite, σ = ``input_noise``). Stream 0 is the in-distribution input noise.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision.transforms.functional as TF
+from torch.utils.data import Dataset
+
+from .. import catalog
+from ..data import SYNTHETIC_OOD, dataset_info, dataset_names, load_dataset, synthetic_ood_batch
+from ..errors import JembenchError
+from . import EvalContext, add_noise, noise_generator
+
+RESIZE_MODES = ("crop", "shorter-side")
+INTERP_PAIRS = ("random", "consecutive-batches")
+_ENTRY_KEYS = ("dataset", "folder", "name", "label", "resize")
+_NAME = re.compile(r"[a-z0-9][a-z0-9_.\-]*")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_ENTRY_HELP = ('a set name ("svhn", "uniform", "folder:PATH") or a table { folder = "PATH", label = "...", '
+               'name = "..." }')
+
+
+@dataclass(frozen=True)
+class OODSet:
+    """One resolved ``sets`` entry (see the module docstring)."""
+
+    name: str
+    label: str
+    source: str  # uniform | constant | interp | a registered dataset | folder:PATH
+    resize: str = "crop"
+
+    @property
+    def synthetic(self) -> bool:
+        return self.source in SYNTHETIC_OOD
+
+
+# ------------------------------------------------------------------------------------------ protocol entries
+def _check_source(source: Any) -> str:
+    if not isinstance(source, str):
+        raise ValueError(f"must name a set with a string, not {type(source).__name__}")
+    if source in SYNTHETIC_OOD or source in dataset_names() or (source.startswith("folder:") and len(source) > 7):
+        return source
+    raise ValueError(f"is not an OOD set; use {', '.join(SYNTHETIC_OOD)}, a dataset ({', '.join(dataset_names())}), "
+                     f"folder:PATH or a table {{ folder = \"PATH\", label = \"...\" }}")
+
+
+def default_name(source: str) -> str:
+    """A set's metric-key name when the entry gives none: the dataset's name, a folder's base name (lower case,
+    ASCII)."""
+    if not source.startswith("folder:"):
+        return source
+    text = catalog.slug(source).lower()
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "-" for c in text).strip(".-")
+
+
+def _check_text(value: Any, key: str, pattern: re.Pattern | None = None) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"must give {key} as a non-empty string")
+    if pattern is not None and not pattern.fullmatch(value):
+        raise ValueError(f"has {key} = {value!r}; a name is lower-case letters, digits and -_. (it goes into "
+                         f"metric keys: auroc/<name>/<score>)")
+    if _CONTROL.search(value) or len(value) > 120:
+        raise ValueError(f"has {key} = {value!r}; use printable text of at most 120 characters")
+    return value
+
+
+def set_entry(value: Any) -> str | dict[str, str]:
+    """One ``sets`` item checked and normalised (the protocol field's ``convert``): a string as written, a table
+    with ``dataset``, ``name``, ``label`` and ``resize`` filled in. Idempotent (a normalised table passes)."""
+    if isinstance(value, str):
+        source = _check_source(value)
+        if not _NAME.fullmatch(default_name(source)):
+            raise ValueError(f"gives the folder base name {catalog.slug(source)!r}, which is not a usable metric-key "
+                             f"name; write {{ folder = \"...\", name = \"...\" }}")
+        return source
+    if not isinstance(value, dict):
+        raise ValueError(f"must be {_ENTRY_HELP}")
+    unknown = sorted(set(value) - set(_ENTRY_KEYS))
+    if unknown:
+        raise ValueError(f"has unknown key(s) {', '.join(unknown)}; a set table takes {', '.join(_ENTRY_KEYS)}")
+    if ("dataset" in value) == ("folder" in value):
+        raise ValueError('must give exactly one of dataset = "..." or folder = "PATH"')
+    source = _check_source("folder:" + _check_text(value["folder"], "folder") if "folder" in value
+                           else value["dataset"])
+    resize = value.get("resize", "crop")
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"has resize = {resize!r}; use one of {', '.join(RESIZE_MODES)}")
+    name = _check_text(value.get("name") or default_name(source), "name", _NAME)
+    label = _check_text(value.get("label") or catalog.label(source), "label")
+    return {"dataset": source, "name": name, "label": label, "resize": resize}
+
+
+def resolve_entry(item: str | dict[str, str]) -> OODSet:
+    """A normalised ``sets`` item (:func:`set_entry`) as an :class:`OODSet`."""
+    if isinstance(item, str):
+        return OODSet(default_name(item), catalog.label(item), item)
+    return OODSet(item["name"], item["label"], item["dataset"], item["resize"])
+
+
+# ------------------------------------------------------------------------------------------------- images
+@dataclass
+class SetImages:
+    """A set's image batches (before input noise), how many there will be, and what the record says about them."""
+
+    batches: Iterator[torch.Tensor]
+    n: int
+    info: dict[str, Any]
+
+
+def _shape(shape) -> str:
+    return "×".join(str(s) for s in shape)
+
+
+def synthetic_images(s: OODSet, index: int, x_in: torch.Tensor, cfg, ctx: EvalContext, notes: list[str]
+                     ) -> SetImages:
+    """``uniform`` / ``constant`` / ``interp`` (:func:`jembench.data.synthetic_ood_batch`), or ``interp`` the
+    official way (``cfg.interp_pairs = "consecutive-batches"``, :func:`_consecutive_interp`)."""
+    gen = noise_generator(ctx.seed, 2 * index + 1)
+    if s.source == "interp" and cfg.interp_pairs == "consecutive-batches":
+        return _consecutive_interp(x_in, cfg, gen, notes)
+    n, bs = cfg.n_out or len(x_in), cfg.batch_size or ctx.batch_size
+    batches = (synthetic_ood_batch(s.source, x_in, min(bs, n - start), gen, cfg.interp_lambda)
+               for start in range(0, n, bs))
+    return SetImages(batches, n, {"image_shape": list(x_in.shape[1:])})
+
+
+def _consecutive_interp(x_in: torch.Tensor, cfg, gen: torch.Generator, notes: list[str]) -> SetImages:
+    """The official "CIFAR10 Interp" (JEM eval_wrn_ebm.py:275-278, 298-307; JEM++ eval_jempp.py:406-409, 428-436;
+    SADA-JEM eval_sadajem.py:355-358, 377-385): the in-distribution test images in a shuffled order (``randperm``
+    from the set's content stream), in batches of B = ``interp_batch`` (the official loader: 100, shuffle=True),
+    each image already carrying σ noise from the loader's transform (drawn here from the same stream); for every
+    batch i ≥ 1, λ·x_i + (1−λ)·x_{i−1} (official: ``(x + last_batch) / 2``), to which the suite then adds fresh σ
+    noise as to every input. The first batch is only stored: N = 10,000 gives 9,900 images. A last, incomplete
+    batch is dropped (the official code would fail on it)."""
+    b, lam, sigma = cfg.interp_batch, cfg.interp_lambda, cfg.input_noise
+    perm = torch.randperm(len(x_in), generator=gen)
+    full = len(x_in) // b
+    if len(x_in) % b:
+        notes.append(f"interp: the last {len(x_in) % b} in-distribution images (an incomplete batch of "
+                     f"{b}) are not used")
+    n = max(0, full - 1) * b
+    if cfg.n_out:
+        n = min(n, cfg.n_out)
+
+    def batches() -> Iterator[torch.Tensor]:
+        last, left = None, n
+        for j in range(full):
+            if left <= 0:
+                return
+            x = add_noise(x_in[perm[j * b:(j + 1) * b]], sigma, gen)
+            if last is not None:
+                mixed = lam * x + (1 - lam) * last
+                yield mixed[:left]
+                left -= len(mixed)
+            last = x
+
+    return SetImages(batches(), n, {"image_shape": list(x_in.shape[1:]), "interp_batch": b})
+
+
+class _Resized(Dataset):
+    """A dataset's images brought to ``size`` (H, W): ``crop`` = shorter side to min(size), centre crop to size;
+    ``shorter-side`` = shorter side to min(size), aspect kept. Images already there pass unchanged."""
+
+    def __init__(self, base: Dataset, size: tuple[int, int], mode: str):
+        self.base, self.size, self.mode = base, size, mode
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i):
+        x, y = self.base[i]
+        if self.mode == "crop" and tuple(x.shape[1:]) != self.size:
+            x = TF.center_crop(TF.resize(x, min(self.size), antialias=True), list(self.size))
+        elif self.mode == "shorter-side" and min(x.shape[1:]) != min(self.size):
+            x = TF.resize(x, min(self.size), antialias=True)
+        return x, y
+
+
+def _wrn_map(side: int) -> int:
+    """Side of a WRN's final feature map (strides 1, 2, 2; 3×3 convolutions, padding 1): ⌈⌈side/2⌉/2⌉."""
+    return ((side + 1) // 2 + 1) // 2
+
+
+def _same_dataset(a: str, b: str) -> bool:
+    if a.startswith("folder:") and b.startswith("folder:"):
+        return Path(a[7:]).resolve() == Path(b[7:]).resolve()
+    return a == b
+
+
+def _skip(notes: list[str], s: OODSet, why: str) -> None:
+    notes.append(f"skipped {s.label}: {why}")
+
+
+def dataset_images(s: OODSet, index: int, in_shape: tuple[int, ...], cfg, ctx: EvalContext, notes: list[str]
+                   ) -> SetImages | None:
+    """Stream the test split of a dataset / folder set, brought to the network's size (``s.resize``), ``n_out``
+    seed-chosen images (0 = all) in index order or, with ``shuffle_out``, in a seeded random order (the official
+    fake loaders shuffle). None, with a note, when the set cannot be used (missing, channel mismatch, the
+    in-distribution set itself) — never fatal."""
+    if _same_dataset(s.source, ctx.dataset):
+        _skip(notes, s, "it is the in-distribution dataset")
+        return None
+    if not s.source.startswith("folder:"):
+        shape = dataset_info(s.source).image_shape
+        if shape[0] != in_shape[0]:
+            _skip(notes, s, f"its images are {_shape(shape)} but the model takes {_shape(in_shape)} "
+                            f"(channel mismatch)")
+            return None
+    try:
+        ds = load_dataset(s.source, "test", ctx.data_root, download=ctx.download, resize=s.resize,
+                          mixed_sizes=True)
+        first = ds[0][0]
+    except JembenchError as exc:
+        _skip(notes, s, str(exc))
+        return None
+    except (OSError, RuntimeError, IndexError) as exc:
+        _skip(notes, s, f"cannot read its test split ({type(exc).__name__}: {exc})")
+        return None
+    if first.shape[0] != in_shape[0]:
+        _skip(notes, s, f"its images are {_shape(first.shape)} but the model takes {_shape(in_shape)} "
+                        f"(channel mismatch)")
+        return None
+    ds = _Resized(ds, tuple(in_shape[1:]), s.resize)  # folder images may differ in size from one file to the next
+    seen = tuple(ds[0][0].shape)
+    if tuple(first.shape) != seen:
+        how = "shorter side, aspect kept" if s.resize == "shorter-side" else "shorter side + centre crop"
+        notes.append(f"{s.label}: images resized from {_shape(first.shape)} to {_shape(seen)} ({how})")
+    if seen != tuple(in_shape):
+        h, w = seen[1:]
+        notes.append(f"{s.label}: the network sees {_shape(seen)} inputs (resize = {s.resize!r}); a WRN's final "
+                     f"map is then {_wrn_map(h)}×{_wrn_map(w)}: the official "
+                     f"avg_pool2d(out, 8) pools its top-left 8×8, an adaptive pooling (jembench's reference WRN) "
+                     f"all of it")
+    gen = noise_generator(ctx.seed, 2 * index + 1)
+    n = min(cfg.n_out, len(ds)) if cfg.n_out else len(ds)
+    if cfg.shuffle_out:
+        order = torch.randperm(len(ds), generator=gen)[:n]
+    elif n < len(ds):
+        order = torch.randperm(len(ds), generator=gen)[:n].sort().values
+    else:
+        order = None
+    batches = (x for x, _ in ctx.stream(ds, batch_size=cfg.batch_size or ctx.batch_size, order=order))
+    return SetImages(batches, n, {"image_shape": list(seen), "resize": s.resize})
+
+
+def set_images(s: OODSet, index: int, x_in: torch.Tensor, cfg, ctx: EvalContext, notes: list[str]
+               ) -> SetImages | None:
+    """The images of OOD set ``s`` (position ``index`` in the protocol's ``sets``), before input noise."""
+    if s.synthetic:
+        return synthetic_images(s, index, x_in, cfg, ctx, notes)
+    return dataset_images(s, index, tuple(x_in.shape[1:]), cfg, ctx, notes)
