@@ -40,7 +40,11 @@ def source_checkout() -> Path | None:
 
 
 def folder(kind: str) -> Path:
-    """The folder of package data ``kind`` (``protocols`` or ``published``) as a filesystem path."""
+    """The folder of package data ``kind`` (``protocols`` or ``published``) as a filesystem path: the checkout's
+    own folder when this package is imported from a jembench checkout (so a second worktree on ``PYTHONPATH`` reads
+    its own files, not those an editable install maps), else the installed subpackage."""
+    if source_checkout() is not None and (source_checkout() / _FOLDERS[kind]).is_dir():
+        return source_checkout() / _FOLDERS[kind]
     try:
         found = importlib.resources.files(f"{__name__}.{kind}")
     except ModuleNotFoundError:  # a source tree on PYTHONPATH, or an editable install made before the mapping
