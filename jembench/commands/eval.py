@@ -70,8 +70,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     gen.add_argument("--n-samples", type=int, default=None, help="fresh SGLD samples to draw (overrides protocol)")
     gen.add_argument("--steps", type=int, default=None,
                      help="SGLD steps for fresh samples (overrides the protocol's sgld.n_steps)")
-    gen.add_argument("--init", choices=["uniform", "informative"], default=None,
-                     help="initial distribution of fresh chains (overrides protocol)")
+    gen.add_argument("--init", choices=["uniform", "informative", "checkpoint"], default=None,
+                     help="initial distribution of fresh chains (overrides protocol; checkpoint = the p_0 the "
+                          "checkpoint's buffer came from)")
     gen.add_argument("--ensemble", action="store_true",
                      help="also score the union of all given checkpoints' buffers (JEM App. B 'ensemble')")
     add_device_argument(p)
