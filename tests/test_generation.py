@@ -21,6 +21,7 @@ from jembench.errors import JembenchError
 from jembench.metrics import fidelity
 from jembench.metrics.fidelity import (INCEPTION_FILE, QuantizedDataset, feature_extractor_kwargs, fidelity_metrics,
                                        reference_cache_name, to_uint8_rgb)
+from jembench.metrics.sample_selection import select
 from jembench.models import load_checkpoint
 from jembench.sampling import ClassGaussianInit
 from jembench.suites import EvalContext, generation
@@ -222,7 +223,8 @@ def test_sources_buffer_fresh_conditional_and_ensemble(tmp_path, monkeypatch):
 def test_conditional_falls_back_to_fresh_without_buffer_and_top_fraction(tmp_path, monkeypatch):
     monkeypatch.setenv("JEMBENCH_CACHE", str(tmp_path / "cache"))
     conf = torch.tensor([0.2, 0.9, 0.5, 0.95, 0.1, 0.7, 0.3, 0.8, 0.6, 0.4, 0.85])
-    assert generation.top_fraction(conf, 0.25).tolist() == [3, 1, 10]  # ⌈.25·11⌉ = 3, most confident first
+    labels = torch.zeros(len(conf), dtype=torch.long)
+    assert select(conf, labels, "top", 0.25, 10).tolist() == [3, 1]  # int(.25·11) = 2, most confident first
     ckpt = load_checkpoint(make_wrn_checkpoint(tmp_path / "nobuf.pt", buffer_n=None))
     ctx = EvalContext(dataset="digits", out_dir=tmp_path, record_path=tmp_path / "g.json")
     record = generation.run(ckpt, _gen_protocol(n_samples=40, grid_n=0), ctx)
@@ -231,7 +233,8 @@ def test_conditional_falls_back_to_fresh_without_buffer_and_top_fraction(tmp_pat
     assert any("no replay buffer" in note for note in record["details"]["notes"]) and record["figures"] == []
 
 
-def test_informative_init_from_checkpoint_or_fitted_to_training_set(tmp_path):
+def test_informative_init_from_checkpoint_or_fitted_to_training_set(tmp_path, monkeypatch):
+    monkeypatch.setenv("JEMBENCH_CACHE", str(tmp_path / "cache"))
     x, y = stack_dataset(load_dataset("digits", "train"))
     cfg = _gen_protocol(init="informative").settings
     ctx = EvalContext(dataset="digits", out_dir=tmp_path)
@@ -249,7 +252,9 @@ def test_informative_init_from_checkpoint_or_fitted_to_training_set(tmp_path):
 
 
 @pytest.mark.parametrize("table,field", [({"sources": ["buffer", "gan"]}, "sources"), ({"init": "gauss"}, "init"),
-                                         ({"conditional_fraction": 0}, "conditional_fraction"),
+                                         ({"conditional_selection": {"is_ratio": 0}},
+                                          "conditional_selection.is_ratio"),
+                                         ({"buffer_selection": {"is_ratio": 0.5}}, "rule = 'all' takes no"),
                                          ({"feature_extractor": "nope"}, "nope"),
                                          ({"sgld": {"n_steps": -1}}, "sgld.n_steps"),
                                          ({"sgld": {"noise": -0.01}}, "sgld.noise")])
@@ -281,31 +286,46 @@ def test_cli_end_to_end_tiny_preset_with_overrides_and_ensemble(tmp_path):
     assert "FID ↓" in proc.stdout and "jembench-tiny-conv" in proc.stdout
 
 
-def test_interrupted_generation_reuses_its_saved_fresh_samples(tmp_path, monkeypatch):
-    """The fresh SGLD chains are saved beside the record; a rerun with the same output path does not rerun them,
-    gives the same record, and jembench.evaluation.run_suite removes the partial file once the record is written."""
+def test_interrupted_generation_resumes_at_the_first_missing_batch_of_fresh_chains(tmp_path, monkeypatch):
+    """Fresh chains are saved batch by batch beside the record; a run killed in batch 2 of 3 resumes there, runs
+    only the missing batches, gives the record an uninterrupted run gives, and jembench.evaluation.run_suite removes
+    the partial files once the record is written. Files of another protocol are never mixed in."""
     from jembench.evaluation import run_suite
 
     monkeypatch.setenv("JEMBENCH_CACHE", str(tmp_path / "cache"))
     ckpt = load_checkpoint(make_wrn_checkpoint(tmp_path / "c.pt", buffer_n=None))
-    record_path = tmp_path / "gen.json"
-    ctx = EvalContext(dataset="digits", out_dir=tmp_path, record_path=record_path)
     proto = _gen_protocol(sources=["fresh"], n_samples=40, grid_n=0)
-    first = generation.run(ckpt, proto, ctx)  # as if the process died before the record was written
-    partial = tmp_path / "gen.partial.fresh.pt"
-    assert partial.is_file()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    full = run_suite(ckpt, "generation", proto, tmp_path / "a" / "gen.json", batch_size=16, seed=3)
+    calls = []
+    real_sgld = generation.sgld
 
-    def chains_must_not_run(*args, **kwargs):
-        raise AssertionError("the saved fresh samples were not reused")
+    def counted(*args, **kwargs):
+        calls.append(1)
+        if fail_at and len(calls) == fail_at:
+            raise KeyboardInterrupt  # the process dies in the middle of this batch
+        return real_sgld(*args, **kwargs)
 
-    monkeypatch.setattr(generation, "fresh_samples", chains_must_not_run)
-    second = run_suite(ckpt, "generation", proto, record_path)
-    assert second["metrics"] == first["metrics"]
-    assert record_path.is_file() and not partial.exists()
-    # a partial file from another protocol is ignored (recomputed), never mixed in
+    monkeypatch.setattr(generation, "sgld", counted)
+    record_path = tmp_path / "b" / "gen.json"
+    fail_at = 2
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(ckpt, "generation", proto, record_path, batch_size=16, seed=3)
+    partial = sorted(p.name for p in record_path.parent.glob("gen.partial*"))
+    assert partial == ["gen.partial.fresh.00000.pt"] and not record_path.exists()
+    calls.clear()
+    fail_at = 0
+    resumed = run_suite(ckpt, "generation", proto, record_path, batch_size=16, seed=3)
+    assert len(calls) == 2  # batches 2 and 3 only
+    assert resumed["metrics"] == full["metrics"]
+    assert record_path.is_file() and not list(record_path.parent.glob("gen.partial*"))
+    # another protocol (or seed) finds the files of this one and recomputes every batch
+    fail_at = 3
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(ckpt, "generation", proto, record_path, batch_size=16, seed=3)
+    calls.clear()
+    fail_at = 0
     other = _gen_protocol(sources=["fresh"], n_samples=40, grid_n=0, sgld={"n_steps": 4})
-    monkeypatch.undo()
-    monkeypatch.setenv("JEMBENCH_CACHE", str(tmp_path / "cache"))
-    generation.run(ckpt, proto, ctx)
-    third = generation.run(ckpt, other, ctx)
-    assert third["details"]["fresh"]["sgld"]["n_steps"] == 4
+    third = run_suite(ckpt, "generation", other, record_path, batch_size=16, seed=3)
+    assert len(calls) == 3 and third["details"]["fresh"]["sgld"]["n_steps"] == 4

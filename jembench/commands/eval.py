@@ -89,8 +89,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     gen.add_argument("--n-samples", type=int, default=None, help="fresh SGLD samples to draw (overrides protocol)")
     gen.add_argument("--steps", type=int, default=None,
                      help="SGLD steps for fresh samples (overrides the protocol's sgld.n_steps)")
-    gen.add_argument("--init", choices=["uniform", "informative"], default=None,
-                     help="initial distribution of fresh chains (overrides protocol)")
+    gen.add_argument("--init", choices=["uniform", "informative", "checkpoint"], default=None,
+                     help="initial distribution of fresh chains (overrides protocol; checkpoint = the p_0 the "
+                          "checkpoint's buffer came from)")
     gen.add_argument("--informative-stats", nargs=2, default=None, metavar=("MEAN", "COV"),
                      help="the authors' class statistics (<dataset>_mean.pt [C, D], <dataset>_cov.pt [C, D, D], "
                           "bare tensors) as the informative p_0 of fresh chains, N(mean, cov + 1e-4 I)")

@@ -5,19 +5,29 @@ One path for every image that is scored:
 1. :func:`to_uint8_rgb` — the only quantization: [-1, 1] floats → clamp → round((x + 1) / 2 · 255) as uint8,
    grey images repeated to 3 channels (Inception takes RGB). Generated samples and reference images both go
    through it exactly once, so both sides of FID see the same 8-bit images a PNG of them would hold.
+   torch-fidelity's feature extractors take uint8 only (``FeatureExtractorInceptionV3.forward`` asserts it). The
+   official SADA-JEM / JEM++ code feeds the TF graph floats instead — ``(clamp(x, -1, 1) + 1) / (2 + 1e-5) · 255``,
+   not rounded (SADAJEM Task/eval_buffer.py:11-14, 71-77; JEMPP Task/eval_buffer.py:8-30) — while its reference
+   images are exact uint8 values (``im·255/256`` then ``clip(im·256)`` as uint8, Task/data.py:272,
+   Task/eval_buffer.py:113-114). So only the generated side differs from theirs, by at most half a grey level per
+   pixel (measured effect: docs/parity.md, "Evaluation: generation").
 2. :func:`fidelity_metrics` — ``torch_fidelity.calculate_metrics`` on the uint8 samples (input1) and the
-   reference set (input2), with the feature extractor named by the protocol.
-3. Reference statistics: the in-distribution training set's features (and FID statistics) are cached on disk
-   by torch-fidelity (``input2_cache_name``) under :func:`default_cache_root`, keyed by dataset, split, number
-   of images and feature extractor (+ a fingerprint of its weights file) — see :func:`reference_cache_name`.
-   The reference images are only read when that cache misses. (The key does not see file contents: after
-   changing the images of a ``folder:`` dataset, delete the cache folder.)
+   reference set (input2), with the feature extractor named by the protocol. IS splits: a count, or 0 = the
+   official rule ``max(1, N // 5000)`` (:func:`isc_split_count`).
+3. Reference statistics: the reference set's features (and FID statistics) are cached on disk by torch-fidelity
+   (``input2_cache_name``) under :func:`default_cache_root`, keyed by dataset, split, number of images and
+   feature extractor (+ a fingerprint of its weights file) — see :func:`reference_cache_name`. The reference
+   images are only read when that cache misses. (The key does not see file contents: after changing the images
+   of a ``folder:`` dataset, delete the cache folder.)
 
 Feature extractors come from torch-fidelity's registry. ``inception-v3-compat`` (the default, the FID/IS
-network) needs its weights file locally: ``--inception-weights PATH`` or torch-fidelity's own download cache
+network: torch-fidelity's port of the TF ``inception-2015-12-05`` graph that the papers' TF1 code uses) needs its
+weights file locally: ``--inception-weights PATH`` or torch-fidelity's own download cache
 (``<torch hub dir>/checkpoints/weights-inception-2015-12-05-6726825d.pth``); we never download it and fail with
-one line saying where to put it. ``jembench-tiny-conv`` (registered here) is a fixed, seeded random conv net for
-smoke tests and the tiny preset: no file needed, numbers NOT comparable with Inception ones.
+one line saying where to put it. No package on PyPI ships that file inside its wheel (pytorch-fid and
+torch-fidelity download it from GitHub releases at run time), so there is no offline ``pip install`` route.
+``jembench-tiny-conv`` (registered here) is a fixed, seeded random conv net for CPU protocols and smoke tests:
+no file needed, numbers NOT comparable with Inception ones.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -37,6 +48,7 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
+from .. import progress
 from ..errors import JembenchError
 
 INCEPTION = "inception-v3-compat"
@@ -141,12 +153,17 @@ class TinyConvFeatureExtractor(FeatureExtractorBase):
     def forward(self, x):
         if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected uint8 (N, 3, H, W), got {x.dtype} {tuple(x.shape)}")
-        h = F.interpolate(x.float() / 127.5 - 1, size=(32, 32), mode="bilinear", align_corners=False)
+        out = self.from_levels(x.float())
+        return tuple(out[name] for name in self.features_list)
+
+    def from_levels(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``features`` and ``logits`` of float pixel levels in [0, 255] (N, 3, H, W): what :meth:`forward` computes
+        on uint8 images, and what lets a test feed the official code's unrounded floats."""
+        h = F.interpolate(x / 127.5 - 1, size=(32, 32), mode="bilinear", align_corners=False)
         for conv in self.convs:
             h = F.avg_pool2d(F.relu(conv(h)), 2)
         features = h.mean(dim=(2, 3))
-        out = {"features": features, "logits": self.head(features) * self.LOGIT_SCALE}
-        return tuple(out[name] for name in self.features_list)
+        return {"features": features, "logits": self.head(features) * self.LOGIT_SCALE}
 
 
 def register_feature_extractor(name: str, cls: type) -> None:
@@ -197,10 +214,14 @@ def feature_extractor_kwargs(name: str, weights: str | os.PathLike | None = None
 
 
 # ----------------------------------------------------------------------------------------------- caching
+def jembench_cache_root() -> Path:
+    """``$JEMBENCH_CACHE``, default ``~/.cache/jembench`` (read at call time)."""
+    return Path(os.environ.get("JEMBENCH_CACHE") or Path.home() / ".cache" / "jembench")
+
+
 def default_cache_root() -> Path:
-    """``$JEMBENCH_CACHE/fidelity``, default ``~/.cache/jembench/fidelity``."""
-    root = os.environ.get("JEMBENCH_CACHE") or Path.home() / ".cache" / "jembench"
-    return Path(root) / "fidelity"
+    """``$JEMBENCH_CACHE/fidelity``, default ``~/.cache/jembench/fidelity``: torch-fidelity's feature cache."""
+    return jembench_cache_root() / "fidelity"
 
 
 def _fingerprint(path: str | None) -> str:
@@ -220,38 +241,73 @@ def reference_cache_name(dataset: str, split: str, n: int, fe_kwargs: dict) -> s
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in dataset)[:40]
     exact = hashlib.sha256(dataset.encode()).hexdigest()[:8]  # folder:PATH — two paths never collide
     weights = _fingerprint(fe_kwargs.get("feature_extractor_weights_path"))
-    return f"jembench-{safe}-{exact}-{split}-n{n}" + (f"-w{weights}" if weights else "")
+    return f"jembench-{safe}-{exact}-{split.replace('+', '_and_')}-n{n}" + (f"-w{weights}" if weights else "")
 
 
 # ----------------------------------------------------------------------------------------------- metrics
+def isc_split_count(requested: int, n: int) -> int:
+    """Inception Score splits for ``n`` images: ``requested`` (at most n), or for 0 the official SADA-JEM rule
+    ``max(1, n // 5000)`` (Task/eval_buffer.py:145 — about 1,000 selected images give 1 split, std 0)."""
+    if requested == 0:
+        return max(1, n // 5000)
+    return max(1, min(requested, n))
+
+
+class _Counted(Dataset):
+    """A dataset whose reads advance a progress bar (torch-fidelity reads items one by one, in this process)."""
+
+    def __init__(self, base: Dataset, bar):
+        self.base, self.bar, self.reads = base, bar, 0
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        self.reads += 1
+        self.bar.update(1)
+        return self.base[i]
+
+
 def fidelity_metrics(samples: torch.Tensor, reference: Dataset | None = None, *, reference_cache: str | None = None,
                      fe_kwargs: dict, isc: bool = True, fid: bool = True, kid: bool = True, isc_splits: int = 10,
-                     kid_subsets: int = 100, kid_subset_size: int = 1000, device: str = "cpu",
-                     batch_size: int = 64, cache_root: str | os.PathLike | None = None,
-                     seed: int = 2020) -> dict[str, float]:
+                     isc_shuffle: bool = True, kid_subsets: int = 100, kid_subset_size: int = 1000,
+                     device: str = "cpu", batch_size: int = 64, cache_root: str | os.PathLike | None = None,
+                     seed: int = 2020, desc: str = "features") -> dict[str, float]:
     """IS (mean, std), FID and KID (mean, std) of uint8 ``samples`` against ``reference`` via torch-fidelity.
 
     ``samples``: uint8 (N, 3, H, W) from :func:`to_uint8_rgb`. ``reference``: a dataset of uint8 images (e.g.
     :class:`QuantizedDataset`), needed for FID / KID; with ``reference_cache`` its features are cached on disk
-    and it is only read on a cache miss. The IS split count and KID subset size shrink to what the set sizes
-    allow (the metrics are undefined otherwise). torch-fidelity runs on CUDA or the CPU: any other ``device``
-    (e.g. ``mps``) extracts features on the CPU. Returns keys ``is``, ``is_std``, ``fid``, ``kid``, ``kid_std``
-    for the metrics asked for.
+    and it is only read on a cache miss. ``isc_splits``: see :func:`isc_split_count`; ``isc_shuffle``: shuffle
+    (seeded) before splitting, as torch-fidelity does by default — the official code splits the images in the
+    order given (Task/inception.py ``get_inception_score``). The KID subset size shrinks to what the set sizes
+    allow. torch-fidelity runs on CUDA or the CPU: any other ``device`` (e.g. ``mps``) extracts features on the
+    CPU. Feature extraction shows a progress bar named ``desc`` (:mod:`jembench.progress`). Returns keys
+    ``is``, ``is_std``, ``fid``, ``kid``, ``kid_std`` for the metrics asked for.
     """
+
     if len(samples) < 2:
         raise ValueError(f"need at least 2 samples for IS/FID/KID, got {len(samples)}")
     if (fid or kid) and reference is None:
         raise ValueError("FID / KID need a reference set")
-    kwargs = dict(fe_kwargs)
-    kwargs.update(input1=UInt8Images(samples), isc=isc, fid=fid, kid=kid, cuda=torch.device(device).type == "cuda",
-                  batch_size=batch_size, isc_splits=max(1, min(isc_splits, len(samples))), kid_subsets=kid_subsets,
-                  rng_seed=seed, verbose=False, save_cpu_ram=True,  # save_cpu_ram: DataLoader without worker forks
-                  cache=True, cache_root=str(cache_root or default_cache_root()))
-    if fid or kid:
-        kwargs.update(input2=reference, input2_cache_name=reference_cache,
-                      kid_subset_size=max(2, min(kid_subset_size, len(samples), len(reference))))
-        Path(kwargs["cache_root"]).mkdir(parents=True, exist_ok=True)
-    raw = torch_fidelity.calculate_metrics(**kwargs)
+    start = time.perf_counter()
+    with progress.bar(desc=desc, unit="img") as bar:
+        inputs = _Counted(UInt8Images(samples), bar)
+        kwargs = dict(fe_kwargs)
+        kwargs.update(input1=inputs, isc=isc, fid=fid, kid=kid, cuda=torch.device(device).type == "cuda",
+                      batch_size=batch_size, isc_splits=isc_split_count(isc_splits, len(samples)),
+                      samples_shuffle=isc_shuffle, kid_subsets=kid_subsets, rng_seed=seed, verbose=False,
+                      save_cpu_ram=True,  # save_cpu_ram: DataLoader without worker forks (reads happen here)
+                      cache=True, cache_root=str(cache_root or default_cache_root()))
+        ref = None
+        if fid or kid:
+            ref = _Counted(reference, bar)
+            kwargs.update(input2=ref, input2_cache_name=reference_cache,
+                          kid_subset_size=max(2, min(kid_subset_size, len(samples), len(reference))))
+            Path(kwargs["cache_root"]).mkdir(parents=True, exist_ok=True)
+        raw = torch_fidelity.calculate_metrics(**kwargs)
+    ref_text = "" if ref is None else (f" + {len(ref)} reference images" if ref.reads else
+                                       " + the reference's cached features")
+    progress.unit_done(desc, f"{len(samples)} samples{ref_text}", time.perf_counter() - start)
     out = {}
     if isc:
         out["is"], out["is_std"] = raw[torch_fidelity.KEY_METRIC_ISC_MEAN], raw[torch_fidelity.KEY_METRIC_ISC_STD]

@@ -1,44 +1,59 @@
-"""Generation suite: IS, FID and KID of a JEM's samples (JEM Table 1 + App. B; SADA-JEM Tables 1–2).
+"""Generation suite: IS, FID and KID of a JEM's samples (JEM Table 1 + App. B; SADA-JEM Tables 1–2; JEM++ README).
 
 Sample sources (metric keys ``is/<source>``, ``fid/<source>``, ``kid/<source>``):
-  ``buffer``       the replay buffer stored in the checkpoint — JEM App. B: "single" scores are computed on the
-                   training buffer of the last checkpoint (with uniform reinit it equals re-sampling the model).
+  ``buffer``       the replay buffer stored in the checkpoint (JEM App. B: "single" scores are computed on the
+                   training buffer of the last checkpoint), after ``[buffer_selection]``: all of it (JEM), or each
+                   predicted class's most confident images (SADA-JEM ``cond_is_fid``: IS on 10 %, FID on 90 %;
+                   JEM++ ``cond_fid``: 100 per class) — :mod:`jembench.metrics.sample_selection`.
   ``fresh``        ``n_samples`` new SGLD chains (JEM Eq. 3 on log p(x), :func:`jembench.sampling.sgld`) of
-                   ``steps`` steps from p_0: ``uniform`` U(−1, 1) or ``informative`` — JEM++'s per-class Gaussians,
-                   taken from the checkpoint when it stores them, else fitted to the training set.
-  ``conditional``  JEM App. B: the top ``conditional_fraction`` (10%) of a pool (the buffer, or the fresh samples
-                   without one) by max_y p(y|x).
+                   ``steps`` steps from p_0: ``uniform`` U(−1, 1), ``informative`` (JEM++'s per-class Gaussians,
+                   taken from the checkpoint when it stores them, else fitted to the training set and cached) or
+                   ``checkpoint`` (whichever of the two the checkpoint's buffer was initialised from).
+  ``conditional``  JEM App. B: ``[conditional_selection]`` of a pool (the buffer, or the fresh samples without
+                   one) — by default the top 10 % of the whole pool by max_y p(y|x).
   ``ensemble``     with ``--ensemble``: the union of the buffers of all checkpoints given on the command line
                    (JEM App. B lumps together 5 buffers from the last epochs).
-FID and KID compare against the in-distribution training set; its features are computed once and cached on disk
+FID and KID compare against the reference split(s) of the evaluation dataset (``train``, ``test`` or
+``train+test`` — SADA-JEM / JEM++ use CIFAR-10 train + test); their features are computed once and cached on disk
 (:mod:`jembench.metrics.fidelity`). Every image is quantized to uint8 exactly once (:func:`to_uint8_rgb`).
 
-Protocol: :class:`GenerationProtocol` (defaults = the paper setting; ``suites/generation.toml`` comments every
-field), with the fresh chains' SGLD settings in ``[sgld]`` (:class:`jembench.sampling.SGLDConfig`).
-``--n-samples``, ``--steps`` and ``--init`` (:data:`OVERRIDES`) change ``n_samples``, ``sgld.n_steps`` and
-``init``; the record then carries the changed protocol (and its own hash), so overridden runs never compare equal
-to plain ones.
+Faults: a replay buffer that is not a float tensor of the model's image shape is a one-line error; one holding
+NaN / Inf is not scored (a note says why, as for a missing buffer); fresh chains that end non-finite leave their
+source unscored with a note; a run with nothing left to score is a one-line error. The fresh chains are saved
+batch by batch (``<record stem>.partial.fresh.<batch>.pt``, atomically, keyed by protocol hash, checkpoint SHA-256,
+seed, dataset and batch size), so an interrupted run resumes at the first missing batch; every batch draws from its
+own seeded RNG stream, so a resumed run gives the record an uninterrupted one gives.
+
+Protocol: :class:`GenerationProtocol` (defaults = the JEM paper setting; ``suites/generation*.toml`` comment every
+field with the official file:line it reproduces), with the fresh chains' SGLD settings in ``[sgld]``
+(:class:`jembench.sampling.SGLDConfig`). ``--n-samples``, ``--steps`` and ``--init`` (:data:`OVERRIDES`) change
+``n_samples``, ``sgld.n_steps`` and ``init``; the record then carries the changed protocol (and its own hash), so
+overridden runs never compare equal to plain ones.
 Figures: ``<record>_samples_<source>.png`` — a grid of (up to ``grid_n``) scored samples per source.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from tabulate import tabulate
+from torch.utils.data import ConcatDataset
 
-from .. import atomic, metric_keys
-from ..data import load_dataset, stack_dataset
+from .. import atomic, metric_keys, progress
+from ..data import dataset_slug, load_dataset, stack_dataset
 from ..errors import JembenchError
 from ..figures import sample_grid
 from ..metric_keys import SOURCES
 from ..metrics.fidelity import (INCEPTION, QuantizedDataset, default_cache_root, feature_extractor_kwargs,
-                                fidelity_metrics, reference_cache_name, to_uint8_rgb)
+                                fidelity_metrics, isc_split_count, jembench_cache_root, reference_cache_name,
+                                to_uint8_rgb)
+from ..metrics.sample_selection import Selection, select
 from ..models import load_checkpoint
 from ..records import make_record
 from ..sampling import ClassGaussianInit, SGLDConfig, UniformInit, sgld
@@ -47,25 +62,32 @@ from . import EvalContext
 
 NAME = "generation"
 OVERRIDES = {"n_samples": "n_samples", "steps": "sgld.n_steps", "init": "init"}  # evaluate() keyword -> field
+INITS = ("uniform", "informative", "checkpoint")
+REFERENCE_SPLITS = ("train", "test", "train+test")
 
 
 @dataclass(frozen=True)
 class GenerationProtocol:
-    """The generation protocol; defaults = the paper setting (JEM Table 1 + App. B, Inception features)."""
+    """The generation protocol; defaults = the JEM paper setting (JEM Table 1 + App. B, Inception features)."""
 
     sources: tuple[str, ...] = setting(("buffer", "fresh", "conditional"), nonempty=True, choices=SOURCES[:3],
                                        help="sample sources (ensemble is switched on by --ensemble)")
     feature_extractor: str = setting(INCEPTION, help="torch-fidelity feature extractor name")
-    reference_split: str = setting("train", choices=("train", "test"), help="FID / KID reference split")
-    reference_n: int = setting(0, ge=0, help="reference images (fixed seed-0 subset); 0 = the whole split")
+    reference_split: str = setting("train", choices=REFERENCE_SPLITS, help="FID / KID reference split(s)")
+    reference_n: int = setting(0, ge=0, help="reference images (fixed seed-0 subset); 0 = the whole split(s)")
+    buffer_selection: Selection = setting(Selection(), help="which buffer images the buffer source scores")
+    conditional_selection: Selection = setting(Selection(rule="top", is_ratio=0.1),
+                                               help="which pool images the conditional source scores")
+    conditional_pool: str = setting("buffer", choices=("buffer", "fresh"), help="pool of the conditional samples")
     n_samples: int = setting(10000, ge=2, help="fresh SGLD chains (--n-samples)")
-    init: str = setting("uniform", choices=("uniform", "informative"), help="p_0 of fresh chains (--init)")
+    init: str = setting("uniform", choices=INITS, help="p_0 of fresh chains (--init)")
     sgld: SGLDConfig = setting(SGLDConfig(n_steps=100, step_size=1.0, noise=0.01),
                                help="SGLD of the fresh chains (n_steps: --steps)")
-    conditional_fraction: float = setting(0.1, gt=0, le=1, help="top share by max_y p(y|x) (JEM App. B: 0.1)")
-    conditional_pool: str = setting("buffer", choices=("buffer", "fresh"), help="pool of the conditional samples")
-    informative_fit_n: int = setting(0, ge=0, help="training images for fitting the informative init; 0 = all")
-    isc_splits: int = setting(10, ge=1, help="Inception Score splits")
+    informative_fit_n: int = setting(0, ge=0, help="training images (seed-0 subset) for refitting the "
+                                                   "informative init; 0 = all")
+    isc_splits: int = setting(10, ge=0, help="Inception Score splits; 0 = the official max(1, N // 5000)")
+    isc_shuffle: bool = setting(True, help="shuffle (seeded) before the IS splits (torch-fidelity); the "
+                                           "official code does not")
     kid_subsets: int = setting(100, ge=1, help="KID subsets")
     kid_subset_size: int = setting(1000, ge=2, help="KID subset size")
     grid_n: int = setting(100, ge=0, help="samples per PNG grid; 0 = no grid")
@@ -76,11 +98,24 @@ PROTOCOL = GenerationProtocol
 
 @dataclass
 class _Pool:
-    """Scored images of one source: uint8 RGB images, max_y p(y|x) and argmax_y of the float images."""
+    """Classified images of one source: uint8 RGB images, max_y p(y|x), argmax_y f(x)[y] of the float images,
+    and whether each float image was finite."""
 
     images: torch.Tensor
     confidence: torch.Tensor
     label: torch.Tensor
+    finite: torch.Tensor = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.finite is None:
+            self.finite = torch.ones(len(self.images), dtype=torch.bool)
+
+    @classmethod
+    def cat(cls, parts: list[_Pool]) -> _Pool:
+        return cls(*(torch.cat([getattr(p, f) for p in parts]) for f in ("images", "confidence", "label", "finite")))
+
+    def subset(self, idx: torch.Tensor) -> _Pool:
+        return _Pool(self.images[idx], self.confidence[idx], self.label[idx], self.finite[idx])
 
 
 def _note(notes: list[str], text: str) -> None:
@@ -88,74 +123,199 @@ def _note(notes: list[str], text: str) -> None:
     print(f"jembench: generation: {text}", file=sys.stderr)
 
 
-@torch.no_grad()
-def _classify_and_quantize(model, x: torch.Tensor, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    probs = torch.softmax(model(x.to(device)).float(), dim=1).cpu()
-    conf, label = probs.max(dim=1)
-    return to_uint8_rgb(x.cpu()), conf, label
+# ----------------------------------------------------------------------------------------- the buffer
+def usable_buffer(buffer, image_shape: tuple[int, ...], what: str) -> tuple[torch.Tensor | None, str | None]:
+    """``buffer`` as float images on the CPU, or (None, why) when it cannot be scored.
+
+    Not a float tensor (N, *image_shape) with N ≥ 1: a one-line :class:`JembenchError` naming ``what`` (a
+    hostile or mis-saved file). Holding NaN / Inf (a diverged run's buffer): (None, a note) — it must not yield an
+    FID, and the suite treats it as no buffer at all."""
+    shape = tuple(int(s) for s in image_shape)
+    want = f"float images (N, {', '.join(map(str, shape))}) in [-1, 1]"
+    if buffer is None:
+        return None, None
+    if not isinstance(buffer, torch.Tensor):
+        raise JembenchError(f"{what} is a {type(buffer).__name__}, not a tensor; it must hold {want}")
+    if not buffer.is_floating_point():
+        raise JembenchError(f"{what} has dtype {str(buffer.dtype).replace('torch.', '')}; it must hold {want} "
+                            f"(uint8 levels: convert with jembench.models.dequantize_images)")
+    if buffer.dim() != len(shape) + 1 or tuple(buffer.shape[1:]) != shape or len(buffer) == 0:
+        raise JembenchError(f"{what} has shape {tuple(buffer.shape)}; it must hold {want} for this model")
+    buffer = buffer.detach().cpu()
+    bad = int((~torch.isfinite(buffer.flatten(1))).any(1).sum())
+    if bad:
+        return None, f"{bad} of {len(buffer)} images of {what} hold NaN/Inf (a diverged run?); it is not scored"
+    return buffer, None
+
+
+@torch.inference_mode()
+def _classify(model, x: torch.Tensor, device: str) -> _Pool:
+    """One batch: argmax of the logits and max softmax (official: ``logits.max(1)[1]``, ``Softmax(dim=1)(logits)
+    .max(1)[0]``, SADAJEM Task/eval_buffer.py:24-26), uint8 images, finiteness."""
+    logits = model(x.to(device)).float()
+    conf = torch.softmax(logits, dim=1).max(1).values.cpu()
+    label = logits.max(1).indices.cpu()
+    x = x.detach().cpu()
+    return _Pool(to_uint8_rgb(x), conf, label, torch.isfinite(x.flatten(1)).all(1))
 
 
 def _pool_from_images(model, images: torch.Tensor, device: str, batch_size: int) -> _Pool:
-    parts = [_classify_and_quantize(model, images[i:i + batch_size], device) for i in range(0, len(images), batch_size)]
-    return _Pool(*(torch.cat(p) for p in zip(*parts)))
+    return _Pool.cat([_classify(model, images[i:i + batch_size], device) for i in range(0, len(images), batch_size)])
 
 
-def initial_distribution(ckpt, cfg: GenerationProtocol, ctx: EvalContext) -> tuple[object, str]:
-    """p_0 of fresh chains and where it came from: U(−1, 1), or JEM++'s class Gaussians from the checkpoint
-    (when its buffer was initialised from them) or fitted to the training set."""
-    if cfg.init == "uniform":
-        return UniformInit(ckpt.image_shape), "uniform U(-1, 1)"
-    state = ckpt.init_state or {}
-    if state.get("name") == ClassGaussianInit.name and "means" in state:
-        return ClassGaussianInit.from_state_dict(state), "class Gaussians stored in the checkpoint"
-    x, y = stack_dataset(load_dataset(ctx.dataset, "train", ctx.data_root, download=ctx.download),
-                         limit=cfg.informative_fit_n or None, seed=ctx.seed)
+# -------------------------------------------------------------------------------- p_0 of fresh chains
+def informative_cache_path(dataset: str, n: int) -> Path:
+    """``$JEMBENCH_CACHE/informative-init/<dataset>-<hash>-n<n>.pt``: refitted class Gaussians (377 MB on CIFAR)."""
+    digest = hashlib.sha256(dataset.encode()).hexdigest()[:8]
+    return jembench_cache_root() / "informative-init" / f"{dataset_slug(dataset)}-{digest}-n{n}.pt"
+
+
+def fitted_class_gaussians(ctx: EvalContext, n_classes: int, fit_n: int) -> tuple[ClassGaussianInit, str]:
+    """JEM++'s class Gaussians fitted to a fixed (seed-0) subset of ``fit_n`` training images (0 = all), cached
+    on disk (:func:`informative_cache_path`) so later runs skip the fit; returns the init and where it came from."""
+    base = load_dataset(ctx.dataset, "train", ctx.data_root, download=ctx.download)
+    n = min(fit_n or len(base), len(base))
+    key = {"dataset": ctx.dataset, "n": n, "subset_seed": 0, "n_classes": int(n_classes), "jitter": 1e-4}
+    path = informative_cache_path(ctx.dataset, n)
+    what = f"class Gaussians fitted to {n} {ctx.dataset} training images"
+    if path.is_file():
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(saved, dict) and saved.get("key") == key:
+                return ClassGaussianInit.from_state_dict(saved["state"]), f"{what} (cache {path})"
+        except Exception:  # noqa: BLE001 - a damaged or foreign cache file is refitted and overwritten
+            pass
+    start = time.perf_counter()
+    x, y = stack_dataset(base, limit=n if n < len(base) else None, seed=0)
     try:
-        init = ClassGaussianInit.fit(x, y, ckpt.n_classes)
+        init = ClassGaussianInit.fit(x, y, n_classes)
     except (ValueError, RuntimeError) as exc:
         raise JembenchError(f"cannot fit the informative init to {ctx.dataset} train ({exc}); raise "
                             f"informative_fit_n in the protocol or use init = \"uniform\"") from None
-    return init, f"class Gaussians fitted to {len(x)} {ctx.dataset} training images"
+    atomic.torch_save(path, {"key": key, "state": init.state_dict()})
+    progress.unit_done("generation: informative init", f"fitted to {n} images, cached in {path}",
+                       time.perf_counter() - start)
+    return init, f"{what} (fitted now, cached in {path})"
 
 
-def fresh_samples(ckpt, cfg: GenerationProtocol, init, ctx: EvalContext) -> _Pool:
-    """``cfg.n_samples`` SGLD chains of ``cfg.sgld.n_steps`` steps on log p(x), ``ctx.batch_size`` at a time."""
-    parts = []
-    for start in range(0, cfg.n_samples, ctx.batch_size):
-        y = torch.arange(start, min(start + ctx.batch_size, cfg.n_samples)) % ckpt.n_classes
-        x = sgld(ckpt.model, init.sample(y, ctx.device), cfg.sgld)
-        parts.append(_classify_and_quantize(ckpt.model, x, ctx.device))
-    return _Pool(*(torch.cat(p) for p in zip(*parts)))
+def initial_distribution(ckpt, cfg: GenerationProtocol, ctx: EvalContext) -> tuple[object, str]:
+    """p_0 of fresh chains and where it came from: U(−1, 1); JEM++'s class Gaussians — stored in the checkpoint
+    (``init_state`` with tensors), else refitted to the training set (:func:`fitted_class_gaussians`; training
+    checkpoints record only the init's kind, ``{"name": "class_gaussian", "stored": False}``); or, for
+    ``checkpoint``, whichever of the two the checkpoint's buffer was initialised from."""
+    state = ckpt.init_state or {}
+    kind = cfg.init
+    if kind == "checkpoint":
+        if state.get("name") == ClassGaussianInit.name:
+            kind = "informative"
+        else:
+            why = "the checkpoint's p_0" if state.get("name") == UniformInit.name else "the checkpoint records no p_0"
+            return UniformInit(ckpt.image_shape), f"uniform U(-1, 1) ({why})"
+    if kind == "uniform":
+        return UniformInit(ckpt.image_shape), "uniform U(-1, 1)"
+    if state.get("name") == ClassGaussianInit.name and "means" in state:
+        return ClassGaussianInit.from_state_dict(state), "class Gaussians stored in the checkpoint"
+    return fitted_class_gaussians(ctx, ckpt.n_classes, cfg.informative_fit_n)
 
 
-def _resumable_fresh_samples(ckpt, cfg: GenerationProtocol, init, protocol, ctx: EvalContext) -> _Pool:
-    """:func:`fresh_samples`, saved (atomically) as ``<record stem>.partial.fresh.pt`` beside the record: a rerun
-    with the same output path, checkpoint, protocol and seed reuses them instead of running the chains again
-    (the expensive part of this suite). :func:`jembench.evaluation.run_suite` deletes the file once the record
-    is written."""
-    record_path = ctx.record_path
-    if not record_path:
-        return fresh_samples(ckpt, cfg, init, ctx)
-    partial = Path(record_path).with_name(f"{Path(record_path).stem}.partial.fresh.pt")
-    key = {"protocol": protocol.hash, "sha256": ckpt.sha256, "seed": ctx.seed, "dataset": ctx.dataset}
-    if partial.is_file():
+# ------------------------------------------------------------------------------------------ fresh chains
+def _batch_seed(seed: int, batch: int) -> int:
+    """The seed of batch ``batch``'s RNG stream: a batch's chains do not depend on the batches before it."""
+    return int.from_bytes(hashlib.sha256(f"jembench-fresh:{seed}:{batch}".encode()).digest()[:8], "big") >> 1
+
+
+class ChainStore:
+    """Finished batches of fresh chains as ``<record stem>.partial.fresh.<batch>.pt`` beside the record, each
+    written atomically with its key; :func:`jembench.evaluation.run_suite` deletes them once the record is on
+    disk. A file with another key (protocol, checkpoint, seed, dataset, batch size) or damaged is recomputed."""
+
+    def __init__(self, record_path: str | Path, key: dict, image_shape: tuple[int, ...]):
+        self.record_path, self.key = Path(record_path), dict(key)
+        self.hw = tuple(int(s) for s in image_shape[1:])
+
+    def path(self, batch: int) -> Path:
+        return self.record_path.with_name(f"{self.record_path.stem}.partial.fresh.{batch:05d}.pt")
+
+    def load(self, batch: int, n: int) -> _Pool | None:
+        path = self.path(batch)
+        if not path.is_file():
+            return None
         try:
-            saved = torch.load(partial, map_location="cpu", weights_only=True)
-        except Exception:  # a foreign or damaged file: recompute and overwrite it
-            saved = None
-        if isinstance(saved, dict) and saved.get("key") == key:
-            print(f"generation: reusing the fresh samples saved in {partial}", file=sys.stderr)
-            return _Pool(saved["images"], saved["confidence"], saved["label"])
-    pool = fresh_samples(ckpt, cfg, init, ctx)
-    atomic.torch_save(partial, {"key": key, "images": pool.images, "confidence": pool.confidence,
-                                "label": pool.label})
-    return pool
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(saved, dict) or saved.get("key") != {**self.key, "batch": batch}:
+                return None
+            pool = _Pool(saved["images"], saved["confidence"], saved["label"], saved["finite"])
+        except Exception:  # noqa: BLE001 - a damaged or foreign file: recompute and overwrite it
+            return None
+        ok = (pool.images.dtype == torch.uint8 and tuple(pool.images.shape) == (n, 3, *self.hw)
+              and all(len(t) == n for t in (pool.confidence, pool.label, pool.finite)))
+        return pool if ok else None
+
+    def save(self, batch: int, pool: _Pool) -> None:
+        atomic.torch_save(self.path(batch), {"key": {**self.key, "batch": batch}, "images": pool.images,
+                                             "confidence": pool.confidence, "label": pool.label,
+                                             "finite": pool.finite})
 
 
-def top_fraction(confidence: torch.Tensor, fraction: float) -> torch.Tensor:
-    """Indices of the ⌈fraction·N⌉ (at least 2) most confident samples, most confident first (JEM App. B)."""
-    k = min(len(confidence), max(2, math.ceil(fraction * len(confidence))))
-    return torch.topk(confidence, k).indices
+def fresh_samples(ckpt, cfg: GenerationProtocol, init, ctx: EvalContext, store: ChainStore | None = None) -> _Pool:
+    """``cfg.n_samples`` SGLD chains of ``cfg.sgld.n_steps`` steps on log p(x), ``ctx.batch_size`` at a time
+    (chain i starts from p_0 of class i mod C). Batch b runs under its own seed (:func:`_batch_seed`); with a
+    ``store`` finished batches are read back and new ones saved as they finish."""
+    n, bs = cfg.n_samples, ctx.batch_size
+    n_batches = math.ceil(n / bs)
+    device = torch.device(ctx.device)
+    fork = [device.index or 0] if device.type == "cuda" else []
+    parts, reused = [], 0
+    desc = "generation: fresh SGLD chains"
+    with progress.bar(total=n, desc=desc, unit="chain") as bar:
+        for b in range(n_batches):
+            start, stop = b * bs, min((b + 1) * bs, n)
+            part = store.load(b, stop - start) if store is not None else None
+            reused += part is not None
+            if part is None:
+                t0 = time.perf_counter()
+                with torch.random.fork_rng(devices=fork):
+                    torch.manual_seed(_batch_seed(ctx.seed, b))
+                    y = torch.arange(start, stop) % ckpt.n_classes
+                    x = sgld(ckpt.model, init.sample(y, ctx.device), cfg.sgld)
+                part = _classify(ckpt.model, x, ctx.device)
+                if store is not None:
+                    store.save(b, part)
+                progress.unit_done(desc, f"batch {b + 1}/{n_batches} ({stop - start} chains × {cfg.sgld.n_steps} "
+                                         f"steps)", time.perf_counter() - t0)
+            parts.append(part)
+            bar.update(stop - start)
+    if reused:
+        print(f"jembench: generation: reused {reused} of {n_batches} saved batches of fresh chains", file=sys.stderr)
+    return _Pool.cat(parts)
+
+
+# ------------------------------------------------------------------------------------------- selection
+@dataclass
+class _Scored:
+    """What one source scores: IS on ``is_pool``, FID / KID on ``fid_pool`` (often the same images)."""
+
+    is_pool: _Pool
+    fid_pool: _Pool
+    info: dict
+
+
+def _selected(pool: _Pool, selection: Selection, n_classes: int, pool_name: str) -> _Scored:
+    """``pool`` after ``selection`` (:func:`jembench.metrics.sample_selection.select`), with what was kept."""
+    def pick(ratio: float) -> _Pool:
+        idx = select(pool.confidence, pool.label, selection.rule, ratio, n_classes, selection.chunk)
+        if selection.rule == "top":  # class-sorted for the grid (JEM App. B gives no order; IS splits shuffle)
+            idx = idx[torch.argsort(pool.label[idx], stable=True)]
+        return pool.subset(idx)
+
+    is_pool = pick(selection.is_ratio)
+    fid_pool = is_pool if selection.same_sets else pick(selection.fid_ratio)
+    info = {"pool": pool_name, "pool_n": len(pool.images), "selection": selection.describe()}
+    if selection.rule != "all" and len(is_pool.images):
+        info["min_confidence"] = float(is_pool.confidence.min())
+    if selection.rule == "per_class_top":
+        info["class_counts"] = torch.bincount(pool.label, minlength=n_classes).tolist()  # official prints these
+    return _Scored(is_pool, fid_pool, info)
 
 
 def _ensemble_buffers(ckpt, ctx: EvalContext, notes: list[str]) -> torch.Tensor | None:
@@ -167,86 +327,134 @@ def _ensemble_buffers(ckpt, ctx: EvalContext, notes: list[str]) -> torch.Tensor 
         else:
             same = Path(item).resolve() == Path(ckpt.path).resolve()
             what, buf = str(item), ckpt.buffer if same else load_checkpoint(item, device="cpu").buffer
+        try:
+            buf, problem = usable_buffer(buf, ckpt.image_shape, f"the replay buffer of {what}")
+        except JembenchError as exc:
+            buf, problem = None, str(exc)
         if buf is None:
-            _note(notes, f"ensemble: {what} has no replay buffer; left out")
-        elif tuple(buf.shape[1:]) != tuple(ckpt.image_shape):
-            _note(notes, f"ensemble: {what} holds {tuple(buf.shape[1:])} images, not {tuple(ckpt.image_shape)};"
-                         f" left out")
+            _note(notes, f"ensemble: {problem or f'{what} has no replay buffer'}; left out")
         else:
-            buffers.append(to_uint8_rgb(buf.detach().cpu()))
+            buffers.append(to_uint8_rgb(buf))
     if not buffers:
         _note(notes, "ensemble: no checkpoint with a usable replay buffer; pass several checkpoints with --ensemble")
         return None
     return torch.cat(buffers)
 
 
+# ------------------------------------------------------------------------------------------- reference
+def reference_set(cfg: GenerationProtocol, ctx: EvalContext, fe_kwargs: dict) -> tuple[QuantizedDataset, str, dict]:
+    """The FID / KID reference: the protocol's split(s) of the evaluation dataset (``train+test`` = the two
+    concatenated, as SADAJEM Task/eval_buffer.py:89-91 with Task/data.py:248-262 reads CIFAR-10), a fixed seed-0
+    subset of ``reference_n`` of them when asked; its cache name and what the record says about it."""
+    splits = ("train", "test") if cfg.reference_split == "train+test" else (cfg.reference_split,)
+    parts = [load_dataset(ctx.dataset, s, ctx.data_root, download=ctx.download) for s in splits]
+    base = parts[0] if len(parts) == 1 else ConcatDataset(parts)
+    n_ref = min(cfg.reference_n or len(base), len(base))
+    indices = torch.randperm(len(base), generator=torch.Generator().manual_seed(0))[:n_ref].sort().values.tolist()
+    cache = reference_cache_name(ctx.dataset, cfg.reference_split, n_ref, fe_kwargs)
+    info = {"dataset": ctx.dataset, "split": cfg.reference_split, "n": n_ref, "split_sizes": [len(p) for p in parts],
+            "cache_name": cache, "cache_root": str(default_cache_root())}
+    return QuantizedDataset(base, indices), cache, info
+
+
+def _fresh_pool(ckpt, cfg: GenerationProtocol, protocol, ctx: EvalContext, details: dict) -> _Pool:
+    init, init_source = initial_distribution(ckpt, cfg, ctx)
+    store = None
+    if ctx.record_path:
+        key = {"protocol": protocol.hash, "sha256": ckpt.sha256, "seed": ctx.seed, "dataset": ctx.dataset,
+               "batch_size": ctx.batch_size}
+        store = ChainStore(ctx.record_path, key, ckpt.image_shape)
+    pool = fresh_samples(ckpt, cfg, init, ctx, store)
+    details["fresh"] = {"n": cfg.n_samples, "init": init_source, "sgld": cfg.sgld.to_dict(),
+                        "non_finite": int((~pool.finite).sum())}
+    return pool
+
+
+def _score(scored: _Scored, cfg: GenerationProtocol, reference, cache: str, fe_kwargs: dict, ctx: EvalContext,
+           source: str) -> dict[str, float]:
+    """IS on the IS images, FID / KID on the FID images: one torch-fidelity call when they are the same."""
+    common = dict(reference_cache=cache, fe_kwargs=fe_kwargs, isc_splits=cfg.isc_splits, isc_shuffle=cfg.isc_shuffle,
+                  kid_subsets=cfg.kid_subsets, kid_subset_size=cfg.kid_subset_size, device=ctx.device,
+                  batch_size=ctx.batch_size, seed=ctx.seed, desc=f"generation: {source} features")
+    if scored.is_pool is scored.fid_pool:
+        return fidelity_metrics(scored.is_pool.images, reference, **common)
+    result = fidelity_metrics(scored.is_pool.images, None, fid=False, kid=False, **common)
+    result.update(fidelity_metrics(scored.fid_pool.images, reference, isc=False, **common))
+    return result
+
+
 def run(ckpt, protocol, ctx: EvalContext) -> dict:
     start = time.perf_counter()
     cfg: GenerationProtocol = protocol.settings
     fe_kwargs = feature_extractor_kwargs(cfg.feature_extractor, ctx.inception_weights)  # fail fast
+    buffer, buffer_problem = usable_buffer(ckpt.buffer, ckpt.image_shape, f"the replay buffer of {ckpt.path}")
     notes: list[str] = []
     details: dict = {"feature_extractor": cfg.feature_extractor, "sources": {}}
     if "feature_extractor_weights_path" in fe_kwargs:
         details["feature_extractor_weights"] = Path(fe_kwargs["feature_extractor_weights_path"]).name
-    # the FID / KID reference: a fixed (seed 0) subset of the training set, so its cache entry is shared by runs
-    base = load_dataset(ctx.dataset, cfg.reference_split, ctx.data_root, download=ctx.download)
-    n_ref = min(cfg.reference_n or len(base), len(base))
-    indices = torch.randperm(len(base), generator=torch.Generator().manual_seed(0))[:n_ref].sort().values.tolist()
-    reference = QuantizedDataset(base, indices)
-    cache = reference_cache_name(ctx.dataset, cfg.reference_split, n_ref, fe_kwargs)
-    details["reference"] = {"dataset": ctx.dataset, "split": cfg.reference_split, "n": n_ref, "cache_name": cache,
-                            "cache_root": str(default_cache_root())}
+    reference, cache, details["reference"] = reference_set(cfg, ctx, fe_kwargs)
 
     pools: dict[str, _Pool] = {}
     want_buffer = "buffer" in cfg.sources or ("conditional" in cfg.sources and cfg.conditional_pool == "buffer")
     if want_buffer:
-        if ckpt.buffer is None:
-            _note(notes, "buffer: the checkpoint stores no replay buffer; buffer source skipped")
+        if buffer is None:
+            _note(notes, f"buffer: {buffer_problem or 'the checkpoint stores no replay buffer'}; buffer source "
+                         f"skipped")
         else:
-            pools["buffer"] = _pool_from_images(ckpt.model, ckpt.buffer, ctx.device, ctx.batch_size)
+            pools["buffer"] = _pool_from_images(ckpt.model, buffer, ctx.device, ctx.batch_size)
     cond_pool = cfg.conditional_pool if cfg.conditional_pool in pools else "fresh"
     if "fresh" in cfg.sources or ("conditional" in cfg.sources and cond_pool == "fresh"):
-        init, init_source = initial_distribution(ckpt, cfg, ctx)
-        pools["fresh"] = _resumable_fresh_samples(ckpt, cfg, init, protocol, ctx)
-        details["fresh"] = {"n": cfg.n_samples, "init": init_source, "sgld": cfg.sgld.to_dict()}
+        pools["fresh"] = _fresh_pool(ckpt, cfg, protocol, ctx, details)
 
-    samples: dict[str, _Pool | torch.Tensor] = {s: pools[s] for s in ("buffer", "fresh") if s in cfg.sources
-                                                 and s in pools}
+    scored: dict[str, _Scored] = {}
+    if "buffer" in cfg.sources and "buffer" in pools:
+        scored["buffer"] = _selected(pools["buffer"], cfg.buffer_selection, ckpt.n_classes, "buffer")
+    if "fresh" in cfg.sources:
+        scored["fresh"] = _selected(pools["fresh"], Selection(), ckpt.n_classes, "fresh")
     if "conditional" in cfg.sources:
         if cond_pool != cfg.conditional_pool:
-            _note(notes, "conditional: no replay buffer, so the top samples are taken from the fresh chains")
-        pool = pools[cond_pool]
-        idx = top_fraction(pool.confidence, cfg.conditional_fraction)
-        idx = idx[torch.argsort(pool.label[idx], stable=True)]  # class-sorted, for the grid
-        samples["conditional"] = _Pool(pool.images[idx], pool.confidence[idx], pool.label[idx])
-        details["conditional"] = {"pool": cond_pool, "fraction": cfg.conditional_fraction, "k": len(idx),
-                                  "min_confidence": float(pool.confidence[idx].min())}
+            _note(notes, "conditional: no usable replay buffer, so the samples are selected from the fresh chains")
+        chosen = scored["conditional"] = _selected(pools[cond_pool], cfg.conditional_selection, ckpt.n_classes,
+                                                   cond_pool)
+        details["conditional"] = {"pool": cond_pool, "k": len(chosen.is_pool.images),
+                                  **{k: v for k, v in chosen.info.items() if k == "min_confidence"}}
     if ctx.ensemble:
         union = _ensemble_buffers(ckpt, ctx, notes)
         if union is not None:
-            samples["ensemble"] = union
+            pool = _Pool(union, torch.ones(len(union)), torch.zeros(len(union), dtype=torch.long))
+            scored["ensemble"] = _Scored(pool, pool, {"pool": "ensemble", "pool_n": len(union),
+                                                      "selection": Selection().describe()})
             details["ensemble"] = {"checkpoints": [str(p) if not isinstance(p, torch.Tensor) else "<tensor>"
                                                    for p in ctx.ensemble]}
 
     metrics: dict[str, float] = {}
     figures: list[str] = []
-    for source, item in samples.items():
-        images = item.images if isinstance(item, _Pool) else item
-        if len(images) < 2:
-            _note(notes, f"{source}: only {len(images)} image(s); IS/FID/KID need at least 2, skipped")
+    for source, item in scored.items():
+        pool_name = item.info["pool"]
+        if pool_name in pools and not bool(pools[pool_name].finite.all()):
+            bad = int((~pools[pool_name].finite).sum())
+            _note(notes, f"{source}: {bad} of {len(pools[pool_name].images)} {pool_name} images are NaN/Inf "
+                         f"(diverged chains); not scored")
             continue
-        result = fidelity_metrics(images, reference, reference_cache=cache, fe_kwargs=fe_kwargs,
-                                  isc_splits=cfg.isc_splits, kid_subsets=cfg.kid_subsets,
-                                  kid_subset_size=cfg.kid_subset_size, device=ctx.device,
-                                  batch_size=ctx.batch_size, seed=ctx.seed)
+        small = min(len(item.is_pool.images), len(item.fid_pool.images))
+        if small < 2:
+            _note(notes, f"{source}: only {small} image(s) selected; IS/FID/KID need at least 2, skipped")
+            continue
+        result = _score(item, cfg, reference, cache, fe_kwargs, ctx, source)
         for key in metric_keys.FIDELITY_METRICS:
             metrics[metric_keys.fidelity(key, source)] = result[key]
-        details["sources"][source] = {"n": len(images), "is_std": result["is_std"], "kid_std": result["kid_std"]}
+        details["sources"][source] = {"n": len(item.fid_pool.images), "n_is": len(item.is_pool.images),
+                                      "is_splits": isc_split_count(cfg.isc_splits, len(item.is_pool.images)),
+                                      "is_std": result["is_std"], "kid_std": result["kid_std"], **item.info}
         if cfg.grid_n:
             path = ctx.figure_path(f"samples_{source}")
-            sample_grid(images, path, n=cfg.grid_n, labels=item.label if source == "conditional" else None,
-                        class_names=getattr(base, "classes", None))
+            pool = item.is_pool
+            names = getattr(getattr(reference, "base", None), "classes", None)
+            sample_grid(pool.images, path, n=cfg.grid_n, labels=pool.label if source == "conditional" else None,
+                        class_names=names)
             figures.append(path.name)
+    if not metrics:
+        raise JembenchError("generation: nothing could be scored (" + "; ".join(notes or ["no source"]) + ")")
     details["notes"] = notes
     return make_record(suite=NAME, model=ckpt.describe(), dataset=ctx.dataset, protocol=protocol, metrics=metrics,
                        details=details, figures=figures, seed=ctx.seed, wall_time_s=time.perf_counter() - start)
@@ -260,13 +468,19 @@ def format_table(record: dict) -> str:
     m = record["metrics"]
     details = record.get("details", {})
     key = metric_keys.fidelity
+
+    def n_text(info: dict) -> str:
+        n, n_is = info.get("n", ""), info.get("n_is", info.get("n", ""))
+        return f"{n_is} / {n}" if n_is != n else str(n)
+
     rows = [[source, _fmt(m.get(key("is", source)), ".3f"), _fmt(m.get(key("fid", source)), ".2f"),
-             _fmt(m.get(key("kid", source)), ".4f"), info.get("n", "")]
+             _fmt(m.get(key("kid", source)), ".4f"), n_text(info), info.get("selection", "")]
             for source, info in details.get("sources", {}).items()]
-    lines = [f"Generation, {record['model']['name']} vs {record['dataset']} "
-             f"{details.get('reference', {}).get('split', 'train')} (feature extractor "
-             f"{details.get('feature_extractor', '?')})",
-             tabulate(rows, headers=["samples", "IS ↑", "FID ↓", "KID ↓", "n"], tablefmt="github")]
+    reference = details.get("reference", {})
+    lines = [f"Generation, {record['model']['name']} vs {record['dataset']} {reference.get('split', 'train')} "
+             f"(n = {reference.get('n', '?')}; feature extractor {details.get('feature_extractor', '?')})",
+             tabulate(rows, headers=["samples", "IS ↑", "FID ↓", "KID ↓", "n (IS / FID)", "selection"],
+                      tablefmt="github")]
     if details.get("feature_extractor") not in (None, INCEPTION):
         lines.append("note: not Inception features — numbers are not comparable with the papers'")
     lines += [f"note: {n}" for n in details.get("notes", [])]
