@@ -62,7 +62,7 @@ def run_benchmarks(args) -> int:
         cifar = random_image_folder(Path(scratch.name), n_test=4000)
     specs_all = model_specs(args.wrn_batch, cifar)
     specs = [specs_all["tiny"]] + ([specs_all["wrn16-4"]] if args.wrn and not args.quick else [])
-    families = args.only or ["sgld", "train", "profile", "suites", "ddp"]
+    families = args.only or ["sgld", "train", "profile", "suites", "ddp", "attacks"]
     rows: list[Row] = []
     profiles: dict[str, str] = {}
     timings: dict[str, float] = {}
@@ -84,6 +84,9 @@ def run_benchmarks(args) -> int:
         elif family == "ddp":
             from . import ddp
             rows += ddp.run(specs, args.quick, args.device, args.threads, args.wrn_batch, cifar)
+        elif family == "attacks":
+            from . import attacks
+            rows += attacks.run(args.quick, args.device)
         timings[family] = time.perf_counter() - t0
     if scratch is not None:
         scratch.cleanup()

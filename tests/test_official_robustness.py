@@ -31,19 +31,9 @@ from jembench.protocols import Protocol
 from jembench.refine import RefinedClassifier
 from jembench.sampling import SGLDConfig
 from jembench.suites import robustness
+from test_refine import SmoothNet as Tanh  # a smooth 3-class net on 1×4×4 images
 
 SADAJEM_MIRROR = Path("/work/official/sndnyang_SADAJEM")
-
-
-class Tanh(nn.Module):
-    """A smooth 3-class net on 1×4×4 images (second derivatives exist: the exact gradient differs from BPDA)."""
-
-    def __init__(self, n_classes: int = 3):
-        super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(16, 12), nn.Tanh(), nn.Linear(12, n_classes))
-
-    def forward(self, x):
-        return self.net(x)
 
 
 class Linear(nn.Module):

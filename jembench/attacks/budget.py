@@ -70,7 +70,8 @@ class QueryBudget(nn.Module):
             raise RuntimeError(f"the attack queried {len(batch)} rows, expected {len(self.x01)} (one per input)")
         if self.max_queries and int(self.queries.max()) >= self.max_queries:
             self.stopped = "queries"
-        elif self.max_seconds and time.perf_counter() - self.started >= self.max_seconds:
+        elif self.max_seconds and int(self.queries.max()) > 0 \
+                and time.perf_counter() - self.started >= self.max_seconds:  # the first query always runs
             self.stopped = "time"
         if self.stopped:
             raise BudgetSpent(self.stopped)

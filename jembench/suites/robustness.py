@@ -3,41 +3,57 @@
 For every refinement depth K (JEM: 0, 1, 10 SGLD steps seeded at the input) the classifier
 x → SGLD_K(x) → logits (:class:`jembench.refine.RefinedClassifier`) is attacked
 
-* white-box with PGD, L∞ and L2, through torchattacks, with gradients through the refinement (or BPDA), EOT
-  for stochastic refinement, restarts, an ε grid and a per-input binary search for the minimal ε
-  (:mod:`jembench.attacks.pgd`, :mod:`jembench.attacks.search`) → robustness–distortion curves (Fig. 5);
+* white-box with PGD, L∞ and L2, with gradients through the refinement (or BPDA), EOT for stochastic
+  refinement and restarts, in one of three ways (``pgd.search``): ``bisect`` — torchattacks at every ε of a grid,
+  then a per-input binary search for the minimal ε (:mod:`jembench.attacks.pgd`, :mod:`jembench.attacks.search`);
+  ``grid`` — every ε on its own (SADA-JEM's one run per ε); ``foolbox2`` — foolbox 2's exponential + bisection
+  ε search per input with JEM's restart rule (:mod:`jembench.attacks.foolbox2`) → robustness–distortion curves
+  (Fig. 5). ``pgd.success`` says what breaks an input: the returned iterate (``final``) or any evaluated iterate
+  (``any_iterate``, SADA-JEM; foolbox 2 stops each run at its first adversarial iterate);
 * decision-based with foolbox's BoundaryAttack (L2) and PointwiseAttack (L0), started from a correctly
-  classified input of the top-2 class (:mod:`jembench.attacks.gradient_free`) → accuracy vs distance (Fig. 10).
+  classified input of the top-2 class (:mod:`jembench.attacks.gradient_free`), under per-input query and per-unit
+  time budgets (:mod:`jembench.attacks.budget`) → accuracy vs distance (Fig. 10).
 
 An adversarial counts only when a fresh ``eot_defense``-draw classifier (logits averaged) misclassifies it
 (decision-based adversarials that do not verify are moved back towards their starting point until they do,
 :func:`jembench.attacks.gradient_free.verified_along_line`; ``details`` counts them as ``unverified``).
 ε and distances are in [0, 1] pixel units (8/255, 0.5 L2); images cross from [-1, 1] once
-(:mod:`jembench.attacks`).
+(:mod:`jembench.attacks`). The attacked images: a seeded random subset, the first ``n`` in order (JEM's code) or
+SADA-JEM's shuffled-loader order (``selection``, :mod:`jembench.attacks.inputs`).
+
+Protocols: ``suites/robustness.toml`` (the papers' text generalised — neither paper's code),
+``robustness-jem-official.toml`` / ``-jem-official-l2.toml`` (JEM's attack_model.py), ``robustness-sadajem-official``
+(SADA-JEM's bpda_eot_attack.py as shipped), ``robustness-cpu.toml`` (32×32 models on a CPU), ``robustness-tiny``.
 
 Work is split into units (K, attack, block of ``batch_size`` inputs). Every unit is seeded from (seed, K,
 attack, block), so its result depends on the inputs' global positions only — never on which rank ran it or in
 what order. Under ``torchrun`` the units are shared among ranks and gathered into one record equal to the
-single-process one. After each unit its result is saved (atomically) to ``<record>.partial.json`` (rank r > 0:
-``<record>.partial.rank<r>.json``) under the protocol hash, checkpoint SHA-256, seed and dataset; a rerun with
-the same record path resumes from there, and the files are deleted once the record is complete.
+single-process one. After each unit its result is saved (atomically) to ``<record stem>.partial.<protocol
+hash>.json`` (rank r > 0: ``….rank<r>.json``) with the checkpoint SHA-256, seed and dataset; a rerun of the same
+protocol to the same record resumes from there, another protocol's partial work is left alone, and the files are
+deleted once the record is complete (exact names throughout: a record may be called ``r[1].json``). Progress:
+a bar per unit and one inside it (PGD steps / attack queries) on a terminal, one line per finished unit
+otherwise (:mod:`jembench.progress`).
 
-Protocol (:class:`RobustnessProtocol`, defaults = the paper setting; ``suites/robustness.toml`` documents every
-field)::
+Protocol (:class:`RobustnessProtocol`; ``suites/robustness.toml`` documents every field)::
 
-    n, input_seed, batch_size
-    [refine]        steps (list of K), eot_attack, eot_defense, eot_mode, bpda
+    n, selection, input_seed, batch_size
+    [refine]        steps (list of K), eot_attack, eot_defense, eot_mode, bpda, input_noise
     [refine.sgld]   step_size, noise, grad_clamp, x_clamp (a :class:`jembench.sampling.SGLDConfig`; K = n_steps)
-    [pgd]           enabled, norms, steps, step_size (α/ε), restarts, random_start, search_steps, linf_eps, l2_eps
-    [boundary]      enabled, steps
-    [pointwise]     enabled, l2_binary_search
+    [pgd]           enabled, norms, steps, step_size (α/ε), alpha (absolute α), restarts, random_start, search,
+                    success, keep, search_steps, search_start, search_growth, linf_eps, l2_eps
+    [boundary]      enabled, steps, max_queries, max_seconds
+    [pointwise]     enabled, l2_binary_search, max_queries, max_seconds
     [start]         pool, candidates
 
 Metric keys (:mod:`jembench.metric_keys`): ``clean_acc/k<K>``, ``robust_acc/<norm>/k<K>/eps=<ε %g>`` (%),
 ``boundary/median_l2/k<K>``, ``pointwise/median_l0/k<K>`` (median over all inputs: 0 when misclassified clean,
 ``inf`` when more than half resisted). ``details`` holds per-input minimal ε / distances (``None`` = no
-adversarial found), curves and forward-pass counts (images through the network: every SGLD step, EOT draw,
-restart, search step and verification counts one per image).
+adversarial found; ``search = "grid"`` also each ε's own robust flags, ``robust_at``, from which its
+``robust_acc`` comes; ``foolbox2`` also foolbox's own distance, MSE for L2, and the skipped inputs), per-input
+"no starting point" flags, queries and budget stops of the decision-based attacks, the binomial sampling error
+of every accuracy (``sampling_error``, percentage points), and forward-pass counts (images through the network:
+every SGLD step, EOT draw, restart, search step and verification counts one per image).
 """
 
 from __future__ import annotations
@@ -536,8 +552,9 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
         for unit in my_units:
             t0 = time.perf_counter()
             rows = blocks[unit.block][1]
-            what = "query" if unit.attack in ("boundary", "pointwise") else "step"
-            with progress.bar(desc=f"  {unit.key}", unit=what) as inner:
+            decision = unit.attack in ("boundary", "pointwise")
+            total = getattr(cfg, unit.attack).max_queries or None if decision else None
+            with progress.bar(total=total, desc=f"  {unit.key}", unit="query" if decision else "step") as inner:
                 mine_done[unit.key] = run_unit(unit, model, cfg, x[rows.start:rows.stop], y[rows.start:rows.stop],
                                                pool, ctx.seed, ctx.device, tick=inner.update)
             if mine is not None:
