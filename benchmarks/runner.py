@@ -97,7 +97,7 @@ def run_benchmarks(args) -> int:
     specs_all = model_specs(args.wrn_batch, cifar)
     specs = [specs_all["tiny"]] + ([specs_all["wrn16-4"]] if args.wrn and not args.quick else [])
     checkouts = {m: getattr(args, opt, None) for m, opt in OFFICIAL_OPTIONS.items()}
-    families = args.only or (["sgld", "train", "profile", "suites", "ddp", "startup"]
+    families = args.only or (["sgld", "train", "profile", "suites", "ddp", "startup", "attacks"]
                              + (["official"] if any(checkouts.values()) else []))
     rows: list[Row] = []
     profiles: dict[str, str] = {}
@@ -135,6 +135,9 @@ def run_benchmarks(args) -> int:
                                        getattr(args, "official_mode", "lockstep"))
             rows += new
             profiles.update(tables)
+        elif family == "attacks":
+            from . import attacks
+            rows += attacks.run(args.quick, args.device)
         timings[family] = time.perf_counter() - t0
     if scratch is not None:
         scratch.cleanup()

@@ -13,7 +13,6 @@ logits (OpenOOD / RobustBench style)::
 from __future__ import annotations
 
 import dataclasses
-import glob
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -185,8 +184,13 @@ def run_suite(ckpt: LoadedCheckpoint, suite_name: str, protocol: Protocol, out_p
     if distributed.is_main():
         atomic.write_json(out_path, record)
         # Long suites checkpoint their progress as <record stem>.partial* files beside the record; only now
-        # that the record is safely on disk are those obsolete.
-        for partial in out_path.parent.glob(f"{glob.escape(out_path.stem)}.partial*"):
+        # that the record is safely on disk are those obsolete. A suite that names them per protocol lists its
+        # own (``partial_files``); names are compared exactly, never globbed (a record may be called r[1].json).
+        own = getattr(suite, "partial_files", None)
+        prefix = f"{out_path.stem}.partial"
+        partials = own(out_path, protocol) if own is not None else [
+            p for p in out_path.parent.iterdir() if p.name.startswith(prefix)]
+        for partial in partials:
             partial.unlink(missing_ok=True)
     return record
 

@@ -13,8 +13,13 @@ classifier as an ``nn.Module`` over images in [-1, 1]:
   "Expectation over Transformation") by averaging the logits of ``n_draws`` independent refinements, and
   verified with many more draws — the SADA-JEM code uses 15 attack and 150 defense replicas;
 * ``bpda=True`` replaces the refinement's Jacobian by the identity in the backward pass (BPDA, Athalye et al.
-  2018): the forward value is the refined input, the gradient is that of f at the refined input. This is the
-  SADA-JEM / Hill et al. (2021) attack; exact gradients (``bpda=False``) are JEM's.
+  2018): the forward value is the refined input, the gradient is that of f at the refined input. This is what
+  JEM's own attack code computes (attack_model.py:188-196 updates the chain through ``x_k.data``, which autograd
+  does not see) and the Hill et al. (2021) attack; exact gradients (``bpda=False``) are what JEM's §5.4 text
+  describes (footnote 2);
+* ``input_noise`` σ > 0 adds N(0, σ²) to every draw's copy of the input before the SGLD steps, as JEM's attacked
+  model does (attack_model.py:168-177: each input repeated ``n_dup_chains`` times, ``+ randn·sigma``, refined,
+  logits averaged); it makes the classifier stochastic even with K = 0.
 
 Helpers: :class:`ForwardCounter` (how many images went through the network — the cost an attack paid) and
 :class:`QuenchedNoise` (fixes the SGLD noise per call so decision-based attacks see a deterministic function).
@@ -39,8 +44,11 @@ class RefinedClassifier(nn.Module):
     evaluated as one batch of ``n_draws · N`` images. The wrapped model keeps its own train/eval mode.
     """
 
-    def __init__(self, model: nn.Module, config: SGLDConfig, n_draws: int = 1, bpda: bool = False):
+    def __init__(self, model: nn.Module, config: SGLDConfig, n_draws: int = 1, bpda: bool = False,
+                 input_noise: float = 0.0):
         super().__init__()
+        if input_noise < 0:
+            raise JembenchError(f"input noise sigma must be >= 0, got {input_noise}; fix refine.input_noise")
         if n_draws < 1:
             raise JembenchError(f"the number of EOT draws must be >= 1, got {n_draws}; fix refine.eot_attack / "
                                 f"refine.eot_defense")
@@ -48,13 +56,17 @@ class RefinedClassifier(nn.Module):
         self.config = config
         self.n_draws = int(n_draws)
         self.bpda = bool(bpda)
+        self.input_noise = float(input_noise)
 
     @property
     def stochastic(self) -> bool:
-        return self.config.stochastic
+        return self.config.stochastic or self.input_noise > 0
 
     def refine(self, x: torch.Tensor) -> torch.Tensor:
-        """x after K SGLD steps; on the autograd tape iff grad mode is on and ``x`` requires a gradient."""
+        """x (plus input noise) after K SGLD steps; on the autograd tape iff grad mode is on and ``x`` requires a
+        gradient. The noise is added on the tape (its Jacobian is the identity, as in attack_model.py:172)."""
+        if self.input_noise > 0:
+            x = x + self.input_noise * torch.randn_like(x)
         if self.config.n_steps == 0:
             return x
         track = torch.is_grad_enabled() and x.requires_grad

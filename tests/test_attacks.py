@@ -14,9 +14,10 @@ import torch
 from torch import nn
 
 from jembench.attacks import PixelSpace, distances, predict, to_pixels
+from jembench.attacks.budget import QueryBudget, run_with_budget
 from jembench.attacks.gradient_free import (boundary_attack, checked_starting_points, pointwise_attack,
                                             top2_candidates, verified_along_line)
-from jembench.attacks.pgd import PGDConfig, pgd
+from jembench.attacks.pgd import PGDConfig, pgd, pgd_any_iterate
 from jembench.attacks.search import minimal_eps
 from jembench.refine import RefinedClassifier
 from jembench.sampling import SGLDConfig
@@ -199,3 +200,49 @@ def test_unverified_adversarials_move_towards_their_starting_point(binary):
     assert (distances(x01, adv, "l2") <= distances(x01, starts, "l2") + 1e-6).all()
     same, ok, moved = verified_along_line(model01, starts, starts, y)  # already verified: unchanged
     assert torch.equal(same, starts) and (moved == 0).all()
+
+
+def test_query_budget_stops_pointwise_and_keeps_the_best_adversarial_it_queried(binary):
+    """foolbox's PointwiseAttack has no query budget; the wrapper stops it at max_queries per input."""
+    model, x, y, exact = binary
+    model01, x01, kept, starts = _top2_starts(model, x, y)
+    np.random.seed(0)
+    full = run_with_budget(lambda m: pointwise_attack(m, x01, y, starts, l2_binary_search=False),
+                           QueryBudget(model01, x01, y, "l0"))
+    assert full.stopped is None and (full.queries == full.queries[0]).all() and full.queries[0] > 40
+    np.random.seed(0)
+    cut = run_with_budget(lambda m: pointwise_attack(m, x01, y, starts, l2_binary_search=False),
+                          QueryBudget(model01, x01, y, "l0", max_queries=40))
+    assert cut.stopped == "queries" and (cut.queries == 40).all()
+    assert (predict(model01, cut.adv) != y).all()  # the kept points are adversarial ...
+    l0_cut, l0_full, l0_start = (distances(x01, a, "l0") for a in (cut.adv, full.adv, starts))
+    assert (l0_cut < l0_start).all()  # ... better than the start (40 resets tried) ...
+    assert (l0_cut >= l0_full).all() and (l0_cut > l0_full).any()  # ... and no better than the full attack
+
+
+def test_query_budget_stops_the_boundary_attack_by_queries_and_by_time(binary):
+    model, x, y, exact = binary
+    model01, x01, kept, starts = _top2_starts(model, x, y)
+    torch.manual_seed(0)
+    cut = run_with_budget(lambda m: boundary_attack(m, x01, y, starts, steps=5000),
+                          QueryBudget(model01, x01, y, "l2", max_queries=30))
+    assert cut.stopped == "queries" and (cut.queries == 30).all()
+    assert (predict(model01, cut.adv) != y).all()
+    d = distances(x01, cut.adv, "l2")
+    assert (d <= distances(x01, starts, "l2") + 1e-6).all() and (d >= exact["l2"] * (1 - 1e-3)).all()
+    timed = run_with_budget(lambda m: boundary_attack(m, x01, y, starts, steps=5000),
+                            QueryBudget(model01, x01, y, "l2", max_seconds=1e-6))
+    assert timed.stopped == "time" and (timed.queries == 1).all()  # the first query always runs
+    assert torch.equal(timed.adv, starts)  # the starting points, queried first, are the best seen
+
+
+def test_any_iterate_pgd_counts_every_evaluated_iterate(binary):
+    model, x, y, exact = binary
+    model01, x01 = PixelSpace(model).eval(), to_pixels(x)
+    eps = float(exact["linf"].median())
+    cfg = PGDConfig(norm="linf", steps=7, alpha=eps / 4, random_start=False)  # 6 steps reach the ball's corner
+    out = pgd_any_iterate(model01, x01, y, eps * 1.5, cfg)
+    assert out.evaluated == 8  # the start + 6 gradient iterates + the final one
+    assert torch.equal(out.broken, exact["linf"] < eps * 1.5)  # a linear model: broken iff the optimum is inside
+    assert (predict(model01, out.adv[out.broken]) != y[out.broken]).all()
+    assert (out.distance[out.broken] <= eps * 1.5 + 1e-6).all() and (out.first[~out.broken] == -1).all()

@@ -277,7 +277,7 @@ def test_python_m_benchmarks_quick_prints_every_family(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
     families = {row["family"] for row in result["rows"]}
-    assert families == {"sgld", "train", "loop", "profile", "suite", "ddp"}
+    assert families == {"sgld", "train", "loop", "profile", "suite", "ddp", "attacks"}
     assert all(row["value"] is not None for row in result["rows"]), [r for r in result["rows"] if r["value"] is None]
     for family in families:
         assert f"| {family}" in proc.stdout  # the printed table

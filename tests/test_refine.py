@@ -117,3 +117,20 @@ def test_bad_settings_are_one_line_errors(net):
         RefinedClassifier(net, SGLDConfig(n_steps=1), n_draws=0)
     with pytest.raises(JembenchError, match="n_steps"):
         SGLDConfig(n_steps=-1)
+
+
+def test_input_noise_is_drawn_per_draw_before_the_refinement(net):
+    """JEM's attacked model (attack_model.py:168-177): each draw refines its own x + N(0, σ²) copy."""
+    x = torch.rand(3, 1, 4, 4, dtype=torch.double) * 2 - 1
+    cfg = SGLDConfig(n_steps=0)
+    model = RefinedClassifier(net, cfg, n_draws=4, input_noise=0.1)
+    assert model.stochastic and not RefinedClassifier(net, cfg, n_draws=4).stochastic
+    torch.manual_seed(3)
+    out = model(x)
+    torch.manual_seed(3)
+    reps = x.repeat(4, 1, 1, 1)
+    expected = net(reps + 0.1 * torch.randn_like(reps)).view(4, 3, -1).mean(0)
+    assert torch.allclose(out, expected)
+    assert not torch.allclose(out, model(x))  # a fresh draw at every call
+    with pytest.raises(JembenchError, match="input_noise"):
+        RefinedClassifier(net, cfg, input_noise=-1.0)

@@ -86,15 +86,41 @@ def reference(tiny_softmax_checkpoint, protocol_file, tmp_path_factory):
 
 
 # ----------------------------------------------------------------------------------------------- protocol
+def _shipped(name: str):
+    return load_protocol(REPO / "suites" / f"{name}.toml", suite="robustness").settings
+
+
 def test_shipped_protocols_parse_with_the_paper_settings():
-    paper = load_protocol("robustness", suite="robustness").settings
+    paper = _shipped("robustness")
     assert paper == robustness.RobustnessProtocol()  # the paper file spells out the defaults
     assert (paper.n, paper.pgd.restarts, paper.pgd.steps, paper.refine.steps) == (300, 20, 100, (0, 1, 10))
     assert (paper.refine.eot_attack, paper.refine.eot_defense) == (15, 150)
     assert 8 / 255 in paper.pgd.linf_eps and 0.5 in paper.pgd.l2_eps
     assert paper.refine.at(10) == SGLDConfig(n_steps=10, step_size=1.0, noise=0.01)
-    tiny = load_protocol("robustness-tiny", suite="robustness").settings
+    tiny = _shipped("robustness-tiny")
     assert tiny.n < paper.n and tiny.pgd.restarts < paper.pgd.restarts
+
+
+def test_official_protocols_hold_the_official_settings():
+    jem = _shipped("robustness-jem-official")  # attack_model.py + README.md:55
+    assert (jem.n, jem.selection, jem.refine.steps, jem.refine.eot_attack, jem.refine.input_noise) == \
+        (300, "first", (1,), 5, 0.03)
+    assert jem.refine.bpda and jem.refine.at(1) == SGLDConfig(n_steps=1, step_size=1.0, noise=0.01)
+    assert (jem.pgd.search, jem.pgd.keep, jem.pgd.steps, jem.pgd.restarts, jem.pgd.search_steps) == \
+        ("foolbox2", "last", 40, 20, 20)
+    assert jem.pgd.step_size == pytest.approx(0.01 / 0.3) and (jem.pgd.search_start, jem.pgd.search_growth) == \
+        (0.3, 1.5)
+    l2 = _shipped("robustness-jem-official-l2")  # README.md:59: --distance L2 --sigma 0.0
+    assert l2.pgd.norms == ("l2",) and l2.refine.input_noise == 0 and l2.pgd.step_size == pytest.approx(0.05 / 0.3)
+    sada = _shipped("robustness-sadajem-official")  # bpda_eot_attack.py + bpda_eot_attack_jem.json
+    assert (sada.n, sada.selection, sada.input_seed, sada.batch_size, sada.refine.steps) == \
+        (1000, "sadajem-loader", 123, 10, (0,))
+    assert (sada.pgd.search, sada.pgd.success, sada.pgd.steps, sada.pgd.restarts) == ("grid", "any_iterate", 50, 1)
+    assert sada.pgd.alpha == pytest.approx(2 / 255)
+    assert sada.pgd.linf_eps == tuple(e / 255 for e in (1, 2, 4, 8, 12, 16, 22, 30))  # scripts/bpda_attack.sh
+    assert not any(p.boundary.enabled or p.pointwise.enabled for p in (jem, l2, sada))
+    cpu = _shipped("robustness-cpu")
+    assert cpu.boundary.max_queries > 0 and cpu.pointwise.max_queries > 0  # a CPU unit is never unbounded
 
 
 @pytest.mark.parametrize("toml, message", [
@@ -109,6 +135,12 @@ def test_shipped_protocols_parse_with_the_paper_settings():
     ("n = -1", "n = -1 must be >= 1"),
     ("colour = 1", "unknown key 'colour'"),
     ("[pgd]\nenabled = false\n[boundary]\nenabled = false\n[pointwise]\nenabled = false", "every attack"),
+    ("[pgd]\nsearch = \"foolbox2\"", "set pgd.success = 'any_iterate'"),
+    ("[pgd]\nkeep = \"last\"", "use it with pgd.search = 'foolbox2'"),
+    ("[pgd]\nstep_size = \"1/0\"", "pgd.step_size = '1/0' is not a number"),
+    ("selection = \"shuffled\"", "selection = 'shuffled' must be one of"),
+    ("[boundary]\nmax_queries = -1", "boundary.max_queries = -1 must be >= 0"),
+    ("[refine]\ninput_noise = -0.1", "refine.input_noise = -0.1 must be >= 0"),
 ])
 def test_bad_protocol_fields_are_one_line_errors(toml, message):
     with pytest.raises(JembenchError, match=message.replace("(", r"\(").replace("[", r"\[")) as info:
@@ -148,7 +180,8 @@ def test_record_has_the_metric_keys_curves_and_figures(reference):
 
 def test_interrupted_run_resumes_from_partial_results(reference, tiny_softmax_checkpoint, protocol_file, tmp_path):
     out = tmp_path / "robustness.json"
-    partial = tmp_path / "robustness.partial.json"
+    digest = reference[1]["protocol"]["hash"]
+    partial = tmp_path / f"robustness.partial.{digest}.json"  # named by record and protocol
     proc = subprocess.Popen([sys.executable, *_eval_cmd(tiny_softmax_checkpoint, protocol_file, out)], cwd=REPO,
                             env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:  # kill it (SIGKILL: no chance to clean up) once a few units are saved
@@ -163,8 +196,8 @@ def test_interrupted_run_resumes_from_partial_results(reference, tiny_softmax_ch
     assert not out.exists() and partial.exists(), "the run finished before it could be interrupted"
     saved = json.loads(partial.read_text())
     assert saved["protocol_hash"] == reference[1]["protocol"]["hash"]
-    # a partial file of another protocol beside it must be ignored (its garbage would break the record)
-    foreign = tmp_path / "robustness.partial.rank5.json"
+    # a partial file under this protocol's name that holds another protocol's units must be ignored
+    foreign = tmp_path / f"robustness.partial.{digest}.rank5.json"
     foreign.write_text(json.dumps(dict(saved, protocol_hash="0" * 16, units={k: {} for k in saved["units"]})))
     done = subprocess.run([sys.executable, *_eval_cmd(tiny_softmax_checkpoint, protocol_file, out)], cwd=REPO,
                           env=ENV, capture_output=True, text=True, timeout=600)
@@ -173,6 +206,78 @@ def test_interrupted_run_resumes_from_partial_results(reference, tiny_softmax_ch
     assert "ignoring" in done.stderr and str(foreign) in done.stderr
     assert _comparable(load_record(out)) == _comparable(reference[1])  # as if never interrupted
     assert not partial.exists() and not foreign.exists()
+
+
+SMALL = """
+suite = "robustness"
+n = 4
+batch_size = 2
+[refine]
+steps = [0]
+eot_attack = 1
+eot_defense = 1
+[pgd]
+norms = ["linf"]
+steps = 2
+restarts = 1
+step_size = 0.6
+search_steps = 0
+linf_eps = [0, "16/255"]
+[boundary]
+enabled = false
+[pointwise]
+max_queries = 25
+l2_binary_search = false
+[start]
+pool = 60
+candidates = 3
+"""
+
+
+def test_partial_results_are_per_protocol_and_survive_glob_characters(tiny_softmax_checkpoint, tmp_path,
+                                                                      monkeypatch, capsys):
+    """A record path with glob characters (r[1].json) is only ever used by exact name, and a second protocol run
+    to the same record keeps the first one's partial work (issue 15)."""
+    from jembench.evaluation import evaluate
+
+    first, second = tmp_path / "a.toml", tmp_path / "b.toml"
+    first.write_text(SMALL, encoding="utf-8")
+    second.write_text(SMALL.replace("n = 4", "n = 2"), encoding="utf-8")
+    digest = load_protocol(first).hash
+    out = tmp_path / "r[1].json"
+    decoy = tmp_path / f"r1.partial.{digest}.json"  # what glob("r[1].partial…") would have matched
+    decoy.write_text("{}", encoding="utf-8")
+    real_run_unit = robustness.run_unit
+    calls = []
+
+    def crash_after_two(*args, **kwargs):  # fault injection: the process dies after two units
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real_run_unit(*args, **kwargs)
+
+    monkeypatch.setattr(robustness, "run_unit", crash_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(tiny_softmax_checkpoint, "robustness", protocol=first, out=out)
+    monkeypatch.setattr(robustness, "run_unit", real_run_unit)
+    partial = tmp_path / f"r[1].partial.{digest}.json"
+    assert len(json.loads(partial.read_text())["units"]) == 2 and not out.exists()
+    evaluate(tiny_softmax_checkpoint, "robustness", protocol=second, out=out)  # another protocol, same record
+    assert partial.exists() and decoy.exists()  # neither the first protocol's work nor a lookalike was touched
+    capsys.readouterr()
+    record = evaluate(tiny_softmax_checkpoint, "robustness", protocol=first, out=out)
+    err = capsys.readouterr().err
+    assert "2 of 4 units already done" in err and "ignoring" not in err  # the decoy was never read
+    assert not partial.exists() and decoy.exists()
+    fresh = evaluate(tiny_softmax_checkpoint, "robustness", protocol=first, out=tmp_path / "fresh.json")
+    assert _comparable(record) == _comparable(fresh)
+    # the budget: pointwise stops at 25 queries per input and says so, per input
+    entry = record["details"]["pointwise"]["k0"]
+    attacked = [q for q in entry["queries"] if q is not None]
+    assert attacked and all(q <= 25 for q in attacked)
+    assert entry["budget_stopped"] == sum(s == "queries" for s in entry["stopped"]) > 0
+    assert len(entry["no_start_inputs"]) == entry["n"] == 4
+    assert set(record["details"]["sampling_error"]) == {k for k in record["metrics"] if "_acc/" in k}
 
 
 def test_two_torchrun_processes_give_the_single_process_record(reference, tiny_softmax_checkpoint, protocol_file,

@@ -106,8 +106,7 @@ def pointwise_attack(model01: nn.Module, x01: torch.Tensor, y: torch.Tensor, sta
         return x01.clone()
     fmodel = fb.PyTorchModel(model01, bounds=(0, 1), device=x01.device)
     attack = fb.attacks.PointwiseAttack(l2_binary_search=l2_binary_search)
-    raw, _, _ = attack(fmodel, x01, fb.criteria.Misclassification(y), epsilons=None,
-                                             starting_points=starts01)
+    raw, _, _ = attack(fmodel, x01, fb.criteria.Misclassification(y), epsilons=None, starting_points=starts01)
     return raw.detach()
 
 

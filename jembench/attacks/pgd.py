@@ -8,12 +8,18 @@ verified, and for the inputs never broken the restart with the highest verified 
 a separate classifier (for a stochastic refinement: the logits averaged over many fresh draws), so a lucky
 draw during the attack does not count as a success.
 
+:func:`pgd_any_iterate` is SADA-JEM's bookkeeping (bpda_eot_attack.py:211-279): the same torchattacks run, but
+an input is broken as soon as *any* evaluated iterate is misclassified — the random start, every iterate
+torchattacks takes a gradient at, and the final one. :class:`IterateRecorder` reads those predictions off the
+forward passes torchattacks makes anyway (no extra queries but the final one).
+
 Everything here is in [0, 1] pixel space (see :mod:`jembench.attacks`): ``model01`` is a
 :class:`~jembench.attacks.PixelSpace` wrapper, ε and the step size are in [0, 1] units.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -35,6 +41,10 @@ class PGDConfig:
     restarts: int = 20
     random_start: bool = True
     eot_iter: int = 1  # > 1: torchattacks.EOTPGD (gradient-averaged EOT; L∞ only)
+    alpha: float = 0.0  # > 0: an absolute step in [0, 1] units, whatever ε (SADA-JEM: 2/255); 0 = step_size · ε
+
+    def alpha_at(self, eps: float) -> float:
+        return self.alpha if self.alpha > 0 else self.step_size * eps
 
 
 @dataclass
@@ -49,7 +59,7 @@ class AttackOutcome:
 
 def make_attack(model01: nn.Module, eps: float, cfg: PGDConfig) -> torchattacks.attack.Attack:
     """The torchattacks object for one run (torchattacks puts ``model01`` into eval mode)."""
-    alpha = cfg.step_size * eps
+    alpha = cfg.alpha_at(eps)
     if cfg.norm == "linf":
         if cfg.eot_iter > 1:
             return torchattacks.EOTPGD(model01, eps=eps, alpha=alpha, steps=cfg.steps, eot_iter=cfg.eot_iter,
@@ -95,3 +105,75 @@ def pgd(model01: nn.Module, x01: torch.Tensor, y: torch.Tensor, eps: float, cfg:
     # a perturbation clipped to the ε-ball can measure ε + 1e-8 in float32: cap it, it is within budget
     dist[success] = distances(x01[success], best[success], cfg.norm).clamp(max=eps)
     return AttackOutcome(success=success, adv=best, distance=dist)
+
+
+class IterateRecorder(nn.Module):
+    """The attacked model, recording for every forward call which inputs it misclassifies (and those points).
+
+    torchattacks' PGD classifies each iterate it takes a gradient at — the random start and the iterates after
+    steps 1 … steps − 1 — so the recorder sees SADA-JEM's per-step ``correct`` (bpda_eot_attack.py:200-209,
+    223-225) for free. Hand-written: torchattacks has no per-iterate hook.
+    """
+
+    def __init__(self, model01: nn.Module, y: torch.Tensor):
+        super().__init__()
+        self.model = model01
+        self.y = y
+        self.fooled: list[torch.Tensor] = []
+        self.points: list[torch.Tensor] = []
+
+    def forward(self, x01: torch.Tensor) -> torch.Tensor:
+        logits = self.model(x01)
+        fooled = (logits.argmax(1) != self.y).detach()
+        self.fooled.append(fooled)
+        self.points.append(x01.detach()[fooled].clone())  # only the misclassified points are kept
+        return logits
+
+
+@dataclass
+class IterateOutcome:
+    """Per input: ``broken`` (some evaluated iterate was misclassified and, for a stochastic model, verified),
+    ``first`` — the index of the first such iterate (0 = the random start, ``steps`` = the final iterate; −1 =
+    never), ``adv`` — that iterate (the input itself where none), ``distance`` — its norm in [0, 1] units
+    (``inf`` where none), and ``evaluated`` — how many iterates were classified (steps + 1)."""
+
+    broken: torch.Tensor
+    first: torch.Tensor
+    adv: torch.Tensor
+    distance: torch.Tensor
+    evaluated: int
+
+
+def pgd_any_iterate(model01: nn.Module, x01: torch.Tensor, y: torch.Tensor, eps: float, cfg: PGDConfig,
+                    verify: Callable[[torch.Tensor], torch.Tensor] | None = None) -> IterateOutcome:
+    """One torchattacks PGD run at ε; an input is broken at the first evaluated iterate its prediction is wrong.
+
+    SADA-JEM's loop (bpda_eot_attack.py:228-279): ``defended`` starts as clean correctness (the caller's) and is
+    ANDed with correctness at the random start (step 0), after each of the first ``steps − 1`` updates and,
+    without a gradient, after the last one (step ``steps``): ``steps + 1`` evaluations in all. With ``verify``
+    (a stochastic classifier), a misclassified iterate counts only if ``verify`` misclassifies it too — the
+    official ``eot_defense_verification`` (:182-188), which its shipped json never reaches (langevin_steps 0).
+    ``restarts`` is not used (the official attack has none).
+    """
+    n = len(x01)
+    recorder = IterateRecorder(model01, y).eval()
+    final = make_attack(recorder, eps, dataclasses.replace(cfg, eot_iter=1))(x01, y).detach()
+    with torch.no_grad():
+        recorder(final)  # the final evaluation (eval_and_attack_grad at step == adv_steps, :218-220)
+    broken = torch.zeros(n, dtype=torch.bool, device=x01.device)
+    first = torch.full((n,), -1, dtype=torch.long, device=x01.device)
+    adv = x01.clone()
+    for step, (fooled, points) in enumerate(zip(recorder.fooled, recorder.points)):
+        rows = fooled.nonzero().flatten()
+        new = ~broken[rows]
+        rows, points = rows[new], points[new]
+        if verify is not None and len(rows):
+            with torch.no_grad():
+                confirmed = verify(points).argmax(1) != y[rows]
+            rows, points = rows[confirmed], points[confirmed]
+        broken[rows] = True
+        first[rows] = step
+        adv[rows] = points
+    distance = torch.full((n,), float("inf"), dtype=x01.dtype, device=x01.device)
+    distance[broken] = distances(x01[broken], adv[broken], cfg.norm).clamp(max=eps)
+    return IterateOutcome(broken=broken, first=first, adv=adv, distance=distance, evaluated=len(recorder.fooled))

@@ -19,7 +19,7 @@ DESCRIPTION = ("Print a table of ratios measured in one run — SGLD step / bare
                "inputs, and write it as JSON. Same as `python -m benchmarks` in a source checkout; see "
                "benchmarks/README.md.")
 
-FAMILIES = ("sgld", "train", "profile", "suites", "ddp")
+FAMILIES = ("sgld", "train", "profile", "suites", "ddp", "attacks")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
