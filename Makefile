@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.jembench-installed
 
-.PHONY: demo test test-slow test-wheel bench install clean results reference-train reference-eval reference-runs
+.PHONY: demo test test-slow test-real test-wheel bench install clean results reference-train reference-eval reference-runs
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+# The committed CIFAR-10 reference checkpoints re-evaluated on the shared data (../shared/data) and checked against
+# their committed records (tests/test_real_data.py; a few minutes). CI runs it after `make test`.
+test-real: $(STAMP)
+	$(PY) -m pytest -q -m slow tests/test_real_data.py
 
 # The wheel in a fresh virtual environment, run from a folder outside the checkout (minutes: it installs torch).
 # JEMBENCH_WHEEL_VENV=DIR reuses a virtual environment between runs.
@@ -68,7 +73,9 @@ reference-eval: $(STAMP)
 	     $(CPU_RUNS)/$$m/train/ && \
 	  (cp runs/cifar10-cpu/$$m/samples.png $(CPU_RUNS)/$$m/train/ 2>/dev/null || true) && \
 	  $(VENV)/bin/jembench eval $(CPU_RUNS)/$$m/last.pt --suite all --preset cpu --out $(CPU_RUNS)/$$m \
-	    --no-progress || exit 1; \
+	    --no-progress && \
+	  $(VENV)/bin/jembench eval $(CPU_RUNS)/$$m/last.pt --suite ood --protocol ood-ci \
+	    --out $(CPU_RUNS)-ci/$$m/last-ood.json --no-progress || exit 1; \
 	done
 	$(VENV)/bin/jembench leaderboard $(CPU_RUNS) --table all --format md --out results/leaderboard-cifar10-cpu.md
 

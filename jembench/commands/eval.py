@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .. import atomic, escape
+from .. import atomic, escape, progress
 from ..errors import JembenchError
 from ._common import add_device_argument, add_seed_argument
 
@@ -99,6 +99,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="also score the union of all given checkpoints' buffers (JEM App. B 'ensemble')")
     add_device_argument(p)
     add_seed_argument(p)
+    p.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None,
+                   help="no progress bars (one line per finished unit instead); bars are on when stderr is a "
+                        "terminal")
 
 
 def _suites(requested: list[str] | None) -> list[str]:
@@ -129,6 +132,7 @@ def run(args) -> int:
     from ..runtime import configure_torch
     from ..suites import get_suite
 
+    progress.configure(args.progress)
     configure_torch()
     if bool(args.model) == bool(args.checkpoints):
         raise JembenchError("pass checkpoint files or --model PKG.MODULE:FACTORY (one of the two)")
