@@ -153,7 +153,8 @@ def _drop_yopo_aliases(weights: dict[str, torch.Tensor], path: str) -> tuple[dic
 
 def official_arch_kwargs(weights: dict[str, torch.Tensor], path: str = "checkpoint") -> dict:
     """WRN depth / width / norm / classes / input channels (and whether the trunk has ``f.linear``) of a
-    canonical official state dict."""
+    canonical official state dict; the trunk pools as the official one does (``avg_pool2d(out, 8)``, so non-square
+    inputs such as CelebA's 3×39×32 see the same 8×8 window as in the official evaluation)."""
     missing = [k for k in _REQUIRED if k not in weights]
     if missing:
         raise JembenchError(f"checkpoint {path} lacks {missing[0]!r}"
@@ -186,7 +187,7 @@ def official_arch_kwargs(weights: dict[str, torch.Tensor], path: str = "checkpoi
         norm = None
     return {"depth": 6 * blocks[1] + 4, "widen_factor": widen, "n_classes": weights["class_output.weight"].shape[0],
             "in_channels": weights["f.conv1.weight"].shape[1], "norm": norm,
-            "unused_linear": "f.linear.weight" in weights}
+            "unused_linear": "f.linear.weight" in weights, "pool": "official"}
 
 
 def load_official(state: dict, path: str, digest: str, dataset: str | None = None, uncond: bool = False):

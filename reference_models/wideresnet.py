@@ -4,9 +4,11 @@ The module tree matches the JEM repository's ``F`` wrapper exactly — ``f.`` (t
 ``layer1..3`` of ``wide_basic`` blocks, ``bn1``, an unused ``linear``), ``energy_output.`` and
 ``class_output.`` — so an official checkpoint's ``model_state_dict`` loads with ``strict=True`` (JEM++ / SADA-JEM
 trunks have no ``linear``: ``unused_linear=False``; :mod:`jembench.importers` maps their files onto this module).
-Differences from the official code, none of which changes the parameters: the final pooling is adaptive
-(equal to ``avg_pool2d(out, 8)`` on 32×32 inputs, and also valid for 8×8 digits), and ``forward`` returns the
-class logits f(x) directly (the energy model contract of :mod:`jembench.models`).
+Differences from the official code, none of which changes the parameters: the final pooling of jembench's own
+models is adaptive (``pool="adaptive"``: equal to ``avg_pool2d(out, 8)`` on 32×32 inputs, and also valid for 8×8
+digits); checkpoints imported from the official code pool as it does (``pool="official"``: ``avg_pool2d(out, 8)``,
+JEM wideresnet.py:121, which on CelebA's 3×39×32 ``Resize(32)`` inputs averages the top-left 8×8 of the 10×8 final
+map). ``forward`` returns the class logits f(x) directly (the energy model contract of :mod:`jembench.models`).
 
 JEM uses no normalisation (``norm=None``); JEM++ / SADA-JEM use batch norm (``norm="batch"``). Batch norm
 keeps the official code's ``nn.BatchNorm2d(n, momentum=0.9)`` (PyTorch convention: the new batch gets weight
@@ -56,12 +58,19 @@ class WideBasic(nn.Module):
         return out + self.shortcut(x)
 
 
+POOLS = ("adaptive", "official")  # the whole final map / the official avg_pool2d(out, 8)
+
+
 class WideResNetTrunk(nn.Module):
     """WRN-depth-k feature extractor (the official ``Wide_ResNet``); returns pooled features (N, 64k)."""
 
     def __init__(self, depth: int, widen_factor: int, in_channels: int = 3, norm: str | None = None,
-                 dropout_rate: float = 0.0, leak: float = 0.2, n_classes: int = 10, unused_linear: bool = True):
+                 dropout_rate: float = 0.0, leak: float = 0.2, n_classes: int = 10, unused_linear: bool = True,
+                 pool: str = "adaptive"):
         super().__init__()
+        if pool not in POOLS:
+            raise ValueError(f"WRN pool must be one of {', '.join(POOLS)}, got {pool!r}")
+        self.pool = pool
         if (depth - 4) % 6 != 0 or depth < 10:
             raise ValueError(f"WRN depth must be 6n+4 with n >= 1 (10, 16, 22, 28, ...), got {depth}")
         n = (depth - 4) // 6
@@ -87,6 +96,8 @@ class WideResNetTrunk(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.layer3(self.layer2(self.layer1(self.conv1(x))))
         out = self.lrelu(self.bn1(out))
+        if self.pool == "official":
+            return F.avg_pool2d(out, 8).flatten(1)
         return F.adaptive_avg_pool2d(out, 1).flatten(1)
 
 
@@ -94,10 +105,11 @@ class JEMWideResNet(nn.Module):
     """The official JEM ``F``: WRN trunk + class head (logits f(x)) + an energy head (unused by JEM's loss)."""
 
     def __init__(self, depth: int = 28, widen_factor: int = 10, n_classes: int = 10, in_channels: int = 3,
-                 norm: str | None = None, dropout_rate: float = 0.0, unused_linear: bool = True):
+                 norm: str | None = None, dropout_rate: float = 0.0, unused_linear: bool = True,
+                 pool: str = "adaptive"):
         super().__init__()
         self.f = WideResNetTrunk(depth, widen_factor, in_channels=in_channels, norm=norm, dropout_rate=dropout_rate,
-                                 unused_linear=unused_linear)
+                                 unused_linear=unused_linear, pool=pool)
         self.energy_output = nn.Linear(self.f.last_dim, 1)
         self.class_output = nn.Linear(self.f.last_dim, n_classes)
 
@@ -107,7 +119,9 @@ class JEMWideResNet(nn.Module):
 
 @register_architecture("wrn")
 def wide_resnet(depth: int = 28, widen_factor: int = 10, n_classes: int = 10, in_channels: int = 3,
-                norm: str | None = None, dropout_rate: float = 0.0, unused_linear: bool = True) -> JEMWideResNet:
+                norm: str | None = None, dropout_rate: float = 0.0, unused_linear: bool = True,
+                pool: str = "adaptive") -> JEMWideResNet:
     """``unused_linear=False``: the JEM++ / SADA-JEM trunk, whose ``f.linear`` is commented out
-    (JEMPP models/wideresnet_yopo.py:94-95, SADAJEM models/wideresnet.py:97)."""
-    return JEMWideResNet(depth, widen_factor, n_classes, in_channels, norm, dropout_rate, unused_linear)
+    (JEMPP models/wideresnet_yopo.py:94-95, SADAJEM models/wideresnet.py:97). ``pool="official"``: the official
+    fixed ``avg_pool2d(out, 8)`` (imported checkpoints), ``"adaptive"``: the whole final map."""
+    return JEMWideResNet(depth, widen_factor, n_classes, in_channels, norm, dropout_rate, unused_linear, pool)

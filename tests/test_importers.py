@@ -69,6 +69,23 @@ def test_official_checkpoint_loads_with_the_transcriptions_logits(tmp_path, code
         assert torch.equal(loaded.buffer, buffer)
 
 
+@pytest.mark.parametrize("codebase", CODEBASES)
+def test_imported_checkpoint_pools_non_square_inputs_as_the_official_code(tmp_path, codebase):
+    """CelebA under the official Resize(32) is 3×39×32: the final map is 10×8 and the official avg_pool2d(out, 8)
+    averages its top-left 8×8 — the imported model must too (an adaptive pool would average all of it)."""
+    official = official_model(codebase, norm="batch", seed=5)
+    loaded = load_checkpoint(save_official(official, tmp_path / "c.pt", "dict", None), dataset="cifar10")
+    x = torch.rand(6, 3, 39, 32, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    official.eval()
+    with torch.no_grad():
+        ours, theirs = loaded.model(x), official.classify(x)
+        adaptive = loaded.model.class_output(torch.nn.functional.adaptive_avg_pool2d(
+            loaded.model.f.lrelu(loaded.model.f.bn1(loaded.model.f.layer3(loaded.model.f.layer2(
+                loaded.model.f.layer1(loaded.model.f.conv1(x)))))), 1).flatten(1))
+    assert torch.allclose(ours, theirs, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(adaptive, theirs, atol=1e-3)  # the window matters on 39×32 inputs
+
+
 def test_cifar100_sized_head_and_depth_are_read_from_the_shapes(tmp_path):
     official = official_model("sada_jem", depth=16, width=1, norm="batch", n_classes=100)
     loaded = load_checkpoint(save_official(official, tmp_path / "c100.pt"), dataset="cifar100")

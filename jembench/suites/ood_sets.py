@@ -264,8 +264,8 @@ def dataset_images(s: OODSet, index: int, in_shape: tuple[int, ...], cfg, ctx: E
         h, w = seen[1:]
         notes.append(f"{s.label}: the network sees {_shape(seen)} inputs (resize = {s.resize!r}); a WRN's final "
                      f"map is then {_wrn_map(h)}×{_wrn_map(w)}: the official "
-                     f"avg_pool2d(out, 8) pools its top-left 8×8, an adaptive pooling (jembench's reference WRN) "
-                     f"all of it")
+                     f"avg_pool2d(out, 8) pools its top-left 8×8 (so do checkpoints imported from the official "
+                     f"code), jembench's own WRN (adaptive pooling) all of it")
     gen = noise_generator(ctx.seed, 2 * index + 1)
     n = min(cfg.n_out, len(ds)) if cfg.n_out else len(ds)
     if cfg.shuffle_out:
