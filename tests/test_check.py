@@ -68,7 +68,7 @@ def test_cli_exit_1_when_worse_than_published_beyond_tolerance(cli_runs):
     line = next(line for line in res.stdout.splitlines() if "| accuracy" in line)
     cells = [c.strip() for c in line.strip("|").split("|")]
     # 3 · √(SE_W(95 %)² + SE_W(97.2 %)²) at n = 10000, Wilson SEs (z = 3): 0.2183 and 0.1655 points
-    assert cells[1:8] == ["accuracy ↑", "95", "97.2", "-2.2", "±0.82", "binomial z=3", "REGRESSION"]
+    assert cells[1:8] == ["accuracy ↑", "95", "97.2", "-2.2", "±0.822", "binomial z=3", "REGRESSION"]
     assert "Softmax + SAM" in cells[8] and "Table 1" in cells[8]
     assert "| nll" not in res.stdout  # nll has no published counterpart; only failing rows are printed
     assert "FAIL" in res.stdout

@@ -35,8 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--published", default=None, metavar="DIR",
                    help="folder of published-number CSVs (default: the ones shipped with jembench)")
     p.add_argument("--tolerances", default=None, metavar="FILE",
-                   help="TOML file whose [metrics.\"PATTERN\"] entries (direction, rule, abs, rel, z, floor) override the "
-                        "default tolerances")
+                   help="TOML file whose [metrics.\"PATTERN\"] entries (direction, rule, abs, rel, z, floor) "
+                        "override the default tolerances")
     p.add_argument("--all", dest="show_all", action="store_true",
                    help="print every compared metric, not only the regressions")
     p.add_argument("--allow-missing", action="store_true",
