@@ -1,8 +1,17 @@
 """Regression checks for CI: our records against published numbers or a baseline folder of records.
 
-Each metric has a direction (higher or lower is better) and a tolerance: the allowed shortfall is
-``max(abs, rel * |reference|)`` in the metric's own unit. A number worse than its reference by more than that is
-a regression (exit 1); better or within tolerance passes (exit 0). Input that cannot be compared — a malformed
+Each metric has a direction (higher or lower is better) and a tolerance rule, named per row in the output:
+
+* ``fixed`` — the allowed shortfall is ``max(abs, rel * |reference|)`` in the metric's own unit (ECE, NLL,
+  AUPR, FPR95, IS, FID, ...: metrics without a derived sampling error);
+* ``binomial`` (accuracies, robust accuracies) and ``hanley-mcneil`` (AUROC) — the allowed shortfall is
+  ``max(floor, z * sqrt(se_ours² + se_ref²))``, the two numbers' sampling errors under their protocol
+  (:mod:`jembench.sampling_error`: Wilson for proportions, Hanley–McNeil for AUROC). A baseline averaged over
+  k records has the error of a mean, ``sqrt(sum se_i²) / k``. A record that does not carry its n falls back to
+  the fixed rule (printed as ``fixed (no n)``).
+
+A number worse than its reference by more than that is a regression (exit 1); better or within tolerance
+passes (exit 0). Input that cannot be compared — a malformed
 record or tolerance file, no reference for any metric, a baseline measured under another protocol — is an
 error (exit 2), because a check that silently compares nothing would pass forever.
 
@@ -27,6 +36,7 @@ from .protocols import read_toml
 from .published import NOT_A_REFERENCE, cite, flag_list, measured_under, needs_label
 from .records import RecordRef
 from .resources import tolerances_file
+from .sampling_error import RULES, standard_error
 
 DIRECTIONS = ("higher", "lower", "ignore")
 _EPS = 1e-9  # float noise: 95.5 - 94.5 must not exceed a tolerance of 1.0
@@ -34,15 +44,37 @@ _EPS = 1e-9  # float noise: 95.5 - 94.5 must not exceed a tolerance of 1.0
 
 @dataclass(frozen=True)
 class Rule:
-    """How one metric (pattern) is judged: direction and allowed shortfall."""
+    """How one metric (pattern) is judged: direction, tolerance rule and its parameters."""
 
     pattern: str
     direction: str
     abs: float = 0.0
     rel: float = 0.0
+    rule: str = "fixed"
+    z: float = 3.0
+    floor: float = 0.0
 
-    def allowed(self, reference: float) -> float:
+    def fixed(self, reference: float) -> float:
         return max(self.abs, self.rel * abs(reference))
+
+    def allowed(self, reference: float, errors: list[float | None] | None = None) -> tuple[float, str]:
+        """The allowed shortfall and the name of the rule that gave it. ``errors``: the sampling errors of the
+        compared numbers (None where a record carries no n)."""
+        if self.rule == "fixed":
+            return self.fixed(reference), "fixed"
+        if not errors or any(e is None or not math.isfinite(e) for e in errors):
+            return self.fixed(reference), "fixed (no n)"
+        return max(self.floor, self.z * math.sqrt(sum(e * e for e in errors))), f"{self.rule} z={self.z:g}"
+
+    def errors(self, record: dict, metric: str, value: float, reference: float, ref_record: dict | None = None
+               ) -> list[float | None]:
+        """[se of ``value`` in ``record``, se of ``reference``] (the reference at its own record's sizes, or at
+        ``record``'s for a published number: same protocol, same n)."""
+        if self.rule == "fixed":
+            return []
+        return [standard_error(self.rule, record, metric, value, self.z),
+                standard_error(self.rule, ref_record or record, metric, reference, self.z,
+                               own=ref_record is not None)]
 
 
 @dataclass
@@ -58,6 +90,7 @@ class Comparison:
     reference: float
     allowed: float
     source: str
+    rule: str = "fixed"
     status: str = ""
 
     def judge(self) -> Comparison:
@@ -96,16 +129,19 @@ def _parse_rules(path: Path, require_direction: bool, base: dict[str, dict] | No
         if not metric_keys.pattern_is_known(pattern):
             raise JembenchError(f"{where}: {pattern!r} matches no metric key; start it with one of "
                                 f"{', '.join(metric_keys.HEADS)} (e.g. \"auroc/*\")")
-        bad = set(entry) - {"direction", "abs", "rel"}
+        bad = set(entry) - {"direction", "abs", "rel", "rule", "z", "floor"}
         if bad:
-            raise JembenchError(f"{where}: unknown key(s) {sorted(bad)}; allowed: direction, abs, rel")
+            raise JembenchError(f"{where}: unknown key(s) {sorted(bad)}; allowed: direction, rule, abs, rel, z, "
+                                f"floor")
         merged = dict(rules.get(pattern, {}), **entry)
         if "direction" not in merged and (require_direction or pattern not in rules):
             raise JembenchError(f'{where} has no direction; add direction = "higher", "lower" or "ignore"')
         if merged.get("direction") not in DIRECTIONS:
             raise JembenchError(f"{where}: direction {merged.get('direction')!r} must be one of "
                                 f"{', '.join(DIRECTIONS)}")
-        for key in ("abs", "rel"):
+        if merged.get("rule", "fixed") not in RULES:
+            raise JembenchError(f"{where}: rule {merged.get('rule')!r} must be one of {', '.join(RULES)}")
+        for key in ("abs", "rel", "z", "floor"):
             value = merged.get(key, 0.0)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):
                 raise JembenchError(f"{where}: {key} = {value!r} must be a non-negative number")
@@ -119,7 +155,8 @@ def load_rules(override: str | Path | None = None, defaults: str | Path | None =
     rules = _parse_rules(Path(defaults) if defaults is not None else tolerances_file(), require_direction=True)
     if override is not None:
         rules = _parse_rules(Path(override), require_direction=False, base=rules)
-    return [Rule(p, r["direction"], float(r.get("abs", 0.0)), float(r.get("rel", 0.0))) for p, r in rules.items()]
+    return [Rule(p, r["direction"], float(r.get("abs", 0.0)), float(r.get("rel", 0.0)), r.get("rule", "fixed"),
+                 float(r.get("z", 3.0)), float(r.get("floor", 0.0))) for p, r in rules.items()]
 
 
 def rule_for(metric: str, rules: list[Rule]) -> Rule | None:
@@ -200,9 +237,11 @@ def compare_published(refs: list[RecordRef], published: pd.DataFrame, rules: lis
                                     f"{models[0]!r} (one of: {', '.join(repr(m) for m in models)})")
             first = cand.iloc[0]
             sources = ", ".join(dict.fromkeys(cite(p, t) for p, t in zip(cand["paper"], cand["table"])))
+            reference = float(first["value"])
+            allowed, used = rule.allowed(reference, rule.errors(r, metric, float(value), reference))
             comparisons.append(Comparison(str(ref.path), r["model"]["name"], r["dataset"], metric, rule.direction,
-                                          float(value), float(first["value"]), rule.allowed(float(first["value"])),
-                                          f"{first['model']} · {sources} · {first['protocol']}").judge())
+                                          float(value), reference, allowed,
+                                          f"{first['model']} · {sources} · {first['protocol']}", used).judge())
     notes = sorted(set(skipped))
     for (measured, needed), metrics in mismatched.items():
         notes.append(f"{', '.join(sorted(set(metrics)))} (measured under {measured}; the published numbers need "
@@ -242,7 +281,8 @@ def compare_baseline(refs: list[RecordRef], baseline: list[RecordRef], rules: li
             rule = rule_for(metric, rules)
             if rule is None or rule.direction == "ignore":
                 continue
-            values = [b.record["metrics"][metric] for b in same if metric in b.record["metrics"]]
+            having = [b for b in same if metric in b.record["metrics"]]
+            values = [b.record["metrics"][metric] for b in having]
             if not values:
                 notes.append(f"{ref.path}: baseline has no {metric}")
                 continue
@@ -250,10 +290,23 @@ def compare_baseline(refs: list[RecordRef], baseline: list[RecordRef], rules: li
             if not math.isfinite(reference):
                 notes.append(f"{ref.path}: baseline {metric} is not a number; skipped")
                 continue
-            source = f"baseline {same[0].path}" + (f" (mean of {len(same)})" if len(same) > 1 else "")
+            source = Path(same[0].path).name + (f" (mean of {len(same)})" if len(same) > 1 else "")
+            allowed, used = rule.allowed(reference, _baseline_errors(rule, r, metric, float(value), having))
             comparisons.append(Comparison(str(ref.path), r["model"]["name"], r["dataset"], metric, rule.direction,
-                                          float(value), reference, rule.allowed(reference), source).judge())
+                                          float(value), reference, allowed, source, used).judge())
     return comparisons, notes
+
+
+def _baseline_errors(rule: Rule, record: dict, metric: str, value: float, baseline: list[RecordRef]
+                     ) -> list[float | None]:
+    """[se of the record's value, se of the mean of the baseline values] (k independent runs: sqrt(sum se²)/k)."""
+    if rule.rule == "fixed":
+        return []
+    ours = rule.errors(record, metric, value, value)[0]
+    theirs = [rule.errors(b.record, metric, float(b.record["metrics"][metric]), 0.0)[0] for b in baseline]
+    if any(e is None for e in theirs):
+        return [ours, None]
+    return [ours, math.sqrt(sum(e * e for e in theirs)) / len(theirs)]
 
 
 def _key(record: dict) -> tuple[str, str, str]:
@@ -266,15 +319,22 @@ def _proto(record: dict) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- output
-def format_table(comparisons: list[Comparison]) -> str:
-    """The readable diff: one line per compared metric, regressions flagged."""
+def format_table(comparisons: list[Comparison], show_all: bool = False) -> str:
+    """The readable diff: one line per regression (``show_all``: per compared metric), with the rule that set
+    its tolerance; narrow columns (the arrow after the metric says which way is better; a baseline source is the
+    file name, the folder is in the summary line). Empty when nothing is to be shown."""
     rows = []
     for c in comparisons:
+        if not (show_all or c.regression):
+            continue
         delta = c.value - c.reference
-        rows.append([Path(c.record).name, c.model, c.dataset, c.metric, "↑" if c.direction == "higher" else "↓",
-                     f"{c.value:.4g}", f"{c.reference:.4g}", f"{delta:+.4g}", f"±{c.allowed:.4g}", c.status, c.source])
-    return tabulate(rows, headers=["Record", "Model", "Dataset", "Metric", "Better", "Ours", "Reference", "Δ",
-                                   "Allowed", "Status", "Reference source"], tablefmt="github", disable_numparse=True)
+        rows.append([Path(c.record).name, f"{c.metric} {'↑' if c.direction == 'higher' else '↓'}",
+                     f"{c.value:.4g}", f"{c.reference:.4g}", f"{delta:+.4g}", f"±{c.allowed:.3g}", c.rule, c.status,
+                     c.source])
+    if not rows:
+        return ""
+    return tabulate(rows, headers=["Record", "Metric", "Ours", "Ref", "Δ", "Allowed", "Rule", "Status", "Reference"],
+                    tablefmt="github", disable_numparse=True)
 
 
 def exit_code(comparisons: list[Comparison]) -> int:

@@ -46,8 +46,8 @@ def acc_record(model: dict, accuracy: float, protocol: Protocol = ACC, **extra) 
 def cli_runs(tmp_path_factory):
     """Three end-to-end runs, started together: worse than published, within tolerance, malformed."""
     d = tmp_path_factory.mktemp("check")
-    worse = write(d, "worse.json", acc_record(SAM, 95.0))  # 2.2 points below 97.2, tolerance 1.0
-    within = write(d, "within.json", acc_record(SAM, 96.5))  # 0.7 below
+    worse = write(d, "worse.json", acc_record(SAM, 95.0))  # 2.2 points below 97.2; n = 10000: tolerance 0.82
+    within = write(d, "within.json", acc_record(SAM, 96.5))  # 0.7 below, tolerance 0.74
     bad = write(d, "bad.json", {**acc_record(SAM, 96.5), "metrics": {"accuracy": "96.5"}})  # a string
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     pub = str(published_needing(d))  # SADA-JEM's accuracies need the shipped `accuracy` in this copy
@@ -67,16 +67,19 @@ def test_cli_exit_1_when_worse_than_published_beyond_tolerance(cli_runs):
     assert res.returncode == 1, res.stderr
     line = next(line for line in res.stdout.splitlines() if "| accuracy" in line)
     cells = [c.strip() for c in line.strip("|").split("|")]
-    assert cells[3:9] == ["accuracy", "↑", "95", "97.2", "-2.2", "±1"]
-    assert cells[9] == "REGRESSION" and "Softmax + SAM" in cells[10] and "Table 1" in cells[10]
+    # 3 · √(SE_W(95 %)² + SE_W(97.2 %)²) at n = 10000, Wilson SEs (z = 3): 0.2183 and 0.1655 points
+    assert cells[1:8] == ["accuracy ↑", "95", "97.2", "-2.2", "±0.822", "binomial z=3", "REGRESSION"]
+    assert "Softmax + SAM" in cells[8] and "Table 1" in cells[8]
+    assert "| nll" not in res.stdout  # nll has no published counterpart; only failing rows are printed
     assert "FAIL" in res.stdout
 
 
 def test_cli_exit_0_within_tolerance(cli_runs):
     res = cli_runs["within"]
     assert res.returncode == 0, res.stderr
-    assert "| ok " in res.stdout and "REGRESSION" not in res.stdout
-    assert "-> pass" in res.stdout
+    assert res.stdout.splitlines()[-1].startswith("check: 1 metric(s) compared")  # no table: nothing failed
+    assert "|" not in res.stdout and "REGRESSION" not in res.stdout
+    assert "0 regression(s)" in res.stdout and "-> pass" in res.stdout
 
 
 def test_cli_exit_2_on_malformed_record(cli_runs):
@@ -165,11 +168,16 @@ def test_record_sgld_steps_selects_the_published_row(tmp_path, pub_dir):
 def test_tolerance_file_overrides_defaults(tmp_path, capsys, pub_dir):
     within = write(tmp_path, "within.json", acc_record(SAM, 96.5))
     tight = tmp_path / "tight.toml"
-    tight.write_text('[metrics."accuracy"]\nabs = 0.5\n', encoding="utf-8")  # direction inherited
+    tight.write_text('[metrics."accuracy"]\nz = 1\n', encoding="utf-8")  # direction, rule, floor inherited
     assert main(["check", str(within), "--tolerances", str(tight), "--published", str(pub_dir)]) == 1
-    assert "±0.5" in capsys.readouterr().out
+    assert "±0.5 " in capsys.readouterr().out  # 1 · 0.247 < floor 0.5
+    tight.write_text('[metrics."accuracy"]\nrule = "fixed"\nabs = 0.75\n', encoding="utf-8")
+    assert main(["check", str(within), "--tolerances", str(tight), "--published", str(pub_dir), "--all"]) == 0
+    assert "| ±0.75     | fixed  " in capsys.readouterr().out
     for bad_toml, message in [('[metrics."accuracy"]\nabs = -1\n', "must be a non-negative number"),
                               ('[metrics."accuracy"]\nslack = 1\n', "unknown key(s) ['slack']"),
+                              ('[metrics."accuracy"]\nrule = "wald"\n', "must be one of fixed, binomial"),
+                              ('[metrics."accuracy"]\nz = "3"\n', "z = '3' must be a non-negative number"),
                               ('[metrics."auroc/svhn/*"]\nabs = 1\n', "has no direction"),
                               ('[metrics."aroc/*"]\ndirection = "higher"\n', "'aroc/*' matches no metric key"),
                               ('[metrics."ece"]\ndirection = "up"\n', "must be one of higher, lower, ignore"),
@@ -194,10 +202,11 @@ def test_baseline_same_protocol_regression_and_mismatch(tmp_path, capsys):
     base, cur = tmp_path / "baseline", tmp_path / "current"
     write(base, "s0.json", acc_record(SADA, 80.0))
     write(base, "s1.json", acc_record(SADA, 81.0))  # averaged: 80.5
-    write(cur, "acc.json", acc_record(SADA, 79.0))
+    write(cur, "acc.json", acc_record(SADA, 78.5))
     comps, _ = compare_baseline(load_records([cur]), load_records([base]), load_rules())
     acc = next(c for c in comps if c.metric == "accuracy")
-    assert (acc.reference, acc.status) == (80.5, "REGRESSION")  # 1.5 below, allowed 1.0
+    # 2.0 below; allowed 3 · √(SE(78.5)² + (SE(80)² + SE(81)²) / 2²) = 3 · √(0.4107² + 0.2801²) = 1.49
+    assert (acc.reference, acc.status, round(acc.allowed, 2)) == (80.5, "REGRESSION", 1.49)
     assert main(["check", str(cur), "--baseline", str(base)]) == 1
     capsys.readouterr()
     # the same model measured under another protocol: not comparable, exit 2 naming both protocols

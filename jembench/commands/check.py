@@ -16,9 +16,11 @@ DESCRIPTION = ("Compare every metric of the given records with its reference —
                "method, dataset and metric measured under the protocol that number needs (default; results/"
                "published's protocol column: same name and the shipped file's hash), or the baseline record of the "
                "same model, suite, dataset and protocol hash (--baseline DIR) — using per-metric directions and "
-               "tolerances (defaults in "
-               "suites/check-tolerances.toml, shipped with jembench; override with --tolerances FILE). "
-               "Prints a diff table. Exit status: 0 "
+               "tolerance rules (defaults in suites/check-tolerances.toml, shipped with jembench; override with "
+               "--tolerances FILE). Accuracies and robust accuracies may differ by z times the combined binomial "
+               "(Wilson) standard error of the two numbers at their n, AUROCs by z times the combined Hanley–McNeil "
+               "error, each at least a floor; other metrics by a fixed max(abs, rel × |reference|). Prints the "
+               "failing rows (--all: every row) with the rule used, then a one-line summary. Exit status: 0 "
                "when every metric holds, 1 on a regression beyond tolerance, 2 on unusable input (malformed record "
                "or tolerance file, nothing to compare, protocol mismatch with the baseline).")
 
@@ -33,7 +35,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--published", default=None, metavar="DIR",
                    help="folder of published-number CSVs (default: the ones shipped with jembench)")
     p.add_argument("--tolerances", default=None, metavar="FILE",
-                   help="TOML file whose [metrics.\"PATTERN\"] entries override the default tolerances")
+                   help="TOML file whose [metrics.\"PATTERN\"] entries (direction, rule, abs, rel, z, floor) "
+                        "override the default tolerances")
+    p.add_argument("--all", dest="show_all", action="store_true",
+                   help="print every compared metric, not only the regressions")
     p.add_argument("--allow-missing", action="store_true",
                    help="with --baseline: skip records that have no baseline counterpart instead of failing")
 
@@ -59,7 +64,9 @@ def run(args) -> int:
         raise JembenchError(f"no metric of the {len(refs)} record(s) has a reference in the {against} "
                             f"({'; '.join(notes) or 'nothing matched'}); check the records' method/dataset, pass "
                             f"--published-model NAME, or use --baseline DIR")
-    print(format_table(comparisons))
+    table = format_table(comparisons, show_all=args.show_all)
+    if table:
+        print(table)
     for note in notes:
         print(f"note: {note}")
     code = exit_code(comparisons)
