@@ -274,7 +274,11 @@ class ReplayBuffer:
             raise ValueError(f"reinit_freq must be in [0, 1], got {reinit_freq}")
         from . import memory
 
-        memory.require_buffer(size - size % n_classes, init.sample(torch.zeros(1, dtype=torch.long), "cpu").shape[1:])
+        shape = getattr(init, "image_shape", None)
+        if shape is None:  # a custom p_0: one draw tells its shape, on a forked RNG (the run's stream is untouched)
+            with torch.random.fork_rng(devices=[]):
+                shape = init.sample(torch.zeros(1, dtype=torch.long), "cpu").shape[1:]
+        memory.require_buffer(size - size % n_classes, tuple(shape))
         self.n_classes = n_classes
         self.size = size - size % n_classes
         self.init = init

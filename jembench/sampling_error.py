@@ -12,7 +12,7 @@ Two derived rules (names used in ``suites/check-tolerances.toml`` and printed pe
   ``n``: ``metrics["n"]`` of accuracy / calibration records, ``details["n"]`` of robustness records (the
   length of the per-input lists ``details["clean"]``).
 * ``hanley-mcneil`` — AUROC: the Hanley & McNeil (1982) standard error from the AUROC and the two set sizes
-  (:func:`jembench.metrics.detection.auroc_standard_error`). A record's own value uses the ``auroc_se`` the OOD
+  (:func:`auroc_standard_error`, here so that ``jembench check`` imports no torch). A record's own value uses the ``auroc_se`` the OOD
   suite stored in ``details["sets"][SET]["scores"][SCORE]``; a reference value (published, or a record without
   it) is computed from the sizes ``details["n_in"]`` and ``details["sets"][SET]["n"]``.
 
@@ -24,7 +24,16 @@ from __future__ import annotations
 
 import math
 
-from .metrics.detection import auroc_standard_error
+
+def auroc_standard_error(auroc: float, n_pos: int, n_neg: int) -> float:
+    """Hanley–McNeil standard error of an AUROC A from ``n_pos`` positives and ``n_neg`` negatives:
+    SE² = [A(1−A) + (n_pos−1)(Q1−A²) + (n_neg−1)(Q2−A²)] / (n_pos·n_neg), Q1 = A/(2−A), Q2 = 2A²/(1+A)."""
+    if math.isnan(auroc) or n_pos < 1 or n_neg < 1:
+        return math.nan
+    q1, q2 = auroc / (2 - auroc), 2 * auroc ** 2 / (1 + auroc)
+    var = (auroc * (1 - auroc) + (n_pos - 1) * (q1 - auroc ** 2) + (n_neg - 1) * (q2 - auroc ** 2)) / (n_pos * n_neg)
+    return math.sqrt(max(var, 0.0))
+
 
 RULES = ("fixed", "binomial", "hanley-mcneil")
 

@@ -60,7 +60,7 @@ def test_misspelt_key_is_one_line_naming_key_and_file(tmp_path, suite):
     ("calibration", "input_noise = true", "input_noise = True must be a number"),
     ("ood", 'scores = "log_px"', "scores = 'log_px' must be a list"),
     ("ood", "n_out = -2", "n_out = -2 must be >= 0"),
-    ("ood", 'sets = ["svhn", 3]', r"sets\[1\] = 3 must be a string"),
+    ("ood", 'sets = ["svhn", 3]', r"sets\[1\] = 3 must be a set name"),
     ("generation", "[sgld]\nnoise = -0.01", "sgld.noise = -0.01 must be >= 0"),
     ("generation", "sgld = 3", r"sgld = 3 must be a table \(\[sgld\]\)"),
     ("generation", 'init = "gauss"', "init = 'gauss' must be one of 'uniform', 'informative'"),

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
+from ..sampling_error import auroc_standard_error  # noqa: F401  (re-exported: the OOD suite's AUROC s.e.)
+
 TPR_LEVEL = 0.95
 CONVENTION = ("scores: higher = more in-distribution; in-distribution is the positive class for AUROC and AUPR "
               "(AUPR-In, average precision); fpr95 = share of OOD inputs scoring at or above the threshold that "
@@ -39,16 +41,6 @@ def fpr_at_tpr(labels: np.ndarray, scores: np.ndarray, tpr_level: float = TPR_LE
     """Smallest false-positive rate among ROC operating points whose true-positive rate is ≥ ``tpr_level``."""
     fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
     return float(fpr[np.searchsorted(tpr, tpr_level, side="left")])
-
-
-def auroc_standard_error(auroc: float, n_pos: int, n_neg: int) -> float:
-    """Hanley–McNeil standard error of an AUROC A from ``n_pos`` positives and ``n_neg`` negatives:
-    SE² = [A(1−A) + (n_pos−1)(Q1−A²) + (n_neg−1)(Q2−A²)] / (n_pos·n_neg), Q1 = A/(2−A), Q2 = 2A²/(1+A)."""
-    if math.isnan(auroc) or n_pos < 1 or n_neg < 1:
-        return math.nan
-    q1, q2 = auroc / (2 - auroc), 2 * auroc ** 2 / (1 + auroc)
-    var = (auroc * (1 - auroc) + (n_pos - 1) * (q1 - auroc ** 2) + (n_neg - 1) * (q2 - auroc ** 2)) / (n_pos * n_neg)
-    return math.sqrt(max(var, 0.0))
 
 
 def detection_metrics(score_in, score_out) -> dict[str, float]:
