@@ -19,9 +19,24 @@ import pkgutil
 import signal
 import sys
 
-from . import commands
+from . import commands, progress
 from .escape import TerminalSafeStream, one_line
 from .errors import JembenchError
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's defaults formatter without the noise: no ``(default: None)`` (an option that is simply off),
+    nothing for on/off flags (``--no-progress`` is store_false with default True, which argparse would print as
+    ``(default: True)`` next to a flag that turns something *off*; ``--x/--no-x`` flags whose default comes
+    from a preset) and nothing when the help text already states its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (action.default is None or action.default is argparse.SUPPRESS or "default" in text
+                or isinstance(action, (argparse._StoreConstAction, argparse.BooleanOptionalAction))
+                or action.nargs == 0):
+            return text
+        return super()._get_help_string(action)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,17 +69,28 @@ def build_parser(argv: list[str] | None = None, all_commands: bool = False) -> a
                     "baselines with standardized evaluation suites.",
         epilog="Run `jembench COMMAND --help` for the options of a command.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
+    _add_verbosity(parser, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     chosen = _chosen_command(argv)
     for mod in _command_modules():
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=HelpFormatter)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show full tracebacks instead of one-line errors")
+        _add_verbosity(p, argparse.SUPPRESS)
         if all_commands or mod.NAME == chosen:
             mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
+
+
+def _add_verbosity(parser: argparse.ArgumentParser, default) -> None:
+    """``-q`` / ``-v``, accepted before and after the command name (``jembench -q eval ...``, ``jembench eval -q``)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=-1, default=default,
+                       help="print warnings and errors only: no progress bars or info lines (logging WARNING)")
+    group.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const=1, default=default,
+                       help="also print debug lines (logging DEBUG); the default is info lines (logging INFO)")
 
 
 @contextlib.contextmanager
@@ -93,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         parser = build_parser(argv)
         args = parser.parse_args(argv)
         debug = getattr(args, "debug", False)
+        progress.set_verbosity(getattr(args, "verbosity", 0))
         try:
             return int(args._run(args) or 0)
         except JembenchError as exc:

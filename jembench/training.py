@@ -38,8 +38,29 @@ def train(method: str, preset: str = "tiny", out: str | Path | None = None, *, r
                                 f"start a new run in another folder") from None
     else:
         cfg = resolve_config(method, preset, overrides)
+    warn_if_gpu_idle(preset, cfg.device)
     out = Path(out) if out is not None else Path("runs") / cfg.run_name
     return Path(train_loop(cfg, out, resume=resume, progress=progress))
+
+
+def gpu_idle_warning(preset: str, device: str) -> str | None:
+    """The one-line warning for a GPU-sized ``paper`` preset (WRN-28-10, 150-200 epochs) about to train on the
+    CPU although ``torch.cuda.is_available()`` — a forgotten ``--device cuda`` costs days; None otherwise."""
+    import torch
+
+    if not preset.startswith("paper") or not str(device).startswith("cpu") or not torch.cuda.is_available():
+        return None
+    return (f"jembench: warning: the {preset!r} preset is GPU-sized but trains on the CPU although a CUDA GPU "
+            f"is available; pass --device cuda")
+
+
+def warn_if_gpu_idle(preset: str, device: str) -> None:
+    """Print :func:`gpu_idle_warning`'s line (a warning: shown under ``-q`` too), if any."""
+    from . import progress
+
+    message = gpu_idle_warning(preset, device)
+    if message:
+        progress.warning(message)
 
 
 def _stored_config(last: Path) -> dict:

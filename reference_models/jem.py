@@ -20,7 +20,7 @@ augmentation (no flips on SVHN), 5,000 training images held out (NumPy seed 1234
 their accuracy, stop rule |L| > 1e8. The paper's App. A / Table 4 say 150 epochs with decay at 50 and 100 and no
 warm-up; the preset follows the code that produced the published numbers.
 ``cpu``: a 32×32 CPU budget (:mod:`reference_models.presets`); ``tiny``: WRN-10-1 on 8×8 digits in about a
-minute on 2 CPU cores (10-step chains, lr 1e-3).
+minute of one CPU core (5-step chains, lr 3e-3, 20 epochs; see ``TINY``).
 """
 
 from __future__ import annotations
@@ -41,8 +41,14 @@ PAPER = {"method": "jem", "depth": 28, "width": 10, "norm": "none", "dropout": 0
          "sam_adaptive": False, "holdout": 5000, "holdout_seed": 1234, "select_best": "validation", "eval_every": 1,
          "loss_bound": 1e8, "gap_bound": 0.0}
 
-TINY = dict(PAPER, depth=10, width=1, lr=1e-3, epochs=6, warmup_iters=0, decay_epochs=[4], decay_rate=0.3,
-            augment=False, flip=False, px_separate=False, buffer_size=1000, sgld_steps=10, log_every=5, holdout=0,
+#: ``tiny``: the budget goes into iterations rather than chain length. Measured on digits (README "demo"): the
+#: old 6 epochs at lr 1e-3 with K = 10 left JEM under-trained and under-confident (test ECE 32 %, accuracy 90 %);
+#: neither input noise (σ = 0: ECE 31 %) nor longer chains at the same iterations helped, a lower p(x) weight
+#: did partly (0.3: ECE 13 %) but changes the method; lr 3e-3 with K = 5 over 20 epochs (440 iterations at half
+#: the cost of a K = 10 one: 2.5x the old CPU time) reached accuracy 98 %, ECE 6 %. The softmax baselines share
+#: this schedule (their ``TINY`` is this one with the p(x) term off).
+TINY = dict(PAPER, depth=10, width=1, lr=3e-3, epochs=20, warmup_iters=0, decay_epochs=[16], decay_rate=0.3,
+            augment=False, flip=False, px_separate=False, buffer_size=1000, sgld_steps=5, log_every=5, holdout=0,
             select_best="none")
 
 

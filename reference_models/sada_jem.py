@@ -39,8 +39,10 @@ PAPER = dict(jempp.PAPER, method="sada_jem", weight_decay=5e-4, epochs=200, batc
              sgld_steps=5, sam_rho=2.0, sam_adaptive=True, px_separate=False, holdout=0, select_best="test",
              loss_bound=0.0, gap_bound=1e5)
 
-TINY = dict(PAPER, depth=10, width=1, lr=0.05, epochs=6, batch_size=64, px_batch_size=64, warmup_iters=20,
-            decay_epochs=[4], augment=True, flip=False, buffer_size=1000, sgld_steps=5, log_every=5,
+#: ``tiny``: 12 epochs (measured on digits, README "demo": 6 epochs left it under-confident, accuracy 96.1 %,
+#: ECE 14.9 %; 12 epochs with the decay at 8: 96.9 %, ECE 8.1 %).
+TINY = dict(PAPER, depth=10, width=1, lr=0.05, epochs=12, batch_size=64, px_batch_size=64, warmup_iters=20,
+            decay_epochs=[8], augment=True, flip=False, buffer_size=1000, sgld_steps=5, log_every=5,
             select_best="none")
 
 

@@ -43,6 +43,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from tqdm import tqdm
 
 from jembench import atomic, distributed, memory
+from jembench import progress as messages
 from jembench.data import dataset_info, load_dataset
 from jembench.errors import JembenchError
 from jembench.figures import sample_grid
@@ -425,8 +426,8 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, stop: 
     if main:
         if not resume:
             atomic.write_json(out_dir / "config.json", cfg.to_dict())
-        print(f"[jembench] {config_summary(cfg, total_iters, iters_per_epoch, data_streams.n_train, world)}; "
-              f"full config: {out_dir / 'config.json'}", file=sys.stderr)
+        summary = config_summary(cfg, total_iters, iters_per_epoch, data_streams.n_train, world)
+        messages.info(f"[jembench] {summary}; full config: {out_dir / 'config.json'}")
     log = _Log(out_dir / "log.csv", keep_up_to=state.iteration if resume else None, enabled=main)
 
     def checkpoint(path: Path = ckpt_path) -> None:
@@ -442,8 +443,9 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, stop: 
             checkpoint(out_dir / "best.pt")
         events.write("select", it, split=cfg.select_best, accuracy=acc, best=state.best_acc, saved=improved)
         if main:
-            tqdm.write(f"[jembench] iteration {it}: {cfg.select_best} accuracy {acc:.2f}% (best {state.best_acc:.2f}%"
-                       f"{', best.pt saved' if improved else ''})", file=sys.stderr)
+            with tqdm.external_write_mode(file=sys.stderr):  # above the bar, as tqdm.write
+                messages.info(f"[jembench] iteration {it}: {cfg.select_best} accuracy {acc:.2f}% (best "
+                              f"{state.best_acc:.2f}%{', best.pt saved' if improved else ''})")
 
     def streams() -> tuple[Iterator, Iterator | None]:
         return labelled.batches(state.iteration), (px_stream.batches(state.iteration) if px_stream else None)
@@ -459,9 +461,9 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, stop: 
             bar.close()
             raise JembenchError(guard.give_up_message(event, str(ckpt_path)))
         if main:
-            print(f"[jembench] divergence at iteration {it} ({'; '.join(found['reasons'])}): rolled back to "
-                  f"{state.iteration}, lr {state.cfg.lr:g}, SGLD steps {state.cfg.sgld_steps} "
-                  f"(recovery {guard.recoveries}/{cfg.max_recoveries})", file=sys.stderr)
+            messages.warning(f"[jembench] divergence at iteration {it} ({'; '.join(found['reasons'])}): rolled "
+                             f"back to {state.iteration}, lr {state.cfg.lr:g}, SGLD steps {state.cfg.sgld_steps} "
+                             f"(recovery {guard.recoveries}/{cfg.max_recoveries})")
         log.truncate(state.iteration)
         bar.n = state.iteration
         bar.refresh()
@@ -469,8 +471,8 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, stop: 
     started, cpu_started = time.perf_counter(), time.process_time()
     data, px_data = streams()
     guard.remember(state.iteration, model, optimizer, scheduler, buffer)
-    bar = tqdm(total=total_iters, initial=state.iteration, disable=not (progress and main), desc=cfg.run_name,
-               unit="it", file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(total=total_iters, initial=state.iteration, disable=not (progress and main and messages.bars_allowed()),
+               desc=cfg.run_name, unit="it", file=sys.stderr, dynamic_ncols=True)
     window_start, window_iters, saved_at = time.perf_counter(), 0, state.iteration if resume else -1
     while state.iteration < total_iters:
         x, y = next(data)
@@ -616,8 +618,8 @@ def _restore(state: TrainState, guard: DivergenceGuard, ckpt_path: Path, rank: i
     else:
         seed_everything(rank_seed(state.cfg.seed + state.iteration, rank))
         if distributed.is_main():
-            print(f"[jembench] resuming a {len(ranks)}-process run on {world}: RNG streams reseeded, so the "
-                  f"continuation is not bit-identical to an uninterrupted run", file=sys.stderr)
+            messages.warning(f"[jembench] resuming a {len(ranks)}-process run on {world}: RNG streams reseeded, so "
+                             f"the continuation is not bit-identical to an uninterrupted run")
 
 
 # ------------------------------------------------------------------------------------------ logging

@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from reference_models import jem
+
 
 def test_help_lists_every_command(cli):
     out = cli("--help")
@@ -18,8 +20,9 @@ def test_train_then_eval_accuracy(cli, tmp_path):
               "--no-progress")
     assert out.returncode == 0, out.stderr
     assert (run / "last.pt").is_file() and (run / "log.csv").is_file() and (run / "samples.png").is_file()
-    assert "SGLD K=10" in out.stderr and str(run / "config.json") in out.stderr  # one-line summary at start
-    assert json.loads((run / "config.json").read_text())["sgld_steps"] == 10
+    k = jem.TINY["sgld_steps"]
+    assert f"SGLD K={k} " in out.stderr and str(run / "config.json") in out.stderr  # one-line summary at start
+    assert json.loads((run / "config.json").read_text())["sgld_steps"] == k
     record_path = tmp_path / "acc.json"
     out = cli("eval", "--suite", "accuracy", str(run / "last.pt"), "--out", str(record_path))
     assert out.returncode == 0, out.stderr
@@ -51,8 +54,13 @@ def test_bad_inputs_are_one_line_and_exit_2(cli, args, message):
     assert len([line for line in out.stderr.strip().splitlines() if line.startswith("jembench: error")]) == 1
 
 
-def test_demo_runs_end_to_end(cli, tmp_path):
-    out = cli("demo", "--out", str(tmp_path / "demo"), "--epochs", "1", "--suites", "accuracy", "--no-progress")
+def test_demo_runs_end_to_end_and_prints_one_row_per_method(cli, tmp_path):
+    out = cli("demo", "--out", str(tmp_path / "demo"), "--max-iters", "3", "--suites", "accuracy", "--no-progress")
     assert out.returncode == 0, out.stderr
-    assert "| Softmax" in out.stdout and "| JEM" in out.stdout and "Acc % ↑" in out.stdout
-    assert (tmp_path / "demo" / "jem" / "eval" / "accuracy.json").is_file()
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| ") and "Acc % ↑" not in line]
+    assert [row.split("|")[1].strip() for row in rows] == ["Softmax", "Softmax+SAM", "JEM", "JEM++", "SADA-JEM"]
+    assert "Acc % ↑" in out.stdout and "skipped" not in out.stdout
+    for method in ("softmax", "softmax_sam", "jem", "jempp", "sada_jem"):
+        record = json.loads((tmp_path / "demo" / method / "eval" / "accuracy.json").read_text())
+        assert record["model"]["method"] == method and record["metrics"]["n"] == 360
+        assert json.loads((tmp_path / "demo" / method / "config.json").read_text())["max_iters"] == 3

@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (suites and DDP follow it)")
     p.add_argument("--wrn-batch", type=int, default=16,
                    help="batch (= SGLD chains) of the WRN-16-4 rows; the tiny rows use the presets' 64")
-    p.add_argument("--no-wrn", dest="wrn", action="store_false", help="skip the WRN-16-4 rows")
+    p.add_argument("--no-wrn", dest="wrn", action="store_false", help="skip the WRN-16-4 rows (default: include them)")
     p.add_argument("--cifar", default=None,
                    help="ImageFolder with train/ and test/ of 32x32 images (default ../shared/data/cifar10-jpeg; "
                         "random PNGs when absent)")

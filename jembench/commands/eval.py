@@ -63,7 +63,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "checkpoints and --model)")
     p.add_argument("--data-root", default=None,
                    help="folder holding torchvision datasets (default: $JEMBENCH_DATA, else data)")
-    p.add_argument("--no-download", dest="download", action="store_false", help="never download datasets")
+    p.add_argument("--no-download", dest="download", action="store_false",
+                   help="never download datasets (default: download a missing torchvision dataset)")
     p.add_argument("--batch-size", type=int, default=256,
                    help="evaluation batch size (a protocol's batch_size, e.g. the official 100, takes precedence)")
     p.add_argument("--workers", type=int, default=0,

@@ -33,7 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", default=None, metavar="DIR",
                    help="continue the run in DIR from its newest checkpoint (DIR/last.pt); options given here "
                         "override the stored config (e.g. --epochs to extend)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="hide the progress bar (default: a bar when stderr is a terminal)")
     hyper = p.add_argument_group("hyperparameters (default: from the preset)")
     hints = typing.get_type_hints(TrainConfig)
     for f in fields(TrainConfig):
