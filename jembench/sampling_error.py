@@ -12,9 +12,9 @@ Two derived rules (names used in ``suites/check-tolerances.toml`` and printed pe
   ``n``: ``metrics["n"]`` of accuracy / calibration records, ``details["n"]`` of robustness records (the
   length of the per-input lists ``details["clean"]``).
 * ``hanley-mcneil`` — AUROC: the Hanley & McNeil (1982) standard error from the AUROC and the two set sizes
-  (:func:`auroc_standard_error`, here so that ``jembench check`` imports no torch). A record's own value uses the ``auroc_se`` the OOD
-  suite stored in ``details["sets"][SET]["scores"][SCORE]``; a reference value (published, or a record without
-  it) is computed from the sizes ``details["n_in"]`` and ``details["sets"][SET]["n"]``.
+  (:func:`auroc_standard_error`, here so that ``jembench check`` imports no torch). A record's own value uses
+  the ``auroc_se`` the OOD suite stored in ``details["sets"][SET]["scores"][SCORE]``; a reference value
+  (published, or a record without it) is computed from the sizes ``details["n_in"]`` and ``details["sets"][SET]["n"]``.
 
 A published number is taken to be measured under the same protocol as the record it is compared with (check
 compares only then), hence on the same n: its error is the rule's error at the published value and the record's n.

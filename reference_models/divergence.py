@@ -10,7 +10,8 @@ model blows up. What worked: (1) a lower learning rate, (2) more SGLD steps per 
   The presets' bounds are the official codes' stopping rules, so the guard acts exactly where the official run
   would have stopped: JEM and JEM++ stop when |L| > 1e8 (train_wrn_ebm.py:354-357, train_jempp.py:286-290),
   SADA-JEM when its p(x) term |E(x) − E(x̂)| > 1e5 (train_sadajem.py:218-222) — where they stop (JEM: a
-  deliberate ZeroDivisionError; JEM++ / SADA-JEM: return without a final checkpoint), the guard recovers. The flag (plus "all weights finite") is read — one sync, all-reduced under DDP — only
+  deliberate ZeroDivisionError; JEM++ / SADA-JEM: return without a final checkpoint), the guard recovers.
+  The flag (plus "all weights finite") is read — one sync, all-reduced under DDP — only
   at *check points*: the log cadence, before every checkpoint write and at the end, so no bad state ever
   reaches the disk;
 * **remember** — after every passing check, the whole training state (weights, optimizer, scheduler, replay
