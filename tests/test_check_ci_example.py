@@ -73,12 +73,12 @@ def eval_records(checkpoint: Path, ws: Path, *extra: str) -> None:
 
 
 def degraded(checkpoint: Path, out: Path) -> Path:
-    """The checkpoint with every weight tensor perturbed by Gaussian noise of half its own spread."""
+    """The checkpoint with every weight tensor perturbed by Gaussian noise of its own spread."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     gen = torch.Generator().manual_seed(0)
     for key, value in state["model_state"].items():
         if value.is_floating_point() and value.dim() > 1:
-            value.add_(0.5 * value.std() * torch.randn(value.shape, generator=gen))
+            value.add_(value.std() * torch.randn(value.shape, generator=gen))
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, out)
     return out

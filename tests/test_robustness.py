@@ -43,8 +43,8 @@ steps = 3
 restarts = 2
 step_size = 0.6
 search_steps = 1
-linf_eps = [0, "4/255", "16/255", "64/255"]
-l2_eps = [0, 0.5, 2.0]
+linf_eps = [0, "4/255", "16/255", "128/255"]
+l2_eps = [0, 0.5, 4.0]
 [boundary]
 steps = 20
 [pointwise]
@@ -159,7 +159,7 @@ def test_record_has_the_metric_keys_curves_and_figures(reference):
     m, d = _comparable(record)
     for k in (0, 1):
         assert f"clean_acc/k{k}" in m
-        for norm, grid in (("linf", [0, 4 / 255, 16 / 255, 64 / 255]), ("l2", [0, 0.5, 2.0])):
+        for norm, grid in (("linf", [0, 4 / 255, 16 / 255, 128 / 255]), ("l2", [0, 0.5, 4.0])):
             accs = [m[f"robust_acc/{norm}/k{k}/eps={eps:g}"] for eps in grid]
             assert accs[0] == m[f"clean_acc/k{k}"]  # ε = 0 is the clean accuracy
             assert all(a >= b for a, b in zip(accs, accs[1:]))  # never rises with ε
