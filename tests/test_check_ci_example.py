@@ -99,14 +99,14 @@ def test_readme_ci_block_is_what_this_test_runs():
     assert "--preset tiny" in the_line(lines, "jembench train") and "--preset tiny" in the_line(lines, "jembench eval")
 
 
-def test_readme_check_line_passes_across_seeds_and_fails_a_degraded_model(tmp_path, tiny_jem_checkpoint):
+def test_readme_check_line_passes_across_seeds_and_fails_a_degraded_model(tmp_path, demo_jem_checkpoint):
     check = the_line(readme_ci_lines(), "jembench check")
     other_seed = _train_tiny("jem", tmp_path / "seed1", seed=1)
     spaces = {name: workspace(tmp_path / name) for name in ("seed0", "eval-seed1", "seed1", "degraded")}
-    eval_records(tiny_jem_checkpoint, spaces["seed0"])
-    eval_records(tiny_jem_checkpoint, spaces["eval-seed1"], "--seed", "1")  # OOD sets drawn anew
+    eval_records(demo_jem_checkpoint, spaces["seed0"])
+    eval_records(demo_jem_checkpoint, spaces["eval-seed1"], "--seed", "1")  # OOD sets drawn anew
     eval_records(other_seed, spaces["seed1"])
-    eval_records(degraded(tiny_jem_checkpoint, tmp_path / "broken" / "last.pt"), spaces["degraded"])
+    eval_records(degraded(demo_jem_checkpoint, tmp_path / "broken" / "last.pt"), spaces["degraded"])
     assert accuracy_of(spaces["degraded"]) <= accuracy_of(spaces["seed0"]) - 10  # the premise: a real regression
     procs = {name: bash(check, ws) for name, ws in spaces.items()}
     done = {name: (p.communicate(timeout=300), p.returncode) for name, p in procs.items()}
