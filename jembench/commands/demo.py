@@ -18,6 +18,7 @@ from tabulate import tabulate
 
 from .. import atomic, progress
 from ..errors import JembenchError
+from ._common import add_progress_argument
 
 NAME = "demo"
 ORDER = 1
@@ -41,9 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder holding torchvision datasets, for OOD sets (default: $JEMBENCH_DATA, else data)")
     p.add_argument("--seed", type=int, default=0, help="seed for training and evaluation")
     p.add_argument("--device", default="cpu", help="torch device")
-    p.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="hide progress bars (default: bars when stderr is a terminal, else one line per "
-                        "finished unit)")
+    add_progress_argument(p, "hide progress bars (default: bars when stderr is a terminal, else one line per "
+                             "finished unit)")
 
 
 def run(args) -> int:

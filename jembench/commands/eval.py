@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .. import atomic, escape, progress
 from ..errors import JembenchError
-from ._common import add_device_argument, add_seed_argument
+from ._common import add_device_argument, add_progress_argument, add_seed_argument
 
 NAME = "eval"
 ORDER = 20
@@ -100,9 +100,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="also score the union of all given checkpoints' buffers (JEM App. B 'ensemble')")
     add_device_argument(p)
     add_seed_argument(p)
-    p.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None,
-                   help="no progress bars (one line per finished unit instead); bars are on when stderr is a "
-                        "terminal")
+    add_progress_argument(p, "no progress bars (one line per finished unit instead); bars are on when stderr is a "
+                             "terminal")
 
 
 def _suites(requested: list[str] | None) -> list[str]:
@@ -133,7 +132,7 @@ def run(args) -> int:
     from ..runtime import configure_torch
     from ..suites import get_suite
 
-    progress.configure(args.progress)
+    progress.configure(None if args.progress else False)  # None: bars when stderr is a terminal
     configure_torch()
     if bool(args.model) == bool(args.checkpoints):
         raise JembenchError("pass checkpoint files or --model PKG.MODULE:FACTORY (one of the two)")

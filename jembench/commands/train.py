@@ -6,6 +6,8 @@ import argparse
 import typing
 from dataclasses import fields
 
+from ._common import add_progress_argument
+
 NAME = "train"
 ORDER = 10
 HELP = "train a reference model: jem, jempp, sada_jem, softmax, softmax_sam"
@@ -33,8 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", default=None, metavar="DIR",
                    help="continue the run in DIR from its newest checkpoint (DIR/last.pt); options given here "
                         "override the stored config (e.g. --epochs to extend)")
-    p.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="hide the progress bar (default: a bar when stderr is a terminal)")
+    add_progress_argument(p, "hide the progress bar (default: a bar when stderr is a terminal)")
     hyper = p.add_argument_group("hyperparameters (default: from the preset)")
     hints = typing.get_type_hints(TrainConfig)
     for f in fields(TrainConfig):
