@@ -6,6 +6,8 @@ denominator alternate, same model, same batch, same threads, warm-up excluded â€
 hits both alike. Families (one module each):
 
 * :mod:`benchmarks.sgld`      SGLD step / bare input-gradient loop; channels-last; ``--compile``
+* :mod:`benchmarks.allocator` SGLD step with jembench's glibc allocator setting / glibc's defaults (fresh
+                              processes; reported in the ``sgld`` family)
 * :mod:`benchmarks.training`  JEM / JEM++ / SADA-JEM iteration / ((K+1) Ã— plain classifier step); loop overhead
 * :mod:`benchmarks.suites`    each suite's throughput and peak RSS at N and 4N images (fresh subprocesses)
 * :mod:`benchmarks.ddp`       2-process gloo DDP iteration / 1 process on half the batch (torchrun)

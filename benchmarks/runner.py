@@ -105,8 +105,10 @@ def run_benchmarks(args) -> int:
     for family in families:
         t0 = time.perf_counter()
         if family == "sgld":
-            from . import sgld
+            from . import allocator, sgld
             rows += sgld.run(specs, args.quick, args.device, args.compile)
+            if args.device == "cpu":  # a host-allocator setting: nothing to measure on a GPU's memory
+                rows += allocator.run(args.quick, args.threads)
         elif family == "train":
             from . import training
             rows += training.run(specs, args.quick, args.device)

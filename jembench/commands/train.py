@@ -71,8 +71,10 @@ def overrides_from_args(args) -> dict:
 
 def run(args) -> int:
     from .. import distributed
+    from ..runtime import keep_freed_memory
     from ..training import train
 
+    keep_freed_memory()  # the allocator only; training keeps the official arithmetic (no flush-to-zero)
     try:
         ckpt = train(args.method, args.preset, args.resume or args.out, resume=bool(args.resume),
                      progress=args.progress, **overrides_from_args(args))
