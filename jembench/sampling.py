@@ -89,6 +89,17 @@ def sgld(
     return _sgld_detached(model, x0, config, y, stats)
 
 
+def _noise_buffer(x: torch.Tensor) -> torch.Tensor:
+    """An uninitialised tensor of ``x``'s shape in the standard (row-major) layout, whatever ``x``'s memory format.
+
+    Why: the noise ε must not depend on how the chains are laid out in memory. Drawn into a row-major tensor,
+    ``normal_`` gives the values ``torch.randn(x.shape)`` gives (and ``randn_like`` of an NCHW chain, as the
+    official code draws it) on every layout, and on a CPU it takes torch's vectorised sampler; a channels-last
+    buffer would take the element-by-element one, which draws other values and cost 7.5 ms of a 130 ms SGLD step
+    of a WRN-10-2 on 64 chains (torch.profiler). Adding it to a channels-last chain reads it by index."""
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+
+
 def _sgld_detached(model: nn.Module, x0: torch.Tensor, config: SGLDConfig, y: torch.Tensor | None,
                    stats: dict | None) -> torch.Tensor:
     """The fast path: one forward and one input-gradient backward per step and nothing else on the tape.
@@ -96,7 +107,8 @@ def _sgld_detached(model: nn.Module, x0: torch.Tensor, config: SGLDConfig, y: to
     Per step the only new tensors are the ones autograd itself allocates (activations, the input gradient):
     the chain state ``x`` is one buffer updated in place, the update (clamp, ×α, +σε) is written into one
     scratch buffer, the noise is drawn into a preallocated buffer (``normal_`` consumes the generator exactly
-    as ``randn_like`` does), no update op is recorded by autograd, and there is no host synchronisation.
+    as ``randn_like`` does; see :func:`_noise_buffer` for its layout), no update op is recorded by autograd, and
+    there is no host synchronisation.
     The arithmetic is the textbook loop's, op for op — x ← x + (α·clamp(g) + σ·ε), then clamp x — so the
     result is bit-identical to it (``tests/test_fast_paths.py``); ×α is skipped when α = 1 (exact in IEEE).
     """
@@ -105,7 +117,7 @@ def _sgld_detached(model: nn.Module, x0: torch.Tensor, config: SGLDConfig, y: to
         return x0.detach()
     x = x0.detach().clone()  # the chain state, updated in place; x0 is left alone
     scratch = torch.empty_like(x)
-    noise = torch.empty_like(x) if config.noise > 0 else None
+    noise = _noise_buffer(x) if config.noise > 0 else None
     clamp, alpha, sigma = config.grad_clamp or None, config.step_size, config.noise
     with torch.enable_grad():
         for t in range(n_steps):
@@ -145,7 +157,7 @@ def _sgld_differentiable(model: nn.Module, x0: torch.Tensor, config: SGLDConfig,
                 grad = grad.clamp(-config.grad_clamp, config.grad_clamp)
             step = config.step_size * grad
             if config.noise > 0:
-                step = step + config.noise * torch.randn_like(x)
+                step = step + config.noise * _noise_buffer(x).normal_()
             x = x + step
             if config.x_clamp:
                 x = x.clamp(-1.0, 1.0)

@@ -282,3 +282,63 @@ def test_python_m_benchmarks_quick_prints_every_family(tmp_path):
     for family in families:
         assert f"| {family}" in proc.stdout  # the printed table
     assert "load average" in proc.stdout
+
+
+@pytest.mark.parametrize("differentiable", [False, True])
+def test_sgld_noise_does_not_depend_on_the_memory_layout(differentiable):
+    """Channels-last chains get the very noise NCHW chains get (the values of randn of the shape). The model reads
+    its input by index (flatten + linear), so its gradient is layout-free too and the chains must agree exactly."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 10))
+    cfg = SGLDConfig(n_steps=3, step_size=1.0, noise=0.05)
+    x0 = torch.rand(16, 3, 4, 4, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    runs = {}
+    for layout in (torch.contiguous_format, torch.channels_last):
+        torch.manual_seed(5)
+        runs[layout] = sgld(model, x0.contiguous(memory_format=layout), cfg, differentiable=differentiable).detach()
+    torch.testing.assert_close(runs[torch.channels_last], runs[torch.contiguous_format], rtol=0, atol=1e-6)
+    torch.manual_seed(5)
+    first_noise = torch.randn(x0.shape)  # what the first step adds: the row-major draw
+    torch.manual_seed(5)
+    one = sgld(model, x0.contiguous(memory_format=torch.channels_last), SGLDConfig(n_steps=1, noise=1.0,
+                                                                                    step_size=0.0))
+    torch.testing.assert_close(one, x0 + first_noise, rtol=0, atol=1e-6)
+
+
+def test_accuracy_and_calibration_share_one_forward_pass(tmp_path):
+    """--suite all runs accuracy, then calibration, on the same clean test split: the second replays the first's
+    logits. Any change to the pass (σ, limit, a weight, a batch-norm statistic, train mode, another model object)
+    runs the network again."""
+    from jembench.models import load_checkpoint
+    from jembench.suites import EvalContext, _test_logits_cache, accuracy, calibration
+
+    _test_logits_cache.clear()
+    ckpt = load_checkpoint(make_wrn_checkpoint(tmp_path / "wrn.pt"))
+    calls = []
+    ckpt.model.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+    ctx = EvalContext(dataset="digits", out_dir=tmp_path, batch_size=100, record_path=tmp_path / "r.json")
+
+    acc = accuracy.run(ckpt, protocol("accuracy"), ctx)["metrics"]
+    one_pass = len(calls)
+    assert sum(calls) == acc["n"] > 100
+    cal = calibration.run(ckpt, protocol("calibration"), ctx)["metrics"]
+    assert len(calls) == one_pass  # replayed: no forward pass
+    assert cal["accuracy"] == acc["accuracy"] and cal["n"] == acc["n"]
+
+    def passes(**table) -> int:
+        before = len(calls)
+        calibration.run(ckpt, protocol("calibration", **table), ctx)
+        return (len(calls) - before) // one_pass if len(calls) > before else 0
+
+    assert passes(input_noise=0.1) == 1  # another stream
+    assert passes() == 1  # the σ = .1 pass replaced the clean one
+    assert passes() == 0
+    with torch.no_grad():
+        next(ckpt.model.parameters()).add_(1e-3)  # an edited weight
+    assert passes() == 1
+    assert passes(bn_mode="train") == 1 and passes(bn_mode="train") == 1  # train-mode passes are never kept
+    other = load_checkpoint(make_wrn_checkpoint(tmp_path / "wrn2.pt"))
+    other_calls = []
+    other.model.register_forward_hook(lambda m, i, o: other_calls.append(1))
+    calibration.run(other, protocol("calibration"), ctx)
+    assert len(other_calls) == one_pass  # a different model object never replays another's logits
