@@ -8,6 +8,11 @@ suite's own path — :class:`jembench.attacks.budget.QueryBudget` (counting, bes
 ``Q`` queries. The denominator is ``Q`` bare ``model(x)`` calls under ``no_grad`` on a batch of the same shape.
 Target ≤ 1.2: foolbox's per-query NumPy/eagerpy bookkeeping and ours must cost less than a fifth of a forward.
 
+PGD through K-step refinement (the white-box row): time per PGD iteration of :func:`jembench.attacks.pgd.pgd`
+(torchattacks' PGD, restarts, verification) on ``PixelSpace(RefinedClassifier(model, K))`` / a bare loop of the
+same number of input-gradient passes through the same differentiable K-step SGLD (``jembench.sampling.sgld``
+with ``differentiable=True``, cross-entropy of the refined logits, ``autograd.grad`` to the input). Same target.
+
 The network is a WRN-10-1 on 3×32×32 (random weights: the work per query does not depend on the answers, and a
 random network calls every input the same class, so the labels are its prediction + 1 and every starting point
 is adversarial).
@@ -81,10 +86,54 @@ def measure(attack: str, batch: int, queries: int, repeats: int, device: str) ->
                 "bare_s": times["bare"]})
 
 
+def measure_pgd(batch: int, steps: int, k: int, repeats: int, device: str) -> Row:
+    import torch.nn.functional as F
+
+    from jembench.attacks import PixelSpace
+    from jembench.attacks.pgd import PGDConfig, pgd
+    from jembench.refine import RefinedClassifier
+    from jembench.sampling import SGLDConfig, sgld
+
+    net, _, x01, y, _ = _setup(batch, device)
+    scfg = SGLDConfig(n_steps=k, step_size=1.0, noise=0.0)  # deterministic: one draw, as a K-step defence
+    model01 = PixelSpace(RefinedClassifier(net, scfg)).eval()
+    cfg = PGDConfig(norm="linf", steps=steps, step_size=0.25, restarts=1, random_start=True)
+    eps = 8 / 255
+
+    def verify(adv01: torch.Tensor) -> torch.Tensor:
+        return model01(adv01)
+
+    def jembench_side() -> None:
+        torch.manual_seed(0)
+        pgd(model01, x01, y, eps, cfg, verify)
+
+    def bare() -> None:
+        x = (x01 * 2 - 1).clone()
+        for _ in range(steps):
+            x.requires_grad_(True)
+            loss = F.cross_entropy(net(sgld(net, x, scfg, differentiable=True)), y)
+            grad = torch.autograd.grad(loss, x)[0]
+            x = (x + 1e-3 * grad.sign()).detach()
+
+    sync = torch.cuda.synchronize if device.startswith("cuda") else None
+    times = interleaved({"jembench": jembench_side, "bare": bare}, repeats, warmup=1, sync=sync)
+    ratio = paired_ratio(times["jembench"], times["bare"])
+    per_iter = fmt_ms(median(times["jembench"]) / steps)
+    return Row("attacks", LABEL.format(batch=batch), f"PGD-Linf through K={k} refinement, time per iteration / "
+                                                     "bare input-gradient loop", ratio, "x", f"<= {TARGET:.1f}",
+               check(ratio, TARGET),
+               f"{per_iter} vs {fmt_ms(median(times['bare']) / steps)} per iteration of {batch} images "
+               f"(incl. verification and the clean pass); {steps} iterations, n={repeats}",
+               {"attack": "pgd-linf", "batch": batch, "steps": steps, "K": k, "jembench_s": times["jembench"],
+                "bare_s": times["bare"]})
+
+
 def run(quick: bool, device: str) -> list[Row]:
     batch, queries, repeats = (8, 20, 3) if quick else (16, 60, 7)
     rows = []
     for attack in ("boundary", "pointwise"):
         log(f"attacks: {attack}")
         rows.append(measure(attack, batch, queries, repeats, device))
+    log("attacks: pgd through refinement")
+    rows.append(measure_pgd(batch, 5 if quick else 10, 2, repeats, device))
     return rows
