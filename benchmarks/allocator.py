@@ -41,10 +41,10 @@ def _child(mode: str, steps: int, threads: int) -> None:
 
 
 def _run_child(mode: str, steps: int, threads: int) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    env.pop("MALLOC_MMAP_THRESHOLD_", None)
-    env.pop("MALLOC_TRIM_THRESHOLD_", None)
-    env.pop("JEMBENCH_NO_ALLOCATOR_TUNING", None)
+    from jembench.runtime import GLIBC_ALLOCATOR_ENV, NO_ALLOCATOR_TUNING_ENV
+
+    env = {k: v for k, v in os.environ.items() if k not in (*GLIBC_ALLOCATOR_ENV, NO_ALLOCATOR_TUNING_ENV)}
+    env["OMP_NUM_THREADS"] = str(threads)
     out = subprocess.run([sys.executable, "-m", "benchmarks.allocator", mode, str(steps), str(threads)], env=env,
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])

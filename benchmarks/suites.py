@@ -223,7 +223,7 @@ def overhead_rows(quick: bool, device: str, cifar: Path, tmp: Path) -> list[Row]
     from jembench.suites import EvalContext, _test_logits_cache, get_suite
 
     n, batch, repeats = (500, 100, 3) if quick else (2000, 100, 3)  # the figures (~0.2 s) need n in the 1000s
-    net = ModelSpec("wrn10-2", "WRN-10-2 (3x32x32)", 10, 2, f"folder:{cifar}", (3, 32, 32), batch)  # issue 17's
+    net = ModelSpec("wrn10-2", "WRN-10-2 (3x32x32)", 10, 2, f"folder:{cifar}", (3, 32, 32), batch)
     ckpt = load_checkpoint(make_checkpoint(net, tmp / f"{net.key}-overhead.pt"), device=device)
     svhn = SHARED_CIFAR.parent / "svhn-test-10k"
     far = svhn if (svhn / "test").is_dir() else random_image_folder(tmp / "far32", n_test=n, n_train=0)

@@ -6,6 +6,8 @@ import os
 
 #: Set to 1 to leave glibc's allocator at its defaults (see :func:`keep_freed_memory`).
 NO_ALLOCATOR_TUNING_ENV = "JEMBENCH_NO_ALLOCATOR_TUNING"
+#: glibc's own variables for the same two settings: when the user sets either, jembench leaves the allocator alone.
+GLIBC_ALLOCATOR_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
 #: glibc's ceiling for M_MMAP_THRESHOLD on 64-bit (HEAP_MAX_SIZE / 2); mallopt refuses larger values.
 _MMAP_THRESHOLD = 32 * 1024 * 1024
 _TRIM_THRESHOLD = 2**31 - 1  # an int (mallopt's argument); 2 GiB of free heap kept before any is returned
@@ -19,9 +21,9 @@ def keep_freed_memory() -> bool:
     Why: every SGLD step and training pass allocates the same activations again (8 MB each for a WRN-10-2 on 64
     images). With glibc's defaults, blocks of this size are mmap'd and unmapped (or trimmed off the heap) each time,
     so every step pays page faults and the kernel's zeroing of fresh pages. Raising the mmap threshold to its
-    maximum (32 MiB) and the trim threshold to 2 GiB keeps them in the heap: measured 0.7-0.8x the time per SGLD
-    step of a WRN-10-2 on 2 CPU threads (``python -m benchmarks --only sgld``, row "allocator"), with the same
-    arithmetic — only where the memory comes from changes. The price is that the process's resident memory stays
+    maximum (32 MiB) and the trim threshold to 2 GiB keeps them in the heap: measured 0.80-0.90x the time per SGLD
+    step of a WRN-10-2 on 1 CPU thread (``python -m benchmarks --only sgld``, row "allocator"; 0.81x on 2), with
+    the same arithmetic — only where the memory comes from changes. The price is that the process's resident memory stays
     at its peak instead of shrinking between steps. This is what ``MALLOC_MMAP_THRESHOLD_`` /
     ``MALLOC_TRIM_THRESHOLD_`` or an LD_PRELOADed jemalloc / tcmalloc do; it is done here so that a plain
     ``jembench`` command gets it. Skipped (returns False) on non-glibc systems, when either ``MALLOC_*`` variable
@@ -33,7 +35,7 @@ def keep_freed_memory() -> bool:
     _tuned = False
     if os.environ.get(NO_ALLOCATOR_TUNING_ENV, "") not in ("", "0"):
         return False
-    if any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
+    if any(k in os.environ for k in GLIBC_ALLOCATOR_ENV):
         return False
     import ctypes
     import platform

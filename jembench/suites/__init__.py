@@ -243,10 +243,7 @@ class _TestLogitsCache:
     def put(self, model: torch.nn.Module, key: tuple, batches: list) -> None:
         import weakref
 
-        try:
-            self._entry = (weakref.ref(model), key, self.fingerprint(model), batches)
-        except TypeError:  # an object that takes no weak reference: do not keep it
-            self._entry = None
+        self._entry = (weakref.ref(model), key, self.fingerprint(model), batches)
 
     def clear(self) -> None:
         self._entry = None
