@@ -23,8 +23,8 @@ def keep_freed_memory() -> bool:
     so every step pays page faults and the kernel's zeroing of fresh pages. Raising the mmap threshold to its
     maximum (32 MiB) and the trim threshold to 2 GiB keeps them in the heap: measured 0.80-0.90x the time per SGLD
     step of a WRN-10-2 on 1 CPU thread (``python -m benchmarks --only sgld``, row "allocator"; 0.81x on 2), with
-    the same arithmetic — only where the memory comes from changes. The price is that the process's resident memory stays
-    at its peak instead of shrinking between steps. This is what ``MALLOC_MMAP_THRESHOLD_`` /
+    the same arithmetic — only where the memory comes from changes. The price is that the process's resident
+    memory stays at its peak instead of shrinking between steps. This is what ``MALLOC_MMAP_THRESHOLD_`` /
     ``MALLOC_TRIM_THRESHOLD_`` or an LD_PRELOADed jemalloc / tcmalloc do; it is done here so that a plain
     ``jembench`` command gets it. Skipped (returns False) on non-glibc systems, when either ``MALLOC_*`` variable
     is set (the user chose), or when ``JEMBENCH_NO_ALLOCATOR_TUNING=1``. Idempotent; returns whether the
