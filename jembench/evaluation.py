@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import atomic, distributed
+from . import atomic, distributed, partials
 from .data import dataset_info
 from .errors import JembenchError
 from .models import LoadedCheckpoint, from_module, load_checkpoint
@@ -183,14 +183,9 @@ def run_suite(ckpt: LoadedCheckpoint, suite_name: str, protocol: Protocol, out_p
     distributed.barrier()  # every rank has finished writing its partial results
     if distributed.is_main():
         atomic.write_json(out_path, record)
-        # Long suites checkpoint their progress as <record stem>.partial* files beside the record; only now
-        # that the record is safely on disk are those obsolete. A suite that names them per protocol lists its
-        # own (``partial_files``); names are compared exactly, never globbed (a record may be called r[1].json).
-        own = getattr(suite, "partial_files", None)
-        prefix = f"{out_path.stem}.partial"
-        partials = own(out_path, protocol) if own is not None else [
-            p for p in out_path.parent.iterdir() if p.name.startswith(prefix)]
-        for partial in partials:
+        # Long suites save finished units as partial files beside the record (jembench.partials); only now that
+        # the record is safely on disk are this protocol's obsolete (exact names, never globbed).
+        for partial in partials.files(out_path, protocol.hash):
             partial.unlink(missing_ok=True)
     return record
 

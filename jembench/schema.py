@@ -43,13 +43,14 @@ class Invalid(ValueError):
 
 def setting(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
             choices: tuple | None = None, nonempty: bool = False, omit: tuple[str, ...] = (),
-            convert: Callable[[Any], Any] | None = None, help: str = "") -> Any:
+            convert: Callable[[Any], Any] | None = None, help: str = "", flag: str | None = None) -> Any:
     """A dataclass field with its default and checks: ``ge`` / ``gt`` / ``le`` bounds and ``choices`` (for a
     tuple field: of every item), ``nonempty`` (tuples), ``convert`` (item → value, raising ``ValueError("must
     be ...")``, e.g. ``"8/255"`` → 0.0314) and, for a nested settings field, ``omit``: keys of the nested class
-    that this table does not take (they keep the default's value)."""
+    that this table does not take (they keep the default's value); ``flag``: the command-line spelling of the
+    field where it differs from its name (``n_steps`` → ``steps``)."""
     meta = {"ge": ge, "gt": gt, "le": le, "choices": choices, "nonempty": nonempty, "omit": tuple(omit),
-            "convert": convert, "help": help}
+            "convert": convert, "help": help, "flag": flag}
     return dataclasses.field(default=default, metadata=meta)
 
 

@@ -657,9 +657,10 @@ def test_records_of_different_models_sharing_a_name_are_never_averaged(tmp_path,
 def test_glob_characters_in_the_record_path_keep_resume_bookkeeping(tiny_jem_checkpoint, tmp_path, capsys):
     """``r[1].json``: the stale partial results beside it are recognised (a glob would not match them)."""
     out = tmp_path / "r[1].json"
-    stale = tmp_path / "r[1].partial.json"
+    digest = load_protocol("accuracy-tiny").hash
+    stale = tmp_path / f"r[1].partial.{digest}.unit.json"
     stale.write_text("{}")
-    other = tmp_path / "r1.partial.json"  # what the unescaped pattern r[1] would have matched instead
+    other = tmp_path / f"r1.partial.{digest}.unit.json"  # what the unescaped pattern r[1] would have matched
     other.write_text("{}")
     code, _, err = run(capsys, "eval", tiny_jem_checkpoint, "--preset", "tiny", "--out", out)
     assert code == 0, err
