@@ -49,7 +49,7 @@ from jembench.errors import JembenchError
 from jembench.figures import sample_grid
 from jembench.models import read_checkpoint_file, save_checkpoint
 from jembench.runtime import require_device
-from jembench.sampling import ReplayBuffer, SGLDConfig, UniformInit, sgld
+from jembench.sampling import ReplayBuffer, UniformInit, sgld
 from jembench.seeding import rng_state, seed_everything, set_rng_state
 
 from . import get_method
@@ -229,10 +229,6 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
     return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
-def sgld_config(cfg: TrainConfig) -> SGLDConfig:
-    return cfg.sgld_config()
-
-
 def rank_seed(seed: int, rank: int) -> int:
     """The seed of rank ``rank``'s RNG stream (SGLD noise, buffer draws, augmentation); rank 0 keeps ``seed``."""
     return seed if rank == 0 else (seed * 1_000_003 + 7_919 * rank) % 2**62
@@ -259,7 +255,7 @@ def memory_format(cfg: TrainConfig, channels: int) -> torch.memory_format:
 
 
 def draw_samples(state: TrainState, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """x̂: ``n`` chains from the buffer, ``sgld_steps`` SGLD steps on the unwrapped network (no DDP hooks, no
+    """x̂: ``n`` chains from the buffer, ``cfg.sgld.n_steps`` SGLD steps on the unwrapped network (no DDP hooks, no
     gradient all-reduce), written back. The network's mode during the chains:
 
     * eval mode (JEM code, ``sample_q`` calls ``f.eval()``): batch norm on its running statistics;
@@ -272,13 +268,13 @@ def draw_samples(state: TrainState, n: int) -> tuple[torch.Tensor, torch.Tensor]
         x0 = x0.contiguous(memory_format=memory_format(cfg, x0.shape[1]))
     stats: dict = {}
     if cfg.sgld_train_mode and cfg.sgld_bn_updates:
-        x = sgld(model, x0, sgld_config(cfg), stats=stats)
+        x = sgld(model, x0, cfg.sgld, stats=stats)
     elif cfg.sgld_train_mode:
         with frozen_bn_stats(model):
-            x = sgld(model, x0, sgld_config(cfg), stats=stats)
+            x = sgld(model, x0, cfg.sgld, stats=stats)
     else:
         model.eval()  # chains see the deterministic network (as the official JEM code does)
-        x = sgld(model, x0, sgld_config(cfg), stats=stats)
+        x = sgld(model, x0, cfg.sgld, stats=stats)
         model.train()
     buffer.update(idx, x)
     return x, stats.get("grad_norm", torch.zeros((), device=x.device))
@@ -462,7 +458,7 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, stop: 
             raise JembenchError(guard.give_up_message(event, str(ckpt_path)))
         if main:
             messages.warning(f"[jembench] divergence at iteration {it} ({'; '.join(found['reasons'])}): rolled "
-                             f"back to {state.iteration}, lr {state.cfg.lr:g}, SGLD steps {state.cfg.sgld_steps} "
+                             f"back to {state.iteration}, lr {state.cfg.lr:g}, SGLD steps {state.cfg.sgld.n_steps} "
                              f"(recovery {guard.recoveries}/{cfg.max_recoveries})")
         log.truncate(state.iteration)
         bar.n = state.iteration
@@ -553,7 +549,7 @@ def config_summary(cfg: TrainConfig, total_iters: int, iters_per_epoch: int, n_t
              f"WRN-{cfg.depth}-{cfg.width}{'' if cfg.norm == 'none' else ' ' + cfg.norm + ' norm'}",
              f"batch {cfg.batch_size}", f"{cfg.optimizer} lr {cfg.lr:g}"]
     if cfg.px_weight > 0:
-        parts.append(f"SGLD K={cfg.sgld_steps} on {cfg.px_batch_size or cfg.batch_size} chains, buffer "
+        parts.append(f"SGLD K={cfg.sgld.n_steps} on {cfg.px_batch_size or cfg.batch_size} chains, buffer "
                      f"{cfg.buffer_size} ({cfg.init})")
     if cfg.sam_rho > 0:
         parts.append(f"{'ASAM' if cfg.sam_adaptive else 'SAM'} rho {cfg.sam_rho:g}")

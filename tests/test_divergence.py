@@ -62,7 +62,7 @@ def test_injected_nan_rolls_back_with_remedies_and_training_finishes(tmp_path, m
     assert divergence["rolled_back_to"] == 4 and divergence["recovery"] == 1
     assert divergence["lr"] == pytest.approx(cfg.lr * 0.5) and divergence["sgld_steps"] == 6
     assert divergence["seed"] != cfg.seed
-    assert saved["config"]["lr"] == pytest.approx(cfg.lr * 0.5) and saved["config"]["sgld_steps"] == 6
+    assert saved["config"]["lr"] == pytest.approx(cfg.lr * 0.5) and saved["config"]["sgld"]["n_steps"] == 6
     assert saved["optimizer"]["param_groups"][0]["lr"] == pytest.approx(cfg.lr * 0.5)
     assert saved["extra"]["guard"]["recoveries"] == 1
     assert _iterations(tmp_path) == [4, 8, 12, 16]  # rows of the abandoned stretch were dropped

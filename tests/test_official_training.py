@@ -240,7 +240,7 @@ def test_jempp_pyld_sampler_is_our_clamped_sgld_with_step_one():
     x0 = _buffer(n=B)
     theirs = official_jempp_sample_q(f1, x0, n_steps=4)
     cfg = resolve_config("jempp", "paper", {"dataset": "cifar10", "sgld_steps": 4})
-    ours = sgld(f2, x0, tl.sgld_config(cfg))
+    ours = sgld(f2, x0, cfg.sgld)
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
     assert (ours - x0).abs().max() > 0.1
     for a, b in zip(_bn_stats(f1), _bn_stats(f2)):  # both ran 4 train-mode forwards

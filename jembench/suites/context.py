@@ -18,6 +18,7 @@ from torch.utils.data import Dataset, Subset
 
 from ..data import dataset_label, iter_batches, load_dataset
 from ..errors import JembenchError
+from ..eval_options import EvalOptions
 from . import BN_MODES
 
 
@@ -65,7 +66,8 @@ def forward_mode(model: torch.nn.Module, bn_mode: str) -> Iterator[dict]:
 @dataclass
 class EvalContext:
     """Where and how a suite runs: the evaluation dataset, device, output folder for figures, seed, and the
-    suite-specific options of :func:`jembench.evaluation.evaluate` (typed; each is documented there)."""
+    options of the evaluation (:class:`jembench.eval_options.EvalOptions`, each documented there), made by
+    :meth:`from_options`."""
 
     dataset: str
     data_root: str | Path | None = None  # None = $JEMBENCH_DATA, else data
@@ -79,6 +81,18 @@ class EvalContext:
     ensemble: tuple = ()  # generation: checkpoints (paths) or replay buffers (tensors) pooled as "ensemble"
     workers: int = 0  # DataLoader worker processes for decoding images (0 = in the main process)
     dataset_label: str = ""  # how tables / figures / records name the dataset; "" = jembench.data.dataset_label
+    options: EvalOptions = field(default_factory=EvalOptions)  # every option of the evaluation, as given
+
+    @classmethod
+    def from_options(cls, options: EvalOptions, *, dataset: str, device: str, record_path: Path,
+                     ensemble: tuple = (), dataset_label: str = "") -> EvalContext:
+        """The context of one suite run under ``options`` (the one place options become context): ``dataset``,
+        ``device`` and ``dataset_label`` resolved by the caller; figures and partial results go beside
+        ``record_path``. A suite that needs an option the fields here do not carry reads ``ctx.options``."""
+        return cls(dataset=dataset, data_root=options.data_root, download=options.download, device=device,
+                   out_dir=Path(record_path).parent, seed=options.seed, batch_size=options.batch_size,
+                   record_path=Path(record_path), inception_weights=options.inception_weights, ensemble=ensemble,
+                   workers=options.workers, dataset_label=dataset_label, options=options)
 
     @property
     def label(self) -> str:
