@@ -102,14 +102,14 @@ def test_proximal_sgld_and_optimiser_settings_of_the_presets():
     assert (s.grad_clamp, s.x_clamp, s.n_steps, s.step_size, s.noise) == (1.0, True, 10, 1.0, 0.0)
     assert (cfg.init, cfg.norm, cfg.optimizer, cfg.lr, cfg.warmup_iters, cfg.decay_epochs, cfg.decay_rate,
             cfg.epochs, cfg.batch_size, cfg.input_noise) == ("class_gaussian", "batch", "sgd", 0.1, 1000,
-                                                              [50, 100, 125], 0.2, 150, 64, 0.03)
+                                                              (50, 100, 125), 0.2, 150, 64, 0.03)
     for name, k in [("paper-k5", 5), ("paper-k10", 10), ("paper-k20", 20)]:
         assert resolve_config("jempp", name, {"dataset": "cifar100"}).sgld.n_steps == k
         assert resolve_config("sada_jem", name, {"dataset": "cifar10"}).sgld.n_steps == k
     assert resolve_config("jempp", "paper", {"dataset": "svhn"}).flip is False
     sada = resolve_config("sada_jem", "paper", {"dataset": "cifar10"})
     assert (sada.sgld.n_steps, sada.sam_rho, sada.sam_adaptive, sada.px_unaugmented, sada.input_noise,
-            sada.decay_epochs, sada.epochs, sada.weight_decay) == (5, 2.0, True, True, 0.0, [60, 120, 180], 200, 5e-4)
+            sada.decay_epochs, sada.epochs, sada.weight_decay) == (5, 2.0, True, True, 0.0, (60, 120, 180), 200, 5e-4)
     with pytest.raises(JembenchError, match="no preset 'paper-k5'.*tiny, cpu, paper"):
         resolve_config("jem", "paper-k5", {})
     assert jempp.PRESETS == sada_jem.PRESETS == ("tiny", "cpu", "paper", "paper-k5", "paper-k10", "paper-k20")
@@ -161,4 +161,4 @@ def test_official_stopping_rules_and_selection_are_the_preset_defaults():
     assert (jem_.holdout, jem_.holdout_seed, jem_.select_best, jem_.px_separate) == (5000, 1234, "validation", True)
     assert (jpp.holdout, jpp.select_best, jpp.px_separate, jpp.sgld_bn_updates) == (5000, "validation", True, True)
     assert (sada.holdout, sada.select_best, sada.px_unaugmented, sada.sgld_bn_updates) == (0, "test", True, True)
-    assert (jem_.epochs, jem_.decay_epochs, jem_.warmup_iters) == (200, [160, 180], 1000)
+    assert (jem_.epochs, jem_.decay_epochs, jem_.warmup_iters) == (200, (160, 180), 1000)
