@@ -215,7 +215,7 @@ FAST = [
 def test_bad_arguments_are_reported_before_torch_is_imported(argv, message, tmp_path):
     """The schema, the option objects and the parser are torch-free: a misspelt suite, a missing checkpoint or a
     bad value ends with exit 2 while ``torch`` is still absent from ``sys.modules`` (what makes it take well
-    under a second instead of 4-60 s; benchmarks/cli_feedback.py measures it)."""
+    under a second instead of 4-60 s; ``python -m benchmarks --only startup`` measures it)."""
     code = ("import sys; from jembench.cli import main; rc = main(sys.argv[1:]); "
             "print('torch-imported' if 'torch' in sys.modules else 'torch-free', rc)")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
