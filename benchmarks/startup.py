@@ -3,8 +3,9 @@
 ``jembench --help``, ``leaderboard``, ``check`` and ``report`` read CSV / JSON records and write text or HTML;
 they should start in well under a second and never import torch (target: < 1 s wall, ``torch`` not in
 ``sys.modules``). So should a bad argument to ``eval`` or ``train`` — a misspelt suite, a missing checkpoint, an
-out-of-range value (issue 27 item 7): it is reported (exit 2) before torch is imported. Each is run as ``python -c "...jembench.cli.main(argv)..."`` in a fresh interpreter — the
-same code path as the ``jembench`` console script — with the repository's own records
+out-of-range value (issue 27 item 7): it is reported (exit 2) before torch is imported. Each is run as
+``python -c "...jembench.cli.main(argv)..."`` in a fresh interpreter — the same code path as the ``jembench``
+console script — with the repository's own records
 (``results/runs/demo``) as input; the child reports ``'torch' in sys.modules`` after ``main`` returns. Wall
 time is from ``Popen`` to exit (interpreter start-up included, as a user sees it), median over interleaved
 repeats. When torch does get imported, one more run with ``python -X importtime`` names the import chain

@@ -188,7 +188,8 @@ def as_checkpoint(model: str | Path | torch.nn.Module | LoadedCheckpoint, *, dat
     :mod:`jembench.importers`), or an ``nn.Module`` wrapped with the image shape of ``dataset``
     (:func:`jembench.models.from_module`). An official checkpoint whose layout fits several methods needs
     ``method`` (:func:`jembench.importers.resolve_method`)."""
-    from .importers import load_class_gaussians, resolve_method
+    from .importers import resolve_method
+    from .models import load_class_gaussians
 
     if isinstance(model, LoadedCheckpoint):
         return model

@@ -24,6 +24,7 @@ from reference_models.config import resolve_config
 from jembench.sampling import ReplayBuffer, UniformInit
 from reference_models import jempp, sada_jem
 from reference_models import train_loop as tl
+from reference_models import training_data
 from reference_models.sam import SAM
 from reference_models.wideresnet import wide_resnet
 
@@ -269,12 +270,12 @@ def test_jem_holdout_is_the_official_index_split():
     The first indices below were computed from NumPy's legacy RandomState (stable across NumPy versions)."""
     import numpy as np
 
-    valid, train = tl.holdout_split(50_000, 5000, 1234)
+    valid, train = training_data.holdout_split(50_000, 5000, 1234)
     assert valid[:10] == [20308, 37706, 6041, 42143, 23202, 38925, 17788, 5884, 33193, 39911]
     assert train[:3] == [31704, 19298, 36004]
     assert len(valid) == 5000 and len(train) == 45_000 and not set(valid) & set(train)
     state = np.random.get_state()[1].copy()
-    tl.holdout_split(100, 10, 1234)
+    training_data.holdout_split(100, 10, 1234)
     assert (np.random.get_state()[1] == state).all()  # NumPy's global stream is left alone
 
 
