@@ -129,10 +129,6 @@ class DivergenceGuard:
         while len(self._snapshots) > self.history:
             self._snapshots.popleft()
 
-    @property
-    def last_good_iteration(self) -> int | None:
-        return self._snapshots[-1].iteration if self._snapshots else None
-
     def restore(self, model, optimizer, scheduler, buffer) -> int:
         """Put the newest remembered state back; returns its iteration."""
         if not self._snapshots:
