@@ -49,10 +49,10 @@ def protocol_for(suite: str, preset: str = "paper", protocol: str | Path | Proto
     return load_protocol(protocol or (suite if preset == "paper" else f"{suite}-{preset}"), suite=suite)
 
 
-def apply_overrides(protocol: Protocol, **values: Any) -> Protocol:
-    """``protocol`` with the suite's :data:`OVERRIDES` (e.g. generation's ``n_samples``, ``steps``, ``init``)
-    applied when given (not None): a new protocol ``<name>+cli`` with its own hash. Options a suite does not
-    take are ignored, so ``--suite all --steps 10`` changes the generation protocol only."""
+def apply_overrides(protocol: Protocol, /, **values: Any) -> Protocol:
+    """``protocol`` with the options its suite's ``OVERRIDES`` name (e.g. generation's ``n_samples``, ``steps``,
+    ``init``: option → protocol field) applied when given (not None): a new protocol ``<name>+cli`` with its own
+    hash. Other options are ignored, so ``--suite all --steps 10`` changes the generation protocol only."""
     fields = getattr(get_suite(protocol.suite), "OVERRIDES", {})
     changes = {fields[k]: v for k, v in values.items() if v is not None and k in fields}
     return protocol.replace(changes) if changes else protocol
@@ -247,8 +247,8 @@ def run_plan(p: EvalPlan, on_record: Callable[[dict, Path, str], None] | None = 
 def _run_pairs(p: EvalPlan, on_record: Callable[[dict, Path, str], None] | None) -> list[dict]:
     opts = p.options
     device = distributed.device_for_rank(opts.device)
-    protocols = {s: apply_overrides(protocol_for(s, opts.preset, opts.protocol), n_samples=opts.n_samples,
-                                    steps=opts.steps, init=opts.init, bn_mode=opts.bn_mode) for s in p.suites}
+    given = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)}  # each suite's OVERRIDES pick theirs
+    protocols = {s: apply_overrides(protocol_for(s, opts.preset, opts.protocol), **given) for s in p.suites}
     paths = {(i, s): p.record_path(i, s) for i in range(len(p.models)) for s in p.suites}
     for path in paths.values():
         atomic.ensure_writable_dir(path.parent)

@@ -49,6 +49,16 @@ class Option:
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
+    def cli_flag(self, from_preset: bool = False) -> str:
+        """How the command line spells it: ``--x``, ``--no-x`` (an on/off option that is on by default) or
+        ``--x/--no-x`` (on/off from a preset)."""
+        kind, _ = schema.optional(self.kind)
+        if kind is not bool or "action" in self.arg:
+            return self.flag
+        if from_preset:
+            return f"{self.flag}/--no-{self.flag[2:]}"
+        return f"--no-{self.flag[2:]}" if self.default else self.flag
+
     @property
     def default(self) -> Any:
         return schema._default(self.field)
@@ -212,5 +222,5 @@ def keyword_doc(opts: list[Option], from_preset: bool = False) -> str:
     lines = []
     for o in opts:
         default = "from the preset" if from_preset else repr(o.default)
-        lines.append(f"    ``{o.name}`` ({o.flag}): {o.help or o.path} (default {default})")
+        lines.append(f"    ``{o.name}`` ({o.cli_flag(from_preset)}): {o.help or o.path} (default {default})")
     return "\n".join(lines)
