@@ -34,10 +34,11 @@ from jembench.report import build_report
 DEMO = REPO / "results" / "runs" / "demo"
 CPU = REPO / "results" / "runs" / "cifar10-cpu"
 PX_COLUMN, PX_PAGE = round(figures.COLUMN * figures.DPI), round(figures.PAGE * figures.DPI)
-#: RMS difference (0-255 scale) a committed PNG may have from a redraw: anti-aliasing and hinting of another
-#: matplotlib / FreeType build move edges by a pixel (RMS well under 1); a wrong bar, curve or a lost title
-#: moves thousands of pixels (RMS > 5; see test_committed_figures_say_what_their_records_hold)
-TOLERANCE = 2.0
+#: RMS difference (0-255 scale) a committed PNG may have from a redraw (matplotlib's compare_images). Measured on
+#: the committed figures: half a figure shifted by one pixel (a layout rounding of another build) 3.3; one bar
+#: 0.1 lower 10-23, one PGD curve missing 10.7, the title lost 44-61. Smaller data errors are caught by the tests
+#: that read the artists back, which do not depend on pixels at all.
+TOLERANCE = 5.0
 #: the longest dataset / OOD-set label in suites/ and results/, and two 120-character ones (words; one word)
 LONGEST = repository_labels()[0]
 LONG_120 = ("Tiny ImageNet 32 (a CIFAR-100 stand-in of 2,000 test images, resized by the shorter side and "
