@@ -177,8 +177,8 @@ def compare_published(refs: list[RecordRef], published: pd.DataFrame, rules: lis
     same method (``model.method``; and ``model.sgld_steps`` when the record has it) or, with
     ``published_model``, the row whose model label (or printed row) is that name. Rows whose setting differs
     (4,000 labels, inferred setting, ...) and rows no protocol reproduces (provenance ``quoted`` or
-    ``unreleased``) are never picked automatically; naming one with ``published_model`` is an error saying so. Two different published numbers for
-    one metric is an error asking for ``--published-model``.
+    ``unreleased``) are never picked automatically; naming one with ``published_model`` is an error saying so.
+    Two different published numbers for one metric is an error asking for ``--published-model``.
 
     A published number is a valid reference only for a record measured under the protocol it needs (its
     ``protocol`` column: same name, and the record's hash equal to the packaged protocol file's —

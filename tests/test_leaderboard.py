@@ -111,9 +111,10 @@ def test_cli_hybrid_prints_sada_table1_rows_plus_ours(cli_results):
     assert md_row(section, "StyleGAN2-ADA◇")[4] == "**2.92**"  # FID: lower is better
     assert md_row(section, "JEM (K=20)†ⁿ")[3] == "8.76°"  # conditional-ensemble IS is marked
     # quoted rows say so and name the codebase; unreleased ones the closest protocol
-    assert md_row(section, "IGEBM (K=60)◇")[5] == "SADA-JEM'23 Table 1 · protocol none (quoted from openai/ebm_code_release)"
-    assert md_row(section, "JEM (K=20)†ⁿ")[5] == ("SADA-JEM'23 Table 1 · protocol Acc %: accuracy-jem-official; IS, FID: "
-                                                  "none (closest generation)")
+    assert md_row(section, "IGEBM (K=60)◇")[5] == ("SADA-JEM'23 Table 1 · protocol none (quoted from "
+                                                   "openai/ebm_code_release)")
+    assert md_row(section, "JEM (K=20)†ⁿ")[5] == ("SADA-JEM'23 Table 1 · protocol Acc %: accuracy-jem-official; IS, "
+                                                  "FID: none (closest generation)")
     assert "◇ quoted: produced by another codebase (named in the source); no jembench protocol reproduces it" in section
     # each published row says which protocol its numbers need
     assert md_row(section, "SADA-JEM (K=5)")[5] == ("SADA-JEM'23 Table 1 · protocol Acc %: accuracy; IS, FID: "

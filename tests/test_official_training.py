@@ -229,8 +229,8 @@ def official_jem_iteration(f, optim, buffer_images, x_lab, y_lab, x_p_d, n_steps
 
 # ------------------------------------------------------------------------------------------------------ ours
 def _our_state(method, model, buffer_images, **overrides):
-    cfg = resolve_config(method, "paper", {"dataset": "cifar10", "buffer_size": len(buffer_images), "reinit_freq": REINIT,
-                                            "lr": 0.05, "warmup_iters": 0, **overrides})
+    cfg = resolve_config(method, "paper", {"dataset": "cifar10", "buffer_size": len(buffer_images),
+                                            "reinit_freq": REINIT, "lr": 0.05, "warmup_iters": 0, **overrides})
     optimizer = tl.build_optimizer(cfg, model)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: 1.0)
     sam = SAM(optimizer, cfg.sam_rho, cfg.sam_adaptive) if cfg.sam_rho > 0 else None

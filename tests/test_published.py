@@ -243,7 +243,8 @@ def test_one_number_has_one_provenance_and_protocol_everywhere(pub, tmp_path):
     folder = _copy(tmp_path)
     path = folder / "sada-jem-poster-yang-2023-table2.csv"
     text = path.read_text(encoding="utf-8")
-    row = next(line for line in text.splitlines() if line.startswith("hybrid,sada-jem-poster-yang-2023,Table 2,JEM (K=20)"))
+    row = next(line for line in text.splitlines()
+               if line.startswith("hybrid,sada-jem-poster-yang-2023,Table 2,JEM (K=20)"))
     edited = row.split(",,unreleased,")[0] + ",accuracy-jem-official,reproduced,wgrathwohl/JEM,"  # note dropped
     path.write_text(text.replace(row, edited), encoding="utf-8")
     with pytest.raises(JembenchError, match=r"published number 72.2 \(jem, accuracy on cifar100\) has different "
@@ -312,7 +313,8 @@ def test_which_protocol_reproduces_which_number(pub):
 
 
 @pytest.mark.parametrize("new,message", [
-    ("generation-nonsense,reproduced,sndnyang/SADAJEM", "protocol 'generation-nonsense' is not a shipped protocol file"),
+    ("generation-nonsense,reproduced,sndnyang/SADAJEM",
+     "protocol 'generation-nonsense' is not a shipped protocol file"),
     ("ood,reproduced,sndnyang/SADAJEM", "protocol 'ood' is for suite 'ood', which does not write metric 'fid/buffer'"),
     (",reproduced,sndnyang/SADAJEM", "empty protocol; a reproduced row names the jembench protocol"),
     ("generation-sadajem-official,reproduced,sndnyang/JEMPP",
