@@ -43,7 +43,7 @@ N_ID = 300  # in-distribution test images (3 official batches of 100)
 # ------------------------------------------------------------------------------------------------ fixtures
 class TinyCCF(nn.Module):
     """A small WRN-like classifier: strided convolutions (32 → 8, 39 → 10 rows), then the official WRN's
-    ``F.avg_pool2d(out, 8)`` (wideresnet.py:121), which pools the top-left 8×8 of a 10×8 map."""
+    ``F.avg_pool2d(out, 8)`` (JEM wideresnet.py:123), which pools the top-left 8×8 of a 10×8 map."""
 
     def __init__(self, norm: bool, scale: float):
         super().__init__()
