@@ -37,7 +37,7 @@ ALIASES = {"JEM": "wgrathwohl/JEM", "JEMPP": "sndnyang/JEMPP", "SADAJEM": "sndny
 REPO_TOKEN = re.compile(r"(?<![\w/.-])(wgrathwohl/JEM|sndnyang/JEMPP|sndnyang/SADAJEM|SADAJEM|JEMPP|JEM)(?![\w/+-])")
 LINES = r"\d+(?:-\d+)?"
 CITATION = re.compile(rf"(?:(?<![\w.])(?P<commit>[0-9a-f]{{7,40}}):)?(?<![\w/.-])(?P<path>[A-Za-z_][\w/.-]*\."
-                      rf"(?:py|sh|md|json))(?::(?P<lines>{LINES}(?:,\s*{LINES})*))?"
+                      rf"(?:py|sh|md|json))(?::(?P<lines>{LINES}(?:,\s*{LINES}(?![\w:]))*))?"
                       rf"|(?<![\w.)`])(?<!\w ):(?P<bare>{LINES})(?![\w.])")
 #: files a citation may name that are not in the official repositories (jembench's own, foolbox's)
 OTHER_FILES = re.compile(r"^(tests/|jembench/|reference_models/|benchmarks/|suites/|docs/|results/|tools/|foolbox/|"
