@@ -52,6 +52,10 @@ OFFICIAL: dict[str, Cited] = {
                                      commit="fc345cd"),
     "sadajem.eval.sigma": Cited(0.0, SADAJEM, "eval_sadajem.py", 571, '"--sigma", type=float, default=0', "argparse"),
     "sadajem.all_ood.sigma": Cited(0.0, SADAJEM, "scripts/all_ood.sh", 6, "--ood_dataset svhn --sigma 0"),
+    # ---- interp: (x + last_batch) / 2 over consecutive batches of the shuffled test loader
+    "jem.interp": Cited(0.5, JEM, "eval_wrn_ebm.py", 303, "x_mix = (x + last_batch) / 2 + args.sigma"),
+    "jempp.interp": Cited(0.5, JEMPP, "eval_jempp.py", 433, "x_mix = (x + last_batch) / 2 + args.sigma"),
+    "sadajem.interp": Cited(0.5, SADAJEM, "eval_sadajem.py", 382, "x_mix = (x + last_batch) / 2 + arg.sigma"),
     # ---- evaluation batch-norm mode: JEM's eval never calls f.eval(); JEM++ / SADA-JEM do
     "jempp.eval.f_eval": Cited("eval", JEMPP, "eval_jempp.py", 573, "f.eval()"),
     "sadajem.eval.f_eval": Cited("eval", SADAJEM, "eval_sadajem.py", 528, "f.eval()"),

@@ -267,14 +267,15 @@ def _ood_protocol(name: str, far: str, **changes):
     return load_protocol(name).replace({"sets": sets, **changes})
 
 
-@pytest.mark.parametrize("name,sigma_key,norm", [("ood-jem-official", "jem.eval.sigma", True),
-                                                  ("ood-jempp-official", "jempp.all_ood.sigma", False),
-                                                  ("ood-jempp-official-sigma03", "jempp.eval.sigma", False)])
+@pytest.mark.parametrize("name,sigma_key,norm", [
+    ("ood-jem-official", "jem.eval.sigma", True), ("ood-jempp-official", "jempp.all_ood.sigma", False),
+    ("ood-jempp-official-sigma03", "jempp.eval.sigma", False),
+    ("ood-sadajem-official", "sadajem.all_ood.sigma", False)])
 def test_ood_equals_official_oodauc(data, tmp_path, name, sigma_key, norm):
-    """JEM (batch norm in train mode, σ = .03), JEM++ as its authors ran it (eval mode, σ = 0, px and py) and with
-    eval_jempp.py's default σ = .03: every AUROC and every score's mean equal the transcribed OODAUC's, for a
-    folder set, the official interp and CelebA at 3×39×32. σ comes from tests/official_settings.py (the official
-    code's value), not from the protocol file."""
+    """JEM (batch norm in train mode, σ = .03), JEM++ as its authors ran it (eval mode, σ = 0, px and py), with
+    eval_jempp.py's default σ = .03, and SADA-JEM (σ = 0, px and py): every AUROC and every score's mean equal the
+    transcribed OODAUC's, for a folder set, the official interp and CelebA at 3×39×32. σ comes from
+    tests/official_settings.py (the official code's value), not from the protocol file."""
     net = _model(norm)
     proto = _ood_protocol(name, str(data["far"]))
     sigma, train = official_value(sigma_key), name.startswith("ood-jem-")

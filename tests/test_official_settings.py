@@ -73,6 +73,10 @@ def test_the_official_evaluation_protocols_hold_the_official_noise_and_mode():
     for name, (sigma, bn_mode) in expected.items():
         cfg = load_protocol(name).settings
         assert (cfg.input_noise, cfg.bn_mode) == (sigma, bn_mode), name
+        if name.startswith("ood-"):
+            code = name.split("-")[1]
+            assert (cfg.interp_pairs, cfg.interp_batch, cfg.interp_lambda) == (
+                "consecutive-batches", 100, value(f"{code}.interp")), name
     assert value("jempp.all_ood.no_pxgrad")  # the script's pxgrad block is commented out
     assert load_protocol("ood-jempp-official").settings.scores == ("log_px", "max_py")
     assert load_protocol("ood-jempp-official-sigma03").settings.scores == ("log_px", "max_py", "grad_norm")
