@@ -395,7 +395,7 @@ def _rows(lab: Path, ckpt: str) -> list[Row]:
         Row("numbers", "protocol of an unknown suite", ev(ckpt, "--protocol", pr / "other-suite.toml"),
             "is for suite 'speed'"),
         Row("numbers", "negative --n-samples", ev(ckpt, "--suite", "generation", "--n-samples", "-5"),
-            "n_samples = -5"),
+            "--n-samples -5 must be >= 1"),
         # -- 5: malformed checkpoints
         Row("one-line", "checkpoint without architecture", ev(ck / "no-arch.pt"), "no 'arch' field"),
         Row("one-line", "arch_kwargs a list", ev(ck / "kwargs-list.pt"), "'arch_kwargs' is list"),
@@ -473,8 +473,8 @@ def _rows(lab: Path, ckpt: str) -> list[Row]:
                                            ("symlink", "outside the reported folder"),
                                            ("not-png", "is not a PNG file")]],
         # -- 5: options
-        Row("one-line", "eval --seed beyond 64 bits", ev(ckpt, "--seed", str(2**70)), "outside [0, 2**63)"),
-        Row("one-line", "eval --seed negative", ev(ckpt, "--seed", "-1"), "outside [0, 2**63)"),
+        Row("one-line", "eval --seed beyond 64 bits", ev(ckpt, "--seed", str(2**70)), "must be in [0, 2**63)"),
+        Row("one-line", "eval --seed negative", ev(ckpt, "--seed", "-1"), "--seed -1 must be in [0, 2**63)"),
         Row("one-line", "eval --batch-size 0", ev(ckpt, "--batch-size", "0"), "--batch-size 0 must be >= 1"),
         Row("one-line", "eval --device nonsense", ev(ckpt, "--device", "toaster"), "is not a torch device"),
         Row("one-line", "eval --seed text", ev(ckpt, "--seed", "zero"), "invalid int value: 'zero'"),
