@@ -326,7 +326,7 @@ def test_one_jem_iteration_equals_the_official_one(k):
     x_lab, y_lab = x_lab[:B], y_lab[:B]  # JEM: labelled and p(x) batches of args.batch_size each
     buf_theirs = _buffer()
     cfg, state = _our_state("jem", ours, buf_theirs, sgld_steps=k)
-    assert (cfg.optimizer, cfg.sgld_step_size, cfg.sgld_noise, cfg.sgld_grad_clamp, cfg.sgld_x_clamp) == \
+    assert (cfg.optimizer, cfg.sgld.step_size, cfg.sgld.noise, cfg.sgld.grad_clamp, cfg.sgld.x_clamp) == \
         ("adam", 1.0, 0.01, 0.0, False)
     optim = torch.optim.Adam(theirs.parameters(), lr=cfg.lr, betas=[.9, .999], weight_decay=cfg.weight_decay)
     before = [t.clone() for t in _bn_stats(theirs)]
