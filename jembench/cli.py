@@ -6,7 +6,8 @@ A command module defines ``NAME``, ``HELP``, ``ORDER`` (position in ``--help``),
 
 Everything the CLI prints passes through :class:`jembench.escape.TerminalSafeStream` (a run name or folder name
 with terminal escape sequences cannot drive the user's terminal), the error line is made one line
-(:func:`jembench.escape.one_line`) whatever the names in it hold, and SIGXFSZ is ignored so that a write beyond
+(:func:`jembench.escape.one_line`) whatever the names in it hold, idle OpenMP threads are told to sleep instead of
+spin before torch loads (:func:`jembench.threads.passive_openmp`), and SIGXFSZ is ignored so that a write beyond
 the file-size limit (``ulimit -f``) fails with EFBIG and a one-line error instead of killing the process.
 """
 
@@ -19,7 +20,7 @@ import pkgutil
 import signal
 import sys
 
-from . import commands, progress
+from . import commands, progress, threads
 from .escape import TerminalSafeStream, one_line
 from .errors import JembenchError
 
@@ -115,6 +116,7 @@ def _safe_output():
 
 
 def main(argv: list[str] | None = None) -> int:
+    threads.passive_openmp()  # before anything loads torch: idle OpenMP threads sleep instead of spinning
     with _safe_output():
         parser = build_parser(argv)
         args = parser.parse_args(argv)

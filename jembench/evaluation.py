@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import atomic, distributed, options, partials, progress
+from . import atomic, distributed, options, partials, progress, threads
 from .data import dataset_info
 from .errors import JembenchError
 from .eval_options import EvalOptions, EvalPlan, model_name, options_from_keywords, plan, preset_names
@@ -162,7 +162,9 @@ def run_suite(ckpt: LoadedCheckpoint, suite_name: str, protocol: Protocol, out_p
                                    record_path=out_path, ensemble=tuple(ensemble),
                                    dataset_label=dataset_label_for(ckpt, dataset, options.dataset_label))
     seed_everything(options.seed)
-    record = _with_dataset_label(suite.run(ckpt, protocol, ctx), ctx.label)
+    with threads.tracking() as used:
+        record = _with_dataset_label(suite.run(ckpt, protocol, ctx), ctx.label)
+    record["runtime"] = threads.runtime_block(used)  # the CPU threads it ran on (jembench.threads)
     distributed.barrier()  # every rank has finished writing its partial results
     if distributed.is_main():
         atomic.write_json(out_path, record)

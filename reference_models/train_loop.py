@@ -40,7 +40,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from jembench import atomic, distributed, memory
+from jembench import atomic, distributed, memory, threads
 from jembench import progress as messages
 from jembench.catalog import DatasetInfo
 from jembench.data import dataset_info
@@ -243,9 +243,12 @@ class _Run:
 def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, stop: dict) -> Path:
     run = _start(cfg, out_dir, resume)
     state, guard = _build(run)
-    _open_records(run, state)
-    saved_at = _iterate(run, state, guard, progress, stop)
-    _finish(run, state, guard, saved_at)
+    # small batches of small images (the tiny presets) train on one CPU thread (jembench.threads)
+    n_threads = threads.for_model(state.model, run.info.image_shape, cfg.batch_size, run.device)
+    with threads.scoped(n_threads):
+        _open_records(run, state)
+        saved_at = _iterate(run, state, guard, progress, stop)
+        _finish(run, state, guard, saved_at)
     return run.ckpt_path
 
 
@@ -307,7 +310,8 @@ def _open_records(run: _Run, state: TrainState) -> None:
     cfg = run.cfg
     run.events = RunEvents(run.out_dir / "events.jsonl", enabled=run.main, fresh=not run.resume)
     run.events.write("resume" if run.resume else "start", state.iteration, config=cfg.to_dict(),
-                     world_size=run.world, total_iters=run.total_iters, iters_per_epoch=run.iters_per_epoch)
+                     world_size=run.world, total_iters=run.total_iters, iters_per_epoch=run.iters_per_epoch,
+                     threads=torch.get_num_threads())
     if run.main:
         if not run.resume:
             atomic.write_json(run.out_dir / "config.json", cfg.to_dict())
@@ -324,8 +328,8 @@ def _iterate(run: _Run, state: TrainState, guard: DivergenceGuard, progress: boo
     run.started = (time.perf_counter(), time.process_time())
     data, px_data = _streams(run, state)
     guard.remember(state.iteration, state.model, state.optimizer, state.scheduler, state.buffer)
-    bar = tqdm(total=run.total_iters, initial=state.iteration, desc=cfg.run_name, unit="it", file=sys.stderr,
-               disable=not (progress and run.main and messages.bars_allowed()), dynamic_ncols=True)
+    bar = messages.bar(total=run.total_iters, initial=state.iteration, desc=cfg.run_name, unit="it",
+                       enabled=None if progress and run.main else False)  # a bar on a terminal, heartbeats in logs
     window = _Window()
     saved_at = state.iteration if run.resume else -1
     while state.iteration < run.total_iters:

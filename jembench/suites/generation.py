@@ -45,7 +45,7 @@ import torch
 from tabulate import tabulate
 from torch.utils.data import ConcatDataset
 
-from .. import atomic, metric_keys, progress
+from .. import atomic, metric_keys, progress, threads
 from ..data import dataset_slug, load_dataset, stack_dataset
 from ..errors import JembenchError
 from ..figures import sample_grid
@@ -258,7 +258,9 @@ def fresh_samples(ckpt, cfg: GenerationProtocol, init, ctx: EvalContext, store: 
     fork = [device.index or 0] if device.type == "cuda" else []
     parts, reused = [], 0
     desc = "generation: fresh SGLD chains"
-    with progress.bar(total=n, desc=desc, unit="chain") as bar:
+    n_threads = threads.for_model(ckpt.model, tuple(ckpt.image_shape), min(bs, n), ctx.device)
+    with threads.scoped(n_threads, "generation: fresh SGLD chains"), \
+            progress.bar(total=n, desc=desc, unit="chain") as bar:
         for b in range(n_batches):
             start, stop = b * bs, min((b + 1) * bs, n)
             saved = store.load(f"fresh/{b:05d}") if store is not None else None
@@ -274,7 +276,7 @@ def fresh_samples(ckpt, cfg: GenerationProtocol, init, ctx: EvalContext, store: 
                 if store is not None:
                     store.save(f"fresh/{b:05d}", {k: getattr(part, k) for k in _Pool.FIELDS})
                 progress.unit_done(desc, f"batch {b + 1}/{n_batches} ({stop - start} chains × {cfg.sgld.n_steps} "
-                                         f"steps)", time.perf_counter() - t0)
+                                         f"steps)", time.perf_counter() - t0, bar=bar)
             parts.append(part)
             bar.update(stop - start)
     if reused:

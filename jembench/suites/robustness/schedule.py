@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ... import distributed, progress
+from ... import distributed, progress, threads
 from ...attacks.inputs import select
 from ...data import load_dataset, stack_dataset
 from ...figures import robustness_figures
@@ -91,13 +91,18 @@ def _run_units(units: list[Unit], model: torch.nn.Module, cfg: RobustnessProtoco
                store: PartialStore | None) -> dict[str, dict]:
     """Attack this rank's ``units``, saving each result as it finishes; returns unit key → result."""
     results: dict[str, dict] = {}
+    # each forward call of a unit sees its block of inputs times the EOT draws: small ones run on one thread
+    per_image = threads.forward_flops(model, tuple(x.shape[1:]), ctx.device) if units else 0.0
+    draws = max(cfg.refine.eot_attack, cfg.refine.eot_defense)
     with progress.bar(total=len(units), desc="robustness", unit="unit", leave=True) as bar:
         for unit in units:
             t0 = time.perf_counter()
             rows = blocks[unit.block]
             decision = unit.attack in ("boundary", "pointwise")
             total = getattr(cfg, unit.attack).max_queries or None if decision else None
-            with progress.bar(total=total, desc=f"  {unit.key}", unit="query" if decision else "step") as inner:
+            n_threads = threads.choose(per_image * len(rows) * draws, ctx.device)
+            with threads.scoped(n_threads, "robustness units"), \
+                    progress.bar(total=total, desc=f"  {unit.key}", unit="query" if decision else "step") as inner:
                 results[unit.key] = attack_units.run_unit(unit, model, cfg, x[rows.start:rows.stop],
                                                           y[rows.start:rows.stop], pool, ctx.seed, ctx.device,
                                                           tick=inner.update)
@@ -106,7 +111,7 @@ def _run_units(units: list[Unit], model: torch.nn.Module, cfg: RobustnessProtoco
             bar.update(1)
             seconds = time.perf_counter() - t0
             if distributed.rank() == 0:
-                progress.unit_done(f"robustness {unit.key}", f"{len(rows)} inputs", seconds)
+                progress.unit_done(f"robustness {unit.key}", f"{len(rows)} inputs", seconds, bar=bar)
             else:  # bars and unit lines are rank 0's; the other ranks say what they did
                 print(f"robustness: [rank {distributed.rank()}] {unit.key} done in {seconds:.1f}s", file=sys.stderr)
     return results
