@@ -99,8 +99,10 @@ class EvalOptions:
                                           "runs/<name>/eval/<suite>.json)")
     dataset: str | None = setting(None, help="evaluation dataset; default: the one the checkpoint was trained on "
                                              "(needed for official checkpoints and modules)")
-    data_root: Path | None = setting(None, help="folder holding torchvision datasets (default: $JEMBENCH_DATA, "
-                                                "else data)")
+    data_root: Path | None = setting(None, help="the data root: folder holding torchvision datasets and the image "
+                                                "folders a protocol names by a relative path (e.g. --preset "
+                                                "cifar10-offline's svhn-test-10k/); default: $JEMBENCH_DATA, else "
+                                                "data (the working directory's)")
     download: bool = setting(True, help="download a missing torchvision dataset",
                              arg={"help": "never download datasets (default: download a missing torchvision "
                                           "dataset)"})
@@ -157,9 +159,12 @@ class EvalOptions:
                                           "buffer tensors")
     device: str = setting("cpu", convert=device_name, help="torch device: cpu, cuda, cuda:1, mps ...")
     seed: int = setting(0, ge=0, lt=2**63, help="seed for torch, numpy and python RNGs")
-    progress: bool = setting(True, help="progress bars when stderr is a terminal, else one line per finished unit",
-                             arg={"help": "no progress bars (one line per finished unit instead); bars are on "
-                                          "when stderr is a terminal"})
+    progress: bool = setting(True, help="progress bars when stderr is a terminal, else one line per finished unit "
+                                        "and a heartbeat line (done / total, ETA) every $JEMBENCH_HEARTBEAT s "
+                                        "(default 30)",
+                             arg={"help": "no progress bars (one line per finished unit and a heartbeat line with "
+                                          "ETA every $JEMBENCH_HEARTBEAT s, default 30, as in logs); bars are drawn "
+                                          "only when stderr is a terminal"})
 
 
 # ------------------------------------------------------------------------------------------ the plan

@@ -1,25 +1,39 @@
-"""Progress reporting for long loops (suites, attack units, training): tqdm bars on stderr, or one line per unit.
+"""Progress reporting for long loops (suites, attack units, training): tqdm bars on terminals, lines in logs.
 
-One switch for the whole process, :func:`configure` (the CLI's ``--no-progress``; default: bars when stderr is a
-terminal). When bars are off — not a TTY (CI logs, pipes) or ``--no-progress`` — nothing animates, but
-:func:`unit_done` still prints one short line per finished unit of work, so a minutes-long robustness unit or OOD
-set is never silent in a log. Under ``torchrun`` only rank 0 reports.
+One switch for the whole process, :func:`configure` (the CLI's ``--no-progress``). By default tqdm itself
+decides whether a bar is drawn (``disable=None``: a bar only when stderr is a terminal), so a log file or a
+pipe never receives a bar's ``\r`` frames. Where no bar is drawn — not a terminal, or ``--no-progress`` —
+every open bar still counts, and
 
-The informational lines go through the standard :mod:`logging` logger ``jembench`` (:func:`info`, :func:`warning`),
-written to the current ``sys.stderr`` as they are, so the CLI's ``-q`` / ``-v`` (:func:`set_verbosity`) and any
-application's own logging configuration decide what is shown; ``-q`` also hides the bars.
+* :func:`unit_done` prints one short line per finished unit of work (a robustness unit, a batch of chains);
+* a heartbeat line (:class:`_Heartbeat`) reports every open bar — done / total, elapsed, ETA, in tqdm's own
+  format — every ``$JEMBENCH_HEARTBEAT`` seconds (default 30; 0 turns it off), from a background thread, so a
+  log is never silent for minutes even inside one long unit or one long step.
+
+Under ``torchrun`` only rank 0 reports. The lines go through the standard :mod:`logging` logger ``jembench``
+(:func:`info`, :func:`warning`), written to the current ``sys.stderr``, so the CLI's ``-q`` / ``-v``
+(:func:`set_verbosity`) and any application's own logging configuration decide what is shown; ``-q`` also hides
+the bars and the heartbeat.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
+from tqdm import tqdm
+
 T = TypeVar("T")
+
+#: seconds between heartbeat lines in logs (0 = none); read when a heartbeat starts
+HEARTBEAT_ENV = "JEMBENCH_HEARTBEAT"
+DEFAULT_HEARTBEAT_S = 30.0
 
 _STATE: dict[str, Any] = {"enabled": None, "lines": True}
 
@@ -93,8 +107,6 @@ def configured(enabled: bool | None = None) -> Iterator[None]:
 
 
 def _main_rank() -> bool:
-    import os
-
     return os.environ.get("RANK", "0") == "0"
 
 
@@ -103,39 +115,127 @@ def bars_allowed() -> bool:
     return logger.getEffectiveLevel() <= logging.INFO
 
 
-def bars_enabled() -> bool:
-    """Whether animated bars are shown (see :func:`configure`)."""
-    enabled = _STATE["enabled"]
-    if not bars_allowed():  # -q
-        return False
-    if enabled is None:
-        enabled = bool(getattr(sys.stderr, "isatty", lambda: False)())
-    return bool(enabled) and _main_rank()
+def _lines_wanted() -> bool:
+    """Whether a loop without a drawn bar reports in lines (unit lines, heartbeat): info level, rank 0, and
+    lines not switched off (:func:`configure`)."""
+    return bars_allowed() and _main_rank() and bool(_STATE["lines"])
+
+
+def heartbeat_interval() -> float:
+    """``$JEMBENCH_HEARTBEAT`` in seconds (0 or less: no heartbeat); :data:`DEFAULT_HEARTBEAT_S` when unset or
+    not a number."""
+    try:
+        return float(os.environ.get(HEARTBEAT_ENV, DEFAULT_HEARTBEAT_S))
+    except ValueError:
+        return DEFAULT_HEARTBEAT_S
+
+
+class Bar(tqdm):
+    """A tqdm bar whose drawing tqdm decides (``disable=None``: only on a terminal) unless bars are forced on or
+    off (:func:`configure`, ``-q``). A bar that is not drawn still counts (tqdm's own disabled bar does not), so
+    the heartbeat can say how far it got."""
+
+    def __init__(self, iterable: Iterable[Any] | None = None, *, desc: str = "", unit: str = "it",
+                 total: float | None = None, initial: float = 0, **kwargs: Any) -> None:
+        self._label, self._unit = desc.strip(), unit
+        self._started = time.monotonic()
+        super().__init__(iterable, desc=desc, unit=unit, total=total, initial=initial, **kwargs)
+        if self.disable and _lines_wanted():
+            _HEARTBEAT.add(self)
+
+    def update(self, n: float | None = 1) -> bool | None:
+        if self.disable:  # not drawn: count for the heartbeat
+            self.n += n or 0
+            return None
+        return super().update(n)
+
+    def __iter__(self) -> Iterator[Any]:
+        if not self.disable:
+            yield from super().__iter__()
+            return
+        try:
+            for item in self.iterable:
+                yield item
+                self.n += 1
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if _HEARTBEAT is not None:  # None only while the interpreter shuts down (tqdm closes in __del__)
+            _HEARTBEAT.discard(self)
+        super().close()
+
+    def status(self) -> str:
+        """``desc: n/total unit, elapsed mm:ss, ETA mm:ss`` (tqdm's formatting; no ETA without a total)."""
+        fmt = ("{desc}: {n_fmt}/{total_fmt} {unit}, elapsed {elapsed}, ETA {remaining}" if self.total
+               else "{desc}: {n_fmt} {unit}, elapsed {elapsed}")
+        return tqdm.format_meter(self.n, self.total, time.monotonic() - self._started, prefix=self._label,
+                                 unit=self._unit, bar_format=fmt)
+
+
+class _Heartbeat:
+    """A daemon thread that, while any undrawn bar is open, logs one line every :func:`heartbeat_interval`
+    seconds with the status of each (outermost first): ``jembench: … robustness: 5/24 unit, elapsed 01:10, ETA
+    04:12 | k10/pgd-linf/b0: 130 step, elapsed 00:40``. It stops when the last bar closes."""
+
+    def __init__(self) -> None:
+        self._bars: dict[int, Bar] = {}  # by id: tqdm's == compares bar positions, not bars
+        # re-entrant: the garbage collector may finalise (close) a bar in whichever thread holds the lock
+        self._lock = threading.RLock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, bar: Bar) -> None:
+        if heartbeat_interval() <= 0:
+            return
+        with self._lock:
+            self._bars[id(bar)] = bar
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="jembench-heartbeat", daemon=True)
+                self._thread.start()
+
+    def discard(self, bar: Bar) -> None:
+        with self._lock:
+            self._bars.pop(id(bar), None)
+
+    def _run(self) -> None:
+        interval = heartbeat_interval()
+        while True:
+            time.sleep(interval)
+            with self._lock:
+                bars = list(self._bars.values())
+                if not bars:
+                    self._thread = None
+                    return
+            info("jembench: … " + " | ".join(bar.status() for bar in bars))
+
+
+_HEARTBEAT = _Heartbeat()
 
 
 def bar(iterable: Iterable[T] | None = None, *, total: int | None = None, desc: str = "", unit: str = "it",
-        leave: bool = False) -> Any:
-    """A tqdm bar on stderr (disabled when bars are off); use as an iterator wrapper or with ``update``."""
-    from tqdm import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave, file=sys.stderr, dynamic_ncols=True,
-                disable=not bars_enabled())
+        leave: bool = False, initial: int = 0, enabled: bool | None = None) -> Bar:
+    """A progress bar on stderr (:class:`Bar`); use as an iterator wrapper or with ``update``. Drawn when
+    ``enabled`` or :func:`configure` forces it, else when tqdm finds stderr to be a terminal; never under ``-q``
+    or on ranks other than 0. ``enabled=False`` (a command's ``--no-progress``) keeps it undrawn."""
+    forced = _STATE["enabled"] if enabled is None else enabled
+    disable = True if not (bars_allowed() and _main_rank()) else None if forced is None else not forced
+    return Bar(iterable, total=total, desc=desc, unit=unit, leave=leave, initial=initial, file=sys.stderr,
+               dynamic_ncols=True, disable=disable)
 
 
 def track(iterable: Iterable[T], *, total: int | None = None, desc: str = "", unit: str = "it") -> Iterator[T]:
-    """Iterate with a bar; without bars, one line when the loop ends (``desc: N unit in S s``)."""
+    """Iterate with a bar; without a drawn bar, one line when the loop ends (``desc: N unit in S s``)."""
     start, n = time.perf_counter(), 0
     with bar(iterable, total=total, desc=desc, unit=unit) as wrapped:
         for item in wrapped:
             n += 1
             yield item
-    if not bars_enabled():
-        unit_done(desc, f"{n} {unit}", time.perf_counter() - start)
+    unit_done(desc, f"{n} {unit}", time.perf_counter() - start, bar=wrapped)
 
 
-def unit_done(desc: str, what: str = "", seconds: float | None = None) -> None:
-    """One line on stderr for a finished unit of work — only when bars are off (a bar already shows it)."""
-    if bars_enabled() or not _main_rank() or not _STATE["lines"]:
+def unit_done(desc: str, what: str = "", seconds: float | None = None, bar: tqdm | None = None) -> None:
+    """One line on stderr for a finished unit of work, unless ``bar`` (the loop's bar) is drawn and shows it."""
+    if (bar is not None and not bar.disable) or not _lines_wanted():
         return
     text = f"jembench: {desc}" + (f": {what}" if what else "") + (f" ({seconds:.1f} s)" if seconds is not None else "")
     info(text)

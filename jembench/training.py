@@ -63,8 +63,11 @@ class TrainOptions:
                                          help="continue the run in DIR from its newest checkpoint (DIR/last.pt); "
                                               "options given here override the stored config (e.g. --epochs to "
                                               "extend)")
-    progress: bool = setting(True, help="a progress bar on stderr when it is a terminal",
-                             arg={"help": "hide the progress bar (default: a bar when stderr is a terminal)"})
+    progress: bool = setting(True, help="a progress bar on stderr when it is a terminal (else a heartbeat line with "
+                                        "ETA every $JEMBENCH_HEARTBEAT s, default 30)",
+                             arg={"help": "hide the progress bar (default: a bar when stderr is a terminal); "
+                                          "without a bar a heartbeat line with ETA every $JEMBENCH_HEARTBEAT s "
+                                          "(default 30; 0 = none)"})
 
 
 def run_options() -> list[options.Option]:

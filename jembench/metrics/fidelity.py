@@ -307,7 +307,7 @@ def fidelity_metrics(samples: torch.Tensor, reference: Dataset | None = None, *,
         raw = torch_fidelity.calculate_metrics(**kwargs)
     ref_text = "" if ref is None else (f" + {len(ref)} reference images" if ref.reads else
                                        " + the reference's cached features")
-    progress.unit_done(desc, f"{len(samples)} samples{ref_text}", time.perf_counter() - start)
+    progress.unit_done(desc, f"{len(samples)} samples{ref_text}", time.perf_counter() - start, bar=bar)
     out = {}
     if isc:
         out["is"], out["is_std"] = raw[torch_fidelity.KEY_METRIC_ISC_MEAN], raw[torch_fidelity.KEY_METRIC_ISC_STD]
