@@ -80,8 +80,8 @@ reference-eval: $(STAMP)
 	     $(CPU_RUNS)/$$m/train/ && \
 	  (cp runs/cifar10-cpu/$$m/samples.png $(CPU_RUNS)/$$m/train/ 2>/dev/null || true) && \
 	  $(VENV)/bin/jembench eval $(CPU_RUNS)/$$m/last.pt --suite all --preset cpu --out $(CPU_RUNS)/$$m \
-	    --no-progress && \
-	  $(VENV)/bin/jembench eval $(CPU_RUNS)/$$m/last.pt --suite ood --protocol ood-ci \
+	    --data-root $(SHARED) --no-progress && \
+	  $(VENV)/bin/jembench eval $(CPU_RUNS)/$$m/last.pt --suite ood --protocol ood-ci --data-root $(SHARED) \
 	    --out $(CPU_RUNS)-ci/$$m/last-ood.json --no-progress || exit 1; \
 	done
 	$(VENV)/bin/jembench leaderboard $(CPU_RUNS) --table all --format md --out results/leaderboard-cifar10-cpu.md

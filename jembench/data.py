@@ -223,9 +223,10 @@ def _folder(path: Path, split: str, mixed_sizes: bool = False) -> Dataset:
     error naming the classes."""
     split_dir = path / split
     if not split_dir.is_dir():
-        raise JembenchError(f"dataset folder {split_dir} does not exist; folder:PATH needs "
-                            f"PATH/train/<class>/*.png|jpg "
-                            f"and PATH/test/<class>/... (torchvision ImageFolder layout)")
+        needs = ("PATH/test/<class>/<image> (only the test split is read here)" if split == "test" else
+                 "PATH/train/<class>/<image> and PATH/test/<class>/<image>")
+        raise JembenchError(f"dataset folder {split_dir} does not exist; folder:PATH needs {needs} "
+                            f"(torchvision ImageFolder layout)")
     try:
         ds = _CheckedImageFolder(str(split_dir), mixed_sizes)
     except (FileNotFoundError, RuntimeError) as exc:

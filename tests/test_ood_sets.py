@@ -36,17 +36,19 @@ def _test_only_folder(root, n: int, classes=("only",), size: int = 8, seed: int 
 
 
 def test_folder_sets_with_display_labels_name_every_output(tmp_path, monkeypatch):
-    """A test-only folder given as a table with a relative path, name and label, and a bare folder:PATH: metric
+    """A test-only folder given as a table with a path relative to the data root, name and label, and a bare
+    folder:PATH (absolute): metric
     keys use the names (a folder's base name by default, never its path); the table, the figures' panels and the
     record use the labels; the record carries the in-distribution dataset's label."""
     id_root = _test_only_folder(tmp_path / "data" / "My_ID-set", 12, classes=("a", "b"))
     _test_only_folder(tmp_path / "data" / "faces-32", 10, seed=1)
     other = _test_only_folder(tmp_path / "elsewhere" / "Noise.Set", 9, seed=2)
     ckpt = make_wrn_checkpoint(tmp_path / "rgb.pt", in_channels=3, n_classes=2, dataset=f"folder:{id_root}")
-    monkeypatch.chdir(tmp_path / "data")  # relative folder paths resolve against the working directory
+    monkeypatch.chdir(tmp_path / "elsewhere")  # a relative folder lies under the data root, not the working folder
     sets = [{"folder": "faces-32", "name": "faces", "label": "Faces (10 test images)"}, f"folder:{other}", "uniform"]
     record = jembench.evaluate(ckpt, "ood", protocol=protocol("ood", sets=sets, scores=SCORES, hist_bins=5),
-                               out=tmp_path / "out" / "ood.json", dataset_label="My ID set (test)")
+                               out=tmp_path / "out" / "ood.json", dataset_label="My ID set (test)",
+                               data_root=tmp_path / "data")
     assert record["dataset_label"] == "My ID set (test)" and record["details"]["dataset_label"] == "My ID set (test)"
     assert {k.split("/")[1] for k in record["metrics"]} == {"faces", "noise.set", "uniform"}
     assert not any(str(tmp_path) in k for k in record["metrics"])
@@ -149,8 +151,8 @@ def test_shipped_protocols_load_and_official_ones_cite_every_field(name):
 @pytest.mark.slow
 def test_offline_protocol_prints_every_real_and_synthetic_set_with_its_label(tmp_path, monkeypatch, capsys):
     """The shipped ood-cifar10-offline protocol (n cut to 200 per set) on the shared data: AUROC for all six sets,
-    printed under their display labels (run from the repository root, where its relative folder paths point)."""
-    from conftest import REPO, SHARED_CIFAR
+    printed under their display labels — run from an unrelated folder, the data root given by $JEMBENCH_DATA."""
+    from conftest import SHARED_CIFAR
     from jembench.cli import main
 
     if not all((SHARED_CIFAR.parent / d / "test").is_dir() for d in ("cifar10-jpeg", "svhn-test-10k", "celeba-32",
@@ -160,7 +162,8 @@ def test_offline_protocol_prints_every_real_and_synthetic_set_with_its_label(tmp
     text = (protocol_dir() / "ood-cifar10-offline.toml").read_text(encoding="utf-8")
     small = tmp_path / "ood-offline-small.toml"
     small.write_text(re.sub(r"(?m)^n_(in|out) = 0", r"n_\1 = 200", text), encoding="utf-8")
-    monkeypatch.chdir(REPO)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("JEMBENCH_DATA", str(SHARED_CIFAR.parent))
     assert main(["eval", str(ckpt), "--suite", "ood", "--protocol", str(small), "--out", str(tmp_path / "o.json"),
                  "--dataset-label", "CIFAR-10 (JPEG q75 copy)"]) == 0
     out = capsys.readouterr().out

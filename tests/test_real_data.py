@@ -58,11 +58,12 @@ def test_committed_checkpoint_reproduces_its_records_on_the_shared_cifar10(metho
 
 @pytest.mark.parametrize("method", METHODS)
 def test_committed_checkpoint_reproduces_its_ood_record_on_the_real_ood_sets(method, tmp_path):
-    """SVHN, Tiny ImageNet 32 and CelebA from ../shared/data plus Uniform / Constant / Interp, 500 images each."""
+    """SVHN, Tiny ImageNet 32 and CelebA from ../shared/data (the data root, $JEMBENCH_DATA) plus Uniform /
+    Constant / Interp, 500 images each."""
     _needs_data()
     out = tmp_path / "ood.json"
     proc = run_cli("eval", RUNS / method / "last.pt", "--suite", "ood", "--protocol", "ood-ci", "--out", out,
-                   "--no-progress", timeout=1800)
+                   "--no-progress", env={"JEMBENCH_DATA": str(SHARED_CIFAR.parent)}, timeout=1800)
     assert proc.returncode == 0, proc.stderr
     for label in ("SVHN (10k test subset)", "Tiny ImageNet 32 (CIFAR-100 stand-in)", "CelebA (6k subset, 32×32)"):
         assert label in proc.stdout

@@ -15,7 +15,8 @@ HELP = "list datasets, whether each is available locally, and how to get it"
 
 def add_arguments(p) -> None:
     p.add_argument("--data-root", default=None,
-                   help="folder holding torchvision datasets (default: $JEMBENCH_DATA, else data)")
+                   help="the data root: folder holding torchvision datasets and the image folders protocols name "
+                        "by relative paths (default: $JEMBENCH_DATA, else data)")
 
 
 def run(args) -> int:
@@ -30,8 +31,9 @@ def run(args) -> int:
                                                    f"downloaded on first use, or put {info.files} under {root}")
         rows.append([name, info.n_classes, "x".join(map(str, info.image_shape)), "yes" if ok else "no",
                      info.description, how])
-    rows.append(["folder:PATH", "-", "-", "-", "any ImageFolder tree PATH/{train,test}/<class>/<image>",
-                 "e.g. folder:../shared/data/cifar10-jpeg"])
+    rows.append(["folder:PATH", "-", "-", "-", "any ImageFolder tree PATH/{train,test}/<class>/<image> (an OOD set "
+                 "needs only test/)", f"--dataset folder:PATH (from the working directory); in a protocol, "
+                 f"folder = \"PATH\" under the data root {root}"])
     for name in SYNTHETIC_OOD:
         rows.append([name, "-", "as in-dist.", "yes", "synthetic OOD set (built from the in-distribution test set)",
                      "generated"])

@@ -39,6 +39,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,7 @@ from tabulate import tabulate
 
 from .. import metric_keys
 from ..catalog import PAPER_OOD_SETS
+from ..defaults import DATA_ROOT_ENV, data_root
 from ..figures import histogram_data, score_histograms
 from ..errors import JembenchError
 from ..metrics.detection import CONVENTION, detection_metrics
@@ -55,7 +57,7 @@ from ..progress import track
 from ..records import make_record
 from ..schema import Invalid, setting
 from . import EvalContext, ForwardSettings, add_noise, chunks, forward_mode, n_batches, noise_generator
-from .ood_sets import INTERP_PAIRS, OODSet, resolve_entry, set_entry, set_images
+from .ood_sets import INTERP_PAIRS, OODSet, precheck, resolve_entry, set_entry, set_images, wanted
 
 NAME = "ood"
 OVERRIDES = {"bn_mode": "bn_mode"}
@@ -127,6 +129,10 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
     cfg: OODProtocol = protocol.settings
     sets, sigma = cfg.entries(), cfg.input_noise
     notes: list[str] = []
+    missing: list[str] = []  # real sets of the protocol that are not on disk
+    checks = {s.name: precheck(s, tuple(ckpt.image_shape), ctx) for s in sets if not s.synthetic}
+    usable = [s for s in sets if not s.synthetic and (checks[s.name] or ("",))[0] != "excluded"]
+    _require_some_real_set(protocol, usable, [wanted(s) for s in usable if checks[s.name]], ctx)
     x_in, _ = ctx.test_set(cfg.n_in or None)
     batch = cfg.batch_size or ctx.batch_size
     model = ckpt.model
@@ -139,7 +145,7 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
                             len(x_in), batch, f"ood: {ctx.label}")
         for i, s in enumerate(sets):
             n_notes = len(notes)
-            images = set_images(s, i, x_in, cfg, ctx, notes)
+            images = set_images(s, i, x_in, cfg, ctx, notes, missing)
             if images is not None:
                 noise = noise_generator(ctx.seed, 2 * i + 2)
                 try:
@@ -157,6 +163,7 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
                     per_set[s.name] = _set_record(s, images.info, scores_in, out, cfg, metrics)
             for note in notes[n_notes:]:
                 print(f"jembench: ood: {note}", file=sys.stderr, flush=True)  # visible while running, bars or not
+    _require_some_real_set(protocol, usable, missing, ctx)  # e.g. a download that failed for every real set
     figures, histograms = [], {}
     labels = {name: per_set[name]["label"] for name in scores_out}
     for score in cfg.scores:
@@ -175,6 +182,19 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
                                   "interp": _interp_text(cfg)}}
     return make_record(suite=NAME, model=ckpt.describe(), dataset=ctx.dataset, protocol=protocol, metrics=metrics,
                        details=details, figures=figures, seed=ctx.seed, wall_time_s=time.perf_counter() - start)
+
+
+def _require_some_real_set(protocol, usable: list[OODSet], missing: list[str], ctx: EvalContext) -> None:
+    """A protocol that names real OOD sets (folders, registered datasets) of which none is on disk measures
+    nothing it promises: a one-line error naming the data root and the fix, not a record of synthetic sets
+    only. ``usable``: the real sets not excluded for another reason (the in-distribution set itself, another
+    channel count). Some sets missing is a note per set (the record lists them)."""
+    if not usable or len(missing) < len(usable):
+        return
+    root = Path(ctx.data_root or data_root()).expanduser().resolve()
+    raise JembenchError(f"ood: none of the real OOD sets of protocol {protocol.name} is on disk "
+                        f"({', '.join(missing)}); the data root is {root}: pass --data-root DIR or set "
+                        f"{DATA_ROOT_ENV}=DIR to the folder that holds them")
 
 
 def _set_record(s: OODSet, info: dict, scores_in: dict[str, torch.Tensor], out: dict[str, torch.Tensor],

@@ -2,14 +2,16 @@
 
 An entry is a name or a table (TOML inline table)::
 
-    sets = ["svhn", "uniform", "constant", "interp", "folder:../shared/data/svhn-test-10k",
-            { folder = "../shared/data/celeba-32", name = "celeba6k", label = "CelebA (6k subset, 32×32)" },
+    sets = ["svhn", "uniform", "constant", "interp", "folder:svhn-test-10k",
+            { folder = "celeba-32", name = "celeba6k", label = "CelebA (6k subset, 32×32)" },
             { dataset = "celeba", resize = "shorter-side", label = "CelebA (test split, 3×39×32)" }]
 
   ``dataset``  a registered dataset (``svhn``, ``cifar100``, ``celeba``, ...), a synthetic set (``uniform``,
                ``constant``, ``interp``) or ``folder:PATH``;  ``folder = "PATH"`` is short for
                ``dataset = "folder:PATH"``. A folder needs only ``PATH/test/<class>/<image>`` (one class folder
-               is enough; no train split). Relative paths are resolved against the working directory.
+               is enough; no train split). A relative PATH lies under the data root (``--data-root``, else
+               ``$JEMBENCH_DATA``, else ``data``; :func:`jembench.defaults.data_folder`), never the working
+               directory, so a protocol finds its folders from wherever it runs.
   ``name``     the set's name in metric keys (``auroc/<name>/<score>``) and in ``details.sets``: lower-case
                letters, digits, ``-_.``; default: the dataset's name, a folder's base name (lower-cased).
   ``label``    how every table, figure and the record name it; default: the registry's label (``SVHN``,
@@ -42,7 +44,8 @@ import torchvision.transforms.functional as TF
 from torch.utils.data import Dataset
 
 from .. import catalog
-from ..data import SYNTHETIC_OOD, dataset_info, dataset_names, load_dataset, synthetic_ood_batch
+from ..data import SYNTHETIC_OOD, dataset_info, dataset_names, is_available, load_dataset, synthetic_ood_batch
+from ..defaults import DATA_ROOT_ENV, data_folder, data_root
 from ..errors import JembenchError
 from . import EvalContext, add_noise, noise_generator
 
@@ -226,27 +229,79 @@ def _skip(notes: list[str], s: OODSet, why: str) -> None:
     notes.append(f"skipped {s.label}: {why}")
 
 
-def dataset_images(s: OODSet, index: int, in_shape: tuple[int, ...], cfg, ctx: EvalContext, notes: list[str]
-                   ) -> SetImages | None:
+def source_path(s: OODSet, ctx: EvalContext) -> str:
+    """The set's dataset name with a folder resolved (:func:`jembench.defaults.data_folder`): a relative
+    ``folder`` of a protocol lies under the data root (``--data-root`` / ``$JEMBENCH_DATA``), not the working
+    directory."""
+    if not s.source.startswith("folder:"):
+        return s.source
+    return f"folder:{data_folder(s.source[len('folder:'):], ctx.data_root)}"
+
+
+def wanted(s: OODSet) -> str:
+    """What a real set needs on disk, for messages: ``svhn-test-10k/ for SVHN (10k test subset)``."""
+    what = f"{s.source[len('folder:'):]}/" if s.source.startswith("folder:") else f"dataset {s.source}"
+    return f"{what} for {s.label}"
+
+
+def missing_reason(s: OODSet, ctx: EvalContext) -> str | None:
+    """Why a real set is not on disk (a folder without ``test/``, a registered dataset absent with downloads
+    off), naming where it was looked for and how to point jembench there; None when it may be there."""
+    source = source_path(s, ctx)
+    root = Path(ctx.data_root or data_root()).expanduser()
+    if source.startswith("folder:"):
+        folder = Path(source[len("folder:"):])
+        if (folder / "test").is_dir():
+            return None
+        written = s.source[len("folder:"):]
+        where = (f"{written}/test/ is not under the data root {root.resolve()} (set the data root with --data-root "
+                 f"or ${DATA_ROOT_ENV})" if not Path(written).expanduser().is_absolute()
+                 else f"{folder / 'test'} does not exist")
+        return f"{where}; an OOD folder needs only PATH/test/<class>/<image>"
+    if ctx.download or is_available(source, root):
+        return None
+    return (f"dataset {source!r} is not under the data root {root.resolve()} and downloads are off (--no-download); "
+            f"pass --data-root or set ${DATA_ROOT_ENV}")
+
+
+def precheck(s: OODSet, in_shape: tuple[int, ...], ctx: EvalContext) -> tuple[str, str] | None:
+    """Why a real set cannot be used, found without reading it: ``("excluded", why)`` — it is the
+    in-distribution dataset, or a registered dataset with another channel count — or ``("missing", why)`` — not
+    on disk (:func:`missing_reason`); None when it may be used."""
+    source = source_path(s, ctx)
+    if _same_dataset(source, ctx.dataset):
+        return "excluded", "it is the in-distribution dataset"
+    if not source.startswith("folder:"):
+        shape = dataset_info(source).image_shape
+        if shape[0] != in_shape[0]:
+            return "excluded", (f"its images are {_shape(shape)} but the model takes {_shape(in_shape)} "
+                                f"(channel mismatch)")
+    why = missing_reason(s, ctx)
+    return ("missing", why) if why is not None else None
+
+
+def dataset_images(s: OODSet, index: int, in_shape: tuple[int, ...], cfg, ctx: EvalContext, notes: list[str],
+                   missing: list[str] | None = None) -> SetImages | None:
     """Stream the test split of a dataset / folder set, brought to the network's size (``s.resize``), ``n_out``
     seed-chosen images (0 = all) in index order or, with ``shuffle_out``, in a seeded random order (the official
-    fake loaders shuffle). None, with a note, when the set cannot be used (missing, channel mismatch, the
-    in-distribution set itself) — never fatal."""
-    if _same_dataset(s.source, ctx.dataset):
-        _skip(notes, s, "it is the in-distribution dataset")
+    fake loaders shuffle). None, with a note, when the set cannot be used (:func:`precheck`, or unreadable) —
+    never fatal here; a set that is not on disk (or whose download failed) is also added to ``missing`` (the
+    suite fails when every usable real set of the protocol is missing)."""
+    source = source_path(s, ctx)
+    problem = precheck(s, in_shape, ctx)
+    if problem is not None:
+        _skip(notes, s, problem[1])
+        if problem[0] == "missing" and missing is not None:
+            missing.append(wanted(s))
         return None
-    if not s.source.startswith("folder:"):
-        shape = dataset_info(s.source).image_shape
-        if shape[0] != in_shape[0]:
-            _skip(notes, s, f"its images are {_shape(shape)} but the model takes {_shape(in_shape)} "
-                            f"(channel mismatch)")
-            return None
     try:
-        ds = load_dataset(s.source, "test", ctx.data_root, download=ctx.download, resize=s.resize,
+        ds = load_dataset(source, "test", ctx.data_root, download=ctx.download, resize=s.resize,
                           mixed_sizes=True)
         first = ds[0][0]
     except JembenchError as exc:
         _skip(notes, s, str(exc))
+        if missing is not None and not is_available(source, ctx.data_root):  # e.g. a download that failed
+            missing.append(wanted(s))
         return None
     except (OSError, RuntimeError, IndexError) as exc:
         _skip(notes, s, f"cannot read its test split ({type(exc).__name__}: {exc})")
@@ -278,9 +333,9 @@ def dataset_images(s: OODSet, index: int, in_shape: tuple[int, ...], cfg, ctx: E
     return SetImages(batches, n, {"image_shape": list(seen), "resize": s.resize})
 
 
-def set_images(s: OODSet, index: int, x_in: torch.Tensor, cfg, ctx: EvalContext, notes: list[str]
-               ) -> SetImages | None:
+def set_images(s: OODSet, index: int, x_in: torch.Tensor, cfg, ctx: EvalContext, notes: list[str],
+               missing: list[str] | None = None) -> SetImages | None:
     """The images of OOD set ``s`` (position ``index`` in the protocol's ``sets``), before input noise."""
     if s.synthetic:
         return synthetic_images(s, index, x_in, cfg, ctx, notes)
-    return dataset_images(s, index, tuple(x_in.shape[1:]), cfg, ctx, notes)
+    return dataset_images(s, index, tuple(x_in.shape[1:]), cfg, ctx, notes, missing)
