@@ -5,6 +5,10 @@ A protocol is data, not code. The shipped ones live in the repository's ``suites
 minutes. ``--protocol`` takes a path or a name (``ood`` → ``suites/ood.toml``, ``ood-tiny`` →
 ``suites/ood-tiny.toml``).
 
+A file may build on another and say only what differs: ``base = "robustness-tiny"`` (a shipped protocol's name, or
+a ``.toml`` path relative to the file), nested tables merged key by key (:func:`with_base`); ``--preset demo`` is
+built this way (the tiny protocols, robustness with smaller budgets).
+
 Each suite module declares ``PROTOCOL``, a frozen dataclass whose defaults are the paper setting
 (:mod:`jembench.schema`); a TOML file sets any of its fields and names its suite (``suite = "ood"``). Unknown keys,
 wrong types and out-of-range values are one-line errors naming the key and the file. The hash that goes into every
@@ -103,6 +107,38 @@ def resolve_protocol_path(name_or_path: str | Path) -> Path:
     return protocol_dir() / f"{name_or_path}.toml"
 
 
+def with_base(table: dict[str, Any], path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """``table`` on top of the protocol it names as ``base`` (a shipped protocol's name, or a path relative to
+    ``path``'s folder), recursively: nested tables are merged key by key, any other value replaces the base's.
+    A protocol that differs from another in a few settings says only those (``robustness-demo`` is
+    ``robustness-tiny`` with smaller budgets; ``accuracy-demo`` is ``accuracy-tiny`` as it is). ``base`` itself
+    is not a setting: the hash covers the resolved settings, so a protocol equal to its base has its hash."""
+    if "base" not in table:
+        return table
+    own = dict(table)
+    base = own.pop("base")
+    if not isinstance(base, str) or not base:
+        raise JembenchError(f"protocol file {path}: base must name a protocol (e.g. base = \"robustness-tiny\")")
+    base_path = path.parent / base if base.endswith(".toml") else protocol_dir() / f"{base}.toml"
+    if base_path.resolve() in seen or base_path.resolve() == path.resolve():
+        raise JembenchError(f"protocol file {path}: base {base!r} leads back to itself; break the cycle")
+    if not base_path.is_file():
+        raise JembenchError(f"protocol file {path}: base {base!r} not found (looked for {base_path}); name a "
+                            f"shipped protocol ({', '.join(available_protocols())}) or a .toml path")
+    parent = with_base(read_toml(base_path, "protocol file"), base_path, (*seen, path.resolve()))
+    if own.get("suite", parent.get("suite")) != parent.get("suite"):
+        raise JembenchError(f"protocol file {path} is for suite {own.get('suite')!r} but its base {base!r} for "
+                            f"{parent.get('suite')!r}; name a base of the same suite")
+    return _merged(parent, own)
+
+
+def _merged(base: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in own.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def load_protocol(name_or_path: str | Path, suite: str | None = None) -> Protocol:
     """Read and resolve a protocol TOML; a missing or malformed file, a protocol of another suite, or a bad key
     is a :class:`JembenchError` naming the file."""
@@ -110,7 +146,7 @@ def load_protocol(name_or_path: str | Path, suite: str | None = None) -> Protoco
     if not path.is_file() or (path.parent == protocol_dir() and path.stem not in available_protocols()):
         raise JembenchError(f"protocol {str(name_or_path)!r} not found (looked for {path}); "
                             f"pass a .toml path or one of: {', '.join(available_protocols()) or 'none'}")
-    table = read_toml(path, "protocol file")
+    table = with_base(read_toml(path, "protocol file"), path)
     declared = table.get("suite")
     if suite is None:
         if not isinstance(declared, str):

@@ -5,7 +5,7 @@ folder that holds, like a checkout, the committed baseline ``results/runs/demo/j
 the one line not executed (the package is already installed in this interpreter's environment; the test
 asserts the line is exactly that). The expensive lines (train, eval of every suite: minutes on this CPU) run
 verbatim only in the slow test; the default test makes the ``runs/ci/eval`` records they would write itself —
-digits, tiny presets, the accuracy, calibration and OOD suites — and runs the ``check`` line verbatim on them:
+digits, the demo protocols, the accuracy, calibration and OOD suites — and runs the ``check`` line verbatim on them:
 
 * the checkpoint trained with the default seed (the baseline's), the same evaluated with another ``--seed`` (OOD
   sets drawn anew) and one trained with another data-order seed all pass (exit 0): the derived tolerances
@@ -66,7 +66,7 @@ def eval_records(checkpoint: Path, ws: Path, *extra: str) -> None:
     (ws / "runs" / "ci").mkdir(parents=True, exist_ok=True)
     local = ws / "runs" / "ci" / "last.pt"
     shutil.copyfile(checkpoint, local)
-    args = ["eval", str(local), "--preset", "tiny", "--out", str(ws / "runs" / "ci" / "eval"), *extra]
+    args = ["eval", str(local), "--preset", "demo", "--out", str(ws / "runs" / "ci" / "eval"), *extra]
     for suite in FAST_SUITES:
         args += ["--suite", suite]
     assert main(args) == 0
@@ -96,7 +96,8 @@ def test_readme_ci_block_is_what_this_test_runs():
     check = the_line(lines, "jembench check")
     assert "--baseline results/runs/demo/jem" in check and "runs/ci/eval" in check
     assert "--tolerances suites/check-tolerances-tiny.toml" in check
-    assert "--preset tiny" in the_line(lines, "jembench train") and "--preset tiny" in the_line(lines, "jembench eval")
+    # the demo's training preset and protocols: what the committed baseline (results/runs/demo) was made with
+    assert "--preset tiny" in the_line(lines, "jembench train") and "--preset demo" in the_line(lines, "jembench eval")
 
 
 def test_readme_check_line_passes_across_seeds_and_fails_a_degraded_model(tmp_path, demo_jem_checkpoint):

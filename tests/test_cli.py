@@ -1,6 +1,7 @@
 """The CLI end to end, in subprocesses, as a user runs it."""
 
 import json
+import re
 
 import pytest
 
@@ -63,4 +64,8 @@ def test_demo_runs_end_to_end_and_prints_one_row_per_method(cli, tmp_path):
     for method in ("softmax", "softmax_sam", "jem", "jempp", "sada_jem"):
         record = json.loads((tmp_path / "demo" / method / "eval" / "accuracy.json").read_text())
         assert record["model"]["method"] == method and record["metrics"]["n"] == 360
+        assert record["protocol"]["name"] == "accuracy-demo"  # the demo's protocols (accuracy: accuracy-tiny's)
         assert json.loads((tmp_path / "demo" / method / "config.json").read_text())["max_iters"] == 3
+    # the time of each phase, summed over the five methods, and the threads the small work ran on
+    assert re.search(r"wall time: \d+ s \(training \d+ s · accuracy \d+ s; torch threads \d+, its small-batch "
+                     r"units on 1\)", out.stdout), out.stdout
