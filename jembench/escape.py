@@ -13,7 +13,7 @@ function of its format here, and only here, so the rules live in one place:
   entities (Markdown renderers pass inline HTML through, so ``<img onerror=...>`` would execute), the inline
   markup characters (``\\ ` * _ [ ] ~ |``) are backslash-escaped (CommonMark: any ASCII punctuation may be), so a
   name can neither make a link, an image, emphasis nor a new table column.
-* :func:`html` — :func:`html.escape` (quotes too: safe in attributes) on the one-line text.
+* :func:`html` — :func:`markupsafe.escape` (quotes too: safe in attributes) on the one-line text.
 * :func:`latex` — the LaTeX specials escaped (``\\`` ``{`` ``}`` ``$`` ``&`` ``#`` ``^`` ``_`` ``~`` ``%``; so
   neither ``\\input`` nor TeX's ``^^5c`` notation reaches TeX), and the few Unicode symbols the tables use
   mapped to math-mode commands.
@@ -28,16 +28,18 @@ Legitimate text stays readable: ``CIFAR-10 (JPEG q75 copy)``, ``max_y p(y|x)``, 
 ImageNet 32 (CIFAR-100 stand-in)`` render exactly as written in every format (tested in
 ``tests/test_hostile_inputs.py``).
 
-Hand-written on purpose: markupsafe / bleach cover HTML only; no maintained library covers the Markdown-cell,
-LaTeX, CSV-formula and terminal cases together, and each rule here is a few lines that the tests pin down.
+HTML escaping is MarkupSafe's (and the pages are Jinja2 templates with autoescaping, :mod:`jembench.pages`). The
+other rules are hand-written on purpose: no maintained library covers the Markdown-cell, LaTeX, CSV-formula and
+terminal cases, and each rule here is a few lines that the tests pin down.
 """
 
 from __future__ import annotations
 
-import html as _html
 import io
 import re
 from typing import Any, Callable
+
+import markupsafe
 
 # C0 controls except tab/newline/CR (handled separately), DEL, C1 controls (U+0080-U+009F: CSI U+009B, OSC U+009D
 # ... are interpreted by some terminals).
@@ -74,8 +76,9 @@ def markdown(text: Any) -> str:
 
 
 def html(text: Any) -> str:
-    """``text`` for HTML element content or a quoted attribute value: one line, every markup character escaped."""
-    return _html.escape(one_line(text), quote=True)
+    """``text`` for HTML element content or a quoted attribute value: one line, every markup character escaped
+    (MarkupSafe's ``& < > ' "``, the escaping of the page templates in :mod:`jembench.pages`), as a plain ``str``."""
+    return str(markupsafe.escape(one_line(text)))
 
 
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 from tabulate import tabulate
 
-from . import escape
+from . import escape, pages
 from .errors import JembenchError
 from .metrics.ood_scores import SCORES
 from .published import FLAGS
@@ -132,18 +132,17 @@ def csv_text(frame: pd.DataFrame) -> str:
 
 
 def html_fragment(sections: list[Section]) -> str:
-    """The sections as ``<section>`` elements (tables + notes), for a page or the HTML report."""
-    out = []
+    """The sections as ``<section>`` elements (tables + notes; :data:`jembench.pages.BOARDS`), for a page or the
+    HTML report. The tables are tabulate's, from cells escaped by :func:`_table_rows`."""
+    boards = []
     for s in sections:
         if not s.columns:
             continue
         headers, body, align = _table_rows(s, "html")
         table = tabulate(body, headers=headers, tablefmt="unsafehtml", colalign=align, disable_numparse=True)
         table = table.replace("<table>", f'<table class="leaderboard" data-kind="{escape.html(s.kind)}">', 1)
-        notes = "".join(f"<li>{escape.html(n)}</li>" for n in s.notes)
-        out.append(f'<section class="board">\n<h3>{escape.html(s.title)}</h3>\n{table}\n'
-                   + (f'<ul class="notes">{notes}</ul>\n' if notes else "") + "</section>")
-    return "\n".join(out)
+        boards.append({"title": s.title, "table": pages.markup(table), "notes": s.notes})
+    return pages.render(pages.BOARDS, sections=boards).rstrip("\n")
 
 
 CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem auto;max-width:72rem;
@@ -166,13 +165,11 @@ def content_security_policy(script: str = "") -> str:
 
 
 def html_page(title: str, body: str, script: str = "") -> str:
-    """A complete, self-contained HTML document (inline CSS; no external resources). ``title`` is text (escaped
-    here); ``body`` and ``script`` are markup the caller built from escaped parts."""
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            f'<meta http-equiv="Content-Security-Policy" content="{content_security_policy(script)}">\n'
-            f"<title>{escape.html(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
-            f"<h1>{escape.html(title)}</h1>\n{body}\n"
-            + (f"<script>{script}</script>\n" if script else "") + "</body>\n</html>\n")
+    """A complete, self-contained HTML document (inline CSS; no external resources; :data:`jembench.pages.PAGE`).
+    ``title`` is text (escaped by the template); ``body`` and ``script`` are markup the caller built from escaped
+    parts."""
+    return pages.render(pages.PAGE, title=title, body=pages.markup(body), script=pages.markup(script),
+                        css=pages.markup(CSS), csp=pages.markup(content_security_policy(script)))
 
 
 def to_frame(sections: list[Section]) -> pd.DataFrame:

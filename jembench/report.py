@@ -7,7 +7,8 @@ as a base64 ``data:`` URI, at its natural size, captioned with what it shows and
 (``<body data-report-ready="yes">``), which is what the browser test checks.
 
 What a record says is untrusted (a record may come from anyone's CI run): every text in the page goes through
-:func:`jembench.escape.html`, the page's Content-Security-Policy runs no script but its own, and a figure is
+:func:`jembench.escape.html` or the page template's autoescaping (:mod:`jembench.pages`), the page's
+Content-Security-Policy runs no script but its own, and a figure is
 embedded only when it is a PNG file *inside the folder being reported* (after resolving ``..`` and symlinks), so
 a record cannot pull ``/home/someone/secret.png`` into a report that is then published as a CI artifact.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from . import escape
+from . import escape, pages
 from .errors import JembenchError
 from .figures import caption as figure_caption
 from .figures import record_dataset_label, vector_path
@@ -121,7 +122,7 @@ def build_report(run_dir: str | Path, published=None, title: str | None = None) 
                                                  "Created", "Record"], tablefmt="unsafehtml", disable_numparse=True)
 
     sections = [s for s in build_all(TABLES, published, refs) if any(r.ours for r in s.rows) and s.columns]
-    boards = html_fragment(sections) if sections else "<p>No leaderboard rows: the records hold no table metrics.</p>"
+    boards = html_fragment(sections) if sections else ""
 
     blocks = []
     for ref in refs:
@@ -130,14 +131,9 @@ def build_report(run_dir: str | Path, published=None, title: str | None = None) 
             continue
         r = ref.record
         caption = f"{r['model']['name']} · {r['suite']} · {record_dataset_label(r)}"
-        figs = "\n".join(f"<figure>{_img(p, f'{caption}: {p.name}')}<figcaption>{_figcaption(p)}"
-                         f"</figcaption></figure>" for p in paths)
-        blocks.append(f'<section class="figures">\n<h3>{escape.html(caption)}</h3>\n'
-                      f"<p><code>{escape.html(_label(ref, root))}</code></p>\n{figs}\n</section>")
-    figures_html = "\n".join(blocks) if blocks else "<p>The records list no figures.</p>"
-
-    n_figs = sum(len(p) for p in figures.values())
-    body = (f"<p>{len(refs)} record(s) under <code>{escape.html(root)}</code>, {n_figs} figure(s).</p>\n"
-            f"<h2>Records</h2>\n{overview_table}\n<h2>Leaderboards</h2>\n{boards}\n"
-            f"<h2>Figures</h2>\n{figures_html}")
+        blocks.append({"caption": caption, "record": _label(ref, root),
+                       "figures": [{"img": pages.markup(_img(p, f"{caption}: {p.name}")),
+                                    "caption": pages.markup(_figcaption(p))} for p in paths]})
+    body = pages.render(pages.REPORT, n_records=len(refs), root=root, n_figures=sum(len(p) for p in figures.values()),
+                        overview=pages.markup(overview_table), boards=pages.markup(boards), blocks=blocks).rstrip("\n")
     return html_page(title or f"jembench report — {root.name or root}", body, READY_SCRIPT)
