@@ -97,7 +97,7 @@ def run_benchmarks(args) -> int:
     specs_all = model_specs(args.wrn_batch, cifar)
     specs = [specs_all["tiny"]] + ([specs_all["wrn16-4"]] if args.wrn and not args.quick else [])
     checkouts = {m: getattr(args, opt, None) for m, opt in OFFICIAL_OPTIONS.items()}
-    families = args.only or (["sgld", "train", "profile", "suites", "ddp", "startup", "attacks"]
+    families = args.only or (["sgld", "train", "profile", "suites", "ddp", "startup", "attacks", "threads"]
                              + (["official"] if any(checkouts.values()) else []))
     rows: list[Row] = []
     profiles: dict[str, str] = {}
@@ -140,6 +140,9 @@ def run_benchmarks(args) -> int:
         elif family == "attacks":
             from . import attacks
             rows += attacks.run(args.quick, args.device)
+        elif family == "threads":
+            from . import threads
+            rows += threads.run(args.quick)
         timings[family] = time.perf_counter() - t0
     if scratch is not None:
         scratch.cleanup()

@@ -138,7 +138,7 @@ class Bar(tqdm):
     def __init__(self, iterable: Iterable[Any] | None = None, *, desc: str = "", unit: str = "it",
                  total: float | None = None, initial: float = 0, **kwargs: Any) -> None:
         self._label, self._unit = desc.strip(), unit
-        self._started = time.monotonic()
+        self.started = time.monotonic()
         super().__init__(iterable, desc=desc, unit=unit, total=total, initial=initial, **kwargs)
         if self.disable and _lines_wanted():
             _HEARTBEAT.add(self)
@@ -169,14 +169,15 @@ class Bar(tqdm):
         """``desc: n/total unit, elapsed mm:ss, ETA mm:ss`` (tqdm's formatting; no ETA without a total)."""
         fmt = ("{desc}: {n_fmt}/{total_fmt} {unit}, elapsed {elapsed}, ETA {remaining}" if self.total
                else "{desc}: {n_fmt} {unit}, elapsed {elapsed}")
-        return tqdm.format_meter(self.n, self.total, time.monotonic() - self._started, prefix=self._label,
+        return tqdm.format_meter(self.n, self.total, time.monotonic() - self.started, prefix=self._label,
                                  unit=self._unit, bar_format=fmt)
 
 
 class _Heartbeat:
     """A daemon thread that, while any undrawn bar is open, logs one line every :func:`heartbeat_interval`
-    seconds with the status of each (outermost first): ``jembench: … robustness: 5/24 unit, elapsed 01:10, ETA
-    04:12 | k10/pgd-linf/b0: 130 step, elapsed 00:40``. It stops when the last bar closes."""
+    seconds with the status of each that has been open for half an interval or more (outermost first):
+    ``jembench: … robustness: 5/24 unit, elapsed 01:10, ETA 04:12 | k10/pgd-linf/b0: 130 step, elapsed 00:40``.
+    It stops when the last bar closes."""
 
     def __init__(self) -> None:
         self._bars: dict[int, Bar] = {}  # by id: tqdm's == compares bar positions, not bars
@@ -206,7 +207,9 @@ class _Heartbeat:
                 if not bars:
                     self._thread = None
                     return
-            info("jembench: … " + " | ".join(bar.status() for bar in bars))
+            settled = [bar for bar in bars if time.monotonic() - bar.started >= interval / 2]  # not just opened
+            if settled:
+                info("jembench: … " + " | ".join(bar.status() for bar in settled))
 
 
 _HEARTBEAT = _Heartbeat()

@@ -15,11 +15,12 @@ ORDER = 70
 HELP = "benchmark SGLD, training iterations, suites and DDP against the physical limit (ratios)"
 DESCRIPTION = ("Print a table of ratios measured in one run — SGLD step / bare input-gradient loop, training "
                "iteration / ((K+1) x plain classifier step), each suite's throughput and peak RSS at N and 4N "
-               "images, 2-process DDP / 1 process on half the batch — on the tiny presets and a WRN-16-4 on 32x32 "
-               "inputs, and write it as JSON. Same as `python -m benchmarks` in a source checkout; see "
+               "images, 2-process DDP / 1 process on half the batch, the demo's robustness suite with two competing "
+               "CPU-bound processes / without — on the tiny presets and a WRN-16-4 on 32x32 inputs, and write it as "
+               "JSON. Same as `python -m benchmarks` in a source checkout; see "
                "benchmarks/README.md.")
 
-FAMILIES = ("sgld", "train", "profile", "suites", "ddp", "attacks")
+FAMILIES = ("sgld", "train", "profile", "suites", "ddp", "attacks", "threads")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
