@@ -9,7 +9,8 @@ Shape (schema ``jembench-record/1``)::
      "metrics": {"auroc/uniform/log_px": 0.99, ...},     # flat: metric key -> float (NaN allowed)
      "details": {...},                                   # suite-specific tables (bins, curves, ...)
      "figures": ["reliability.png", ...],               # files written beside the record
-     "seed": 0, "versions": {"torch": "...", ...}, "commit": "abc123", "wall_time_s": 1.2}
+     "seed": 0, "versions": {"torch": "...", ...}, "commit": "abc123", "wall_time_s": 1.2,
+     "runtime": {"torch_threads": 2, "work_threads": {"robustness units": 1}, ...}}   # jembench.threads
 
 Metric keys are ``/``-separated and lower case; numbers are floats, never strings (a leaderboard sorts them). The
 keys each suite writes, and their builders and parser, are in :mod:`jembench.metric_keys`. ``protocol.table`` holds
