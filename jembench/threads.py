@@ -142,7 +142,8 @@ def scoped(n: int, work: str = "") -> Iterator[int]:
 def tracking() -> Iterator[dict[str, int]]:
     """Collect, for the duration of the block, the thread count each scoped piece of work ran on."""
     saved = _STATE["used"]
-    _STATE["used"] = used = {}
+    used: dict[str, int] = {}
+    _STATE["used"] = used
     try:
         yield used
     finally:
