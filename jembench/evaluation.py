@@ -181,7 +181,10 @@ def run_suite(ckpt: LoadedCheckpoint, suite_name: str, protocol: Protocol, out_p
     seed_everything(seed)
     record = _with_dataset_label(suite.run(ckpt, protocol, ctx), ctx.label)
     distributed.barrier()  # every rank has finished writing its partial results
+    evidence = record.pop("evidence", None)
     if distributed.is_main():
+        if evidence is not None:  # the per-input arrays first: the record never names a file not yet there
+            record["evidence"] = evidence.write(out_path)
         atomic.write_json(out_path, record)
         # Long suites checkpoint their progress as <record stem>.partial* files beside the record; only now
         # that the record is safely on disk are those obsolete. A suite that names them per protocol lists its

@@ -188,6 +188,10 @@ def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
         raise _fail(source, f"'seed' is {record['seed']!r}, not an integer")
     if "wall_time_s" in record and not _number(record["wall_time_s"]):
         raise _fail(source, f"'wall_time_s' is {record['wall_time_s']!r}, not a number")
+    if "evidence" in record:
+        from .evidence import describe
+
+        describe(record, source)
     return record
 
 
