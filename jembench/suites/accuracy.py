@@ -25,7 +25,8 @@ from tabulate import tabulate
 
 from ..records import make_record
 from ..evidence import StreamDigest
-from . import EvalContext, SplitSampling, forward_mode, per_input_predictions, split_evidence
+from . import EvalContext, SplitSampling, forward_mode
+from .split_evidence import per_input_predictions, split_evidence
 
 NAME = "accuracy"
 OVERRIDES = {"bn_mode": "bn_mode"}

@@ -32,7 +32,8 @@ from ..evidence import StreamDigest
 from ..metrics.calibration import BIN_CLOSED, CalibrationAccumulator, bin_indices
 from ..records import make_record
 from ..schema import setting
-from . import EvalContext, SplitSampling, forward_mode, per_input_predictions, split_evidence
+from . import EvalContext, SplitSampling, forward_mode
+from .split_evidence import per_input_predictions, split_evidence
 
 NAME = "calibration"
 OVERRIDES = {"bn_mode": "bn_mode"}
