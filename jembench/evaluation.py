@@ -182,6 +182,10 @@ def run_suite(ckpt: LoadedCheckpoint, suite_name: str, protocol: Protocol, out_p
     record = _with_dataset_label(suite.run(ckpt, protocol, ctx), ctx.label)
     distributed.barrier()  # every rank has finished writing its partial results
     evidence = record.pop("evidence", None)
+    if suite_name == "robustness" and distributed.is_main():  # per-input flags from the record's own details
+        from .suites.robustness_evidence import robustness_evidence
+
+        evidence = robustness_evidence(record, protocol, ctx)
     if distributed.is_main():
         if evidence is not None:  # the per-input arrays first: the record never names a file not yet there
             record["evidence"] = evidence.write(out_path)

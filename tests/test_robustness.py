@@ -308,3 +308,18 @@ def test_robustness_plot_draws_several_records_on_one_figure(reference, tmp_path
     accuracy.write_text(json.dumps(dict(record, suite="accuracy")))
     assert cli_main(["robustness-plot", str(accuracy), "-o", str(tmp_path / "x.png")]) == 2
     assert "robustness records" in capsys.readouterr().err
+
+
+def test_record_carries_per_input_evidence_that_reproduces_its_accuracies(reference):
+    """The sidecar holds, per attacked input, the clean and robust flags behind every clean / robust accuracy and
+    the minimal ε; compared with itself the record gives zero differences and McNemar p = 1."""
+    from jembench import evidence
+    from jembench.comparison import compare
+
+    path, record, _ = reference
+    arrays = evidence.load(record, path)
+    keys = [k for k in record["metrics"] if k.startswith(("clean_acc/", "robust_acc/"))]
+    assert keys and all(100 * arrays[k].mean() == pytest.approx(record["metrics"][k]) for k in keys)
+    assert arrays["min_eps/linf/k0"].shape == (6,) and record["evidence"]["streams"]["attacked"]["n"] == 6
+    rows = [r for r in compare(path, path).rows if r.result is not None]
+    assert len(rows) == len(keys) and all(r.diff == 0 and r.result.p == 1 and r.result.paired for r in rows)

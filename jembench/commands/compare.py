@@ -55,8 +55,9 @@ def _rows(result: Comparison, fmt) -> list[list[str]]:
         d = r.result
         ci = f"[{_num(d.ci[0], r.metric)}, {_num(d.ci[1], r.metric)}]" if d else "–"
         test = d.test if d else "none"
-        rows.append([fmt(r.metric), _num(r.a, r.metric), _num(r.b, r.metric), f"{'+' if r.diff >= 0 else ''}"
-                     f"{_num(r.diff, r.metric)}", ci, _p(d.p if d else None), _p(r.p_holm), fmt(test),
+        sign = "+" if math.isfinite(r.diff) and r.diff >= 0 else ""
+        rows.append([fmt(r.metric), _num(r.a, r.metric), _num(r.b, r.metric), f"{sign}{_num(r.diff, r.metric)}", ci,
+                     _p(d.p if d else None), _p(r.p_holm), fmt(test),
                      fmt(r.pairing)])
     return rows
 
