@@ -165,6 +165,8 @@ def difference(a: Side, b: Side, metric: str, *, resamples: int = bootstrap.RESA
         return result.scaled(scale), pairing[0]
     if key is not None and key.family == "ood":
         return _ood(a, b, key, va, vb, boot)
+    if key is not None and key.family == "fidelity":
+        return None, "statistic of two sample sets: no per-input test (the record keeps is_std / kid_std)"
     return None, "no per-input test for this metric"
 
 

@@ -186,3 +186,13 @@ def test_stream_digest_does_not_depend_on_batching():
     other = evidence.StreamDigest()
     other.update(x.flip(0), y.flip(0))
     assert other.hexdigest() != whole.hexdigest()
+
+
+def test_demo_copies_the_evidence_beside_each_copied_record(evaluated, tmp_path):
+    from jembench.commands.demo import _copy_record
+
+    source = evaluated / "jem" / "ood.json"
+    _copy_record(source, load_record(source), tmp_path / "jem")
+    copied = load_record(tmp_path / "jem" / "ood.json")
+    assert (tmp_path / "jem" / "ood.evidence.npz").read_bytes() == (evaluated / "jem" / "ood.evidence.npz").read_bytes()
+    assert evidence.load(copied, tmp_path / "jem" / "ood.json")["in/log_px"].shape == (360,)
