@@ -86,7 +86,10 @@ class Row:
 
 
 @dataclass
-class Comparison:
+class CompareResult:
+    """What :func:`compare` returns: one :class:`Row` per compared metric, notes on unmatched records, and the
+    two sides' model names."""
+
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     names: tuple[str, str] = ("A", "B")
@@ -252,7 +255,7 @@ def _proto(ref: RecordRef) -> str:
 
 
 def compare(a: str | Path | Sequence[str | Path], b: str | Path | Sequence[str | Path], *,
-            resamples: int = bootstrap.RESAMPLES, seed: int = 0, confidence: float = CONFIDENCE) -> Comparison:
+            resamples: int = bootstrap.RESAMPLES, seed: int = 0, confidence: float = CONFIDENCE) -> CompareResult:
     """Compare the records ``a`` with the records ``b`` (files or folders; folders are matched by suite and
     dataset) metric by metric; the p-values of every tested metric are Holm-adjusted together.
 
@@ -267,7 +270,7 @@ def compare(a: str | Path | Sequence[str | Path], b: str | Path | Sequence[str |
     for refs, what in ((refs_a, a), (refs_b, b)):
         if not refs:
             raise JembenchError(f"no records found in {what}; pass record files or folders written by `jembench eval`")
-    out = Comparison(names=(_name(refs_a), _name(refs_b)))
+    out = CompareResult(names=(_name(refs_a), _name(refs_b)))
     for ra, rb in _pairs(refs_a, refs_b, out.notes):
         out.rows += compare_pair(ra, rb, resamples=resamples, seed=seed, confidence=confidence)
     if not out.rows:
@@ -284,7 +287,7 @@ def _name(refs: list[RecordRef]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:3]) + ("…" if len(names) > 3 else "")
 
 
-def as_dicts(result: Comparison) -> list[dict[str, Any]]:
+def as_dicts(result: CompareResult) -> list[dict[str, Any]]:
     """The rows as plain dictionaries (the JSON / CSV output)."""
     out = []
     for r in result.rows:

@@ -9,6 +9,7 @@ Shape (schema ``jembench-record/1``)::
      "metrics": {"auroc/uniform/log_px": 0.99, ...},     # flat: metric key -> float (NaN allowed)
      "details": {...},                                   # suite-specific tables (bins, curves, ...)
      "figures": ["reliability.png", ...],               # files written beside the record
+     "evidence": {"file": "ood.evidence.npz", "sha256": "...", ...},  # per-input arrays (jembench.evidence)
      "seed": 0, "versions": {"torch": "...", ...}, "commit": "abc123", "wall_time_s": 1.2}
 
 Metric keys are ``/``-separated and lower case; numbers are floats, never strings (a leaderboard sorts them). The

@@ -12,7 +12,7 @@ import math
 from tabulate import tabulate
 
 from .. import escape
-from ..comparison import Comparison, as_dicts, compare
+from ..comparison import CompareResult, as_dicts, compare
 from ..stats.bootstrap import RESAMPLES
 
 NAME = "compare"
@@ -49,7 +49,7 @@ def _p(value: float | None) -> str:
     return "1" if value >= 0.9995 else ("<1e-6" if value < 1e-6 else f"{value:.3g}")
 
 
-def _rows(result: Comparison, fmt) -> list[list[str]]:
+def _rows(result: CompareResult, fmt) -> list[list[str]]:
     rows = []
     for r in result.rows:
         d = r.result
@@ -62,7 +62,7 @@ def _rows(result: Comparison, fmt) -> list[list[str]]:
     return rows
 
 
-def render(result: Comparison, fmt: str = "table") -> str:
+def render(result: CompareResult, fmt: str = "table") -> str:
     """The comparison as a terminal table, Markdown, CSV or JSON (untrusted names escaped for each)."""
     if fmt == "json":
         return json.dumps({"a": result.names[0], "b": result.names[1], "rows": as_dicts(result),
@@ -90,7 +90,7 @@ def render(result: Comparison, fmt: str = "table") -> str:
     return "\n".join(lines)
 
 
-def _confidence(result: Comparison) -> float:
+def _confidence(result: CompareResult) -> float:
     return next((r.result.confidence for r in result.rows if r.result is not None), 0.95)
 
 
