@@ -9,13 +9,13 @@ metric                                      same inputs (paired)                
 accuracy, clean / robust accuracy           McNemar exact + Newcombe paired interval    two-proportion score test
 AUROC                                       DeLong (correlated AUROCs)                  DeLong variances, or
                                                                                         Hanley–McNeil from sizes
-ECE, NLL, AUPR, FPR@95                      paired bootstrap over the inputs            independent bootstrap
+ECE, MCE, NLL, Brier, AUPR, FPR@95          paired bootstrap over the inputs            independent bootstrap
 ==========================================  ==========================================  ==========================
 
 "Same inputs" is read from the records' per-input evidence (:mod:`jembench.evidence`): the two streams behind a
 metric have the same ``inputs_sha256`` (the same clean images and labels, in the same order). The input noise
 may differ (another ``--seed`` under σ > 0): the images still pair up, and the row says so. Unpaired tests are
-marked ``(unpaired)``; a metric with no test for its kind (MCE, Brier, IS/FID/KID, ...) shows the difference
+marked ``(unpaired)``; a metric with no test for its kind (IS/FID/KID, attack distances) shows the difference
 only. Holm-adjusted p-values (over every tested metric of the comparison) guard against the many-metrics
 false alarm. The per-input numbers are checked to reproduce each record's own metric before any test runs.
 
@@ -154,8 +154,9 @@ def difference(a: Side, b: Side, metric: str, *, resamples: int = bootstrap.RESA
             return None, "no per-input evidence, no n"
         result = proportions.two_proportions(round(va / scale * na), na, round(vb / scale * nb), nb, confidence)
         return result.scaled(scale), "no per-input evidence"
-    if metric in ("nll", "ece"):
-        names = ["test/nll"] if metric == "nll" else ["test/confidence", "test/correct", "test/ece_bin"]
+    if metric in ("nll", "brier", "ece", "mce"):
+        names = [f"test/{metric}"] if metric in ("nll", "brier") else ["test/confidence", "test/correct",
+                                                                        "test/ece_bin"]
         pairing = _pairing(a, b, ["test"], names)
         if pairing is None:
             return None, "no per-input evidence"
@@ -175,12 +176,13 @@ def difference(a: Side, b: Side, metric: str, *, resamples: int = bootstrap.RESA
 
 def _scalar_metric(side: Side, metric: str) -> bootstrap.Metric:
     arrays = side.arrays()
-    if metric == "nll":
-        return bootstrap.mean(arrays["test/nll"])
+    if metric in ("nll", "brier"):
+        return bootstrap.mean(arrays[f"test/{metric}"])
     n_bins = int((side.record.get("details") or {}).get("n_bins", 0))
     if n_bins < 1:
         raise JembenchError(f"{side.ref.path}: its details have no n_bins; regenerate it with `jembench eval`")
-    return bootstrap.ece(arrays["test/confidence"], arrays["test/correct"], arrays["test/ece_bin"], n_bins)
+    return bootstrap.ece(arrays["test/confidence"], arrays["test/correct"], arrays["test/ece_bin"], n_bins,
+                         maximum=metric == "mce")
 
 
 def _ood(a: Side, b: Side, key: metric_keys.Key, va: float, vb: float, boot: dict) -> tuple[Difference | None, str]:

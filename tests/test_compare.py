@@ -44,6 +44,7 @@ def test_sidecar_reproduces_every_metric_and_names_its_inputs(evaluated):
     c = arrays["calibration"]
     ece = bootstrap.ece(c["test/confidence"], c["test/correct"], c["test/ece_bin"], cal["details"]["n_bins"])
     assert ece(np.arange(len(c["test/correct"]))[None])[0] * 100 == pytest.approx(cal["metrics"]["ece"], abs=1e-9)
+    assert c["test/brier"].mean() == pytest.approx(cal["metrics"]["brier"], rel=1e-9)
     o = arrays["ood"]
     for key, value in ood["metrics"].items():
         if key.startswith("auroc/"):
@@ -110,7 +111,7 @@ def test_records_without_evidence_fall_back_to_unpaired_rules(evaluated, tmp_pat
     tests = {r.metric: (r.result.test if r.result else None) for r in rows}
     assert tests["accuracy"] == "two-proportion score (unpaired)"
     assert tests["auroc/uniform/log_px"] == "Hanley-McNeil (unpaired)"
-    assert tests["ece"] is None and tests["aupr/uniform/log_px"] is None
+    assert tests["ece"] is None and tests["brier"] is None and tests["aupr/uniform/log_px"] is None
     kinds = {r.pairing for r in rows}
     assert kinds == {"no per-input evidence", "no per-input test for this metric"}
 

@@ -15,7 +15,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from statsmodels.stats.proportion import confint_proportions_2indep
 from statsmodels.stats.weightstats import DescrStatsW
 
-from jembench.metrics.calibration import bin_indices, expected_calibration_error
+from jembench.metrics.calibration import bin_indices, expected_calibration_error, reliability_bins
 from jembench.metrics.detection import detection_metrics, fpr_at_tpr
 from jembench.stats import bootstrap, delong, multiple, proportions
 
@@ -176,7 +176,7 @@ def test_bootstrap_detection_metrics_equal_the_suites_and_weighted_sklearn():
         assert fprs[r] == pytest.approx(fpr_at_tpr(labels, expanded), abs=1e-12)
 
 
-def test_bootstrap_ece_equals_the_calibration_metric_on_every_resample():
+def test_bootstrap_ece_and_mce_equal_the_calibration_metrics_on_every_resample():
     rng = np.random.default_rng(6)
     conf = torch.rand(500, dtype=torch.float32) * 0.6 + 0.4
     correct = torch.rand(500) < conf
@@ -185,8 +185,10 @@ def test_bootstrap_ece_equals_the_calibration_metric_on_every_resample():
     assert metric(np.arange(500)[None])[0] == pytest.approx(expected_calibration_error(conf, correct, 20), abs=1e-12)
     idx = rng.integers(0, 500, (3, 500))
     values = metric(idx)
+    mce = bootstrap.ece(conf.numpy(), correct.numpy(), bins, 20, maximum=True)(idx)
     for r in range(3):
         assert values[r] == pytest.approx(expected_calibration_error(conf[idx[r]], correct[idx[r]], 20), abs=1e-12)
+        assert mce[r] == pytest.approx(reliability_bins(conf[idx[r]], correct[idx[r]], 20).mce(), abs=1e-12)
 
 
 def test_paired_bootstrap_identical_inputs_zero_difference_p_one_and_seeded():

@@ -1,4 +1,4 @@
-"""Metrics without a closed-form test — ECE, NLL, AUPR, FPR@95 — compared by a bootstrap over the inputs.
+"""Metrics without a closed-form test — ECE, MCE, NLL, Brier, AUPR, FPR@95 — compared by a bootstrap over the inputs.
 
 ``scipy.stats.bootstrap`` resamples *indices* (one array per stratum: the test split; or the in-distribution and
 the OOD set, resampled separately so each keeps its size, as the metric's definition fixes them) and a
@@ -39,9 +39,10 @@ def mean(values) -> Metric:
     return lambda idx: v[idx].mean(axis=-1)
 
 
-def ece(confidence, correct, bins, n_bins: int) -> Metric:
+def ece(confidence, correct, bins, n_bins: int, maximum: bool = False) -> Metric:
     """Expected calibration error Σ_b |Σ_{i∈b} (conf_i − correct_i)| / n (fractions) with each input's bin
-    fixed (``bins``: its bin index, as the calibration suite assigned it)."""
+    fixed (``bins``: its bin index, as the calibration suite assigned it); ``maximum``: the maximum calibration
+    error max_b |mean_{i∈b} (conf_i − correct_i)| over non-empty bins instead."""
     gap = np.asarray(confidence, dtype=np.float64) - np.asarray(correct, dtype=np.float64)
     b = np.asarray(bins, dtype=np.int64)
 
@@ -50,7 +51,11 @@ def ece(confidence, correct, bins, n_bins: int) -> Metric:
         rows, n = idx.shape
         flat = (np.arange(rows)[:, None] * n_bins + b[idx]).ravel()
         sums = np.bincount(flat, weights=gap[idx].ravel(), minlength=rows * n_bins).reshape(rows, n_bins)
-        return np.abs(sums).sum(axis=1) / n
+        if not maximum:
+            return np.abs(sums).sum(axis=1) / n
+        counts = np.bincount(flat, minlength=rows * n_bins).reshape(rows, n_bins)
+        means = np.divide(np.abs(sums), counts, out=np.zeros(sums.shape), where=counts > 0)
+        return means.max(axis=1)
 
     return metric
 
