@@ -113,7 +113,7 @@ def test_records_without_evidence_fall_back_to_unpaired_rules(evaluated, tmp_pat
     assert tests["auroc/uniform/log_px"] == "Hanley-McNeil (unpaired)"
     assert tests["ece"] is None and tests["brier"] is None and tests["aupr/uniform/log_px"] is None
     kinds = {r.pairing for r in rows}
-    assert kinds == {"no per-input evidence", "no per-input test for this metric"}
+    assert kinds == {"no per-input evidence"}
 
 
 def _copy(evaluated, tmp_path, name="jem"):
