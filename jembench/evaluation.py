@@ -181,7 +181,7 @@ def run_suite(ckpt: LoadedCheckpoint, suite_name: str, protocol: Protocol, out_p
     seed_everything(seed)
     record = _with_dataset_label(suite.run(ckpt, protocol, ctx), ctx.label)
     distributed.barrier()  # every rank has finished writing its partial results
-    evidence = record.pop("evidence", None)
+    evidence = ctx.evidence  # the suite's per-input arrays (jembench.evidence), if it keeps any
     if suite_name == "robustness" and distributed.is_main():  # per-input flags from the record's own details
         from .suites.robustness_evidence import robustness_evidence
 

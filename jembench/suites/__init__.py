@@ -34,7 +34,7 @@ from torch.utils.data import Dataset, Subset
 
 from ..data import dataset_label, iter_batches, load_dataset
 from ..errors import JembenchError
-from ..evidence import StreamDigest
+from ..evidence import Evidence, StreamDigest
 from ..schema import setting
 
 SUITE_MODULES = {
@@ -144,6 +144,7 @@ class EvalContext:
     ensemble: tuple = ()  # generation: checkpoints (paths) or replay buffers (tensors) pooled as "ensemble"
     workers: int = 0  # DataLoader worker processes for decoding images (0 = in the main process)
     dataset_label: str = ""  # how tables / figures / records name the dataset; "" = jembench.data.dataset_label
+    evidence: Evidence | None = None  # set by a suite: its per-input arrays (written beside the record by run_suite)
 
     @property
     def label(self) -> str:

@@ -61,7 +61,7 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
                "dataset_label": ctx.label}
     record = make_record(suite=NAME, model=ckpt.describe(), dataset=ctx.dataset, protocol=protocol,
                          metrics=metrics, details=details, seed=ctx.seed, wall_time_s=time.perf_counter() - start)
-    record["evidence"] = split_evidence(parts, ctx.split_stream(digest, limit, sigma))
+    ctx.evidence = split_evidence(parts, ctx.split_stream(digest, limit, sigma))
     return record
 
 

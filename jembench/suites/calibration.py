@@ -82,7 +82,7 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
     record = make_record(suite=NAME, model=ckpt.describe(), dataset=ctx.dataset, protocol=protocol,
                          metrics=metrics, details=details, figures=[fig_path.name], seed=ctx.seed,
                          wall_time_s=time.perf_counter() - start)
-    record["evidence"] = split_evidence(parts, ctx.split_stream(digest, limit, sigma))
+    ctx.evidence = split_evidence(parts, ctx.split_stream(digest, limit, sigma))
     return record
 
 

@@ -186,7 +186,7 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
     record = make_record(suite=NAME, model=ckpt.describe(), dataset=ctx.dataset, protocol=protocol,
                          metrics=metrics, details=details, figures=figures, seed=ctx.seed,
                          wall_time_s=time.perf_counter() - start)
-    record["evidence"] = evidence
+    ctx.evidence = evidence
     return record
 
 
