@@ -6,8 +6,8 @@ Each metric has a direction (higher or lower is better) and a tolerance rule, na
   AUPR, FPR95, IS, FID, ...: metrics without a derived sampling error);
 * ``paired`` — with ``--baseline``, when the baseline is one record and both records carry per-input evidence of
   the same inputs (:mod:`jembench.evidence`): a regression is a drop that is both significant — the one-sided
-  p-value of McNemar's exact test (accuracies), DeLong's test (AUROCs) or a paired bootstrap (ECE, NLL, AUPR,
-  FPR95), Holm-adjusted over every metric decided this way, at most ``--alpha`` — and larger than the metric's
+  p-value of McNemar's exact test (accuracies), DeLong's test (AUROCs) or a paired bootstrap (ECE, MCE, NLL,
+  Brier, AUPR, FPR95), Holm-adjusted over every metric decided this way, at most ``--alpha`` — and larger than the metric's
   practical ``margin`` (tolerance file). Paired tests see the drop of a model on the very inputs it was
   checked on, far below the unpaired rules' resolution (:mod:`jembench.comparison`); the other rules below
   decide whenever this one cannot (other inputs, no evidence, a metric without a paired test, several baseline
@@ -299,8 +299,8 @@ def compare_baseline(refs: list[RecordRef], baseline: list[RecordRef], rules: li
 
     **Paired rule** (``paired``, when the baseline is one record and both carry per-input evidence of the same
     inputs, :mod:`jembench.comparison`): a metric regresses when its drop is significant — the one-sided p of
-    McNemar's exact test (accuracies), DeLong's test (AUROCs) or the paired bootstrap (ECE, NLL, AUPR, FPR@95),
-    Holm-adjusted over every metric decided this way, at most ``alpha`` — *and* larger than the rule's
+    McNemar's exact test (accuracies), DeLong's test (AUROCs) or the paired bootstrap (ECE, MCE, NLL, Brier, AUPR,
+    FPR@95), Holm-adjusted over every metric decided this way, at most ``alpha`` — *and* larger than the rule's
     ``margin``. **Unpaired rule** otherwise (other inputs, no evidence, metrics without a paired test, a baseline
     of several records): the derived or fixed tolerance as before; every row names the rule that decided it.
 
@@ -350,7 +350,8 @@ def compare_baseline(refs: list[RecordRef], baseline: list[RecordRef], rules: li
             if test is not None:
                 comparisons.append(Comparison(str(ref.path), r["model"]["name"], r["dataset"], metric, rule.direction,
                                               float(value), reference, rule.margin, source,
-                                              f"paired {test.test} α={alpha:g} Holm", paired=test, alpha=alpha))
+                                              f"{_paired_name(test.test)} α={alpha:g} Holm", paired=test,
+                                              alpha=alpha))
                 continue
             allowed, used = rule.allowed(reference, _baseline_errors(rule, r, metric, float(value), having))
             comparisons.append(Comparison(str(ref.path), r["model"]["name"], r["dataset"], metric, rule.direction,
@@ -359,6 +360,10 @@ def compare_baseline(refs: list[RecordRef], baseline: list[RecordRef], rules: li
     for c, p in zip(decided, holm([c.p_worse for c in decided])):
         c.p_holm = p
     return [c.judge() for c in comparisons], notes
+
+
+def _paired_name(test: str) -> str:
+    return test if test.startswith("paired") else f"paired {test}"
 
 
 def _paired_test(sides: tuple[Side, Side] | None, metric: str) -> Difference | None:

@@ -22,8 +22,8 @@ FORMATS = ("table", "md", "csv", "json")
 DESCRIPTION = ("Print, for every metric two records share, A, B, the difference B - A with its confidence "
                "interval and the p-value of a test: when both records carry per-input evidence of the same inputs "
                "(the same clean images in the same order; input noise may differ), a paired test — McNemar's exact "
-               "test for accuracies, DeLong's test for AUROCs, a paired bootstrap for ECE, NLL, AUPR and FPR@95 — "
-               "else the unpaired test, marked '(unpaired)'. Holm-adjusted p-values cover every tested metric. "
+               "test for accuracies, DeLong's test for AUROCs, a paired bootstrap for ECE, MCE, NLL, Brier, AUPR and "
+               "FPR@95 — else the unpaired test, marked '(unpaired)'. Holm-adjusted p-values cover every tested metric. "
                "Folders are matched record by record (same suite and dataset). Exit 0; 2 on unusable input.")
 
 
@@ -32,7 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("b", metavar="B", help="a record file or a folder of records (compared with A: B - A)")
     p.add_argument("--format", choices=FORMATS, default="table", help="output format")
     p.add_argument("--confidence", type=float, default=0.95, help="confidence level of the intervals")
-    p.add_argument("--resamples", type=int, default=RESAMPLES, help="bootstrap resamples (ECE, NLL, AUPR, FPR@95)")
+    p.add_argument("--resamples", type=int, default=RESAMPLES,
+                   help="bootstrap resamples (ECE, MCE, NLL, Brier, AUPR, FPR@95)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling")
 
 
