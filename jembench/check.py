@@ -7,8 +7,8 @@ Each metric has a direction (higher or lower is better) and a tolerance rule, na
 * ``paired`` — with ``--baseline``, when the baseline is one record and both records carry per-input evidence of
   the same inputs (:mod:`jembench.evidence`): a regression is a drop that is both significant — the one-sided
   p-value of McNemar's exact test (accuracies), DeLong's test (AUROCs) or a paired bootstrap (ECE, MCE, NLL,
-  Brier, AUPR, FPR95), Holm-adjusted over every metric decided this way, at most ``--alpha`` — and larger than the metric's
-  practical ``margin`` (tolerance file). Paired tests see the drop of a model on the very inputs it was
+  Brier, AUPR, FPR95), Holm-adjusted over every metric decided this way, at most ``--alpha`` — and larger than
+  the metric's practical ``margin`` (tolerance file). Paired tests see the drop of a model on the very inputs it was
   checked on, far below the unpaired rules' resolution (:mod:`jembench.comparison`); the other rules below
   decide whenever this one cannot (other inputs, no evidence, a metric without a paired test, several baseline
   records);

@@ -23,8 +23,8 @@ DESCRIPTION = ("Print, for every metric two records share, A, B, the difference 
                "interval and the p-value of a test: when both records carry per-input evidence of the same inputs "
                "(the same clean images in the same order; input noise may differ), a paired test — McNemar's exact "
                "test for accuracies, DeLong's test for AUROCs, a paired bootstrap for ECE, MCE, NLL, Brier, AUPR and "
-               "FPR@95 — else the unpaired test, marked '(unpaired)'. Holm-adjusted p-values cover every tested metric. "
-               "Folders are matched record by record (same suite and dataset). Exit 0; 2 on unusable input.")
+               "FPR@95 — else the unpaired test, marked '(unpaired)'. Holm-adjusted p-values cover every tested "
+               "metric. Folders are matched record by record (same suite and dataset). Exit 0; 2 on unusable input.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
