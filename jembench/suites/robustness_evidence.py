@@ -4,9 +4,9 @@ attacks' distances — with the identity of the attacked inputs (:mod:`jembench.
 attacked on the same inputs are compared input by input (McNemar's exact test on the robust flags).
 
 Built from the record's own per-input details (``clean``, ``pgd.<norm>.k<K>.min_eps`` and, for
-``search = "grid"``, ``robust_at``) after the suite ran, and from the attacked images, which are drawn again
-exactly as the suite drew them (the suite's ``attacked_inputs``) to hash them. An input resisted ε when it was
-correct and its minimal ε is above ε (``None`` = no adversarial found) — the same rule the suite's
+``search = "grid"``, ``robust_at``: each ε's own flags) after the suite ran, and from the attacked images, drawn
+again exactly as the suite drew them (``robustness.schedule.attacked_inputs``) to hash them. An input resisted ε
+when it was correct and its minimal ε is above ε (``None`` = no adversarial found) — the same rule the suite's
 ``robust_acc`` metrics use, which ``jembench compare`` checks before testing.
 """
 
@@ -24,10 +24,10 @@ def _distances(values: list) -> np.ndarray:
 
 def robustness_evidence(record: dict, protocol, ctx) -> Evidence:
     """The evidence of a finished robustness ``record`` evaluated under ``protocol`` in ``ctx``."""
-    from . import get_suite
+    from .robustness.schedule import attacked_inputs
 
     cfg = protocol.settings
-    x, y = get_suite("robustness").attacked_inputs(cfg, ctx)
+    x, y = attacked_inputs(cfg, ctx)
     digest = StreamDigest()
     digest.update(x, y)
     evidence = Evidence()
@@ -51,7 +51,7 @@ def robustness_evidence(record: dict, protocol, ctx) -> Evidence:
                 elif robust_at is not None:
                     flags = np.asarray(robust_at[positive.index(eps)], dtype=bool)
                 elif entry.get("search") == "grid":
-                    continue  # a grid run's flags are per ε and were not kept: no per-input evidence
+                    continue  # a grid record written before details kept robust_at: no per-input evidence
                 else:
                     flags = dist > eps
                 evidence.add(key, flags, "bool")
