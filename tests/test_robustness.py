@@ -329,3 +329,24 @@ def test_record_carries_per_input_evidence_that_reproduces_its_accuracies(refere
     assert arrays["min_eps/linf/k0"].shape == (6,) and record["evidence"]["streams"]["attacked"]["n"] == 6
     rows = [r for r in compare(path, path).rows if r.result is not None]
     assert len(rows) == len(keys) and all(r.diff == 0 and r.result.p == 1 and r.result.paired for r in rows)
+
+
+def test_grid_search_evidence_comes_from_each_eps_own_flags():
+    """A grid run's robust accuracy at ε is its own run's flags (``robust_at``), not min ε: the evidence takes
+    them from there, and the attacked inputs' identity from the images the suite attacks."""
+    from jembench.protocols import load_protocol
+    from jembench.suites.context import EvalContext
+    from jembench.suites.robustness_evidence import robustness_evidence
+
+    proto = load_protocol("robustness-tiny")
+    n = proto.settings.n
+    clean = [i % 2 == 0 for i in range(n)]
+    at = [i % 4 == 0 for i in range(n)]
+    record = {"metrics": {"clean_acc/k0": 50.0, "robust_acc/linf/k0/eps=0": 50.0, "robust_acc/linf/k0/eps=0.1": 25.0},
+              "details": {"labels": [0] * n, "clean": {"k0": clean},
+                          "pgd": {"linf": {"k0": {"eps": [0.0, 0.1], "min_eps": [0.0] * n, "search": "grid",
+                                                  "robust_at": [at]}}}}}
+    ev = robustness_evidence(record, proto, EvalContext(dataset="digits"))
+    assert ev.arrays["robust_acc/linf/k0/eps=0.1"].tolist() == at  # not min_eps > 0.1 (all False)
+    assert ev.arrays["robust_acc/linf/k0/eps=0"].tolist() == clean
+    assert ev.streams["attacked"]["n"] == n and len(ev.streams["attacked"]["inputs_sha256"]) == 64
