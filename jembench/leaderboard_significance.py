@@ -15,12 +15,13 @@ they carry no per-input evidence.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Any
 
 from .errors import JembenchError
 
-if TYPE_CHECKING:
-    from .leaderboard import Cell, Section
+# Sections and cells are jembench.leaderboard's (Section, Cell); typed Any here so that this module, which the
+# leaderboard imports, does not import it back.
+Section = Cell = Any
 
 SIMILAR = "≈"
 ALPHA = 0.05
