@@ -140,6 +140,7 @@ class Bar(tqdm):
         self._label, self._unit = desc.strip(), unit
         self.started = time.monotonic()
         super().__init__(iterable, desc=desc, unit=unit, total=total, initial=initial, **kwargs)
+        self.drawn = not self.disable  # tqdm sets disable on close: whether it was drawn is kept here
         if self.disable and _lines_wanted():
             _HEARTBEAT.add(self)
 
@@ -236,9 +237,9 @@ def track(iterable: Iterable[T], *, total: int | None = None, desc: str = "", un
     unit_done(desc, f"{n} {unit}", time.perf_counter() - start, bar=wrapped)
 
 
-def unit_done(desc: str, what: str = "", seconds: float | None = None, bar: tqdm | None = None) -> None:
+def unit_done(desc: str, what: str = "", seconds: float | None = None, bar: Bar | None = None) -> None:
     """One line on stderr for a finished unit of work, unless ``bar`` (the loop's bar) is drawn and shows it."""
-    if (bar is not None and not bar.disable) or not _lines_wanted():
+    if (bar is not None and bar.drawn) or not _lines_wanted():
         return
     text = f"jembench: {desc}" + (f": {what}" if what else "") + (f" ({seconds:.1f} s)" if seconds is not None else "")
     info(text)

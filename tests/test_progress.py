@@ -109,3 +109,14 @@ def test_a_terminal_gets_a_bar_and_no_heartbeat(tmp_path):
     text = seen.decode(errors="replace")
     assert "\r" in text and re.search(r"jem-digits: +\d+%", text), text[-2000:]
     assert not HEARTBEAT.search(text)
+
+
+def test_unit_lines_only_where_no_bar_is_drawn(capsys):
+    """A drawn bar shows its units itself (no extra lines on a terminal), also once it is closed."""
+    progress.set_verbosity(0)
+    with progress.configured(True):
+        list(progress.track(range(3), desc="drawn", unit="batch"))
+    with progress.configured(False):
+        list(progress.track(range(3), desc="undrawn", unit="batch"))
+    err = capsys.readouterr().err
+    assert "jembench: drawn" not in err and re.search(r"jembench: undrawn: 3 batch \(\d+\.\d s\)$", err, re.M)
