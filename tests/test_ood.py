@@ -160,7 +160,9 @@ def test_folder_sets_are_resized_and_missing_sets_skipped_with_notes(tmp_path, c
     record = ood.run(ckpt, protocol("ood", sets=sets, scores=SCORE_NAMES, hist_bins=10), ctx)
     notes = " | ".join(record["details"]["notes"])
     assert "far: images resized from 3×16×16 to 3×8×8 (shorter side + centre crop)" in notes  # the base name
-    assert "skipped missing: dataset folder" in notes and "skipped CIFAR-100" in notes
+    # a missing folder's note says what an OOD set needs: the test split only
+    assert f"skipped missing: {tmp_path / 'missing' / 'test'} does not exist; an OOD folder needs only " \
+           f"PATH/test/<class>/<image>" in notes and "skipped CIFAR-100" in notes
     assert set(record["details"]["sets"]) == {"far", "uniform"}  # metric-key names: base names, never paths
     assert record["details"]["sets"]["far"]["n"] == 16 and record["details"]["sets"]["far"]["label"] == "far"
     assert len(record["metrics"]) == 2 * 3 * 3 and "auroc/far/log_px" in record["metrics"]
