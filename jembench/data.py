@@ -29,7 +29,7 @@ import torchvision
 from torch.utils.data import Dataset, TensorDataset
 from torchvision import transforms as T
 
-from . import catalog
+from . import catalog, progress, untrusted
 from .catalog import CELEBA, CIFAR10, CIFAR100, DIGITS, SVHN, DatasetInfo
 from .defaults import DEFAULT_DATASET, data_root as default_data_root
 from .errors import JembenchError
@@ -188,21 +188,48 @@ def _zero_label(_) -> int:
 
 # ----------------------------------------------------------------------------------------------- folder
 class _CheckedImageFolder(torchvision.datasets.ImageFolder):
-    """``ImageFolder`` whose failures name the file: an unreadable, truncated or zero-byte image, or one whose
-    size differs from the folder's first image (a batch of mixed sizes cannot be stacked), is a one-line
-    :class:`JembenchError` naming the image instead of a PIL or collate traceback mid-run. ``mixed_sizes``
-    lifts the size check for callers that resize every image themselves (the OOD suite's folder sets)."""
+    """``ImageFolder`` read through :mod:`jembench.untrusted`: class folders are the split's real subfolders
+    (symlinked ones are not followed), images are found by :func:`jembench.untrusted.walk` (no symlinked
+    folders, no symlink loops, a symlink to an image already in the folder counted once, FIFOs and devices
+    skipped, each skip noted) and decoded by :func:`jembench.untrusted.open_image` (pixel cap, 16-bit PNGs scaled
+    to 8 bits). An unreadable, truncated or zero-byte image, or one whose size differs from the folder's first
+    image (a batch of mixed sizes cannot be stacked), is a one-line :class:`JembenchError` naming the image
+    instead of a PIL or collate traceback mid-run. ``mixed_sizes`` lifts the size check for callers that resize
+    every image themselves (the OOD suite's folder sets)."""
 
     def __init__(self, root: str, mixed_sizes: bool = False):
-        super().__init__(root, transform=_to_signed_rgb)
+        super().__init__(root, transform=_to_signed_rgb, loader=untrusted.open_image)
         self._shape: tuple[int, ...] | None = None
         self._mixed_sizes = mixed_sizes
+
+    def find_classes(self, directory):
+        classes, linked = untrusted.subfolders(directory)
+        if linked:
+            progress.warning(f"note: dataset folder {directory}: symlinked class folders are not followed: "
+                             f"{', '.join(linked[:5])}")
+        if not classes:
+            raise FileNotFoundError(f"no class folders in {directory}")
+        return classes, {name: i for i, name in enumerate(classes)}
+
+    @staticmethod
+    def make_dataset(directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False):
+        suffixes = tuple(extensions) if extensions else torchvision.datasets.folder.IMG_EXTENSIONS
+        samples, empty = [], []
+        for name, index in sorted(class_to_idx.items(), key=lambda item: item[1]):
+            listing = untrusted.walk(Path(directory) / name, suffixes, label="class folder")
+            untrusted.report_skips(listing, f"class folder {Path(directory) / name}")
+            samples += [(str(p), index) for p in listing.files]
+            if not listing.files:
+                empty.append(name)
+        if empty and not allow_empty:
+            raise FileNotFoundError(f"Found no valid file for the classes {', '.join(empty)}")
+        return samples
 
     def __getitem__(self, index: int):
         path = self.samples[index][0]
         try:
             x, y = super().__getitem__(index)
-        except (OSError, SyntaxError, ValueError) as exc:  # PIL: UnidentifiedImageError, truncated files
+        except (OSError, SyntaxError, ValueError) as exc:  # PIL errors a transform may still raise
             raise JembenchError(f"image {path} is unreadable ({type(exc).__name__}: {str(exc)[:100]}); replace "
                                 f"or delete it") from None
         if self._mixed_sizes:
@@ -236,7 +263,11 @@ def _folder(path: Path, split: str, mixed_sizes: bool = False) -> Dataset:
                             ) from None
     other = path / ("test" if split == "train" else "train")
     if other.is_dir():
-        theirs = sorted(e.name for e in other.iterdir() if e.is_dir())
+        try:
+            theirs = untrusted.subfolders(other)[0]
+        except OSError as exc:
+            raise JembenchError(f"dataset folder {other} is unreadable ({exc.strerror}); fix its permissions"
+                                ) from None
         if theirs != ds.classes:
             missing = sorted(set(theirs) - set(ds.classes))
             extra = sorted(set(ds.classes) - set(theirs))

@@ -280,7 +280,7 @@ def load_class_gaussians(mean_path: str | Path, cov_path: str | Path, image_shap
     from .sampling import ClassGaussianInit
 
     dim = math.prod(image_shape)
-    means, covs = read_torch_file(mean_path), read_torch_file(cov_path)
+    means, covs = read_torch_file(mean_path, kind="stats"), read_torch_file(cov_path, kind="stats")
     for what, t, shape in (("class means", means, (n_classes, dim)), ("class covariances", covs,
                                                                        (n_classes, dim, dim))):
         if not isinstance(t, torch.Tensor) or tuple(t.shape) != shape or not t.is_floating_point():

@@ -16,10 +16,6 @@ code), in two families of formats:
 
 from __future__ import annotations
 
-import pickle
-import struct
-import warnings
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -27,9 +23,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from . import atomic, catalog
+from . import atomic, catalog, untrusted
 from .errors import JembenchError
-from .records import sha256_file
 
 FORMAT = "jembench"
 FORMAT_VERSION = 1
@@ -180,46 +175,24 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)
 
 
-def read_checkpoint_file(path: str | Path, trust: bool = False) -> dict:
-    """``torch.load`` with ``weights_only=True``; every failure becomes a one-line :class:`JembenchError`."""
-    state = read_torch_file(path, trust)
+def read_checkpoint_file(path: str | Path, trust: bool = False, kind: str = "checkpoint") -> dict:
+    """``torch.load`` with ``weights_only=True`` through :mod:`jembench.untrusted`; every failure becomes a
+    one-line :class:`JembenchError`."""
+    return _as_dict(read_torch_file(path, trust, kind), path)
+
+
+def _as_dict(state: Any, path: str | Path) -> dict:
     if not isinstance(state, dict):
         raise JembenchError(f"{path} holds a {type(state).__name__}, not a checkpoint dict; "
                             f"pass a file written by `jembench train` or the official JEM code")
     return state
 
 
-def read_torch_file(path: str | Path, trust: bool = False) -> Any:
-    """The object in a ``torch.save`` file, loaded with ``weights_only=True`` unless ``trust``; a missing,
-    truncated or code-carrying file is a one-line :class:`JembenchError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise JembenchError(f"checkpoint {path} does not exist; pass the path of a .pt file "
-                            f"(e.g. runs/jem/last.pt from `jembench train`)")
-    if trust:
-        warnings.warn(f"--trust-checkpoint: loading {path} with full unpickling; code inside the file can run",
-                      stacklevel=2)
-    try:
-        with warnings.catch_warnings():  # garbage bytes can claim any pickle protocol; the error below says enough
-            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
-            state = torch.load(path, map_location="cpu", weights_only=not trust)  # noqa: S614 (unless trusted)
-    except pickle.UnpicklingError as exc:
-        text = str(exc)
-        if "GLOBAL" not in text and "global" not in text:  # garbage bytes, not a pickle that wants code
-            raise JembenchError(f"checkpoint {path} is truncated or not a PyTorch file (unreadable pickle); "
-                                f"re-download or re-save it") from None
-        what = next((line.strip() for line in text.splitlines() if "GLOBAL" in line or "global" in line), "")
-        raise JembenchError(f"refusing to load checkpoint {path}: it needs arbitrary unpickling, which could run "
-                            f"code ({what[:160]}); re-save it as plain tensors, or pass --trust-checkpoint if "
-                            f"you trust its author") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError,
-            # torch's weights-only unpickler is a parser over hostile bytes: random input also ends in these
-            # (about 1 file in 12 of random bytes, measured), never in a valid checkpoint
-            IndexError, KeyError, TypeError, AttributeError, struct.error, OverflowError) as exc:
-        raise JembenchError(f"checkpoint {path} is truncated or not a PyTorch file ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); "
-                            f"re-download or re-save it") from None
-    return state
+def read_torch_file(path: str | Path, trust: bool = False, kind: str = "checkpoint") -> Any:
+    """The object in a ``torch.save`` file of ``kind`` (:data:`jembench.untrusted.KINDS`), loaded with
+    ``weights_only=True`` unless ``trust``; a missing, non-regular, oversized, truncated or code-carrying file is a
+    one-line :class:`JembenchError` (:func:`jembench.untrusted.load_torch`)."""
+    return untrusted.load_torch(path, kind, trust=trust)
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dataset: str | None = None,
@@ -229,8 +202,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", datase
     whose log p(x) is its ``energy_output`` head (:class:`jembench.importers.EnergyHeadJEM`)."""
     from . import importers
 
-    state = read_checkpoint_file(path, trust=trust)
-    digest = sha256_file(path)
+    state, digest = untrusted.load_torch_and_digest(path, "checkpoint", trust=trust)
+    state = _as_dict(state, path)
     if state.get("format") == FORMAT:
         if uncond:
             raise JembenchError(f"--uncond applies to official checkpoints (an F scored by its energy_output head); "
@@ -366,7 +339,7 @@ def compact_checkpoint(src: str | Path, dst: str | Path, buffer_n: int | None = 
     out = {k: state[k] for k in ("format", "format_version", "method", "dataset", "n_classes", "image_shape",
                                  "arch", "arch_kwargs", "model_state", "epoch", "iteration", "config")}
     out.update(optimizer=None, scheduler=None, rng=None,
-               extra={"compacted_from": Path(src).name, "source_sha256": sha256_file(src)})
+               extra={"compacted_from": Path(src).name, "source_sha256": untrusted.sha256(src, "checkpoint")})
     buffer = state.get("buffer")
     kept = 0
     if buffer and buffer.get("images") is not None:
@@ -464,7 +437,7 @@ def module_from_factory(spec: str) -> nn.Module:
 def load_weights_file(model: nn.Module, path: str | Path) -> nn.Module:
     """Load a state dict saved with ``torch.save`` into ``model`` (``weights_only=True``): a bare state dict or
     one under ``state_dict`` / ``model_state_dict`` / ``model_state``."""
-    state = read_checkpoint_file(path)
+    state = read_checkpoint_file(path, kind="weights")
     for key in ("state_dict", "model_state_dict", "model_state"):
         if isinstance(state.get(key), dict):
             state = state[key]
@@ -475,7 +448,7 @@ def load_weights_file(model: nn.Module, path: str | Path) -> nn.Module:
 
 def load_tensor_file(path: str | Path, what: str = "buffer") -> torch.Tensor:
     """A tensor saved with ``torch.save`` (``weights_only=True``), bare or under ``replay_buffer`` / ``images``."""
-    state = read_torch_file(path)
+    state = read_torch_file(path, kind="buffer")
     if isinstance(state, dict):
         state = state.get("replay_buffer", state.get("images"))
     if not isinstance(state, torch.Tensor):

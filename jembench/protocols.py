@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,14 +77,12 @@ def protocol_hash(table: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def read_toml(path: Path, what: str) -> dict[str, Any]:
-    """Parse a TOML file; a missing or malformed one is a one-line :class:`JembenchError` naming ``what``."""
-    try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise JembenchError(f"{what} {path} does not exist; pass an existing TOML file") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise JembenchError(f"{what} {path} is not valid TOML ({exc}); fix the file") from None
+def read_toml(path: Path, what: str, kind: str = "protocol") -> dict[str, Any]:
+    """Parse a TOML file of ``kind`` through :mod:`jembench.untrusted` (regular file, size cap); a missing,
+    non-regular or malformed one is a one-line :class:`JembenchError` naming ``what`` and the file."""
+    from .untrusted import read_toml as read
+
+    return read(path, kind, label=what)
 
 
 def available_protocols() -> list[str]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import io
 import json
 import math
 import signal
@@ -42,7 +43,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from tqdm import tqdm
 
-from jembench import atomic, distributed, memory
+from jembench import atomic, distributed, memory, untrusted
 from jembench import progress as messages
 from jembench.data import dataset_info, load_dataset
 from jembench.errors import JembenchError
@@ -651,8 +652,12 @@ class _Log:
     def truncate(self, iteration: int) -> None:
         if not self.enabled:
             return
-        with open(self.path, newline="") as fh:
-            rows = [r for r in csv.DictReader(fh) if int(r["iteration"]) <= iteration]
+        text = untrusted.read_text(self.path, "log")
+        try:
+            rows = [r for r in csv.DictReader(io.StringIO(text, newline="")) if int(r["iteration"]) <= iteration]
+        except (KeyError, ValueError, TypeError, csv.Error) as exc:
+            raise JembenchError(f"training log {self.path} is malformed ({type(exc).__name__}: {str(exc)[:80]}); "
+                                f"delete it or start a new run folder") from None
         with atomic.atomic_path(self.path) as tmp, open(tmp, "w", newline="") as out:
             writer = csv.DictWriter(out, LOG_FIELDS)
             writer.writeheader()

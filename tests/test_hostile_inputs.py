@@ -427,7 +427,7 @@ def _rows(lab: Path, ckpt: str) -> list[Row]:
         Row("one-line", "checkpoint a list", ev(ck / "top-list.pt"), "holds a list"),
         Row("one-line", "zero-byte checkpoint", ev(ck / "zero.pt"), "zero.pt is truncated"),
         Row("one-line", "code-carrying pickle", ev(ck / "code.pt"), "refusing to load"),
-        Row("one-line", "checkpoint is a folder", ev(out / "a-folder.md"), "does not exist"),
+        Row("one-line", "checkpoint is a folder", ev(out / "a-folder.md"), "is a folder, not a regular file"),
         # -- 5: malformed replay buffers (--buffer)
         Row("one-line", "--buffer without tensor", ev(ckpt, "--buffer", bf / "dict.pt"), "holds no tensor"),
         Row("one-line", "--buffer wrong shape", ev(ckpt, "--buffer", bf / "shape.pt"), "not float images"),

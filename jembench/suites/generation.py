@@ -45,7 +45,7 @@ import torch
 from tabulate import tabulate
 from torch.utils.data import ConcatDataset
 
-from .. import atomic, metric_keys, progress
+from .. import atomic, metric_keys, progress, untrusted
 from ..data import dataset_slug, load_dataset, stack_dataset
 from ..errors import JembenchError
 from ..figures import sample_grid
@@ -178,13 +178,10 @@ def fitted_class_gaussians(ctx: EvalContext, n_classes: int, fit_n: int) -> tupl
     key = {"dataset": ctx.dataset, "n": n, "subset_seed": 0, "n_classes": int(n_classes), "jitter": 1e-4}
     path = informative_cache_path(ctx.dataset, n)
     what = f"class Gaussians fitted to {n} {ctx.dataset} training images"
-    if path.is_file():
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-            if isinstance(saved, dict) and saved.get("key") == key:
-                return ClassGaussianInit.from_state_dict(saved["state"]), f"{what} (cache {path})"
-        except Exception:  # noqa: BLE001 - a damaged or foreign cache file is refitted and overwritten
-            pass
+    cached = untrusted.load_cache(path, lambda saved: ClassGaussianInit.from_state_dict(saved["state"])
+                                  if saved.get("key") == key else None, "informative-init")
+    if cached is not None:  # a damaged or foreign cache file is refitted and overwritten
+        return cached, f"{what} (cache {path})"
     start = time.perf_counter()
     x, y = stack_dataset(base, limit=n if n < len(base) else None, seed=0)
     try:
@@ -237,19 +234,16 @@ class ChainStore:
         return self.record_path.with_name(f"{self.record_path.stem}.partial.fresh.{batch:05d}.pt")
 
     def load(self, batch: int, n: int) -> _Pool | None:
-        path = self.path(batch)
-        if not path.is_file():
-            return None
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-            if not isinstance(saved, dict) or saved.get("key") != {**self.key, "batch": batch}:
-                return None
+        def use(saved: dict) -> _Pool | None:
+            if saved.get("key") != {**self.key, "batch": batch}:
+                return None  # another protocol, checkpoint, seed, dataset or batch size: recomputed
             pool = _Pool(saved["images"], saved["confidence"], saved["label"], saved["finite"])
-        except Exception:  # noqa: BLE001 - a damaged or foreign file: recompute and overwrite it
-            return None
-        ok = (pool.images.dtype == torch.uint8 and tuple(pool.images.shape) == (n, 3, *self.hw)
-              and all(len(t) == n for t in (pool.confidence, pool.label, pool.finite)))
-        return pool if ok else None
+            if not (pool.images.dtype == torch.uint8 and tuple(pool.images.shape) == (n, 3, *self.hw)
+                    and all(len(t) == n for t in (pool.confidence, pool.label, pool.finite))):
+                raise ValueError(f"its tensors are not {n} uint8 images of 3x{'x'.join(map(str, self.hw))}")
+            return pool
+
+        return untrusted.load_cache(self.path(batch), use, "fresh-chain batch")  # damaged: recomputed, overwritten
 
     def save(self, batch: int, pool: _Pool) -> None:
         atomic.torch_save(self.path(batch), {"key": {**self.key, "batch": batch}, "images": pool.images,
