@@ -81,6 +81,39 @@ class _TooLarge(Exception):
     pass
 
 
+def check_weights(weights: dict, path: str, file_bytes: int | None = None) -> None:
+    """What a state dict must be before any network is built from it or loaded with it:
+
+    * every tensor backed by bytes of its own: ``numel × element size`` at most its storage's size (an expanded,
+      stride-0 tensor can declare a 10⁹-row head in a 4-byte storage, and the network built from that shape
+      would need hundreds of GB), and all storages together at most the file's size;
+    * floating point, except batch-norm step counters (``num_batches_tracked``, integers): integer, bool and
+      complex weights are refused, because ``load_state_dict`` would cast them silently (a complex weight loses
+      its imaginary part) and the model would be scored as if nothing were wrong.
+
+    Shapes and ranks are checked by building the architecture on the meta device
+    (:func:`check_architecture_size`) and loading with ``strict=True``."""
+    storages: dict[int, int] = {}
+    for key, t in weights.items():
+        if not isinstance(t, torch.Tensor):
+            continue
+        storage = t.untyped_storage()
+        if t.numel() and t.numel() * t.element_size() > storage.nbytes():
+            raise JembenchError(f"checkpoint {path}: {str(key)[:80]!r} declares shape {tuple(t.shape)} "
+                                f"({t.numel():,} values) but holds {storage.nbytes():,} bytes (an expanded or "
+                                f"overlapping view); re-save the weights with tensor.clone()")
+        storages[storage.data_ptr() if storage.nbytes() else id(t)] = storage.nbytes()
+        counter = str(key).endswith("num_batches_tracked")
+        if t.is_complex() or t.dtype == torch.bool or (not t.is_floating_point() and not counter):
+            raise JembenchError(f"checkpoint {path}: weight {str(key)[:80]!r} is {t.dtype}, not floating point; "
+                                f"jembench does not cast weights (it would change the model): re-save it with "
+                                f"float weights")
+    total = sum(storages.values())
+    if file_bytes is not None and total > file_bytes + 1_000_000:
+        raise JembenchError(f"checkpoint {path}: its tensors hold {total:,} bytes but the file has {file_bytes:,}; "
+                            f"the file is malformed — re-save it")
+
+
 def check_architecture_size(arch: str, kwargs: dict[str, Any], weights: dict, path: str) -> None:
     """Build ``arch(**kwargs)`` on the meta device, counting parameters and buffers as they are registered, and
     stop as soon as the count exceeds what ``weights`` can fill (strict loading needs every one of them; a little
@@ -228,6 +261,7 @@ def _load_ours(state: dict, path: str, digest: str) -> LoadedCheckpoint:
         raise JembenchError(f"checkpoint {path} has format version {version}; this jembench reads version "
                             f"{FORMAT_VERSION}; use a matching jembench release")
     check_our_checkpoint(state, path)
+    check_weights(state["model_state"], path, _file_bytes(path))
     model = build_model(state["arch"], state["arch_kwargs"], weights=state["model_state"], path=path)
     _load_weights(model, state["model_state"], path)
     buffer = state.get("buffer") or {}
@@ -239,6 +273,15 @@ def _load_ours(state: dict, path: str, digest: str) -> LoadedCheckpoint:
                             n_classes=int(state["n_classes"]), image_shape=tuple(state["image_shape"]), path=path,
                             sha256=digest, buffer=images, buffer_labels=buffer.get("labels"),
                             init_state=init, config=state.get("config") or {}, state=state)
+
+
+def _file_bytes(path: str) -> int | None:
+    import os
+
+    try:
+        return os.stat(path).st_size
+    except (OSError, ValueError):
+        return None
 
 
 #: sanity bounds of our checkpoint's fields (far beyond any real model: ImageNet has 1,000 classes)
@@ -388,12 +431,13 @@ def from_module(model: nn.Module, image_shape: tuple[int, ...], *, dataset: str,
             logits = model(torch.zeros((2, *shape), device=device))
     except Exception as exc:  # noqa: BLE001 - any failure of user code is reported the same way
         raise JembenchError(f"{type(model).__name__} fails on a batch of {'x'.join(map(str, shape))} images "
-                            f"({type(exc).__name__}: {str(exc)[:160]}); evaluate it on a dataset of the image "
-                            f"shape it takes") from None
+                            f"({_brief(exc)}); evaluate it on a dataset of the image shape it takes") from None
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != 2:
         got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise JembenchError(f"{type(model).__name__} must return logits of shape (N, n_classes), got {got} for "
                             f"N = 2; wrap it so that forward(x) returns the logits tensor")
+    if not logits.is_floating_point():
+        raise JembenchError(f"{type(model).__name__} returns {logits.dtype} logits; return floating-point logits")
     if buffer is not None:
         if not isinstance(buffer, torch.Tensor) or tuple(buffer.shape[1:]) != shape:
             got = tuple(buffer.shape) if isinstance(buffer, torch.Tensor) else type(buffer).__name__
@@ -411,6 +455,7 @@ def module_from_factory(spec: str) -> nn.Module:
     """``package.module:factory`` → ``factory()``, the model of a user's own code (``jembench eval --model``).
     The current directory is importable, as for ``python -m``."""
     import importlib
+    import inspect
     import os
     import sys
 
@@ -425,13 +470,38 @@ def module_from_factory(spec: str) -> nn.Module:
     except ImportError as exc:
         raise JembenchError(f"--model {spec!r}: cannot import {module_name!r} ({exc}); run from the folder that "
                             f"holds it or install its package") from None
+    except SyntaxError as exc:
+        raise JembenchError(f"--model {spec!r}: {exc.filename}:{exc.lineno} has a syntax error ({exc.msg}); fix "
+                            f"the file") from None
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's module failed while being imported
+        raise JembenchError(f"--model {spec!r}: importing {module_name!r} fails ({_brief(exc)}); fix the module "
+                            f"(run `python -c 'import {module_name}'` to see the traceback)") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise JembenchError(f"--model {spec!r}: {module_name} has no callable {attr!r}")
-    model = factory()
+    try:
+        inspect.signature(factory).bind()
+    except TypeError as exc:
+        raise JembenchError(f"--model {spec!r}: {attr}() cannot be called without arguments ({exc}); pass a "
+                            f"function that builds the model with none, e.g. def build(): return Net(10)") from None
+    except ValueError:
+        pass  # no inspectable signature (a builtin): calling it tells
+    try:
+        model = factory()
+    except JembenchError:
+        raise
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure of user code is reported the same way
+        raise JembenchError(f"--model {spec!r}: {attr}() fails ({_brief(exc)}); fix the factory (run it in Python "
+                            f"to see the traceback)") from None
     if not isinstance(model, nn.Module):
         raise JembenchError(f"--model {spec!r}: {attr}() returned a {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def _brief(exc: BaseException) -> str:
+    """``TypeName: first line of the message`` (at most 160 characters)."""
+    text = str(exc).splitlines()[0][:160] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def load_weights_file(model: nn.Module, path: str | Path) -> nn.Module:
@@ -458,6 +528,7 @@ def load_tensor_file(path: str | Path, what: str = "buffer") -> torch.Tensor:
 
 
 def _load_weights(model: nn.Module, weights: dict, path: str) -> None:
+    check_weights(weights, path)
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as exc:

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .errors import JembenchError
+from .limits import MAX_SGLD_STEPS
 from .schema import setting
 
 
@@ -33,11 +34,11 @@ class SGLDConfig:
     ``[refine.sgld]``). Sizes are in [-1, 1] image units. Defaults: JEM App. A, Table 4 (20 steps, α = 1,
     σ = .01)."""
 
-    n_steps: int = setting(20, ge=0, help="SGLD steps")
-    step_size: float = setting(1.0, ge=0, help="step size alpha")
-    noise: float = setting(0.01, ge=0, help="noise std sigma")
-    grad_clamp: float = setting(0.0, ge=0, help="JEM++ proximal SGLD: clamp each step's gradient to [-c, c]; "
-                                                "0 = off")
+    n_steps: int = setting(20, ge=0, le=MAX_SGLD_STEPS, help="SGLD steps")
+    step_size: float = setting(1.0, ge=0, le=1e6, help="step size alpha")
+    noise: float = setting(0.01, ge=0, le=1e3, help="noise std sigma")
+    grad_clamp: float = setting(0.0, ge=0, le=1e6,
+                                help="JEM++ proximal SGLD: clamp each step's gradient to [-c, c]; 0 = off")
     x_clamp: bool = setting(False, help="clamp x to [-1, 1] after each step (JEM++ / SADA-JEM)")
 
     def __post_init__(self) -> None:

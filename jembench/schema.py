@@ -103,7 +103,8 @@ def _scalar(value: Any, kind: Any, meta: dict, key: str, where: str) -> Any:
     for name, ok, sign in bounds:
         bound = meta.get(name)
         if bound is not None and not ok(value, bound):
-            raise JembenchError(f"{where}: {key} = {given!r} must be {sign} {bound:g}")
+            shown = f"{bound:,}" if float(bound).is_integer() and abs(bound) >= 10_000 else f"{bound:g}"
+            raise JembenchError(f"{where}: {key} = {given!r} must be {sign} {shown}")
     choices = meta.get("choices")
     if choices is not None and value not in choices:
         raise JembenchError(f"{where}: {key} = {given!r} must be one of {', '.join(map(repr, choices))}")
