@@ -161,6 +161,11 @@ def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
     for key, limit in (("method", 64), ("dataset", MAX_TEXT), ("checkpoint", MAX_TEXT), ("sha256", 128)):
         if key in model:
             _text(source, f"model {key!r}", model[key], limit=limit, optional=True, nonempty=False)
+    steps = model.get("sgld_steps")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= 10**6):
+        raise _fail(source, f"model 'sgld_steps' is {str(steps)[:40]!r}, not a whole number of SGLD steps")
+    if "dataset_label" in record:
+        _text(source, "'dataset_label'", record["dataset_label"], limit=MAX_TEXT, optional=True, nonempty=False)
     if not isinstance(record["metrics"], dict):
         raise JembenchError(f"{source}: 'metrics' must be a mapping of metric name to number")
     for key, value in record["metrics"].items():

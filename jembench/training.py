@@ -6,6 +6,10 @@ from pathlib import Path
 from typing import Any
 
 
+#: training options a resumed run cannot change: they define the network and the optimizer state it continues
+FIXED_ON_RESUME = ("depth", "width", "norm", "dropout", "optimizer")
+
+
 def train(method: str, preset: str = "tiny", out: str | Path | None = None, *, resume: bool = False,
           progress: bool = True, **overrides: Any) -> Path:
     """Train a reference model (``jem``, ``jempp``, ``sada_jem``, ``softmax``, ``softmax_sam``) and return the
@@ -31,6 +35,11 @@ def train(method: str, preset: str = "tiny", out: str | Path | None = None, *, r
         if stored.get("method") != method:
             raise JembenchError(f"{out} holds a {stored.get('method')!r} run, not {method!r}; "
                                 f"pass the matching method")
+        changed = [f"--{k} {stored[k]!r} -> {overrides[k]!r}" for k in FIXED_ON_RESUME
+                   if k in overrides and k in stored and overrides[k] != stored[k]]
+        if changed:
+            raise JembenchError(f"cannot resume {out} with another network or optimizer ({', '.join(changed)}): "
+                                f"its checkpoint holds the trained one; drop those options or start a new run")
         try:
             cfg = TrainConfig.from_dict({**stored, **overrides})
         except (TypeError, ValueError) as exc:  # a stored value of the wrong type (hand-edited or foreign file)

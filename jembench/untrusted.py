@@ -78,6 +78,7 @@ KINDS: dict[str, Kind] = {
     "figure": Kind("figure", 32 * MiB, "keep the suite's PNG figures beside the record"),
     "image": Kind("image", 64 * MiB, "replace or delete it"),
     "log": Kind("training log", 1 * GiB, "start a new run folder"),
+    "lock": Kind("lock file", 1 * MiB, "it is rewritten by the next writer"),
     "dataset": Kind("dataset file", 16 * GiB, "replace it with an intact copy"),
 }
 

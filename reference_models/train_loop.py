@@ -43,7 +43,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from tqdm import tqdm
 
-from jembench import atomic, distributed, memory, untrusted
+from jembench import atomic, distributed, memory, run_lock, untrusted
 from jembench import progress as messages
 from jembench.data import dataset_info, load_dataset
 from jembench.errors import JembenchError
@@ -369,12 +369,14 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
     """Train ``cfg.method`` and return the path of the final checkpoint (``out_dir/last.pt``).
 
     SIGINT / SIGTERM end the run after the current iteration with a resumable ``last.pt``
-    (:class:`TrainingInterrupted`); a fresh run into a folder that holds one is refused."""
-    with stop_requests() as stop:
-        return _train(cfg, Path(out_dir), resume, progress, stop)
+    (:class:`TrainingInterrupted`); a fresh run into a folder that holds one is refused, and so is any run into a
+    folder another process is writing (:mod:`jembench.run_lock`)."""
+    with stop_requests() as stop, contextlib.ExitStack() as held:
+        return _train(cfg, Path(out_dir), resume, progress, stop, held)
 
 
-def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, stop: dict) -> Path:
+def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, stop: dict,
+           held: contextlib.ExitStack) -> Path:
     require_device(cfg.device)
     distributed.init(cfg.device)
     rank, world, main = distributed.rank(), distributed.world_size(), distributed.is_main()
@@ -396,6 +398,9 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, stop: 
         memory.require_buffer(max(info.n_classes, cfg.buffer_size // world), info.image_shape)
     if main:  # only now that the inputs are known to be good: a bad input leaves nothing behind
         out_dir.mkdir(parents=True, exist_ok=True)
+        held.enter_context(run_lock.hold(out_dir))  # one writer per run folder (jembench.run_lock)
+        if not resume:
+            refuse_to_overwrite(out_dir, cfg.method)  # again, now that no other process can start one here
     distributed.barrier()
 
     # model, optimiser (+ SAM), schedule, buffer
@@ -418,7 +423,7 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, stop: 
 
     ckpt_path = out_dir / "last.pt"
     if resume:
-        _restore(state, guard, ckpt_path, rank, world)
+        _restore(state, guard, ckpt_path, rank, world, arch_kwargs)
     if data_streams.select is not None and state.best_acc is None and resume:
         state.best_acc = (read_checkpoint_file(ckpt_path).get("extra") or {}).get("best_acc")
     events = _Events(out_dir / "events.jsonl", enabled=main, fresh=not resume)
@@ -593,13 +598,20 @@ def _save(state: TrainState, guard: DivergenceGuard, path: Path, arch_kwargs: di
                     extra=extra)
 
 
-def _restore(state: TrainState, guard: DivergenceGuard, ckpt_path: Path, rank: int, world: int) -> None:
+def _restore(state: TrainState, guard: DivergenceGuard, ckpt_path: Path, rank: int, world: int,
+             arch_kwargs: dict | None = None) -> None:
     if not ckpt_path.is_file():
         raise JembenchError(f"cannot resume: {ckpt_path} does not exist; train without --resume first")
     saved = read_checkpoint_file(ckpt_path)
-    state.model.load_state_dict(saved["model_state"])
-    state.optimizer.load_state_dict(saved["optimizer"])
-    state.scheduler.load_state_dict(saved["scheduler"])
+    _check_resumable(state, saved, ckpt_path, arch_kwargs)
+    try:
+        state.model.load_state_dict(saved["model_state"])
+        state.optimizer.load_state_dict(saved["optimizer"])
+        state.scheduler.load_state_dict(saved["scheduler"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise JembenchError(f"cannot resume from {ckpt_path}: its model or optimizer state does not fit this run "
+                            f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); resume with the options "
+                            f"it was trained with, or start a new run") from None
     set_base_lr(state.optimizer, state.scheduler, state.cfg.lr)  # honour a new --lr given with --resume
     state.iteration = int(saved["iteration"])
     extra = saved.get("extra") or {}
@@ -621,6 +633,29 @@ def _restore(state: TrainState, guard: DivergenceGuard, ckpt_path: Path, rank: i
         if distributed.is_main():
             messages.warning(f"[jembench] resuming a {len(ranks)}-process run on {world}: RNG streams reseeded, so "
                              f"the continuation is not bit-identical to an uninterrupted run")
+
+
+def _check_resumable(state: TrainState, saved: dict, ckpt_path: Path, now: dict | None) -> None:
+    """A resumed run continues the same network with the same optimizer: architecture settings (depth, width,
+    norm, dropout, classes, channels) and the optimizer must be those of the checkpoint, else one line names what
+    differs (the options given with --resume override the stored config, and these cannot change mid-run)."""
+    ours = saved.get("arch_kwargs") or {}
+    differ = []
+    if now is not None:
+        differ = [f"{k} {ours.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(ours) | set(now))
+                  if ours.get(k) != now.get(k)]
+    stored = (saved.get("config") or {}).get("optimizer")
+    if stored is not None and stored != state.cfg.optimizer:
+        differ.append(f"optimizer {stored!r} -> {state.cfg.optimizer!r}")
+    theirs = saved.get("model_state") or {}
+    mine = state.model.state_dict()
+    if not differ and (set(theirs) != set(mine) or any(tuple(theirs[k].shape) != tuple(v.shape)
+                                                      for k, v in mine.items() if k in theirs)):
+        differ.append("the network's layers")
+    if differ:
+        raise JembenchError(f"cannot resume from {ckpt_path}: this run asks for another network or optimizer than "
+                            f"the checkpoint holds ({'; '.join(differ)[:240]}); resume without changing "
+                            f"--depth / --width / --norm / --dropout / --optimizer, or start a new run")
 
 
 # ------------------------------------------------------------------------------------------ logging
@@ -665,8 +700,11 @@ class _Log:
 
     def write(self, row: dict) -> None:
         if self.enabled:
-            with open(self.path, "a", newline="") as fh:
-                csv.DictWriter(fh, LOG_FIELDS, extrasaction="ignore").writerow(row)
+            try:
+                with open(self.path, "a", newline="") as fh:
+                    csv.DictWriter(fh, LOG_FIELDS, extrasaction="ignore").writerow(row)
+            except OSError as exc:  # full disk, quota, read-only: one line (the checkpoint is written atomically)
+                raise atomic.write_error(self.path, exc) from None
 
 
 class _Events:
@@ -681,5 +719,8 @@ class _Events:
     def write(self, event: str, iteration: int, **fields: Any) -> None:
         if self.enabled:
             line = json.dumps({"event": event, "iteration": iteration, "time": time.time(), **fields}, default=str)
-            with open(self.path, "a") as fh:
-                fh.write(line + "\n")
+            try:
+                with open(self.path, "a") as fh:
+                    fh.write(line + "\n")
+            except OSError as exc:
+                raise atomic.write_error(self.path, exc) from None

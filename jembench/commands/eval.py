@@ -115,14 +115,44 @@ def _suites(requested: list[str] | None) -> list[str]:
     return names
 
 
-def _record_path(args, model: str, suite: str, single: bool) -> Path:
+def _record_path(args, model: str, suite: str, single: bool, qualify: int = 0) -> Path:
+    """Where the record of (``model``, ``suite``) goes; ``qualify`` > 0 names it after that many of the
+    checkpoint's folders too (``a/last.pt`` → ``a-last-<suite>.json``), for checkpoints whose names collide."""
     stem = Path(model).stem if not args.model else (args.name or args.model.rpartition(":")[2])
     if args.out is None:
-        return (Path(model).parent if not args.model else Path("runs") / stem) / "eval" / f"{suite}.json"
+        folder = (Path(model).parent if not args.model else Path("runs") / stem) / "eval"
+        return folder / (f"{stem}-{suite}.json" if qualify else f"{suite}.json")
     out = Path(args.out)
     if single and out.suffix == ".json":
         return out
+    if qualify and not args.model:
+        parents = [p.name for p in Path(model).resolve().parents][:qualify][::-1]
+        stem = "-".join([*(p for p in parents if p), stem])
     return out / f"{stem}-{suite}.json"
+
+
+def record_paths(args, models: list[str], suites: list[str], single: bool) -> dict[tuple[str, str], Path]:
+    """One distinct record path per (model, suite): checkpoints whose default names collide (``a/last.pt`` and
+    ``b/last.pt`` into one ``--out`` folder, or two checkpoints of one folder) are named after their folders too
+    (up to three levels); a checkpoint given twice, or names that still collide, are a one-line error — never
+    one record silently overwriting another."""
+    if len({str(Path(m).resolve()) for m in models}) < len(models):
+        twice = next(m for i, m in enumerate(models) if Path(m).resolve() in {Path(x).resolve() for x in models[:i]})
+        raise JembenchError(f"checkpoint {twice} is given twice; pass each checkpoint once")
+    qualify = {m: 0 for m in models}
+    for _ in range(4):
+        paths = {(m, s): _record_path(args, m, s, single, qualify[m]) for m in models for s in suites}
+        seen: dict[Path, list[str]] = {}
+        for (m, _s), path in paths.items():
+            seen.setdefault(path, []).append(m)
+        clashing = {m for ms in seen.values() if len(ms) > 1 for m in ms}
+        if not clashing:
+            return paths
+        for m in clashing:
+            qualify[m] += 1
+    path, ms = next((p, ms) for p, ms in seen.items() if len(ms) > 1)
+    raise JembenchError(f"checkpoints {ms[0]} and {ms[1]} would write the same record {path}; evaluate them "
+                        f"into separate --out folders")
 
 
 def run(args) -> int:
@@ -165,7 +195,7 @@ def run(args) -> int:
                                     steps=args.steps, init=args.init, bn_mode=args.bn_mode) for s in suites}
     models = [args.model] if args.model else list(args.checkpoints)
     single = len(suites) == 1 and len(models) == 1
-    out_paths = {(m, s): _record_path(args, m, s, single) for m in models for s in suites}
+    out_paths = record_paths(args, models, suites, single)
     for path in out_paths.values():
         atomic.ensure_writable_dir(path.parent)
     buffer = load_tensor_file(args.buffer, "--buffer") if args.buffer else None
