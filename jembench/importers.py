@@ -153,9 +153,9 @@ def check_ranks(weights: dict[str, torch.Tensor], path: str) -> None:
     for key, t in weights.items():
         want = expected_rank(key)
         if want is not None and t.dim() != want:
-            raise JembenchError(f"checkpoint {path}: {key[:80]!r} has {t.dim()} dimensions {tuple(t.shape)}, the "
-                                f"official Wide-ResNet's has {want}; the file is malformed — re-save it from the "
-                                f"official code")
+            raise JembenchError(f"checkpoint {path}: {key[:80]!r} is {t.dim()}-dimensional {tuple(t.shape)}, the "
+                                f"official Wide-ResNet's is {want}-dimensional; the file is malformed — re-save it "
+                                f"from the official code")
 
 
 def _drop_yopo_aliases(weights: dict[str, torch.Tensor], path: str) -> tuple[dict[str, torch.Tensor], bool]:
@@ -315,7 +315,7 @@ def load_class_gaussians(mean_path: str | Path, cov_path: str | Path, image_shap
     for what, t, shape in (("class means", means, (n_classes, dim)), ("class covariances", covs,
                                                                        (n_classes, dim, dim))):
         if not isinstance(t, torch.Tensor) or tuple(t.shape) != shape or not t.is_floating_point():
-            got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            got = f"{t.dtype} {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
             src = mean_path if what == "class means" else cov_path
             raise JembenchError(f"{what} file {src} must hold a float tensor of shape {shape} (the official "
                                 f"<dataset>_{'mean' if what == 'class means' else 'cov'}.pt), got {got}")

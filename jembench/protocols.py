@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,7 @@ def load_protocol(name_or_path: str | Path, suite: str | None = None) -> Protoco
     """Read and resolve a protocol TOML; a missing or malformed file, a protocol of another suite, or a bad key
     is a :class:`JembenchError` naming the file."""
     path = resolve_protocol_path(name_or_path)
-    if not path.is_file() or (path.parent == protocol_dir() and path.stem not in available_protocols()):
+    if not os.path.lexists(path) or (path.parent == protocol_dir() and path.stem not in available_protocols()):
         raise JembenchError(f"protocol {str(name_or_path)!r} not found (looked for {path}); "
                             f"pass a .toml path or one of: {', '.join(available_protocols()) or 'none'}")
     table = read_toml(path, "protocol file")

@@ -4,6 +4,7 @@ write JSON records. Each option is a keyword of :func:`jembench.evaluation.evalu
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -126,7 +127,7 @@ def _record_path(args, model: str, suite: str, single: bool, qualify: int = 0) -
     if single and out.suffix == ".json":
         return out
     if qualify and not args.model:
-        parents = [p.name for p in Path(model).resolve().parents][:qualify][::-1]
+        parents = [p.name for p in Path(os.path.realpath(model)).parents][:qualify][::-1]
         stem = "-".join([*(p for p in parents if p), stem])
     return out / f"{stem}-{suite}.json"
 
@@ -136,8 +137,9 @@ def record_paths(args, models: list[str], suites: list[str], single: bool) -> di
     ``b/last.pt`` into one ``--out`` folder, or two checkpoints of one folder) are named after their folders too
     (up to three levels); a checkpoint given twice, or names that still collide, are a one-line error — never
     one record silently overwriting another."""
-    if len({str(Path(m).resolve()) for m in models}) < len(models):
-        twice = next(m for i, m in enumerate(models) if Path(m).resolve() in {Path(x).resolve() for x in models[:i]})
+    real = [os.path.realpath(m) for m in models]  # never raises, even for a symlink loop
+    if len(set(real)) < len(models):
+        twice = next(m for i, m in enumerate(models) if real[i] in real[:i])
         raise JembenchError(f"checkpoint {twice} is given twice; pass each checkpoint once")
     qualify = {m: 0 for m in models}
     for _ in range(4):
