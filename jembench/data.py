@@ -20,6 +20,7 @@ N(0, .03²)) are options of the training data only (:func:`load_dataset` ``augme
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -109,17 +110,32 @@ class _SVHN(torchvision.datasets.SVHN):
 class _CelebA(torchvision.datasets.CelebA):
     file_list = [(fid, None, name) for fid, _, name in torchvision.datasets.CelebA.file_list]
 
+    def __getitem__(self, index: int):
+        # torchvision opens the face with PIL by path: refuse a FIFO or device before it can block the open
+        untrusted.check_file(Path(self.root) / self.base_folder / "img_align_celeba" / self.filename[index], "image")
+        return super().__getitem__(index)
+
 
 _CIFAR_FILES = "data_batch_1..5, test_batch, batches.meta"
 
 
-def _guarded(name: str, root: Path, files: str, make: Callable[[], Dataset], download: bool, present: bool
-             ) -> Dataset:
+def _exists(path: Path) -> bool:
+    """Whether a dataset file is there at all (a FIFO or a broken link too: the checks say what is wrong)."""
+    return os.path.lexists(path)
+
+
+def _guarded(name: str, root: Path, files: str, make: Callable[[], Dataset], download: bool, present: bool,
+             folder: Path | None = None) -> Dataset:
     """Run a torchvision constructor; missing / failed / forbidden downloads and unreadable files become one
-    clear line naming the folder and the files."""
+    clear line naming the folder and the files. Every file in ``folder`` (what torchvision opens by path) must
+    first pass :func:`jembench.untrusted.check_file`: a FIFO named ``test_batch`` would block its ``open()``."""
     if not present and not download:
         raise JembenchError(f"dataset {name!r} not found and --no-download is set; put {files} under {root} "
                             f"(or pass --data-root to where they are)")
+    if folder is not None and folder.is_dir():
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            if not entry.is_dir():
+                untrusted.check_file(entry.path, "dataset")
     try:
         return make()
     except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError, ... for the same problem
@@ -130,25 +146,25 @@ def _guarded(name: str, root: Path, files: str, make: Callable[[], Dataset], dow
                             f"by hand (or pass --data-root to where they are)") from None
 
 
-@register_dataset(CIFAR10, present=lambda root: (root / "cifar-10-batches-py" / "test_batch").is_file())
+@register_dataset(CIFAR10, present=lambda root: _exists(root / "cifar-10-batches-py" / "test_batch"))
 def _cifar10(split: str, root: Path, download: bool) -> Dataset:
     return _guarded("cifar10", root, f"cifar-10-batches-py/ ({_CIFAR_FILES}) from cifar-10-python.tar.gz",
                     lambda: _CIFAR10(str(root), train=split == "train", download=download, transform=TO_SIGNED),
-                    download, _REGISTRY["cifar10"].present(root))
+                    download, _REGISTRY["cifar10"].present(root), root / "cifar-10-batches-py")
 
 
-@register_dataset(CIFAR100, present=lambda root: (root / "cifar-100-python" / "test").is_file())
+@register_dataset(CIFAR100, present=lambda root: _exists(root / "cifar-100-python" / "test"))
 def _cifar100(split: str, root: Path, download: bool) -> Dataset:
     return _guarded("cifar100", root, "cifar-100-python/ (train, test, meta) from cifar-100-python.tar.gz",
                     lambda: _CIFAR100(str(root), train=split == "train", download=download, transform=TO_SIGNED),
-                    download, _REGISTRY["cifar100"].present(root))
+                    download, _REGISTRY["cifar100"].present(root), root / "cifar-100-python")
 
 
-@register_dataset(SVHN, present=lambda root: (root / "svhn" / "test_32x32.mat").is_file())
+@register_dataset(SVHN, present=lambda root: _exists(root / "svhn" / "test_32x32.mat"))
 def _svhn(split: str, root: Path, download: bool) -> Dataset:
     return _guarded("svhn", root / "svhn", f"{split}_32x32.mat",
                     lambda: _SVHN(str(root / "svhn"), split=split, download=download, transform=TO_SIGNED), download,
-                    (root / "svhn" / f"{split}_32x32.mat").is_file())
+                    _exists(root / "svhn" / f"{split}_32x32.mat"), root / "svhn")
 
 
 #: how CelebA's 178×218 aligned faces become 32-pixel inputs (``load_dataset("celeba", resize=...)``)
@@ -173,10 +189,11 @@ def _celeba_build(split: str, root: Path, download: bool, resize: str = "crop") 
     return _guarded("celeba", root / "celeba", "img_align_celeba/ and the list_*.txt / identity_CelebA.txt files",
                     lambda: _CelebA(str(root), split="test" if split == "test" else "train",
                                     target_type="identity", download=download, transform=celeba_transform(resize),
-                                    target_transform=_zero_label), download, _REGISTRY["celeba"].present(root))
+                                    target_transform=_zero_label), download, _REGISTRY["celeba"].present(root),
+                    root / "celeba")
 
 
-@register_dataset(CELEBA, present=lambda root: (root / "celeba" / "list_eval_partition.txt").is_file())
+@register_dataset(CELEBA, present=lambda root: _exists(root / "celeba" / "list_eval_partition.txt"))
 def _celeba(split: str, root: Path, download: bool) -> Dataset:
     return _celeba_build(split, root, download)
 

@@ -344,9 +344,17 @@ def build_lab(lab: Path, ckpt: Path) -> dict:
 
     # -- runs for --resume, one of them locked by this process while the cases run
     rs = lab / "resume"
-    for name in ("run", "locked"):
+    for name in ("run", "locked", "events-fifo"):  # each with the lock file its training left
         (rs / name).mkdir(parents=True)
         shutil.copy(ckpt, rs / name / "last.pt")
+        (rs / name / ".jembench.lock").write_text("")
+    os.mkfifo(rs / "events-fifo" / "events.jsonl")
+    # -- a torchvision data root whose files are a FIFO and a device
+    dr = lab / "dataroot"
+    (dr / "cifar-10-batches-py").mkdir(parents=True)
+    os.mkfifo(dr / "cifar-10-batches-py" / "test_batch")
+    (dr / "svhn").mkdir()
+    (dr / "svhn" / "test_32x32.mat").symlink_to("/dev/zero")
     held = run_lock.hold(rs / "locked")
     held.__enter__()
 
@@ -506,6 +514,14 @@ def _cases() -> list[Case]:
         # ---- two runs lose each other's work
         Case("lose", "resume a run another process writes", ("train", "jem", "--resume", "{lab}/resume/locked",
                                                              "--no-progress"), "being written by another jembench"),
+        Case("hang", "resume a run whose events.jsonl is a FIFO", ("train", "jem", "--resume",
+                                                                   "{lab}/resume/events-fifo", "--no-progress"),
+             "events log"),
+        Case("hang", "cifar10 test_batch is a FIFO", ofl("good.pt", "--dataset", "cifar10", "--data-root",
+                                                         "{lab}/dataroot", "--no-download"),
+             "test_batch is a FIFO (named pipe)"),
+        Case("hang", "svhn file is /dev/zero", ofl("good.pt", "--dataset", "svhn", "--data-root", "{lab}/dataroot",
+                                                   "--no-download"), "test_32x32.mat is a character device"),
         Case("lose", "the same checkpoint twice into one folder",
              ("eval", "{lab}/names/a/last.pt", "{lab}/names/a/last.pt", "--preset", "tiny", "--out", "{out}/twice"),
              "is given twice"),
