@@ -57,8 +57,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "code); with several suites, one without that preset is skipped with a note")
     p.add_argument("--protocol", default=None, help="protocol TOML path or name (only with a single --suite)")
     p.add_argument("--out", default=None,
-                   help="record path (FILE.json) for one model and one suite, else a folder; default "
-                        "<checkpoint folder>/eval/<suite>.json (--model: runs/<name>/eval/<suite>.json)")
+                   help="record path (FILE.json) for one model and one suite, else a folder of <stem>-<suite>.json "
+                        "(checkpoints whose names collide, such as a/last.pt and b/last.pt, are named after their "
+                        "folders too: a-last-<suite>.json); default <checkpoint folder>/eval/<suite>.json (--model: "
+                        "runs/<name>/eval/<suite>.json)")
     p.add_argument("--dataset", default=None,
                    help="evaluation dataset; default: the one the checkpoint was trained on (needed for official "
                         "checkpoints and --model)")
