@@ -163,15 +163,22 @@ def check_file(path: str | os.PathLike, kind: str, label: str | None = None, fix
 
 
 def _read_capped(fh: BinaryIO, path: Any, kind: str, label: str | None) -> bytes:
+    """The whole file, read up to the kind's cap: its reported size in one read (never a cap-sized buffer for
+    a small file), then on in 1 MiB chunks for a file that grows or reports no size (``/proc``)."""
     k = _kind(kind)
+    chunks, total = [], 0
+    want = min(os.fstat(fh.fileno()).st_size, k.max_bytes) + 1
     try:
-        data = fh.read(k.max_bytes + 1)
+        while chunk := fh.read(want):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > k.max_bytes:
+                raise _error(path, kind, f"is larger than any {k.label} ({_size(k.max_bytes)} at most)", label,
+                             "it is not one: pass the right file")
+            want = MiB
     except OSError as exc:
         raise _error(path, kind, f"cannot be read ({exc.strerror})", label) from None
-    if len(data) > k.max_bytes:
-        raise _error(path, kind, f"is larger than any {k.label} ({_size(k.max_bytes)} at most)", label,
-                     "it is not one: pass the right file")
-    return data
+    return b"".join(chunks)
 
 
 def read_bytes(path: str | os.PathLike, kind: str, label: str | None = None) -> bytes:

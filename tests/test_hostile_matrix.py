@@ -32,6 +32,7 @@ from hostile_lab import CASES, DEADLINE_S
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
+       "CUDA_VISIBLE_DEVICES": "",  # a CUDA context reserves tens of GB of address space: beyond RLIMIT_AS
        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
 
 
@@ -195,3 +196,29 @@ def test_a_fifo_never_hangs_a_real_process(tmp_path):
     os.mkfifo(tmp_path / "r.json")
     out = _cli("leaderboard", "r.json", "--no-published", cwd=tmp_path, timeout=120)
     assert out.returncode == 2 and b"is a FIFO (named pipe)" in out.stderr, out.stderr
+
+
+def test_every_numeric_protocol_field_has_an_upper_bound():
+    """Each suite's protocol, nested tables included (SGLD, selections, attacks): every int or float field, and
+    every list of numbers, declares ``le`` (jembench/limits.py), so no protocol can ask for 10¹² of anything."""
+    import dataclasses
+    import typing
+
+    from jembench.schema import is_settings
+    from jembench.suites import SUITE_MODULES, get_suite
+
+    unbounded = []
+
+    def visit(cls, prefix):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            kind = hints[f.name]
+            item = typing.get_args(kind)[0] if typing.get_origin(kind) is tuple else kind
+            if is_settings(kind):
+                visit(kind, f"{prefix}{f.name}.")
+            elif item in (int, float) and f.metadata.get("le") is None:
+                unbounded.append(f"{prefix}{f.name}")
+
+    for suite in SUITE_MODULES:
+        visit(get_suite(suite).PROTOCOL, f"{suite}: ")
+    assert not unbounded, unbounded
