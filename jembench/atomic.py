@@ -121,13 +121,6 @@ def torch_save(target: str | os.PathLike, obj: Any) -> None:
                 _raise_write_failure(tmp, exc)  # ("failed writing", "unexpected pos 562752 vs 562640", ...)
 
 
-def save_figure(target: str | os.PathLike, fig) -> None:
-    """Save a matplotlib figure atomically (PNG, format taken from the target's suffix)."""
-    fmt = Path(target).suffix.lstrip(".") or "png"
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, format=fmt, bbox_inches="tight", dpi=120)
-
-
 _PROBE_BYTES = 1 << 20
 
 
