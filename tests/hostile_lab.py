@@ -43,8 +43,10 @@ class Case:
     no file of the lab created, changed or deleted (the run folder's lock file excepted: each writer rewrites
     its note); ``ok`` — exit 0, no traceback, ``needle`` (a note) on stderr when given; ``exit1`` — exit 1 (a
     regression found); ``raises`` — the Python expression ``api`` raises a ``JembenchError`` containing
-    ``needle``; ``true`` — the expression ``api`` is true. ``xfail``: the item of issue 21 and the helper that
-    owns it, for cases that fail until that work lands."""
+    ``needle``; ``true`` — the expression ``api`` is true. ``needle`` may join several required parts with
+    `` && ``. ``env``: environment variables for the case (``cwd`` is the folder it runs in; default the lab's
+    ``out/``). ``xfail``: the item of issue 21 and the helper that owns it, for cases that fail until that work
+    lands."""
 
     cls: str
     name: str
