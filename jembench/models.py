@@ -2,7 +2,7 @@
 
 An energy model is any ``nn.Module`` mapping images (N, C, H, W) in [-1, 1] to logits (N, n_classes); the
 JEM identities in :mod:`jembench.energy` turn those into energies. Architectures are looked up by name in a
-small registry (``reference_models`` registers ``wrn``), so a checkpoint names its architecture and kwargs
+small registry (``reference_models.wideresnet`` registers ``wrn``), so a checkpoint names its architecture and kwargs
 and loads without pickled code.
 
 Checkpoints load always through ``torch.load(..., weights_only=True)`` (nothing in a checkpoint can execute
@@ -23,7 +23,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from . import atomic, catalog, untrusted
+from . import atomic, catalog, importers, untrusted
 from .errors import JembenchError
 
 FORMAT = "jembench"
@@ -233,8 +233,6 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", datase
     """Load our checkpoints and the official JEM / JEM++ / SADA-JEM ones (:mod:`jembench.importers`) into a
     :class:`LoadedCheckpoint` (model in eval mode). ``uncond``: an official ``F`` trained with ``--uncond``,
     whose log p(x) is its ``energy_output`` head (:class:`jembench.importers.EnergyHeadJEM`)."""
-    from . import importers
-
     state, digest = untrusted.load_torch_and_digest(path, "checkpoint", trust=trust)
     state = _as_dict(state, path)
     if state.get("format") == FORMAT:
@@ -244,7 +242,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", datase
                                 f"--uncond")
         loaded = _load_ours(state, str(path), digest)
     elif importers.recognises(state):
-        loaded = importers.load_official(state, str(path), digest, dataset, uncond=uncond)
+        loaded = _load_official(state, str(path), digest, dataset, uncond=uncond)
     else:
         keys = ", ".join(repr(k)[:40] for k in list(state)[:6])
         raise JembenchError(f"{path} is neither a jembench checkpoint nor an official JEM / JEM++ / SADA-JEM one "
@@ -282,6 +280,25 @@ def _file_bytes(path: str) -> int | None:
         return os.stat(path).st_size
     except (OSError, ValueError):
         return None
+
+
+def _load_official(state: dict, path: str, digest: str, dataset: str | None, uncond: bool) -> LoadedCheckpoint:
+    """An official checkpoint (already read with ``weights_only=True``) on the CPU: the ``wrn`` architecture with
+    the weights :func:`jembench.importers.official_weights` finds (``strict=True``), the replay buffer if the file
+    has one, ``method`` from the layout (``unknown`` when it fits several methods). The weights are checked
+    (:func:`check_weights`: floating point, their own bytes, within the file's size) and the network is first
+    built on the meta device within what they can fill, so shapes read from a hostile file cannot allocate."""
+    found = importers.official_weights(state, path)
+    check_weights(state.get("model_state_dict", state), path, _file_bytes(path))
+    model = build_model("wrn", found.arch_kwargs, weights=found.weights, path=path)
+    _load_weights(model, found.weights, path)
+    if uncond:
+        model = importers.EnergyHeadJEM(model)
+    return LoadedCheckpoint(model=model, method=found.method, dataset=dataset or "unknown",
+                            n_classes=int(found.arch_kwargs["n_classes"]),
+                            image_shape=importers.official_image_shape(found), path=path, sha256=digest,
+                            buffer=found.buffer,
+                            config=importers.official_config(found, path, uncond), state=state)
 
 
 #: sanity bounds of our checkpoint's fields (far beyond any real model: ImageNet has 1,000 classes)
@@ -514,6 +531,14 @@ def load_weights_file(model: nn.Module, path: str | Path) -> nn.Module:
             break
     _load_weights(model, state, str(path))
     return model
+
+
+def load_class_gaussians(mean_path: str | Path, cov_path: str | Path, image_shape: tuple[int, ...],
+                         n_classes: int, jitter: float = 1e-4):
+    """The authors' ``<dataset>_mean.pt`` / ``<dataset>_cov.pt`` (read with ``weights_only=True``) as the
+    informative p_0 of fresh chains (:func:`jembench.importers.class_gaussians` checks and factors them)."""
+    return importers.class_gaussians(read_torch_file(mean_path, kind="stats"), read_torch_file(cov_path, kind="stats"),
+                                     image_shape, n_classes, mean_path, cov_path, jitter)
 
 
 def load_tensor_file(path: str | Path, what: str = "buffer") -> torch.Tensor:

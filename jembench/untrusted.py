@@ -70,7 +70,7 @@ KINDS: dict[str, Kind] = {
     "stats": Kind("class statistics file", 8 * GiB, "pass the official <dataset>_mean.pt / <dataset>_cov.pt"),
     "cache": Kind("cache file", 8 * GiB, "it is recomputed"),
     "record": Kind("record", 64 * MiB, "regenerate it with `jembench eval`"),
-    "partial": Kind("partial-results file", 64 * MiB, "it is recomputed"),
+    "partial": Kind("partial-results file", 512 * MiB, "it is recomputed"),
     "evidence": Kind("evidence file", 1 * GiB, "regenerate it with `jembench eval`"),
     "protocol": Kind("protocol file", 1 * MiB, "pass a protocol TOML file"),
     "tolerances": Kind("tolerance file", 1 * MiB, "pass a TOML file of [metrics.\"PATTERN\"] entries"),
