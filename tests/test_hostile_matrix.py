@@ -12,8 +12,9 @@ A few cases need processes of their own: two ``jembench train`` writing one fold
 writing a checkpoint (root only: a tmpfs in a private mount namespace), undecodable file names printed to a real
 terminal encoding, and the worker's own memory bound.
 
-Cases of issue 21 items 3 and 5 (owned by other helpers) are marked ``xfail(strict=True)``: they fail until that
-work lands, then turn into failures that say the mark must go.
+Cases of issue 21 item 3 (evidence recomputed from n, value ranges; owned by i22-metrics) are marked
+``xfail(strict=True)``: they fail until that work lands, then turn into failures that say the mark must go. The
+``api`` cases (item 5) hold since i22-settings landed.
 """
 
 from __future__ import annotations
