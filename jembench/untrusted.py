@@ -71,7 +71,7 @@ KINDS: dict[str, Kind] = {
     "cache": Kind("cache file", 8 * GiB, "it is recomputed"),
     "record": Kind("record", 64 * MiB, "regenerate it with `jembench eval`"),
     "partial": Kind("partial-results file", 512 * MiB, "it is recomputed"),
-    "evidence": Kind("evidence file", 1 * GiB, "regenerate it with `jembench eval`"),
+    "evidence": Kind("evidence file", 256 * MiB, "regenerate it with `jembench eval`"),
     "protocol": Kind("protocol file", 1 * MiB, "pass a protocol TOML file"),
     "tolerances": Kind("tolerance file", 1 * MiB, "pass a TOML file of [metrics.\"PATTERN\"] entries"),
     "published": Kind("published file", 16 * MiB, "pass a CSV in the format of results/published"),
