@@ -393,6 +393,13 @@ def prepare_runs(lab: Path, ckpt: Path, out: Path, facts: dict) -> None:
         assert main(["eval", str(ckpt), "--suite", "generation", "--protocol",
                      str(lab / "protocols" / "gen-informative.toml"), "--out", str(out / "prep" / "inf.json"),
                      "--no-progress"]) == 0
+        for name in ("a", "b"):  # two records with per-input evidence, the first one's sidecar then a FIFO
+            assert main(["eval", str(ckpt), "--preset", "tiny", "--out", str(out / "evidence" / f"{name}.json"),
+                         "--no-progress"]) == 0
+    sidecar = out / "evidence" / "a.evidence.npz"
+    assert sidecar.is_file(), sorted(p.name for p in (out / "evidence").iterdir())
+    sidecar.unlink()
+    os.mkfifo(sidecar)
     features = sorted((cache / "fidelity").glob("*features*.pt"))
     assert features, list((cache / "fidelity").iterdir())
     for f in features:
@@ -536,7 +543,7 @@ def _cases() -> list[Case]:
         Case("lose", "two last.pt into one folder", ("eval", "{lab}/names/a/last.pt", "{lab}/names/b/last.pt",
                                                     "--preset", "tiny", "--out", "{out}/names", "--no-progress"),
              expect="ok"),
-        Case("lose", "two last.pt get two records", api="sorted(p.name for p in (out / 'names').iterdir()) == "
+        Case("lose", "two last.pt get two records", api="sorted(p.name for p in (out / 'names').glob('*.json')) == "
                                                         "['a-last-accuracy.json', 'b-last-accuracy.json']",
              expect="true"),
         Case("lose", "truncated FID feature cache is recomputed",
@@ -556,6 +563,8 @@ def _cases() -> list[Case]:
                                ("unit-lacks", "lacks 'min_eps'"), ("unit-nan", "'min_eps' is not a list of 2"),
                                ("other-seed", "another protocol, checkpoint, seed or dataset"),
                                ("fifo", "robustness k0/pgd-linf/b0"), ("not-json", "is not valid JSON")]],
+        Case("hang", "an evidence sidecar is a FIFO", ("compare", "{out}/evidence/a.json", "{out}/evidence/b.json"),
+             "its evidence file && is a FIFO (named pipe)"),
         Case("lose", "cache folder cannot be created",
              ("eval", "{ckpt}", "--suite", "generation", "--protocol", f"{pr}/gen-fast.toml", "--out", rec,
               "--no-progress"), "feature cache folder", env={"JEMBENCH_CACHE": "{lab}/a-file"}),
