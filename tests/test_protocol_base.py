@@ -45,3 +45,18 @@ def test_base_merges_nested_tables_and_checks_the_chain(tmp_path):
     (tmp_path / "none.toml").write_text('suite = "ood"\nbase = "ood-nonexistent"\n')
     with pytest.raises(JembenchError, match="base 'ood-nonexistent' not found"):
         load_protocol(tmp_path / "none.toml")
+
+
+def test_a_base_that_is_not_a_regular_file_is_named(tmp_path):
+    """The base file passes the same gate as the protocol (jembench.untrusted): a FIFO is named, never opened
+    (it would block), and a symlink loop is 'not found' / a cycle, not a traceback."""
+    import os
+
+    os.mkfifo(tmp_path / "fifo.toml")
+    (tmp_path / "p.toml").write_text('suite = "ood"\nbase = "fifo.toml"\n')
+    with pytest.raises(JembenchError, match="fifo.toml.*not a regular file"):
+        load_protocol(tmp_path / "p.toml")
+    os.symlink(tmp_path / "self.toml", tmp_path / "self.toml")
+    (tmp_path / "q.toml").write_text('suite = "ood"\nbase = "self.toml"\n')
+    with pytest.raises(JembenchError, match="self.toml"):
+        load_protocol(tmp_path / "q.toml")

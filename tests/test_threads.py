@@ -27,7 +27,11 @@ def two_threads():
 
 
 def _openmp_threads() -> int:
-    return next(i["num_threads"] for i in threadpool_info() if i["user_api"] == "openmp")
+    """Threads of torch's own OpenMP runtime (others, e.g. scikit-learn's vendored libgomp, may be loaded too and
+    listed first; torch.set_num_threads sets only torch's)."""
+    torch_lib = os.path.dirname(torch.__file__)
+    return next(i["num_threads"] for i in threadpool_info()
+                if i["user_api"] == "openmp" and i["filepath"].startswith(torch_lib))
 
 
 def test_forward_flops_is_torchs_count_of_a_hand_derived_network():
