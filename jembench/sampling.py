@@ -252,8 +252,8 @@ class ClassGaussianInit:
 
     def sample(self, y: torch.Tensor, device: torch.device | str) -> torch.Tensor:
         """x = μ_y + L_y z per image, computed class by class: one (n_c × D)·(D × D) product per class instead
-        of gathering a D × D factor per image (38 MB each on CIFAR, D = 3072). One host sync per call (the
-        class counts)."""
+        of gathering a D × D factor per image (38 MB each on CIFAR, D = 3072). One host sync per call: the class
+        counts, which size the products."""
         device = torch.device(device)
         if self.means.device != device:
             self.to(device)
@@ -262,7 +262,8 @@ class ClassGaussianInit:
         x = self.means[y].clone()
         order = torch.argsort(y, stable=True)
         start = 0
-        for c, n in enumerate(torch.bincount(y, minlength=len(self.means)).tolist()):
+        counts = torch.zeros(len(self.means), dtype=torch.long, device=device).index_add_(0, y, torch.ones_like(y))
+        for c, n in enumerate(counts.tolist()):  # (bincount would add a sync on CUDA: it reads y.max() first)
             if n:
                 idx = order[start:start + n]
                 x[idx] += z[idx] @ self.scale_trils[c].T
@@ -290,7 +291,7 @@ class ReplayBuffer:
         if shape is None:  # a custom p_0: one draw tells its shape, on a forked RNG (the run's stream is untouched)
             with torch.random.fork_rng(devices=[]):
                 shape = init.sample(torch.zeros(1, dtype=torch.long), "cpu").shape[1:]
-        memory.require_buffer(size - size % n_classes, tuple(shape))
+        memory.require_buffer(size - size % n_classes, tuple(shape), device)
         self.n_classes = n_classes
         self.size = size - size % n_classes
         self.init = init
