@@ -33,6 +33,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from . import devices
 from .errors import JembenchError
 from .sampling import SGLDConfig, sgld
 
@@ -112,10 +113,8 @@ class ForwardCounter:
 
 @contextlib.contextmanager
 def fixed_rng(seed: int, device: torch.device | str) -> Iterator[None]:
-    """Run a block with torch's RNG (CPU, and ``device`` if CUDA) seeded to ``seed``; restore it afterwards."""
-    device = torch.device(device)
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
+    """Run a block with torch's RNG (the CPU's and ``device``'s) seeded to ``seed``; restore both afterwards."""
+    with devices.fork_rng(device):
         torch.manual_seed(seed)
         yield
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import os
 import sys
 import types
@@ -147,6 +148,7 @@ class Monitor:
     ops: int = 0
 
     lines: Counter = field(default_factory=Counter)  # (site:line, kind) -> count, for reading a report
+    calls: Counter = field(default_factory=Counter)  # hot scope -> times it was entered
 
     def record(self, kind: str) -> None:
         site, scope, line = _site(self.hot)
@@ -156,6 +158,11 @@ class Monitor:
     def syncs_in(self, scope: str) -> dict[tuple[str, str], int]:
         """{(site, kind): count} of the syncs made under hot-loop function ``scope``."""
         return {(site, kind): n for (sc, site, kind), n in self.syncs.items() if sc == scope}
+
+    def per_call(self, scope: str) -> dict[tuple[str, str], float]:
+        """{(site, kind): syncs per call} of hot scope ``scope`` (its total over the times it was entered)."""
+        calls = self.calls[scope]
+        return {key: n / calls for key, n in self.syncs_in(scope).items()} if calls else {}
 
     def all_syncs(self) -> dict[tuple[str, str], int]:
         out: Counter = Counter()
@@ -182,9 +189,38 @@ def monitor(hot: tuple[str, ...] = (), strict: bool = True) -> Iterator[Monitor]
     mon = Monitor(hot=tuple(hot), strict=strict)
     previous, _STATE.monitor = _active(), mon
     try:
-        yield mon
+        with contextlib.ExitStack() as stack:
+            for scope in mon.hot:
+                stack.enter_context(_counting_calls(mon, scope))
+            yield mon
     finally:
         _STATE.monitor = previous
+
+
+@contextlib.contextmanager
+def _counting_calls(mon: Monitor, scope: str) -> Iterator[None]:
+    """Count the calls of the function ``path:qualname`` (a module function or a class's method) by wrapping it
+    where it is looked up (its module or class) for the duration; the function itself runs unchanged."""
+    path, _, qualname = scope.partition(":")
+    target = str(REPO / path)
+    owner = next((m for m in list(sys.modules.values()) if getattr(m, "__file__", None) == target), None)
+    if owner is None:
+        owner = importlib.import_module(path.removesuffix(".py").removesuffix("/__init__").replace("/", "."))
+    *outer, attr = qualname.split(".")
+    for part in outer:
+        owner = getattr(owner, part)
+    original = owner.__dict__[attr]
+
+    @functools.wraps(original)
+    def counted(*args, **kwargs):
+        mon.calls[scope] += 1
+        return original(*args, **kwargs)
+
+    setattr(owner, attr, counted)
+    try:
+        yield
+    finally:
+        setattr(owner, attr, original)
 
 
 def _site(hot: tuple[str, ...]) -> tuple[str, str, int]:
