@@ -69,6 +69,20 @@ def set_rng_state(device: str | torch.device, state: torch.Tensor) -> None:
         module.set_rng_state(state, index_of(device))
 
 
+def stream_state(device: str | torch.device) -> torch.Tensor:
+    """The state of the random stream that draws tensors on ``device``: the CPU generator's for the CPU, the
+    device's own otherwise."""
+    state = rng_state(device)
+    return torch.get_rng_state() if state is None else state
+
+
+def set_stream_state(device: str | torch.device, state: torch.Tensor) -> None:
+    if is_accelerator(device):
+        set_rng_state(device, state)
+    else:
+        torch.set_rng_state(state)
+
+
 def synchronize(device: str | torch.device) -> None:
     """Wait for the device's queued work (timing, peak memory); nothing on the CPU."""
     module = module_of(device)

@@ -5,6 +5,7 @@ Outside torchrun every helper degrades to the single-process answer, so callers 
 
 from __future__ import annotations
 
+import datetime
 import os
 from collections.abc import Sequence
 from typing import Any, TypeVar
@@ -20,11 +21,18 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
 
 
-def init(device: str = "cpu") -> None:
-    """Join the process group torchrun set up (idempotent). Backend: nccl for CUDA devices, else gloo."""
+#: how long a rank waits in a collective during evaluation: a suite that runs on rank 0 alone (generation at paper
+#: scale: hours) keeps the other ranks in a barrier meanwhile (torchrun ends the group if a process dies)
+EVAL_TIMEOUT_HOURS = 72.0
+
+
+def init(device: str = "cpu", timeout_hours: float | None = None) -> None:
+    """Join the process group torchrun set up (idempotent). Backend: nccl for CUDA devices, else gloo.
+    ``timeout_hours``: the collectives' timeout (default: torch's)."""
     if launched_by_torchrun() and not dist.is_initialized():
         backend = "nccl" if device.startswith("cuda") else "gloo"
-        dist.init_process_group(backend=backend)
+        kwargs = {"timeout": datetime.timedelta(hours=timeout_hours)} if timeout_hours else {}
+        dist.init_process_group(backend=backend, **kwargs)
         if device.startswith("cuda"):
             torch.cuda.set_device(local_rank())
 
@@ -86,6 +94,15 @@ def all_gather_objects(obj: Any) -> list[Any]:
     out: list[Any] = [None] * world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def broadcast_from_main(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank (``obj`` itself outside DDP)."""
+    if not is_active():
+        return obj
+    box = [obj if is_main() else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def shard(items: Sequence[T]) -> Sequence[T]:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import atomic, distributed, options, partials, progress
+from . import atomic, distributed, options, partials, precision, progress
 from .data import dataset_info
 from .errors import JembenchError
 from .eval_options import EvalOptions, EvalPlan, model_name, options_from_keywords, plan, preset_names
@@ -162,8 +162,15 @@ def run_suite(ckpt: LoadedCheckpoint, suite_name: str, protocol: Protocol, out_p
                                    record_path=out_path, ensemble=tuple(ensemble),
                                    dataset_label=dataset_label_for(ckpt, dataset, options.dataset_label))
     seed_everything(options.seed)
-    record = _with_dataset_label(suite.run(ckpt, protocol, ctx), ctx.label)
-    distributed.barrier()  # every rank has finished writing its partial results
+    sharded = getattr(suite, "SHARDED", False)  # the suite shares its work among torchrun's ranks
+    record = None
+    if sharded or distributed.is_main():  # any other suite runs on rank 0 alone (one set of caches), others wait
+        with precision.scope(options.precision, ctx.device):  # TF32 / cudnn.benchmark / autocast, then restored
+            record = _with_dataset_label(suite.run(ckpt, protocol, ctx), ctx.label)
+            record = _with_environment(record, ctx.device)
+    distributed.barrier()  # every rank has finished writing its partial results (or waited for rank 0)
+    if not sharded:
+        record = distributed.broadcast_from_main(record)
     if distributed.is_main():
         atomic.write_json(out_path, record)
         # Long suites save finished units as partial files beside the record (jembench.partials); only now that
@@ -171,6 +178,15 @@ def run_suite(ckpt: LoadedCheckpoint, suite_name: str, protocol: Protocol, out_p
         for partial in partials.files(out_path, protocol.hash):
             partial.unlink(missing_ok=True)
     return record
+
+
+def _with_environment(record: dict, device: str) -> dict:
+    """``record`` with ``environment``: where it ran — the device, its name, the numerical settings in force
+    (:func:`jembench.devices.describe`: precision, TF32, cudnn.benchmark, autocast) and the number of processes.
+    Records from the CPU and from a GPU can be told apart; no metric depends on it being there."""
+    from . import devices
+
+    return {**record, "environment": {**devices.describe(device), "world_size": distributed.world_size()}}
 
 
 def check_seed(seed: int) -> None:
@@ -236,7 +252,7 @@ def run_plan(p: EvalPlan, on_record: Callable[[dict, Path, str], None] | None = 
             if reason is not None:
                 raise JembenchError(reason)
         started_group = not distributed.is_active()
-        distributed.init(opts.device)
+        distributed.init(opts.device, timeout_hours=distributed.EVAL_TIMEOUT_HOURS)
         try:
             return _run_pairs(p, on_record)
         finally:

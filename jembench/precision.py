@@ -21,17 +21,22 @@ leave a caller's process changed); :func:`settings` is what a record stores.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 PRECISIONS = ("fp32", "tf32", "bf16")
 DEFAULT = "fp32"
-_AUTOCAST = {"bf16": torch.bfloat16}
+HELP = ("arithmetic: fp32 (IEEE float32 everywhere: what the papers' torch 1.3-1.5 computed; the default), tf32 "
+        "(TF32 matrix products and cuDNN convolutions on Ampere+ GPUs: faster, other numbers) or bf16 (forward passes "
+        "under bfloat16 autocast: an opt-in that changes results); recorded")
+_AUTOCAST = {"bf16": "bfloat16"}  # torch dtype names (this module is imported before torch by the settings)
 _active: list[str] = []  # the precision of the innermost active scope
 
 
 def check(precision: str) -> str:
+    """``precision`` if it is one of :data:`PRECISIONS`, else a one-line error."""
     if precision not in PRECISIONS:
         from .errors import JembenchError
 
@@ -41,11 +46,15 @@ def check(precision: str) -> str:
 
 
 def _flags() -> tuple[str, str, bool]:
+    import torch
+
     return (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision,
             torch.backends.cudnn.benchmark)
 
 
 def _set_flags(matmul: str, conv: str, benchmark: bool) -> None:
+    import torch
+
     # the fp32_precision API only: mixing it with the legacy allow_tf32 flags makes torch refuse to read them
     torch.backends.cuda.matmul.fp32_precision = matmul
     torch.backends.cudnn.conv.fp32_precision = conv
@@ -56,6 +65,8 @@ def _set_flags(matmul: str, conv: str, benchmark: bool) -> None:
 def scope(precision: str, device: str | torch.device) -> Iterator[None]:
     """Run a block with ``precision``'s TF32 flags, ``cudnn.benchmark`` on for CUDA, and bf16 autocast on
     ``device`` for ``bf16``; every flag is put back afterwards."""
+    import torch
+
     check(precision)
     dev = torch.device(device)
     saved = _flags()
@@ -64,7 +75,7 @@ def scope(precision: str, device: str | torch.device) -> Iterator[None]:
     _active.append(precision)
     try:
         if precision in _AUTOCAST:
-            with torch.autocast(dev.type, dtype=_AUTOCAST[precision]):
+            with torch.autocast(dev.type, dtype=getattr(torch, _AUTOCAST[precision])):
                 yield
         else:
             yield
@@ -81,6 +92,8 @@ def current() -> str:
 def settings(device: str | torch.device) -> dict[str, Any]:
     """The numerical settings in force, as a record stores them: ``precision`` and what it means on this device —
     TF32 for matrix products / cuDNN convolutions (CUDA only), ``cudnn.benchmark``, the autocast dtype."""
+    import torch
+
     dev = torch.device(device)
     matmul, conv, benchmark = _flags()
     cuda = dev.type == "cuda"
@@ -90,4 +103,4 @@ def settings(device: str | torch.device) -> dict[str, Any]:
                                                           and torch.get_float32_matmul_precision() != "highest")),
             "tf32_cudnn": cuda and conv != "ieee",
             "cudnn_benchmark": cuda and bool(benchmark),
-            "autocast": str(autocast).replace("torch.", "") if autocast is not None else None}
+            "autocast": autocast}

@@ -243,7 +243,7 @@ def chain_store(ckpt, protocol, ctx: EvalContext) -> PartialStore | None:
                 and all(len(saved[k]) == n for k in _Pool.FIELDS))
 
     key = {"checkpoint_sha256": ckpt.sha256, "seed": int(ctx.seed), "dataset": ctx.dataset,
-           "batch_size": int(ctx.batch_size)}
+           "batch_size": int(ctx.batch_size), **ctx.execution_key()}
     return PartialStore(ctx.record_path, protocol.hash, key, tensors=True, valid=valid,
                         what="generation: fresh chains")
 
