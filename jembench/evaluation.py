@@ -168,6 +168,9 @@ def run_suite(ckpt: LoadedCheckpoint, suite_name: str, protocol: Protocol, out_p
         with precision.scope(options.precision, ctx.device):  # TF32 / cudnn.benchmark / autocast, then restored
             record = _with_dataset_label(suite.run(ckpt, protocol, ctx), ctx.label)
             record = _with_environment(record, ctx.device)
+    else:
+        print(f"jembench: [rank {distributed.rank()}] {suite_name} runs on rank 0 alone; waiting for it",
+              file=sys.stderr)
     distributed.barrier()  # every rank has finished writing its partial results (or waited for rank 0)
     if not sharded:
         record = distributed.broadcast_from_main(record)

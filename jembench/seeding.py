@@ -47,7 +47,8 @@ def set_rng_state(state: dict, device: str | torch.device | None = None) -> bool
     not hold (saved on the CPU or on another device type).
 
     Older checkpoints hold every visible GPU's state (``cuda``: a list): the entry of ``device``'s index is used
-    when there is one, else the first — never ``set_rng_state_all``, which raises when fewer GPUs are visible."""
+    when there is one, else the first — never ``set_rng_state_all``, which raises when fewer GPUs are visible
+    than states were saved."""
     random.setstate(_to_tuple(state["python"]))
     npst = state["numpy"]
     np.random.set_state((npst["kind"], npst["keys"].numpy().astype(np.uint32), npst["pos"], npst["has_gauss"],
@@ -60,8 +61,8 @@ def set_rng_state(state: dict, device: str | torch.device | None = None) -> bool
     if isinstance(saved, dict) and saved.get("type") == dev.type:
         devices.set_rng_state(dev, saved["state"])
         return True
-    legacy = state.get("cuda")
-    if dev.type == "cuda" and isinstance(legacy, (list, tuple)) and legacy:
+    legacy = state.get(dev.type)  # "cuda": [one state per visible GPU]
+    if isinstance(legacy, (list, tuple)) and legacy:
         index = devices.index_of(dev)
         devices.set_rng_state(dev, legacy[index] if index < len(legacy) else legacy[0])
         return True

@@ -46,7 +46,7 @@ import types
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import torch
 from torch.utils._pytree import tree_leaves, tree_map
@@ -57,6 +57,8 @@ N_DEVICES = 2
 REPO = Path(__file__).resolve().parent.parent
 _CODE_DIRS = tuple(str(REPO / d) + os.sep for d in ("jembench", "reference_models", "benchmarks"))
 _SELF = str(Path(__file__).resolve())
+# helpers whose syncs belong to their caller (the site is the frame that called them)
+_TRANSPARENT = (str(REPO / "jembench" / "devices.py"),)
 aten = torch.ops.aten
 
 
@@ -128,6 +130,11 @@ def install() -> str:
     def _empty_strided(size, stride, *, dtype=None, layout=None, device=None, pin_memory=None):
         return DeviceTensor(torch.empty_strided(size, stride, dtype=dtype), device)
 
+    # factories that torch builds as empty(0) + an out= kernel that resizes it: a wrapper's sizes are fixed when it
+    # is made, so these are computed whole on the CPU and wrapped (a resize anywhere else fails loudly, below)
+    for overload in ("arange", "arange.start", "arange.start_step"):
+        torch.library.impl(f"aten::{overload}", "privateuseone")(_factory(overload))
+
     @torch.library.impl("aten::_copy_from", "privateuseone")
     def _copy_from(src, dst, non_blocking=False):
         # torch.tensor(data, device=...) and indexing with a Python list copy below the Python key
@@ -136,12 +143,23 @@ def install() -> str:
     return NAME
 
 
+def _factory(overload: str):
+    name, _, variant = overload.partition(".")
+    op = getattr(getattr(aten, name), variant or "default")
+
+    def kernel(*args, device=None, **kwargs):
+        return DeviceTensor(op(*args, device="cpu", **kwargs), device)
+
+    return kernel
+
+
 # --------------------------------------------------------------------------------------------- monitor
 @dataclass
 class Monitor:
     """What happened on the fake device while it was active: host syncs per (scope, call site, kind)."""
 
     hot: tuple[str, ...] = ()  # "path:qualname" of hot-loop functions; a sync under one is counted in its scope
+    allowed: frozenset | None = None  # call sites ("path:qualname") allowed to sync; None = any
     strict: bool = True  # raise at the first violation (False: collect them in ``violations``)
     syncs: Counter = field(default_factory=Counter)  # (scope or "", site, kind) -> count
     violations: list = field(default_factory=list)
@@ -154,6 +172,8 @@ class Monitor:
         site, scope, line = _site(self.hot)
         self.syncs[(scope, site, kind)] += 1
         self.lines[(f"{site}:{line}", kind)] += 1
+        if self.allowed is not None and site not in self.allowed:
+            _violation(f"a host sync ({kind}) where none is allowed")
 
     def syncs_in(self, scope: str) -> dict[tuple[str, str], int]:
         """{(site, kind): count} of the syncs made under hot-loop function ``scope``."""
@@ -183,13 +203,19 @@ def _active() -> Monitor | None:
 
 
 @contextlib.contextmanager
-def monitor(hot: tuple[str, ...] = (), strict: bool = True) -> Iterator[Monitor]:
-    """Install the fake device and count what happens on it (one monitor at a time)."""
+def monitor(hot: tuple[str, ...] = (), strict: bool = True, allowed: Iterable[str] | None = None
+            ) -> Iterator[Monitor]:
+    """Install the fake device and count what happens on it (one monitor at a time). ``allowed``: the call sites
+    where a host sync is allowed (a sync anywhere else is a violation); ``hot``: functions whose calls and syncs
+    are counted on their own (:meth:`Monitor.per_call`)."""
     install()
-    mon = Monitor(hot=tuple(hot), strict=strict)
+    mon = Monitor(hot=tuple(hot), strict=strict, allowed=None if allowed is None else frozenset(allowed))
     previous, _STATE.monitor = _active(), mon
     try:
         with contextlib.ExitStack() as stack:
+            # backward passes in the calling thread: autograd's per-device worker threads are sized by the devices
+            # known when the first backward of the process ran, which may precede this fake device
+            stack.enter_context(torch.autograd.set_multithreading_enabled(False))
             for scope in mon.hot:
                 stack.enter_context(_counting_calls(mon, scope))
             yield mon
@@ -232,8 +258,11 @@ def _site(hot: tuple[str, ...]) -> tuple[str, str, int]:
     line = 0
     while frame is not None:
         filename = frame.f_code.co_filename
-        outside = filename == _SELF or filename.startswith(_TORCH_DIR) or "site-packages" in filename
-        if filename.startswith(_CODE_DIRS) or (not site and not outside and filename.startswith(str(REPO))):
+        outside = (filename == _SELF or filename in _TRANSPARENT or filename.startswith(_TORCH_DIR)
+                   or "site-packages" in filename)
+        if outside:
+            pass
+        elif filename.startswith(_CODE_DIRS) or (not site and filename.startswith(str(REPO))):
             name = f"{os.path.relpath(filename, REPO)}:{frame.f_code.co_qualname}"
             if not site:
                 site, line = name, frame.f_lineno
@@ -391,7 +420,11 @@ class DeviceTensor(torch.Tensor):
                     fixed.append(_wrap(value, device))
                 else:
                     j, name, kw_only = alias
-                    fixed.append(kwargs[name] if kw_only or j >= len(args) else args[j])
+                    target = kwargs[name] if kw_only or j >= len(args) else args[j]
+                    if isinstance(target, DeviceTensor) and target.shape != target.elem.shape:
+                        raise DeviceMixing(f"{func} resized a {NAME} tensor, which the fake device cannot do (its "
+                                           f"sizes are fixed); compute it another way in tests/fake_device.py")
+                    fixed.append(target)
             return tuple(fixed) if isinstance(out, tuple) else fixed[0]
         if func.is_view and torch.is_inference_mode_enabled():
             # a view shares its base's version counter, so it is an inference tensor iff its base is one
