@@ -7,18 +7,14 @@ exact, and the four GPU crashes of issue 25 reproduced on the CPU.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
-from fake_device import DEVICE, NAME, N_DEVICES, DeviceMixing, monitor
+from fake_device import DEVICE, NAME, monitor
 
 import jembench
-from jembench import distributed
-from jembench.errors import JembenchError
 from jembench.protocols import load_protocol
 
 METHODS = ("jem", "jempp", "sada_jem", "softmax", "softmax_sam")
