@@ -31,8 +31,8 @@ How (torch's own extension points, nothing patched):
 
 Use: ``with monitor() as mon: ...`` on device ``DEVICE`` (``fakegpu``), then ``mon.syncs_in(scope)``.
 Limits: no streams, so asynchrony is not simulated (a sync is counted where CUDA would wait, not timed); memory is
-not modelled (``mem_get_info`` reports the monitor's ``memory`` setting); torch.compile, DDP and pinned memory
-are not available on the fake device.
+not modelled (``mem_get_info`` reports :data:`MEMORY`); autocast passes ops through uncast;
+torch.compile, DDP and pinned memory are not available on the fake device.
 """
 
 from __future__ import annotations
@@ -106,11 +106,15 @@ def _device_module() -> types.ModuleType:
     mod.manual_seed_all = lambda seed: [g.manual_seed(int(seed)) for g in GENERATORS.gens]
     mod.synchronize = lambda device=None: _sync("synchronize")
     mod.get_device_name = lambda device=None: f"fake accelerator {_index(device)} (CPU)"
-    mod.mem_get_info = lambda device=None: (MONITOR_MEMORY[0], MONITOR_MEMORY[1])
+    mod.mem_get_info = lambda device=None: (MEMORY["free"], MEMORY["total"])
+    mod.get_amp_supported_dtype = lambda: [torch.float16, torch.bfloat16]  # torch.autocast(NAME) asks
     return mod
 
 
-MONITOR_MEMORY = [8 << 30, 8 << 30]  # (free, total) bytes that mem_get_info reports
+MEMORY = {"free": 8 << 30, "total": 8 << 30}  # bytes that mem_get_info reports (a test may lower "free")
+
+
+_LIBRARIES: list = []  # torch.library registrations live as long as their Library object
 
 
 @functools.cache
@@ -129,6 +133,10 @@ def install() -> str:
     @torch.library.impl("aten::empty_strided", "privateuseone")
     def _empty_strided(size, stride, *, dtype=None, layout=None, device=None, pin_memory=None):
         return DeviceTensor(torch.empty_strided(size, stride, dtype=dtype), device)
+
+    # autocast has no kernels for a PrivateUse1 backend: ops pass through it uncast (bf16 is not modelled)
+    _LIBRARIES.append(torch.library.Library("_", "IMPL"))
+    _LIBRARIES[-1].fallback(torch.library.fallthrough_kernel, dispatch_key="AutocastPrivateUse1")
 
     # factories that torch builds as empty(0) + an out= kernel that resizes it: a wrapper's sizes are fixed when it
     # is made, so these are computed whole on the CPU and wrapped (a resize anywhere else fails loudly, below)
@@ -410,7 +418,11 @@ class DeviceTensor(torch.Tensor):
         if func in _DATA_DEPENDENT or (func in (aten.index.Tensor, aten.index_put_.default,
                                                aten._index_put_impl_.default) and _bool_index(args[1])):
             _sync("data-dependent")
-        out = func(*tree_map(_unwrap, args), **tree_map(_unwrap, kwargs))
+        if device is not None and not _draws(func) and torch.Tag.nondeterministic_seeded in func.tags:
+            with _device_stream(device):  # randn_like & co. take no generator: the default one is swapped
+                out = func(*tree_map(_unwrap, args), **tree_map(_unwrap, kwargs))
+        else:
+            out = func(*tree_map(_unwrap, args), **tree_map(_unwrap, kwargs))
         aliases = _aliases(func)
         if any(aliases):
             outs = out if isinstance(out, tuple) else (out,)
@@ -431,6 +443,18 @@ class DeviceTensor(torch.Tensor):
             with torch.inference_mode(args[0].is_inference()):
                 return _wrap(out, device)
         return _wrap(out, device)
+
+
+@contextlib.contextmanager
+def _device_stream(device: torch.device) -> Iterator[None]:
+    """Run a block whose draws come from torch's default (CPU) generator on the fake device's stream instead."""
+    gen, cpu = GENERATORS[device.index], torch.default_generator.get_state()
+    torch.default_generator.set_state(gen.get_state())
+    try:
+        yield
+    finally:
+        gen.set_state(torch.default_generator.get_state())
+        torch.default_generator.set_state(cpu)
 
 
 def _bool_index(indices) -> bool:

@@ -81,6 +81,11 @@ def test_each_device_has_its_own_random_stream(mon):
     torch.manual_seed(0)
     a = torch.rand(3, device=DEVICE)
     torch.rand(5)  # the CPU stream does not move the device's
+    cpu_state = torch.get_rng_state()
+    torch.randn_like(a)  # an op without a generator argument draws from the device's stream too
+    assert torch.equal(torch.get_rng_state(), cpu_state)
+    torch.manual_seed(0)
+    a = torch.rand(3, device=DEVICE)
     b = torch.rand(3, device=DEVICE)
     torch.manual_seed(0)
     assert torch.equal(torch.rand(3, device=DEVICE).cpu(), a.cpu())
