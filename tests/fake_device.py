@@ -29,7 +29,11 @@ How (torch's own extension points, nothing patched):
   whose output shape the host must read: ``nonzero``, boolean-mask indexing, ``masked_select``, ``unique``,
   ``bincount``, ``repeat_interleave`` without ``output_size``, ``equal``).
 
-Use: ``with monitor() as mon: ...`` on device ``DEVICE`` (``fakegpu``), then ``mon.syncs_in(scope)``.
+Use: ``with monitor(hot=(...), allowed=(...)) as mon: ...`` on device ``DEVICE`` (``fakegpu:0``), then
+``mon.per_call(scope)`` (syncs per call of a hot-loop function), ``mon.all_syncs()``; ``allowed`` makes a sync at any
+other call site a violation. Sites of helpers in :data:`_TRANSPARENT` (``jembench/devices.py``) are their callers'.
+Hand-written because nothing in torch does this: ``torch.cuda.set_sync_debug_mode`` needs a GPU, and torch's
+FakeTensor computes no values (jembench's loops branch on them).
 Limits: no streams, so asynchrony is not simulated (a sync is counted where CUDA would wait, not timed); memory is
 not modelled (``mem_get_info`` reports :data:`MEMORY`); autocast passes ops through uncast;
 torch.compile, DDP and pinned memory are not available on the fake device.
