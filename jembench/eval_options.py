@@ -163,7 +163,7 @@ class EvalOptions:
                                              "draws and attacks are split into chunks of this many; 0 = all at once). "
                                              "Memory only: the numbers equal the unchunked computation's, so it is "
                                              "not part of the protocol (the paper protocol on a WRN-28-10 fits a "
-                                             "40 GB GPU with 64; README)")
+                                             "40 GB GPU with about 120, an estimate: README)")
     seed: int = setting(0, ge=0, lt=2**63, help="seed for torch, numpy and python RNGs")
     progress: bool = setting(True, help="progress bars when stderr is a terminal, else one line per finished unit",
                              arg={"help": "no progress bars (one line per finished unit instead); bars are on "
