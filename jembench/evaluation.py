@@ -25,6 +25,7 @@ from . import atomic, distributed, options, partials, precision, progress
 from .data import dataset_info
 from .errors import JembenchError
 from .eval_options import EvalOptions, EvalPlan, model_name, options_from_keywords, plan, preset_names
+from .forward_guard import guarded_forward
 from .models import LoadedCheckpoint, from_module, load_checkpoint, load_weights_file
 from .protocols import Protocol, load_protocol
 from .seeding import seed_everything
@@ -96,6 +97,10 @@ def check_model(ckpt: LoadedCheckpoint) -> None:
         raise JembenchError(f"{ckpt.path}: the network outputs {outputs or type(logits).__name__} for 2 images, "
                             f"but the checkpoint declares {ckpt.n_classes} classes; fix its n_classes or "
                             f"architecture settings (arch_kwargs) so they agree")
+    if not logits.is_floating_point() or not torch.isfinite(logits).all():
+        raise JembenchError(f"{ckpt.path}: the network's logits for 2 blank images are "
+                            f"{'NaN or Inf' if logits.is_floating_point() else logits.dtype}, although its weights "
+                            f"are finite; such logits cannot be scored — fix the model")
     buffer = ckpt.buffer
     if buffer is not None and (not isinstance(buffer, torch.Tensor) or buffer.dim() != 4 or len(buffer) == 0
                                or tuple(buffer.shape[1:]) != shape or not buffer.is_floating_point()):
@@ -165,7 +170,8 @@ def run_suite(ckpt: LoadedCheckpoint, suite_name: str, protocol: Protocol, out_p
     sharded = getattr(suite, "SHARDED", False)  # the suite shares its work among torchrun's ranks
     record = None
     if sharded or distributed.is_main():  # any other suite runs on rank 0 alone (one set of caches), others wait
-        with precision.scope(options.precision, ctx.device):  # TF32 / cudnn.benchmark / autocast, then restored
+        with precision.scope(options.precision, ctx.device), \
+                guarded_forward(ckpt.model, str(ckpt.path), user_code=ckpt.config.get("source") == "nn.Module"):
             record = _with_dataset_label(suite.run(ckpt, protocol, ctx), ctx.label)
             record = _with_environment(record, ctx.device)
     else:
@@ -174,7 +180,14 @@ def run_suite(ckpt: LoadedCheckpoint, suite_name: str, protocol: Protocol, out_p
     distributed.barrier()  # every rank has finished writing its partial results (or waited for rank 0)
     if not sharded:
         record = distributed.broadcast_from_main(record)
+    evidence = ctx.evidence  # the suite's per-input arrays (jembench.evidence), if it keeps any
+    if suite_name == "robustness" and distributed.is_main():  # per-input flags from the record's own details
+        from .suites.robustness_evidence import robustness_evidence
+
+        evidence = robustness_evidence(record, protocol, ctx)
     if distributed.is_main():
+        if evidence is not None:  # the per-input arrays first: the record never names a file not yet there
+            record["evidence"] = evidence.write(out_path)
         atomic.write_json(out_path, record)
         # Long suites save finished units as partial files beside the record (jembench.partials); only now that
         # the record is safely on disk are this protocol's obsolete (exact names, never globbed).
