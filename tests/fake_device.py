@@ -308,7 +308,7 @@ def _violation(message: str) -> None:
 _DATA_DEPENDENT = {
     aten.nonzero.default, aten.nonzero_numpy.default, aten.masked_select.default, aten._unique2.default,
     aten.unique_dim.default, aten.unique_consecutive.default, aten._unique.default, aten.bincount.default,
-    aten.equal.default, aten.is_nonzero.default, aten.repeat_interleave.Tensor, aten.argwhere.default,
+    aten.equal.default, aten.repeat_interleave.Tensor, aten.argwhere.default,
 }
 _TRANSFERS = {aten._to_copy.default, aten.copy_.default}
 
@@ -394,7 +394,7 @@ class DeviceTensor(torch.Tensor):
             mon.ops += 1
         if func in _TRANSFERS:
             return _transfer(func, args, kwargs)
-        if func is aten._local_scalar_dense.default:
+        if func in (aten._local_scalar_dense.default, aten.is_nonzero.default):  # .item(), bool(), int(), float()
             _sync("item")
             return func(args[0].elem)
         devices = set()

@@ -99,12 +99,15 @@ EXERCISES = {  # the hot loops each run must go through (so their counts above a
     "robustness-jem": ("jembench/attacks/foolbox2.py:pgd_step",),
     "robustness-sadajem": ("jembench/attacks/pgd.py:IterateRecorder.forward",),
 }
+GUARD = "jembench/forward_guard.py:guarded_forward.<locals>.forward"  # finite logits on the first batch: once
 ALLOWED_EVAL = {
+    GUARD,
     "jembench/models.py:load_checkpoint",  # the network to the device
     "jembench/evaluation.py:check_model",  # every weight finite: one sync per tensor, once
     "jembench/suites/context.py:EvalContext.test_logits",  # test batches in, logits out
     "jembench/suites/context.py:_TestLogitsCache.fingerprint",
     "jembench/suites/accuracy.py:run",
+    "jembench/suites/split_evidence.py:per_input_predictions",  # per-input evidence leaving the device
     "jembench/metrics/calibration.py:CalibrationAccumulator.add_logits",
     "jembench/metrics/ood_scores.py:score_batches",
     "jembench/suites/generation.py:_classify",
@@ -146,8 +149,10 @@ def test_suite_on_the_device_equals_the_cpu(name, tiny_jem_checkpoint, tmp_path)
                                       out=tmp_path / "device" / f"{suite}.json", progress=False)
     on_cpu = jembench.evaluate(tiny_jem_checkpoint, suite, protocol=proto, device="cpu",
                                out=tmp_path / "cpu" / f"{suite}.json", progress=False)
-    for scope, per_call in {**SGLD, **ATTACK_LOOPS}.items():
-        assert not mon.calls[scope] or mon.per_call(scope) == per_call, scope
+    assert mon.all_syncs()[(GUARD, "item")] == 1  # the forward guard reads the first batch's logits, once
+    for scope, per_call in {**SGLD, **ATTACK_LOOPS}.items():  # (the guard's one sync may fall in a scope's first call)
+        counted = {key: n for key, n in mon.syncs_in(scope).items() if key[0] != GUARD}
+        assert not mon.calls[scope] or counted == {k: v * mon.calls[scope] for k, v in per_call.items()}, scope
     assert all(mon.calls[scope] > 0 for scope in EXERCISES.get(name, ())), dict(mon.calls)
     assert on_device["environment"]["device"] == DEVICE and on_cpu["environment"]["device"] == "cpu"
     assert on_device["environment"]["precision"] == "fp32"
