@@ -115,3 +115,14 @@ def test_precision_is_a_scope_and_is_recorded(device):
     with pytest.raises(JembenchError, match="precision 'fp16' is not one of fp32, tf32, bf16"):
         with precision.scope("fp16", device):
             pass
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs: runs where they are present")
+def test_libraries_that_call_cuda_use_the_selected_gpu():
+    """torch-fidelity moves its Inception network with ``.cuda()``: inside :func:`jembench.devices.current` that is
+    the GPU of ``--device cuda:1``, not GPU 0."""
+    from jembench import devices
+
+    with devices.current("cuda:1"):
+        assert torch.zeros(1).cuda().device == torch.device("cuda:1")
+    assert torch.zeros(1).cuda().device == torch.device("cuda:0")
