@@ -3,9 +3,9 @@ and CUDA when a GPU is present (skipped with the reason otherwise; ``make gpu-sm
 on a GPU machine).
 
 * resume on the device continues every random stream: N + N iterations equal 2N uninterrupted (bit for bit where
-  the arithmetic is deterministic — the CPU and the fake device; within a stated tolerance on CUDA, whose cuDNN
-  backward kernels may accumulate in another order);
-* suites on the device agree with the CPU within :mod:`benchmarks.device_compare`'s tolerances;
+  the arithmetic is deterministic — the fake device; within a stated tolerance on CUDA, whose cuDNN backward
+  kernels may accumulate in another order; the CPU case is tests/test_resume.py's);
+* suites on the device agree with the CPU within :mod:`benchmarks.device_compare`'s tolerances (accelerators);
 * the robustness micro-batch replays the device's random stream: chunked equals unchunked;
 * the memory check looks at the memory where the buffer lives;
 * precision is a scope: bf16 autocast inside, every flag back afterwards, and the record says which.
@@ -30,20 +30,34 @@ DEVICES = ["cpu", pytest.param(fake_device.DEVICE, id="fake"),
            pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_GPU))]
 
 
+ACCELERATORS = DEVICES[1:]  # where a guarantee is about the device (the CPU case is tests/test_resume.py's, and
+#                             comparing the CPU with itself proves nothing)
+
+
 @pytest.fixture(params=DEVICES)
 def device(request):
-    if request.param.startswith(fake_device.NAME):
+    yield from _on(request.param)
+
+
+@pytest.fixture(params=ACCELERATORS)
+def accelerator(request):
+    yield from _on(request.param)
+
+
+def _on(name: str):
+    if name.startswith(fake_device.NAME):
         with fake_device.monitor():  # strict: a device-mixing bug on the way fails the test
-            yield request.param
+            yield name
     else:
-        yield request.param
+        yield name
 
 
 def _weights(path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def test_resume_on_the_device_equals_an_uninterrupted_run(device, tmp_path):
+def test_resume_on_the_device_equals_an_uninterrupted_run(accelerator, tmp_path):
+    device = accelerator
     common = dict(progress=False, device=device, dataset="digits", log_every=2, sgld_steps=2)
     straight = jembench.train("jem", "tiny", tmp_path / "straight", max_iters=4, **common)
     jembench.train("jem", "tiny", tmp_path / "resumed", max_iters=2, **common)
@@ -60,7 +74,8 @@ def test_resume_on_the_device_equals_an_uninterrupted_run(device, tmp_path):
 
 
 @pytest.mark.parametrize("suite", ["accuracy", "ood"])
-def test_suites_on_the_device_agree_with_the_cpu(device, suite, tiny_jem_checkpoint, tmp_path):
+def test_suites_on_the_device_agree_with_the_cpu(accelerator, suite, tiny_jem_checkpoint, tmp_path):
+    device = accelerator
     records = [jembench.evaluate(tiny_jem_checkpoint, suite, preset="tiny", device=d, progress=False,
                                  out=tmp_path / d.replace(":", "-") / f"{suite}.json") for d in ("cpu", device)]
     failures, _ = compare(*records)
