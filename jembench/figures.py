@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from . import atomic, catalog
+from . import atomic, catalog, metric_keys
 from .errors import JembenchError
 
 #: figure widths (inches) of a two-column paper
@@ -108,14 +108,6 @@ def caption(file_name: str) -> str:
         if (f"_{part}" in stem) if part.endswith("_") else stem.endswith(f"_{part}"):
             return text
     return ""
-
-
-def fraction_255(eps: float) -> str:
-    """An L∞ tick as people write it: ``16/255`` (``0`` for zero; a value off the 1/255 grid as %g)."""
-    k = eps * 255
-    if abs(k) < 1e-9:
-        return "0"
-    return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 * max(1.0, abs(k)) else f"{eps:g}"
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -440,7 +432,7 @@ def _linf_axis(ax, top: float) -> None:
     span = max(top * 255, 1.0)
     step = next((s for s in (1, 2, 4, 8, 16, 32, 64, 128) if span / s <= 5), 255)
     ax.xaxis.set_major_locator(MultipleLocator(step / 255))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: fraction_255(v)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: metric_keys.eps_label(v)))
 
 
 def check_robustness_records(records: Sequence[Mapping[str, Any]]) -> None:

@@ -147,18 +147,20 @@ def _place(kind: str, metric: str) -> list[_Place]:
 
 
 def _column(kind: str, key: str, printed: str | None = None) -> Column:
+    """A table column: label and direction from the metric table (:data:`jembench.metric_keys.SPECS`), an OOD
+    set's label, or a robustness ε / crossover column; ``printed``: the paper's own header."""
+    spec = metric_keys.SPECS
     if kind in ("hybrid", "ablation", "calibration"):
-        label, direction = {"accuracy": ("Acc % ↑", "higher"), "is": ("IS ↑", "higher"),
-                            "fid": ("FID ↓", "lower"), "ece": ("ECE % ↓", "lower")}[key]
+        label, direction = spec[key].column, spec[key].direction
     elif kind == "ood":
-        label, direction = catalog.label(key), "higher"
+        label, direction = catalog.label(key), spec["auroc"].direction
     elif key in NORM_LABELS:  # crossover table
         unit = "(/255)" if key == "linf" else "(0–255 scale)"
-        label, direction = f"{NORM_LABELS[key]} crossover ε {unit}", "none"
+        label, direction = f"{NORM_LABELS[key]} {spec['crossover_eps255'].label} {unit}", "none"
     elif key == "clean":
-        label, direction = "clean ↑", "higher"
-    else:
-        label, direction = f"ε={metric_keys.eps_label(float(key[4:]))} ↑", "higher"
+        label, direction = spec["clean_acc"].column, spec["clean_acc"].direction
+    else:  # eps=<ε>: L2 grids are short decimals (0.5), which the formatter keeps as they are in either norm
+        label, direction = f"ε={metric_keys.eps_label(float(key[4:]))} {spec['robust_acc'].arrow}", "higher"
     return Column(key, printed or label, direction)
 
 
@@ -178,8 +180,8 @@ def _column_order(kind: str, key: str) -> tuple:
             return (1, float(key[4:]), key)
         except ValueError:
             return (2, 0.0, key)
-    canonical = ["accuracy", "is", "fid", "ece"]
-    return (canonical.index(key) if key in canonical else 9, key)
+    canonical = list(metric_keys.SPECS)  # the metric table's order: accuracy, ece, ..., is, fid
+    return (canonical.index(key) if key in canonical else len(canonical), key)
 
 
 def _published_sections(kind: str, pub: pd.DataFrame) -> list[tuple[Section, str]]:
@@ -219,8 +221,7 @@ def _published_sections(kind: str, pub: pd.DataFrame) -> list[tuple[Section, str
                 for f in flag_list(c.flags):
                     if f not in flags:
                         flags.append(f)
-                src = c.metric.split("/")[1] if c.metric.split("/")[0] in ("is", "fid", "kid") else None
-                mark = OTHER_SOURCE if src and src != "buffer" else ""
+                mark = _source_mark(c.metric)
                 cells[c.pcolumn] = Cell(c.value, int(c.decimals), c.metric, mark, needs=c.protocol)
                 needs.setdefault(needs_label(c.protocol, c.note), []).append(c.column)
             model = first["model"] + _suffix(first["psuffix"])
@@ -301,12 +302,11 @@ def _our_rows(kind: str, recs: pd.DataFrame
                         row = by_row[key] = Row(block=pl.block, model=label, ours=True,
                                                 source="ours: " + ", ".join(counts), protocols=dict(protocols),
                                                 protocol_labels=dict(labels), protocol_names=dict(names_of))
-                    cell = Cell(float(value), _our_decimals(kind, metric), metric, protocol=protocols[suite],
+                    cell = Cell(float(value), _our_decimals(metric), metric, protocol=protocols[suite],
                                 suite=suite)
                     old = row.cells.get(pl.column)
                     if old is None or _source_rank(metric) < _source_rank(old.metric):
-                        src = metric.split("/")[1] if metric.split("/")[0] in ("is", "fid") else None
-                        cell.mark = OTHER_SOURCE if src and src != "buffer" else ""
+                        cell.mark = _source_mark(metric)
                         row.cells[pl.column] = cell
             for (psection, _, _), row in by_row.items():
                 if set(row.cells) == {"clean"}:
@@ -315,16 +315,26 @@ def _our_rows(kind: str, recs: pd.DataFrame
     return rows, notes
 
 
+def _source(metric: str) -> str | None:
+    """The sample source of a generation metric (``fid/fresh`` → ``fresh``), None for other metrics."""
+    key = metric_keys.parse(metric)
+    return key.source if key is not None else None
+
+
+def _source_mark(metric: str) -> str:
+    """``°`` for a number measured on other samples than the replay buffer."""
+    source = _source(metric)
+    return OTHER_SOURCE if source is not None and source != "buffer" else ""
+
+
 def _source_rank(metric: str) -> int:
-    parts = metric.split("/")
-    if len(parts) == 2 and parts[1] in SOURCE_ORDER:
-        return SOURCE_ORDER.index(parts[1])
-    return len(SOURCE_ORDER)
+    source = _source(metric)
+    return SOURCE_ORDER.index(source) if source in SOURCE_ORDER else len(SOURCE_ORDER)
 
 
-def _our_decimals(kind: str, metric: str) -> int:
-    head = metric.split("/")[0]
-    return {"auroc": 3, "robust_acc": 1, "clean_acc": 1}.get(head, 2)
+def _our_decimals(metric: str) -> int:
+    spec = metric_keys.spec(metric)
+    return spec.decimals if spec is not None else 2
 
 
 def build(kind: str, published: pd.DataFrame | None, refs: list[RecordRef], dataset: str | None = None,

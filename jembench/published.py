@@ -58,12 +58,6 @@ FLAGS = {
 NOT_A_REFERENCE = frozenset({"labels_4000", "setting_inferred", "printed_nan", "marker_unexplained",
                              "no_official_protocol"})
 
-#: which suites write a metric family (:mod:`jembench.metric_keys`): a row's protocol must be one of theirs.
-METRIC_SUITES = {"accuracy": ("accuracy", "calibration"), "ece": ("calibration",), "mce": ("calibration",),
-                 "nll": ("accuracy", "calibration"), "brier": ("calibration",), "ood": ("ood",),
-                 "fidelity": ("generation",), "clean_acc": ("robustness",), "robust_acc": ("robustness",),
-                 "boundary": ("robustness",), "pointwise": ("robustness",), "crossover": ("robustness",)}
-
 #: protocols a published row names that ship no file. Only ``generation-jem-paper``: the JEM code has no IS / FID
 #: (JEM App. B / Table 5 describe the measurement; ``suites/generation.toml`` follows that text, but its hash is not
 #: claimed to reproduce JEM Table 1, so no record is put beside those rows). Once a name here ships as
@@ -84,7 +78,7 @@ def known_protocols() -> set[str]:
 
 def protocol_suite(name: str) -> str | None:
     """The suite of protocol ``name`` (``<suite>`` or ``<suite>-<variant>``, as the shipped files are named)."""
-    suites = {s for pair in METRIC_SUITES.values() for s in pair}
+    suites = sorted({s for spec in metric_keys.SPECS.values() for s in spec.suites})
     return next((s for s in suites if name == s or name.startswith(f"{s}-")), None)
 
 
@@ -97,9 +91,8 @@ def closest_protocol(note: str) -> str | None:
 def _protocol_problems(row, flags: list[str], known: set[str]) -> list[str]:
     """Why a row's ``protocol`` is invalid: unknown, of a suite that does not write the metric, or empty without
     the ``no_official_protocol`` flag and a closest protocol in the note."""
-    key = metric_keys.parse(row["metric"])
-    family = key.metric if key is not None and key.family == "scalar" else (key.family if key else "")
-    wanted = METRIC_SUITES.get(family, ())
+    spec = metric_keys.spec(row["metric"])
+    wanted = spec.suites if spec is not None else ()
     name = row["protocol"].strip()
     if not name:
         closest = closest_protocol(row["note"])

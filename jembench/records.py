@@ -22,6 +22,7 @@ import datetime as _dt
 import hashlib
 import importlib.metadata
 import json
+import math
 import platform
 import subprocess
 from collections.abc import Iterable
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import metric_keys
 from .errors import JembenchError
 
 SCHEMA = "jembench-record/1"
@@ -139,10 +141,48 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _metric_value(source: str, key: str, value: Any) -> None:
+    """A metric must be a number its metric allows (:meth:`jembench.metric_keys.MetricSpec.valid`): accuracy in
+    [0, 100], AUROC in [0, 1], no infinity but a distance's +inf, NaN = not measured. An integer beyond float
+    range is refused, not converted with an OverflowError."""
+    if not _number(value):
+        raise JembenchError(f"{source}: metric {key!r} is {repr(value)[:80]}, not a number; fix or regenerate the "
+                            f"record")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise _fail(source, f"metric {key!r} is an integer of {len(str(value))} digits, beyond any metric's range",
+                    "fix or regenerate the record") from None
+    spec = metric_keys.spec(key)
+    if spec is not None and not spec.valid(number):
+        raise _fail(source, f"metric {key!r} = {number:g} is outside the valid range of {spec.label} "
+                            f"({spec.range_text()}, jembench/metric_keys.py)", "fix or regenerate the record")
+
+
+def _sizes(source: str, details: Any) -> None:
+    """The sample sizes standard errors are derived from (``details`` n, n_in and sets.SET.n) must be whole
+    numbers in [1, MAX_N] when a record gives them: an error is never wider than its true n implies."""
+    if not isinstance(details, dict):
+        return
+    found = [("details 'n'", details.get("n")), ("details 'n_in'", details.get("n_in"))]
+    sets = details.get("sets")
+    if isinstance(sets, dict):
+        found += [(f"details sets[{name!r}] 'n'", entry.get("n")) for name, entry in sets.items()
+                  if isinstance(entry, dict)]
+    for where, n in found:
+        if n is None:
+            continue
+        ok = _number(n) and (isinstance(n, int) or math.isfinite(n)) and 1 <= n <= metric_keys.MAX_N and n == int(n)
+        if not ok:
+            raise _fail(source, f"{where} = {str(n)[:40]} is not a sample size (a whole number in [1, "
+                                f"{metric_keys.MAX_N:g}])", "fix or regenerate the record")
+
+
 def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
     """Check a loaded record's shape and every field's type; raise :class:`JembenchError` naming ``source``
     and the field when it is unusable. Required: ``schema``, ``suite``, ``model`` (with ``name``),
-    ``dataset``, ``protocol`` (with ``hash``), ``metrics`` (name → number; NaN allowed). The optional fields
+    ``dataset``, ``protocol`` (with ``hash``), ``metrics`` (name → number inside its metric's valid range,
+    :mod:`jembench.metric_keys`; NaN allowed), the sample sizes in ``details`` whole numbers. The optional fields
     :func:`make_record` writes are type-checked when present; unknown extra fields are allowed."""
     if not isinstance(record, dict) or record.get("schema") != SCHEMA:
         raise JembenchError(f"{source} is not a jembench record (schema {SCHEMA!r} missing); "
@@ -166,8 +206,7 @@ def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
         raise JembenchError(f"{source}: 'metrics' must be a mapping of metric name to number")
     for key, value in record["metrics"].items():
         _text(source, "a metric name", key)
-        if not _number(value):
-            raise JembenchError(f"{source}: metric {key!r} is {value!r}, not a number; fix or regenerate the record")
+        _metric_value(source, key, value)
     proto = record["protocol"]
     if not isinstance(proto, dict) or "hash" not in proto:
         raise JembenchError(f"{source}: 'protocol' must hold a 'hash'; regenerate it with `jembench eval`")
@@ -184,6 +223,7 @@ def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
     for key in ("created", "commit"):
         if key in record:
             _text(source, repr(key), record[key], optional=True, nonempty=False)
+    _sizes(source, record.get("details"))
     if "seed" in record and (isinstance(record["seed"], bool) or not isinstance(record["seed"], int)):
         raise _fail(source, f"'seed' is {record['seed']!r}, not an integer")
     if "wall_time_s" in record and not _number(record["wall_time_s"]):

@@ -218,6 +218,7 @@ def test_committed_demo_figures_are_what_the_code_draws_from_the_records(tmp_pat
 def test_eps_prints_as_a_fraction_of_255(capsys):
     assert [metric_keys.eps_label(e) for e in (0.0, 4 / 255, 8 / 255, 0.0313725, 0.5, 1.0, 0.03)] == \
         ["0", "4/255", "8/255", "8/255", "0.5", "1", "0.03"]
-    assert figures.fraction_255(16 / 255) == "16/255" and figures.fraction_255(0.0) == "0"
+    assert metric_keys.eps_label(16 / 255) == "16/255" and metric_keys.eps_label(0.5, "l2") == "0.5"
+    assert metric_keys.eps_label(2 / 255, "l2") == "0.00784314"  # L2 radii are never printed as /255
     assert cli_main(["leaderboard", str(DEMO), "--table", "robustness"]) == 0
     assert "ε=4/255" in capsys.readouterr().out

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from tabulate import tabulate
 
+from ..metric_keys import SPECS
 from ..records import make_record
 from . import EvalContext, SplitSampling, forward_mode
 
@@ -59,11 +60,12 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
 
 
 def format_table(record: dict) -> str:
-    m = record["metrics"]
+    m, spec = record["metrics"], SPECS
     return tabulate([[record["model"]["name"], record.get("dataset_label") or record["dataset"],
-                      f"{m['accuracy']:.2f}", f"{m['nll']:.4f}", int(m["n"])]],
-                    headers=["Model", "Dataset", "Acc % ↑", "NLL ↓", "n"], tablefmt="github")
+                      spec["accuracy"].format(m["accuracy"]), spec["nll"].format(m["nll"]), int(m["n"])]],
+                    headers=["Model", "Dataset", spec["accuracy"].column, spec["nll"].column, "n"],
+                    tablefmt="github")
 
 
 def headline(record: dict) -> dict[str, float]:
-    return {"Acc % ↑": record["metrics"]["accuracy"]}
+    return {SPECS["accuracy"].column: record["metrics"]["accuracy"]}

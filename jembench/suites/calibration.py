@@ -29,6 +29,7 @@ from tabulate import tabulate
 
 from ..figures import reliability_diagram
 from ..metrics.calibration import BIN_CLOSED, CalibrationAccumulator
+from ..metric_keys import SPECS
 from ..records import make_record
 from ..schema import setting
 from . import EvalContext, SplitSampling, forward_mode
@@ -91,11 +92,10 @@ def format_table(record: dict) -> str:
     m = record["metrics"]
     details = record.get("details", {})
     closed = details.get("bin_closed", "left")
+    columns = ("accuracy", "ece", "mce", "nll", "brier")
     head = tabulate([[record["model"]["name"], record.get("dataset_label") or record["dataset"],
-                      _fmt(m["accuracy"], ".2f"), _fmt(m["ece"], ".2f"),
-                      _fmt(m["mce"], ".2f"), _fmt(m["nll"], ".4f"), _fmt(m["brier"], ".4f"), int(m["n"])]],
-                    headers=["Model", "Dataset", "Acc % ↑", "ECE % ↓", "MCE % ↓", "NLL ↓", "Brier ↓", "n"],
-                    tablefmt="github")
+                      *(SPECS[c].format(m[c]) for c in columns), int(m["n"])]],
+                    headers=["Model", "Dataset", *(SPECS[c].column for c in columns), "n"], tablefmt="github")
     rows = [[_bin_text(b["lower"], b["upper"], closed), b["count"], _fmt(b["accuracy"] * 100, ".1f"),
              _fmt(b["confidence"] * 100, ".1f")] for b in details.get("bins", []) if b["count"]]
     bins = tabulate(rows, headers=["confidence bin", "count", "acc %", "mean conf %"], tablefmt="github")
@@ -103,4 +103,4 @@ def format_table(record: dict) -> str:
 
 
 def headline(record: dict) -> dict[str, float]:
-    return {"ECE % ↓": record["metrics"]["ece"]}
+    return {SPECS["ece"].column: record["metrics"]["ece"]}

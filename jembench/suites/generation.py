@@ -49,7 +49,7 @@ from .. import atomic, metric_keys, progress
 from ..data import dataset_slug, load_dataset, stack_dataset
 from ..errors import JembenchError
 from ..figures import sample_grid
-from ..metric_keys import SOURCES
+from ..metric_keys import SOURCES, SPECS
 from ..metrics.fidelity import (INCEPTION, QuantizedDataset, default_cache_root, feature_extractor_kwargs,
                                 fidelity_metrics, isc_split_count, jembench_cache_root, reference_cache_name,
                                 to_uint8_rgb)
@@ -441,7 +441,7 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
             _note(notes, f"{source}: only {small} image(s) selected; IS/FID/KID need at least 2, skipped")
             continue
         result = _score(item, cfg, reference, cache, fe_kwargs, ctx, source)
-        for key in metric_keys.FIDELITY_METRICS:
+        for key in metric_keys.heads("fidelity"):
             metrics[metric_keys.fidelity(key, source)] = result[key]
         details["sources"][source] = {"n": len(item.fid_pool.images), "n_is": len(item.is_pool.images),
                                       "is_splits": isc_split_count(cfg.isc_splits, len(item.is_pool.images)),
@@ -460,10 +460,6 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
                        details=details, figures=figures, seed=ctx.seed, wall_time_s=time.perf_counter() - start)
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else ("nan" if math.isnan(value) else format(value, spec))
-
-
 def format_table(record: dict) -> str:
     m = record["metrics"]
     details = record.get("details", {})
@@ -473,13 +469,13 @@ def format_table(record: dict) -> str:
         n, n_is = info.get("n", ""), info.get("n_is", info.get("n", ""))
         return f"{n_is} / {n}" if n_is != n else str(n)
 
-    rows = [[source, _fmt(m.get(key("is", source)), ".3f"), _fmt(m.get(key("fid", source)), ".2f"),
-             _fmt(m.get(key("kid", source)), ".4f"), n_text(info), info.get("selection", "")]
-            for source, info in details.get("sources", {}).items()]
+    heads = metric_keys.heads("fidelity")
+    rows = [[source, *(SPECS[h].format(m.get(key(h, source))) for h in heads), n_text(info),
+             info.get("selection", "")] for source, info in details.get("sources", {}).items()]
     reference = details.get("reference", {})
     lines = [f"Generation, {record['model']['name']} vs {record['dataset']} {reference.get('split', 'train')} "
              f"(n = {reference.get('n', '?')}; feature extractor {details.get('feature_extractor', '?')})",
-             tabulate(rows, headers=["samples", "IS ↑", "FID ↓", "KID ↓", "n (IS / FID)", "selection"],
+             tabulate(rows, headers=["samples", *(SPECS[h].column for h in heads), "n (IS / FID)", "selection"],
                       tablefmt="github")]
     if details.get("feature_extractor") not in (None, INCEPTION):
         lines.append("note: not Inception features — numbers are not comparable with the papers'")
@@ -493,6 +489,6 @@ def headline(record: dict) -> dict[str, float]:
     m = record["metrics"]
     for source in ("fresh", *SOURCES):
         if metric_keys.fidelity("fid", source) in m:
-            return {f"IS ({source}) ↑": m[metric_keys.fidelity("is", source)],
-                    f"FID ({source}) ↓": m[metric_keys.fidelity("fid", source)]}
+            return {f"{SPECS[h].label} ({source}) {SPECS[h].arrow}": m[metric_keys.fidelity(h, source)]
+                    for h in ("is", "fid")}
     return {}

@@ -52,6 +52,7 @@ from ..metrics.detection import CONVENTION, detection_metrics
 from ..metrics.ood_scores import SCORES, score_batches
 from ..progress import track
 from ..records import make_record
+from ..sampling_error import standard_error
 from ..schema import Invalid, setting
 from . import EvalContext, ForwardSettings, add_noise, chunks, forward_mode, n_batches, noise_generator
 from .ood_sets import INTERP_PAIRS, OODSet, resolve_entry, set_entry, set_images
@@ -182,13 +183,9 @@ def _set_record(s: OODSet, info: dict, scores_in: dict[str, torch.Tensor], out: 
     for score in cfg.scores:
         result = detection_metrics(scores_in[score], out[score])
         record["scores"][score] = result
-        for metric in metric_keys.OOD_METRICS:
+        for metric in metric_keys.heads("ood"):
             metrics[metric_keys.ood(metric, s.name, score)] = result[metric]
     return record
-
-
-def _fmt(value: float | None) -> str:
-    return "nan" if value is None or math.isnan(value) else f"{value:.3f}"
 
 
 def _table_parts(record: dict) -> tuple[list[str], list[str], dict]:
@@ -208,22 +205,25 @@ def format_table(record: dict) -> str:
     labels = details.get("scores", {})
     columns = [_set_label(details, d) for d in sets]
     key = metric_keys.ood
+    auroc, aupr, fpr95 = (metric_keys.SPECS[h] for h in ("auroc", "aupr", "fpr95"))
     dataset = record.get("dataset_label") or details.get("dataset_label") or record["dataset"]
     mode = details.get("bn_mode", "eval")
     lines = [f"OOD detection, in-distribution {dataset} (n = {details.get('n_in', '?')}), model "
-             f"{record['model']['name']}, σ = {details.get('input_noise', 0):g}, {mode} mode: AUROC ± s.e. ↑"]
+             f"{record['model']['name']}, σ = {details.get('input_noise', 0):g}, {mode} mode: {auroc.label} ± s.e. "
+             f"{auroc.arrow}"]
 
-    def auroc(d: str, s: str) -> str:
-        se = details.get("sets", {}).get(d, {}).get("scores", {}).get(s, {}).get("auroc_se")
-        text = _fmt(m.get(key("auroc", d, s), math.nan))
-        return text if se is None or math.isnan(se) else f"{text} ± {se:.3f}"
+    def with_se(d: str, s: str) -> str:
+        value = m.get(key("auroc", d, s), math.nan)
+        se = standard_error(record, key("auroc", d, s), value)  # from the set sizes, never a stored error
+        text = auroc.format(value)
+        return text if se is None or math.isnan(se) else f"{text} ± {auroc.format(se)}"
 
-    rows = [[labels.get(s, s)] + [auroc(d, s) for d in sets] for s in scores]
+    rows = [[labels.get(s, s)] + [with_se(d, s) for d in sets] for s in scores]
     rows.append(["n"] + [details["sets"][d].get("n", "?") for d in sets])
     lines.append(tabulate(rows, headers=["score"] + columns, tablefmt="github"))
-    lines.append("\nAUPR-In ↑ / FPR@95%TPR ↓")
-    lines.append(tabulate([[labels.get(s, s)] + [f"{_fmt(m.get(key('aupr', d, s), math.nan))} / "
-                                                 f"{_fmt(m.get(key('fpr95', d, s), math.nan))}" for d in sets]
+    lines.append(f"\n{aupr.column} / {fpr95.column}")
+    lines.append(tabulate([[labels.get(s, s)] + [f"{aupr.format(m.get(key('aupr', d, s), math.nan))} / "
+                                                 f"{fpr95.format(m.get(key('fpr95', d, s), math.nan))}" for d in sets]
                            for s in scores], headers=["score"] + columns, tablefmt="github"))
     for note in details.get("notes", []):
         lines.append(f"note: {note}")
@@ -237,5 +237,6 @@ def headline(record: dict) -> dict[str, float]:
     out = {}
     for s in scores:
         values = [m[k] for k in (metric_keys.ood("auroc", d, s) for d in sets) if not math.isnan(m.get(k, math.nan))]
-        out[f"AUROC {details['scores'].get(s, s)} (mean) ↑"] = float(np.mean(values)) if values else math.nan
+        out[f"{metric_keys.SPECS['auroc'].label} {details['scores'].get(s, s)} (mean) "
+            f"{metric_keys.SPECS['auroc'].arrow}"] = float(np.mean(values)) if values else math.nan
     return out
