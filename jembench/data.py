@@ -8,7 +8,8 @@ Names:
                        ``--no-download``; a missing or failed download is a one-line error naming the files.
   ``folder:PATH``      ``torchvision.datasets.ImageFolder`` on ``PATH/train`` and ``PATH/test``
                        (e.g. ``folder:../shared/data/cifar10-jpeg``); an OOD set or an evaluation needs
-                       ``PATH/test`` only. Named by its base name (:func:`dataset_slug`, :func:`dataset_label`).
+                       ``PATH/test`` only. Named by its base name (:func:`jembench.catalog.slug`,
+                       :func:`jembench.catalog.label`).
 CelebA's faces become 3×32×32 by shorter side + centre crop, or — ``load_dataset("celeba", resize="shorter-side")``,
 the official OOD code's ``tr.Resize(32)`` — 3×39×32 (:func:`celeba_transform`).
 Synthetic out-of-distribution sets built from an in-distribution test set (JEM §5.3): ``uniform``,
@@ -248,21 +249,6 @@ def _folder(path: Path, split: str, mixed_sizes: bool = False) -> Dataset:
 
 
 # ------------------------------------------------------------------------------------------------- API
-def dataset_slug(name: str) -> str:
-    """A short, readable, file-name-safe name of a dataset: ``folder:../data/cifar10-jpeg`` → ``cifar10-jpeg``
-    (the folder's base name, never a mangled absolute path); registered names are returned as they are
-    (:func:`jembench.catalog.slug`, torch-free)."""
-    return catalog.slug(name)
-
-
-def dataset_label(name: str) -> str:
-    """How tables, figures and records name a dataset by default: the registry's label (``CIFAR-10``), a
-    folder's base name (``cifar10-jpeg``), a synthetic set's label (``Uniform``) — :func:`jembench.catalog.label`.
-    A checkpoint's ``dataset_label`` (``jembench train --dataset-label``) and ``jembench eval --dataset-label``
-    take precedence where the evaluation knows them."""
-    return catalog.label(name)
-
-
 def dataset_names() -> list[str]:
     return sorted(_REGISTRY)
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import atomic, distributed
+from . import atomic, catalog, distributed
 from .data import dataset_info
 from .errors import JembenchError
 from .models import LoadedCheckpoint, from_module, load_checkpoint
@@ -134,11 +134,9 @@ def fast_checkpoint(ckpt: LoadedCheckpoint, suite_name: str, compile: bool = Fal
 def dataset_label_for(ckpt: LoadedCheckpoint, dataset: str, label: str | None = None) -> str:
     """The in-distribution dataset's display label: ``label`` (``--dataset-label``) if given, else the
     checkpoint's own ``dataset_label`` (``jembench train --dataset-label``) when evaluating on the dataset it was
-    trained on, else :func:`jembench.data.dataset_label` (``CIFAR-10``, a folder's base name)."""
-    from .data import dataset_label
-
+    trained on, else :func:`jembench.catalog.label` (``CIFAR-10``, a folder's base name)."""
     own = str(ckpt.config.get("dataset_label") or "") if dataset == ckpt.dataset else ""
-    return label or own or dataset_label(dataset)
+    return label or own or catalog.label(dataset)
 
 
 def _with_dataset_label(record: dict, label: str) -> dict:

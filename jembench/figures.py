@@ -35,6 +35,7 @@ import numpy as np
 
 from . import atomic, catalog, metric_keys
 from .errors import JembenchError
+from .records import dataset_label as stored_dataset_label
 
 #: figure widths (inches) of a two-column paper
 COLUMN = 3.3
@@ -87,18 +88,14 @@ def plain(text: Any, limit: int = 48) -> str:
 
 def dataset_label(name: str, label: str | None = None) -> str:
     """How figures and captions name a dataset or OOD set (unescaped: pass it through :func:`plain` to draw it):
-    ``label`` when given (a record's ``dataset_label``), else the catalog's display label (``cifar10`` → CIFAR-10,
-    ``uniform`` → Uniform), a ``folder:PATH`` by the folder's name — never the path."""
-    if label:
-        return short(label)
-    if name.startswith("folder:"):
-        return short(Path(name.split(":", 1)[1].rstrip("/\\")).name or "folder")
-    return short(catalog.label(name))
+    ``label`` when given (a record's ``dataset_label``), else :func:`jembench.catalog.label` (``cifar10`` →
+    CIFAR-10, ``uniform`` → Uniform, a ``folder:PATH`` by the folder's name — never the path), shortened."""
+    return short(label or catalog.label(name))
 
 
 def record_dataset_label(record: Mapping[str, Any]) -> str:
-    """:func:`dataset_label` of a record (its ``dataset_label`` when it has one)."""
-    return dataset_label(str(record.get("dataset", "")), record.get("dataset_label") or None)
+    """:func:`jembench.records.dataset_label` of a record, shortened for a figure."""
+    return short(stored_dataset_label(dict(record)))
 
 
 def caption(file_name: str) -> str:
@@ -505,10 +502,12 @@ def robustness_figure(records: Sequence[Mapping[str, Any]], target: str | Path, 
 
 
 def robustness_figures(details: Mapping[str, Any], name: str, dataset: str,
-                       figure_path: Callable[[str], Path]) -> list[str]:
+                       figure_path: Callable[[str], Path], dataset_label: str = "") -> list[str]:
     """The robustness suite's figures, beside its record: ``<stem>_pgd.png`` (L∞ | L2, JEM Fig. 5) and
-    ``<stem>_gradient_free.png`` (boundary | pointwise, JEM Fig. 10), each with its PDF; the PNG names."""
-    record = {"suite": "robustness", "model": {"name": name}, "dataset": dataset, "details": details}
+    ``<stem>_gradient_free.png`` (boundary | pointwise, JEM Fig. 10), each with its PDF; the PNG names.
+    ``dataset_label``: the dataset's display label (the record's ``dataset_label``)."""
+    record = {"suite": "robustness", "model": {"name": name}, "dataset": dataset, "dataset_label": dataset_label,
+              "details": details}
     written = []
     for suffix, kinds in (("pgd", ["linf", "l2"]), ("gradient_free", ["boundary", "pointwise"])):
         present = [k for k in kinds if curves(details, k)]
@@ -527,11 +526,11 @@ def redraw(record: Mapping[str, Any], folder: str | Path) -> list[str]:
     model, dataset = str(record["model"]["name"]), str(record.get("dataset", ""))
     if record.get("suite") == "calibration" and names:
         reliability_diagram(record["details"]["bins"], folder / names[0], ece=record["metrics"]["ece"], model=model,
-                            dataset=dataset, dataset_display=record.get("dataset_label") or None)
+                            dataset=dataset, dataset_display=stored_dataset_label(dict(record)))
         return names[:1]
     if record.get("suite") == "robustness":
         def path(suffix: str) -> Path:
             return folder / next((n for n in names if n.endswith(f"_{suffix}.png")), f"robustness_{suffix}.png")
 
-        return robustness_figures(record["details"], model, dataset, path)
+        return robustness_figures(record["details"], model, dataset, path, stored_dataset_label(dict(record)))
     return []

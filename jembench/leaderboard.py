@@ -33,7 +33,7 @@ from .errors import JembenchError
 from .metric_keys import NORM_LABELS
 from .metrics.ood_scores import SCORES
 from .published import FLAGS, PAPERS, cite, flag_list, measured_under, needs_label
-from .records import RecordRef, model_labels
+from .records import RecordRef, dataset_label, model_labels, set_label
 
 TABLES = ("hybrid", "ood", "calibration", "robustness", "ablation")
 
@@ -52,19 +52,30 @@ OTHER_SOURCE = "°"
 
 # ----------------------------------------------------------------------------------------------- records
 def records_frame(refs: list[RecordRef]) -> pd.DataFrame:
-    """Long table of our numbers: one row per (record, metric) with model, suite and protocol columns."""
+    """Long table of our numbers: one row per (record, metric) with model, suite and protocol columns, and the
+    labels the record stores: its dataset's (``dataset_label``) and, for an OOD metric, its set's (``set_label``)."""
     rows = []
     labels = model_labels(refs)  # different weights under one name: separate rows (name@sha8), never averaged
     for ref in refs:
         r = ref.record
         model = r["model"]
         proto = r["protocol"]
+        label = dataset_label(r)
         for metric, value in r["metrics"].items():
+            key = metric_keys.parse(metric)
+            ood_set = key.ood_set if key is not None and key.ood_set is not None else None
             rows.append({"model": labels[ref.path], "method": model.get("method", ""), "dataset": r["dataset"],
-                         "suite": r["suite"], "protocol": proto.get("name", r["suite"]), "hash": proto["hash"],
-                         "metric": metric, "value": float(value), "path": str(ref.path)})
-    cols = ["model", "method", "dataset", "suite", "protocol", "hash", "metric", "value", "path"]
+                         "dataset_label": label, "suite": r["suite"], "protocol": proto.get("name", r["suite"]),
+                         "hash": proto["hash"], "metric": metric, "value": float(value), "path": str(ref.path),
+                         "set_label": set_label(r, ood_set) if ood_set is not None else ""})
+    cols = ["model", "method", "dataset", "dataset_label", "suite", "protocol", "hash", "metric", "value", "path",
+            "set_label"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def _dataset_labels(recs: pd.DataFrame) -> dict[str, str]:
+    """dataset name → the label its records store (several different ones joined with " / ")."""
+    return {ds: " / ".join(sorted(set(g))) for ds, g in recs.groupby("dataset")["dataset_label"]}
 
 
 # ----------------------------------------------------------------------------------------------- sections
@@ -90,6 +101,7 @@ class Row:
     protocols: dict[str, str] = field(default_factory=dict)  # ours: suite -> protocol hash
     protocol_labels: dict[str, str] = field(default_factory=dict)  # ours: suite -> "name@hash8" for people
     protocol_names: dict[str, str] = field(default_factory=dict)  # ours: suite -> protocol name(s), "/"-joined
+    column_labels: dict[str, str] = field(default_factory=dict)  # ours: column -> the label the records store
 
 
 @dataclass
@@ -292,6 +304,7 @@ def _our_rows(kind: str, recs: pd.DataFrame
                 protocols[suite], labels[suite], names_of[suite] = h, f"{names}@{h[:8]}", names
                 counts.append(labels[suite] + (f" (mean of {n})" if n > 1 else ""))
             means = unit.groupby(["suite", "metric"], sort=True)["value"].mean()
+            set_labels = {m: lab for m, lab in zip(unit["metric"], unit["set_label"]) if lab}
             by_row: dict[tuple[str, str, str], Row] = {}
             for (suite, metric), value in means.items():
                 for pl in _place(kind, metric):
@@ -308,6 +321,8 @@ def _our_rows(kind: str, recs: pd.DataFrame
                     if old is None or _source_rank(metric) < _source_rank(old.metric):
                         cell.mark = _source_mark(metric)
                         row.cells[pl.column] = cell
+                    if metric in set_labels:  # an OOD set's column: the label its records store
+                        row.column_labels.setdefault(pl.column, set_labels[metric])
             for (psection, _, _), row in by_row.items():
                 if set(row.cells) == {"clean"}:
                     continue  # clean accuracy alone does not make a robustness row
@@ -352,6 +367,7 @@ def build(kind: str, published: pd.DataFrame | None, refs: list[RecordRef], data
     recs = records_frame(refs)
     if dataset:
         recs = recs[recs["dataset"] == dataset]
+    ds_labels = _dataset_labels(recs)
     ours, notes = _our_rows(kind, recs)
     sections: list[Section] = []
     placed: set[tuple[int, str]] = set()  # (id of our row, column) shown beside a published number
@@ -382,7 +398,7 @@ def build(kind: str, published: pd.DataFrame | None, refs: list[RecordRef], data
             rest.setdefault((*key, tuple(row.protocol_labels[s] for s in suites)), []).append(unit)
     order = ("", "linf", "l2")
     for ds, psection, labels in sorted(rest, key=lambda k: (k[0], order.index(k[1]) if k[1] in order else 9, k)):
-        title = f"{TITLES[kind]} — jembench runs · {catalog.label(ds)}"
+        title = f"{TITLES[kind]} — jembench runs · {ds_labels.get(ds) or catalog.label(ds)}"
         if kind == "robustness":
             title += f" · {NORM_LABELS.get(psection, psection)} PGD, robust accuracy %"
         title += " · protocol " + ", ".join(labels)
@@ -433,7 +449,8 @@ def _append_ours(section: Section, rows: list[Row], notes: list[str]) -> None:
     rows = [copy.deepcopy(r) for r in rows]  # the same rows go into several sections; each gets its own
     known = {c.key for c in section.columns}
     extra = sorted({k for r in rows for k in r.cells} - known, key=lambda k: _column_order(section.kind, k))
-    section.columns.extend(_column(section.kind, k) for k in extra)
+    stored = {k: lab for r in reversed(rows) for k, lab in r.column_labels.items()}  # the first row's label wins
+    section.columns.extend(_column(section.kind, k, stored.get(k)) for k in extra)
     if not section.columns:
         return
     if section.kind == "ood":  # ours go to the end of their score block

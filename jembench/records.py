@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import metric_keys
+from . import catalog, metric_keys
 from .errors import JembenchError
 
 SCHEMA = "jembench-record/1"
@@ -194,6 +194,8 @@ def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
             raise JembenchError(f"{source} has no {key!r} field; regenerate it with `jembench eval`")
     _text(source, "'suite'", record["suite"], limit=64)
     _text(source, "'dataset'", record["dataset"], limit=MAX_TEXT)
+    if "dataset_label" in record:
+        _text(source, "'dataset_label'", record["dataset_label"], limit=MAX_TEXT, optional=True, nonempty=False)
     model = record["model"]
     if not isinstance(model, dict) or not model.get("name"):
         raise JembenchError(f"{source}: 'model' must hold a 'name' (and 'method', 'dataset'); "
@@ -229,6 +231,33 @@ def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
     if "wall_time_s" in record and not _number(record["wall_time_s"]):
         raise _fail(source, f"'wall_time_s' is {record['wall_time_s']!r}, not a number")
     return record
+
+
+def dataset_label(record: dict[str, Any]) -> str:
+    """How every table, figure, leaderboard title and report names a record's in-distribution dataset: the label
+    stored once, at the top level (``dataset_label``: ``jembench eval --dataset-label``, the checkpoint's
+    ``jembench train --dataset-label``, else the registry's), in records written before that the copy their
+    ``details`` held, else :func:`jembench.catalog.label` of ``dataset`` (``CIFAR-10``, a folder's base name)."""
+    details = record.get("details")
+    old = details.get("dataset_label") if isinstance(details, dict) else None
+    for label in (record.get("dataset_label"), old):
+        if isinstance(label, str) and label.strip():
+            return label
+    return catalog.label(str(record.get("dataset", "")))
+
+
+def set_label(record: dict[str, Any], name: str) -> str:
+    """How tables and figures name the OOD set ``name`` of an OOD record: the label stored once with the set
+    (``details.sets[name].label``, from the protocol's ``sets`` entry), in records written before that also
+    ``details.set_labels``, else :func:`jembench.catalog.label` of the name."""
+    details = record.get("details")
+    details = details if isinstance(details, dict) else {}
+    entry = (details.get("sets") or {}).get(name) if isinstance(details.get("sets"), dict) else None
+    old = details.get("set_labels") if isinstance(details.get("set_labels"), dict) else {}
+    for label in ((entry or {}).get("label") if isinstance(entry, dict) else None, old.get(name)):
+        if isinstance(label, str) and label.strip():
+            return label
+    return catalog.label(name)
 
 
 def model_identity(record: dict[str, Any]) -> tuple[str, str]:

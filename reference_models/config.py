@@ -133,9 +133,9 @@ class TrainConfig:
 
     @property
     def run_name(self) -> str:
-        from jembench.data import dataset_slug
+        from jembench.catalog import slug
 
-        return self.name or f"{self.method}-{dataset_slug(self.dataset)}"
+        return self.name or f"{self.method}-{slug(self.dataset)}"
 
     def validate(self) -> None:
         checks = [

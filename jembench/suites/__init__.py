@@ -32,7 +32,8 @@ from typing import Iterator
 import torch
 from torch.utils.data import Dataset, Subset
 
-from ..data import dataset_label, iter_batches, load_dataset
+from ..catalog import label as dataset_label
+from ..data import iter_batches, load_dataset
 from ..errors import JembenchError
 from ..schema import setting
 
@@ -142,7 +143,7 @@ class EvalContext:
     inception_weights: str | Path | None = None  # generation: torch-fidelity's Inception weights file
     ensemble: tuple = ()  # generation: checkpoints (paths) or replay buffers (tensors) pooled as "ensemble"
     workers: int = 0  # DataLoader worker processes for decoding images (0 = in the main process)
-    dataset_label: str = ""  # how tables / figures / records name the dataset; "" = jembench.data.dataset_label
+    dataset_label: str = ""  # how tables / figures / records name the dataset; "" = jembench.catalog.label
 
     @property
     def label(self) -> str:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from tabulate import tabulate
 
 from ..metric_keys import SPECS
-from ..records import make_record
+from ..records import dataset_label, make_record
 from . import EvalContext, SplitSampling, forward_mode
 
 NAME = "accuracy"
@@ -53,15 +53,14 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
     correct, losses = torch.cat(correct).double(), torch.cat(losses)
     metrics = {"accuracy": correct.mean().item() * 100, "nll": losses.double().mean().item(),
                "n": float(len(correct))}
-    details = {**mode, "input_noise": sigma, "batch_size": cfg.batch_size or ctx.batch_size,
-               "dataset_label": ctx.label}
+    details = {**mode, "input_noise": sigma, "batch_size": cfg.batch_size or ctx.batch_size}
     return make_record(suite=NAME, model=ckpt.describe(), dataset=ctx.dataset, protocol=protocol, metrics=metrics,
                        details=details, seed=ctx.seed, wall_time_s=time.perf_counter() - start)
 
 
 def format_table(record: dict) -> str:
     m, spec = record["metrics"], SPECS
-    return tabulate([[record["model"]["name"], record.get("dataset_label") or record["dataset"],
+    return tabulate([[record["model"]["name"], dataset_label(record),
                       spec["accuracy"].format(m["accuracy"]), spec["nll"].format(m["nll"]), int(m["n"])]],
                     headers=["Model", "Dataset", spec["accuracy"].column, spec["nll"].column, "n"],
                     tablefmt="github")

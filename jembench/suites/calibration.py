@@ -30,7 +30,7 @@ from tabulate import tabulate
 from ..figures import reliability_diagram
 from ..metrics.calibration import BIN_CLOSED, CalibrationAccumulator
 from ..metric_keys import SPECS
-from ..records import make_record
+from ..records import dataset_label, make_record
 from ..schema import setting
 from . import EvalContext, SplitSampling, forward_mode
 
@@ -70,7 +70,7 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
     reliability_diagram(bins.table(), fig_path, ece=metrics["ece"], model=ckpt.name, dataset=ctx.dataset,
                         dataset_display=ctx.label)
     details = {**mode, "n_bins": n_bins, "bin_closed": cfg.bin_closed, "input_noise": sigma,
-               "batch_size": cfg.batch_size or ctx.batch_size, "dataset_label": ctx.label, "bins": bins.table(),
+               "batch_size": cfg.batch_size or ctx.batch_size, "bins": bins.table(),
                "binning": BINNING[cfg.bin_closed],
                "brier": "multi-class sum form: mean_i sum_c (p_ic - 1[y_i = c])^2"}
     return make_record(suite=NAME, model=ckpt.describe(), dataset=ctx.dataset, protocol=protocol, metrics=metrics,
@@ -93,7 +93,7 @@ def format_table(record: dict) -> str:
     details = record.get("details", {})
     closed = details.get("bin_closed", "left")
     columns = ("accuracy", "ece", "mce", "nll", "brier")
-    head = tabulate([[record["model"]["name"], record.get("dataset_label") or record["dataset"],
+    head = tabulate([[record["model"]["name"], dataset_label(record),
                       *(SPECS[c].format(m[c]) for c in columns), int(m["n"])]],
                     headers=["Model", "Dataset", *(SPECS[c].column for c in columns), "n"], tablefmt="github")
     rows = [[_bin_text(b["lower"], b["upper"], closed), b["count"], _fmt(b["accuracy"] * 100, ".1f"),

@@ -46,7 +46,8 @@ from tabulate import tabulate
 from torch.utils.data import ConcatDataset
 
 from .. import atomic, metric_keys, progress
-from ..data import dataset_slug, load_dataset, stack_dataset
+from ..catalog import slug
+from ..data import load_dataset, stack_dataset
 from ..errors import JembenchError
 from ..figures import sample_grid
 from ..metric_keys import SOURCES, SPECS
@@ -167,7 +168,7 @@ def _pool_from_images(model, images: torch.Tensor, device: str, batch_size: int)
 def informative_cache_path(dataset: str, n: int) -> Path:
     """``$JEMBENCH_CACHE/informative-init/<dataset>-<hash>-n<n>.pt``: refitted class Gaussians (377 MB on CIFAR)."""
     digest = hashlib.sha256(dataset.encode()).hexdigest()[:8]
-    return jembench_cache_root() / "informative-init" / f"{dataset_slug(dataset)}-{digest}-n{n}.pt"
+    return jembench_cache_root() / "informative-init" / f"{slug(dataset)}-{digest}-n{n}.pt"
 
 
 def fitted_class_gaussians(ctx: EvalContext, n_classes: int, fit_n: int) -> tuple[ClassGaussianInit, str]:

@@ -51,7 +51,7 @@ from ..errors import JembenchError
 from ..metrics.detection import CONVENTION, detection_metrics
 from ..metrics.ood_scores import SCORES, score_batches
 from ..progress import track
-from ..records import make_record
+from ..records import dataset_label, make_record, set_label
 from ..sampling_error import standard_error
 from ..schema import Invalid, setting
 from . import EvalContext, ForwardSettings, add_noise, chunks, forward_mode, n_batches, noise_generator
@@ -165,8 +165,8 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
                          label=SCORES[score].label, in_name=ctx.label, bins=cfg.hist_bins,
                          aurocs={labels[n]: per_set[n]["scores"][score]["auroc"] for n in scores_out})
         figures.append(path.name)
-    details = {"convention": CONVENTION, "dataset_label": ctx.label, "n_in": len(x_in), "sets": per_set,
-               "set_labels": labels, "notes": notes, "scores": {s: SCORES[s].label for s in cfg.scores},
+    details = {"convention": CONVENTION, "n_in": len(x_in), "sets": per_set, "notes": notes,
+               "scores": {s: SCORES[s].label for s in cfg.scores},
                "in_distribution_score_mean": {s: _mean(scores_in[s]) for s in cfg.scores},
                **mode, "batch_size": batch, "input_noise": sigma,
                "synthetic_sets": {"uniform": "pixels iid U(-1, 1)", "constant": "all pixels 0 (JEM App. E.2)",
@@ -195,18 +195,14 @@ def _table_parts(record: dict) -> tuple[list[str], list[str], dict]:
     return sets, scores, details
 
 
-def _set_label(details: dict, name: str) -> str:
-    return details.get("sets", {}).get(name, {}).get("label") or name
-
-
 def format_table(record: dict) -> str:
     m = record["metrics"]
     sets, scores, details = _table_parts(record)
     labels = details.get("scores", {})
-    columns = [_set_label(details, d) for d in sets]
+    columns = [set_label(record, d) for d in sets]
     key = metric_keys.ood
     auroc, aupr, fpr95 = (metric_keys.SPECS[h] for h in ("auroc", "aupr", "fpr95"))
-    dataset = record.get("dataset_label") or details.get("dataset_label") or record["dataset"]
+    dataset = dataset_label(record)
     mode = details.get("bn_mode", "eval")
     lines = [f"OOD detection, in-distribution {dataset} (n = {details.get('n_in', '?')}), model "
              f"{record['model']['name']}, σ = {details.get('input_noise', 0):g}, {mode} mode: {auroc.label} ± s.e. "

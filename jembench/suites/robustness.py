@@ -570,7 +570,8 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
     for gathered in distributed.all_gather_objects(mine_done):
         done.update(gathered)
     metrics, details = summarize(cfg, units, done, y)
-    figures = robustness_figures(details, ckpt.name, ctx.dataset, ctx.figure_path) if distributed.is_main() else []
+    figures = (robustness_figures(details, ckpt.name, ctx.dataset, ctx.figure_path, ctx.label)
+               if distributed.is_main() else [])
     # the partial files are deleted by jembench.evaluation.run_suite once the record itself is on disk
     return make_record(suite=NAME, model=ckpt.describe(), dataset=ctx.dataset, protocol=protocol, metrics=metrics,
                        details=details, figures=figures, seed=ctx.seed, wall_time_s=time.perf_counter() - start_time)
