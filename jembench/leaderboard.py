@@ -16,13 +16,16 @@ Rules that make the numbers honest:
   records of one suite under several protocols, every (suite, protocol) group is its own row and a note under
   the table says so — numbers from different protocols are never silently mixed;
 * best value per column (per score block for OOD) in bold, second best underlined (LaTeX/HTML), following the
-  direction of the column (↑ higher is better, ↓ lower is better).
+  direction of the column (↑ higher is better, ↓ lower is better; :func:`jembench.render.emphasis`).
+
+Labels, arrows, directions and decimals of metrics come from the metric table (:data:`jembench.metric_keys.SPECS`);
+the dataset's and OOD sets' labels from the records (:func:`jembench.records.dataset_label`, ``set_label``).
+This module builds sections; :mod:`jembench.render` draws them (it imports nothing from here at run time).
 """
 
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -487,55 +490,6 @@ def _legend(section: Section) -> None:
         section.notes.append(f"{OTHER_SOURCE} measured on other samples than the replay buffer: {', '.join(others)}")
     if section.paper is not None and any(r.ours for r in section.rows):
         section.notes.append("(ours): measured by jembench; its source column names the protocol and hash")
-
-
-# ----------------------------------------------------------------------------------------------- emphasis
-def _ranks(section: Section) -> dict[tuple[int, str], int]:
-    """(row index, column) -> 1 for the best value, 2 for the second best, per column and score block.
-
-    Our cells take part only when every one of them in the column was measured under the same protocol:
-    ranking numbers from different protocols against each other would be exactly the mixing we refuse.
-    """
-    ranks: dict[tuple[int, str], int] = {}
-    for col in section.columns:
-        if col.direction == "none":
-            continue
-        protocols = {r.cells[col.key].protocol for r in section.rows if r.ours and col.key in r.cells}
-        groups: dict[str, list[tuple[int, float]]] = {}
-        for i, r in enumerate(section.rows):
-            cell = r.cells.get(col.key)
-            if cell is None or not math.isfinite(cell.value) or (r.ours and len(protocols) > 1):
-                continue
-            key = r.block if section.kind == "ood" else ""
-            groups.setdefault(key, []).append((i, _rounded(cell)))
-        for items in groups.values():
-            distinct = sorted({v for _, v in items}, reverse=col.direction == "higher")
-            if len(items) < 2 or len(distinct) < 2:
-                continue
-            for i, v in items:
-                if v == distinct[0]:
-                    ranks[(i, col.key)] = 1
-                elif v == distinct[1]:
-                    ranks[(i, col.key)] = 2
-    return ranks
-
-
-def _rounded(cell: Cell) -> float:
-    return round(cell.value, cell.decimals)
-
-
-# ----------------------------------------------------------------------------------------------- rendering
-# Drawing sections (Markdown, LaTeX, CSV, HTML) and escaping untrusted text: jembench.render / jembench.escape.
-_MOVED_TO_RENDER = ("render", "html_fragment", "html_page", "to_frame", "latex_escape", "FORMATS", "CSS")
-
-
-def __getattr__(name: str):
-    """``leaderboard.render`` & co. still resolve (they moved to :mod:`jembench.render`)."""
-    if name in _MOVED_TO_RENDER:
-        from . import render as _render
-
-        return getattr(_render, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_all(kinds: Iterable[str], published: pd.DataFrame | None, refs: list[RecordRef],
