@@ -40,7 +40,8 @@ sgld(model, x0, cfg)
 print(json.dumps({"tuned": tuned, "again": again,
                   "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before}))
 """
-FEW = 2000  # minor page faults in two warmed-up steps: measured 250-800 with the setting, 10,000-16,000 without
+FEW = 2000  # minor page faults in two warmed-up steps: measured 0-800 with the setting, 10,000-18,600 without
+REUSED = 4000  # the setting's bound: up to 2,048 seen with it while six other jobs loaded the 2 cores
 
 
 def _probe(mode: str, **env: str) -> dict:
@@ -56,7 +57,7 @@ def test_setting_stops_the_page_faults_of_every_step():
     default, tuned = _probe("off"), _probe("on")
     assert default["faults"] > 2 * FEW  # glibc's defaults: each step faults its activations in afresh
     assert tuned["tuned"] is True and tuned["again"] is True  # in force, and idempotent
-    assert tuned["faults"] < FEW  # the heap's pages are reused
+    assert tuned["faults"] < min(REUSED, default["faults"] / 3)  # the heap's pages are reused
 
 
 @pytest.mark.parametrize("env", [{"JEMBENCH_NO_ALLOCATOR_TUNING": "1"}, {"MALLOC_TRIM_THRESHOLD_": "131072"}])
@@ -68,7 +69,7 @@ def test_opt_outs_leave_glibc_alone(env):
 
 def test_configure_torch_applies_it():
     """eval and demo call configure_torch: the allocator setting comes with it."""
-    assert _probe("configure_torch")["faults"] < FEW
+    assert _probe("configure_torch")["faults"] < REUSED
 
 
 def test_train_command_applies_it(monkeypatch, tmp_path):
