@@ -23,7 +23,7 @@ import pandas as pd
 
 from . import catalog, metric_keys
 from .errors import JembenchError
-from .resources import protocol_dir, published_dir, tolerances_file
+from .resources import published_dir
 
 COLUMNS = ["leaderboard", "paper", "table", "row", "column", "group", "model", "method", "dataset", "sgld_steps",
            "metric", "value", "flags", "protocol", "note"]
@@ -67,8 +67,11 @@ PENDING_PROTOCOLS = frozenset({"generation-jem-paper"})
 _CLOSEST = re.compile(r"closest protocol: ([a-z0-9][a-z0-9_.+\-]*)")
 
 def shipped_protocols() -> set[str]:
-    """Names of the protocol files shipped with jembench (``suites/*.toml``, not the check tolerances)."""
-    return {p.stem for p in protocol_dir().glob("*.toml") if p.stem != tolerances_file().stem}
+    """Names of the protocol files shipped with jembench (``suites/<suite>[-<variant>].toml``; never a tolerance
+    file such as ``check-tolerances-tiny.toml``)."""
+    from .protocols import available_protocols
+
+    return set(available_protocols())
 
 
 def known_protocols() -> set[str]:

@@ -50,10 +50,9 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from .. import progress
 from ..errors import JembenchError
+from .names import INCEPTION, TINY
 
-INCEPTION = "inception-v3-compat"
 INCEPTION_FILE = URL_INCEPTION_V3.rsplit("/", 1)[-1]  # weights-inception-2015-12-05-6726825d.pth
-TINY = "jembench-tiny-conv"
 
 
 # ---------------------------------------------------------------------------------------------- quantize

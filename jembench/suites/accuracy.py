@@ -17,27 +17,18 @@ inputs before classifying; default 0 in all three official scripts).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from tabulate import tabulate
 
 from ..metric_keys import SPECS
 from ..records import dataset_label, make_record
-from . import EvalContext, SplitSampling, forward_mode
+from . import EvalContext, forward_mode
+from .accuracy_protocol import AccuracyProtocol
 
 NAME = "accuracy"
 OVERRIDES = {"bn_mode": "bn_mode"}
-
-
-@dataclass(frozen=True)
-class AccuracyProtocol(SplitSampling):
-    """The accuracy protocol (``n``, ``input_noise``, ``bn_mode``, ``batch_size``); defaults = the paper setting
-    (the whole, clean test split, eval mode)."""
-
-
-PROTOCOL = AccuracyProtocol
+PROTOCOL = AccuracyProtocol  # defined torch-free in :mod:`.accuracy_protocol`
 
 
 def run(ckpt, protocol, ctx: EvalContext) -> dict:

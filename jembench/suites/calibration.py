@@ -23,36 +23,22 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 
 from tabulate import tabulate
 
 from ..figures import reliability_diagram
-from ..metrics.calibration import BIN_CLOSED, CalibrationAccumulator
+from ..metrics.calibration import CalibrationAccumulator
 from ..metric_keys import SPECS
 from ..records import dataset_label, make_record
-from ..schema import setting
-from . import EvalContext, SplitSampling, forward_mode
+from . import EvalContext, forward_mode
+from .calibration_protocol import CalibrationProtocol
 
 NAME = "calibration"
 OVERRIDES = {"bn_mode": "bn_mode"}
 BINNING = {"left": "equal-width confidence bins [b/B, (b+1)/B), the last closed (confidence 1.0 in it)",
            "right": "equal-width confidence bins (b/B, (b+1)/B] as the official JEM++ / SADA-JEM ECELoss "
                     "(Task/calibration.py: conf > lo & conf <= hi)"}
-
-
-@dataclass(frozen=True)
-class CalibrationProtocol(SplitSampling):
-    """The calibration protocol (``n``, ``input_noise``, ``n_bins``, ``bin_closed``, ``bn_mode``, ``batch_size``);
-    defaults = the paper setting (JEM §5.2, ECE binning as JEM++ with jembench's left-closed bins)."""
-
-    n_bins: int = setting(20, ge=1, help="equal-width confidence bins (JEM++ / SADA-JEM: 20)")
-    bin_closed: str = setting("left", choices=BIN_CLOSED,
-                              help="left: bins [lo, hi), confidence 1.0 in the last; right: bins (lo, hi] "
-                                   "(official JEM++ / SADA-JEM Task/calibration.py)")
-
-
-PROTOCOL = CalibrationProtocol
+PROTOCOL = CalibrationProtocol  # defined torch-free in :mod:`.calibration_protocol`
 
 
 def run(ckpt, protocol, ctx: EvalContext) -> dict:

@@ -37,15 +37,12 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 from tabulate import tabulate
 
 from .. import metric_keys
-from ..catalog import PAPER_OOD_SETS
 from ..figures import score_histograms
 from ..errors import JembenchError
 from ..metrics.detection import CONVENTION, detection_metrics
@@ -53,53 +50,15 @@ from ..metrics.ood_scores import SCORES, score_batches
 from ..progress import track
 from ..records import dataset_label, make_record, set_label
 from ..sampling_error import standard_error
-from ..schema import Invalid, setting
-from . import EvalContext, ForwardSettings, add_noise, chunks, forward_mode, n_batches, noise_generator
-from .ood_sets import INTERP_PAIRS, OODSet, resolve_entry, set_entry, set_images
+from . import EvalContext, add_noise, chunks, forward_mode, n_batches, noise_generator
+from .ood_protocol import OODProtocol, OODSet
+from .ood_sets import set_images
 
 NAME = "ood"
 OVERRIDES = {"bn_mode": "bn_mode"}
 
 
-@dataclass(frozen=True)
-class OODProtocol(ForwardSettings):
-    """The OOD protocol; defaults = the paper setting (JEM Table 7 sets, the three JEM scores, whole splits)."""
-
-    sets: tuple[Any, ...] = setting(PAPER_OOD_SETS, nonempty=True, convert=set_entry,
-                                    help="OOD sets: datasets, uniform / constant / interp, folder:PATH, or tables "
-                                         "{ folder = PATH, label = ..., name = ..., resize = ... }")
-    scores: tuple[str, ...] = setting(("log_px", "max_py", "grad_norm"), nonempty=True,
-                                      help="registered OOD scores (jembench.metrics.ood_scores)")
-    n_in: int = setting(0, ge=0, help="in-distribution test images, chosen by seed; 0 = the whole test split")
-    n_out: int = setting(0, ge=0, help="images per OOD set; 0 = whole test split (synthetic: as many as n_in)")
-    input_noise: float = setting(0.0, ge=0, help="sigma of Gaussian noise added to every input")
-    interp_lambda: float = setting(0.5, ge=0, le=1, help="interp = lambda*x_a + (1-lambda)*x_b")
-    interp_pairs: str = setting("random", choices=INTERP_PAIRS,
-                                help="random: seeded pairs a != b of clean test images; consecutive-batches: the "
-                                     "official consecutive batches of the shuffled, noised test loader")
-    interp_batch: int = setting(100, ge=1, help="batch of the consecutive-batches interp (official loader: 100)")
-    shuffle_out: bool = setting(False, help="stream each OOD set in a seeded random order (the official fake "
-                                            "loaders shuffle; matters only for bn_mode train)")
-    hist_bins: int = setting(100, ge=1, help="bins of the score histograms")
-
-    def validate(self) -> None:
-        for s in self.scores:
-            if s not in SCORES:
-                raise Invalid(f"scores has {s!r}; use registered scores: {', '.join(SCORES)}")
-        entries = self.entries()
-        for what in ("name", "label"):
-            values = [getattr(e, what) for e in entries]
-            dup = sorted({v for v in values if values.count(v) > 1})
-            if dup:
-                raise Invalid(f"sets: {len(values) - len(set(values)) + 1} sets share the {what} {dup[0]!r}; give "
-                              f"each set its own {what} (a table {{ ..., {what} = \"...\" }})")
-
-    def entries(self) -> tuple[OODSet, ...]:
-        """The ``sets`` as :class:`jembench.suites.ood_sets.OODSet` (name, label, source, resize)."""
-        return tuple(resolve_entry(item) for item in self.sets)
-
-
-PROTOCOL = OODProtocol
+PROTOCOL = OODProtocol  # defined torch-free in :mod:`.ood_protocol`
 
 
 def _scores(model, batches, cfg: OODProtocol, ctx: EvalContext, n: int, batch: int, desc: str
