@@ -640,7 +640,7 @@ def summarize(cfg: RobustnessProtocol, units: list[Unit], done: dict[str, dict],
                     metrics[metric_keys.boundary_median_l2(k)] = _median(entry["l2"])
                 details[attack][f"k{k}"] = entry
     details["sampling_error"] = {key: wilson_se(value, n) for key, value in metrics.items()
-                                 if key.startswith(("clean_acc/", "robust_acc/"))}
+                                 if getattr(metric_keys.spec(key), "se", None) == "binomial"}
     return metrics, details
 
 
