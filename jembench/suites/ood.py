@@ -160,7 +160,8 @@ def format_table(record: dict) -> str:
     labels = details.get("scores", {})
     columns = [set_label(record, d) for d in sets]
     key = metric_keys.ood
-    auroc, aupr, fpr95 = (metric_keys.SPECS[h] for h in ("auroc", "aupr", "fpr95"))
+    auroc = metric_keys.SPECS["auroc"]
+    others = [metric_keys.SPECS[h] for h in metric_keys.heads("ood") if h != "auroc"]  # AUPR-In, FPR@95%TPR
     dataset = dataset_label(record)
     mode = details.get("bn_mode", "eval")
     lines = [f"OOD detection, in-distribution {dataset} (n = {details.get('n_in', '?')}), model "
@@ -176,9 +177,9 @@ def format_table(record: dict) -> str:
     rows = [[labels.get(s, s)] + [with_se(d, s) for d in sets] for s in scores]
     rows.append(["n"] + [details["sets"][d].get("n", "?") for d in sets])
     lines.append(tabulate(rows, headers=["score"] + columns, tablefmt="github"))
-    lines.append(f"\n{aupr.column} / {fpr95.column}")
-    lines.append(tabulate([[labels.get(s, s)] + [f"{aupr.format(m.get(key('aupr', d, s), math.nan))} / "
-                                                 f"{fpr95.format(m.get(key('fpr95', d, s), math.nan))}" for d in sets]
+    lines.append("\n" + " / ".join(spec.column for spec in others))
+    lines.append(tabulate([[labels.get(s, s)] + [" / ".join(spec.format(m.get(key(spec.head, d, s), math.nan))
+                                                            for spec in others) for d in sets]
                            for s in scores], headers=["score"] + columns, tablefmt="github"))
     for note in details.get("notes", []):
         lines.append(f"note: {note}")
