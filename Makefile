@@ -4,7 +4,8 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.jembench-installed
 
-.PHONY: demo test test-slow test-real test-wheel bench install clean results leaderboards reference-train reference-eval reference-runs
+.PHONY: demo test test-slow test-real test-wheel bench install clean results leaderboards figures reference-train \
+	reference-eval reference-runs
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +53,13 @@ results: $(STAMP)
 leaderboards: $(STAMP)
 	$(VENV)/bin/jembench leaderboard results/runs/demo --table all --format md --out results/leaderboard.md
 	$(VENV)/bin/jembench leaderboard $(CPU_RUNS) --table all --format md --out results/leaderboard-cifar10-cpu.md
+
+# Draw the committed records' figures again from their details (after a change to jembench/figures/): nothing is
+# re-run, no number changes. Sample grids and OOD histograms of records without stored histograms stay as they are.
+figures: $(STAMP)
+	$(VENV)/bin/jembench redraw results/runs
+	$(VENV)/bin/jembench robustness-plot results/runs/demo/softmax/robustness.json results/runs/demo/jem/robustness.json \
+	  --kind linf --kind boundary -o results/runs/demo/robustness_softmax_vs_jem.png
 
 # Reference runs on real data (issue 13): the five methods with their cpu presets on the shared CIFAR-10 JPEG copy,
 # compact checkpoints + every suite's records and figures under results/runs/cifar10-cpu/, and the leaderboard.

@@ -20,9 +20,11 @@ over ``rounds`` rounds, method after method, so drifting load hits both sides al
 median official s/iter over all timed iterations ÷ the same median for jembench (≥ 1.30 wanted), with each
 side's per-run medians as spread and the per-round paired ratios in the JSON.
 
-Arithmetic matched (see :func:`commands`): jembench gets ``--px-unaugmented`` so that, like the official code,
-the p(x) term sees its own batch (three network passes per training step, not two; the official p(x) batch is
-augmented, jembench's is not: a crop and a flip of 64 images). JEM++ runs the published YOPO sampler
+Arithmetic and data matched (see :func:`commands`): like the official code, the p(x) term sees its own batch from
+a second, independently shuffled loader (three network passes per training step, not two), through the same data
+pipeline as the official one — JEM / JEM++: the augmented training images (crop + flip + σ noise: JEM
+train_wrn_ebm.py:185-193, JEMPP utils.py:128-133; jembench ``--px-separate``, its paper presets' setting), SADA-JEM:
+un-augmented images (SADAJEM utils.py:141-154; ``--px-unaugmented``). JEM++ runs the published YOPO sampler
 (``--model yopo --n_steps 10 --in_steps 5 --pyld_lr .2``, exactly x ← clip(x + clip(∇, ±1), ±1) per outer step,
 = jembench's ``--sgld-grad-clamp 1 --sgld-x-clamp``, plus five conv1-only passes per step). JEM++ / SADA-JEM
 use the informative initialisation on both sides; the official scripts read the class means / biased
@@ -174,7 +176,7 @@ def commands(method: str, checkout: Path, data_root: Path, out: Path, max_iters:
                     "--warmup_iters": 1000, "--print_every": quiet, "--n_epochs": 1}
         jb = {**common_jb, "--batch-size": 64, "--norm": "none", "--optimizer": "adam", "--lr": 1e-4,
               "--sgld-steps": 20, "--sgld-step-size": 1.0, "--sgld-noise": 0.01, "--input-noise": 0.03,
-              "--px-unaugmented": None}
+              "--px-separate": None}  # dload_train: augmented, like the labelled loader (train_wrn_ebm.py:185-193)
     elif method == "jempp":  # scripts/jempp_cifar10.sh (WRN-28-10 there): YOPO sampler, M=10, SGD .1, BN
         official = {"--dataset": "cifar10", "--data_root": data_root, "--lr": 0.1, "--optimizer": "sgd",
                     "--p_x_weight": 1.0, "--p_y_given_x_weight": 1.0, "--p_x_y_weight": 0.0, "--sigma": 0.03,
@@ -185,7 +187,7 @@ def commands(method: str, checkout: Path, data_root: Path, out: Path, max_iters:
         jb = {**common_jb, "--batch-size": 64, "--norm": "batch", "--optimizer": "sgd", "--lr": 0.1,
               "--weight-decay": 4e-4, "--sgld-steps": 10, "--sgld-step-size": 1.0, "--sgld-noise": 0.0,
               "--sgld-grad-clamp": 1.0, "--sgld-x-clamp": None, "--sgld-train-mode": None,
-              "--init": "class_gaussian", "--input-noise": 0.03, "--px-unaugmented": None}
+              "--init": "class_gaussian", "--input-noise": 0.03, "--px-separate": None}  # augmented (utils.py:128)
     elif method == "sada_jem":  # scripts/sadajem_cifar10.sh (WRN-28-10 there): K=5, ASAM rho 2, labelled 128
         official = {"--dataset": "cifar10", "--data_root": data_root, "--lr": 0.1, "--optimizer": "sgd",
                     "--px": 1.0, "--pyx": 1.0, "--sigma": 0.0, "--width": 2, "--depth": 10, "--warmup_iters": 1000,

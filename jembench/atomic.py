@@ -123,13 +123,6 @@ def torch_save(target: str | os.PathLike, obj: Any) -> None:
                 _raise_write_failure(tmp, exc)
 
 
-def save_figure(target: str | os.PathLike, fig) -> None:
-    """Save a matplotlib figure atomically (PNG, format taken from the target's suffix)."""
-    fmt = Path(target).suffix.lstrip(".") or "png"
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, format=fmt, bbox_inches="tight", dpi=120)
-
-
 def _raise_write_failure(tmp: Path, exc: Exception) -> None:
     """Turn a writer's non-OSError write failure into the OSError it hides: the real cause is found by writing
     one more byte to the same file (ENOSPC, EFBIG, ...)."""

@@ -41,7 +41,7 @@ from tabulate import tabulate
 from . import metric_keys
 from .errors import JembenchError
 from .protocols import read_toml
-from .published import NOT_A_REFERENCE, cite, flag_list, measured_under, needs_label
+from .published import cite, is_reference, measured_under, needs_label
 from .records import RecordRef
 from .resources import tolerances_file
 from .sampling_error import RULES, sizes, standard_error
@@ -205,8 +205,9 @@ def compare_published(refs: list[RecordRef], published: pd.DataFrame, rules: lis
     The counterpart of a metric is the published number with the same dataset and metric key, and either the
     same method (``model.method``; and ``model.sgld_steps`` when the record has it) or, with
     ``published_model``, the row whose model label (or printed row) is that name. Rows whose setting differs
-    (4,000 labels, inferred setting, ...) are never picked automatically. Two different published numbers for
-    one metric is an error asking for ``--published-model``.
+    (4,000 labels, inferred setting, ...) and rows no protocol reproduces (provenance ``quoted`` or
+    ``unreleased``) are never picked automatically; naming one with ``published_model`` is an error saying so.
+    Two different published numbers for one metric is an error asking for ``--published-model``.
 
     A published number is a valid reference only for a record measured under the protocol it needs (its
     ``protocol`` column: same name, and the record's hash equal to the packaged protocol file's —
@@ -236,7 +237,8 @@ def compare_published(refs: list[RecordRef], published: pd.DataFrame, rules: lis
             if published_model is not None:
                 cand = cand[cand.index.isin(chosen.index)]
             else:
-                plain = cand["flags"].map(lambda f: not set(flag_list(f)) & NOT_A_REFERENCE).astype(bool)
+                plain = pd.Series([is_reference(p, f) for p, f in zip(cand["provenance"], cand["flags"])],
+                                  index=cand.index, dtype=bool)
                 cand = cand[(cand["method"] == method).astype(bool) & plain]
                 if steps is not None:
                     cand = cand[cand["sgld_steps"].isna() | (cand["sgld_steps"] == int(steps))]
@@ -246,7 +248,8 @@ def compare_published(refs: list[RecordRef], published: pd.DataFrame, rules: lis
                 continue
             under = cand[[measured_under(r["protocol"], p) for p in cand["protocol"]]]
             if under.empty:
-                needed = ", ".join(sorted({needs_label(p, n) for p, n in zip(cand["protocol"], cand["note"])}))
+                needed = ", ".join(sorted({needs_label(*x) for x in zip(cand["protocol"], cand["note"],
+                                                                         cand["provenance"], cand["produced_by"])}))
                 if published_model is not None:
                     names = sorted({p for p in cand["protocol"] if p})
                     fix = (f"re-run `jembench eval --protocol {names[0]}`" if names else

@@ -233,12 +233,12 @@ def _published_sections(kind: str, pub: pd.DataFrame) -> list[tuple[Section, str
             cells = {}
             needs: dict[str, list[str]] = {}  # protocol label -> printed columns that need it
             for c in cells_src.itertuples(index=False):
-                for f in flag_list(c.flags):
+                for f in flag_list(c.flags) + ([c.provenance] if c.provenance != "reproduced" else []):
                     if f not in flags:
                         flags.append(f)
                 mark = _source_mark(c.metric)
                 cells[c.pcolumn] = Cell(c.value, int(c.decimals), c.metric, mark, needs=c.protocol)
-                needs.setdefault(needs_label(c.protocol, c.note), []).append(c.column)
+                needs.setdefault(needs_label(c.protocol, c.note, c.provenance, c.produced_by), []).append(c.column)
             model = first["model"] + _suffix(first["psuffix"])
             rows.append(Row(block=_block_name(kind, block, first["group"]), model=model, ours=False,
                             source=f"{cite(paper, first['table'])} · {_needs_text(needs)}", flags=flags,
@@ -438,14 +438,16 @@ def _matching(section: Section, row: Row) -> Row | None:
 def _mismatch_note(section: Section, row: Row, columns: list[str]) -> str:
     """Why some of our numbers are not in a published table: the protocol they were measured under and the one
     the table's numbers in those columns need."""
-    needs = sorted({c.needs or "none" for r in section.rows for col, c in r.cells.items()
-                    if col in columns and c.needs is not None})
+    needs = sorted({c.needs for r in section.rows for col, c in r.cells.items()
+                    if col in columns and c.needs})  # quoted / unreleased numbers need no protocol
     measured = sorted({row.protocol_labels[row.cells[c].suite] for c in columns})
     keys = [c.key for c in section.columns]
     columns = sorted(columns, key=lambda col: (keys.index(col) if col in keys else len(keys), col))
     labels = [section.columns[keys.index(col)].label if col in keys else col for col in columns]
-    return (f"{row.model}: {', '.join(labels)} measured under {', '.join(measured)}; this table needs "
-            f"{', '.join(needs) or 'numbers it does not have'} — shown in a jembench-runs section instead")
+    needed = (f"this table needs {', '.join(needs)}" if needs else
+              "no jembench protocol reproduces this table's numbers there")
+    return (f"{row.model}: {', '.join(labels)} measured under {', '.join(measured)}; {needed} — shown in a "
+            f"jembench-runs section instead")
 
 
 def _append_ours(section: Section, rows: list[Row], notes: list[str]) -> None:

@@ -7,10 +7,13 @@ mapping and the footnote flags are described in ``results/published/README.md``;
 that enforces them, so a typo in a CSV is an error naming the file, the line and the fix — never a silently
 missing or mis-sorted number.
 
-Every row names the jembench protocol that reproduces its number (``protocol``: a shipped protocol file, e.g.
-``ood-jem-official``), or none — flag ``no_official_protocol`` and a ``closest protocol: NAME`` in the note —
-when no official code computes it. The leaderboard puts our rows beside a published row, and ``jembench check``
-compares with it, only when our record was measured under that protocol (name and the packaged file's hash).
+Every row says where its number came from (``provenance``, README "Provenance"): ``reproduced`` — produced by
+the paper's released code, and ``protocol`` names the shipped jembench protocol that transcribes that code's
+evaluation (``produced_by`` names the repository); ``unreleased`` — produced by the authors with code they did
+not release (the note names the closest protocol); ``quoted`` — produced by another codebase (``produced_by``)
+and quoted. Only reproduced rows carry a protocol. The leaderboard puts our rows beside a published row, and
+``jembench check`` compares with it, only when the row is reproduced and our record was measured under its
+protocol (name and the packaged file's hash); quoted and unreleased rows are shown as such and never a reference.
 """
 
 from __future__ import annotations
@@ -26,7 +29,18 @@ from .errors import JembenchError
 from .resources import published_dir
 
 COLUMNS = ["leaderboard", "paper", "table", "row", "column", "group", "model", "method", "dataset", "sgld_steps",
-           "metric", "value", "flags", "protocol", "note"]
+           "metric", "value", "flags", "protocol", "provenance", "produced_by", "note"]
+
+#: where a published number came from (column ``provenance``) and what that means for comparisons.
+PROVENANCE = {
+    "reproduced": "produced by the paper's released code; the row's protocol transcribes that code's evaluation",
+    "unreleased": ("produced by the paper's authors with code they did not release; no jembench protocol "
+                   "reproduces it (the note names the closest protocol)"),
+    "quoted": "produced by another codebase (column produced_by) and quoted; no jembench protocol reproduces it",
+}
+
+#: the released repositories a reproducing protocol transcribes, by the protocol name's ``<suite>-<key>-official``.
+OFFICIAL_CODE = {"jem": "wgrathwohl/JEM", "jempp": "sndnyang/JEMPP", "sadajem": "sndnyang/SADAJEM"}
 
 #: leaderboard tables a published row can belong to (``jembench leaderboard --table``).
 BOARDS = ("hybrid", "ood", "calibration", "robustness", "ablation")
@@ -49,20 +63,19 @@ FLAGS = {
     "from_error_rate": ("ᵉ", "printed as an error rate; value = 100 − error"),
     "setting_inferred": ("ⁱ", "dataset/setting not printed; inferred (see the row's note)"),
     "marker_unexplained": ("*", "the paper marks the row with * but gives no footnote for it"),
-    "no_official_protocol": ("ⁿ", ("no official code computes (some of) these numbers, so no jembench protocol "
-                                   "reproduces them (e.g. JEM Table 7's Uniform / Constant sets); the row's note "
-                                   "names the closest protocol")),
+    # shown for the provenance column (the leaderboard adds them; a CSV's flags column may not carry them)
+    "unreleased": ("ⁿ", ("produced by the authors' unreleased code: no jembench protocol reproduces it; the "
+                         "source names the closest protocol")),
+    "quoted": ("◇", "quoted: produced by another codebase (named in the source); no jembench protocol reproduces it"),
 }
 
-#: flags whose rows `jembench check` never picks automatically as the reference (their setting differs).
-NOT_A_REFERENCE = frozenset({"labels_4000", "setting_inferred", "printed_nan", "marker_unexplained",
-                             "no_official_protocol"})
+#: flags set from the provenance column, never written in a CSV's flags column.
+PROVENANCE_FLAGS = frozenset({"unreleased", "quoted"})
 
-#: protocols a published row names that ship no file. Only ``generation-jem-paper``: the JEM code has no IS / FID
-#: (JEM App. B / Table 5 describe the measurement; ``suites/generation.toml`` follows that text, but its hash is not
-#: claimed to reproduce JEM Table 1, so no record is put beside those rows). Once a name here ships as
-#: suites/<name>.toml, tests/test_published.py fails until it is removed from this set.
-PENDING_PROTOCOLS = frozenset({"generation-jem-paper"})
+#: flags whose rows `jembench check` never picks automatically as the reference (their setting differs); rows that
+#: are not ``reproduced`` are never a reference at all.
+NOT_A_REFERENCE = frozenset({"labels_4000", "setting_inferred", "printed_nan", "marker_unexplained"})
+
 
 _CLOSEST = re.compile(r"closest protocol: ([a-z0-9][a-z0-9_.+\-]*)")
 
@@ -72,11 +85,6 @@ def shipped_protocols() -> set[str]:
     from .protocols import available_protocols
 
     return set(available_protocols())
-
-
-def known_protocols() -> set[str]:
-    """Protocol names a published row may need: the shipped files and :data:`PENDING_PROTOCOLS`."""
-    return shipped_protocols() | PENDING_PROTOCOLS
 
 
 def protocol_suite(name: str) -> str | None:
@@ -91,25 +99,44 @@ def closest_protocol(note: str) -> str | None:
     return m.group(1) if m else None
 
 
-def _protocol_problems(row, flags: list[str], known: set[str]) -> list[str]:
-    """Why a row's ``protocol`` is invalid: unknown, of a suite that does not write the metric, or empty without
-    the ``no_official_protocol`` flag and a closest protocol in the note."""
+def official_code(protocol: str) -> str | None:
+    """The released repository protocol ``<suite>-<key>-official[-variant]`` transcribes (None for other names)."""
+    m = re.fullmatch(r"[a-z]+-([a-z]+)-official(-[a-z0-9.\-]+)?", protocol)
+    return OFFICIAL_CODE.get(m.group(1)) if m else None
+
+
+def _protocol_problems(row, known: set[str]) -> list[str]:
+    """Why a row's provenance / protocol / produced_by are inconsistent: a reproduced row names a shipped protocol
+    of a suite that writes its metric, transcribing the repository in produced_by; an unreleased or quoted row
+    names none (an unreleased one gives the closest in its note)."""
+    provenance, name, note = row["provenance"], row["protocol"].strip(), row["note"]
+    if provenance not in PROVENANCE:
+        return [f"provenance {provenance!r} is not one of {', '.join(PROVENANCE)}"]
+    if not row["produced_by"].strip():
+        return ["empty produced_by; name the codebase that produced the number"]
     spec = metric_keys.spec(row["metric"])
-    wanted = spec.suites if spec is not None else ()
-    name = row["protocol"].strip()
-    if not name:
-        closest = closest_protocol(row["note"])
-        if "no_official_protocol" not in flags:
-            return ["empty protocol; name the jembench protocol that reproduces the number, or flag the row "
-                    "no_official_protocol and name the closest one in the note"]
-        if closest is None:
-            return ["flag no_official_protocol needs 'closest protocol: NAME' in the note"]
-        name = closest
-    elif "no_official_protocol" in flags:
-        return [f"protocol {name!r} and flag no_official_protocol contradict each other; drop one"]
+    wanted = spec.suites if spec is not None else ()  # the metric table: which suites write the metric
+    if provenance == "reproduced":
+        if not name:
+            return ["empty protocol; a reproduced row names the jembench protocol that reproduces it (else set "
+                    "provenance to unreleased or quoted)"]
+        if not wanted:
+            return [f"no suite writes metric {row['metric']!r}, so no protocol reproduces it; set provenance to "
+                    f"unreleased or quoted and empty the protocol"]
+        code = official_code(name)
+        if code is not None and row["produced_by"] != code:
+            return [f"protocol {name!r} transcribes {code}, but produced_by is {row['produced_by']!r}"]
+    else:
+        if name:
+            return [f"provenance {provenance} and protocol {name!r} contradict each other: only a reproduced row "
+                    f"names a protocol (put it in the note as 'closest protocol: NAME')"]
+        name = closest_protocol(note) or ""
+        if not name:
+            return (["provenance unreleased needs 'closest protocol: NAME' in the note"]
+                    if provenance == "unreleased" else [])
     if name not in known:
-        return [f"protocol {name!r} is not a shipped protocol file (jembench/resources: suites/*.toml) or a pending "
-                f"one ({', '.join(sorted(known))})"]
+        return [f"protocol {name!r} is not a shipped protocol file (jembench/resources: suites/*.toml: "
+                f"{', '.join(sorted(known))})"]
     if protocol_suite(name) not in wanted:
         return [f"protocol {name!r} is for suite {protocol_suite(name)!r}, which does not write metric "
                 f"{row['metric']!r} (written by: {', '.join(wanted) or 'no suite'})"]
@@ -136,9 +163,20 @@ def measured_under(record_protocol: dict, needed: str) -> bool:
     return bool(needed) and needed in names and packaged_protocol_hash(needed) == record_protocol.get("hash")
 
 
-def needs_label(needed: str, note: str) -> str:
-    """How a published number's protocol reads in a table: its name, or ``none (closest NAME)``."""
-    return needed or f"none (closest {closest_protocol(note) or '?'})"
+def needs_label(needed: str, note: str, provenance: str = "reproduced", produced_by: str = "") -> str:
+    """How a published number's protocol reads in a table: its name, ``none (quoted from CODE)`` or
+    ``none (closest NAME)``."""
+    if needed:
+        return needed
+    if provenance == "quoted":
+        return f"none (quoted from {produced_by})"
+    return f"none (closest {closest_protocol(note) or '?'})"
+
+
+def is_reference(provenance: str, flags: str) -> bool:
+    """Whether `jembench check` may pick a published row as a reference automatically: reproduced by a protocol
+    and none of the :data:`NOT_A_REFERENCE` flags."""
+    return provenance == "reproduced" and not set(flag_list(flags)) & NOT_A_REFERENCE
 
 
 def metric_is_known(metric: str) -> bool:
@@ -165,15 +203,17 @@ def _load_one(path: Path) -> pd.DataFrame:
                             f"{','.join(COLUMNS)} (see results/published/README.md)")
     problems = []
     values, decimals, steps = [], [], []
-    known = known_protocols()
+    known = shipped_protocols()
     for i, row in df.iterrows():
         where = f"{path.name}:{i + 2}"  # header is line 1
         flags = flag_list(row["flags"])
         for flag in flags:
-            if flag not in FLAGS:
-                problems.append(f"{where}: unknown flag {flag!r} (known: {', '.join(FLAGS)})")
+            if flag not in FLAGS or flag in PROVENANCE_FLAGS:
+                problems.append(f"{where}: unknown flag {flag!r} (known: "
+                                f"{', '.join(f for f in FLAGS if f not in PROVENANCE_FLAGS)}; provenance is its "
+                                f"own column)")
         if metric_is_known(row["metric"]):
-            problems += [f"{where}: {p}" for p in _protocol_problems(row, flags, known)]
+            problems += [f"{where}: {p}" for p in _protocol_problems(row, known)]
         if row["leaderboard"] not in BOARDS:
             problems.append(f"{where}: leaderboard {row['leaderboard']!r} is not one of {', '.join(BOARDS)}")
         if row["paper"] not in PAPERS:
@@ -235,8 +275,24 @@ def load_published(folder: str | Path | None = None) -> pd.DataFrame:
         raise JembenchError(f"published numbers repeat {first['paper']} {first['table']} row {first['row']!r} "
                             f"metric {first['metric']} ({first['source_file']}:{first['line']}); keep one row "
                             f"per number")
+    _check_one_provenance_per_number(df)
     df["order"] = range(len(df))
     return df
+
+
+def _check_one_provenance_per_number(df: pd.DataFrame) -> None:
+    """A number printed in several places (a row SADA-JEM copied from JEM, a number both in a table and the text)
+    has one provenance and one protocol (or closest protocol) everywhere: same method, dataset, metric and value
+    means the same number."""
+    closest = df["note"].map(lambda n: closest_protocol(n) or "")
+    keyed = df.assign(closest_name=closest)
+    for _, g in keyed.groupby(["method", "dataset", "metric", "value"], sort=False):
+        if len(g) > 1 and len(g[["provenance", "protocol", "closest_name", "produced_by"]].drop_duplicates()) > 1:
+            where = ", ".join(f"{r.source_file}:{r.line} ({r.provenance} {r.protocol or r.closest_name})"
+                              for r in g.itertuples())
+            raise JembenchError(f"published number {g.iloc[0]['value']:g} ({g.iloc[0]['method']}, "
+                                f"{g.iloc[0]['metric']} on {g.iloc[0]['dataset']}) has different provenance or "
+                                f"protocols in {where}; one number has one provenance and protocol everywhere")
 
 
 def cite(paper: str, table: str) -> str:

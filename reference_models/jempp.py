@@ -15,7 +15,8 @@ What changes is the sampler, all of it shared-loop configuration, and the forwar
   M = 10 steps (5 / 10 / 20 in the tables). The official "PYLD" sampler with its YOPO inner loop
   (train_jempp.py:62-129: ``in_steps`` = 5 inner steps of ``pyld_lr`` = .2 on a frozen first-layer gradient) is
   *exactly* this: the inner gradient WᵀP of the linear first layer is the outer input gradient, so five inner
-  steps of .2 with an element-wise clamp equal one step of 1.0 (`/work/notes` measured ≤ 4e-7 apart). The
+  steps of .2 with an element-wise clamp equal one step of 1.0 (tests/test_official_training.py::
+  test_jempp_pyld_sampler_is_our_clamped_sgld_with_step_one compares the two to 1e-5). The
   chains see the network in train mode and every SGLD forward updates the batch-norm running statistics
   (``f.eval()`` is commented out in the official sampler), as here (``sgld_bn_updates``);
 * forward order (:data:`~reference_models.objectives.PX_FIRST_ORDER`, train_jempp.py:238-273): f(x_p(x)) first,
@@ -25,7 +26,8 @@ What changes is the sampler, all of it shared-loop configuration, and the forwar
   50 / 100 / 125 of 150, batch norm, batch 64, input noise σ = .03, pad-crop + flip augmentation; 5,000 training
   images held out (NumPy seed 1234), ``best.pt`` chosen on their accuracy; stop rule |L| > 1e8.
 
-Presets: ``paper`` = scripts/jempp_cifar10.sh (M = 10; the README's copy of the command says 5),
+Presets: ``paper`` = scripts/jempp_cifar10.sh and the README's command (README.md:21-35: M = 10 since JEMPP
+cc781f7 "M=10"; both said 5 before),
 ``paper-k5`` / ``paper-k10`` / ``paper-k20`` (M = 5 / 10 / 20), ``cpu`` (32×32 CPU budget), ``tiny`` (WRN-10-1
 with batch norm on 8×8 digits, M = 5, CPU minutes). Not reproduced: the extra sampling chain the official loop
 runs for its sample plots every ``print_every`` iterations (it also moves the buffer and the batch-norm

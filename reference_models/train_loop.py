@@ -121,7 +121,7 @@ class DataStream:
 
 def holdout_split(n: int, holdout: int, seed: int) -> tuple[list[int], list[int]]:
     """(validation, training) indices of a training split of ``n`` images, as the JEM / JEM++ code draws them
-    (train_wrn_ebm.py:160-171, train_jempp.py:105-116): ``np.random.seed(seed); np.random.shuffle(range(n))``,
+    (JEM train_wrn_ebm.py:160-171, JEMPP utils.py:104-115): ``np.random.seed(seed); np.random.shuffle(range(n))``,
     the first ``holdout`` are validation, the rest training. A private ``RandomState`` gives the same stream
     without touching NumPy's global one."""
     import numpy as np

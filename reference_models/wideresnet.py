@@ -7,7 +7,7 @@ trunks have no ``linear``: ``unused_linear=False``; :mod:`jembench.importers` ma
 Differences from the official code, none of which changes the parameters: the final pooling of jembench's own
 models is adaptive (``pool="adaptive"``: equal to ``avg_pool2d(out, 8)`` on 32×32 inputs, and also valid for 8×8
 digits); checkpoints imported from the official code pool as it does (``pool="official"``: ``avg_pool2d(out, 8)``,
-JEM wideresnet.py:121, which on CelebA's 3×39×32 ``Resize(32)`` inputs averages the top-left 8×8 of the 10×8 final
+JEM wideresnet.py:123, which on CelebA's 3×39×32 ``Resize(32)`` inputs averages the top-left 8×8 of the 10×8 final
 map). ``forward`` returns the class logits f(x) directly (the energy model contract of :mod:`jembench.models`).
 
 JEM uses no normalisation (``norm=None``); JEM++ / SADA-JEM use batch norm (``norm="batch"``). Batch norm

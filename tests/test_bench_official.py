@@ -191,7 +191,12 @@ def test_jembench_command_line_is_valid_and_matches_the_official_one(method, tmp
     cfg = resolve_config(method, args.preset, overrides_from_args(args))
     k = int(off[off.index("--n_steps") + 1])
     assert (cfg.depth, cfg.width, cfg.sgld_steps, cfg.max_iters) == (10, 2, k, 12)
-    assert cfg.px_unaugmented and cfg.buffer_size == 10000 and cfg.reinit_freq == 0.05 and cfg.workers == 0
+    assert cfg.buffer_size == 10000 and cfg.reinit_freq == 0.05 and cfg.workers == 0
+    # the same p(x) data pipeline as the official loader: JEM / JEM++ dload_train is the augmented training set
+    # (train_wrn_ebm.py:185-193, JEMPP utils.py:128-133), SADA-JEM's p(x) loader is un-augmented (utils.py:141-154)
+    assert cfg.px_separate or cfg.px_unaugmented
+    assert cfg.px_unaugmented == (method == "sada_jem")
+    assert cfg.augment and cfg.flip
     if method == "jem":
         assert (cfg.norm, cfg.batch_size, cfg.sgld_noise, cfg.input_noise, cfg.optimizer) == (
             "none", 64, 0.01, 0.03, "adam")

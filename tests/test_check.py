@@ -228,3 +228,23 @@ def test_nan_metric_is_a_regression(tmp_path, pub_dir):
     write(tmp_path, "nan.json", acc_record(SAM, math.nan))
     comps, _ = compare_published(load_records([tmp_path]), load_published(pub_dir), load_rules())
     assert comps[0].status == "REGRESSION (not a number)" and comps[0].regression
+
+
+def test_quoted_and_unreleased_rows_are_never_a_reference(tmp_path, capsys):
+    """A published number another codebase produced (VERA's 93.2 in SADA-JEM Table 1) or the authors' unreleased
+    code did (JEM's CIFAR-100 72.2) is no target: a record measured under the protocol of the table's other rows is
+    not compared with it, and naming it with --published-model is one error line saying why (exit 2)."""
+    proto = load_protocol("accuracy-sadajem-official")
+    vera = write(tmp_path / "v", "acc.json", acc_record({"name": "v", "method": "vera", "dataset": "cifar10"}, 93.2,
+                                                       protocol=proto))
+    comps, notes = compare_published(load_records([vera]), load_published(), load_rules())
+    assert comps == [] and "accuracy" in notes
+    assert main(["check", str(vera), "--published-model", "VERA"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs protocol none (quoted from VERA: SADA-JEM ref. [18])" in err[0]
+    assert "no jembench protocol reproduces it" in err[0]
+    jem = write(tmp_path / "j", "acc.json", acc_record({"name": "j", "method": "jem", "dataset": "cifar100"}, 72.2,
+                                                      protocol=load_protocol("accuracy-jempp-official")))
+    assert compare_published(load_records([jem]), load_published(), load_rules())[0] == []
+    assert main(["check", str(jem), "--published-model", "JEM (K=20)"]) == 2
+    assert "needs protocol none (closest accuracy-jempp-official)" in capsys.readouterr().err

@@ -101,15 +101,22 @@ def test_cli_hybrid_prints_sada_table1_rows_plus_ours(cli_results):
     section = text[text.index(SADA_T1):]
     section = section[:section.index("###")] if "###" in section else section
     # every SADA-JEM Table 1 row, in the paper's order
-    order = ["SADA-JEM (K=5)", "SADA-JEM (K=10)", "SADA-JEM (K=20)", "IGEBM (K=60)", "JEM (K=20)†", "JEM++ (M=5)†",
-             "JEM++ (M=10)", "JEM++ (M=20)", "JEAT", "CF-EBM (K=50)", "ImCD (K=40)", "DiffuRecov (K=30)",
-             "VAEBM (K=6)", "VERA", "Softmax", "Softmax + SAM", "SNGAN", "StyleGAN2-ADA"]
+    # (◇ quoted from another codebase, ⁿ unreleased code: JEM's IS / FID)
+    order = ["SADA-JEM (K=5)", "SADA-JEM (K=10)", "SADA-JEM (K=20)", "IGEBM (K=60)◇", "JEM (K=20)†ⁿ", "JEM++ (M=5)†",
+             "JEM++ (M=10)", "JEM++ (M=20)", "JEAT◇", "CF-EBM (K=50)◇", "ImCD (K=40)◇", "DiffuRecov (K=30)◇",
+             "VAEBM (K=6)◇", "VERA◇", "Softmax", "Softmax + SAM", "SNGAN◇", "StyleGAN2-ADA◇"]
     positions = [section.index(f"| {name} ") for name in order]
     assert positions == sorted(positions)
     assert md_row(section, "SADA-JEM (K=5)")[2:5] == ["95.5", "8.77", "9.41"]
     assert md_row(section, "Softmax + SAM")[2] == "**97.2**"  # best accuracy in bold, as in the paper
-    assert md_row(section, "StyleGAN2-ADA")[4] == "**2.92**"  # FID: lower is better
-    assert md_row(section, "JEM (K=20)†")[3] == "8.76°"  # conditional-ensemble IS is marked
+    assert md_row(section, "StyleGAN2-ADA◇")[4] == "**2.92**"  # FID: lower is better
+    assert md_row(section, "JEM (K=20)†ⁿ")[3] == "8.76°"  # conditional-ensemble IS is marked
+    # quoted rows say so and name the codebase; unreleased ones the closest protocol
+    assert md_row(section, "IGEBM (K=60)◇")[5] == ("SADA-JEM'23 Table 1 · protocol none (quoted from "
+                                                   "openai/ebm_code_release)")
+    assert md_row(section, "JEM (K=20)†ⁿ")[5] == ("SADA-JEM'23 Table 1 · protocol Acc %: accuracy-jem-official; IS, "
+                                                  "FID: none (closest generation)")
+    assert "◇ quoted: produced by another codebase (named in the source); no jembench protocol reproduces it" in section
     # each published row says which protocol its numbers need
     assert md_row(section, "SADA-JEM (K=5)")[5] == ("SADA-JEM'23 Table 1 · protocol Acc %: accuracy; IS, FID: "
                                                     "generation-sadajem-official")
@@ -121,7 +128,7 @@ def test_cli_hybrid_prints_sada_table1_rows_plus_ours(cli_results):
     cells = md_row(section, "*sada-c10 (ours)*")
     assert cells[2:5] == ["95.20", "-", "-"] and cells[5] == f"ours: accuracy@{ACC.hash[:8]} (mean of 2)"
     assert (f"sada-c10 (ours): IS ↑, FID ↓ measured under generation@{GEN.hash[:8]}; this table needs "
-            f"generation-jem-paper, generation-jempp-official, generation-sadajem-official") in section
+            f"generation-jempp-official, generation-sadajem-official — shown") in section
     assert "90.00" not in section  # accuracy-n500 is not the protocol SADA-JEM's accuracies need
     assert "† training unstable and regularly diverged" in section
     # the rest: sections of their own, titled with the protocol they were measured under
@@ -244,16 +251,16 @@ def test_load_records_skips_non_records_but_rejects_broken_json(run_dir, tmp_pat
 
 
 def test_robustness_table_names_the_protocol_of_each_published_row(tmp_path):
-    """JEM App. F's crossovers need robustness-jem-official (L∞) / -l2 (L2); our PGD curves (no crossover
-    numbers, another protocol) get their own section per norm, titled with the protocol they were measured under."""
+    """JEM App. F's IGEBM crossovers are quoted (IGEBM's codebase; no suite writes a crossover ε); our PGD curves
+    (no crossover numbers) get their own section per norm, titled with the protocol they were measured under."""
     rob = load_protocol("robustness")
     write(tmp_path, "rob.json", make_record(suite="robustness", model=MODEL, dataset="cifar10", protocol=rob,
                                             metrics={"clean_acc/k0": 95.0, "robust_acc/linf/k0/eps=0.0313725": 40.0}))
     sections = lb.build("robustness", load_published(), load_records([tmp_path]))
     crossover = sections[0]
     assert crossover.paper == "jem-grathwohl-2020" and not any(r.ours for r in crossover.rows)
-    assert {r.source for r in crossover.rows} == {"JEM'20 App. F · protocol L∞ ε: robustness-jem-official; "
-                                                  "L2 ε: robustness-jem-official-l2"}
+    assert {r.source for r in crossover.rows} == {"JEM'20 App. F · protocol none (quoted from openai/ebm_code_release)"}
+    assert all(r.flags == ["quoted"] for r in crossover.rows)
     ours = [s for s in sections if s.paper is None]
     assert len(ours) == 1
     assert ours[0].title.endswith(f"L∞ PGD, robust accuracy % · protocol robustness@{rob.hash[:8]}")

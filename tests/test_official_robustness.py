@@ -14,8 +14,6 @@ Small models (linear and tanh nets on 1×4×4 images), float64 where iterates ar
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,9 +30,6 @@ from jembench.refine import RefinedClassifier
 from jembench.sampling import SGLDConfig
 from jembench.suites import robustness
 from test_refine import SmoothNet as Tanh  # a smooth 3-class net on 1×4×4 images
-
-SADAJEM_MIRROR = Path("/work/official/sndnyang_SADAJEM")
-
 
 class Linear(nn.Module):
     def __init__(self, n_classes: int = 2):
@@ -103,17 +98,21 @@ def test_jem_attack_gradient_is_bpda_and_not_the_exact_gradient(tanh_net):
 
 # -------------------------------------------------------------------- JEM: foolbox 2's ε search, per image
 def official_search(model01: nn.Module, x0: torch.Tensor, label: int, norm: str = "linf", eps0: float = 0.3,
-                    stepsize: float = 0.01, iterations: int = 40, k: int = 20) -> tuple[float, torch.Tensor | None]:
-    """One foolbox attack call on one image, transcribed from foolbox 2.x (no random start):
+                    stepsize: float = 0.01, iterations: int = 40, k: int = 20, random_start: bool = False
+                    ) -> tuple[float, torch.Tensor | None]:
+    """One foolbox attack call on one image, transcribed from foolbox 2.x:
     ``Adversarial.__init__`` / ``call_decorator`` (distance 0 if the clean image is misclassified), then
     ``_run_binary_search`` (k × 1.5 exponential tries, k bisection steps, stepsize/ε fixed) over ``_run_one``
     (sign / RMS-normalised gradient step, clip to the ε-ball, clip to [0, 1], return at the first adversarial)
-    and ``__new_adversarial`` (the smallest distance wins). Returns (distance, image)."""
+    and ``__new_adversarial`` (the smallest distance wins); with ``random_start`` (``_run_one``: ``noise =
+    uniform(-ε, ε, shape)``, ``x = original + clip_perturbation(noise, ε)``, not clipped to the bounds) the start is
+    drawn from torch's global RNG where foolbox drew it from NumPy's. Every model call draws from torch's global
+    RNG in foolbox's order (clean check; per try: the start, then per iteration gradient and prediction), so a
+    stochastic model sees the same noise as jembench's for one image under one seed. Returns (distance, image)."""
     best: list = [math.inf, None]
 
     def predict(x):
-        with torch.no_grad():
-            return int(model01(x[None]).argmax(1))
+        return int(model01(x[None]).detach().argmax(1))
 
     def distance(x):
         d = (x - x0).flatten()
@@ -137,6 +136,9 @@ def official_search(model01: nn.Module, x0: torch.Tensor, label: int, norm: str 
 
     def run_one(eps):
         step, x = factor * eps, x0.clone()
+        if random_start:
+            noise = (torch.rand_like(x0) * 2 - 1) * eps  # foolbox: nprng.uniform(-eps, eps, shape)
+            x = x0 + clip(noise, eps)
         for _ in range(iterations):
             xg = x.clone().requires_grad_(True)
             g = torch.autograd.grad(F.cross_entropy(model01(xg[None]), torch.tensor([label])), xg)[0]
@@ -226,6 +228,54 @@ def test_foolbox2_search_tries_grow_by_1_5_then_bisect():
     few = Foolbox2Config(norm="linf", iterations=32, random_start=False, restarts=1, search_steps=1)
     assert not foolbox2_attack(model01, model01, x01, y, few).found.any()
     assert all(official_search(model01, x01[i], 0, iterations=32, k=1)[0] == math.inf for i in range(2))
+
+
+class OfficialRefined01(nn.Module):
+    """attack_model.py's attacked model in [0, 1] pixels (gradient_attack_wrapper, :97-102, over ``refine`` with
+    ``n_dup`` chains, :168-177 / :188-196), written without jembench."""
+
+    def __init__(self, f: nn.Module, n_steps: int, n_dup: int, sigma: float, sgld_sigma: float):
+        super().__init__()
+        self.f, self.kw = f, {"n_steps": n_steps, "n_dup": n_dup, "sigma": sigma, "sgld_sigma": sgld_sigma}
+
+    def forward(self, x01):
+        x = (x01 - 0.5) / 0.5
+        if not x.requires_grad:  # the chain's autograd.grad needs a graph even for a prediction
+            x = x.clone().requires_grad_(True)
+        return official_refined_logits(self.f, x, **self.kw)
+
+
+@pytest.mark.parametrize("norm, stepsize", [("linf", 0.01), ("l2", 0.05)])
+def test_foolbox2_random_start_on_the_stochastic_5_chain_model_equals_the_transcription(tanh_net, norm, stepsize):
+    """JEM's setting end to end: random start, the stochastic model (5 chains from x + N(0, .03²), one SGLD step of
+    noise .01, BPDA, logits averaged) for the gradients and for the predictions that decide success, and two
+    restarts keeping the last. One image at a time under one seed, both sides draw the same noise in the same
+    order (foolbox's: the clean check; per try the start, then per iteration a gradient and a prediction), so the
+    kept distance and image agree to float rounding."""
+    refined = PixelSpace(RefinedClassifier(tanh_net, SGLDConfig(n_steps=1, step_size=1.0, noise=0.01), n_draws=5,
+                                           bpda=True, input_noise=0.03)).eval()
+    official01 = OfficialRefined01(tanh_net, n_steps=1, n_dup=5, sigma=0.03, sgld_sigma=0.01)
+    torch.manual_seed(3)
+    x01 = torch.rand(4, 1, 4, 4, dtype=torch.double)
+    with torch.no_grad():
+        y = tanh_net(x01 * 2 - 1).argmax(1)
+    cfg = Foolbox2Config(norm=norm, iterations=8, eps_start=0.3, step_ratio=stepsize / 0.3, search_steps=5,
+                         random_start=True, restarts=2, keep="last")
+    found = 0
+    for i in range(len(x01)):
+        torch.manual_seed(100 + i)
+        ours = foolbox2_attack(refined, refined, x01[i:i + 1], y[i:i + 1], cfg)
+        torch.manual_seed(100 + i)
+        for _ in range(cfg.restarts):  # attack_model.py:253-264: every call overwrites `adversarial`
+            dist, adv = official_search(official01, x01[i], int(y[i]), norm=norm, stepsize=stepsize, iterations=8,
+                                        k=5, random_start=True)
+        if math.isinf(dist):
+            assert not ours.found[0], i
+            continue
+        found += 1
+        assert ours.distance[0].item() == pytest.approx(dist, rel=1e-9), i
+        assert torch.allclose(ours.adv[0], adv, rtol=0, atol=1e-12), i
+    assert found >= 2  # the comparison is not vacuous: most searches succeed
 
 
 def test_jem_restart_rule_keeps_the_last_call_not_the_best():
@@ -360,24 +410,19 @@ def test_sadajem_loader_order_equals_torch_dataloader_after_the_same_init():
     assert not torch.equal(sadajem_loader_order(500, 124, shapes), order)
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not (SADAJEM_MIRROR / "models" / "jem_models.py").is_file(),
-                    reason="the official SADA-JEM code is not mirrored here")
-def test_sadajem_loader_order_equals_the_official_script_under_this_torch():
-    """bpda_eot_attack.py:36-46: seed 123, ``CCF(width=10, norm='batch')`` built, shuffled loader iterated."""
-    before = set(sys.modules)
-    sys.path.insert(0, str(SADAJEM_MIRROR))
-    try:
-        from models.jem_models import CCF  # the official class, read from the mirror (never vendored)
+def test_sadajem_loader_order_equals_the_official_script_after_building_the_official_network():
+    """bpda_eot_attack.py:36-46: seed 123 (utils.py:320-323), ``CCF(width=10, norm='batch')`` built (WRN-28-10: its
+    default init consumes the RNG, models/jem_models.py:8-16 with models/wideresnet.py:64-97), then the shuffled
+    loader (batch 10) iterated. The network is the independent transcription in tests/official_models.py, so the
+    test runs anywhere (no official code is read)."""
+    from official_models import CCF, SADAWideResNet
 
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(123)
-        clf = CCF(width=10, norm="batch")
+        clf = CCF(SADAWideResNet(28, 10, "batch"), 10)
         loader = torch.utils.data.DataLoader(list(range(10000)), batch_size=10, shuffle=True, num_workers=0)
         official = torch.cat([batch for _, batch in zip(range(100), loader)])
-    finally:
-        sys.path.remove(str(SADAJEM_MIRROR))
-        for name in set(sys.modules) - before:  # the mirror's top-level "models" package must not linger
-            del sys.modules[name]
     assert [tuple(p.shape) for name, p in clf.named_parameters() if ".bn" not in name] == wrn_init_shapes()
+    del clf
     assert torch.equal(sadajem_loader_order(10000, 123)[:1000], official)
     assert len(set(official.tolist())) == 1000 and np.ptp(official.numpy()) > 9000

@@ -10,7 +10,16 @@ jembench's loop, and compares it with one iteration of :func:`reference_models.t
 * JEM++ (sndnyang/JEMPP train_jempp.py:62-129 and 226-295): its PYLD sampler with the YOPO inner loop (a frozen
   first-layer gradient p, ``in_steps`` = 5 steps of ``pyld_lr`` = .2) equals our clamped SGLD with step 1, and
   its iteration (f(x_p(x)) first, then sampling in train mode) gives our statistics and weights;
-* JEM (wgrathwohl/JEM train_wrn_ebm.py:160-171): the 5,000-image hold-out is the official index split.
+* JEM (wgrathwohl/JEM train_wrn_ebm.py:202-237 and 302-361): sample_p_0's buffer draw, U(-1, 1) restarts and
+  reinitialisation mask, K SGLD steps with the network in eval mode, then f(x_p(x)), f(x̂), f.classify(x_lab) in
+  train mode and one Adam step — weights, buffer and batch-norm statistics after one iteration; and the
+  5,000-image hold-out is the official index split (train_wrn_ebm.py:160-171).
+
+Every iteration test runs with reinit_freq .5, so the reinitialisation draw (``t.rand(bs) < reinit_freq`` after the
+buffer indices and the fresh U(-1, 1) images, JEM train_wrn_ebm.py:207-215, SADA-JEM train_sadajem.py:67-78 with
+``--init u``) is compared too — except JEM++, whose only p_0 is the informative one (train_jempp.py:34-44: a NumPy
+class index and a MultivariateNormal draw per image), which cannot be aligned draw for draw with jembench's
+batched Cholesky sampler; its fitted distribution is tested in tests/test_jempp.py.
 """
 
 from __future__ import annotations
@@ -22,12 +31,13 @@ import torch.nn.functional as F
 
 from reference_models.config import resolve_config
 from jembench.sampling import ReplayBuffer, UniformInit
-from reference_models import jempp, sada_jem
+from reference_models import jem, jempp, sada_jem
 from reference_models import train_loop as tl
 from reference_models.sam import SAM
 from reference_models.wideresnet import wide_resnet
 
 B, SHAPE = 8, (3, 8, 8)
+REINIT = 0.5  # half the chains restart from p_0: both branches of the reinitialisation draw are exercised
 
 
 def _network(seed: int = 0) -> torch.nn.Module:
@@ -60,6 +70,17 @@ def _lse(f, x):
 
 
 # ------------------------------------------------------------------------------------- official transcriptions
+def official_sample_p_0(buffer_images, bs, reinit_freq):
+    """sample_p_0 (JEM train_wrn_ebm.py:203-216; SADA-JEM train_sadajem.py:63-79 with ``--init u``, whose
+    init_random_uniform is :52-60): buffer indices, then a full batch of U(-1, 1) images, then the mask."""
+    inds = torch.randint(0, len(buffer_images), (bs,))
+    buffer_samples = buffer_images[inds]
+    random_samples = torch.FloatTensor(bs, *SHAPE).uniform_(-1, 1)
+    choose_random = (torch.rand(bs) < reinit_freq).float()[:, None, None, None]
+    samples = choose_random * random_samples + (1 - choose_random) * buffer_samples
+    return samples, inds, choose_random.flatten().bool()
+
+
 def official_sadajem_sample_q(f, x0, n_steps, sgld_lr=1.0, sgld_std=0.0):
     """train_sadajem.py:82-111 (no ``f.eval()``: batch norm in train mode, statistics updated by each forward)."""
     x_k = x0.clone().requires_grad_(True)
@@ -118,8 +139,8 @@ def official_sadajem_iteration(f, opt: OfficialSAM, buffer_images, x_lab, y_lab,
     torch.manual_seed(seed)
     _set_momentum(f, 0.9)  # enable_running_stats
     fp = _lse(f, x_p_d).mean()
-    inds = torch.randint(0, len(buffer_images), (B,))  # sample_p_0 (train_sadajem.py:63-79), reinit_freq 0 here
-    x_q = official_sadajem_sample_q(f, buffer_images[inds], n_steps)
+    x0, inds, reinit = official_sample_p_0(buffer_images, B, REINIT)
+    x_q = official_sadajem_sample_q(f, x0, n_steps)
     buffer_images[inds] = x_q
     fq = _lse(f, x_q).mean()
     loss = 0.0
@@ -134,7 +155,7 @@ def official_sadajem_iteration(f, opt: OfficialSAM, buffer_images, x_lab, y_lab,
     L.backward()
     opt.second_step()
     _set_momentum(f, 0.9)
-    return x_q
+    return x_q, reinit
 
 
 def official_jempp_sample_q(f, x0, n_steps, in_steps=5, pyld_lr=0.2, eps=1.0):
@@ -177,14 +198,43 @@ def official_jempp_iteration(f, opt, buffer_images, x_lab, y_lab, x_p_d, n_steps
     return x_q
 
 
+def official_jem_sample_q(f, buffer_images, n_steps, reinit_freq, sgld_lr=1.0, sgld_std=0.01):
+    """sample_q (train_wrn_ebm.py:218-237): ``f.eval()``, sample_p_0, K steps of
+    ``x_k.data += sgld_lr * f' + sgld_std * randn_like(x_k)`` (no clamp), ``f.train()``, buffer write-back."""
+    f.eval()
+    init_sample, inds, reinit = official_sample_p_0(buffer_images, B, reinit_freq)
+    x_k = init_sample.clone().requires_grad_(True)
+    for _ in range(n_steps):
+        f_prime = torch.autograd.grad(_lse(f, x_k).sum(), [x_k], retain_graph=True)[0]
+        x_k.data += sgld_lr * f_prime + sgld_std * torch.randn_like(x_k)
+    f.train()
+    final_samples = x_k.detach()
+    buffer_images[inds] = final_samples
+    return final_samples, reinit
+
+
+def official_jem_iteration(f, optim, buffer_images, x_lab, y_lab, x_p_d, n_steps, seed):
+    """One iteration of train_wrn_ebm.py:302-361 (p_x_weight = p_y_given_x_weight = 1, p_x_y_weight = 0)."""
+    torch.manual_seed(seed)
+    x_q, reinit = official_jem_sample_q(f, buffer_images, n_steps, REINIT)
+    fp, fq = _lse(f, x_p_d).mean(), _lse(f, x_q).mean()
+    L = 0.
+    L += 1.0 * -(fp - fq)
+    L += 1.0 * F.cross_entropy(f(x_lab), y_lab)
+    optim.zero_grad()
+    L.backward()
+    optim.step()
+    return x_q, reinit
+
+
 # ------------------------------------------------------------------------------------------------------ ours
 def _our_state(method, model, buffer_images, **overrides):
-    cfg = resolve_config(method, "paper", {"dataset": "cifar10", "buffer_size": len(buffer_images), "reinit_freq": 0.0,
-                                            "lr": 0.05, "warmup_iters": 0, **overrides})
+    cfg = resolve_config(method, "paper", {"dataset": "cifar10", "buffer_size": len(buffer_images),
+                                            "reinit_freq": REINIT, "lr": 0.05, "warmup_iters": 0, **overrides})
     optimizer = tl.build_optimizer(cfg, model)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: 1.0)
     sam = SAM(optimizer, cfg.sam_rho, cfg.sam_adaptive) if cfg.sam_rho > 0 else None
-    buffer = ReplayBuffer(len(buffer_images), 1, UniformInit(SHAPE), "cpu", 0.0)
+    buffer = ReplayBuffer(len(buffer_images), 1, UniformInit(SHAPE), "cpu", cfg.reinit_freq)
     buffer.images = buffer_images.clone()
     return cfg, tl.TrainState(cfg, model, model, optimizer, scheduler, sam, buffer)
 
@@ -202,7 +252,8 @@ def test_one_sada_jem_iteration_equals_the_official_order(k):
     opt = OfficialSAM(theirs.parameters(), rho=cfg.sam_rho, adaptive=True, lr=cfg.lr, momentum=0.9,
                       weight_decay=cfg.weight_decay)
     before = [t.clone() for t in _bn_stats(theirs)]
-    x_q = official_sadajem_iteration(theirs, opt, buf_theirs, x_lab, y_lab, x_p_d, k, seed=7)
+    x_q, reinit = official_sadajem_iteration(theirs, opt, buf_theirs, x_lab, y_lab, x_p_d, k, seed=7)
+    assert reinit.any() and not reinit.all()  # both branches of the reinitialisation draw
     torch.manual_seed(7)
     tl.train_step(state, sada_jem.objective, x_lab, y_lab, x_p_d)
 
@@ -252,7 +303,7 @@ def test_one_jempp_iteration_equals_the_official_order():
     x_lab, y_lab, x_p_d = _batches()
     x_lab, y_lab = x_lab[:B], y_lab[:B]  # JEM++: labelled and p(x) batches of the same size
     buf_theirs = _buffer()
-    cfg, state = _our_state("jempp", ours, buf_theirs, sgld_steps=3)
+    cfg, state = _our_state("jempp", ours, buf_theirs, sgld_steps=3, reinit_freq=0.0)  # see the module docstring
     opt = torch.optim.SGD(theirs.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
     official_jempp_iteration(theirs, opt, buf_theirs, x_lab, y_lab, x_p_d, 3, seed=11)
     torch.manual_seed(11)
@@ -262,6 +313,60 @@ def test_one_jempp_iteration_equals_the_official_order():
     for p, q in zip(ours.parameters(), theirs.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(state.buffer.images, buf_theirs, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_one_jem_iteration_equals_the_official_one(k):
+    """JEM's order (SGLD in eval mode first: no statistics move while sampling; then f(x_p(x)), f(x̂),
+    f.classify(x_lab) in train mode), its unclamped noisy SGLD, the reinitialisation draw and one Adam step: batch-
+    norm statistics, weights and buffer equal the transcription's."""
+    ours, theirs = _network(), _network()
+    x_lab, y_lab, x_p_d = _batches()
+    x_lab, y_lab = x_lab[:B], y_lab[:B]  # JEM: labelled and p(x) batches of args.batch_size each
+    buf_theirs = _buffer()
+    cfg, state = _our_state("jem", ours, buf_theirs, sgld_steps=k)
+    assert (cfg.optimizer, cfg.sgld_step_size, cfg.sgld_noise, cfg.sgld_grad_clamp, cfg.sgld_x_clamp) == \
+        ("adam", 1.0, 0.01, 0.0, False)
+    optim = torch.optim.Adam(theirs.parameters(), lr=cfg.lr, betas=[.9, .999], weight_decay=cfg.weight_decay)
+    before = [t.clone() for t in _bn_stats(theirs)]
+    x_q, reinit = official_jem_iteration(theirs, optim, buf_theirs, x_lab, y_lab, x_p_d, k, seed=5)
+    assert reinit.any() and not reinit.all()
+    torch.manual_seed(5)
+    tl.train_step(state, jem.objective, x_lab, y_lab, x_p_d)
+    for a, b, c in zip(_bn_stats(ours), _bn_stats(theirs), before):
+        assert not torch.equal(b, c)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    _assert_same_adam_step(state.optimizer, ours, optim, theirs)
+    torch.testing.assert_close(state.buffer.images, buf_theirs, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(buf_theirs, _buffer())
+
+
+def _assert_same_adam_step(opt_ours, ours, opt_theirs, theirs):
+    """Adam's first step moves every weight by ±lr·g/(|g| + eps): for a weight whose gradient is rounding noise
+    (a convolution bias right before batch norm: |g| ≈ 1e-9) the sign of that noise decides a ±lr move. So the
+    gradients are compared through Adam's moments (m = .1 g, √v = √.001 |g|, to float rounding: 1e-5 of the
+    tensor's largest), and the weights
+    wherever the gradient is well determined (|g| > 1e-4: there the rounding of g moves lr·g/(|g| + 1e-8) by
+    under 1e-8); elsewhere they may differ by at most 2 lr."""
+    compared = 0
+    for (name, p), q in zip(ours.named_parameters(), theirs.parameters()):
+        mine, official = opt_ours.state.get(p, {}), opt_theirs.state.get(q, {})
+        assert mine.keys() == official.keys(), name
+        if not official:
+            torch.testing.assert_close(p, q, msg=name)  # no gradient (the unused energy head): unchanged
+            continue
+        lr = opt_theirs.param_groups[0]["lr"]
+        assert ((p - q).abs() <= 2 * lr + 1e-6).all(), name
+        if float(official["exp_avg"].abs().max()) < 1e-7:  # the whole gradient is rounding noise (bias before BN)
+            continue
+        scale = 1e-5 * float(official["exp_avg"].abs().max())  # float rounding of the gradient
+        torch.testing.assert_close(mine["exp_avg"], official["exp_avg"], rtol=1e-4, atol=scale, msg=name)
+        torch.testing.assert_close(mine["exp_avg_sq"].sqrt(), official["exp_avg_sq"].sqrt(), rtol=1e-4,
+                                   atol=scale * 0.32, msg=name)  # = √.001 |g|
+        determined = official["exp_avg"].abs() > 1e-5
+        torch.testing.assert_close(p[determined], q[determined], rtol=1e-5, atol=1e-6, msg=name)
+        compared += int(determined.sum())
+    assert compared > 1000  # most weights have a well-determined gradient
 
 
 def test_jem_holdout_is_the_official_index_split():

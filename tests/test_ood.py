@@ -8,10 +8,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from matplotlib.testing.compare import compare_images
 from PIL import Image
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from jembench.errors import JembenchError
+from jembench.figures import redraw
 from jembench.metrics.detection import detection_metrics
 from jembench.metrics.ood_scores import SCORES, score_tensor
 from jembench.models import load_checkpoint
@@ -166,6 +168,16 @@ def test_folder_sets_are_resized_and_missing_sets_skipped_with_notes(tmp_path, c
     assert "skipped CIFAR-100" in capsys.readouterr().err  # visible while running, not only in the record
     assert "note: skipped CIFAR-100" in ood.format_table(record)
     assert all(is_png(tmp_path / f) for f in record["figures"]) and len(record["figures"]) == 3
+    # the record keeps each figure's binned histograms (every score counted once), so it can be drawn again
+    hist = record["details"]["histograms"]
+    assert set(hist) == set(SCORE_NAMES) and hist["log_px"]["bins"] == 10
+    far = hist["log_px"]["sets"]["far"]
+    assert sum(far["out"]) + far["nonfinite"] == far["n"] == 16
+    assert sum(far["in"]) + hist["log_px"]["in_nonfinite"] == hist["log_px"]["n_in"]
+    redrawn = tmp_path / "redrawn"
+    assert sorted(redraw(json.loads(json.dumps(record)), redrawn)) == sorted(record["figures"])
+    for name in record["figures"]:
+        assert compare_images(str(tmp_path / name), str(redrawn / name), tol=0) is None
 
 
 @pytest.mark.parametrize("table,field", [({"sets": ["cifar1000"]}, "cifar1000"), ({"scores": ["energy"]}, "scores"),

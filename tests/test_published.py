@@ -182,31 +182,110 @@ def test_loader_rejects_duplicates_and_bad_headers(tmp_path):
 
 
 def test_every_row_names_a_known_protocol_of_its_suite(pub):
-    """A protocol per row: a shipped protocol file or one still being written on another branch (pending), of a
-    suite that writes the row's metric; or none, flagged, with the closest protocol in the note."""
-    from jembench.published import PENDING_PROTOCOLS, closest_protocol, known_protocols, protocol_suite
+    """A reproduced row names a shipped protocol file of a suite that writes its metric; an unreleased one names
+    none and gives the closest in its note; a quoted one names none."""
+    from jembench.published import closest_protocol, protocol_suite, shipped_protocols
 
-    known = known_protocols()
-    for row in pub.itertuples():
-        name = row.protocol or closest_protocol(row.note)
-        assert name in known, (row.source_file, row.line, row.protocol)
-        assert bool(row.protocol) != ("no_official_protocol" in flag_list(row.flags)), (row.source_file, row.line)
-        suite = protocol_suite(name)
-        assert suite == {"hybrid": "accuracy" if row.metric == "accuracy" else "generation", "ood": "ood",
-                         "calibration": "calibration", "robustness": "robustness",
-                         "ablation": "accuracy" if row.metric == "accuracy" else "generation"}[row.leaderboard]
-    assert PENDING_PROTOCOLS <= set(pub["protocol"]) | {closest_protocol(n) for n in pub["note"]}
-
-
-def test_pending_protocols_are_not_shipped_yet():
-    """Fails once a pending protocol file ships: then remove it from published.PENDING_PROTOCOLS, so that every
-    name the published rows need is checked against a real file."""
-    from jembench.published import PENDING_PROTOCOLS, shipped_protocols
-
-    assert not PENDING_PROTOCOLS & shipped_protocols(), "remove the shipped names from PENDING_PROTOCOLS"
+    known = shipped_protocols()
     # a tolerance file is not a protocol a published number can need (check-tolerances-tiny once passed as one)
-    assert {"ood-jem-official", "accuracy-tiny"} <= shipped_protocols()
-    assert not {n for n in shipped_protocols() if n.startswith("check-tolerances")}
+    assert {"ood-jem-official", "accuracy-tiny"} <= known and not {n for n in known if n.startswith("check-")}
+    for row in pub.itertuples():
+        where = (row.source_file, row.line)
+        assert bool(row.protocol) == (row.provenance == "reproduced"), where
+        name = row.protocol or closest_protocol(row.note)
+        if row.provenance == "quoted":
+            assert name is None, where  # no protocol, not even a closest one: another codebase made the number
+            continue
+        assert name in known, where
+        board = {"hybrid": "accuracy" if row.metric == "accuracy" else "generation", "ood": "ood",
+                 "calibration": "accuracy", "robustness": "robustness",
+                 "ablation": "accuracy" if row.metric == "accuracy" else "generation"}[row.leaderboard]
+        assert protocol_suite(name) == board, where
+
+
+#: methods whose numbers another codebase produced (JEM App. B / E.1, Table 6; the SADA-JEM poster's references)
+OTHER_CODEBASES = {"glow", "glow_cond", "igebm", "residual_flow", "sngan", "ncsn", "jeat", "cf_ebm", "imcd",
+                   "diffurecov", "vaebm", "vera", "stylegan2_ada", "biggan"}
+
+
+def test_every_row_says_where_its_number_came_from(pub):
+    """provenance: reproduced (the paper's released code, transcribed by the row's protocol; produced_by = that
+    repository), unreleased (the authors' unreleased code) or quoted (another codebase, named in produced_by)."""
+    from jembench.published import official_code
+
+    assert pub.groupby("provenance").size().to_dict() == {"quoted": 143, "reproduced": 144, "unreleased": 20}
+    quoted = pub[pub["provenance"] == "quoted"]
+    # every number of another codebase's model is quoted; the 126 that used to carry a jembench protocol
+    assert set(quoted["method"]) == OTHER_CODEBASES | {"softmax"}  # + JEM's quoted ResNet-110 (74.8)
+    assert set(quoted.loc[quoted["method"] == "softmax", "model"]) == {"ResNet-110"}
+    assert not (pub["method"].isin(OTHER_CODEBASES) & (pub["provenance"] != "quoted")).any()
+    assert (pub["produced_by"].str.strip() != "").all()
+    reproduced = pub[pub["provenance"] == "reproduced"]
+    assert set(reproduced["produced_by"]) == {"wgrathwohl/JEM", "sndnyang/JEMPP", "sndnyang/SADAJEM"}
+    assert all(official_code(p) == b for p, b in zip(reproduced["protocol"], reproduced["produced_by"]))
+    # JEM App. E.1: IGEBM's scores came from its own codebase, Glow's from y0ast/Glow-PyTorch
+    assert set(pub.loc[pub["method"] == "igebm", "produced_by"]) == {"openai/ebm_code_release"}
+    assert set(pub.loc[(pub["method"].isin(["glow", "glow_cond"])) & (pub["leaderboard"] == "ood"),
+                       "produced_by"]) == {"y0ast/Glow-PyTorch"}
+
+
+def test_one_number_has_one_provenance_and_protocol_everywhere(pub, tmp_path):
+    """JEM's CIFAR-100 accuracy 72.2 (JEM §5.1, §5.2, SADA-JEM Table 2) is no protocol's: the JEM eval script builds
+    only 10-class models. Every number printed in several places carries the same provenance and protocol; the
+    loader rejects a folder where it does not."""
+    from jembench.published import closest_protocol
+
+    jem100 = pub[(pub["method"] == "jem") & (pub["dataset"] == "cifar100") & (pub["metric"] == "accuracy")]
+    assert len(jem100) == 3 and set(jem100["value"]) == {72.2}
+    assert set(jem100["provenance"]) == {"unreleased"} and set(jem100["protocol"]) == {""}
+    assert {closest_protocol(n) for n in jem100["note"]} == {"accuracy-jempp-official"}
+    assert all("eval_wrn_ebm.py:58" in n for n in jem100["note"])
+    for _, g in pub.groupby(["method", "dataset", "metric", "value"]):
+        assert len(g[["provenance", "protocol", "produced_by"]].drop_duplicates()) == 1, g[["source_file", "line"]]
+    folder = _copy(tmp_path)
+    path = folder / "sada-jem-poster-yang-2023-table2.csv"
+    text = path.read_text(encoding="utf-8")
+    row = next(line for line in text.splitlines()
+               if line.startswith("hybrid,sada-jem-poster-yang-2023,Table 2,JEM (K=20)"))
+    edited = row.split(",,unreleased,")[0] + ",accuracy-jem-official,reproduced,wgrathwohl/JEM,"  # note dropped
+    path.write_text(text.replace(row, edited), encoding="utf-8")
+    with pytest.raises(JembenchError, match=r"published number 72.2 \(jem, accuracy on cifar100\) has different "
+                                            r"provenance or protocols in .*one number has one provenance"):
+        load_published(folder)
+
+
+def test_metrics_no_suite_writes_are_never_reproduced(pub, tmp_path):
+    """JEM App. F's IGEBM crossover ε (read off Fig. 11; IGEBM with 10 refinement steps) is written by no suite,
+    so no protocol reproduces it: the rows are quoted, and a reproduced one is rejected."""
+    cross = pub[pub["metric"].str.startswith("crossover_eps255/")]
+    assert len(cross) == 4 and set(cross["provenance"]) == {"quoted"} and set(cross["protocol"]) == {""}
+    folder = _copy(tmp_path)
+    path = folder / "jem-grathwohl-2020-robustness.csv"
+    text = path.read_text(encoding="utf-8")
+    old = ",12,,,quoted,openai/ebm_code_release,"
+    assert old in text
+    path.write_text(text.replace(old, ",12,,robustness-jem-official,reproduced,wgrathwohl/JEM,"), encoding="utf-8")
+    with pytest.raises(JembenchError, match="no suite writes metric 'crossover_eps255/linf/k10/vs=jem', so no "
+                                            "protocol reproduces it"):
+        load_published(folder)
+
+
+def test_cifar100_fid_rows_need_the_cifar100_train_reference_and_jempp_is_the_authors_rule(pub):
+    """Every reproduced CIFAR-100 FID needs a protocol whose reference is the CIFAR-100 train split (what SADA-JEM's
+    and JEM++'s code read, Task/eval_buffer.py); SADA-JEM Table 2's starred JEM++ IS / FID come from SADA-JEM's
+    evaluation (JEM++'s released code computes no IS), like its starred JEM row; every official generation protocol
+    splits IS as the authors' code did, max(1, N // 5000)."""
+    from jembench.protocols import load_protocol
+
+    fid100 = pub[(pub["dataset"] == "cifar100") & pub["metric"].str.startswith("fid/") & (pub["protocol"] != "")]
+    assert len(fid100) == 7
+    assert {load_protocol(p).settings.reference_split for p in set(fid100["protocol"])} == {"train"}
+    jempp = pub[(pub["table"] == "Table 2") & (pub["method"] == "jempp") & (pub["metric"] != "accuracy")]
+    assert len(jempp) == 6 and set(jempp["protocol"]) == {"generation-sadajem-official-cifar100"}
+    for name in ("generation-jempp-official", "generation-jempp-official-cifar100", "generation-sadajem-official",
+                 "generation-sadajem-official-cifar100"):
+        assert load_protocol(name).settings.isc_splits == 0, name  # 0 = max(1, N // 5000)
+    assert load_protocol("generation-jempp-official-cifar100").settings.reference_split == "train"
 
 
 def test_which_protocol_reproduces_which_number(pub):
@@ -217,14 +296,14 @@ def test_which_protocol_reproduces_which_number(pub):
 
     jem, sada = "jem-grathwohl-2020", "sada-jem-poster-yang-2023"
     assert protocol(jem, "Table 1", "JEM (Ours)", "accuracy")[0] == "accuracy-jem-official"
-    assert protocol(jem, "Table 1", "JEM (Ours)", "is/conditional")[0] == "generation-jem-paper"
+    none, note = protocol(jem, "Table 1", "JEM (Ours)", "is/conditional")  # D&M's IS code, not released JEM code
+    assert none == "" and note.endswith("closest protocol: generation")
     assert protocol(jem, "Table 3", "JEM (Ours)", "auroc/svhn/grad_norm")[0] == "ood-jem-official"
     none, note = protocol(jem, "Table 7", "JEM (Ours)", "auroc/uniform/log_px")  # no official code has Uniform
     assert none == "" and note.endswith("closest protocol: ood-jem-official")
     assert protocol(jem, "Table 7", "JEM (Ours)", "auroc/svhn/log_px")[0] == "ood-jem-official"
     assert protocol(sada, "Table 1", "SADA-JEM (K=5)", "accuracy")[0] == "accuracy-sadajem-official"
     assert protocol(sada, "Table 1", "JEM++ (M=10) [48]", "accuracy")[0] == "accuracy-jempp-official"
-    assert protocol(jem, "App. F", "IGEBM vs JEM", "crossover_eps255/l2/k10/vs=jem")[0] == "robustness-jem-official-l2"
     assert protocol(sada, "Table 1", "SADA-JEM (K=5)", "fid/buffer")[0] == "generation-sadajem-official"
     assert protocol(sada, "Table 2", "SADA-JEM (K=5)", "fid/buffer")[0] == "generation-sadajem-official-cifar100"
     # rows SADA-JEM copied from the JEM paper keep JEM's protocols; JEM++ rows come from the JEM++ code
@@ -236,27 +315,37 @@ def test_which_protocol_reproduces_which_number(pub):
 
 
 @pytest.mark.parametrize("new,message", [
-    ("generation-nonsense", "protocol 'generation-nonsense' is not a shipped protocol file"),
-    ("ood", "protocol 'ood' is for suite 'ood', which does not write metric 'fid/buffer'"),
-    ("", "empty protocol; name the jembench protocol"),
+    ("generation-nonsense,reproduced,sndnyang/SADAJEM",
+     "protocol 'generation-nonsense' is not a shipped protocol file"),
+    ("ood,reproduced,sndnyang/SADAJEM", "protocol 'ood' is for suite 'ood', which does not write metric 'fid/buffer'"),
+    (",reproduced,sndnyang/SADAJEM", "empty protocol; a reproduced row names the jembench protocol"),
+    ("generation-sadajem-official,reproduced,sndnyang/JEMPP",
+     "protocol 'generation-sadajem-official' transcribes sndnyang/SADAJEM, but produced_by is 'sndnyang/JEMPP'"),
+    ("generation-sadajem-official,quoted,StyleGAN2-ADA", "provenance quoted and protocol 'generation-sadajem-official' "
+                                                         "contradict each other"),
+    ("generation-sadajem-official,borrowed,sndnyang/SADAJEM", "provenance 'borrowed' is not one of reproduced"),
+    ("generation-sadajem-official,reproduced,", "empty produced_by"),
 ])
 def test_loader_rejects_bad_protocols(tmp_path, new, message):
     folder = _copy(tmp_path)
     path = folder / "sada-jem-poster-yang-2023-table1.csv"
-    old = "SADA-JEM (K=5),sada_jem,cifar10,5,fid/buffer,9.41,,generation-sadajem-official,"
+    old = "SADA-JEM (K=5),sada_jem,cifar10,5,fid/buffer,9.41,,generation-sadajem-official,reproduced,sndnyang/SADAJEM,"
     text = path.read_text(encoding="utf-8")
     assert old in text
-    path.write_text(text.replace(old, old.replace(",generation-sadajem-official,", f",{new},")), encoding="utf-8")
+    path.write_text(text.replace(old, old.split(",,")[0] + f",,{new},"), encoding="utf-8")
     with pytest.raises(JembenchError, match=re.escape(message)) as err:
         load_published(folder)
     assert "sada-jem-poster-yang-2023-table1.csv:4" in str(err.value)
 
 
-def test_loader_rejects_a_flagged_row_without_its_closest_protocol(tmp_path):
+def test_loader_rejects_an_unreleased_row_without_its_closest_protocol_and_provenance_flags(tmp_path):
     folder = _copy(tmp_path)
     path = folder / "jem-grathwohl-2020-table7.csv"
     text = path.read_text(encoding="utf-8")
     path.write_text(text.replace("closest protocol: ood-jem-official", "closest: ood-jem-official", 1),
                     encoding="utf-8")
-    with pytest.raises(JembenchError, match="needs 'closest protocol: NAME' in the note"):
+    with pytest.raises(JembenchError, match="provenance unreleased needs 'closest protocol: NAME' in the note"):
+        load_published(folder)
+    path.write_text(text.replace(",1.0,,,unreleased,", ",1.0,quoted,,unreleased,", 1), encoding="utf-8")
+    with pytest.raises(JembenchError, match="unknown flag 'quoted'.*provenance is its own column"):
         load_published(folder)

@@ -50,7 +50,7 @@ def _figure(path: Path, kind: str) -> None:
     else:
         ax.imshow(rng.random((16, 16, 3)))
         ax.axis("off")
-    atomic.save_figure(path, fig)
+    atomic.write_bytes(path, lambda tmp: fig.savefig(tmp, format="png"))
 
 
 @pytest.fixture(scope="module")

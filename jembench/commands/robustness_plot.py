@@ -31,9 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def protocol_warning(records: list[dict]) -> str | None:
     """One line when the records were made under different protocols (their curves are then not comparable)."""
-    from ..figures import plain
+    from ..figures import short
 
-    seen = list(dict.fromkeys(f"{plain(r['protocol'].get('name', '?'), 32)}@{plain(r['protocol'].get('hash'))[:8]}"
+    seen = list(dict.fromkeys(f"{short(r['protocol'].get('name', '?'), 32)}@{short(r['protocol'].get('hash'))[:8]}"
                               for r in records))
     if len(seen) < 2:
         return None

@@ -29,7 +29,8 @@ split in index order, OOD sets shuffled — ``shuffle_out``) is normalised with 
 Protocol (:class:`OODProtocol`; ``suites/ood.toml`` = the JEM paper's sets, ``suites/ood-<paper>-official.toml``
 = each paper's official ``--eval OOD``, ``suites/ood-cifar10-offline.toml`` = the real sets reachable offline).
 Figures: ``<record>_hist_<score>.png`` — per OOD set, histograms of the in-distribution (green) and OOD (red)
-scores, like JEM Table 2, titled with the sets' display labels.
+scores, like JEM Table 2, titled with the sets' display labels; drawn from the binned histograms the record keeps
+(``details["histograms"][score]``), so ``jembench redraw`` can draw them again from the record.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ import torch
 from tabulate import tabulate
 
 from .. import metric_keys
-from ..figures import score_histograms
+from ..figures import histogram_data, score_histograms
 from ..errors import JembenchError
 from ..metrics.detection import CONVENTION, detection_metrics
 from ..metrics.ood_scores import SCORES, score_batches
@@ -116,15 +117,17 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
                     per_set[s.name] = _set_record(s, images.info, scores_in, out, cfg, metrics)
             for note in notes[n_notes:]:
                 print(f"jembench: ood: {note}", file=sys.stderr, flush=True)  # visible while running, bars or not
-    figures = []
+    figures, histograms = [], {}
     labels = {name: per_set[name]["label"] for name in scores_out}
     for score in cfg.scores:
         path = ctx.figure_path(f"hist_{score}")
-        score_histograms(scores_in[score], {labels[n]: o[score] for n, o in scores_out.items()}, path,
-                         label=SCORES[score].label, in_name=ctx.label, bins=cfg.hist_bins,
-                         aurocs={labels[n]: per_set[n]["scores"][score]["auroc"] for n in scores_out})
+        histograms[score] = histogram_data(scores_in[score], {n: o[score] for n, o in scores_out.items()},
+                                           cfg.hist_bins)
+        score_histograms(histograms[score], path, label=SCORES[score].label, in_name=ctx.label, set_labels=labels,
+                         aurocs={n: per_set[n]["scores"][score]["auroc"] for n in scores_out})
         figures.append(path.name)
-    details = {"convention": CONVENTION, "n_in": len(x_in), "sets": per_set, "notes": notes,
+    details = {"convention": CONVENTION, "n_in": len(x_in), "sets": per_set, "histograms": histograms,
+               "notes": notes,
                "scores": {s: SCORES[s].label for s in cfg.scores},
                "in_distribution_score_mean": {s: _mean(scores_in[s]) for s in cfg.scores},
                **mode, "batch_size": batch, "input_noise": sigma,
