@@ -34,6 +34,7 @@ import fnmatch
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from tabulate import tabulate
@@ -42,7 +43,7 @@ from . import metric_keys
 from .errors import JembenchError
 from .protocols import read_toml
 from .published import cite, is_reference, measured_under, needs_label
-from .records import RecordRef
+from .records import Record, RecordRef
 from .resources import tolerances_file
 from .sampling_error import RULES, sizes, standard_error
 
@@ -71,11 +72,12 @@ class Rule:
         compared numbers (None where a record carries no n)."""
         if self.rule == "fixed":
             return self.fixed(reference), "fixed"
-        if not errors or any(e is None or not math.isfinite(e) for e in errors):
+        known = [e for e in errors or [] if e is not None and math.isfinite(e)]
+        if not errors or len(known) < len(errors):
             return self.fixed(reference), "fixed (no n)"
-        return max(self.floor, self.z * math.sqrt(sum(e * e for e in errors))), f"{self.rule} z={self.z:g}"
+        return max(self.floor, self.z * math.sqrt(sum(e * e for e in known))), f"{self.rule} z={self.z:g}"
 
-    def errors(self, record: dict, metric: str, values: list[float]) -> list[float | None]:
+    def errors(self, record: Record, metric: str, values: list[float]) -> list[float | None]:
         """The sampling errors of ``values`` (the record's number, then the reference's) at ``record``'s sizes;
         ``[]`` under the fixed rule."""
         if self.rule == "fixed":
@@ -124,7 +126,7 @@ class Comparison:
 
 
 # ----------------------------------------------------------------------------------------------- tolerances
-def _parse_rules(path: Path, base: dict[str, dict] | None = None) -> dict[str, dict]:
+def _parse_rules(path: Path, base: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
     table = read_toml(path, "tolerance file")
     unknown = set(table) - {"metrics"}
     if unknown:
@@ -288,7 +290,7 @@ def compare_baseline(refs: list[RecordRef], baseline: list[RecordRef], rules: li
     Baseline records of one key and hash are averaged (seeds). A record whose counterpart was measured under a
     different protocol is an error: the numbers are not comparable, the baseline must be regenerated.
     """
-    by_key: dict[tuple, list[RecordRef]] = {}
+    by_key: dict[tuple[str, str, str], list[RecordRef]] = {}
     for b in baseline:
         by_key.setdefault(_key(b.record), []).append(b)
     comparisons: list[Comparison] = []
@@ -323,18 +325,19 @@ def compare_baseline(refs: list[RecordRef], baseline: list[RecordRef], rules: li
                 notes.append(f"{ref.path}: baseline {metric} is not a number; skipped")
                 continue
             source = Path(same[0].path).name + (f" (mean of {len(same)})" if len(same) > 1 else "")
-            theirs = {sizes(b.record, metric) for b in having} - {None, sizes(r, metric)}
-            if rule.rule != "fixed" and theirs and sizes(r, metric) is not None:
+            own = sizes(r, metric)
+            other = sorted({s for b in having if (s := sizes(b.record, metric)) is not None and s != own})
+            if rule.rule != "fixed" and other and own is not None:
                 notes.append(f"{ref.path}: baseline {metric} was measured on n = "
-                             f"{', '.join(_sizes_text(t) for t in sorted(theirs))}, this record on n = "
-                             f"{_sizes_text(sizes(r, metric))}; both errors are taken at this record's n")
+                             f"{', '.join(_sizes_text(t) for t in other)}, this record on n = "
+                             f"{_sizes_text(own)}; both errors are taken at this record's n")
             allowed, used = rule.allowed(reference, _baseline_errors(rule, r, metric, float(value), values))
             comparisons.append(Comparison(str(ref.path), r["model"]["name"], r["dataset"], metric, direction(metric),
                                           float(value), reference, allowed, source, used).judge())
     return comparisons, notes
 
 
-def _baseline_errors(rule: Rule, record: dict, metric: str, value: float, baseline: list[float]
+def _baseline_errors(rule: Rule, record: Record, metric: str, value: float, baseline: list[float]
                      ) -> list[float | None]:
     """[se of the record's value, se of the mean of the baseline values] (k independent runs: sqrt(sum se²)/k),
     every one at the record's sizes: the baseline was measured under the same protocol hash, hence on the same n,
@@ -351,11 +354,11 @@ def _sizes_text(found: tuple[int, ...] | None) -> str:
     return " + ".join(map(str, found or ()))
 
 
-def _key(record: dict) -> tuple[str, str, str]:
+def _key(record: Record) -> tuple[str, str, str]:
     return (record["model"]["name"], record["suite"], record["dataset"])
 
 
-def _proto(record: dict) -> str:
+def _proto(record: Record) -> str:
     p = record["protocol"]
     return f"{p.get('name', record['suite'])}@{str(p['hash'])[:8]}"
 

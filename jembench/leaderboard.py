@@ -150,13 +150,15 @@ def _place(kind: str, metric: str) -> list[_Place]:
     if kind == "calibration":
         return [_Place("", "", "", metric)] if metric in ("accuracy", "ece") else []
     if kind == "ood":
-        return [_Place("", key.score, "", key.ood_set)] if key.family == "ood" and key.metric == "auroc" else []
+        if key.family == "ood" and key.metric == "auroc" and key.score and key.ood_set:
+            return [_Place("", key.score, "", key.ood_set)]
+        return []
     if kind == "robustness":
-        if key.family == "robust_acc":
+        if key.family == "robust_acc" and key.norm:
             return [_Place(key.norm, "", f"K={key.k}", f"eps={key.eps}")]
         if key.family == "clean_acc":
             return [_Place(norm, "", f"K={key.k}", "clean") for norm in metric_keys.NORMS]
-        if key.family == "crossover":
+        if key.family == "crossover" and key.norm and key.versus:
             return [_Place("crossover", "", f"vs {VERSUS_LABELS.get(key.versus, key.versus)}", key.norm)]
     return []
 
@@ -184,10 +186,11 @@ def _block_order(kind: str, block: str) -> int:
     return order.index(block) if block in order else len(order)
 
 
-def _column_order(kind: str, key: str) -> tuple:
+def _column_order(kind: str, key: str) -> tuple[int, float, str]:
+    """Sort key of a table column: the paper's OOD-set order, robustness ε ascending, the metric table's order."""
     if kind == "ood":
         order = catalog.PAPER_OOD_SETS
-        return (order.index(key) if key in order else len(order), key)
+        return (order.index(key) if key in order else len(order), 0.0, key)
     if kind == "robustness":
         if key == "clean":
             return (0, 0.0, key)
@@ -196,7 +199,7 @@ def _column_order(kind: str, key: str) -> tuple:
         except ValueError:
             return (2, 0.0, key)
     canonical = list(metric_keys.SPECS)  # the metric table's order: accuracy, ece, ..., is, fid
-    return (canonical.index(key) if key in canonical else len(canonical), key)
+    return (canonical.index(key) if key in canonical else len(canonical), 0.0, key)
 
 
 def _published_sections(kind: str, pub: pd.DataFrame) -> list[tuple[Section, str]]:
@@ -297,8 +300,8 @@ def _our_rows(kind: str, recs: pd.DataFrame
                                  .itertuples(index=False)})
                 msg = (f"{model} (ours): {suite} records under {n} different protocols ({', '.join(protos)}) are "
                        f"shown as separate rows, not averaged")
-                for key in {(dataset, pl.section) for m in g["metric"] for pl in _place(kind, m)}:
-                    notes.setdefault(key, []).append(msg)
+                for where in {(dataset, pl.section) for m in g["metric"] for pl in _place(kind, m)}:
+                    notes.setdefault(where, []).append(msg)
         for unit in units:
             protocols, labels, names_of, counts = {}, {}, {}, []
             for (suite, h), pg in unit.groupby(["suite", "hash"], sort=True):
@@ -311,11 +314,11 @@ def _our_rows(kind: str, recs: pd.DataFrame
             by_row: dict[tuple[str, str, str], Row] = {}
             for (suite, metric), value in means.items():
                 for pl in _place(kind, metric):
-                    key = (pl.section, pl.block, pl.suffix)
-                    row = by_row.get(key)
+                    row_key = (pl.section, pl.block, pl.suffix)
+                    row = by_row.get(row_key)
                     if row is None:
                         label = f"{model}{_suffix(pl.suffix)} (ours)"
-                        row = by_row[key] = Row(block=pl.block, model=label, ours=True,
+                        row = by_row[row_key] = Row(block=pl.block, model=label, ours=True,
                                                 source="ours: " + ", ".join(counts), protocols=dict(protocols),
                                                 protocol_labels=dict(labels), protocol_names=dict(names_of))
                     cell = Cell(float(value), _our_decimals(metric), metric, protocol=protocols[suite],
@@ -382,9 +385,9 @@ def build(kind: str, published: pd.DataFrame | None, refs: list[RecordRef], data
             if match is not None and set(match.cells) != {"clean"}:
                 extra.append(match)
                 placed.update((id(row), c) for c in match.cells)
-            left = [c for c in row.cells if match is None or c not in match.cells]
-            if left and set(left) != {"clean"}:
-                why.append(_mismatch_note(section, row, left))
+            unplaced = [c for c in row.cells if match is None or c not in match.cells]
+            if unplaced and set(unplaced) != {"clean"}:
+                why.append(_mismatch_note(section, row, unplaced))
         if extra:
             _append_ours(section, extra, notes.get(key, []))
         section.notes.extend(why)
@@ -395,10 +398,10 @@ def build(kind: str, published: pd.DataFrame | None, refs: list[RecordRef], data
             left = {c: cell for c, cell in row.cells.items() if (id(row), c) not in placed}
             if not left or set(left) == {"clean"}:
                 continue
-            suites = sorted({cell.suite for cell in left.values()})
+            used = sorted({cell.suite for cell in left.values()})
             unit = copy.copy(row)
             unit.cells = left
-            rest.setdefault((*key, tuple(row.protocol_labels[s] for s in suites)), []).append(unit)
+            rest.setdefault((*key, tuple(row.protocol_labels[s] for s in used)), []).append(unit)
     order = ("", "linf", "l2")
     for ds, psection, labels in sorted(rest, key=lambda k: (k[0], order.index(k[1]) if k[1] in order else 9, k)):
         title = f"{TITLES[kind]} — jembench runs · {ds_labels.get(ds) or catalog.label(ds)}"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -105,7 +106,7 @@ def official_code(protocol: str) -> str | None:
     return OFFICIAL_CODE.get(m.group(1)) if m else None
 
 
-def _protocol_problems(row, known: set[str]) -> list[str]:
+def _protocol_problems(row: pd.Series, known: set[str]) -> list[str]:
     """Why a row's provenance / protocol / produced_by are inconsistent: a reproduced row names a shipped protocol
     of a suite that writes its metric, transcribing the repository in produced_by; an unreleased or quoted row
     names none (an unreleased one gives the closest in its note)."""
@@ -155,7 +156,7 @@ def packaged_protocol_hash(name: str) -> str | None:
     return load_protocol(name).hash
 
 
-def measured_under(record_protocol: dict, needed: str) -> bool:
+def measured_under(record_protocol: dict[str, Any], needed: str) -> bool:
     """Whether a record's ``protocol`` block (name and hash) is the published row's protocol ``needed``: the same
     name and the hash of the packaged protocol file. The one rule by which the leaderboard puts our numbers
     beside a published number and ``jembench check`` compares them."""

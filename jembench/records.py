@@ -28,12 +28,17 @@ import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import catalog, metric_keys
 from .errors import JembenchError
 
+if TYPE_CHECKING:
+    from .protocols import Protocol
+
 SCHEMA = "jembench-record/1"
+#: a record as loaded from JSON (its shape: the module docstring; checked by :func:`validate_record`)
+Record = dict[str, Any]
 _LIBRARIES = ("jembench", "torch", "torchvision", "foolbox", "torchattacks", "torch-fidelity", "scikit-learn",
               "numpy", "pandas")
 
@@ -73,7 +78,7 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def make_record(*, suite: str, model: dict[str, Any], dataset: str, protocol, metrics: dict[str, float],
+def make_record(*, suite: str, model: dict[str, Any], dataset: str, protocol: Protocol, metrics: dict[str, float],
                 details: dict[str, Any] | None = None, figures: list[str] | None = None, seed: int = 0,
                 wall_time_s: float = 0.0) -> dict[str, Any]:
     """Assemble a record; ``protocol`` is a :class:`jembench.protocols.Protocol`."""
@@ -252,9 +257,10 @@ def set_label(record: dict[str, Any], name: str) -> str:
     ``details.set_labels``, else :func:`jembench.catalog.label` of the name."""
     details = record.get("details")
     details = details if isinstance(details, dict) else {}
-    entry = (details.get("sets") or {}).get(name) if isinstance(details.get("sets"), dict) else None
-    old = details.get("set_labels") if isinstance(details.get("set_labels"), dict) else {}
-    for label in ((entry or {}).get("label") if isinstance(entry, dict) else None, old.get(name)):
+    sets, old = details.get("sets"), details.get("set_labels")
+    entry = sets.get(name) if isinstance(sets, dict) else None
+    stored = entry.get("label") if isinstance(entry, dict) else None
+    for label in (stored, old.get(name) if isinstance(old, dict) else None):
         if isinstance(label, str) and label.strip():
             return label
     return catalog.label(name)

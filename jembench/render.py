@@ -157,7 +157,7 @@ def csv_text(frame: pd.DataFrame) -> str:
     for col in safe.columns:
         if safe[col].dtype == object or pd.api.types.is_string_dtype(safe[col]):
             safe[col] = safe[col].map(escape.csv_cell)
-    return safe.to_csv(index=False)
+    return str(safe.to_csv(index=False))
 
 
 def html_fragment(sections: list[Section]) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+import pandas as pd
 from tabulate import tabulate
 
 from . import escape
@@ -97,7 +98,7 @@ def _label(ref: RecordRef, root: Path) -> str:
         return str(ref.path)
 
 
-def build_report(run_dir: str | Path, published=None, title: str | None = None) -> str:
+def build_report(run_dir: str | Path, published: pd.DataFrame | None = None, title: str | None = None) -> str:
     """The report page of every record under ``run_dir`` (with published rows when ``published`` is given)."""
     root = Path(run_dir)
     if not root.is_dir():

@@ -27,6 +27,7 @@ import math
 from typing import Any
 
 from . import metric_keys
+from .records import Record
 
 RULES = metric_keys.SE_RULES
 
@@ -63,7 +64,7 @@ def _count(value: Any) -> int | None:
     return int(value)
 
 
-def binomial_n(record: dict, metric: str) -> int | None:
+def binomial_n(record: Record, metric: str) -> int | None:
     """How many inputs an accuracy-like ``metric`` of ``record`` was measured on, or None if it does not say."""
     metrics, details = record.get("metrics", {}), record.get("details") or {}
     if not isinstance(details, dict):
@@ -75,7 +76,7 @@ def binomial_n(record: dict, metric: str) -> int | None:
     return _count(n if n is not None else details.get("n"))
 
 
-def auroc_sizes(record: dict, metric: str) -> tuple[int, int] | None:
+def auroc_sizes(record: Record, metric: str) -> tuple[int, int] | None:
     """(in-distribution, OOD) set sizes behind ``auroc/SET/SCORE`` of an OOD record, or None."""
     key = metric_keys.parse(metric)
     details = record.get("details") or {}
@@ -87,7 +88,7 @@ def auroc_sizes(record: dict, metric: str) -> tuple[int, int] | None:
     return None if n_in is None or n_out is None else (n_in, n_out)
 
 
-def sizes(record: dict, metric: str) -> tuple[int, ...] | None:
+def sizes(record: Record, metric: str) -> tuple[int, ...] | None:
     """The sizes ``metric``'s error depends on in ``record``: ``(n,)`` (binomial), ``(n_in, n_out)``
     (Hanley–McNeil), or None (no derived error, or the record does not say)."""
     spec = metric_keys.spec(metric)
@@ -99,7 +100,7 @@ def sizes(record: dict, metric: str) -> tuple[int, ...] | None:
     return auroc_sizes(record, metric)
 
 
-def standard_error(record: dict, metric: str, value: float, z: float = 1.0) -> float | None:
+def standard_error(record: Record, metric: str, value: float, z: float = 1.0) -> float | None:
     """The sampling error of ``value`` for ``metric`` at the sizes ``record`` was measured on, under the metric's
     rule (:attr:`jembench.metric_keys.MetricSpec.se`); None when the metric has no derived error or the record
     does not carry its sizes (``check`` then falls back to its fixed rule). ``value`` need not be the record's own
