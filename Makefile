@@ -4,8 +4,8 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.jembench-installed
 
-.PHONY: demo test test-slow test-real test-wheel bench install clean results leaderboards figures reference-train \
-	reference-eval reference-runs
+.PHONY: demo test lint test-slow test-real test-wheel bench install clean results leaderboards figures \
+	reference-train reference-eval reference-runs
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Static checks (CI runs them before the tests): ruff's rules (pyproject [tool.ruff]) and mypy (pyproject
+# [tool.mypy]: the public API and the results layer fully annotated).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check jembench reference_models tests benchmarks
+	$(VENV)/bin/mypy jembench
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
