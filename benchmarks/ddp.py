@@ -99,7 +99,7 @@ def worker(argv: list[str]) -> int:
                 t_ddp.append(ddp_s)
                 t_both.append(both_s)
                 t_single.append(single_s)
-        results.append({"model": key, "method": method, "per_rank_batch": half, "K": cfg.sgld_steps,
+        results.append({"model": key, "method": method, "per_rank_batch": half, "K": cfg.sgld.n_steps,
                         "ddp_s": t_ddp, "single_s": t_single, "concurrent_single_s": t_both})
     if rank == 0:
         Path(args.out).write_text(json.dumps(results))

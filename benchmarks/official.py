@@ -789,7 +789,7 @@ def whatif_iteration_row(data_root: Path, repeats: int) -> Row:
     model = copy.deepcopy(state.model).to(memory_format=cl)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     buffer = copy.deepcopy(state.buffer)
-    scfg = tl.sgld_config(cfg)
+    scfg = cfg.sgld
     n = len(x)
     batch = torch.cat([x_px, x])  # the data part of the concatenated batch (x_hat goes in front)
     objective = get_method("jem").objective

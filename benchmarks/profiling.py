@@ -109,7 +109,7 @@ def run(specs: list[ModelSpec], quick: bool, device: str) -> tuple[list[Row], di
                     x, y, x_px = iteration_inputs(c, spec, device)
                     result[name], tables[f"{spec.key}/{method}/{name}"] = profile_steps(state, objective, x, y, x_px,
                                                                                         iters)
-                units = cfg.sgld_steps + sam_passes(cfg)
+                units = cfg.sgld.n_steps + sam_passes(cfg)
                 it, plain = result["iteration"], result["plain"]
                 rows.append(Row("profile", spec.label,
                                 f"{LABELS[method]} iteration / ({units} x plain step), profiler CPU time",

@@ -63,10 +63,9 @@ def _sync(device: str):
 def measure_sampler(spec: ModelSpec, method: str, steps: int, repeats: int, device: str,
                     channels_last: bool = True) -> list[Row]:
     from jembench.sampling import sgld
-    from reference_models.train_loop import sgld_config
 
     cfg = config_for(spec, method)
-    scfg = sgld_config(cfg)
+    scfg = cfg.sgld
     timed = type(scfg)(**{**scfg.to_dict(), "n_steps": steps})
     model = _network(cfg, spec).to(device)
     x0 = (torch.rand((spec.batch_size, *spec.image_shape), generator=torch.Generator().manual_seed(1)) * 2 - 1
@@ -102,7 +101,7 @@ def measure_draw(spec: ModelSpec, method: str, repeats: int, device: str, tmp: P
     cfg = config_for(spec, method, device=device)
     torch.manual_seed(0)
     state = build_state(cfg, spec, tmp / f"draw-{spec.key}-{method}", device)
-    model, n, k = state.model, spec.batch_size, cfg.sgld_steps
+    model, n, k = state.model, spec.batch_size, cfg.sgld.n_steps
     x0 = state.buffer.images[:n].clone()
 
     def bare() -> None:

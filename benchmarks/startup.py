@@ -2,8 +2,10 @@
 
 ``jembench --help``, ``leaderboard``, ``check`` and ``report`` read CSV / JSON records and write text or HTML;
 they should start in well under a second and never import torch (target: < 1 s wall, ``torch`` not in
-``sys.modules``). Each is run as ``python -c "...jembench.cli.main(argv)..."`` in a fresh interpreter — the
-same code path as the ``jembench`` console script — with the repository's own records
+``sys.modules``). So should a bad argument to ``eval`` or ``train`` — a misspelt suite, a missing checkpoint, an
+out-of-range value (issue 27 item 7): it is reported (exit 2) before torch is imported. Each is run as
+``python -c "...jembench.cli.main(argv)..."`` in a fresh interpreter — the same code path as the ``jembench``
+console script — with the repository's own records
 (``results/runs/demo``) as input; the child reports ``'torch' in sys.modules`` after ``main`` returns. Wall
 time is from ``Popen`` to exit (interpreter start-up included, as a user sees it), median over interleaved
 repeats. When torch does get imported, one more run with ``python -X importtime`` names the import chain
@@ -40,7 +42,10 @@ def commands(tmp: Path) -> dict[str, list[str]]:
     return {"--help": ["--help"],
             "leaderboard": ["leaderboard", records],
             "check": ["check", records, "--baseline", records],
-            "report": ["report", records, "-o", str(tmp / "report.html")]}
+            "report": ["report", records, "-o", str(tmp / "report.html")],
+            "eval --suite (misspelt)": ["eval", str(tmp / "absent.pt"), "--suite", "acuracy"],
+            "eval (missing checkpoint)": ["eval", str(tmp / "absent.pt")],
+            "train --lr -1": ["train", "jem", "--lr", "-1"]}
 
 
 def _env() -> dict:

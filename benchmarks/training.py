@@ -49,7 +49,7 @@ def measure_method(spec: ModelSpec, method: str, repeats: int, warmup: int, tmp:
     pstate = build_state(pcfg, spec, tmp / f"{spec.key}-{method}-plain", device)
     x, y, x_px = iteration_inputs(cfg, spec, device)
     objective, plain = get_method(method).objective, get_method("softmax").objective
-    k, passes = cfg.sgld_steps, sam_passes(cfg)
+    k, passes = cfg.sgld.n_steps, sam_passes(cfg)
     units = k + passes
 
     def plain_steps() -> None:

@@ -33,13 +33,15 @@ _EXPORTS = {
     "get_suite": ("jembench.suites", "get_suite"),
     "load_protocol": ("jembench.protocols", "load_protocol"),
     "Protocol": ("jembench.protocols", "Protocol"),
-    "SGLDConfig": ("jembench.sampling", "SGLDConfig"),
+    "SGLDConfig": ("jembench.sgld_config", "SGLDConfig"),
+    "EvalOptions": ("jembench.eval_options", "EvalOptions"),
     "load_records": ("jembench.records", "load_records"),
     "JembenchError": ("jembench.errors", "JembenchError"),
 }
 
 __all__ = [
     "DatasetInfo",
+    "EvalOptions",
     "JembenchError",
     "LoadedCheckpoint",
     "OODScore",
@@ -62,12 +64,13 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from .catalog import DatasetInfo
     from .data import register_dataset
     from .errors import JembenchError
+    from .eval_options import EvalOptions
     from .evaluation import evaluate
     from .metrics.ood_scores import OODScore, register_score
     from .models import LoadedCheckpoint, from_module, load_checkpoint, register_architecture
     from .protocols import Protocol, load_protocol
     from .records import load_records
-    from .sampling import SGLDConfig
+    from .sgld_config import SGLDConfig
     from .suites import available_suites, get_suite
     from .training import train
 

@@ -1,8 +1,10 @@
-"""One entry point for running a suite on a model and writing its record; ``jembench eval`` and ``demo`` call it.
+"""One entry point for running suites on models and writing their records; ``jembench eval`` and ``demo`` call it.
 
-The Python API mirrors the CLI 1:1 (torch-fidelity style): every ``jembench eval`` option is a keyword of
-:func:`evaluate`, and the model is a checkpoint file *or* any ``torch.nn.Module`` that maps images in [-1, 1] to
-logits (OpenOOD / RobustBench style)::
+The Python API mirrors the CLI by construction: the keywords of :func:`evaluate` and the ``jembench eval`` flags are
+generated from one declaration, :class:`jembench.eval_options.EvalOptions`, and both go through the same two
+steps — :func:`jembench.eval_options.plan` checks the call (torch-free), :func:`run_plan` runs it. The model is a
+checkpoint file *or* any ``torch.nn.Module`` that maps images in [-1, 1] to logits (OpenOOD / RobustBench
+style)::
 
     import jembench
     record = jembench.evaluate("runs/jem-digits/last.pt", "ood", preset="tiny")
@@ -13,36 +15,24 @@ logits (OpenOOD / RobustBench style)::
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import atomic, catalog, distributed
+from . import atomic, catalog, distributed, options, partials, progress
 from .data import dataset_info
 from .errors import JembenchError
-from .models import LoadedCheckpoint, from_module, load_checkpoint
+from .eval_options import EvalOptions, EvalPlan, model_name, options_from_keywords, plan, preset_names
+from .models import LoadedCheckpoint, from_module, load_checkpoint, load_weights_file
 from .protocols import Protocol, load_protocol
 from .seeding import seed_everything
-from .suites import EvalContext, get_suite
+from .suites import get_suite
+from .suites.context import EvalContext
 
 if TYPE_CHECKING:
     import torch
-
-
-def presets(suite: str | None = None) -> list[str]:
-    """The ``--preset`` names the shipped protocol files define: ``paper`` (``suites/<suite>.toml``) and every
-    ``<preset>`` of a ``suites/<suite>-<preset>.toml`` (``tiny``, ``cpu``, ``jem-official``, ...) — of one suite,
-    or of any suite."""
-    from .protocols import available_protocols
-    from .suites import SUITE_MODULES
-
-    names = {"paper"}
-    for stem in available_protocols():
-        for s in ([suite] if suite else SUITE_MODULES):
-            if stem.startswith(f"{s}-"):
-                names.add(stem[len(s) + 1:])
-    return sorted(names, key=lambda p: (p != "paper", p))
 
 
 def protocol_for(suite: str, preset: str = "paper", protocol: str | Path | Protocol | None = None) -> Protocol:
@@ -53,16 +43,16 @@ def protocol_for(suite: str, preset: str = "paper", protocol: str | Path | Proto
         if protocol.suite != suite:
             raise JembenchError(f"protocol {protocol.name} is for suite {protocol.suite!r}, not {suite!r}")
         return protocol
-    if protocol is None and preset not in presets(suite):
+    if protocol is None and preset not in preset_names(suite):
         raise JembenchError(f"suite {suite!r} has no preset {preset!r} (no suites/{suite}-{preset}.toml); its "
-                            f"presets: {', '.join(presets(suite))}")
+                            f"presets: {', '.join(preset_names(suite))}")
     return load_protocol(protocol or (suite if preset == "paper" else f"{suite}-{preset}"), suite=suite)
 
 
-def apply_overrides(protocol: Protocol, **values: Any) -> Protocol:
-    """``protocol`` with the suite's :data:`OVERRIDES` (e.g. generation's ``n_samples``, ``steps``, ``init``)
-    applied when given (not None): a new protocol ``<name>+cli`` with its own hash. Options a suite does not
-    take are ignored, so ``--suite all --steps 10`` changes the generation protocol only."""
+def apply_overrides(protocol: Protocol, /, **values: Any) -> Protocol:
+    """``protocol`` with the options its suite's ``OVERRIDES`` name (e.g. generation's ``n_samples``, ``steps``,
+    ``init``: option → protocol field) applied when given (not None): a new protocol ``<name>+cli`` with its own
+    hash. Other options are ignored, so ``--suite all --steps 10`` changes the generation protocol only."""
     fields = getattr(get_suite(protocol.suite), "OVERRIDES", {})
     changes = {fields[k]: v for k, v in values.items() if v is not None and k in fields}
     return protocol.replace(changes) if changes else protocol
@@ -149,46 +139,34 @@ def _with_dataset_label(record: dict, label: str) -> dict:
     return out
 
 
-def run_suite(ckpt: LoadedCheckpoint, suite_name: str, protocol: Protocol, out_path: str | Path, *,
-              dataset: str | None = None, data_root: str | Path | None = None, download: bool = True,
-              device: str = "cpu", seed: int = 0, batch_size: int = 256, inception_weights: str | Path | None = None,
-              ensemble: Sequence = (), compile: bool = False, channels_last: bool = False, workers: int = 0,
-              dataset_label: str | None = None) -> dict:
-    """Run one suite on a loaded checkpoint; rank 0 writes the record to ``out_path`` atomically.
-    ``compile`` / ``channels_last``: see :func:`fast_checkpoint` (results equal eager within float rounding);
-    ``workers``: DataLoader processes decoding images; ``dataset_label``: see :func:`dataset_label_for`."""
+def run_suite(ckpt: LoadedCheckpoint, suite_name: str, protocol: Protocol, out_path: str | Path,
+              options: EvalOptions | None = None, *, ensemble: Sequence = (), **keywords: Any) -> dict:
+    """Run one suite on a loaded checkpoint under ``options`` (default :class:`EvalOptions`, with any
+    ``keywords`` — ``seed=3``, ``batch_size=16`` — on top); rank 0 writes the record to ``out_path`` atomically.
+    ``ensemble``: the checkpoints / buffers the generation suite pools (already resolved)."""
+    options = options_from_keywords(keywords, "run_suite") if options is None else (
+        dataclasses.replace(options, **keywords) if keywords else options)
     suite = get_suite(suite_name)
     if protocol.suite != suite_name:
         raise JembenchError(f"protocol {protocol.path} is for suite {protocol.suite!r}, not {suite_name!r}")
-    if batch_size <= 0:
-        raise JembenchError(f"batch size must be positive, got {batch_size}")
-    check_seed(seed)
-    if workers < 0:
-        raise JembenchError(f"workers must be >= 0, got {workers}")
-    ckpt = fast_checkpoint(ckpt, suite_name, compile, channels_last)
-    dataset = dataset or ckpt.dataset
+    check_seed(options.seed)
+    dataset = options.dataset or ckpt.dataset
     if dataset == "unknown":
         raise JembenchError(f"{ckpt.path} does not say which dataset it was trained on; pass --dataset")
-    check_compatible(ckpt, dataset, data_root)
-    ckpt = fast_checkpoint(ckpt, suite_name, compile, channels_last)
+    check_compatible(ckpt, dataset, options.data_root)
+    ckpt = fast_checkpoint(ckpt, suite_name, options.compile, options.channels_last)
     out_path = Path(out_path)
-    ctx = EvalContext(dataset=dataset, data_root=data_root, download=download, device=device,
-                      out_dir=out_path.parent, seed=seed, batch_size=batch_size, record_path=out_path,
-                      inception_weights=inception_weights, ensemble=tuple(ensemble), workers=workers,
-                      dataset_label=dataset_label_for(ckpt, dataset, dataset_label))
-    seed_everything(seed)
+    ctx = EvalContext.from_options(options, dataset=dataset, device=distributed.device_for_rank(options.device),
+                                   record_path=out_path, ensemble=tuple(ensemble),
+                                   dataset_label=dataset_label_for(ckpt, dataset, options.dataset_label))
+    seed_everything(options.seed)
     record = _with_dataset_label(suite.run(ckpt, protocol, ctx), ctx.label)
     distributed.barrier()  # every rank has finished writing its partial results
     if distributed.is_main():
         atomic.write_json(out_path, record)
-        # Long suites checkpoint their progress as <record stem>.partial* files beside the record; only now
-        # that the record is safely on disk are those obsolete. A suite that names them per protocol lists its
-        # own (``partial_files``); names are compared exactly, never globbed (a record may be called r[1].json).
-        own = getattr(suite, "partial_files", None)
-        prefix = f"{out_path.stem}.partial"
-        partials = own(out_path, protocol) if own is not None else [
-            p for p in out_path.parent.iterdir() if p.name.startswith(prefix)]
-        for partial in partials:
+        # Long suites save finished units as partial files beside the record (jembench.partials); only now that
+        # the record is safely on disk are this protocol's obsolete (exact names, never globbed).
+        for partial in partials.files(out_path, protocol.hash):
             partial.unlink(missing_ok=True)
     return record
 
@@ -208,7 +186,8 @@ def as_checkpoint(model: str | Path | torch.nn.Module | LoadedCheckpoint, *, dat
     :mod:`jembench.importers`), or an ``nn.Module`` wrapped with the image shape of ``dataset``
     (:func:`jembench.models.from_module`). An official checkpoint whose layout fits several methods needs
     ``method`` (:func:`jembench.importers.resolve_method`)."""
-    from .importers import load_class_gaussians, resolve_method
+    from .importers import resolve_method
+    from .models import load_class_gaussians
 
     if isinstance(model, LoadedCheckpoint):
         return model
@@ -228,6 +207,8 @@ def as_checkpoint(model: str | Path | torch.nn.Module | LoadedCheckpoint, *, dat
                                 f"fixes the image shape and the test split")
         if uncond:
             raise JembenchError("--uncond applies to official checkpoint files; a module defines its own logits")
+        if weights is not None:
+            load_weights_file(model, weights)
         ckpt = from_module(model, dataset_info(dataset, data_root).image_shape, dataset=dataset,
                            method=method or "custom", name=name, buffer=buffer, device=device,
                            path=str(weights) if weights is not None else None)
@@ -238,64 +219,105 @@ def as_checkpoint(model: str | Path | torch.nn.Module | LoadedCheckpoint, *, dat
     return ckpt
 
 
-def default_out(model: str | Path | LoadedCheckpoint, ckpt: LoadedCheckpoint, suite: str) -> Path:
-    """``<checkpoint folder>/eval/<suite>.json`` for a file, ``runs/<model name>/eval/<suite>.json`` for a
-    module."""
-    if isinstance(model, (str, Path)):
-        return Path(model).parent / "eval" / f"{suite}.json"
-    return Path("runs") / ckpt.name / "eval" / f"{suite}.json"
+def run_plan(p: EvalPlan, on_record: Callable[[dict, Path, str], None] | None = None) -> list[dict]:
+    """Run every (model, suite) of a checked plan and write the records; ``on_record(record, path, suite)`` is
+    called after each (rank 0). With several pairs a pair that fails with a :class:`JembenchError` is skipped
+    with a note; with one the error is raised. Returns the records of the pairs that ran."""
+    opts = p.options
+    with progress.configured(None if opts.progress else False):  # None: bars when stderr is a terminal
+        for note in p.notes:
+            print(f"note: {note}", file=sys.stderr)
+        if opts.compile:
+            from .compile import compile_unavailable_reason
+
+            reason = compile_unavailable_reason()
+            if reason is not None:
+                raise JembenchError(reason)
+        started_group = not distributed.is_active()
+        distributed.init(opts.device)
+        try:
+            return _run_pairs(p, on_record)
+        finally:
+            if started_group:
+                distributed.cleanup()
 
 
-def evaluate(model: str | Path | torch.nn.Module | LoadedCheckpoint, suite: str = "accuracy", *,
-             dataset: str | None = None, preset: str = "paper", protocol: str | Path | Protocol | None = None,
-             out: str | Path | None = None, device: str = "cpu", seed: int = 0, batch_size: int = 256,
-             data_root: str | Path | None = None, download: bool = True, buffer: torch.Tensor | None = None,
-             method: str | None = None, name: str | None = None, inception_weights: str | Path | None = None,
-             n_samples: int | None = None, steps: int | None = None, init: str | None = None,
-             ensemble: Sequence = (), compile: bool = False, channels_last: bool = False,
-             trust_checkpoint: bool = False, uncond: bool = False,
-             informative_stats: Sequence[str | Path] | None = None, workers: int = 0,
-             dataset_label: str | None = None, bn_mode: str | None = None) -> dict:
-    """Run ``suite`` on ``model`` and write its record (JSON) to ``out``; returns the record.
+def _run_pairs(p: EvalPlan, on_record: Callable[[dict, Path, str], None] | None) -> list[dict]:
+    opts = p.options
+    device = distributed.device_for_rank(opts.device)
+    given = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)}  # each suite's OVERRIDES pick theirs
+    protocols = {s: apply_overrides(protocol_for(s, opts.preset, opts.protocol), **given) for s in p.suites}
+    paths = {(i, s): p.record_path(i, s) for i in range(len(p.models)) for s in p.suites}
+    for path in paths.values():
+        atomic.ensure_writable_dir(path.parent)
+    buffer = _tensor_option(opts.buffer, "--buffer")
+    ensemble = _ensemble(p)
+    records, skipped = [], []
+    for i, model in enumerate(p.models):
+        ckpt = as_checkpoint(model, dataset=opts.dataset, data_root=opts.data_root, device=device, buffer=buffer,
+                             method=opts.method, name=opts.name, trust_checkpoint=opts.trust_checkpoint,
+                             weights=opts.weights, uncond=opts.uncond, informative_stats=opts.informative_stats)
+        for suite in p.suites:
+            try:
+                record = run_suite(ckpt, suite, protocols[suite], paths[(i, suite)], opts, ensemble=ensemble)
+            except JembenchError as exc:
+                if p.single:
+                    raise
+                label = Path(model).name if isinstance(model, (str, Path)) else model_name(model, opts.name)
+                skipped.append(f"{label}/{suite} skipped: {exc}")
+                print(f"note: {skipped[-1]}", file=sys.stderr)
+                continue
+            records.append(record)
+            if on_record is not None and distributed.is_main():
+                on_record(record, paths[(i, suite)], suite)
+    if not records:
+        raise JembenchError(f"every requested suite was skipped ({len(skipped)}); see the notes above")
+    return records
 
-    ``model``          a checkpoint file (``jembench train``'s, or the official JEM / JEM++ / SADA-JEM code's), or any
-                       ``torch.nn.Module`` mapping images (N, C, H, W) in [-1, 1] to logits (N, n_classes).
-    ``suite``          ``accuracy``, ``calibration``, ``ood``, ``generation`` or ``robustness``.
-    ``dataset``        evaluation dataset (``digits``, ``cifar10``, ..., ``folder:PATH``); default: the one the
-                       checkpoint was trained on; required for a module.
-    ``preset``         ``paper`` (``suites/<suite>.toml``) or another ``<preset>`` of a shipped
-                       ``suites/<suite>-<preset>.toml``: ``tiny`` (digits), ``cpu`` (32×32 on a CPU), ``jem-official``,
-                       ``jempp-official``, ``sadajem-official`` (:func:`presets`).
-    ``protocol``       a protocol file or name, or a :class:`jembench.protocols.Protocol` (overrides ``preset``).
-    ``out``            record path; default ``<checkpoint folder>/eval/<suite>.json`` for a file,
-                       ``runs/<name>/eval/<suite>.json`` for a module. Figures go beside it.
-    ``device``, ``seed``, ``batch_size``, ``data_root`` (default ``$JEMBENCH_DATA``, else ``data``),
-    ``download``       as the CLI options of the same names.
-    ``buffer``         replay-buffer images (N, C, H, W) in [-1, 1] (generation's ``buffer`` source); replaces a
-                       checkpoint's own buffer.
-    ``method``, ``name``  the record's method (``jem``, ``jempp``, ``sada_jem``, ``softmax``, ...: what ``check``
-                       matches published rows by; modules: ``custom``; required for official checkpoints that do
-                       not say) and model name.
-    ``inception_weights``  generation: torch-fidelity's Inception weights file.
-    ``n_samples``, ``steps``, ``init``  generation: override the protocol's ``n_samples``, ``sgld.n_steps``,
-                       ``init`` (the record's protocol is then ``<name>+cli`` with its own hash).
-    ``ensemble``       generation: checkpoints (paths) or buffer tensors whose buffers are pooled (JEM App. B).
-    ``compile``, ``channels_last``  run the model through ``torch.compile`` / with channels-last weights.
-    ``trust_checkpoint``  allow checkpoint files that need arbitrary unpickling (only for files you trust).
-    ``uncond``         an official checkpoint trained with ``--uncond``: log p(x) is its ``energy_output`` head.
-    ``informative_stats``  (MEAN, COV): the authors' ``<dataset>_mean.pt`` / ``<dataset>_cov.pt`` as the
-                       informative p_0 of fresh chains (generation ``init = "informative"``).
-    ``workers``        DataLoader worker processes decoding images (0 = in the main process).
-    ``dataset_label``  the in-distribution dataset's name in tables, figures and the record's ``dataset_label``
-                       (default: the checkpoint's ``dataset_label``, else the registry's / folder's name).
-    ``bn_mode``        accuracy / calibration / OOD: override the protocol's ``bn_mode`` (``eval`` or ``train``).
+
+def _tensor_option(value: Any, flag: str) -> torch.Tensor | None:
+    """A tensor option given as a tensor (Python) or a file (``--buffer FILE``)."""
+    from .models import load_tensor_file
+
+    return load_tensor_file(value, flag) if isinstance(value, Path) else value
+
+
+def _ensemble(p: EvalPlan) -> tuple:
+    """The checkpoints / buffers the generation suite pools: every checkpoint file evaluated (``--ensemble``), or
+    the ones given (Python)."""
+    if p.options.ensemble is True:
+        return tuple(m for m in p.models if isinstance(m, (str, Path)))
+    return tuple(p.options.ensemble or ())
+
+
+def evaluate(model: str | Path | torch.nn.Module | LoadedCheckpoint, suite: str = "accuracy",
+             **keywords: Any) -> dict:
+    """Run ``suite`` on ``model`` and write its record (JSON); returns the record.
+
+    ``model``   a checkpoint file (``jembench train``'s, or the official JEM / JEM++ / SADA-JEM code's), any
+                ``torch.nn.Module`` mapping images (N, C, H, W) in [-1, 1] to logits (N, n_classes), or a
+                :class:`jembench.models.LoadedCheckpoint`.
+    ``suite``   ``accuracy``, ``calibration``, ``ood``, ``generation`` or ``robustness``.
+
+    The keywords are the ``jembench eval`` options (``--batch-size`` is ``batch_size=``, ``--no-download`` is
+    ``download=False``; :class:`jembench.eval_options.EvalOptions` declares each once), every one checked before
+    anything runs — a bad one is a :class:`jembench.JembenchError` naming it:
+
+{keywords}
     """
-    ckpt = as_checkpoint(model, dataset=dataset, data_root=data_root, device=device, buffer=buffer, method=method,
-                         name=name, trust_checkpoint=trust_checkpoint, uncond=uncond,
-                         informative_stats=informative_stats)
-    proto = apply_overrides(protocol_for(suite, preset, protocol), n_samples=n_samples, steps=steps, init=init,
-                            bn_mode=bn_mode)
-    return run_suite(ckpt, suite, proto, out or default_out(model, ckpt, suite), dataset=dataset,
-                     data_root=data_root, download=download, device=device, seed=seed, batch_size=batch_size,
-                     inception_weights=inception_weights, ensemble=ensemble, compile=compile,
-                     channels_last=channels_last, workers=workers, dataset_label=dataset_label)
+    opts = options_from_keywords(keywords)
+    if not isinstance(model, (str, Path, LoadedCheckpoint)) and not hasattr(model, "forward"):
+        raise JembenchError(f"jembench.evaluate: model={options._short(model)} must be a checkpoint path, a "
+                            f"torch.nn.Module or a LoadedCheckpoint")
+    if not isinstance(suite, str):
+        raise JembenchError(f"jembench.evaluate: suite={options._short(suite)} must be one suite name (a string); "
+                            f"evaluate suites one at a time")
+    return run_plan(plan([model], [suite], opts))[0]
+
+
+evaluate.__signature__ = options.signature(  # type: ignore[attr-defined]
+    options.options(EvalOptions),
+    [inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+     inspect.Parameter("suite", inspect.Parameter.POSITIONAL_OR_KEYWORD, default="accuracy", annotation=str)],
+    returns=dict)
+evaluate.__doc__ = (evaluate.__doc__ or "").replace("{keywords}", options.keyword_doc(options.options(EvalOptions)))

@@ -190,28 +190,20 @@ def official_arch_kwargs(weights: dict[str, torch.Tensor], path: str = "checkpoi
             "unused_linear": "f.linear.weight" in weights, "pool": "official"}
 
 
-def load_official(state: dict, path: str, digest: str, dataset: str | None = None, uncond: bool = False):
-    """An official checkpoint (already read with ``weights_only=True``) as a
-    :class:`jembench.models.LoadedCheckpoint` on the CPU: the ``wrn`` architecture with its weights
-    (``strict=True``), the replay buffer if the file has one, ``method`` from the layout (``unknown`` when it
-    fits several methods), and ``config`` naming the codebase and the log p(x) head."""
-    from .models import LoadedCheckpoint, _load_weights, build_model
+def official_config(found: OfficialWeights, path: str, uncond: bool = False) -> dict:
+    """The ``config`` of an official checkpoint once loaded: its automatic name, the codebase it came from and
+    how log p(x) is read from it (:func:`jembench.models.load_checkpoint` builds the model)."""
+    return {"name": _auto_name(found.method, Path(path).stem),
+            "source": f"official checkpoint ({found.codebase})", "format": found.codebase,
+            "log_px": "energy_output head (F, --uncond)" if uncond else "logsumexp of class_output (CCF)",
+            "arch": "wrn", "arch_kwargs": found.arch_kwargs}
 
-    found = official_weights(state, path)
-    model = build_model("wrn", found.arch_kwargs)
-    _load_weights(model, found.weights, path)
-    if uncond:
-        model = EnergyHeadJEM(model)
-    kwargs = found.arch_kwargs
-    shape = tuple(found.buffer.shape[1:]) if found.buffer is not None else (kwargs["in_channels"], 32, 32)
-    stem = Path(path).stem
-    config = {"name": _auto_name(found.method, stem),
-              "source": f"official checkpoint ({found.codebase})", "format": found.codebase,
-              "log_px": "energy_output head (F, --uncond)" if uncond else "logsumexp of class_output (CCF)",
-              "arch": "wrn", "arch_kwargs": kwargs}
-    return LoadedCheckpoint(model=model, method=found.method, dataset=dataset or "unknown",
-                            n_classes=int(kwargs["n_classes"]), image_shape=shape, path=path, sha256=digest,
-                            buffer=found.buffer, config=config, state=state)
+
+def official_image_shape(found: OfficialWeights) -> tuple[int, ...]:
+    """The image shape of an official checkpoint: its buffer's, else 32×32 with the network's input channels."""
+    if found.buffer is not None:
+        return tuple(found.buffer.shape[1:])
+    return (found.arch_kwargs["in_channels"], 32, 32)
 
 
 class EnergyHeadJEM(nn.Module):
@@ -267,20 +259,19 @@ def resolve_method(ckpt, method: str | None) -> None:
     ckpt.method = method
 
 
-def load_class_gaussians(mean_path: str | Path, cov_path: str | Path, image_shape: tuple[int, ...],
-                         n_classes: int, jitter: float = 1e-4):
-    """JEM++ / SADA-JEM's saved informative-init statistics as a :class:`jembench.sampling.ClassGaussianInit`.
+def class_gaussians(means: object, covs: object, image_shape: tuple[int, ...], n_classes: int,
+                    mean_path: str | Path, cov_path: str | Path, jitter: float = 1e-4):
+    """JEM++ / SADA-JEM's saved informative-init statistics (the tensors of ``mean_path`` and ``cov_path``, read
+    by :func:`jembench.models.load_class_gaussians`) as a :class:`jembench.sampling.ClassGaussianInit`.
 
     The authors' files are bare tensors: ``<dataset>_mean.pt`` (C, D) and ``<dataset>_cov.pt`` (C, D, D), D = the
     flattened image size (JEMPP train_jempp.py:172-173, eval_jempp.py:57-58; SADAJEM multi_center.py:41-44).
     Their sampler draws from ``MultivariateNormal(mean_c, cov_c + 1e-4 I)`` and clamps to [-1, 1]
     (JEMPP train_jempp.py:162-182), which ``ClassGaussianInit`` does with the Cholesky factor of the same matrix.
     """
-    from .models import read_torch_file
     from .sampling import ClassGaussianInit
 
     dim = math.prod(image_shape)
-    means, covs = read_torch_file(mean_path), read_torch_file(cov_path)
     for what, t, shape in (("class means", means, (n_classes, dim)), ("class covariances", covs,
                                                                        (n_classes, dim, dim))):
         if not isinstance(t, torch.Tensor) or tuple(t.shape) != shape or not t.is_floating_point():

@@ -2,7 +2,7 @@
 
 An energy model is any ``nn.Module`` mapping images (N, C, H, W) in [-1, 1] to logits (N, n_classes); the
 JEM identities in :mod:`jembench.energy` turn those into energies. Architectures are looked up by name in a
-small registry (``reference_models`` registers ``wrn``), so a checkpoint names its architecture and kwargs
+small registry (``reference_models.wideresnet`` registers ``wrn``), so a checkpoint names its architecture and kwargs
 and loads without pickled code.
 
 Checkpoints load always through ``torch.load(..., weights_only=True)`` (nothing in a checkpoint can execute
@@ -27,7 +27,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from . import atomic, catalog
+from . import atomic, catalog, importers
 from .errors import JembenchError
 from .records import sha256_file
 
@@ -227,8 +227,6 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", datase
     """Load our checkpoints and the official JEM / JEM++ / SADA-JEM ones (:mod:`jembench.importers`) into a
     :class:`LoadedCheckpoint` (model in eval mode). ``uncond``: an official ``F`` trained with ``--uncond``,
     whose log p(x) is its ``energy_output`` head (:class:`jembench.importers.EnergyHeadJEM`)."""
-    from . import importers
-
     state = read_checkpoint_file(path, trust=trust)
     digest = sha256_file(path)
     if state.get("format") == FORMAT:
@@ -238,7 +236,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", datase
                                 f"--uncond")
         loaded = _load_ours(state, str(path), digest)
     elif importers.recognises(state):
-        loaded = importers.load_official(state, str(path), digest, dataset, uncond=uncond)
+        loaded = _load_official(state, str(path), digest, dataset, uncond=uncond)
     else:
         keys = ", ".join(repr(k)[:40] for k in list(state)[:6])
         raise JembenchError(f"{path} is neither a jembench checkpoint nor an official JEM / JEM++ / SADA-JEM one "
@@ -266,6 +264,22 @@ def _load_ours(state: dict, path: str, digest: str) -> LoadedCheckpoint:
                             n_classes=int(state["n_classes"]), image_shape=tuple(state["image_shape"]), path=path,
                             sha256=digest, buffer=images, buffer_labels=buffer.get("labels"),
                             init_state=init, config=state.get("config") or {}, state=state)
+
+
+def _load_official(state: dict, path: str, digest: str, dataset: str | None, uncond: bool) -> LoadedCheckpoint:
+    """An official checkpoint (already read with ``weights_only=True``) on the CPU: the ``wrn`` architecture with
+    the weights :func:`jembench.importers.official_weights` finds (``strict=True``), the replay buffer if the file
+    has one, ``method`` from the layout (``unknown`` when it fits several methods)."""
+    found = importers.official_weights(state, path)
+    model = build_model("wrn", found.arch_kwargs)
+    _load_weights(model, found.weights, path)
+    if uncond:
+        model = importers.EnergyHeadJEM(model)
+    return LoadedCheckpoint(model=model, method=found.method, dataset=dataset or "unknown",
+                            n_classes=int(found.arch_kwargs["n_classes"]),
+                            image_shape=importers.official_image_shape(found), path=path, sha256=digest,
+                            buffer=found.buffer,
+                            config=importers.official_config(found, path, uncond), state=state)
 
 
 #: sanity bounds of our checkpoint's fields (far beyond any real model: ImageNet has 1,000 classes)
@@ -471,6 +485,14 @@ def load_weights_file(model: nn.Module, path: str | Path) -> nn.Module:
             break
     _load_weights(model, state, str(path))
     return model
+
+
+def load_class_gaussians(mean_path: str | Path, cov_path: str | Path, image_shape: tuple[int, ...],
+                         n_classes: int, jitter: float = 1e-4):
+    """The authors' ``<dataset>_mean.pt`` / ``<dataset>_cov.pt`` (read with ``weights_only=True``) as the
+    informative p_0 of fresh chains (:func:`jembench.importers.class_gaussians` checks and factors them)."""
+    return importers.class_gaussians(read_torch_file(mean_path), read_torch_file(cov_path), image_shape, n_classes,
+                                     mean_path, cov_path, jitter)
 
 
 def load_tensor_file(path: str | Path, what: str = "buffer") -> torch.Tensor:

@@ -12,6 +12,7 @@ application's own logging configuration decide what is shown; ``-q`` also hides 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -78,6 +79,17 @@ def configure(enabled: bool | None = None, lines: bool = True) -> None:
     """``enabled``: True / False forces bars on / off, None = on when stderr is a terminal. ``lines``: print
     one line per finished unit when bars are off (``-q`` hides them, with every other info line)."""
     _STATE["enabled"], _STATE["lines"] = enabled, lines
+
+
+@contextlib.contextmanager
+def configured(enabled: bool | None = None) -> Iterator[None]:
+    """:func:`configure` for the duration of a block (the library's ``progress=`` keyword), then as before."""
+    saved = dict(_STATE)
+    configure(enabled, saved["lines"])
+    try:
+        yield
+    finally:
+        _STATE.update(saved)
 
 
 def _main_rank() -> bool:

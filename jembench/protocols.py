@@ -67,10 +67,11 @@ class Protocol:
 
 
 def settings_class(suite: str) -> type:
-    """The protocol dataclass of ``suite`` (its module's ``PROTOCOL``)."""
-    from .suites import get_suite
+    """The protocol dataclass of ``suite`` (its module's ``PROTOCOL``), imported without torch
+    (:func:`jembench.suites.protocol_class`), so resolving a protocol and its hash never loads a suite's run."""
+    from .suites import protocol_class
 
-    return get_suite(suite).PROTOCOL
+    return protocol_class(suite)
 
 
 def protocol_hash(table: dict[str, Any]) -> str:

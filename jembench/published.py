@@ -147,8 +147,8 @@ def _protocol_problems(row: pd.Series, known: set[str]) -> list[str]:
 @lru_cache(maxsize=None)
 def packaged_protocol_hash(name: str) -> str | None:
     """The hash of the shipped protocol file ``name`` (what a record measured under it carries), or None when no
-    such file ships (a pending name, or none). Resolving a protocol imports its suite (and torch), so this is
-    called only for names a record actually carries."""
+    such file ships. Resolving a protocol reads its suite's protocol dataclass, which imports no torch
+    (:func:`jembench.protocols.settings_class`); it is done only for names a record actually carries."""
     if name not in shipped_protocols():
         return None
     from .protocols import load_protocol

@@ -1,4 +1,4 @@
-"""Process-wide settings for compute commands (train, eval, demo, bench)."""
+"""Process-wide settings for compute commands (train, eval, demo, bench), and the device-name check of settings."""
 
 from __future__ import annotations
 
@@ -59,6 +59,17 @@ def configure_torch() -> None:
 
     keep_freed_memory()
     torch.set_flush_denormal(True)
+
+
+def device_name(value: object) -> str:
+    """A torch device name, checked as far as it can be without importing torch (the settings' ``device``
+    check): a non-empty string, and not ``meta`` — a device without data, on which nothing can be computed.
+    :func:`require_device` checks the rest once torch is loaded."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be a torch device name such as cpu, cuda, cuda:1, mps")
+    if value.strip().partition(":")[0] == "meta":
+        raise ValueError("is a device without data (nothing can be computed on it); use cpu, cuda, cuda:1 or mps")
+    return value.strip()
 
 
 def require_device(device: str):

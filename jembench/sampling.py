@@ -16,45 +16,12 @@ per-class Gaussians of JEM++'s informative initialisation (:class:`ClassGaussian
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Protocol
 
 import torch
 from torch import nn
 
-from .errors import JembenchError
-from .schema import setting
-
-
-@dataclass(frozen=True)
-class SGLDConfig:
-    """Hyperparameters of one SGLD chain run — the one settings type of training (``TrainConfig.sgld_config``),
-    fresh samples (the generation protocol's ``[sgld]``) and the refined classifier (the robustness protocol's
-    ``[refine.sgld]``). Sizes are in [-1, 1] image units. Defaults: JEM App. A, Table 4 (20 steps, α = 1,
-    σ = .01)."""
-
-    n_steps: int = setting(20, ge=0, help="SGLD steps")
-    step_size: float = setting(1.0, ge=0, help="step size alpha")
-    noise: float = setting(0.01, ge=0, help="noise std sigma")
-    grad_clamp: float = setting(0.0, ge=0, help="JEM++ proximal SGLD: clamp each step's gradient to [-c, c]; "
-                                                "0 = off")
-    x_clamp: bool = setting(False, help="clamp x to [-1, 1] after each step (JEM++ / SADA-JEM)")
-
-    def __post_init__(self) -> None:
-        if self.grad_clamp is None:  # the older spelling of "off"
-            object.__setattr__(self, "grad_clamp", 0.0)
-        if self.n_steps < 0:
-            raise JembenchError(f"SGLD n_steps must be >= 0, got {self.n_steps}")
-        if self.step_size < 0 or self.noise < 0 or self.grad_clamp < 0:
-            raise JembenchError("SGLD step_size, noise and grad_clamp must be >= 0")
-
-    @property
-    def stochastic(self) -> bool:
-        """True when two chains from the same start differ (steps > 0 and noise > 0)."""
-        return self.n_steps > 0 and self.noise > 0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from .sgld_config import SGLDConfig  # noqa: F401  (re-exported: the settings of every chain run)
 
 
 def _log_density(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:

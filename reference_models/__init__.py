@@ -1,7 +1,8 @@
 """Reference trainers: the Wide-ResNet, the one shared training loop, and one file per method.
 
-A method module defines ``NAME``, ``DESCRIPTION``, ``PRESETS``, ``preset(name, dataset) -> dict`` (partial
-:class:`reference_models.config.TrainConfig` values) and ``objective(step) -> (loss, stats)``; everything else
+A method module defines ``NAME``, ``DESCRIPTION``, ``PAPER`` and ``TINY`` (partial
+:class:`reference_models.config.TrainConfig` tables), ``STEP_VARIANTS`` and ``PRESETS`` (resolved by the one
+preset resolver, :func:`reference_models.presets.resolve`) and ``objective(step) -> (loss, stats)``; everything else
 (sampler, informative init, SAM, DA-free loader, divergence guard, resume, DDP) is configuration of the shared
 loop in :mod:`reference_models.train_loop`.
 
@@ -22,6 +23,11 @@ softmax_sam    CE with SAM (ρ = .05)                       tiny, paper
 no horizontal flips on SVHN); ``tiny`` presets train WRN-10-1 on the embedded 8×8 digits in about a minute
 on a CPU core (elsewhere: 100 iterations with augmentation). The resolved config is printed at start and
 stored in ``config.json``, ``events.jsonl`` and every checkpoint.
+
+This package and the method modules' presets import no torch (the command line checks a method, preset and
+every option before loading it); the ``wrn`` architecture registers itself when :mod:`reference_models.wideresnet`
+is imported — by the training loop, or by :func:`jembench.models.build_model` through the
+``jembench.architectures`` entry point.
 """
 
 from __future__ import annotations
@@ -30,8 +36,6 @@ import importlib
 from types import ModuleType
 
 from jembench.errors import JembenchError
-
-from . import wideresnet  # noqa: F401  (registers the 'wrn' architecture)
 
 METHOD_MODULES = {
     "jem": "reference_models.jem",

@@ -30,6 +30,7 @@ model blows up. What worked: (1) a lower learning rate, (2) more SGLD steps per 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections import deque
 from collections.abc import Callable
@@ -128,10 +129,6 @@ class DivergenceGuard:
         while len(self._snapshots) > self.history:
             self._snapshots.popleft()
 
-    @property
-    def last_good_iteration(self) -> int | None:
-        return self._snapshots[-1].iteration if self._snapshots else None
-
     def restore(self, model, optimizer, scheduler, buffer) -> int:
         """Put the newest remembered state back; returns its iteration."""
         if not self._snapshots:
@@ -173,11 +170,11 @@ class DivergenceGuard:
             return cfg, event
         self.recoveries += 1
         # remedies act on the current settings (``cfg``), not on those of the (possibly older) restored state
-        steps = math.ceil(cfg.sgld_steps * self.sgld_factor) if cfg.sgld_steps > 0 else 0
-        cfg = cfg.replace(lr=cfg.lr * self.lr_factor, sgld_steps=steps)
+        steps = math.ceil(cfg.sgld.n_steps * self.sgld_factor) if cfg.sgld.n_steps > 0 else 0
+        cfg = cfg.replace(lr=cfg.lr * self.lr_factor, sgld=dataclasses.replace(cfg.sgld, n_steps=steps))
         set_base_lr(optimizer, scheduler, cfg.lr)
         seed_everything(new_seed)
-        event.update(lr=cfg.lr, sgld_steps=cfg.sgld_steps, seed=new_seed)
+        event.update(lr=cfg.lr, sgld_steps=cfg.sgld.n_steps, seed=new_seed)
         self.events.append(dict(event))
         return cfg, event
 

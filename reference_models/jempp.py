@@ -37,26 +37,26 @@ statistics).
 from __future__ import annotations
 
 from . import jem, presets
-from .objectives import px_first_joint_likelihood as objective  # noqa: F401
 
 NAME = "jempp"
 DESCRIPTION = "JEM++: informative init (class Gaussians) + proximal SGLD + SGD with warm-up (Yang & Ji 2021)"
-PRESETS = presets.names(with_step_variants=True)
+STEP_VARIANTS = True
+PRESETS = presets.names(STEP_VARIANTS)
 
-PAPER = dict(jem.PAPER, method="jempp", norm="batch", optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=4e-4,
-             epochs=150, batch_size=64, warmup_iters=1000, decay_epochs=[50, 100, 125], decay_rate=0.2,
-             input_noise=0.03, sgld_steps=10, sgld_step_size=1.0, sgld_noise=0.0, sgld_grad_clamp=1.0,
-             sgld_x_clamp=True, sgld_train_mode=True, sgld_bn_updates=True, init="class_gaussian", px_separate=True,
-             holdout=5000, holdout_seed=1234, select_best="validation", loss_bound=1e8, gap_bound=0.0)
+PAPER = presets.derive(jem.PAPER, method="jempp", norm="batch", optimizer="sgd", lr=0.1, momentum=0.9,
+                       weight_decay=4e-4, epochs=150, batch_size=64, warmup_iters=1000, decay_epochs=[50, 100, 125],
+                       decay_rate=0.2, input_noise=0.03,
+                       sgld={"n_steps": 10, "step_size": 1.0, "noise": 0.0, "grad_clamp": 1.0, "x_clamp": True},
+                       sgld_train_mode=True, sgld_bn_updates=True, init="class_gaussian", px_separate=True,
+                       holdout=5000, holdout_seed=1234, select_best="validation", loss_bound=1e8, gap_bound=0.0)
 
-TINY = dict(PAPER, depth=10, width=1, lr=0.05, epochs=6, warmup_iters=20, decay_epochs=[4], augment=False,
-            flip=False, px_separate=False, buffer_size=1000, sgld_steps=5, log_every=5, holdout=0,
-            select_best="none")
+TINY = presets.derive(PAPER, depth=10, width=1, lr=0.05, epochs=6, warmup_iters=20, decay_epochs=[4], augment=False,
+                      flip=False, px_separate=False, buffer_size=1000, sgld={"n_steps": 5}, log_every=5, holdout=0,
+                      select_best="none")
 
 
-def preset(name: str, dataset: str) -> dict:
-    if name == "tiny":
-        return presets.tiny(TINY, dataset)
-    if name == "cpu":
-        return presets.cpu(PAPER, dataset)
-    return presets.paper(PAPER, name, dataset, with_step_variants=True)
+def objective(step):
+    """JEM's loss in the JEM++ forward order (:func:`reference_models.objectives.px_first_joint_likelihood`)."""
+    from .objectives import px_first_joint_likelihood
+
+    return px_first_joint_likelihood(step)

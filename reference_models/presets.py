@@ -1,24 +1,58 @@
-"""What every method's presets share: per-dataset adjustments and the K (= M) SGLD-step variants.
+"""The one preset resolver: a method's preset for a dataset as a partial :class:`TrainConfig` table.
 
-Preset names: ``tiny`` (a CPU run of minutes), ``paper`` (the paper's / official code's default) and, for the
-methods whose tables vary the number of SGLD steps, ``paper-k5``, ``paper-k10``, ``paper-k20`` (``paper`` with
-K = M = 5 / 10 / 20 steps; JEM++ calls it M, SADA-JEM K).
+A method module declares its settings as two tables of :class:`reference_models.config.TrainConfig` fields,
+``PAPER`` (the paper's / official code's) and ``TINY`` (a CPU run of minutes), and ``STEP_VARIANTS`` (whether its
+tables vary the number of SGLD steps); :func:`resolve` turns (method, preset name, dataset) into the table:
+
+``tiny``                     ``TINY`` on digits; elsewhere with augmentation and 100 iterations;
+``cpu``                      ``PAPER`` compressed onto a 2-core CPU (:func:`cpu`);
+``paper``                    ``PAPER``, without horizontal flips on SVHN and digits;
+``paper-k5/-k10/-k20``       ``paper`` with K = M = 5 / 10 / 20 SGLD steps (JEM++ calls it M, SADA-JEM K), for
+                             the methods with ``STEP_VARIANTS``.
+
+Tables are TOML-shaped: the SGLD settings are the sub-table ``sgld`` (``{"sgld": {"n_steps": 20}}``), and
+:func:`derive` makes one table from another with some fields changed (sub-tables merged, not replaced).
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+from jembench.errors import JembenchError
 
 STEP_VARIANTS = {"paper-k5": 5, "paper-k10": 10, "paper-k20": 20}
 NO_FLIP = ("svhn", "digits")  # digits must not be mirrored (JEM / JEM++ / SADA-JEM turn flips off on SVHN)
 
 
-def paper(values: dict, name: str, dataset: str, with_step_variants: bool = False) -> dict:
-    """``values`` for ``dataset``; ``paper-kK`` sets ``sgld_steps = K``. Unknown names raise KeyError."""
+def derive(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """``base`` with ``changes``; a sub-table (``sgld={"n_steps": 5}``) is merged into ``base``'s, not replacing it."""
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            value = derive(out[key], **value)
+        out[key] = value
+    return out
+
+
+def resolve(method: str, name: str, dataset: str) -> dict[str, Any]:
+    """The table of ``method``'s preset ``name`` for ``dataset`` (see the module docstring); an unknown method or
+    preset is a one-line :class:`JembenchError` naming the choices."""
+    from . import get_method
+
+    module = get_method(method)
+    if name not in module.PRESETS:
+        raise JembenchError(f"method {method!r} has no preset {name!r}; use one of {', '.join(module.PRESETS)}")
+    if name == "tiny":
+        return tiny(module.TINY, dataset)
+    if name == "cpu":
+        return cpu(module.PAPER, dataset)
+    return paper(module.PAPER, name, dataset)
+
+
+def paper(values: dict, name: str, dataset: str) -> dict:
+    """``values`` for ``dataset``; ``paper-kK`` sets ``sgld.n_steps = K``."""
     out = dict(values, flip=values.get("flip", True) and dataset not in NO_FLIP)
-    if name == "paper":
-        return out
-    if with_step_variants and name in STEP_VARIANTS:
-        return dict(out, sgld_steps=STEP_VARIANTS[name])
-    raise KeyError(name)
+    return derive(out, sgld={"n_steps": STEP_VARIANTS[name]}) if name in STEP_VARIANTS else out
 
 
 def tiny(values: dict, dataset: str) -> dict:

@@ -11,23 +11,22 @@ no input noise.
 from __future__ import annotations
 
 from . import jem, presets
-from .objectives import cross_entropy as objective  # noqa: F401
 
 NAME = "softmax"
 DESCRIPTION = "Softmax classifier baseline: cross-entropy only"
-PRESETS = presets.names()
+STEP_VARIANTS = False
+PRESETS = presets.names(STEP_VARIANTS)
 
 PAPER = {"method": "softmax", "depth": 28, "width": 10, "norm": "batch", "dropout": 0.0, "optimizer": "sgd", "lr":
           0.1, "momentum": 0.9, "weight_decay": 5e-4, "epochs": 200, "batch_size": 128, "warmup_iters": 0,
           "decay_epochs": [60, 120, 180], "decay_rate": 0.2, "augment": True, "flip": True, "input_noise": 0.0,
           "px_unaugmented": False, "px_batch_size": 0, "px_weight": 0.0, "sam_rho": 0.0, "sam_adaptive": False}
 
-TINY = dict(jem.TINY, method="softmax", px_weight=0.0)
+TINY = presets.derive(jem.TINY, method="softmax", px_weight=0.0)
 
 
-def preset(name: str, dataset: str) -> dict:
-    if name == "tiny":
-        return presets.tiny(TINY, dataset)
-    if name == "cpu":
-        return presets.cpu(PAPER, dataset)
-    return presets.paper(PAPER, name, dataset)
+def objective(step):
+    """Cross-entropy alone (:func:`reference_models.objectives.cross_entropy`)."""
+    from .objectives import cross_entropy
+
+    return cross_entropy(step)

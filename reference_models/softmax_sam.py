@@ -13,20 +13,19 @@ the SADA-JEM paper does not state the ρ of its softmax + SAM row.
 from __future__ import annotations
 
 from . import presets, softmax
-from .objectives import cross_entropy as objective  # noqa: F401
 
 NAME = "softmax_sam"
 DESCRIPTION = "Softmax classifier trained with SAM (Foret et al. 2021): the SADA-JEM tables' reference row"
-PRESETS = presets.names()
+STEP_VARIANTS = False
+PRESETS = presets.names(STEP_VARIANTS)
 
-PAPER = dict(softmax.PAPER, method="softmax_sam", sam_rho=0.05, sam_adaptive=False)
+PAPER = presets.derive(softmax.PAPER, method="softmax_sam", sam_rho=0.05, sam_adaptive=False)
 
-TINY = dict(softmax.TINY, method="softmax_sam", sam_rho=0.05, sam_adaptive=False)
+TINY = presets.derive(softmax.TINY, method="softmax_sam", sam_rho=0.05, sam_adaptive=False)
 
 
-def preset(name: str, dataset: str) -> dict:
-    if name == "tiny":
-        return presets.tiny(TINY, dataset)
-    if name == "cpu":
-        return presets.cpu(PAPER, dataset)
-    return presets.paper(PAPER, name, dataset)
+def objective(step):
+    """Cross-entropy alone; :mod:`reference_models.sam` evaluates it at θ and θ + ε̂."""
+    from .objectives import cross_entropy
+
+    return cross_entropy(step)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import reference_models  # noqa: F401  (registers the WRN architecture)
+import reference_models.wideresnet  # noqa: F401  (registers the WRN architecture)
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_CIFAR = REPO.parent / "shared" / "data" / "cifar10-jpeg"

@@ -63,7 +63,7 @@ def _rows(ckpt: str, root: Path):
         ("missing checkpoint", ["eval", str(root / "absent.pt")], "does not exist"),
         ("unwritable output", ["eval", ckpt, "--out", str(root / "a_file" / "r.json")], "not writable"),
         ("malformed override", ["train", "jem", "--lr", "fast"], "invalid float value: 'fast'"),
-        ("out-of-range override", ["train", "jem", "--reinit-freq", "1.5"], "reinit_freq must be in [0, 1]"),
+        ("out-of-range override", ["train", "jem", "--reinit-freq", "1.5"], "--reinit-freq 1.5 must be in [0, 1]"),
         ("malformed protocol", ["eval", ckpt, "--protocol", str(root / "bad.toml")], "not valid TOML"),
         ("protocol of another suite", ["eval", ckpt, "--protocol", str(root / "ood_protocol.toml")],
          "is for suite 'ood'"),

@@ -179,7 +179,8 @@ def test_convert_cifar_round_trips_through_torchvision(tmp_path):
 @pytest.mark.parametrize("method", official.METHODS)
 def test_jembench_command_line_is_valid_and_matches_the_official_one(method, tmp_path):
     from jembench.cli import build_parser
-    from jembench.commands.train import overrides_from_args
+    from jembench import options
+    from jembench.training import config_options
     from reference_models.config import resolve_config
 
     cmds = official.commands(method, tmp_path / "checkout", tmp_path / "data", tmp_path / "run", max_iters=12)
@@ -188,9 +189,9 @@ def test_jembench_command_line_is_valid_and_matches_the_official_one(method, tmp
     assert off[off.index("--print_every") + 1] == str(10 ** 7)  # no print iterations (extra SGLD chain)
     argv = cmds["jembench"][3:]  # after "-u -m jembench"
     args = build_parser(argv).parse_args(argv)
-    cfg = resolve_config(method, args.preset, overrides_from_args(args))
+    cfg = resolve_config(method, args.preset, options.argument_changes(args, config_options()))
     k = int(off[off.index("--n_steps") + 1])
-    assert (cfg.depth, cfg.width, cfg.sgld_steps, cfg.max_iters) == (10, 2, k, 12)
+    assert (cfg.depth, cfg.width, cfg.sgld.n_steps, cfg.max_iters) == (10, 2, k, 12)
     assert cfg.buffer_size == 10000 and cfg.reinit_freq == 0.05 and cfg.workers == 0
     # the same p(x) data pipeline as the official loader: JEM / JEM++ dload_train is the augmented training set
     # (train_wrn_ebm.py:185-193, JEMPP utils.py:128-133), SADA-JEM's p(x) loader is un-augmented (utils.py:141-154)
@@ -198,10 +199,10 @@ def test_jembench_command_line_is_valid_and_matches_the_official_one(method, tmp
     assert cfg.px_unaugmented == (method == "sada_jem")
     assert cfg.augment and cfg.flip
     if method == "jem":
-        assert (cfg.norm, cfg.batch_size, cfg.sgld_noise, cfg.input_noise, cfg.optimizer) == (
+        assert (cfg.norm, cfg.batch_size, cfg.sgld.noise, cfg.input_noise, cfg.optimizer) == (
             "none", 64, 0.01, 0.03, "adam")
     else:
-        assert cfg.norm == "batch" and cfg.sgld_grad_clamp == 1.0 and cfg.sgld_x_clamp and cfg.sgld_noise == 0
+        assert cfg.norm == "batch" and cfg.sgld.grad_clamp == 1.0 and cfg.sgld.x_clamp and cfg.sgld.noise == 0
         assert cfg.init == "class_gaussian" and cfg.optimizer == "sgd"
     if method == "sada_jem":
         assert (cfg.batch_size, cfg.px_batch_size, cfg.sam_rho, cfg.sam_adaptive) == (128, 64, 2.0, True)

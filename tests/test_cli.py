@@ -20,9 +20,9 @@ def test_train_then_eval_accuracy(cli, tmp_path):
               "--no-progress")
     assert out.returncode == 0, out.stderr
     assert (run / "last.pt").is_file() and (run / "log.csv").is_file() and (run / "samples.png").is_file()
-    k = jem.TINY["sgld_steps"]
+    k = jem.TINY["sgld"]["n_steps"]
     assert f"SGLD K={k} " in out.stderr and str(run / "config.json") in out.stderr  # one-line summary at start
-    assert json.loads((run / "config.json").read_text())["sgld_steps"] == k
+    assert json.loads((run / "config.json").read_text())["sgld"]["n_steps"] == k
     record_path = tmp_path / "acc.json"
     out = cli("eval", "--suite", "accuracy", str(run / "last.pt"), "--out", str(record_path))
     assert out.returncode == 0, out.stderr
@@ -41,7 +41,7 @@ def test_datasets_lists_availability(cli):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["train", "jem", "--lr", "-1"], "lr must be > 0"),
+    (["train", "jem", "--lr", "-1"], "--lr -1.0 must be > 0"),
     (["train", "jem", "--dataset", "nope"], "unknown dataset 'nope'"),
     (["train", "jem", "--dataset", "cifar10", "--no-download", "--data-root", "/nonexistent"], "--no-download"),
     (["eval", "/nonexistent.pt"], "does not exist"),

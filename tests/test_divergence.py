@@ -12,7 +12,7 @@ import torch
 from reference_models.config import resolve_config
 from jembench.errors import JembenchError
 from jembench.models import read_checkpoint_file
-from reference_models import jem, train_loop
+from reference_models import jem, train_state
 from reference_models.divergence import DivergenceGuard
 from reference_models.train_loop import train
 
@@ -62,7 +62,7 @@ def test_injected_nan_rolls_back_with_remedies_and_training_finishes(tmp_path, m
     assert divergence["rolled_back_to"] == 4 and divergence["recovery"] == 1
     assert divergence["lr"] == pytest.approx(cfg.lr * 0.5) and divergence["sgld_steps"] == 6
     assert divergence["seed"] != cfg.seed
-    assert saved["config"]["lr"] == pytest.approx(cfg.lr * 0.5) and saved["config"]["sgld_steps"] == 6
+    assert saved["config"]["lr"] == pytest.approx(cfg.lr * 0.5) and saved["config"]["sgld"]["n_steps"] == 6
     assert saved["optimizer"]["param_groups"][0]["lr"] == pytest.approx(cfg.lr * 0.5)
     assert saved["extra"]["guard"]["recoveries"] == 1
     assert _iterations(tmp_path) == [4, 8, 12, 16]  # rows of the abandoned stretch were dropped
@@ -71,13 +71,13 @@ def test_injected_nan_rolls_back_with_remedies_and_training_finishes(tmp_path, m
 def test_no_diverged_state_reaches_a_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(jem, "objective", _PoisonAt(jem.objective, lambda call: call == 7))
     written = []
-    real_save = train_loop.save_checkpoint
+    real_save = train_state.save_checkpoint
 
     def spy(path, **kw):
         written.append((kw["iteration"], _finite(kw["model"].state_dict())))
         return real_save(path, **kw)
 
-    monkeypatch.setattr(train_loop, "save_checkpoint", spy)
+    monkeypatch.setattr(train_state, "save_checkpoint", spy)
     # no log check before iteration 12: the guard checks before each checkpoint (every 5 iterations)
     train(_cfg(max_iters=12, log_every=100, ckpt_every_iters=5, recovery_sgld_factor=1.0), tmp_path, progress=False)
     assert written == [(5, True), (10, True), (12, True)]

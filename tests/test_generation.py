@@ -313,14 +313,14 @@ def test_interrupted_generation_resumes_at_the_first_missing_batch_of_fresh_chai
     with pytest.raises(KeyboardInterrupt):
         run_suite(ckpt, "generation", proto, record_path, batch_size=16, seed=3)
     partial = sorted(p.name for p in record_path.parent.glob("gen.partial*"))
-    assert partial == ["gen.partial.fresh.00000.pt"] and not record_path.exists()
+    assert partial == [f"gen.partial.{proto.hash}.fresh_00000.pt"] and not record_path.exists()
     calls.clear()
     fail_at = 0
     resumed = run_suite(ckpt, "generation", proto, record_path, batch_size=16, seed=3)
     assert len(calls) == 2  # batches 2 and 3 only
     assert resumed["metrics"] == full["metrics"]
     assert record_path.is_file() and not list(record_path.parent.glob("gen.partial*"))
-    # another protocol (or seed) finds the files of this one and recomputes every batch
+    # another protocol (or seed) never reads the files of this one and recomputes every batch
     fail_at = 3
     with pytest.raises(KeyboardInterrupt):
         run_suite(ckpt, "generation", proto, record_path, batch_size=16, seed=3)

@@ -395,7 +395,7 @@ def _rows(lab: Path, ckpt: str) -> list[Row]:
         Row("numbers", "protocol of an unknown suite", ev(ckpt, "--protocol", pr / "other-suite.toml"),
             "is for suite 'speed'"),
         Row("numbers", "negative --n-samples", ev(ckpt, "--suite", "generation", "--n-samples", "-5"),
-            "n_samples = -5"),
+            "--n-samples -5 must be >= 1"),
         # -- 5: malformed checkpoints
         Row("one-line", "checkpoint without architecture", ev(ck / "no-arch.pt"), "no 'arch' field"),
         Row("one-line", "arch_kwargs a list", ev(ck / "kwargs-list.pt"), "'arch_kwargs' is list"),
@@ -473,13 +473,14 @@ def _rows(lab: Path, ckpt: str) -> list[Row]:
                                            ("symlink", "outside the reported folder"),
                                            ("not-png", "is not a PNG file")]],
         # -- 5: options
-        Row("one-line", "eval --seed beyond 64 bits", ev(ckpt, "--seed", str(2**70)), "outside [0, 2**63)"),
-        Row("one-line", "eval --seed negative", ev(ckpt, "--seed", "-1"), "outside [0, 2**63)"),
-        Row("one-line", "eval --batch-size 0", ev(ckpt, "--batch-size", "0"), "--batch-size must be positive"),
+        Row("one-line", "eval --seed beyond 64 bits", ev(ckpt, "--seed", str(2**70)), "must be in [0, 2**63)"),
+        Row("one-line", "eval --seed negative", ev(ckpt, "--seed", "-1"), "--seed -1 must be in [0, 2**63)"),
+        Row("one-line", "eval --batch-size 0", ev(ckpt, "--batch-size", "0"), "--batch-size 0 must be >= 1"),
         Row("one-line", "eval --device nonsense", ev(ckpt, "--device", "toaster"), "is not a torch device"),
         Row("one-line", "eval --seed text", ev(ckpt, "--seed", "zero"), "invalid int value: 'zero'"),
-        Row("one-line", "train --seed beyond 64 bits", train("--seed", str(2**70)), "seed must be in [0, 2**63)"),
-        Row("one-line", "train --dropout 2", train("--dropout", "2"), "dropout must be in [0, 1)"),
+        Row("one-line", "train --seed beyond 64 bits", train("--seed", str(2**70)),
+            f"--seed {2**70} must be in [0, 2**63)"),
+        Row("one-line", "train --dropout 2", train("--dropout", "2"), "--dropout 2.0 must be in [0, 1)"),
         Row("one-line", "train --buffer-size 10**12", train("--buffer-size", str(10**12)), "lower --buffer-size"),
         Row("one-line", "train --device nonsense", train("--device", "toaster"), "is not a torch device"),
         Row("one-line", "export --buffer-n -1", ("export", ckpt, str(out / "compact.pt"), "--buffer-n", "-1"),
@@ -657,9 +658,10 @@ def test_records_of_different_models_sharing_a_name_are_never_averaged(tmp_path,
 def test_glob_characters_in_the_record_path_keep_resume_bookkeeping(tiny_jem_checkpoint, tmp_path, capsys):
     """``r[1].json``: the stale partial results beside it are recognised (a glob would not match them)."""
     out = tmp_path / "r[1].json"
-    stale = tmp_path / "r[1].partial.json"
+    digest = load_protocol("accuracy-tiny").hash
+    stale = tmp_path / f"r[1].partial.{digest}.unit.json"
     stale.write_text("{}")
-    other = tmp_path / "r1.partial.json"  # what the unescaped pattern r[1] would have matched instead
+    other = tmp_path / f"r1.partial.{digest}.unit.json"  # what the unescaped pattern r[1] would have matched
     other.write_text("{}")
     code, _, err = run(capsys, "eval", tiny_jem_checkpoint, "--preset", "tiny", "--out", out)
     assert code == 0, err

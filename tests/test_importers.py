@@ -11,8 +11,8 @@ from torch import nn
 
 from jembench.errors import JembenchError
 from jembench.evaluation import as_checkpoint
-from jembench.importers import EnergyHeadJEM, load_class_gaussians
-from jembench.models import load_checkpoint
+from jembench.importers import EnergyHeadJEM
+from jembench.models import load_checkpoint, load_class_gaussians
 
 CODEBASES = ("jem", "jempp", "sada_jem")
 SAVES = ("dict", "dataparallel", "bare", "legacy")

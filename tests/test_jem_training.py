@@ -40,7 +40,7 @@ def test_jem_iterations_lower_ce_move_buffer_and_raise_sample_log_px(tmp_path):
 
     model = ckpt.model
     x0 = torch.rand(64, 1, 8, 8) * 2 - 1
-    x = sgld(model, x0, SGLDConfig(n_steps=cfg.sgld_steps, step_size=cfg.sgld_step_size, noise=cfg.sgld_noise))
+    x = sgld(model, x0, SGLDConfig(n_steps=cfg.sgld.n_steps, step_size=cfg.sgld.step_size, noise=cfg.sgld.noise))
     with torch.no_grad():
         assert log_px_unnormalized(model(x)).mean() > log_px_unnormalized(model(x0)).mean() + 0.1
         # and the trained model assigns data higher log p(x) than uniform noise

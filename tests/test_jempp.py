@@ -9,7 +9,7 @@ from jembench.errors import JembenchError
 from jembench.sampling import ClassGaussianInit, ReplayBuffer
 from reference_models import informative_init as ii
 from reference_models import jempp, sada_jem
-from reference_models.train_loop import build_buffer, lr_factor, sgld_config
+from reference_models.train_loop import build_buffer, lr_factor
 
 
 
@@ -98,18 +98,18 @@ def test_buffer_is_filled_from_and_reinitialised_from_the_class_gaussians(tmp_pa
 
 def test_proximal_sgld_and_optimiser_settings_of_the_presets():
     cfg = resolve_config("jempp", "paper", {"dataset": "cifar10"})
-    s = sgld_config(cfg)
+    s = cfg.sgld
     assert (s.grad_clamp, s.x_clamp, s.n_steps, s.step_size, s.noise) == (1.0, True, 10, 1.0, 0.0)
     assert (cfg.init, cfg.norm, cfg.optimizer, cfg.lr, cfg.warmup_iters, cfg.decay_epochs, cfg.decay_rate,
             cfg.epochs, cfg.batch_size, cfg.input_noise) == ("class_gaussian", "batch", "sgd", 0.1, 1000,
-                                                              [50, 100, 125], 0.2, 150, 64, 0.03)
+                                                              (50, 100, 125), 0.2, 150, 64, 0.03)
     for name, k in [("paper-k5", 5), ("paper-k10", 10), ("paper-k20", 20)]:
-        assert resolve_config("jempp", name, {"dataset": "cifar100"}).sgld_steps == k
-        assert resolve_config("sada_jem", name, {"dataset": "cifar10"}).sgld_steps == k
+        assert resolve_config("jempp", name, {"dataset": "cifar100"}).sgld.n_steps == k
+        assert resolve_config("sada_jem", name, {"dataset": "cifar10"}).sgld.n_steps == k
     assert resolve_config("jempp", "paper", {"dataset": "svhn"}).flip is False
     sada = resolve_config("sada_jem", "paper", {"dataset": "cifar10"})
-    assert (sada.sgld_steps, sada.sam_rho, sada.sam_adaptive, sada.px_unaugmented, sada.input_noise,
-            sada.decay_epochs, sada.epochs, sada.weight_decay) == (5, 2.0, True, True, 0.0, [60, 120, 180], 200, 5e-4)
+    assert (sada.sgld.n_steps, sada.sam_rho, sada.sam_adaptive, sada.px_unaugmented, sada.input_noise,
+            sada.decay_epochs, sada.epochs, sada.weight_decay) == (5, 2.0, True, True, 0.0, (60, 120, 180), 200, 5e-4)
     with pytest.raises(JembenchError, match="no preset 'paper-k5'.*tiny, cpu, paper"):
         resolve_config("jem", "paper-k5", {})
     assert jempp.PRESETS == sada_jem.PRESETS == ("tiny", "cpu", "paper", "paper-k5", "paper-k10", "paper-k20")
@@ -122,7 +122,7 @@ def test_sgld_step_is_clamped_in_gradient_and_range():
         model[1].weight.fill_(1e3)  # a huge gradient: each step may move a pixel by at most α·ε
     cfg = resolve_config("jempp", "paper", {"dataset": "cifar10", "sgld_steps": 1, "sgld_step_size": 0.3})
     x0 = torch.tensor([[-0.9, 0.0, 0.5, 0.95]]).view(1, 1, 2, 2)
-    x = sgld(model, x0, sgld_config(cfg))
+    x = sgld(model, x0, cfg.sgld)
     torch.testing.assert_close(x, (x0 + 0.3).clamp(-1, 1))
 
 
@@ -145,8 +145,8 @@ def test_cpu_preset_compresses_the_paper_schedule_into_its_budget():
         paper = resolve_config(method, "paper", {"dataset": "cifar10"})
         cpu = resolve_config(method, "cpu", {"dataset": "cifar10"})
         assert (cpu.depth, cpu.width, cpu.max_iters) == (10, 1, CPU_ITERS[method])
-        same = ("optimizer", "lr", "batch_size", "px_batch_size", "sgld_steps", "sgld_step_size", "sgld_noise",
-                "sgld_grad_clamp", "sgld_x_clamp", "init", "sam_rho", "holdout", "select_best", "input_noise")
+        same = ("optimizer", "lr", "batch_size", "px_batch_size", "sgld", "init", "sam_rho", "holdout", "select_best",
+                "input_noise")
         assert all(getattr(cpu, k) == getattr(paper, k) for k in same)
         assert cpu.decay_fractions == pytest.approx([e / paper.epochs for e in paper.decay_epochs])
         f = lr_factor(cpu, 10_000, total_iters=cpu.max_iters)
@@ -161,4 +161,4 @@ def test_official_stopping_rules_and_selection_are_the_preset_defaults():
     assert (jem_.holdout, jem_.holdout_seed, jem_.select_best, jem_.px_separate) == (5000, 1234, "validation", True)
     assert (jpp.holdout, jpp.select_best, jpp.px_separate, jpp.sgld_bn_updates) == (5000, "validation", True, True)
     assert (sada.holdout, sada.select_best, sada.px_unaugmented, sada.sgld_bn_updates) == (0, "test", True, True)
-    assert (jem_.epochs, jem_.decay_epochs, jem_.warmup_iters) == (200, [160, 180], 1000)
+    assert (jem_.epochs, jem_.decay_epochs, jem_.warmup_iters) == (200, (160, 180), 1000)

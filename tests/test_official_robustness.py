@@ -29,6 +29,7 @@ from jembench.protocols import Protocol
 from jembench.refine import RefinedClassifier
 from jembench.sampling import SGLDConfig
 from jembench.suites import robustness
+from jembench.suites.robustness import units as robustness_units
 from test_refine import SmoothNet as Tanh  # a smooth 3-class net on 1×4×4 images
 
 class Linear(nn.Module):
@@ -317,7 +318,7 @@ def test_jem_protocol_skips_misclassified_inputs_and_matches_the_transcription(t
                      "linf_eps": [0, "1/255"]},
              "boundary": {"enabled": False}, "pointwise": {"enabled": False}}
     cfg = Protocol.from_table("robustness", table).settings
-    out = robustness.run_unit(robustness.Unit(0, "pgd-linf", 0), base, cfg, x01 * 2 - 1, y_wrong,
+    out = robustness_units.run_unit(robustness.Unit(0, "pgd-linf", 0), base, cfg, x01 * 2 - 1, y_wrong,
                               (x01[:0], y[:0]), seed=0, device="cpu")
     assert out["skipped"] == [False, True, False, False, True, False]
     for i in range(6):

@@ -33,6 +33,7 @@ from reference_models.config import resolve_config
 from jembench.sampling import ReplayBuffer, UniformInit
 from reference_models import jem, jempp, sada_jem
 from reference_models import train_loop as tl
+from reference_models import training_data
 from reference_models.sam import SAM
 from reference_models.wideresnet import wide_resnet
 
@@ -291,7 +292,7 @@ def test_jempp_pyld_sampler_is_our_clamped_sgld_with_step_one():
     x0 = _buffer(n=B)
     theirs = official_jempp_sample_q(f1, x0, n_steps=4)
     cfg = resolve_config("jempp", "paper", {"dataset": "cifar10", "sgld_steps": 4})
-    ours = sgld(f2, x0, tl.sgld_config(cfg))
+    ours = sgld(f2, x0, cfg.sgld)
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
     assert (ours - x0).abs().max() > 0.1
     for a, b in zip(_bn_stats(f1), _bn_stats(f2)):  # both ran 4 train-mode forwards
@@ -325,7 +326,7 @@ def test_one_jem_iteration_equals_the_official_one(k):
     x_lab, y_lab = x_lab[:B], y_lab[:B]  # JEM: labelled and p(x) batches of args.batch_size each
     buf_theirs = _buffer()
     cfg, state = _our_state("jem", ours, buf_theirs, sgld_steps=k)
-    assert (cfg.optimizer, cfg.sgld_step_size, cfg.sgld_noise, cfg.sgld_grad_clamp, cfg.sgld_x_clamp) == \
+    assert (cfg.optimizer, cfg.sgld.step_size, cfg.sgld.noise, cfg.sgld.grad_clamp, cfg.sgld.x_clamp) == \
         ("adam", 1.0, 0.01, 0.0, False)
     optim = torch.optim.Adam(theirs.parameters(), lr=cfg.lr, betas=[.9, .999], weight_decay=cfg.weight_decay)
     before = [t.clone() for t in _bn_stats(theirs)]
@@ -374,12 +375,12 @@ def test_jem_holdout_is_the_official_index_split():
     The first indices below were computed from NumPy's legacy RandomState (stable across NumPy versions)."""
     import numpy as np
 
-    valid, train = tl.holdout_split(50_000, 5000, 1234)
+    valid, train = training_data.holdout_split(50_000, 5000, 1234)
     assert valid[:10] == [20308, 37706, 6041, 42143, 23202, 38925, 17788, 5884, 33193, 39911]
     assert train[:3] == [31704, 19298, 36004]
     assert len(valid) == 5000 and len(train) == 45_000 and not set(valid) & set(train)
     state = np.random.get_state()[1].copy()
-    tl.holdout_split(100, 10, 1234)
+    training_data.holdout_split(100, 10, 1234)
     assert (np.random.get_state()[1] == state).all()  # NumPy's global stream is left alone
 
 

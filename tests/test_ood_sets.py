@@ -13,7 +13,8 @@ from PIL import Image
 
 import jembench
 from jembench.errors import JembenchError
-from jembench.evaluation import dataset_label_for, presets, protocol_for
+from jembench.eval_options import preset_names as presets
+from jembench.evaluation import dataset_label_for, protocol_for
 from jembench.leaderboard import build
 from jembench.models import load_checkpoint
 from jembench.protocols import available_protocols, load_protocol

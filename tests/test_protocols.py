@@ -113,7 +113,7 @@ def test_one_sgld_settings_type_everywhere():
 
     gen = load_protocol("generation").settings.sgld
     refine = load_protocol("robustness").settings.refine
-    train = resolve_config("jempp", "paper", {"dataset": "cifar10"}).sgld_config()
+    train = resolve_config("jempp", "paper", {"dataset": "cifar10"}).sgld
     assert all(isinstance(s, SGLDConfig) for s in (gen, refine.sgld, refine.at(10), train))
     assert train == SGLDConfig(n_steps=10, step_size=1.0, noise=0.0, grad_clamp=1.0, x_clamp=True)
     assert SGLDConfig(grad_clamp=None).grad_clamp == 0.0  # the older spelling of "no clamp"

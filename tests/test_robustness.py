@@ -20,6 +20,7 @@ from jembench.protocols import Protocol, load_protocol
 from jembench.records import load_record
 from jembench.sampling import SGLDConfig
 from jembench.suites import robustness
+from jembench.suites.robustness import units as robustness_units
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -177,31 +178,37 @@ def test_record_has_the_metric_keys_curves_and_figures(reference):
 def test_interrupted_run_resumes_from_partial_results(reference, tiny_softmax_checkpoint, protocol_file, tmp_path):
     out = tmp_path / "robustness.json"
     digest = reference[1]["protocol"]["hash"]
-    partial = tmp_path / f"robustness.partial.{digest}.json"  # named by record and protocol
+
+    def saved_units() -> list[Path]:  # one file per finished unit, named by record, protocol and unit
+        return sorted(tmp_path.glob(f"robustness.partial.{digest}.k*.json"))
+
     proc = subprocess.Popen([sys.executable, *_eval_cmd(tiny_softmax_checkpoint, protocol_file, out)], cwd=REPO,
                             env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:  # kill it (SIGKILL: no chance to clean up) once a few units are saved
         deadline = time.time() + 300
         while time.time() < deadline and proc.poll() is None:
-            if partial.exists() and len(json.loads(partial.read_text())["units"]) >= 3:
+            if len(saved_units()) >= 3:
                 break
             time.sleep(0.05)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    assert not out.exists() and partial.exists(), "the run finished before it could be interrupted"
-    saved = json.loads(partial.read_text())
-    assert saved["protocol_hash"] == reference[1]["protocol"]["hash"]
-    # a partial file under this protocol's name that holds another protocol's units must be ignored
-    foreign = tmp_path / f"robustness.partial.{digest}.rank5.json"
-    foreign.write_text(json.dumps(dict(saved, protocol_hash="0" * 16, units={k: {} for k in saved["units"]})))
+    saved = saved_units()
+    assert not out.exists() and len(saved) >= 3, "the run finished before it could be interrupted"
+    first = json.loads(saved[0].read_text())
+    assert first["key"]["protocol_hash"] == digest and saved[0].name.endswith(first["key"]["unit"].replace("/", "_")
+                                                                              + ".json")
+    # a unit file under this protocol's name whose key says another checkpoint must be ignored and recomputed
+    foreign = saved[-1]
+    foreign.write_text(json.dumps({"key": dict(json.loads(foreign.read_text())["key"], checkpoint_sha256="0" * 64),
+                                   "result": {}}))
     done = subprocess.run([sys.executable, *_eval_cmd(tiny_softmax_checkpoint, protocol_file, out)], cwd=REPO,
                           env=ENV, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert f"{len(saved['units'])} of 16 units already done" in done.stderr
+    assert f"{len(saved) - 1} of 16 units already done" in done.stderr
     assert "ignoring" in done.stderr and str(foreign) in done.stderr
     assert _comparable(load_record(out)) == _comparable(reference[1])  # as if never interrupted
-    assert not partial.exists() and not foreign.exists()
+    assert not saved_units()
 
 
 SMALL = """
@@ -241,9 +248,9 @@ def test_partial_results_are_per_protocol_and_survive_glob_characters(tiny_softm
     second.write_text(SMALL.replace("n = 4", "n = 2"), encoding="utf-8")
     digest = load_protocol(first).hash
     out = tmp_path / "r[1].json"
-    decoy = tmp_path / f"r1.partial.{digest}.json"  # what glob("r[1].partial…") would have matched
+    decoy = tmp_path / f"r1.partial.{digest}.k0_pgd-linf_b0.json"  # what glob("r[1].partial…") would match
     decoy.write_text("{}", encoding="utf-8")
-    real_run_unit = robustness.run_unit
+    real_run_unit = robustness_units.run_unit
     calls = []
 
     def crash_after_two(*args, **kwargs):  # fault injection: the process dies after two units
@@ -252,19 +259,22 @@ def test_partial_results_are_per_protocol_and_survive_glob_characters(tiny_softm
         calls.append(1)
         return real_run_unit(*args, **kwargs)
 
-    monkeypatch.setattr(robustness, "run_unit", crash_after_two)
+    def partials() -> list[str]:
+        return sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(f"r[1].partial.{digest}."))
+
+    monkeypatch.setattr(robustness_units, "run_unit", crash_after_two)
     with pytest.raises(KeyboardInterrupt):
         evaluate(tiny_softmax_checkpoint, "robustness", protocol=first, out=out)
-    monkeypatch.setattr(robustness, "run_unit", real_run_unit)
-    partial = tmp_path / f"r[1].partial.{digest}.json"
-    assert len(json.loads(partial.read_text())["units"]) == 2 and not out.exists()
+    monkeypatch.setattr(robustness_units, "run_unit", real_run_unit)
+    assert partials() == [f"r[1].partial.{digest}.k0_pgd-linf_b0.json", f"r[1].partial.{digest}.k0_pgd-linf_b1.json"]
+    assert not out.exists()
     evaluate(tiny_softmax_checkpoint, "robustness", protocol=second, out=out)  # another protocol, same record
-    assert partial.exists() and decoy.exists()  # neither the first protocol's work nor a lookalike was touched
+    assert len(partials()) == 2 and decoy.exists()  # neither the first protocol's work nor a lookalike was touched
     capsys.readouterr()
     record = evaluate(tiny_softmax_checkpoint, "robustness", protocol=first, out=out)
     err = capsys.readouterr().err
     assert "2 of 4 units already done" in err and "ignoring" not in err  # the decoy was never read
-    assert not partial.exists() and decoy.exists()
+    assert not partials() and decoy.exists()
     fresh = evaluate(tiny_softmax_checkpoint, "robustness", protocol=first, out=tmp_path / "fresh.json")
     assert _comparable(record) == _comparable(fresh)
     # the budget: pointwise stops at 25 queries per input and says so, per input

@@ -74,12 +74,13 @@ def test_configure_torch_applies_it():
 
 def test_train_command_applies_it(monkeypatch, tmp_path):
     """``jembench train`` turns the setting on before training starts (training itself replaced by a recorder)."""
-    from jembench import runtime, training
+    from jembench import runtime
     from jembench.cli import build_parser
+    from reference_models import train_loop
 
     calls = []
     monkeypatch.setattr(runtime, "keep_freed_memory", lambda: calls.append("allocator") or True)
-    monkeypatch.setattr(training, "train", lambda *a, **k: calls.append("train") or tmp_path / "last.pt")
+    monkeypatch.setattr(train_loop, "train", lambda *a, **k: calls.append("train") or tmp_path / "last.pt")
     args = build_parser(["train"]).parse_args(["train", "softmax", "--out", str(tmp_path)])
     assert args._run(args) == 0
     assert calls == ["allocator", "train"]

@@ -76,3 +76,11 @@ def test_results_commands_import_no_torch(tmp_path, command):
     if command == "leaderboard":
         board = (tmp_path / "b.md").read_text(encoding="utf-8")
         assert "JEM (Grathwohl et al., ICLR 2020), Table 3" in board and "(ours)" in board
+
+
+def test_each_suite_runs_with_the_protocol_class_the_results_layer_reads():
+    """The torch-free protocol modules hold the very class each suite module runs with (one definition)."""
+    from jembench.suites import available_suites, get_suite, protocol_class
+
+    for suite in available_suites():
+        assert get_suite(suite).PROTOCOL is protocol_class(suite), suite

@@ -29,9 +29,6 @@ from __future__ import annotations
 
 import torch
 
-SELECTIONS = ("random", "first", "sadajem-loader")
-
-
 def wrn_init_shapes(depth: int = 28, width: int = 10, in_channels: int = 3, n_classes: int = 10
                     ) -> list[tuple[int, ...]]:
     """The parameter shapes whose default init consumes the RNG when SADA-JEM's ``CCF(depth, width)`` is built,
@@ -71,4 +68,5 @@ def select(selection: str, n_items: int, n: int, seed: int) -> list[int] | None:
         return sadajem_loader_order(n_items, seed)[:n].tolist()
     if selection == "random":
         return None
-    raise ValueError(f"unknown selection {selection!r}; use one of {', '.join(SELECTIONS)}")
+    raise ValueError(f"unknown selection {selection!r} (the protocol's choices: "
+                     f"jembench.suites.robustness.protocol.SELECTIONS)")

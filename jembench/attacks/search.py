@@ -35,10 +35,6 @@ class SearchResult:
     upper: torch.Tensor
     n_calls: int
 
-    def robust_accuracy(self, eps: Sequence[float]) -> list[float]:
-        """Percentage of inputs with minimal ε > ε, for each ε."""
-        return [100.0 * (self.min_eps > e).double().mean().item() for e in eps]
-
 
 def minimal_eps(attack: FixedEpsAttack, n: int, grid: Sequence[float], steps: int,
                 start: torch.Tensor | None = None) -> SearchResult:

@@ -56,6 +56,7 @@ from ..metrics.fidelity import (INCEPTION, QuantizedDataset, default_cache_root,
                                 to_uint8_rgb)
 from ..metrics.sample_selection import Selection, select
 from ..models import load_checkpoint
+from ..partials import PartialStore
 from ..records import make_record
 from ..sampling import ClassGaussianInit, UniformInit, sgld
 from . import EvalContext
@@ -76,13 +77,15 @@ class _Pool:
     label: torch.Tensor
     finite: torch.Tensor = field(default=None)  # type: ignore[assignment]
 
+    FIELDS = ("images", "confidence", "label", "finite")
+
     def __post_init__(self) -> None:
         if self.finite is None:
             self.finite = torch.ones(len(self.images), dtype=torch.bool)
 
     @classmethod
     def cat(cls, parts: list[_Pool]) -> _Pool:
-        return cls(*(torch.cat([getattr(p, f) for p in parts]) for f in ("images", "confidence", "label", "finite")))
+        return cls(*(torch.cat([getattr(p, f) for p in parts]) for f in cls.FIELDS))
 
     def subset(self, idx: torch.Tensor) -> _Pool:
         return _Pool(self.images[idx], self.confidence[idx], self.label[idx], self.finite[idx])
@@ -194,40 +197,28 @@ def _batch_seed(seed: int, batch: int) -> int:
     return int.from_bytes(hashlib.sha256(f"jembench-fresh:{seed}:{batch}".encode()).digest()[:8], "big") >> 1
 
 
-class ChainStore:
-    """Finished batches of fresh chains as ``<record stem>.partial.fresh.<batch>.pt`` beside the record, each
-    written atomically with its key; :func:`jembench.evaluation.run_suite` deletes them once the record is on
-    disk. A file with another key (protocol, checkpoint, seed, dataset, batch size) or damaged is recomputed."""
+def chain_store(ckpt, protocol, ctx: EvalContext) -> PartialStore | None:
+    """Where finished batches of fresh chains are kept (:class:`jembench.partials.PartialStore`, unit
+    ``fresh/<batch>``); a batch is reused only under the same protocol, checkpoint, seed, dataset and batch size.
+    None when the evaluation writes no record."""
+    if not ctx.record_path:
+        return None
+    hw = tuple(int(s) for s in ckpt.image_shape[1:])
 
-    def __init__(self, record_path: str | Path, key: dict, image_shape: tuple[int, ...]):
-        self.record_path, self.key = Path(record_path), dict(key)
-        self.hw = tuple(int(s) for s in image_shape[1:])
+    def valid(unit: str, saved: object) -> bool:
+        n = min(ctx.batch_size, protocol.settings.n_samples - int(unit.rpartition("/")[2]) * ctx.batch_size)
+        return (isinstance(saved, dict) and all(isinstance(saved.get(k), torch.Tensor) for k in _Pool.FIELDS)
+                and saved["images"].dtype == torch.uint8 and tuple(saved["images"].shape) == (n, 3, *hw)
+                and all(len(saved[k]) == n for k in _Pool.FIELDS))
 
-    def path(self, batch: int) -> Path:
-        return self.record_path.with_name(f"{self.record_path.stem}.partial.fresh.{batch:05d}.pt")
-
-    def load(self, batch: int, n: int) -> _Pool | None:
-        path = self.path(batch)
-        if not path.is_file():
-            return None
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-            if not isinstance(saved, dict) or saved.get("key") != {**self.key, "batch": batch}:
-                return None
-            pool = _Pool(saved["images"], saved["confidence"], saved["label"], saved["finite"])
-        except Exception:  # noqa: BLE001 - a damaged or foreign file: recompute and overwrite it
-            return None
-        ok = (pool.images.dtype == torch.uint8 and tuple(pool.images.shape) == (n, 3, *self.hw)
-              and all(len(t) == n for t in (pool.confidence, pool.label, pool.finite)))
-        return pool if ok else None
-
-    def save(self, batch: int, pool: _Pool) -> None:
-        atomic.torch_save(self.path(batch), {"key": {**self.key, "batch": batch}, "images": pool.images,
-                                             "confidence": pool.confidence, "label": pool.label,
-                                             "finite": pool.finite})
+    key = {"checkpoint_sha256": ckpt.sha256, "seed": int(ctx.seed), "dataset": ctx.dataset,
+           "batch_size": int(ctx.batch_size)}
+    return PartialStore(ctx.record_path, protocol.hash, key, tensors=True, valid=valid,
+                        what="generation: fresh chains")
 
 
-def fresh_samples(ckpt, cfg: GenerationProtocol, init, ctx: EvalContext, store: ChainStore | None = None) -> _Pool:
+def fresh_samples(ckpt, cfg: GenerationProtocol, init, ctx: EvalContext, store: PartialStore | None = None
+                  ) -> _Pool:
     """``cfg.n_samples`` SGLD chains of ``cfg.sgld.n_steps`` steps on log p(x), ``ctx.batch_size`` at a time
     (chain i starts from p_0 of class i mod C). Batch b runs under its own seed (:func:`_batch_seed`); with a
     ``store`` finished batches are read back and new ones saved as they finish."""
@@ -240,7 +231,8 @@ def fresh_samples(ckpt, cfg: GenerationProtocol, init, ctx: EvalContext, store: 
     with progress.bar(total=n, desc=desc, unit="chain") as bar:
         for b in range(n_batches):
             start, stop = b * bs, min((b + 1) * bs, n)
-            part = store.load(b, stop - start) if store is not None else None
+            saved = store.load(f"fresh/{b:05d}") if store is not None else None
+            part = _Pool(*(saved[k] for k in _Pool.FIELDS)) if saved is not None else None
             reused += part is not None
             if part is None:
                 t0 = time.perf_counter()
@@ -250,7 +242,7 @@ def fresh_samples(ckpt, cfg: GenerationProtocol, init, ctx: EvalContext, store: 
                     x = sgld(ckpt.model, init.sample(y, ctx.device), cfg.sgld)
                 part = _classify(ckpt.model, x, ctx.device)
                 if store is not None:
-                    store.save(b, part)
+                    store.save(f"fresh/{b:05d}", {k: getattr(part, k) for k in _Pool.FIELDS})
                 progress.unit_done(desc, f"batch {b + 1}/{n_batches} ({stop - start} chains × {cfg.sgld.n_steps} "
                                          f"steps)", time.perf_counter() - t0)
             parts.append(part)
@@ -329,12 +321,7 @@ def reference_set(cfg: GenerationProtocol, ctx: EvalContext, fe_kwargs: dict) ->
 
 def _fresh_pool(ckpt, cfg: GenerationProtocol, protocol, ctx: EvalContext, details: dict) -> _Pool:
     init, init_source = initial_distribution(ckpt, cfg, ctx)
-    store = None
-    if ctx.record_path:
-        key = {"protocol": protocol.hash, "sha256": ckpt.sha256, "seed": ctx.seed, "dataset": ctx.dataset,
-               "batch_size": ctx.batch_size}
-        store = ChainStore(ctx.record_path, key, ckpt.image_shape)
-    pool = fresh_samples(ckpt, cfg, init, ctx, store)
+    pool = fresh_samples(ckpt, cfg, init, ctx, chain_store(ckpt, protocol, ctx))
     details["fresh"] = {"n": cfg.n_samples, "init": init_source, "sgld": cfg.sgld.to_dict(),
                         "non_finite": int((~pool.finite).sum())}
     return pool

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from ..metric_keys import SOURCES
 from ..metrics.names import INCEPTION
 from ..metrics.sample_selection import Selection
-from ..sampling import SGLDConfig
+from ..sgld_config import SGLDConfig
 from ..schema import setting
 
 INITS = ("uniform", "informative", "checkpoint")

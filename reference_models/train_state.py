@@ -1,0 +1,116 @@
+"""What one training iteration reads and changes (:class:`TrainState`), and how it goes to disk and comes back.
+
+A checkpoint (``last.pt``, ``best.pt``; :func:`save_state`) holds the weights, optimiser, scheduler, every rank's
+buffer shard (concatenated) and RNG state, the divergence guard's budget and the effective config; rank 0 writes
+it atomically (:func:`jembench.models.save_checkpoint`). :func:`restore_state` puts it back exactly — on the CPU
+with ``workers = 0``, N + N iterations with a resume in between equal 2N uninterrupted, bit for bit — and splits
+the buffer evenly when the number of processes changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from jembench import distributed
+from jembench import progress as messages
+from jembench.errors import JembenchError
+from jembench.models import read_checkpoint_file, save_checkpoint
+from jembench.sampling import ReplayBuffer
+from jembench.seeding import rng_state, seed_everything, set_rng_state
+
+from .config import TrainConfig
+from .divergence import DivergenceGuard, set_base_lr
+from .sam import SAM
+
+
+@dataclass
+class TrainState:
+    """Everything one iteration reads or changes (``cfg`` too: divergence recovery remedies it)."""
+
+    cfg: TrainConfig
+    model: nn.Module  # the network itself (SGLD, checkpoints)
+    net: nn.Module  # what the objective calls: ``model``, or DDP(model) under torchrun
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    sam: SAM | None
+    buffer: ReplayBuffer | None
+    iteration: int = 0
+    best_acc: float | None = None  # best hold-out / test accuracy so far (select_best)
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of rank ``rank``'s RNG stream (SGLD noise, buffer draws, augmentation); rank 0 keeps ``seed``."""
+    return seed if rank == 0 else (seed * 1_000_003 + 7_919 * rank) % 2**62
+
+
+def weights_digest(model: nn.Module) -> str:
+    """sha256 of the parameters' and batch-norm statistics' bytes (DDP: every rank must report the same)."""
+    h = hashlib.sha256()
+    for p in model.state_dict().values():
+        if p.dtype.is_floating_point:
+            h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def save_state(state: TrainState, guard: DivergenceGuard, path: Path, arch_kwargs: dict, info, iters_per_epoch: int,
+          world: int, final: bool) -> None:
+    """Rank 0 writes the checkpoint: weights, optimiser, scheduler, every rank's buffer shard (concatenated)
+    and RNG state, the guard's budget, the effective config. A collective under DDP: every rank calls it."""
+    buffer = state.buffer
+    mine = {"rng": rng_state(), "buffer_size": buffer.size if buffer is not None else 0,
+            "images": buffer.images.detach().cpu() if buffer is not None else None,
+            "labels": buffer.labels.cpu() if buffer is not None else None,
+            "weights_digest": weights_digest(state.model) if final else None}
+    ranks = distributed.all_gather_objects(mine)
+    if not distributed.is_main():
+        return
+    buffer_state = None
+    if buffer is not None:
+        buffer_state = dict(buffer.state_dict(), images=torch.cat([r["images"] for r in ranks]),
+                            labels=torch.cat([r["labels"] for r in ranks]))
+    extra = {"guard": guard.state_dict(), "world_size": world, "best_acc": state.best_acc,
+             "ranks": [{"rng": r["rng"], "buffer_size": r["buffer_size"]} for r in ranks]}
+    if final:
+        extra["weights_digests"] = [r["weights_digest"] for r in ranks]
+    cfg = state.cfg
+    save_checkpoint(path, arch="wrn", arch_kwargs=arch_kwargs, model=state.model, method=cfg.method,
+                    dataset=cfg.dataset, n_classes=info.n_classes, image_shape=info.image_shape,
+                    config=dict(cfg.to_dict(), name=cfg.run_name), buffer=buffer_state,
+                    optimizer=state.optimizer.state_dict(), scheduler=state.scheduler.state_dict(),
+                    epoch=state.iteration // iters_per_epoch, iteration=state.iteration, rng=ranks[0]["rng"],
+                    extra=extra)
+
+
+def restore_state(state: TrainState, guard: DivergenceGuard, ckpt_path: Path, rank: int, world: int) -> None:
+    if not ckpt_path.is_file():
+        raise JembenchError(f"cannot resume: {ckpt_path} does not exist; train without --resume first")
+    saved = read_checkpoint_file(ckpt_path)
+    state.model.load_state_dict(saved["model_state"])
+    state.optimizer.load_state_dict(saved["optimizer"])
+    state.scheduler.load_state_dict(saved["scheduler"])
+    set_base_lr(state.optimizer, state.scheduler, state.cfg.lr)  # honour a new --lr given with --resume
+    state.iteration = int(saved["iteration"])
+    extra = saved.get("extra") or {}
+    guard.load_state_dict(extra.get("guard") or {})
+    ranks = extra.get("ranks") or [{"rng": saved["rng"], "buffer_size": None}]
+    same_world = len(ranks) == world
+    if state.buffer is not None and saved.get("buffer") is not None:
+        full = saved["buffer"]
+        sizes = [r["buffer_size"] or len(full["images"]) for r in ranks] if same_world else None
+        if sizes is None:  # another world size: split the chains evenly
+            sizes = [len(full["images"]) // world] * world
+        start = sum(sizes[:rank])
+        part = slice(start, start + sizes[rank])
+        state.buffer.load_state_dict(dict(full, images=full["images"][part], labels=full["labels"][part]))
+    if same_world:
+        set_rng_state(ranks[rank]["rng"])
+    else:
+        seed_everything(rank_seed(state.cfg.seed + state.iteration, rank))
+        if distributed.is_main():
+            messages.warning(f"[jembench] resuming a {len(ranks)}-process run on {world}: RNG streams reseeded, so "
+                             f"the continuation is not bit-identical to an uninterrupted run")
