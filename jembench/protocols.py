@@ -62,7 +62,7 @@ class Protocol:
         if declared != suite:
             raise JembenchError(f"protocol file {path} is for suite {declared!r}, not {suite!r}; "
                                 f"pass a protocol of suite {suite!r}")
-        settings = schema.resolve(settings_class(suite), table, f"protocol {path}")
+        settings: Any = schema.resolve(settings_class(suite), table, f"protocol {path}")
         return cls(name or suite, path, suite, settings)
 
 

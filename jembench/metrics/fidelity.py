@@ -124,6 +124,7 @@ class TinyConvFeatureExtractor(FeatureExtractorBase):
             conv = nn.Conv2d(c_in, c_out, 3, padding=1)
             with torch.no_grad():
                 conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * math.sqrt(2 / (9 * c_in)))
+                assert conv.bias is not None  # nn.Conv2d's default bias=True
                 conv.bias.zero_()
             self.convs.append(conv)
         self.head = nn.Linear(self.WIDTHS[-1], self.N_LOGITS)
@@ -299,6 +300,7 @@ def fidelity_metrics(samples: torch.Tensor, reference: Dataset | None = None, *,
                       cache=True, cache_root=str(cache_root or default_cache_root()))
         ref = None
         if fid or kid:
+            assert reference is not None  # checked above
             ref = _Counted(reference, bar)
             kwargs.update(input2=ref, input2_cache_name=reference_cache,
                           kid_subset_size=max(2, min(kid_subset_size, len(samples), len(reference))))

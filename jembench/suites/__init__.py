@@ -24,6 +24,7 @@ mode, seeded noise streams — in :mod:`jembench.suites.context` (its names are 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any

@@ -283,6 +283,7 @@ def _selected(pool: _Pool, selection: Selection, n_classes: int, pool_name: str)
 def _ensemble_buffers(ckpt, ctx: EvalContext, notes: list[str]) -> torch.Tensor | None:
     """The union of the replay buffers of ``ctx.ensemble`` (checkpoint paths, or buffer tensors)."""
     buffers = []
+    buf: torch.Tensor | None
     for item in ctx.ensemble:
         if isinstance(item, torch.Tensor):
             what, buf = "a buffer tensor", item

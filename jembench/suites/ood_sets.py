@@ -146,7 +146,8 @@ def dataset_images(s: OODSet, index: int, in_shape: tuple[int, ...], cfg, ctx: E
         _skip(notes, s, f"its images are {_shape(first.shape)} but the model takes {_shape(in_shape)} "
                         f"(channel mismatch)")
         return None
-    ds = _Resized(ds, tuple(in_shape[1:]), s.resize)  # folder images may differ in size from one file to the next
+    # folder images may differ in size from one file to the next
+    ds = _Resized(ds, (int(in_shape[1]), int(in_shape[2])), s.resize)
     seen = tuple(ds[0][0].shape)
     if tuple(first.shape) != seen:
         how = "shorter side, aspect kept" if s.resize == "shorter-side" else "shorter side + centre crop"

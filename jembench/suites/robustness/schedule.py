@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -40,6 +41,7 @@ def attacked_inputs(cfg: RobustnessProtocol, ctx: EvalContext) -> tuple[torch.Te
         return inputs_ctx.test_set(cfg.n)
     ds = load_dataset(ctx.dataset, "test", ctx.data_root, download=ctx.download)
     idx = select(cfg.selection, len(ds), cfg.n, cfg.input_seed)
+    assert idx is not None, "only the random selection leaves the choice to the test split"
     if ctx.dataset.startswith("folder:") and distributed.is_main():
         print(f"robustness: selection {cfg.selection!r} indexes {ctx.dataset} in its sorted (class-folder) order, "
               f"not torchvision's test order: these are not the official images", file=sys.stderr)
@@ -87,7 +89,7 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
                        details=details, figures=figures, seed=ctx.seed, wall_time_s=time.perf_counter() - start_time)
 
 
-def _run_units(units: list[Unit], model: torch.nn.Module, cfg: RobustnessProtocol, x: torch.Tensor,
+def _run_units(units: Sequence[Unit], model: torch.nn.Module, cfg: RobustnessProtocol, x: torch.Tensor,
                y: torch.Tensor, pool: tuple[torch.Tensor, torch.Tensor], blocks: list[range], ctx: EvalContext,
                store: PartialStore | None) -> dict[str, dict]:
     """Attack this rank's ``units``, saving each result as it finishes; returns unit key → result."""

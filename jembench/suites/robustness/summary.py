@@ -16,7 +16,9 @@ Torch-free (NumPy and tabulate): the table of a record is printed without loadin
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -104,20 +106,24 @@ def _eps_label(norm: str, eps: float) -> str:
     return f"{NORM_LABELS.get(norm, norm)} {metric_keys.eps_label(eps, norm)}"
 
 
+def _robust_key(norm: str, eps: float, k: int) -> str:
+    return metric_keys.robust_acc(norm, k, eps)
+
+
 def _parsed(metrics: dict) -> list[metric_keys.Key]:
     return [k for k in map(metric_keys.parse, metrics) if k is not None]
 
 
-def format_table(record: dict) -> str:
+def format_table(record: dict[str, Any]) -> str:
     m = record["metrics"]
     keys = _parsed(m)
-    ks = sorted({k.k for k in keys if k.family == "clean_acc"})
+    ks = sorted({k.k for k in keys if k.family == "clean_acc" and k.k is not None})
     specs = metric_keys.SPECS
-    columns: list[tuple[str, Any]] = [(specs["clean_acc"].label, metric_keys.clean_acc)]
+    columns: list[tuple[str, Callable[[int], str]]] = [(specs["clean_acc"].label, metric_keys.clean_acc)]
     for key in keys:
-        if key.family == "robust_acc" and key.k == ks[0]:
+        if key.family == "robust_acc" and key.k == ks[0] and key.norm and key.eps_value is not None:
             columns.append((f"{_eps_label(key.norm, key.eps_value)} %",
-                            lambda k, key=key: metric_keys.robust_acc(key.norm, k, key.eps_value)))
+                            functools.partial(_robust_key, key.norm, key.eps_value)))
     for build, label in ((metric_keys.boundary_median_l2, specs["boundary"].label),
                          (metric_keys.pointwise_median_l0, specs["pointwise"].label)):
         if build(ks[0]) in m:
@@ -126,14 +132,15 @@ def format_table(record: dict) -> str:
     return tabulate(rows, headers=["Model", "K"] + [c for c, _ in columns], tablefmt="github")
 
 
-def headline(record: dict) -> dict[str, float]:
+def headline(record: dict[str, Any]) -> dict[str, float]:
     """Clean and robust accuracy at the ε closest to 8/255 (L∞) and 0.5 (L2), for the largest K."""
     m = record["metrics"]
     keys = _parsed(m)
-    k = max(key.k for key in keys if key.family == "clean_acc")
+    k = max(key.k for key in keys if key.family == "clean_acc" and key.k is not None)
     out = {f"{metric_keys.SPECS['clean_acc'].label} K={k}": m[metric_keys.clean_acc(k)]}
     for norm, ref in (("linf", 8 / 255), ("l2", 0.5)):
-        grid = [key.eps_value for key in keys if key.family == "robust_acc" and key.norm == norm and key.k == k]
+        grid = [key.eps_value for key in keys
+                if key.family == "robust_acc" and key.norm == norm and key.k == k and key.eps_value is not None]
         if grid:
             best = min(grid, key=lambda eps: abs(eps - ref))
             out[f"{_eps_label(norm, best)} % K={k}"] = m[metric_keys.robust_acc(norm, k, best)]
