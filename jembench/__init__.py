@@ -6,6 +6,7 @@ The public API mirrors the ``jembench`` command::
     ckpt = jembench.train("jem", preset="tiny")                            # jembench train jem
     record = jembench.evaluate(ckpt, "ood", preset="tiny")                 # jembench eval CKPT --suite ood
     record = jembench.evaluate(my_classifier, "calibration", dataset="cifar10")   # any nn.Module -> logits
+    result = jembench.compare("runs/a/eval", "runs/b/eval")                 # jembench compare A B
 
 Names are imported on first use, so ``import jembench`` (and ``jembench --help``) does not import torch.
 """
@@ -20,6 +21,7 @@ __version__ = "0.1.0"
 #: public name -> (module, attribute)
 _EXPORTS = {
     "evaluate": ("jembench.evaluation", "evaluate"),
+    "compare": ("jembench.comparison", "compare"),
     "train": ("jembench.training", "train"),
     "load_checkpoint": ("jembench.models", "load_checkpoint"),
     "from_module": ("jembench.models", "from_module"),
@@ -48,6 +50,7 @@ __all__ = [
     "Protocol",
     "SGLDConfig",
     "available_suites",
+    "compare",
     "evaluate",
     "from_module",
     "get_suite",
@@ -62,6 +65,7 @@ __all__ = [
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily (__getattr__)
     from .catalog import DatasetInfo
+    from .comparison import compare
     from .data import register_dataset
     from .errors import JembenchError
     from .eval_options import EvalOptions

@@ -7,6 +7,14 @@ which metrics to leave out (``direction = "ignore"``). The rule, named per row i
 * ``fixed`` — the allowed shortfall is ``max(abs, rel * |reference|)`` in the metric's own unit (ECE, NLL,
   AUPR, FPR95, IS, FID, ...: metrics without a derived sampling error, or any metric whose entry says
   ``rule = "fixed"``);
+* ``paired`` — with ``--baseline``, when the baseline is one record and both records carry per-input evidence of
+  the same inputs (:mod:`jembench.evidence`): a regression is a drop that is both significant — the one-sided
+  p-value of McNemar's exact test (accuracies), DeLong's test (AUROCs) or a paired bootstrap (ECE, MCE, NLL,
+  Brier, AUPR, FPR95), Holm-adjusted over every metric decided this way, at most ``--alpha`` — and larger than
+  the metric's practical ``margin`` (tolerance file). Paired tests see the drop of a model on the very inputs it was
+  checked on, far below the unpaired rules' resolution (:mod:`jembench.comparison`); the other rules below
+  decide whenever this one cannot (other inputs, no evidence, a metric without a paired test, several baseline
+  records);
 * ``binomial`` (accuracies, robust accuracies) and ``hanley-mcneil`` (AUROC) — the allowed shortfall is
   ``max(floor, z * sqrt(se_ours² + se_ref²))``, the two numbers' sampling errors under their protocol
   (:mod:`jembench.sampling_error`: Wilson for proportions, Hanley–McNeil for AUROC). Both errors are derived at the
@@ -34,7 +42,7 @@ import fnmatch
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from tabulate import tabulate
@@ -46,6 +54,10 @@ from .published import cite, is_reference, measured_under, needs_label
 from .records import Record, RecordRef
 from .resources import tolerances_file
 from .sampling_error import RULES, sizes, standard_error
+
+if TYPE_CHECKING:
+    from .comparison import Side
+    from .stats import Difference
 
 DIRECTIONS = ("higher", "lower", "ignore")
 _EPS = 1e-9  # float noise: 95.5 - 94.5 must not exceed a tolerance of 1.0
@@ -63,6 +75,7 @@ class Rule:
     rule: str = "fixed"
     z: float = 3.0
     floor: float = 0.0
+    margin: float = 0.0  # paired rule: the smallest drop that counts as a regression (metric's unit)
 
     def fixed(self, reference: float) -> float:
         return max(self.abs, self.rel * abs(reference))
@@ -106,15 +119,41 @@ class Comparison:
     source: str
     rule: str = "fixed"
     status: str = ""
+    paired: Difference | None = None  # the paired test that decides (None: the unpaired rule decides)
+    alpha: float = 0.05
+    p_holm: float = math.nan  # Holm-adjusted one-sided p of "worse than the baseline" (paired rows)
+
+    @property
+    def p_worse(self) -> float:
+        """One-sided p-value of H1 "the record is worse than its baseline" (paired rows)."""
+        d = self.paired
+        return math.nan if d is None else (d.p_less if self.direction == "higher" else d.p_greater)
 
     def judge(self) -> Comparison:
         if not math.isfinite(self.value):
             self.status = "REGRESSION (not a number)"
             return self
+        if self.paired is not None:
+            return self._judge_paired()
         shortfall = self.reference - self.value if self.direction == "higher" else self.value - self.reference
         if shortfall > self.allowed + _EPS:
             self.status = "REGRESSION"
         elif -shortfall > self.allowed + _EPS:
+            self.status = "better"
+        else:
+            self.status = "ok"
+        return self
+
+    def _judge_paired(self) -> Comparison:
+        """A regression is a drop that is both significant (Holm-adjusted one-sided p ≤ α) and larger than the
+        practical margin (``allowed``); better: a gain beyond the margin, significant one-sided."""
+        d = self.paired
+        assert d is not None
+        shortfall = self.reference - self.value if self.direction == "higher" else self.value - self.reference
+        p_better = d.p_greater if self.direction == "higher" else d.p_less
+        if shortfall > self.allowed + _EPS and self.p_holm <= self.alpha:
+            self.status = "REGRESSION"
+        elif -shortfall > self.allowed + _EPS and p_better <= self.alpha:
             self.status = "better"
         else:
             self.status = "ok"
@@ -144,10 +183,10 @@ def _parse_rules(path: Path, base: dict[str, dict[str, Any]] | None = None) -> d
         if not specs:
             raise JembenchError(f"{where}: {pattern!r} matches no metric key; start it with one of "
                                 f"{', '.join(metric_keys.heads())} (e.g. \"auroc/*\")")
-        bad = set(entry) - {"direction", "abs", "rel", "rule", "z", "floor"}
+        bad = set(entry) - {"direction", "abs", "rel", "rule", "z", "floor", "margin"}
         if bad:
             raise JembenchError(f"{where}: unknown key(s) {sorted(bad)}; allowed: direction, rule, abs, rel, z, "
-                                f"floor")
+                                f"floor, margin")
         merged = dict(rules.get(pattern, {}), **entry)
         given = merged.get("direction")
         if given is not None and given not in DIRECTIONS:
@@ -165,7 +204,7 @@ def _parse_rules(path: Path, base: dict[str, dict[str, Any]] | None = None) -> d
             raise JembenchError(f"{where}: rule {rule!r} does not apply to {wrong[0].head} (its sampling error is "
                                 f"{wrong[0].se!r}, jembench/metric_keys.py); use rule = \"{wrong[0].se}\" or "
                                 f"\"fixed\", or a narrower pattern")
-        for key in ("abs", "rel", "z", "floor"):
+        for key in ("abs", "rel", "z", "floor", "margin"):
             value = merged.get(key, 0.0)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):
                 raise JembenchError(f"{where}: {key} = {value!r} must be a non-negative number")
@@ -180,7 +219,8 @@ def load_rules(override: str | Path | None = None, defaults: str | Path | None =
     if override is not None:
         rules = _parse_rules(Path(override), base=rules)
     return [Rule(p, r.get("direction") == "ignore", float(r.get("abs", 0.0)), float(r.get("rel", 0.0)),
-                 r.get("rule", "fixed"), float(r.get("z", 3.0)), float(r.get("floor", 0.0)))
+                 r.get("rule", "fixed"), float(r.get("z", 3.0)), float(r.get("floor", 0.0)),
+                 float(r.get("margin", 0.0)))
             for p, r in rules.items()]
 
 
@@ -284,12 +324,23 @@ def compare_published(refs: list[RecordRef], published: pd.DataFrame, rules: lis
 
 
 def compare_baseline(refs: list[RecordRef], baseline: list[RecordRef], rules: list[Rule],
-                     allow_missing: bool = False) -> tuple[list[Comparison], list[str]]:
+                     allow_missing: bool = False, alpha: float = 0.05, paired: bool = True
+                     ) -> tuple[list[Comparison], list[str]]:
     """Compare each record with the baseline records of the same model name, suite, dataset and protocol hash.
+
+    **Paired rule** (``paired``, when the baseline is one record and both carry per-input evidence of the same
+    inputs, :mod:`jembench.comparison`): a metric regresses when its drop is significant — the one-sided p of
+    McNemar's exact test (accuracies), DeLong's test (AUROCs) or the paired bootstrap (ECE, MCE, NLL, Brier, AUPR,
+    FPR@95), Holm-adjusted over every metric decided this way, at most ``alpha`` — *and* larger than the rule's
+    ``margin``. **Unpaired rule** otherwise (other inputs, no evidence, metrics without a paired test, a baseline
+    of several records): the derived or fixed tolerance as before; every row names the rule that decided it.
 
     Baseline records of one key and hash are averaged (seeds). A record whose counterpart was measured under a
     different protocol is an error: the numbers are not comparable, the baseline must be regenerated.
     """
+    from .comparison import Side  # scipy / statsmodels: only for baseline checks
+    from .stats.multiple import holm
+
     by_key: dict[tuple[str, str, str], list[RecordRef]] = {}
     for b in baseline:
         by_key.setdefault(_key(b.record), []).append(b)
@@ -311,6 +362,7 @@ def compare_baseline(refs: list[RecordRef], baseline: list[RecordRef], rules: li
             raise JembenchError(f"{ref.path} was measured under protocol {_proto(r)} but the baseline "
                                 f"({group[0].path}) under {theirs}; numbers from different protocols are not "
                                 f"comparable: regenerate the baseline with the same protocol")
+        sides = (Side(same[0]), Side(ref)) if len(same) == 1 else None
         for metric, value in r["metrics"].items():
             rule = rule_for(metric, rules)
             if rule is None:
@@ -331,10 +383,34 @@ def compare_baseline(refs: list[RecordRef], baseline: list[RecordRef], rules: li
                 notes.append(f"{ref.path}: baseline {metric} was measured on n = "
                              f"{', '.join(_sizes_text(t) for t in other)}, this record on n = "
                              f"{_sizes_text(own)}; both errors are taken at this record's n")
+            test = _paired_test(sides, metric) if paired and len(having) == 1 else None
+            if test is not None:
+                comparisons.append(Comparison(str(ref.path), r["model"]["name"], r["dataset"], metric,
+                                              direction(metric), float(value), reference, rule.margin, source,
+                                              f"{_paired_name(test.test)} α={alpha:g} Holm", paired=test,
+                                              alpha=alpha))
+                continue
             allowed, used = rule.allowed(reference, _baseline_errors(rule, r, metric, float(value), values))
             comparisons.append(Comparison(str(ref.path), r["model"]["name"], r["dataset"], metric, direction(metric),
-                                          float(value), reference, allowed, source, used).judge())
-    return comparisons, notes
+                                          float(value), reference, allowed, source, used))
+    decided = [c for c in comparisons if c.paired is not None]
+    for c, p in zip(decided, holm([c.p_worse for c in decided])):
+        c.p_holm = p
+    return [c.judge() for c in comparisons], notes
+
+
+def _paired_name(test: str) -> str:
+    return test if test.startswith("paired") else f"paired {test}"
+
+
+def _paired_test(sides: tuple[Side, Side] | None, metric: str) -> Difference | None:
+    """The paired test of ``metric`` between (baseline, record), or None when the paired rule cannot decide."""
+    from .comparison import difference
+
+    if sides is None or "evidence" not in sides[0].record or "evidence" not in sides[1].record:
+        return None
+    result, _ = difference(*sides, metric)
+    return result if result is not None and result.paired and math.isfinite(result.p) else None
 
 
 def _baseline_errors(rule: Rule, record: Record, metric: str, value: float, baseline: list[float]
@@ -369,17 +445,20 @@ def format_table(comparisons: list[Comparison], show_all: bool = False) -> str:
     its tolerance; narrow columns (the arrow after the metric says which way is better; a baseline source is the
     file name, the folder is in the summary line). Empty when nothing is to be shown."""
     rows = []
-    for c in comparisons:
-        if not (show_all or c.regression):
-            continue
+    shown = [c for c in comparisons if show_all or c.regression]
+    with_p = any(c.paired is not None for c in shown)  # the paired rule's p column, only when it decided a row
+    for c in shown:
         delta = c.value - c.reference
+        allowed = f"margin {c.allowed:.3g}" if c.paired is not None else f"±{c.allowed:.3g}"
+        p = ["–" if c.paired is None else f"{c.p_holm:.2g}"] if with_p else []
         rows.append([Path(c.record).name, f"{c.metric} {'↑' if c.direction == 'higher' else '↓'}",
-                     f"{c.value:.4g}", f"{c.reference:.4g}", f"{delta:+.4g}", f"±{c.allowed:.3g}", c.rule, c.status,
+                     f"{c.value:.4g}", f"{c.reference:.4g}", f"{delta:+.4g}", allowed, c.rule, c.status, *p,
                      c.source])
     if not rows:
         return ""
-    return tabulate(rows, headers=["Record", "Metric", "Ours", "Ref", "Δ", "Allowed", "Rule", "Status", "Reference"],
-                    tablefmt="github", disable_numparse=True)
+    headers = ["Record", "Metric", "Ours", "Ref", "Δ", "Allowed", "Rule", "Status", *(["p worse"] * with_p),
+               "Reference"]
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
 def exit_code(comparisons: list[Comparison]) -> int:

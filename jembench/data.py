@@ -365,6 +365,14 @@ def synthetic_ood(name: str, in_distribution: torch.Tensor, n: int, seed: int = 
     return synthetic_ood_batch(name, in_distribution, n, torch.Generator().manual_seed(seed), interp_lambda)
 
 
+def chosen_indices(n: int, limit: int | None, seed: int) -> torch.Tensor:
+    """The items of a dataset of ``n`` that :func:`iter_batches` streams for ``limit`` and ``seed``: all of them
+    (``limit`` None or ≥ n), else ``limit`` seed-chosen ones, in index order."""
+    if limit is None or limit >= n:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
+
+
 def iter_batches(dataset: Dataset, limit: int | None = None, seed: int = 0, batch_size: int = 256,
                  workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Stream (up to ``limit`` seed-chosen) items of a dataset as (images, labels) batches, in index order.
@@ -373,8 +381,7 @@ def iter_batches(dataset: Dataset, limit: int | None = None, seed: int = 0, batc
     and their order are those of :func:`stack_dataset` with the same arguments (it is built on this)."""
     n = len(dataset)
     if limit is not None and limit < n:
-        idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
-        dataset = torch.utils.data.Subset(dataset, idx.tolist())
+        dataset = torch.utils.data.Subset(dataset, chosen_indices(n, limit, seed).tolist())
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     seen = 0
     batches = iter(loader)

@@ -162,7 +162,14 @@ def run_suite(ckpt: LoadedCheckpoint, suite_name: str, protocol: Protocol, out_p
     seed_everything(options.seed)
     record = _with_dataset_label(suite.run(ckpt, protocol, ctx), ctx.label)
     distributed.barrier()  # every rank has finished writing its partial results
+    evidence = ctx.evidence  # the suite's per-input arrays (jembench.evidence), if it keeps any
+    if suite_name == "robustness" and distributed.is_main():  # per-input flags from the record's own details
+        from .suites.robustness_evidence import robustness_evidence
+
+        evidence = robustness_evidence(record, protocol, ctx)
     if distributed.is_main():
+        if evidence is not None:  # the per-input arrays first: the record never names a file not yet there
+            record["evidence"] = evidence.write(out_path)
         atomic.write_json(out_path, record)
         # Long suites save finished units as partial files beside the record (jembench.partials); only now that
         # the record is safely on disk are this protocol's obsolete (exact names, never globbed).

@@ -36,6 +36,7 @@ from .errors import JembenchError
 from .metric_keys import NORM_LABELS
 from .metrics.ood_scores import SCORES
 from .published import FLAGS, PAPERS, cite, flag_list, measured_under, needs_label
+from .leaderboard_significance import mark_indistinguishable
 from .records import RecordRef, dataset_label, model_labels, set_label
 
 TABLES = ("hybrid", "ood", "calibration", "robustness", "ablation")
@@ -91,6 +92,8 @@ class Cell:
     protocol: str | None = None  # ours: protocol hash of the records it averages; None for published numbers
     needs: str | None = None  # published: the protocol the number needs ("" = none reproduces it); None for ours
     suite: str = ""  # ours: the suite of the records it averages
+    values: tuple[float, ...] = ()  # ours: each averaged record's value (several: seeds; mean ± std shown)
+    paths: tuple[str, ...] = ()  # ours: the records it averages (their evidence feeds the significance marks)
 
 
 @dataclass
@@ -309,7 +312,8 @@ def _our_rows(kind: str, recs: pd.DataFrame
                 names = "/".join(sorted(set(pg["protocol"])))  # files with identical tables share a hash
                 protocols[suite], labels[suite], names_of[suite] = h, f"{names}@{h[:8]}", names
                 counts.append(labels[suite] + (f" (mean of {n})" if n > 1 else ""))
-            means = unit.groupby(["suite", "metric"], sort=True)["value"].mean()
+            groups = unit.groupby(["suite", "metric"], sort=True)
+            means, values, paths = groups["value"].mean(), groups["value"].agg(tuple), groups["path"].agg(tuple)
             set_labels = {m: lab for m, lab in zip(unit["metric"], unit["set_label"]) if lab}
             by_row: dict[tuple[str, str, str], Row] = {}
             for (suite, metric), value in means.items():
@@ -322,7 +326,7 @@ def _our_rows(kind: str, recs: pd.DataFrame
                                                 source="ours: " + ", ".join(counts), protocols=dict(protocols),
                                                 protocol_labels=dict(labels), protocol_names=dict(names_of))
                     cell = Cell(float(value), _our_decimals(metric), metric, protocol=protocols[suite],
-                                suite=suite)
+                                suite=suite, values=values[(suite, metric)], paths=paths[(suite, metric)])
                     old = row.cells.get(pl.column)
                     if old is None or _source_rank(metric) < _source_rank(old.metric):
                         cell.mark = _source_mark(metric)
@@ -415,6 +419,7 @@ def build(kind: str, published: pd.DataFrame | None, refs: list[RecordRef], data
     for section in sections:
         _protocol_notes(section)
         _legend(section)
+        mark_indistinguishable(section)
     return sections
 
 

@@ -60,6 +60,7 @@ class MetricSpec:
     suites: tuple[str, ...] = ()
     infinite: bool = False
     whole: bool = False  # a count: whole numbers only
+    percent: bool = False  # stored in % (a proportion × 100)
 
     def __post_init__(self) -> None:
         if self.shape not in SHAPES or self.direction not in DIRECTIONS or self.se not in SE_RULES:
@@ -100,9 +101,9 @@ _ACC = ("accuracy", "calibration")
 #: the metric table, by first key segment, in the order tables list metrics
 SPECS: dict[str, MetricSpec] = {s.head: s for s in (
     # scalars of the accuracy and calibration suites
-    MetricSpec("accuracy", "scalar", "Acc %", "higher", 2, *_PERCENT, se="binomial", suites=_ACC),
-    MetricSpec("ece", "scalar", "ECE %", "lower", 2, *_PERCENT, suites=("calibration",)),
-    MetricSpec("mce", "scalar", "MCE %", "lower", 2, *_PERCENT, suites=("calibration",)),
+    MetricSpec("accuracy", "scalar", "Acc %", "higher", 2, *_PERCENT, se="binomial", suites=_ACC, percent=True),
+    MetricSpec("ece", "scalar", "ECE %", "lower", 2, *_PERCENT, suites=("calibration",), percent=True),
+    MetricSpec("mce", "scalar", "MCE %", "lower", 2, *_PERCENT, suites=("calibration",), percent=True),
     MetricSpec("nll", "scalar", "NLL", "lower", 4, 0.0, 1e6, suites=_ACC),
     MetricSpec("brier", "scalar", "Brier", "lower", 4, 0.0, 2.0, suites=("calibration",)),  # multi-class sum form
     MetricSpec("n", "scalar", "n", "none", 0, 1.0, MAX_N, suites=_ACC, whole=True),
@@ -117,9 +118,10 @@ SPECS: dict[str, MetricSpec] = {s.head: s for s in (
     MetricSpec("fid", "fidelity", "FID", "lower", 2, -1e-3, 1e6, suites=("generation",)),
     MetricSpec("kid", "fidelity", "KID", "lower", 4, -1.0, 1e3, suites=("generation",)),
     # robustness (accuracies in %, over details.n inputs; distances in [0, 1] pixel units / pixels)
-    MetricSpec("clean_acc", "clean_acc", "Clean %", "higher", 1, *_PERCENT, se="binomial", suites=("robustness",)),
+    MetricSpec("clean_acc", "clean_acc", "Clean %", "higher", 1, *_PERCENT, se="binomial", suites=("robustness",),
+               percent=True),
     MetricSpec("robust_acc", "robust_acc", "Robust %", "higher", 1, *_PERCENT, se="binomial",
-               suites=("robustness",)),
+               suites=("robustness",), percent=True),
     MetricSpec("boundary", "boundary", "Boundary med. L2", "higher", 3, 0.0, 1e6, suites=("robustness",),
                infinite=True),
     MetricSpec("pointwise", "pointwise", "Pointwise med. L0", "higher", 0, 0.0, 1e9, suites=("robustness",),

@@ -9,6 +9,7 @@ Shape (schema ``jembench-record/1``)::
      "metrics": {"auroc/uniform/log_px": 0.99, ...},     # flat: metric key -> float (NaN allowed)
      "details": {...},                                   # suite-specific tables (bins, curves, ...)
      "figures": ["reliability.png", ...],               # files written beside the record
+     "evidence": {"file": "ood.evidence.npz", "sha256": "...", ...},  # per-input arrays (jembench.evidence)
      "seed": 0, "versions": {"torch": "...", ...}, "commit": "abc123", "wall_time_s": 1.2}
 
 Metric keys are ``/``-separated and lower case; numbers are floats, never strings (a leaderboard sorts them). The
@@ -235,6 +236,10 @@ def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
         raise _fail(source, f"'seed' is {record['seed']!r}, not an integer")
     if "wall_time_s" in record and not _number(record["wall_time_s"]):
         raise _fail(source, f"'wall_time_s' is {record['wall_time_s']!r}, not a number")
+    if "evidence" in record:
+        from .evidence import describe
+
+        describe(record, source)
     return record
 
 

@@ -71,6 +71,10 @@ def _fmt_value(cell: Cell | None) -> str:
         return "-"
     if not math.isfinite(cell.value):
         return "NaN"
+    if len(cell.values) > 1:  # ours, averaged over several records (seeds): mean ± standard deviation
+        import statistics
+
+        return f"{cell.value:.{cell.decimals}f} ± {statistics.stdev(cell.values):.{cell.decimals}f}"
     return f"{cell.value:.{cell.decimals}f}"
 
 

@@ -116,7 +116,9 @@ def test_readme_check_line_passes_across_seeds_and_fails_a_degraded_model(tmp_pa
         assert "-> pass" in out.splitlines()[-1]
     (out, err), code = done["degraded"]
     assert code == 1, f"{out}\n{err}"
-    assert re.search(r"\| last-accuracy\.json +\| accuracy ↑ .*\| binomial z=3 +\| REGRESSION", out), out
+    # the paired rule decides once the committed baseline carries per-input evidence; the unpaired one before
+    assert re.search(r"\| last-accuracy\.json +\| accuracy ↑ .*\| (binomial z=3|paired McNemar exact α=0\.05 Holm) +"
+                     r"\| REGRESSION", out), out
     assert "-> FAIL" in out.splitlines()[-1]
 
 

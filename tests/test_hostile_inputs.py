@@ -570,11 +570,13 @@ def test_file_size_limit_while_writing_the_leaderboard(lab, tmp_path):
 
 
 def test_file_size_limit_while_writing_a_record_after_the_run(tiny_jem_checkpoint, tmp_path):
-    """The suite runs, then the record write hits the limit: one line, previous record intact, no temp file."""
+    """The suite runs, then the record write hits the limit: one line, previous record intact, no temp file. (The
+    per-input evidence is written first, so it is the file that hits the limit: the record never names a file
+    that is not there.)"""
     target = tmp_path / "accuracy.json"
     target.write_text(KEEP)
     out = _cli("eval", tiny_jem_checkpoint, "--preset", "tiny", "--out", target, preexec=_file_size_limit(512))
-    assert_one_error(out.returncode, _decode(out), f"cannot write {target}")
+    assert_one_error(out.returncode, _decode(out), f"cannot write {tmp_path / 'accuracy.evidence.npz'}")
     assert target.read_text() == KEEP and sorted(p.name for p in tmp_path.iterdir()) == ["accuracy.json"]
 
 

@@ -126,7 +126,8 @@ def test_cli_hybrid_prints_sada_table1_rows_plus_ours(cli_results):
     ours = [line for line in section.splitlines() if line.startswith("|") and "(ours)" in line]
     assert len(ours) == 1 and ours[0].startswith("| jembench ")  # our row group, after the paper's groups
     cells = md_row(section, "*sada-c10 (ours)*")
-    assert cells[2:5] == ["95.20", "-", "-"] and cells[5] == f"ours: accuracy@{ACC.hash[:8]} (mean of 2)"
+    # mean ± standard deviation of the two records (their t-interval is in a note under the table)
+    assert cells[2:5] == ["95.20 ± 0.28", "-", "-"] and cells[5] == f"ours: accuracy@{ACC.hash[:8]} (mean of 2)"
     assert (f"sada-c10 (ours): IS ↑, FID ↓ measured under generation@{GEN.hash[:8]}; this table needs "
             f"generation-jempp-official, generation-sadajem-official — shown") in section
     assert "90.00" not in section  # accuracy-n500 is not the protocol SADA-JEM's accuracies need

@@ -314,3 +314,39 @@ def test_robustness_plot_draws_several_records_on_one_figure(reference, tmp_path
     accuracy.write_text(json.dumps(dict(record, suite="accuracy")))
     assert cli_main(["robustness-plot", str(accuracy), "-o", str(tmp_path / "x.png")]) == 2
     assert "robustness records" in capsys.readouterr().err
+
+
+def test_record_carries_per_input_evidence_that_reproduces_its_accuracies(reference):
+    """The sidecar holds, per attacked input, the clean and robust flags behind every clean / robust accuracy and
+    the minimal ε; compared with itself the record gives zero differences and McNemar p = 1."""
+    from jembench import evidence
+    from jembench.comparison import compare
+
+    path, record, _ = reference
+    arrays = evidence.load(record, path)
+    keys = [k for k in record["metrics"] if k.startswith(("clean_acc/", "robust_acc/"))]
+    assert keys and all(100 * arrays[k].mean() == pytest.approx(record["metrics"][k]) for k in keys)
+    assert arrays["min_eps/linf/k0"].shape == (6,) and record["evidence"]["streams"]["attacked"]["n"] == 6
+    rows = [r for r in compare(path, path).rows if r.result is not None]
+    assert len(rows) == len(keys) and all(r.diff == 0 and r.result.p == 1 and r.result.paired for r in rows)
+
+
+def test_grid_search_evidence_comes_from_each_eps_own_flags():
+    """A grid run's robust accuracy at ε is its own run's flags (``robust_at``), not min ε: the evidence takes
+    them from there, and the attacked inputs' identity from the images the suite attacks."""
+    from jembench.protocols import load_protocol
+    from jembench.suites.context import EvalContext
+    from jembench.suites.robustness_evidence import robustness_evidence
+
+    proto = load_protocol("robustness-tiny")
+    n = proto.settings.n
+    clean = [i % 2 == 0 for i in range(n)]
+    at = [i % 4 == 0 for i in range(n)]
+    record = {"metrics": {"clean_acc/k0": 50.0, "robust_acc/linf/k0/eps=0": 50.0, "robust_acc/linf/k0/eps=0.1": 25.0},
+              "details": {"labels": [0] * n, "clean": {"k0": clean},
+                          "pgd": {"linf": {"k0": {"eps": [0.0, 0.1], "min_eps": [0.0] * n, "search": "grid",
+                                                  "robust_at": [at]}}}}}
+    ev = robustness_evidence(record, proto, EvalContext(dataset="digits"))
+    assert ev.arrays["robust_acc/linf/k0/eps=0.1"].tolist() == at  # not min_eps > 0.1 (all False)
+    assert ev.arrays["robust_acc/linf/k0/eps=0"].tolist() == clean
+    assert ev.streams["attacked"]["n"] == n and len(ev.streams["attacked"]["inputs_sha256"]) == 64

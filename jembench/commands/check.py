@@ -19,7 +19,10 @@ DESCRIPTION = ("Compare every metric of the given records with its reference —
                "tolerance rules (defaults in suites/check-tolerances.toml, shipped with jembench; override with "
                "--tolerances FILE). Accuracies and robust accuracies may differ by z times the combined binomial "
                "(Wilson) standard error of the two numbers at their n, AUROCs by z times the combined Hanley–McNeil "
-               "error, each at least a floor; other metrics by a fixed max(abs, rel × |reference|). Prints the "
+               "error, each at least a floor; other metrics by a fixed max(abs, rel × |reference|). With "
+               "--baseline, when baseline and record carry per-input evidence of the same inputs, the paired rule "
+               "decides instead: a regression is a drop that is significant (one-sided McNemar / DeLong / paired "
+               "bootstrap p, Holm-adjusted, at most --alpha) and larger than the metric's margin. Prints the "
                "failing rows (--all: every row) with the rule used, then a one-line summary. Exit status: 0 "
                "when every metric holds, 1 on a regression beyond tolerance, 2 on unusable input (malformed record "
                "or tolerance file, nothing to compare, protocol mismatch with the baseline).")
@@ -41,6 +44,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="print every compared metric, not only the regressions")
     p.add_argument("--allow-missing", action="store_true",
                    help="with --baseline: skip records that have no baseline counterpart instead of failing")
+    p.add_argument("--alpha", type=float, default=0.05,
+                   help="with --baseline: significance level of the paired rule (one-sided, Holm-adjusted over "
+                        "the metrics it decides)")
+    p.add_argument("--unpaired", action="store_true",
+                   help="with --baseline: never use the paired rule (e.g. against a retrained model's baseline, "
+                        "whose differences include training variance)")
 
 
 def run(args) -> int:
@@ -54,7 +63,10 @@ def run(args) -> int:
         baseline = load_records([args.baseline])
         if not baseline:
             raise JembenchError(f"no records found in baseline {args.baseline}; pass a folder of records")
-        comparisons, notes = compare_baseline(refs, baseline, rules, allow_missing=args.allow_missing)
+        if not 0 < args.alpha < 1:
+            raise JembenchError(f"--alpha {args.alpha} must be between 0 and 1 (e.g. 0.05)")
+        comparisons, notes = compare_baseline(refs, baseline, rules, allow_missing=args.allow_missing,
+                                              alpha=args.alpha, paired=not args.unpaired)
         against = f"baseline {args.baseline}"
     else:
         comparisons, skipped = compare_published(refs, load_published(args.published), rules, args.published_model)
@@ -72,6 +84,9 @@ def run(args) -> int:
     code = exit_code(comparisons)
     n_bad = sum(c.regression for c in comparisons)
     n_better = sum(c.status == "better" for c in comparisons)
+    n_paired = sum(c.paired is not None for c in comparisons)
+    if n_paired:
+        against += f" ({n_paired} decided by the paired rule)"
     print(f"check: {len(comparisons)} metric(s) compared against {against}: {n_bad} regression(s), "
           f"{n_better} better beyond tolerance -> {'FAIL' if code else 'pass'}")
     return code

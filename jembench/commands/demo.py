@@ -117,4 +117,8 @@ def _copy_record(record_path: Path, record: dict, dest: Path) -> None:
         for src in files_of(record_path.parent / fig):  # the PNG and its PDF
             with atomic.atomic_path(dest / src.name) as tmp:
                 shutil.copyfile(src, tmp)
+    evidence = record.get("evidence")
+    if isinstance(evidence, dict):  # the per-input arrays, before the record that names them
+        with atomic.atomic_path(dest / evidence["file"]) as tmp:
+            shutil.copyfile(record_path.parent / evidence["file"], tmp)
     atomic.write_json(dest / record_path.name, record)

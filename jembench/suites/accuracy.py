@@ -21,10 +21,12 @@ import torch
 import torch.nn.functional as F
 from tabulate import tabulate
 
+from ..evidence import StreamDigest
 from ..metric_keys import SPECS
 from ..records import dataset_label, make_record
 from . import EvalContext, forward_mode
 from .accuracy_protocol import AccuracyProtocol
+from .split_evidence import per_input_predictions, split_evidence
 
 NAME = "accuracy"
 OVERRIDES = {"bn_mode": "bn_mode"}
@@ -36,8 +38,11 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
     cfg: AccuracyProtocol = protocol.settings
     limit, sigma = cfg.n or None, cfg.input_noise
     correct, losses = [], []  # one number per image: memory stays flat next to the streamed images
+    parts, digest = [], StreamDigest()
     with forward_mode(ckpt.model, cfg.bn_mode) as mode:
-        for logits, y in ctx.test_logits(ckpt.model, limit, sigma, cfg.batch_size or None, desc=NAME):
+        for logits, y in ctx.test_logits(ckpt.model, limit, sigma, cfg.batch_size or None, desc=NAME,
+                                         digest=digest):
+            parts.append(per_input_predictions(logits, y))
             logits = logits.float().cpu()
             correct.append(logits.argmax(1) == y)
             losses.append(F.cross_entropy(logits, y, reduction="none"))
@@ -45,8 +50,10 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
     metrics = {"accuracy": correct.mean().item() * 100, "nll": losses.double().mean().item(),
                "n": float(len(correct))}
     details = {**mode, "input_noise": sigma, "batch_size": cfg.batch_size or ctx.batch_size}
-    return make_record(suite=NAME, model=ckpt.describe(), dataset=ctx.dataset, protocol=protocol, metrics=metrics,
-                       details=details, seed=ctx.seed, wall_time_s=time.perf_counter() - start)
+    record = make_record(suite=NAME, model=ckpt.describe(), dataset=ctx.dataset, protocol=protocol,
+                         metrics=metrics, details=details, seed=ctx.seed, wall_time_s=time.perf_counter() - start)
+    ctx.evidence = split_evidence(parts, ctx.split_stream(digest, limit, sigma))
+    return record
 
 
 def format_table(record: dict) -> str:

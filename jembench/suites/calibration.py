@@ -27,11 +27,13 @@ import time
 from tabulate import tabulate
 
 from ..figures import reliability_diagram
-from ..metrics.calibration import CalibrationAccumulator
+from ..evidence import StreamDigest
 from ..metric_keys import SPECS
+from ..metrics.calibration import CalibrationAccumulator, bin_indices
 from ..records import dataset_label, make_record
 from . import EvalContext, forward_mode
 from .calibration_protocol import CalibrationProtocol
+from .split_evidence import per_input_predictions, split_evidence
 
 NAME = "calibration"
 OVERRIDES = {"bn_mode": "bn_mode"}
@@ -46,9 +48,14 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
     cfg: CalibrationProtocol = protocol.settings
     limit, n_bins, sigma = cfg.n or None, cfg.n_bins, cfg.input_noise
     acc = CalibrationAccumulator(n_bins, cfg.bin_closed)
+    parts, digest = [], StreamDigest()
     with forward_mode(ckpt.model, cfg.bn_mode) as mode:
-        for logits, y in ctx.test_logits(ckpt.model, limit, sigma, cfg.batch_size or None, desc=NAME):
+        for logits, y in ctx.test_logits(ckpt.model, limit, sigma, cfg.batch_size or None, desc=NAME,
+                                         digest=digest):
             acc.add_logits(logits, y)  # streamed: one batch alive at a time
+            part = per_input_predictions(logits, y)
+            part["ece_bin"] = bin_indices(part["confidence"], n_bins, cfg.bin_closed)
+            parts.append(part)
     summary, bins = acc.summary(), acc.bins()
     metrics = {"ece": summary["ece"] * 100, "mce": summary["mce"] * 100, "nll": summary["nll"],
                "brier": summary["brier"], "accuracy": summary["accuracy"] * 100, "n": summary["n"]}
@@ -59,9 +66,11 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
                "batch_size": cfg.batch_size or ctx.batch_size, "bins": bins.table(),
                "binning": BINNING[cfg.bin_closed],
                "brier": "multi-class sum form: mean_i sum_c (p_ic - 1[y_i = c])^2"}
-    return make_record(suite=NAME, model=ckpt.describe(), dataset=ctx.dataset, protocol=protocol, metrics=metrics,
-                       details=details, figures=[fig_path.name], seed=ctx.seed,
-                       wall_time_s=time.perf_counter() - start)
+    record = make_record(suite=NAME, model=ckpt.describe(), dataset=ctx.dataset, protocol=protocol,
+                         metrics=metrics, details=details, figures=[fig_path.name], seed=ctx.seed,
+                         wall_time_s=time.perf_counter() - start)
+    ctx.evidence = split_evidence(parts, ctx.split_stream(digest, limit, sigma))
+    return record
 
 
 def _fmt(value: float, spec: str) -> str:

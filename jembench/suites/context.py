@@ -20,6 +20,7 @@ from ..catalog import label as dataset_label
 from ..data import iter_batches, load_dataset
 from ..errors import JembenchError
 from ..eval_options import EvalOptions
+from ..evidence import Evidence, StreamDigest
 from . import BN_MODES
 
 
@@ -83,6 +84,7 @@ class EvalContext:
     workers: int = 0  # DataLoader worker processes for decoding images (0 = in the main process)
     dataset_label: str = ""  # how tables / figures / records name the dataset; "" = jembench.catalog.label
     options: EvalOptions = field(default_factory=EvalOptions)  # every option of the evaluation, as given
+    evidence: Evidence | None = None  # set by a suite: its per-input arrays (written beside the record by run_suite)
 
     @classmethod
     def from_options(cls, options: EvalOptions, *, dataset: str, device: str, record_path: Path,
@@ -130,26 +132,32 @@ class EvalContext:
         return self.stream(self.test_split(), limit, batch_size)
 
     def test_logits(self, model: torch.nn.Module, limit: int | None = None, input_noise: float = 0.0,
-                    batch_size: int | None = None, desc: str = "test split"
+                    batch_size: int | None = None, desc: str = "test split", digest: StreamDigest | None = None
                     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(logits on ``device``, labels) of the streamed test split (:meth:`test_batches`), under
         ``torch.inference_mode``, with a progress bar (``desc``, per batch). ``input_noise`` σ > 0 adds
         N(0, σ²) to the inputs (:func:`add_noise`), drawn batch by batch from stream 0 of
-        :func:`noise_generator` (JEM / JEM++'s official evaluation adds it)."""
+        :func:`noise_generator` (JEM / JEM++'s official evaluation adds it). ``digest`` hashes the clean
+        images and labels on the way (:class:`jembench.evidence.StreamDigest`: the stream's identity)."""
         from ..progress import track
 
         batch_size = batch_size or self.batch_size
         key = (self.dataset, str(self.data_root), limit, float(input_noise), batch_size, self.seed, str(self.device))
         cached = _test_logits_cache.get(model, key)
         if cached is not None:  # the same pass already ran (accuracy, then calibration in --suite all)
-            for logits, y in cached:
+            batches, seen = cached
+            for logits, y in batches:
                 yield logits.to(self.device), y
+            if digest is not None:
+                digest.restore(*seen)
             return
         split = self.test_split()
         total = n_batches(min(len(split), limit or len(split)), batch_size)
         gen = noise_generator(self.seed, 0)
         kept: list[tuple[torch.Tensor, torch.Tensor]] | None = [] if not model.training else None
+        digest = digest if digest is not None else StreamDigest()
         for x, y in track(self.stream(split, limit, batch_size), total=total, desc=desc, unit="batch"):
+            digest.update(x, y)
             x = add_noise(x, input_noise, gen)
             with torch.inference_mode():
                 logits = model(x.to(self.device))
@@ -157,7 +165,17 @@ class EvalContext:
                 kept.append((logits.detach().cpu().clone(), y))
             yield logits, y  # outside inference_mode: the caller's grad mode is its own between batches
         if kept is not None:
-            _test_logits_cache.put(model, key, kept)
+            _test_logits_cache.put(model, key, (kept, digest.state()))
+
+    def split_stream(self, digest: StreamDigest, limit: int | None, input_noise: float) -> dict:
+        """The identity of the streamed test split (:func:`jembench.evidence.stream`): dataset, split size, the
+        chosen indices, the hash of its clean images and labels, and its input noise."""
+        from ..data import chosen_indices
+        from ..evidence import stream
+
+        size = len(self.test_split())
+        return stream(self.dataset, digest, split="test", split_size=size,
+                      indices=chosen_indices(size, limit, self.seed).numpy(), sigma=input_noise, seed=self.seed)
 
 
 class _TestLogitsCache:
@@ -183,7 +201,7 @@ class _TestLogitsCache:
             sums = torch.stack([torch.stack([t.double().sum(), t.double().square().sum()]) for t in tensors])
             return tuple(sums.flatten().tolist())
 
-    def get(self, model: torch.nn.Module, key: tuple) -> list | None:
+    def get(self, model: torch.nn.Module, key: tuple) -> tuple | None:
         if self._entry is None or model.training:
             return None
         ref, old_key, fingerprint, batches = self._entry
@@ -191,7 +209,7 @@ class _TestLogitsCache:
             return None
         return batches
 
-    def put(self, model: torch.nn.Module, key: tuple, batches: list) -> None:
+    def put(self, model: torch.nn.Module, key: tuple, batches: tuple) -> None:
         import weakref
 
         self._entry = (weakref.ref(model), key, self.fingerprint(model), batches)

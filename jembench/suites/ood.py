@@ -46,6 +46,7 @@ from tabulate import tabulate
 from .. import metric_keys
 from ..figures import histogram_data, score_histograms
 from ..errors import JembenchError
+from ..evidence import Evidence, StreamDigest, stream
 from ..metrics.detection import CONVENTION, detection_metrics
 from ..metrics.ood_scores import SCORES, score_batches
 from ..progress import track
@@ -87,7 +88,10 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
     cfg: OODProtocol = protocol.settings
     sets, sigma = cfg.entries(), cfg.input_noise
     notes: list[str] = []
-    x_in, _ = ctx.test_set(cfg.n_in or None)
+    x_in, y_in = ctx.test_set(cfg.n_in or None)
+    evidence, digest_in = Evidence(), StreamDigest()
+    digest_in.update(x_in, y_in)
+    evidence.streams["in"] = ctx.split_stream(digest_in, cfg.n_in or None, sigma)
     batch = cfg.batch_size or ctx.batch_size
     model = ckpt.model
     metrics: dict[str, float] = {}
@@ -101,10 +105,10 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
             n_notes = len(notes)
             images = set_images(s, i, x_in, cfg, ctx, notes)
             if images is not None:
-                noise = noise_generator(ctx.seed, 2 * i + 2)
+                noise, digest = noise_generator(ctx.seed, 2 * i + 2), StreamDigest()
                 try:
-                    out = _scores(model, (add_noise(x, sigma, noise) for x in images.batches), cfg, ctx, images.n,
-                                  batch, f"ood: {s.label}")
+                    out = _scores(model, (add_noise(x, sigma, noise) for x in digest.images(images.batches)), cfg,
+                                  ctx, images.n, batch, f"ood: {s.label}")
                 except (OSError, RuntimeError, JembenchError) as exc:  # e.g. an unreadable file deep in a folder
                     notes.append(f"skipped {s.label}: reading or scoring it failed ({type(exc).__name__}: "
                                  f"{str(exc)[:200]})")
@@ -115,6 +119,10 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
                 if out is not None:
                     scores_out[s.name] = out
                     per_set[s.name] = _set_record(s, images.info, scores_in, out, cfg, metrics)
+                    evidence.streams[f"out/{s.name}"] = stream(s.source, digest, sigma=sigma, seed=ctx.seed,
+                                                               noise_stream=2 * i + 2)
+                    for score in cfg.scores:
+                        evidence.add(f"out/{s.name}/{score}", out[score], "float32")
             for note in notes[n_notes:]:
                 print(f"jembench: ood: {note}", file=sys.stderr, flush=True)  # visible while running, bars or not
     figures, histograms = [], {}
@@ -133,8 +141,13 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
                **mode, "batch_size": batch, "input_noise": sigma,
                "synthetic_sets": {"uniform": "pixels iid U(-1, 1)", "constant": "all pixels 0 (JEM App. E.2)",
                                   "interp": _interp_text(cfg)}}
-    return make_record(suite=NAME, model=ckpt.describe(), dataset=ctx.dataset, protocol=protocol, metrics=metrics,
-                       details=details, figures=figures, seed=ctx.seed, wall_time_s=time.perf_counter() - start)
+    for score in cfg.scores:
+        evidence.add(f"in/{score}", scores_in[score], "float32")
+    record = make_record(suite=NAME, model=ckpt.describe(), dataset=ctx.dataset, protocol=protocol,
+                         metrics=metrics, details=details, figures=figures, seed=ctx.seed,
+                         wall_time_s=time.perf_counter() - start)
+    ctx.evidence = evidence
+    return record
 
 
 def _set_record(s: OODSet, info: dict, scores_in: dict[str, torch.Tensor], out: dict[str, torch.Tensor],

@@ -83,6 +83,8 @@ def summarize(cfg: RobustnessProtocol, units: list[Unit], done: dict[str, dict],
                 for field in ("foolbox_distance", "skipped"):
                     if field in parts[0]:
                         entry[field] = joined(parts, field)
+                if "robust_at" in parts[0]:  # per positive ε, per input: the per-input evidence of a grid run
+                    entry["robust_at"] = [runs[e] for e in positive]
                 details["pgd"].setdefault(norm, {})[f"k{k}"] = entry
             else:
                 entry = {"n": n, "l2": joined(parts, "l2"), "no_start": sum(p["no_start"] for p in parts),
