@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -38,6 +38,7 @@ from .metrics.ood_scores import SCORES
 from .published import FLAGS, PAPERS, cite, flag_list, measured_under, needs_label
 from .leaderboard_significance import mark_indistinguishable
 from .records import RecordRef, dataset_label, model_labels, set_label
+from .sections import Cell, Column, Row, Section
 
 TABLES = ("hybrid", "ood", "calibration", "robustness", "ablation")
 
@@ -80,54 +81,6 @@ def records_frame(refs: list[RecordRef]) -> pd.DataFrame:
 def _dataset_labels(recs: pd.DataFrame) -> dict[str, str]:
     """dataset name → the label its records store (several different ones joined with " / ")."""
     return {ds: " / ".join(sorted(set(g))) for ds, g in recs.groupby("dataset")["dataset_label"]}
-
-
-# ----------------------------------------------------------------------------------------------- sections
-@dataclass
-class Cell:
-    value: float
-    decimals: int
-    metric: str
-    mark: str = ""  # e.g. "°" for another sample source
-    protocol: str | None = None  # ours: protocol hash of the records it averages; None for published numbers
-    needs: str | None = None  # published: the protocol the number needs ("" = none reproduces it); None for ours
-    suite: str = ""  # ours: the suite of the records it averages
-    values: tuple[float, ...] = ()  # ours: each averaged record's value (several: seeds; mean ± std shown)
-    paths: tuple[str, ...] = ()  # ours: the records it averages (their evidence feeds the significance marks)
-
-
-@dataclass
-class Row:
-    block: str  # group (hybrid), score (ood); "" if none
-    model: str
-    ours: bool
-    source: str
-    flags: list[str] = field(default_factory=list)
-    cells: dict[str, Cell] = field(default_factory=dict)
-    protocols: dict[str, str] = field(default_factory=dict)  # ours: suite -> protocol hash
-    protocol_labels: dict[str, str] = field(default_factory=dict)  # ours: suite -> "name@hash8" for people
-    protocol_names: dict[str, str] = field(default_factory=dict)  # ours: suite -> protocol name(s), "/"-joined
-    column_labels: dict[str, str] = field(default_factory=dict)  # ours: column -> the label the records store
-
-
-@dataclass
-class Column:
-    key: str
-    label: str  # as printed (unicode arrows)
-    direction: str  # higher | lower | none
-
-
-@dataclass
-class Section:
-    kind: str
-    title: str
-    dataset: str
-    paper: str | None
-    table: str | None
-    block_label: str | None  # header of the block column (Group / Score), None = no block column
-    columns: list[Column]
-    rows: list[Row]
-    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

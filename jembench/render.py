@@ -25,7 +25,7 @@ from .metrics.ood_scores import SCORES
 from .published import FLAGS
 
 if TYPE_CHECKING:
-    from .leaderboard import Cell, Row, Section
+    from .sections import Cell, Row, Section
 
 FORMATS = ("md", "latex", "csv", "html")
 

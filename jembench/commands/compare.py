@@ -82,8 +82,8 @@ def render(result: CompareResult, fmt: str = "table") -> str:
                "inputs"]
     lines = [f"A = {fmt_text(result.names[0])}; B = {fmt_text(result.names[1])}"]
     by_pair: dict[tuple[str, str], list] = {}
-    for row, cells in zip(result.rows, _rows(result, fmt_text)):
-        by_pair.setdefault((row.record_a, row.record_b), []).append(cells)
+    for compared, cells in zip(result.rows, _rows(result, fmt_text)):
+        by_pair.setdefault((compared.record_a, compared.record_b), []).append(cells)
     for (ra, rb), cells in by_pair.items():
         lines.append(f"\n{fmt_text(ra)} → {fmt_text(rb)}")
         lines.append(tabulate(cells, headers=headers, tablefmt="github" if fmt == "md" else "simple",

@@ -37,7 +37,8 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
     start = time.perf_counter()
     cfg: AccuracyProtocol = protocol.settings
     limit, sigma = cfg.n or None, cfg.input_noise
-    correct, losses = [], []  # one number per image: memory stays flat next to the streamed images
+    correct: list[torch.Tensor] = []  # one number per image: memory stays flat next to the streamed images
+    losses: list[torch.Tensor] = []
     parts, digest = [], StreamDigest()
     with forward_mode(ckpt.model, cfg.bn_mode) as mode:
         for logits, y in ctx.test_logits(ckpt.model, limit, sigma, cfg.batch_size or None, desc=NAME,
@@ -46,9 +47,8 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
             logits = logits.float().cpu()
             correct.append(logits.argmax(1) == y)
             losses.append(F.cross_entropy(logits, y, reduction="none"))
-    correct, losses = torch.cat(correct).double(), torch.cat(losses)
-    metrics = {"accuracy": correct.mean().item() * 100, "nll": losses.double().mean().item(),
-               "n": float(len(correct))}
+    hits, nll = torch.cat(correct).double(), torch.cat(losses)
+    metrics = {"accuracy": hits.mean().item() * 100, "nll": nll.double().mean().item(), "n": float(len(hits))}
     details = {**mode, "input_noise": sigma, "batch_size": cfg.batch_size or ctx.batch_size}
     record = make_record(suite=NAME, model=ckpt.describe(), dataset=ctx.dataset, protocol=protocol,
                          metrics=metrics, details=details, seed=ctx.seed, wall_time_s=time.perf_counter() - start)
