@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sized
 from typing import Callable, Iterator
 
 import torch
@@ -249,6 +250,16 @@ def _folder(path: Path, split: str, mixed_sizes: bool = False) -> Dataset:
 
 
 # ------------------------------------------------------------------------------------------------- API
+def length(dataset: Dataset, what: str = "dataset") -> int:
+    """How many items a dataset holds. torch's ``Dataset`` does not promise ``__len__`` (iterable-style datasets
+    have none), and every dataset jembench reads is indexed and counted, so one without a length — a plugin's
+    ``IterableDataset`` — is a clear error naming it rather than a TypeError deep inside a suite."""
+    if not isinstance(dataset, Sized):
+        raise JembenchError(f"{what} ({type(dataset).__name__}) has no length; jembench reads map-style datasets "
+                            f"(with __len__ and __getitem__): register one of those")
+    return len(dataset)
+
+
 def dataset_names() -> list[str]:
     return sorted(_REGISTRY)
 
@@ -278,7 +289,7 @@ class _Transformed(Dataset):
         self.base, self.transform = base, transform
 
     def __len__(self) -> int:
-        return len(self.base)
+        return length(self.base)
 
     def __getitem__(self, i):
         x, y = self.base[i]
@@ -379,7 +390,7 @@ def iter_batches(dataset: Dataset, limit: int | None = None, seed: int = 0, batc
 
     Only one batch is alive at a time, so a suite's memory does not grow with the number of images; the items
     and their order are those of :func:`stack_dataset` with the same arguments (it is built on this)."""
-    n = len(dataset)
+    n = length(dataset)
     if limit is not None and limit < n:
         dataset = torch.utils.data.Subset(dataset, chosen_indices(n, limit, seed).tolist())
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)

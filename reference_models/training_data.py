@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-from jembench.data import load_dataset
+from jembench.data import length, load_dataset
 from jembench.errors import JembenchError
 
 from .config import TrainConfig
@@ -58,7 +58,7 @@ class DataStream:
     world_size: int = 1
 
     def __post_init__(self) -> None:
-        per_rank = math.ceil(len(self.dataset) / self.world_size)
+        per_rank = math.ceil(length(self.dataset) / self.world_size)
         if per_rank < self.batch_size:
             raise JembenchError(f"the training set has {per_rank} images per process, fewer than the batch size "
                                 f"{self.batch_size}; lower --batch-size (or --px-batch-size)")
@@ -69,7 +69,7 @@ class DataStream:
         epoch, within = divmod(iteration, self.iters_per_epoch)
         start = within * self.batch_size
         while True:
-            sampler = EpochSampler(len(self.dataset), self.seed, epoch, start, self.rank, self.world_size)
+            sampler = EpochSampler(length(self.dataset), self.seed, epoch, start, self.rank, self.world_size)
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch * 1_009 + self.rank)  # worker seeds
             yield from DataLoader(self.dataset, batch_size=self.batch_size, sampler=sampler, drop_last=True,
                                   num_workers=self.workers, generator=gen)
@@ -107,7 +107,7 @@ def training_data(cfg: TrainConfig, rank: int, world: int) -> TrainingData:
     ``px_unaugmented``: SADA-JEM's DA-free loader) reads the same training indices."""
     base = load_dataset(cfg.dataset, "train", cfg.data_root, cfg.download, augment=cfg.augment, flip=cfg.flip,
                         noise_std=cfg.input_noise)
-    valid_idx, train_idx = holdout_split(len(base), cfg.holdout, cfg.holdout_seed) if cfg.holdout else ([], None)
+    valid_idx, train_idx = holdout_split(length(base), cfg.holdout, cfg.holdout_seed) if cfg.holdout else ([], None)
 
     def subset(ds: Dataset, idx: list[int] | None) -> Dataset:
         return ds if idx is None else Subset(ds, idx)
@@ -120,13 +120,13 @@ def training_data(cfg: TrainConfig, rank: int, world: int) -> TrainingData:
                    if cfg.px_unaugmented else base)
         px = DataStream(subset(px_base, train_idx), cfg.px_batch_size or cfg.batch_size, cfg.seed + 1, cfg.workers,
                         rank, world)
-    select = None
+    select: Dataset | None = None
     if cfg.select_best == "validation":
         clean = load_dataset(cfg.dataset, "train", cfg.data_root, cfg.download)  # un-augmented, noise-free
         select = Subset(clean, valid_idx)
     elif cfg.select_best == "test":
         select = load_dataset(cfg.dataset, "test", cfg.data_root, cfg.download)
-    return TrainingData(labelled, px, select, len(train_set))
+    return TrainingData(labelled, px, select, length(train_set))
 
 
 @torch.no_grad()

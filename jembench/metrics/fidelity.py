@@ -49,6 +49,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from .. import progress
+from ..data import length
 from ..errors import JembenchError
 from .names import INCEPTION, TINY
 
@@ -92,7 +93,7 @@ class QuantizedDataset(Dataset):
 
     def __init__(self, base: Dataset, indices: list[int] | None = None):
         self.base = base
-        self.indices = list(range(len(base))) if indices is None else list(indices)
+        self.indices = list(range(length(base))) if indices is None else list(indices)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -260,7 +261,7 @@ class _Counted(Dataset):
         self.base, self.bar, self.reads = base, bar, 0
 
     def __len__(self) -> int:
-        return len(self.base)
+        return length(self.base)
 
     def __getitem__(self, i: int):
         self.reads += 1
@@ -303,7 +304,7 @@ def fidelity_metrics(samples: torch.Tensor, reference: Dataset | None = None, *,
             assert reference is not None  # checked above
             ref = _Counted(reference, bar)
             kwargs.update(input2=ref, input2_cache_name=reference_cache,
-                          kid_subset_size=max(2, min(kid_subset_size, len(samples), len(reference))))
+                          kid_subset_size=max(2, min(kid_subset_size, len(samples), length(reference))))
             Path(kwargs["cache_root"]).mkdir(parents=True, exist_ok=True)
         raw = torch_fidelity.calculate_metrics(**kwargs)
     ref_text = "" if ref is None else (f" + {len(ref)} reference images" if ref.reads else

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from ..catalog import label as dataset_label
-from ..data import iter_batches, load_dataset
+from ..data import iter_batches, length, load_dataset
 from ..errors import JembenchError
 from ..eval_options import EvalOptions
 from ..evidence import Evidence, StreamDigest
@@ -152,7 +152,7 @@ class EvalContext:
                 digest.restore(*seen)
             return
         split = self.test_split()
-        total = n_batches(min(len(split), limit or len(split)), batch_size)
+        total = n_batches(min(length(split), limit or length(split)), batch_size)
         gen = noise_generator(self.seed, 0)
         kept: list[tuple[torch.Tensor, torch.Tensor]] | None = [] if not model.training else None
         digest = digest if digest is not None else StreamDigest()
@@ -173,7 +173,7 @@ class EvalContext:
         from ..data import chosen_indices
         from ..evidence import stream
 
-        size = len(self.test_split())
+        size = length(self.test_split())
         return stream(self.dataset, digest, split="test", split_size=size,
                       indices=chosen_indices(size, limit, self.seed).numpy(), sigma=input_noise, seed=self.seed)
 

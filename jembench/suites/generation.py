@@ -47,7 +47,7 @@ from torch.utils.data import ConcatDataset
 
 from .. import atomic, metric_keys, progress
 from ..catalog import slug
-from ..data import load_dataset, stack_dataset
+from ..data import length, load_dataset, stack_dataset
 from ..errors import JembenchError
 from ..figures import sample_grid
 from ..metric_keys import SOURCES, SPECS
@@ -147,7 +147,7 @@ def fitted_class_gaussians(ctx: EvalContext, n_classes: int, fit_n: int) -> tupl
     """JEM++'s class Gaussians fitted to a fixed (seed-0) subset of ``fit_n`` training images (0 = all), cached
     on disk (:func:`informative_cache_path`) so later runs skip the fit; returns the init and where it came from."""
     base = load_dataset(ctx.dataset, "train", ctx.data_root, download=ctx.download)
-    n = min(fit_n or len(base), len(base))
+    n = min(fit_n or length(base), length(base))
     key = {"dataset": ctx.dataset, "n": n, "subset_seed": 0, "n_classes": int(n_classes), "jitter": 1e-4}
     path = informative_cache_path(ctx.dataset, n)
     what = f"class Gaussians fitted to {n} {ctx.dataset} training images"
@@ -159,7 +159,7 @@ def fitted_class_gaussians(ctx: EvalContext, n_classes: int, fit_n: int) -> tupl
         except Exception:  # noqa: BLE001 - a damaged or foreign cache file is refitted and overwritten
             pass
     start = time.perf_counter()
-    x, y = stack_dataset(base, limit=n if n < len(base) else None, seed=0)
+    x, y = stack_dataset(base, limit=n if n < length(base) else None, seed=0)
     try:
         init = ClassGaussianInit.fit(x, y, n_classes)
     except (ValueError, RuntimeError) as exc:
@@ -312,10 +312,10 @@ def reference_set(cfg: GenerationProtocol, ctx: EvalContext, fe_kwargs: dict) ->
     splits = ("train", "test") if cfg.reference_split == "train+test" else (cfg.reference_split,)
     parts = [load_dataset(ctx.dataset, s, ctx.data_root, download=ctx.download) for s in splits]
     base = parts[0] if len(parts) == 1 else ConcatDataset(parts)
-    n_ref = min(cfg.reference_n or len(base), len(base))
-    indices = torch.randperm(len(base), generator=torch.Generator().manual_seed(0))[:n_ref].sort().values.tolist()
+    n_ref = min(cfg.reference_n or length(base), length(base))
+    indices = torch.randperm(length(base), generator=torch.Generator().manual_seed(0))[:n_ref].sort().values.tolist()
     cache = reference_cache_name(ctx.dataset, cfg.reference_split, n_ref, fe_kwargs)
-    info = {"dataset": ctx.dataset, "split": cfg.reference_split, "n": n_ref, "split_sizes": [len(p) for p in parts],
+    info = {"dataset": ctx.dataset, "split": cfg.reference_split, "n": n_ref, "split_sizes": [length(p) for p in parts],
             "cache_name": cache, "cache_root": str(default_cache_root())}
     return QuantizedDataset(base, indices), cache, info
 

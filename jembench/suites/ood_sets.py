@@ -18,7 +18,7 @@ import torch
 import torchvision.transforms.functional as TF
 from torch.utils.data import Dataset
 
-from ..data import dataset_info, load_dataset, synthetic_ood_batch
+from ..data import dataset_info, length, load_dataset, synthetic_ood_batch
 from ..errors import JembenchError
 from . import EvalContext, add_noise, noise_generator
 from .ood_protocol import OODSet
@@ -91,7 +91,7 @@ class _Resized(Dataset):
         self.base, self.size, self.mode = base, size, mode
 
     def __len__(self) -> int:
-        return len(self.base)
+        return length(self.base)
 
     def __getitem__(self, i):
         x, y = self.base[i]

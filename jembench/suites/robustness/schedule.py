@@ -22,7 +22,7 @@ import torch
 
 from ... import distributed, progress
 from ...attacks.inputs import select
-from ...data import load_dataset, stack_dataset
+from ...data import length, load_dataset, stack_dataset
 from ...figures import robustness_figures
 from ...partials import PartialStore
 from ...records import make_record
@@ -40,7 +40,7 @@ def attacked_inputs(cfg: RobustnessProtocol, ctx: EvalContext) -> tuple[torch.Te
     if cfg.selection == "random":
         return inputs_ctx.test_set(cfg.n)
     ds = load_dataset(ctx.dataset, "test", ctx.data_root, download=ctx.download)
-    idx = select(cfg.selection, len(ds), cfg.n, cfg.input_seed)
+    idx = select(cfg.selection, length(ds), cfg.n, cfg.input_seed)
     assert idx is not None, "only the random selection leaves the choice to the test split"
     if ctx.dataset.startswith("folder:") and distributed.is_main():
         print(f"robustness: selection {cfg.selection!r} indexes {ctx.dataset} in its sorted (class-folder) order, "
