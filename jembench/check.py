@@ -166,7 +166,7 @@ class Comparison:
 
 # ----------------------------------------------------------------------------------------------- tolerances
 def _parse_rules(path: Path, base: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
-    table = read_toml(path, "tolerance file")
+    table = read_toml(path, "tolerance file", kind="tolerances")
     unknown = set(table) - {"metrics"}
     if unknown:
         raise JembenchError(f"tolerance file {path}: unknown top-level key(s) {sorted(unknown)}; put entries under "

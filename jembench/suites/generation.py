@@ -45,7 +45,7 @@ import torch
 from tabulate import tabulate
 from torch.utils.data import ConcatDataset
 
-from .. import atomic, metric_keys, progress
+from .. import atomic, metric_keys, progress, untrusted
 from ..catalog import slug
 from ..data import length, load_dataset, stack_dataset
 from ..errors import JembenchError
@@ -151,13 +151,10 @@ def fitted_class_gaussians(ctx: EvalContext, n_classes: int, fit_n: int) -> tupl
     key = {"dataset": ctx.dataset, "n": n, "subset_seed": 0, "n_classes": int(n_classes), "jitter": 1e-4}
     path = informative_cache_path(ctx.dataset, n)
     what = f"class Gaussians fitted to {n} {ctx.dataset} training images"
-    if path.is_file():
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-            if isinstance(saved, dict) and saved.get("key") == key:
-                return ClassGaussianInit.from_state_dict(saved["state"]), f"{what} (cache {path})"
-        except Exception:  # noqa: BLE001 - a damaged or foreign cache file is refitted and overwritten
-            pass
+    cached = untrusted.load_cache(path, lambda saved: ClassGaussianInit.from_state_dict(saved["state"])
+                                  if saved.get("key") == key else None, "informative-init")
+    if cached is not None:  # a damaged or foreign cache file is refitted and overwritten
+        return cached, f"{what} (cache {path})"
     start = time.perf_counter()
     x, y = stack_dataset(base, limit=n if n < length(base) else None, seed=0)
     try:
