@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import atomic, distributed, options, partials, precision, progress, threads
+from . import atomic, catalog, distributed, options, partials, precision, progress, threads
 from .data import dataset_info
 from .errors import JembenchError
 from .eval_options import EvalOptions, EvalPlan, model_name, options_from_keywords, plan, preset_names
@@ -129,11 +129,9 @@ def fast_checkpoint(ckpt: LoadedCheckpoint, suite_name: str, compile: bool = Fal
 def dataset_label_for(ckpt: LoadedCheckpoint, dataset: str, label: str | None = None) -> str:
     """The in-distribution dataset's display label: ``label`` (``--dataset-label``) if given, else the
     checkpoint's own ``dataset_label`` (``jembench train --dataset-label``) when evaluating on the dataset it was
-    trained on, else :func:`jembench.data.dataset_label` (``CIFAR-10``, a folder's base name)."""
-    from .data import dataset_label
-
+    trained on, else :func:`jembench.catalog.label` (``CIFAR-10``, a folder's base name)."""
     own = str(ckpt.config.get("dataset_label") or "") if dataset == ckpt.dataset else ""
-    return label or own or dataset_label(dataset)
+    return label or own or catalog.label(dataset)
 
 
 def _with_dataset_label(record: dict, label: str) -> dict:
@@ -181,6 +179,7 @@ def run_suite(ckpt: LoadedCheckpoint, suite_name: str, protocol: Protocol, out_p
     distributed.barrier()  # every rank has finished writing its partial results (or waited for rank 0)
     if not sharded:
         record = distributed.broadcast_from_main(record)
+    assert record is not None  # every rank holds the record now: its own run's or rank 0's broadcast
     evidence = ctx.evidence  # the suite's per-input arrays (jembench.evidence), if it keeps any
     if suite_name == "robustness" and distributed.is_main():  # per-input flags from the record's own details
         from .suites.robustness_evidence import robustness_evidence
@@ -257,8 +256,14 @@ def as_checkpoint(model: str | Path | torch.nn.Module | LoadedCheckpoint, *, dat
 def run_plan(p: EvalPlan, on_record: Callable[[dict, Path, str], None] | None = None) -> list[dict]:
     """Run every (model, suite) of a checked plan and write the records; ``on_record(record, path, suite)`` is
     called after each (rank 0). With several pairs a pair that fails with a :class:`JembenchError` is skipped
-    with a note; with one the error is raised. Returns the records of the pairs that ran."""
+    with a note; with one the error is raised. Returns the records of the pairs that ran.
+
+    Applies :func:`jembench.runtime.configure_torch` first (process-wide, as ``jembench eval`` always did), so
+    ``evaluate()`` and the CLI run under the same process settings."""
+    from .runtime import configure_torch
+
     opts = p.options
+    configure_torch()  # the CLI's process settings (flush denormals, allocator) for the API too: same numbers, speed
     with progress.configured(None if opts.progress else False):  # None: bars when stderr is a terminal
         for note in p.notes:
             print(f"note: {note}", file=sys.stderr)
