@@ -15,6 +15,8 @@ Rules that make the numbers honest:
 * our records are averaged only when model, dataset, suite **and protocol hash** agree. When a model has
   records of one suite under several protocols, every (suite, protocol) group is its own row and a note under
   the table says so — numbers from different protocols are never silently mixed;
+* our rows whose model's training recovered from divergence (rolled back and retried where the official code
+  stops: the records' ``model.training``, :mod:`jembench.training_block`) carry the ``recovered`` flag;
 * best value per column (per score block for OOD) in bold, second best underlined (LaTeX/HTML), following the
   direction of the column (↑ higher is better, ↓ lower is better).
 """
@@ -28,7 +30,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from . import catalog, metric_keys
+from . import catalog, metric_keys, training_block
 from .errors import JembenchError
 from .metric_keys import NORM_LABELS
 from .metrics.ood_scores import SCORES
@@ -63,8 +65,9 @@ def records_frame(refs: list[RecordRef]) -> pd.DataFrame:
         for metric, value in r["metrics"].items():
             rows.append({"model": labels[ref.path], "method": model.get("method", ""), "dataset": r["dataset"],
                          "suite": r["suite"], "protocol": proto.get("name", r["suite"]), "hash": proto["hash"],
-                         "metric": metric, "value": float(value), "path": str(ref.path)})
-    cols = ["model", "method", "dataset", "suite", "protocol", "hash", "metric", "value", "path"]
+                         "metric": metric, "value": float(value), "path": str(ref.path),
+                         "recovered": training_block.recovered(model)})
+    cols = ["model", "method", "dataset", "suite", "protocol", "hash", "metric", "value", "path", "recovered"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -312,9 +315,13 @@ def _our_rows(kind: str, recs: pd.DataFrame
                         src = metric.split("/")[1] if metric.split("/")[0] in ("is", "fid") else None
                         cell.mark = OTHER_SOURCE if src and src != "buffer" else ""
                         row.cells[pl.column] = cell
+            recovered = int(unit["recovered"].max())
             for (psection, _, _), row in by_row.items():
                 if set(row.cells) == {"clean"}:
                     continue  # clean accuracy alone does not make a robustness row
+                if recovered:  # its training rolled back and retried where the official code stops
+                    row.flags.append("recovered")
+                    row.source += f"; training recovered from {recovered} divergence{'s' if recovered > 1 else ''}"
                 rows.setdefault((dataset, psection), []).append(row)
     return rows, notes
 
