@@ -143,8 +143,8 @@ class LoadedCheckpoint:
 
     def describe(self) -> dict[str, Any]:
         """The ``model`` block of a record."""
-        block = {"name": self.name, "method": self.method, "dataset": self.dataset, "checkpoint": self.path,
-                 "sha256": self.sha256}
+        block: dict[str, Any] = {"name": self.name, "method": self.method, "dataset": self.dataset,
+                                 "checkpoint": self.path, "sha256": self.sha256}
         block.update({k: self.config[k] for k in ("format", "log_px") if k in self.config})  # official imports
         training = training_block.from_checkpoint(self.state) if self.state.get("format") == FORMAT else None
         if training is not None:  # how its training went: recovered divergences, what chose best.pt

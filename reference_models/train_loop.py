@@ -432,8 +432,9 @@ def _select_best(run: _Run, state: TrainState, guard: DivergenceGuard, it: int) 
     ``best.pt`` when it beats the best so far (JEM / JEM++ / SADA-JEM code: strictly greater, checked every
     ``eval_every`` epochs)."""
     cfg = run.cfg
+    # every rank scores the whole split with the same noise, so all take the same best.pt decision (a collective)
     acc = accuracy_on(state.model, run.data.select, run.device, noise_std=cfg.select_noise,
-                      generator=selection_noise(cfg.seed, it, run.rank))
+                      generator=selection_noise(cfg.seed, it))
     improved = state.best_acc is None or acc > state.best_acc
     if improved:
         state.best_acc = acc

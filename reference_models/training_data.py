@@ -131,11 +131,13 @@ def training_data(cfg: TrainConfig, rank: int, world: int) -> TrainingData:
 
 def selection_noise(seed: int, iteration: int, rank: int = 0) -> torch.Generator:
     """The CPU generator of the input noise of the ``best.pt`` evaluation after ``iteration`` on process ``rank``,
-    seeded with NumPy's ``SeedSequence([seed, iteration, rank])`` (one well-mixed 32-bit word: torch's CPU
-    generator keeps only the low 32 bits of a seed, so seeds that differ in higher bits alone would repeat one
-    stream). A stream of its own: the training's random streams are untouched, so a run with ``select_noise`` > 0
-    trains exactly as one without and only the choice of ``best.pt`` can differ; fresh noise at every evaluation,
-    as the official loader's transform draws it (JEM train_wrn_ebm.py:146-150, :190-192), yet the same on resume."""
+    seeded with NumPy's ``SeedSequence([seed, iteration, rank])`` (one well-mixed 32-bit word: torch's CPU generator
+    keeps only the low 32 bits of a seed, so seeds that differ in higher bits alone would repeat one stream; while every
+    rank scores the whole split the loop passes rank 0, so all ranks see the same noise and take the same ``best.pt``
+    decision; a loop that shards the split passes each rank's own). A stream of its own: the training's random streams
+    are untouched, so a run with ``select_noise`` > 0 trains exactly as one without and only the choice of ``best.pt``
+    can differ; fresh noise at every evaluation, as the official loader's transform draws it (JEM
+    train_wrn_ebm.py:146-150, :190-192), yet the same on resume."""
     import numpy as np
 
     return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, iteration, rank]).generate_state(1)[0]))
@@ -146,7 +148,7 @@ def accuracy_on(model: nn.Module, dataset: Dataset, device: torch.device, batch_
                 noise_std: float = 0.0, generator: torch.Generator | None = None) -> float:
     """Top-1 accuracy (%) of ``model`` in eval mode on ``dataset`` (the official ``eval_classification``: eval-mode
     batch norm, no gradient); the model's mode is restored afterwards. ``noise_std`` > 0: each image gets
-    x + σ·ε first, ε ~ N(0, I) drawn batch by batch from ``generator`` on the CPU
+    x + σ·ε first, ε ~ N(0, I) drawn batch by batch from ``generator`` (default: torch's global one) on the CPU
     (:func:`jembench.suites.context.add_noise`: after normalisation to [-1, 1], where JEM's ``transform_test``
     adds it)."""
     from jembench.suites.context import add_noise
@@ -155,7 +157,7 @@ def accuracy_on(model: nn.Module, dataset: Dataset, device: torch.device, batch_
     model.eval()
     correct = total = 0
     for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        x = add_noise(x, noise_std, generator) if noise_std > 0 else x
+        x = add_noise(x, noise_std, generator or torch.default_generator) if noise_std > 0 else x
         pred = model(x.to(device)).argmax(1).cpu()
         correct += int((pred == torch.as_tensor(y)).sum())
         total += len(pred)
