@@ -219,13 +219,16 @@ class DivergenceGuard:
         """The ``training`` block of a checkpoint (and of every record made from it): the divergence handling
         (``recover`` / ``stop``), how many divergences the run recovered from and at which iterations they began,
         and, when the run ended on one, where."""
+        def began(event: dict) -> int:  # events of runs resumed from older versions may lack the first bad one
+            return int(event.get("first_bad_iteration", event.get("detected_at", 0)))
+
         recovered = [e for e in self.events if e.get("event") == "divergence"]
         block: dict[str, Any] = {"divergence": mode, "recovered_divergences": self.recoveries,
-                                 "recovered_at": [int(e["first_bad_iteration"]) for e in recovered]}
+                                 "recovered_at": [began(e) for e in recovered]}
         ended = [e for e in self.events if e.get("event") in ("stopped", "give_up") and not e.get("resumed")]
         if ended:
-            block["stopped_at"] = int(ended[-1]["first_bad_iteration"])
-            block["stop_reasons"] = list(ended[-1]["reasons"])
+            block["stopped_at"] = began(ended[-1])
+            block["stop_reasons"] = [str(r) for r in ended[-1].get("reasons", [])]
         return block
 
     def give_up_message(self, event: dict, ckpt: str) -> str:

@@ -91,8 +91,10 @@ def test_no_diverged_state_reaches_a_checkpoint(tmp_path, monkeypatch):
 def test_repeated_failure_rolls_back_further_then_gives_up_keeping_the_last_good_state(tmp_path, monkeypatch):
     monkeypatch.setattr(jem, "objective", _PoisonAt(jem.objective, lambda call: call >= 6))
     cfg = _cfg(max_iters=40, max_recoveries=2, recovery_sgld_factor=1.0)
-    with pytest.raises(JembenchError, match=r"recovery budget is spent \(max_recoveries=2\).*iteration 0\).*--lr"):
+    spent = r"recovery budget is spent \(max_recoveries=2\).*iteration 0\).*--lr"
+    with pytest.raises(JembenchError, match=spent) as err:
         train(cfg, tmp_path, progress=False)
+    assert err.value.exit_code == 3  # ended on divergence: not a bad input (2)
     events = _events(tmp_path)
     assert [e["event"] for e in events] == ["start", "divergence", "divergence", "give_up"]
     # the state remembered at 4 fails again before passing 8: the next rollback starts from an older one (0)
@@ -100,6 +102,8 @@ def test_repeated_failure_rolls_back_further_then_gives_up_keeping_the_last_good
     saved = read_checkpoint_file(tmp_path / "last.pt")
     assert saved["iteration"] == 0 and _finite(saved["model_state"])
     assert saved["extra"]["guard"]["recoveries"] == 2
+    assert saved["training"]["recovered_divergences"] == 2  # and where it ended: the give-up's divergence
+    assert saved["training"]["stopped_at"] == events[-1]["first_bad_iteration"]
     assert saved["config"]["lr"] == pytest.approx(cfg.lr * 0.25)
     # the second remedy halves the current lr even though it restored a state from before the first one
     assert saved["optimizer"]["param_groups"][0]["lr"] == pytest.approx(cfg.lr * 0.25)
