@@ -117,20 +117,25 @@ def torch_save(target: str | os.PathLike, obj: Any) -> None:
         with open(tmp, "wb") as fh:
             try:
                 torch.save(obj, fh)
-            except RuntimeError as exc:  # torch's zip writer reports a failed write() as a RuntimeError
-                if "write" not in str(exc).lower():
-                    raise
-                _raise_write_failure(tmp, exc)
+            except RuntimeError as exc:  # torch's zip writer reports a failed or short write() as a RuntimeError
+                _raise_write_failure(tmp, exc)  # ("failed writing", "unexpected pos 562752 vs 562640", ...)
+
+
+_PROBE_BYTES = 1 << 20
 
 
 def _raise_write_failure(tmp: Path, exc: Exception) -> None:
-    """Turn a writer's non-OSError write failure into the OSError it hides: the real cause is found by writing
-    one more byte to the same file (ENOSPC, EFBIG, ...)."""
+    """Turn a writer's non-OSError failure into the OSError it hides, found by writing to the same file what the
+    writer could not (ENOSPC on a full disk, EFBIG beyond ``ulimit -f``, EDQUOT, ...): 1 MiB, more than the
+    partly filled page a full file system may still have room for. When the probe succeeds the failure was not a
+    write failure: a message that says so is a write failure all the same (EIO), anything else is re-raised."""
     try:
         with open(tmp, "ab") as fh:
-            fh.write(b"\0")
+            fh.write(b"\0" * _PROBE_BYTES)
             fh.flush()
             os.fsync(fh.fileno())
     except OSError as probe:
         raise probe from None
-    raise OSError(errno.EIO, f"write failed ({str(exc).splitlines()[0][:120]})") from None
+    if "writ" in str(exc).lower():
+        raise OSError(errno.EIO, f"write failed ({str(exc).splitlines()[0][:120]})") from None
+    raise exc

@@ -152,7 +152,7 @@ class Comparison:
 
 # ----------------------------------------------------------------------------------------------- tolerances
 def _parse_rules(path: Path, require_direction: bool, base: dict[str, dict] | None = None) -> dict[str, dict]:
-    table = read_toml(path, "tolerance file")
+    table = read_toml(path, "tolerance file", kind="tolerances")
     unknown = set(table) - {"metrics"}
     if unknown:
         raise JembenchError(f"tolerance file {path}: unknown top-level key(s) {sorted(unknown)}; put entries under "

@@ -20,6 +20,7 @@ N(0, .03²)) are options of the training data only (:func:`load_dataset` ``augme
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -29,7 +30,7 @@ import torchvision
 from torch.utils.data import Dataset, TensorDataset
 from torchvision import transforms as T
 
-from . import catalog
+from . import catalog, progress, untrusted
 from .catalog import CELEBA, CIFAR10, CIFAR100, DIGITS, SVHN, DatasetInfo
 from .defaults import DEFAULT_DATASET, data_root as default_data_root
 from .errors import JembenchError
@@ -109,17 +110,32 @@ class _SVHN(torchvision.datasets.SVHN):
 class _CelebA(torchvision.datasets.CelebA):
     file_list = [(fid, None, name) for fid, _, name in torchvision.datasets.CelebA.file_list]
 
+    def __getitem__(self, index: int):
+        # torchvision opens the face with PIL by path: refuse a FIFO or device before it can block the open
+        untrusted.check_file(Path(self.root) / self.base_folder / "img_align_celeba" / self.filename[index], "image")
+        return super().__getitem__(index)
+
 
 _CIFAR_FILES = "data_batch_1..5, test_batch, batches.meta"
 
 
-def _guarded(name: str, root: Path, files: str, make: Callable[[], Dataset], download: bool, present: bool
-             ) -> Dataset:
+def _exists(path: Path) -> bool:
+    """Whether a dataset file is there at all (a FIFO or a broken link too: the checks say what is wrong)."""
+    return os.path.lexists(path)
+
+
+def _guarded(name: str, root: Path, files: str, make: Callable[[], Dataset], download: bool, present: bool,
+             folder: Path | None = None) -> Dataset:
     """Run a torchvision constructor; missing / failed / forbidden downloads and unreadable files become one
-    clear line naming the folder and the files."""
+    clear line naming the folder and the files. Every file in ``folder`` (what torchvision opens by path) must
+    first pass :func:`jembench.untrusted.check_file`: a FIFO named ``test_batch`` would block its ``open()``."""
     if not present and not download:
         raise JembenchError(f"dataset {name!r} not found and --no-download is set; put {files} under {root} "
                             f"(or pass --data-root to where they are)")
+    if folder is not None and folder.is_dir():
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            if not entry.is_dir():
+                untrusted.check_file(entry.path, "dataset")
     try:
         return make()
     except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError, ... for the same problem
@@ -130,25 +146,25 @@ def _guarded(name: str, root: Path, files: str, make: Callable[[], Dataset], dow
                             f"by hand (or pass --data-root to where they are)") from None
 
 
-@register_dataset(CIFAR10, present=lambda root: (root / "cifar-10-batches-py" / "test_batch").is_file())
+@register_dataset(CIFAR10, present=lambda root: _exists(root / "cifar-10-batches-py" / "test_batch"))
 def _cifar10(split: str, root: Path, download: bool) -> Dataset:
     return _guarded("cifar10", root, f"cifar-10-batches-py/ ({_CIFAR_FILES}) from cifar-10-python.tar.gz",
                     lambda: _CIFAR10(str(root), train=split == "train", download=download, transform=TO_SIGNED),
-                    download, _REGISTRY["cifar10"].present(root))
+                    download, _REGISTRY["cifar10"].present(root), root / "cifar-10-batches-py")
 
 
-@register_dataset(CIFAR100, present=lambda root: (root / "cifar-100-python" / "test").is_file())
+@register_dataset(CIFAR100, present=lambda root: _exists(root / "cifar-100-python" / "test"))
 def _cifar100(split: str, root: Path, download: bool) -> Dataset:
     return _guarded("cifar100", root, "cifar-100-python/ (train, test, meta) from cifar-100-python.tar.gz",
                     lambda: _CIFAR100(str(root), train=split == "train", download=download, transform=TO_SIGNED),
-                    download, _REGISTRY["cifar100"].present(root))
+                    download, _REGISTRY["cifar100"].present(root), root / "cifar-100-python")
 
 
-@register_dataset(SVHN, present=lambda root: (root / "svhn" / "test_32x32.mat").is_file())
+@register_dataset(SVHN, present=lambda root: _exists(root / "svhn" / "test_32x32.mat"))
 def _svhn(split: str, root: Path, download: bool) -> Dataset:
     return _guarded("svhn", root / "svhn", f"{split}_32x32.mat",
                     lambda: _SVHN(str(root / "svhn"), split=split, download=download, transform=TO_SIGNED), download,
-                    (root / "svhn" / f"{split}_32x32.mat").is_file())
+                    _exists(root / "svhn" / f"{split}_32x32.mat"), root / "svhn")
 
 
 #: how CelebA's 178×218 aligned faces become 32-pixel inputs (``load_dataset("celeba", resize=...)``)
@@ -173,10 +189,11 @@ def _celeba_build(split: str, root: Path, download: bool, resize: str = "crop") 
     return _guarded("celeba", root / "celeba", "img_align_celeba/ and the list_*.txt / identity_CelebA.txt files",
                     lambda: _CelebA(str(root), split="test" if split == "test" else "train",
                                     target_type="identity", download=download, transform=celeba_transform(resize),
-                                    target_transform=_zero_label), download, _REGISTRY["celeba"].present(root))
+                                    target_transform=_zero_label), download, _REGISTRY["celeba"].present(root),
+                    root / "celeba")
 
 
-@register_dataset(CELEBA, present=lambda root: (root / "celeba" / "list_eval_partition.txt").is_file())
+@register_dataset(CELEBA, present=lambda root: _exists(root / "celeba" / "list_eval_partition.txt"))
 def _celeba(split: str, root: Path, download: bool) -> Dataset:
     return _celeba_build(split, root, download)
 
@@ -188,21 +205,48 @@ def _zero_label(_) -> int:
 
 # ----------------------------------------------------------------------------------------------- folder
 class _CheckedImageFolder(torchvision.datasets.ImageFolder):
-    """``ImageFolder`` whose failures name the file: an unreadable, truncated or zero-byte image, or one whose
-    size differs from the folder's first image (a batch of mixed sizes cannot be stacked), is a one-line
-    :class:`JembenchError` naming the image instead of a PIL or collate traceback mid-run. ``mixed_sizes``
-    lifts the size check for callers that resize every image themselves (the OOD suite's folder sets)."""
+    """``ImageFolder`` read through :mod:`jembench.untrusted`: class folders are the split's real subfolders
+    (symlinked ones are not followed), images are found by :func:`jembench.untrusted.walk` (no symlinked
+    folders, no symlink loops, a symlink to an image already in the folder counted once, FIFOs and devices
+    skipped, each skip noted) and decoded by :func:`jembench.untrusted.open_image` (pixel cap, 16-bit PNGs scaled
+    to 8 bits). An unreadable, truncated or zero-byte image, or one whose size differs from the folder's first
+    image (a batch of mixed sizes cannot be stacked), is a one-line :class:`JembenchError` naming the image
+    instead of a PIL or collate traceback mid-run. ``mixed_sizes`` lifts the size check for callers that resize
+    every image themselves (the OOD suite's folder sets)."""
 
     def __init__(self, root: str, mixed_sizes: bool = False):
-        super().__init__(root, transform=_to_signed_rgb)
+        super().__init__(root, transform=_to_signed_rgb, loader=untrusted.open_image)
         self._shape: tuple[int, ...] | None = None
         self._mixed_sizes = mixed_sizes
+
+    def find_classes(self, directory):
+        classes, linked = untrusted.subfolders(directory)
+        if linked:
+            progress.warning(f"note: dataset folder {directory}: symlinked class folders are not followed: "
+                             f"{', '.join(linked[:5])}")
+        if not classes:
+            raise FileNotFoundError(f"no class folders in {directory}")
+        return classes, {name: i for i, name in enumerate(classes)}
+
+    @staticmethod
+    def make_dataset(directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False):
+        suffixes = tuple(extensions) if extensions else torchvision.datasets.folder.IMG_EXTENSIONS
+        samples, empty = [], []
+        for name, index in sorted(class_to_idx.items(), key=lambda item: item[1]):
+            listing = untrusted.walk(Path(directory) / name, suffixes, label="class folder")
+            untrusted.report_skips(listing, f"class folder {Path(directory) / name}")
+            samples += [(str(p), index) for p in listing.files]
+            if not listing.files:
+                empty.append(name)
+        if empty and not allow_empty:
+            raise FileNotFoundError(f"Found no valid file for the classes {', '.join(empty)}")
+        return samples
 
     def __getitem__(self, index: int):
         path = self.samples[index][0]
         try:
             x, y = super().__getitem__(index)
-        except (OSError, SyntaxError, ValueError) as exc:  # PIL: UnidentifiedImageError, truncated files
+        except (OSError, SyntaxError, ValueError) as exc:  # PIL errors a transform may still raise
             raise JembenchError(f"image {path} is unreadable ({type(exc).__name__}: {str(exc)[:100]}); replace "
                                 f"or delete it") from None
         if self._mixed_sizes:
@@ -236,7 +280,11 @@ def _folder(path: Path, split: str, mixed_sizes: bool = False) -> Dataset:
                             ) from None
     other = path / ("test" if split == "train" else "train")
     if other.is_dir():
-        theirs = sorted(e.name for e in other.iterdir() if e.is_dir())
+        try:
+            theirs = untrusted.subfolders(other)[0]
+        except OSError as exc:
+            raise JembenchError(f"dataset folder {other} is unreadable ({exc.strerror}); fix its permissions"
+                                ) from None
         if theirs != ds.classes:
             missing = sorted(set(theirs) - set(ds.classes))
             extra = sorted(set(ds.classes) - set(theirs))

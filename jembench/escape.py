@@ -7,7 +7,8 @@ function of its format here, and only here, so the rules live in one place:
 
 * :func:`one_line` — the base of all of them: C0/C1 control characters (ESC, NUL, BEL, CSI U+009B, ...) become a
   visible ``\\xNN`` escape, line and paragraph breaks (``\\n``, ``\\r``, U+2028, ...) a space, and the Unicode
-  bidi overrides ("Trojan Source", U+202A–U+202E, U+2066–U+2069) a visible ``\\u202e``; so a cell stays one line
+  bidi overrides ("Trojan Source", U+202A–U+202E, U+2066–U+2069) a visible ``\\u202e`` (and so do lone surrogates,
+  the undecodable bytes of a file name, ``\\udcff``, which no terminal encoding can print); so a cell stays one line
   and nothing can move the cursor, recolour the screen or reorder what a reader sees.
 * :func:`markdown` — for GitHub-flavoured Markdown table cells and headings: ``<``, ``>`` and ``&`` become HTML
   entities (Markdown renderers pass inline HTML through, so ``<img onerror=...>`` would execute), the inline
@@ -43,7 +44,7 @@ from typing import Any, Callable
 # ... are interpreted by some terminals).
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _BREAKS = re.compile(r"\r\n|[\r\n\x85\u2028\u2029]")
-_BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
+_BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069\ud800-\udfff]")  # and lone surrogates (undecodable file names)
 
 
 def _visible(match: re.Match) -> str:

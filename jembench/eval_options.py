@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import untrusted
 from .protocols import Protocol
 from .runtime import device_name
 from .schema import setting
@@ -190,6 +191,7 @@ class EvalPlan:
     suites: tuple[str, ...]
     options: EvalOptions
     notes: tuple[str, ...] = ()
+    qualify: tuple[int, ...] = ()  # per model: how many of its folders its record names carry (see record_path)
 
     @property
     def single(self) -> bool:
@@ -199,16 +201,55 @@ class EvalPlan:
         """Where the record of model ``index`` and ``suite`` goes — the one rule: ``out`` for one model and one
         suite when it ends in ``.json``, else ``<out>/<model>-<suite>.json``; without ``out``,
         ``<checkpoint folder>/eval/<suite>.json`` for a file and ``runs/<model name>/eval/<suite>.json`` for a
-        module."""
+        module. Checkpoints whose record names would collide (``a/last.pt`` and ``b/last.pt`` into one ``out``,
+        two checkpoints of one folder) are named after their folders too (``qualify``, set by :func:`plan`):
+        ``<out>/a-last-<suite>.json``, ``<checkpoint folder>/eval/<stem>-<suite>.json``."""
         model = self.models[index]
         is_file = isinstance(model, (str, Path))
         stem = Path(model).stem if is_file else model_name(model, self.options.name)
+        level = self.qualify[index] if index < len(self.qualify) else 0
         out = self.options.out
         if out is None:
-            return (Path(model).parent if is_file else Path("runs") / stem) / "eval" / f"{suite}.json"
+            folder = (Path(model).parent if is_file else Path("runs") / stem) / "eval"
+            return folder / (f"{stem}-{suite}.json" if level else f"{suite}.json")
         if self.single and out.suffix == ".json":
             return out
+        if level and is_file:
+            parents = [p.name for p in Path(os.path.realpath(model)).parents][:level][::-1]
+            stem = "-".join([*(p for p in parents if p), stem])
         return out / f"{stem}-{suite}.json"
+
+
+def _distinct_records(draft: EvalPlan) -> EvalPlan:
+    """``draft`` with record names that never collide: the models whose paths clash are qualified by their
+    folders, one level at a time (up to three); a checkpoint given twice, or names that still clash (two
+    modules of one name), are a one-line error — never one record silently overwriting another."""
+    import dataclasses
+
+    from .errors import JembenchError
+
+    files = [os.path.realpath(m) for m in draft.models if isinstance(m, (str, Path))]  # never raises (loops)
+    twice = next((f for i, f in enumerate(files) if f in files[:i]), None)
+    if twice is not None:
+        raise JembenchError(f"checkpoint {twice} is given twice; pass each checkpoint once")
+    qualify = [0] * len(draft.models)
+    for _ in range(4):
+        current = dataclasses.replace(draft, qualify=tuple(qualify))
+        owners: dict[Path, list[int]] = {}
+        for i in range(len(draft.models)):
+            for suite in draft.suites:
+                owners.setdefault(current.record_path(i, suite), []).append(i)
+        clash = sorted({i for who in owners.values() if len(who) > 1 for i in who})
+        if not clash:
+            return current
+        for i in clash:
+            qualify[i] += 1
+    path, who = next((p, w) for p, w in owners.items() if len(w) > 1)
+    names = [str(draft.models[i]) if isinstance(draft.models[i], (str, Path)) else model_name(draft.models[i],
+                                                                                          draft.options.name)
+             for i in who[:2]]
+    raise JembenchError(f"{names[0]} and {names[1]} would write the same record {path}; evaluate them into "
+                        f"separate --out folders or give them distinct names")
 
 
 def model_name(model: Any, name: str | None) -> str:
@@ -239,14 +280,12 @@ def plan(models: list, suites: list[str] | str, options: EvalOptions, where: str
         raise JembenchError("--protocol applies to one suite; pass a single --suite or use --preset")
     if options.weights is not None and files:
         raise JembenchError("--weights goes with --model (a module); a checkpoint file holds its own weights")
-    if options.weights is not None and not options.weights.is_file():
-        raise JembenchError(f"--weights {options.weights} does not exist; pass the state dict's .pt file")
+    if options.weights is not None:
+        untrusted.check_file(options.weights, "weights", label="--weights")
     if options.ensemble is True and modules:
         raise JembenchError("--ensemble pools the buffers of several checkpoints; it does not apply to a module")
-    for path in files:
-        if not Path(path).is_file():
-            raise JembenchError(f"checkpoint {path} does not exist; pass the path of a .pt file "
-                                f"(e.g. runs/jem/last.pt from `jembench train`)")
+    for path in files:  # a missing, non-regular or oversized file, named now (jembench.untrusted)
+        untrusted.check_file(path, "checkpoint")
     notes: list[str] = []
     if options.protocol is None:
         missing = [s for s in chosen if options.preset not in preset_names(s)]
@@ -258,4 +297,4 @@ def plan(models: list, suites: list[str] | str, options: EvalOptions, where: str
             notes = [f"{s} skipped: no suites/{s}-{options.preset}.toml (its presets: "
                      f"{', '.join(preset_names(s))})" for s in missing]
             chosen = [s for s in chosen if s not in missing]
-    return EvalPlan(tuple(models), tuple(chosen), options, tuple(notes))
+    return _distinct_records(EvalPlan(tuple(models), tuple(chosen), options, tuple(notes)))

@@ -25,6 +25,7 @@ from . import atomic, distributed, options, partials, progress
 from .data import dataset_info
 from .errors import JembenchError
 from .eval_options import EvalOptions, EvalPlan, model_name, options_from_keywords, plan, preset_names
+from .forward_guard import guarded_forward
 from .models import LoadedCheckpoint, from_module, load_checkpoint, load_weights_file
 from .protocols import Protocol, load_protocol
 from .seeding import seed_everything
@@ -96,6 +97,10 @@ def check_model(ckpt: LoadedCheckpoint) -> None:
         raise JembenchError(f"{ckpt.path}: the network outputs {outputs or type(logits).__name__} for 2 images, "
                             f"but the checkpoint declares {ckpt.n_classes} classes; fix its n_classes or "
                             f"architecture settings (arch_kwargs) so they agree")
+    if not logits.is_floating_point() or not torch.isfinite(logits).all():
+        raise JembenchError(f"{ckpt.path}: the network's logits for 2 blank images are "
+                            f"{'NaN or Inf' if logits.is_floating_point() else logits.dtype}, although its weights "
+                            f"are finite; such logits cannot be scored — fix the model")
     buffer = ckpt.buffer
     if buffer is not None and (not isinstance(buffer, torch.Tensor) or buffer.dim() != 4 or len(buffer) == 0
                                or tuple(buffer.shape[1:]) != shape or not buffer.is_floating_point()):
@@ -162,7 +167,8 @@ def run_suite(ckpt: LoadedCheckpoint, suite_name: str, protocol: Protocol, out_p
                                    record_path=out_path, ensemble=tuple(ensemble),
                                    dataset_label=dataset_label_for(ckpt, dataset, options.dataset_label))
     seed_everything(options.seed)
-    record = _with_dataset_label(suite.run(ckpt, protocol, ctx), ctx.label)
+    with guarded_forward(ckpt.model, str(ckpt.path), user_code=ckpt.config.get("source") == "nn.Module"):
+        record = _with_dataset_label(suite.run(ckpt, protocol, ctx), ctx.label)
     distributed.barrier()  # every rank has finished writing its partial results
     evidence = ctx.evidence  # the suite's per-input arrays (jembench.evidence), if it keeps any
     if suite_name == "robustness" and distributed.is_main():  # per-input flags from the record's own details

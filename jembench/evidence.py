@@ -39,12 +39,12 @@ from typing import Any
 
 import numpy as np
 
-from . import atomic
+from . import atomic, untrusted
 from .errors import JembenchError
 
 SUFFIX = ".evidence.npz"
 #: a sidecar larger than this is not one of ours (10,000-image CIFAR-10 OOD: ~1 MB; robustness: KBs)
-MAX_BYTES = 256 * 2**20
+MAX_BYTES = untrusted.KINDS["evidence"].max_bytes  # 256 MiB
 _DTYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "float16", "float32", "float64"}
 
 
@@ -188,20 +188,13 @@ def load(record: dict, record_path: str | Path) -> dict[str, np.ndarray] | None:
     if ev is None:
         return None
     path = Path(record_path).parent / ev["file"]
-    try:
-        if path.is_symlink() and path.resolve().parent != Path(record_path).resolve().parent:
-            raise _fail(source, f"its evidence file {path.name} links out of the record's folder")
-        if not path.is_file():
-            raise _fail(source, f"its evidence file {path} is missing or not a regular file")
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise _fail(source, f"its evidence file {path.name} is {size / 2**20:.0f} MiB (at most "
-                                f"{MAX_BYTES // 2**20} MiB)")
-        data = path.read_bytes()
-    except PermissionError:
-        raise JembenchError(f"{path} is not readable (permission denied); fix its permissions") from None
-    except OSError as exc:
-        raise _fail(source, f"its evidence file {path} cannot be read ({exc.strerror or exc})") from None
+    if path.is_symlink() and not untrusted.lies_inside(path, Path(record_path).parent):
+        raise _fail(source, f"its evidence file {path.name} links out of the record's folder")
+    try:  # a regular file within MAX_BYTES, opened without blocking (jembench.untrusted)
+        data = untrusted.read_bytes(path, "evidence")
+    except untrusted.UntrustedFileError as exc:
+        what = "is missing" if exc.what == "does not exist" else exc.what
+        raise _fail(source, f"its evidence file {path} {what}") from None
     if hashlib.sha256(data).hexdigest() != ev["sha256"]:
         raise _fail(source, f"its evidence file {path.name} does not have the SHA-256 the record names (changed "
                             f"or replaced after the evaluation)")

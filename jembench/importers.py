@@ -131,6 +131,33 @@ def _strip_module_prefix(raw: dict, path: str) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in raw.items()} if all(prefixed) and raw else dict(raw)
 
 
+def expected_rank(key: str) -> int | None:
+    """The number of dimensions the official WRN gives the tensor ``key`` (None: a key it does not have)."""
+    if key.endswith("num_batches_tracked"):
+        return 0
+    if key.endswith((".bias", ".running_mean", ".running_var")):
+        return 1
+    if key.endswith(".weight"):
+        name = key.rsplit(".", 2)
+        if "conv" in key or "shortcut" in key or name[-2] == "layer_one":
+            return 4
+        if key.startswith(("class_output.", "energy_output.", "f.linear.")):
+            return 2
+        return 1  # a norm's affine weight
+    return None
+
+
+def check_ranks(weights: dict[str, torch.Tensor], path: str) -> None:
+    """Every tensor has the rank the official WRN gives it (a 0-d convolution, a 1-d head, ...), before any shape
+    is read from it."""
+    for key, t in weights.items():
+        want = expected_rank(key)
+        if want is not None and t.dim() != want:
+            raise JembenchError(f"checkpoint {path}: {key[:80]!r} is {t.dim()}-dimensional {tuple(t.shape)}, the "
+                                f"official Wide-ResNet's is {want}-dimensional; the file is malformed — re-save it "
+                                f"from the official code")
+
+
 def _drop_yopo_aliases(weights: dict[str, torch.Tensor], path: str) -> tuple[dict[str, torch.Tensor], bool]:
     """The state dict without JEM++'s YOPO aliases, each checked to hold exactly its canonical tensor."""
     out, found = {}, False
@@ -163,6 +190,7 @@ def official_arch_kwargs(weights: dict[str, torch.Tensor], path: str = "checkpoi
     if any(k.startswith("f.layer4.") for k in weights):
         raise JembenchError(f"checkpoint {path} has an f.layer4 stage (SADA-JEM's 64-pixel WRN); only 32x32 "
                             f"models are supported")
+    check_ranks(weights, path)
     blocks = {}
     for stage in (1, 2, 3):
         prefix = f"f.layer{stage}."
@@ -268,6 +296,8 @@ def class_gaussians(means: object, covs: object, image_shape: tuple[int, ...], n
     flattened image size (JEMPP train_jempp.py:172-173, eval_jempp.py:57-58; SADAJEM multi_center.py:41-44).
     Their sampler draws from ``MultivariateNormal(mean_c, cov_c + 1e-4 I)`` and clamps to [-1, 1]
     (JEMPP train_jempp.py:162-182), which ``ClassGaussianInit`` does with the Cholesky factor of the same matrix.
+    Both files must be finite, every covariance symmetric (Cholesky reads only one triangle, so an asymmetric
+    matrix would be used as a different one without a word) and positive semi-definite up to the jitter.
     """
     from .sampling import ClassGaussianInit
 
@@ -275,16 +305,30 @@ def class_gaussians(means: object, covs: object, image_shape: tuple[int, ...], n
     for what, t, shape in (("class means", means, (n_classes, dim)), ("class covariances", covs,
                                                                        (n_classes, dim, dim))):
         if not isinstance(t, torch.Tensor) or tuple(t.shape) != shape or not t.is_floating_point():
-            got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            got = f"{t.dtype} {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
             src = mean_path if what == "class means" else cov_path
             raise JembenchError(f"{what} file {src} must hold a float tensor of shape {shape} (the official "
                                 f"<dataset>_{'mean' if what == 'class means' else 'cov'}.pt), got {got}")
+    for what, t, src in (("class means", means, mean_path), ("class covariances", covs, cov_path)):
+        if not torch.isfinite(t).all():
+            bad = int((~torch.isfinite(t)).flatten(1).any(1).nonzero()[0])
+            raise JembenchError(f"{what} file {src}: class {bad} holds NaN or Inf values; pass the official "
+                                f"<dataset>_{'mean' if what == 'class means' else 'cov'}.pt")
     eye = torch.eye(dim, dtype=torch.float64)
     trils = []
     for c in range(n_classes):
-        factor, info = torch.linalg.cholesky_ex(covs[c].double() + jitter * eye)
+        cov = covs[c].double()
+        scale = float(cov.abs().max()) or 1.0
+        asymmetry = float((cov - cov.T).abs().max())
+        if asymmetry > 1e-5 * scale:  # float32 round-off of a symmetric matrix is ~1e-7 of its scale
+            raise JembenchError(f"class covariances file {cov_path}: class {c}'s covariance is not symmetric (its "
+                                f"largest |C - C^T| is {asymmetry:.3g}); pass the official <dataset>_cov.pt")
+        # Cholesky of C + jitter I succeeds exactly when every eigenvalue of C exceeds -jitter: C is positive
+        # semi-definite up to the jitter the official sampler adds (JEMPP train_jempp.py:176)
+        factor, info = torch.linalg.cholesky_ex(cov + jitter * eye)
         if info.item() != 0:
             raise JembenchError(f"class covariances file {cov_path}: class {c}'s covariance + {jitter:g} I is not "
-                                f"positive definite; pass the official <dataset>_cov.pt")
+                                f"positive definite (the covariance is not positive semi-definite); pass the "
+                                f"official <dataset>_cov.pt")
         trils.append(factor.float())
     return ClassGaussianInit(means.float(), torch.stack(trils), tuple(image_shape))

@@ -17,10 +17,6 @@ code), in two families of formats:
 
 from __future__ import annotations
 
-import pickle
-import struct
-import warnings
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -28,9 +24,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from . import atomic, catalog, importers, training_block
+from . import atomic, catalog, importers, training_block, untrusted
 from .errors import JembenchError
-from .records import sha256_file
 
 FORMAT = "jembench"
 FORMAT_VERSION = 1
@@ -85,6 +80,39 @@ def _call_builder(arch: str, kwargs: dict[str, Any]) -> nn.Module:
 
 class _TooLarge(Exception):
     pass
+
+
+def check_weights(weights: dict, path: str, file_bytes: int | None = None) -> None:
+    """What a state dict must be before any network is built from it or loaded with it:
+
+    * every tensor backed by bytes of its own: ``numel × element size`` at most its storage's size (an expanded,
+      stride-0 tensor can declare a 10⁹-row head in a 4-byte storage, and the network built from that shape
+      would need hundreds of GB), and all storages together at most the file's size;
+    * floating point, except batch-norm step counters (``num_batches_tracked``, integers): integer, bool and
+      complex weights are refused, because ``load_state_dict`` would cast them silently (a complex weight loses
+      its imaginary part) and the model would be scored as if nothing were wrong.
+
+    Shapes and ranks are checked by building the architecture on the meta device
+    (:func:`check_architecture_size`) and loading with ``strict=True``."""
+    storages: dict[int, int] = {}
+    for key, t in weights.items():
+        if not isinstance(t, torch.Tensor):
+            continue
+        storage = t.untyped_storage()
+        if t.numel() and t.numel() * t.element_size() > storage.nbytes():
+            raise JembenchError(f"checkpoint {path}: {str(key)[:80]!r} declares shape {tuple(t.shape)} "
+                                f"({t.numel():,} values) but holds {storage.nbytes():,} bytes (an expanded or "
+                                f"overlapping view); re-save the weights with tensor.clone()")
+        storages[storage.data_ptr() if storage.nbytes() else id(t)] = storage.nbytes()
+        counter = str(key).endswith("num_batches_tracked")
+        if t.is_complex() or t.dtype == torch.bool or (not t.is_floating_point() and not counter):
+            raise JembenchError(f"checkpoint {path}: weight {str(key)[:80]!r} is {t.dtype}, not floating point; "
+                                f"jembench does not cast weights (it would change the model): re-save it with "
+                                f"float weights")
+    total = sum(storages.values())
+    if file_bytes is not None and total > file_bytes + 1_000_000:
+        raise JembenchError(f"checkpoint {path}: its tensors hold {total:,} bytes but the file has {file_bytes:,}; "
+                            f"the file is malformed — re-save it")
 
 
 def check_architecture_size(arch: str, kwargs: dict[str, Any], weights: dict, path: str) -> None:
@@ -187,46 +215,24 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)
 
 
-def read_checkpoint_file(path: str | Path, trust: bool = False) -> dict:
-    """``torch.load`` with ``weights_only=True``; every failure becomes a one-line :class:`JembenchError`."""
-    state = read_torch_file(path, trust)
+def read_checkpoint_file(path: str | Path, trust: bool = False, kind: str = "checkpoint") -> dict:
+    """``torch.load`` with ``weights_only=True`` through :mod:`jembench.untrusted`; every failure becomes a
+    one-line :class:`JembenchError`."""
+    return _as_dict(read_torch_file(path, trust, kind), path)
+
+
+def _as_dict(state: Any, path: str | Path) -> dict:
     if not isinstance(state, dict):
         raise JembenchError(f"{path} holds a {type(state).__name__}, not a checkpoint dict; "
                             f"pass a file written by `jembench train` or the official JEM code")
     return state
 
 
-def read_torch_file(path: str | Path, trust: bool = False) -> Any:
-    """The object in a ``torch.save`` file, loaded with ``weights_only=True`` unless ``trust``; a missing,
-    truncated or code-carrying file is a one-line :class:`JembenchError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise JembenchError(f"checkpoint {path} does not exist; pass the path of a .pt file "
-                            f"(e.g. runs/jem/last.pt from `jembench train`)")
-    if trust:
-        warnings.warn(f"--trust-checkpoint: loading {path} with full unpickling; code inside the file can run",
-                      stacklevel=2)
-    try:
-        with warnings.catch_warnings():  # garbage bytes can claim any pickle protocol; the error below says enough
-            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
-            state = torch.load(path, map_location="cpu", weights_only=not trust)  # noqa: S614 (unless trusted)
-    except pickle.UnpicklingError as exc:
-        text = str(exc)
-        if "GLOBAL" not in text and "global" not in text:  # garbage bytes, not a pickle that wants code
-            raise JembenchError(f"checkpoint {path} is truncated or not a PyTorch file (unreadable pickle); "
-                                f"re-download or re-save it") from None
-        what = next((line.strip() for line in text.splitlines() if "GLOBAL" in line or "global" in line), "")
-        raise JembenchError(f"refusing to load checkpoint {path}: it needs arbitrary unpickling, which could run "
-                            f"code ({what[:160]}); re-save it as plain tensors, or pass --trust-checkpoint if "
-                            f"you trust its author") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError,
-            # torch's weights-only unpickler is a parser over hostile bytes: random input also ends in these
-            # (about 1 file in 12 of random bytes, measured), never in a valid checkpoint
-            IndexError, KeyError, TypeError, AttributeError, struct.error, OverflowError) as exc:
-        raise JembenchError(f"checkpoint {path} is truncated or not a PyTorch file ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); "
-                            f"re-download or re-save it") from None
-    return state
+def read_torch_file(path: str | Path, trust: bool = False, kind: str = "checkpoint") -> Any:
+    """The object in a ``torch.save`` file of ``kind`` (:data:`jembench.untrusted.KINDS`), loaded with
+    ``weights_only=True`` unless ``trust``; a missing, non-regular, oversized, truncated or code-carrying file is a
+    one-line :class:`JembenchError` (:func:`jembench.untrusted.load_torch`)."""
+    return untrusted.load_torch(path, kind, trust=trust)
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dataset: str | None = None,
@@ -234,8 +240,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", datase
     """Load our checkpoints and the official JEM / JEM++ / SADA-JEM ones (:mod:`jembench.importers`) into a
     :class:`LoadedCheckpoint` (model in eval mode). ``uncond``: an official ``F`` trained with ``--uncond``,
     whose log p(x) is its ``energy_output`` head (:class:`jembench.importers.EnergyHeadJEM`)."""
-    state = read_checkpoint_file(path, trust=trust)
-    digest = sha256_file(path)
+    state, digest = untrusted.load_torch_and_digest(path, "checkpoint", trust=trust)
+    state = _as_dict(state, path)
     if state.get("format") == FORMAT:
         if uncond:
             raise JembenchError(f"--uncond applies to official checkpoints (an F scored by its energy_output head); "
@@ -260,6 +266,7 @@ def _load_ours(state: dict, path: str, digest: str) -> LoadedCheckpoint:
         raise JembenchError(f"checkpoint {path} has format version {version}; this jembench reads version "
                             f"{FORMAT_VERSION}; use a matching jembench release")
     check_our_checkpoint(state, path)
+    check_weights(state["model_state"], path, _file_bytes(path))
     model = build_model(state["arch"], state["arch_kwargs"], weights=state["model_state"], path=path)
     _load_weights(model, state["model_state"], path)
     buffer = state.get("buffer") or {}
@@ -273,12 +280,24 @@ def _load_ours(state: dict, path: str, digest: str) -> LoadedCheckpoint:
                             init_state=init, config=state.get("config") or {}, state=state)
 
 
+def _file_bytes(path: str) -> int | None:
+    import os
+
+    try:
+        return os.stat(path).st_size
+    except (OSError, ValueError):
+        return None
+
+
 def _load_official(state: dict, path: str, digest: str, dataset: str | None, uncond: bool) -> LoadedCheckpoint:
     """An official checkpoint (already read with ``weights_only=True``) on the CPU: the ``wrn`` architecture with
     the weights :func:`jembench.importers.official_weights` finds (``strict=True``), the replay buffer if the file
-    has one, ``method`` from the layout (``unknown`` when it fits several methods)."""
+    has one, ``method`` from the layout (``unknown`` when it fits several methods). The weights are checked
+    (:func:`check_weights`: floating point, their own bytes, within the file's size) and the network is first
+    built on the meta device within what they can fill, so shapes read from a hostile file cannot allocate."""
     found = importers.official_weights(state, path)
-    model = build_model("wrn", found.arch_kwargs)
+    check_weights(state.get("model_state_dict", state), path, _file_bytes(path))
+    model = build_model("wrn", found.arch_kwargs, weights=found.weights, path=path)
     _load_weights(model, found.weights, path)
     if uncond:
         model = importers.EnergyHeadJEM(model)
@@ -390,7 +409,7 @@ def compact_checkpoint(src: str | Path, dst: str | Path, buffer_n: int | None = 
     out = {k: state[k] for k in ("format", "format_version", "method", "dataset", "n_classes", "image_shape",
                                  "arch", "arch_kwargs", "model_state", "epoch", "iteration", "config")}
     out.update(optimizer=None, scheduler=None, rng=None,
-               extra={"compacted_from": Path(src).name, "source_sha256": sha256_file(src)})
+               extra={"compacted_from": Path(src).name, "source_sha256": untrusted.sha256(src, "checkpoint")})
     training = training_block.from_checkpoint(state)  # the guard's count of an older file, too
     if training is not None and training_block.problem(training) is None:
         out["training"] = training
@@ -442,12 +461,13 @@ def from_module(model: nn.Module, image_shape: tuple[int, ...], *, dataset: str,
             logits = model(torch.zeros((2, *shape), device=device))
     except Exception as exc:  # noqa: BLE001 - any failure of user code is reported the same way
         raise JembenchError(f"{type(model).__name__} fails on a batch of {'x'.join(map(str, shape))} images "
-                            f"({type(exc).__name__}: {str(exc)[:160]}); evaluate it on a dataset of the image "
-                            f"shape it takes") from None
+                            f"({_brief(exc)}); evaluate it on a dataset of the image shape it takes") from None
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != 2:
         got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise JembenchError(f"{type(model).__name__} must return logits of shape (N, n_classes), got {got} for "
                             f"N = 2; wrap it so that forward(x) returns the logits tensor")
+    if not logits.is_floating_point():
+        raise JembenchError(f"{type(model).__name__} returns {logits.dtype} logits; return floating-point logits")
     if buffer is not None:
         if not isinstance(buffer, torch.Tensor) or tuple(buffer.shape[1:]) != shape:
             got = tuple(buffer.shape) if isinstance(buffer, torch.Tensor) else type(buffer).__name__
@@ -465,6 +485,7 @@ def module_from_factory(spec: str) -> nn.Module:
     """``package.module:factory`` → ``factory()``, the model of a user's own code (``jembench eval --model``).
     The current directory is importable, as for ``python -m``."""
     import importlib
+    import inspect
     import os
     import sys
 
@@ -479,19 +500,44 @@ def module_from_factory(spec: str) -> nn.Module:
     except ImportError as exc:
         raise JembenchError(f"--model {spec!r}: cannot import {module_name!r} ({exc}); run from the folder that "
                             f"holds it or install its package") from None
+    except SyntaxError as exc:
+        raise JembenchError(f"--model {spec!r}: {exc.filename}:{exc.lineno} has a syntax error ({exc.msg}); fix "
+                            f"the file") from None
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's module failed while being imported
+        raise JembenchError(f"--model {spec!r}: importing {module_name!r} fails ({_brief(exc)}); fix the module "
+                            f"(run `python -c 'import {module_name}'` to see the traceback)") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise JembenchError(f"--model {spec!r}: {module_name} has no callable {attr!r}")
-    model = factory()
+    try:
+        inspect.signature(factory).bind()
+    except TypeError as exc:
+        raise JembenchError(f"--model {spec!r}: {attr}() cannot be called without arguments ({exc}); pass a "
+                            f"function that builds the model with none, e.g. def build(): return Net(10)") from None
+    except ValueError:
+        pass  # no inspectable signature (a builtin): calling it tells
+    try:
+        model = factory()
+    except JembenchError:
+        raise
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure of user code is reported the same way
+        raise JembenchError(f"--model {spec!r}: {attr}() fails ({_brief(exc)}); fix the factory (run it in Python "
+                            f"to see the traceback)") from None
     if not isinstance(model, nn.Module):
         raise JembenchError(f"--model {spec!r}: {attr}() returned a {type(model).__name__}, not a torch.nn.Module")
     return model
 
 
+def _brief(exc: BaseException) -> str:
+    """``TypeName: first line of the message`` (at most 160 characters)."""
+    text = str(exc).splitlines()[0][:160] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def load_weights_file(model: nn.Module, path: str | Path) -> nn.Module:
     """Load a state dict saved with ``torch.save`` into ``model`` (``weights_only=True``): a bare state dict or
     one under ``state_dict`` / ``model_state_dict`` / ``model_state``."""
-    state = read_checkpoint_file(path)
+    state = read_checkpoint_file(path, kind="weights")
     for key in ("state_dict", "model_state_dict", "model_state"):
         if isinstance(state.get(key), dict):
             state = state[key]
@@ -504,13 +550,13 @@ def load_class_gaussians(mean_path: str | Path, cov_path: str | Path, image_shap
                          n_classes: int, jitter: float = 1e-4):
     """The authors' ``<dataset>_mean.pt`` / ``<dataset>_cov.pt`` (read with ``weights_only=True``) as the
     informative p_0 of fresh chains (:func:`jembench.importers.class_gaussians` checks and factors them)."""
-    return importers.class_gaussians(read_torch_file(mean_path), read_torch_file(cov_path), image_shape, n_classes,
-                                     mean_path, cov_path, jitter)
+    return importers.class_gaussians(read_torch_file(mean_path, kind="stats"), read_torch_file(cov_path, kind="stats"),
+                                     image_shape, n_classes, mean_path, cov_path, jitter)
 
 
 def load_tensor_file(path: str | Path, what: str = "buffer") -> torch.Tensor:
     """A tensor saved with ``torch.save`` (``weights_only=True``), bare or under ``replay_buffer`` / ``images``."""
-    state = read_torch_file(path)
+    state = read_torch_file(path, kind="buffer")
     if isinstance(state, dict):
         state = state.get("replay_buffer", state.get("images"))
     if not isinstance(state, torch.Tensor):
@@ -520,6 +566,7 @@ def load_tensor_file(path: str | Path, what: str = "buffer") -> torch.Tensor:
 
 
 def _load_weights(model: nn.Module, weights: dict, path: str) -> None:
+    check_weights(weights, path)
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as exc:

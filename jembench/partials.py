@@ -18,17 +18,16 @@ exactly, never globbed (a record may be called ``r[1].json``).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from . import atomic, progress
+from . import atomic, progress, untrusted
 
 #: partial files larger than this are not results jembench wrote (a robustness unit is a few KiB, a batch of
-#: fresh chains a few MiB): they are recomputed, never read
-MAX_PARTIAL_BYTES = 512 * 1024 * 1024
+#: fresh chains a few MiB): they are recomputed, never read (the cap of kind "partial" in jembench.untrusted)
+MAX_PARTIAL_BYTES = untrusted.KINDS["partial"].max_bytes
 _UNIT = re.compile(r"[A-Za-z0-9.\-/]+")
 
 
@@ -50,7 +49,8 @@ class PartialStore:
     """The finished units of one evaluation (record path + protocol + ``key``), one file per unit.
 
     ``tensors``: units are dicts of tensors (``.pt``), else JSON values (``.json``). ``valid(unit, result)``: the
-    suite's check of a loaded result (shapes, lengths); a result it rejects is recomputed."""
+    suite's check of a loaded result (shapes, lengths); a result it rejects (False, or a string saying why) is
+    recomputed. Files are read through :mod:`jembench.untrusted` (regular files within the cap)."""
 
     def __init__(self, record_path: str | Path, protocol_hash: str, key: dict[str, Any], *, tensors: bool = False,
                  valid: Callable[[str, Any], bool] | None = None, what: str = "partial results"):
@@ -80,19 +80,20 @@ class PartialStore:
         if not path.is_file():  # missing — or a FIFO / device / folder in its place, which is never read
             return None
         try:
-            if path.stat().st_size > MAX_PARTIAL_BYTES:
-                raise ValueError("too large")
             data = self._read(path)
-        except Exception:  # noqa: BLE001 - a damaged or foreign file of any kind is recomputed and overwritten
-            progress.warning(f"jembench: {self.what}: {path} is damaged; recomputing that unit")
+        except Exception as exc:  # noqa: BLE001 - a damaged or foreign file of any kind is recomputed, overwritten
+            why = exc.what if isinstance(exc, untrusted.UntrustedFileError) else type(exc).__name__
+            progress.warning(f"jembench: {self.what}: {path} is damaged ({why}); recomputing that unit")
             return None
         if not isinstance(data, dict) or data.get("key") != {**self.key, "unit": unit}:
             progress.warning(f"jembench: {self.what}: ignoring {path} (another protocol, checkpoint, seed or "
                              f"dataset); recomputing that unit")
             return None
         result = data.get("result")
-        if self.valid is not None and not self.valid(unit, result):
-            progress.warning(f"jembench: {self.what}: {path} does not hold a result of that unit; recomputing it")
+        verdict = self.valid(unit, result) if self.valid is not None else True
+        if verdict is not True:
+            why = f" ({verdict})" if isinstance(verdict, str) else ""
+            progress.warning(f"jembench: {self.what}: {path} does not hold a result of that unit{why}; recomputing it")
             return None
         return result
 
@@ -107,7 +108,5 @@ class PartialStore:
 
     def _read(self, path: Path) -> Any:
         if self.tensors:
-            import torch
-
-            return torch.load(path, map_location="cpu", weights_only=True)
-        return json.loads(path.read_text(encoding="utf-8"))
+            return untrusted.load_torch(path, "partial")
+        return untrusted.read_json(path, "partial")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,14 +78,12 @@ def protocol_hash(table: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def read_toml(path: Path, what: str) -> dict[str, Any]:
-    """Parse a TOML file; a missing or malformed one is a one-line :class:`JembenchError` naming ``what``."""
-    try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise JembenchError(f"{what} {path} does not exist; pass an existing TOML file") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise JembenchError(f"{what} {path} is not valid TOML ({exc}); fix the file") from None
+def read_toml(path: Path, what: str, kind: str = "protocol") -> dict[str, Any]:
+    """Parse a TOML file of ``kind`` through :mod:`jembench.untrusted` (regular file, size cap); a missing,
+    non-regular or malformed one is a one-line :class:`JembenchError` naming ``what`` and the file."""
+    from .untrusted import read_toml as read
+
+    return read(path, kind, label=what)
 
 
 def available_protocols() -> list[str]:
@@ -107,7 +105,7 @@ def load_protocol(name_or_path: str | Path, suite: str | None = None) -> Protoco
     """Read and resolve a protocol TOML; a missing or malformed file, a protocol of another suite, or a bad key
     is a :class:`JembenchError` naming the file."""
     path = resolve_protocol_path(name_or_path)
-    if not path.is_file() or (path.parent == protocol_dir() and path.stem not in available_protocols()):
+    if not os.path.lexists(path) or (path.parent == protocol_dir() and path.stem not in available_protocols()):
         raise JembenchError(f"protocol {str(name_or_path)!r} not found (looked for {path}); "
                             f"pass a .toml path or one of: {', '.join(available_protocols()) or 'none'}")
     table = read_toml(path, "protocol file")

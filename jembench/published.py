@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import catalog, metric_keys
+from . import catalog, metric_keys, untrusted
 from .errors import JembenchError
 from .resources import protocol_dir, published_dir, tolerances_file
 
@@ -204,10 +204,7 @@ def _decimals(text: str) -> int:
 
 
 def _load_one(path: Path) -> pd.DataFrame:
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise JembenchError(f"published file {path} is not a readable CSV ({exc}); fix the file") from None
+    df = untrusted.read_csv(path, "published", dtype=str, keep_default_na=False, encoding="utf-8")
     if list(df.columns) != COLUMNS:
         raise JembenchError(f"published file {path} has columns {list(df.columns)}; expected exactly "
                             f"{','.join(COLUMNS)} (see results/published/README.md)")
@@ -275,7 +272,9 @@ def load_published(folder: str | Path | None = None) -> pd.DataFrame:
     if not folder.is_dir():
         raise JembenchError(f"published-numbers folder {folder} does not exist; pass --published DIR (a folder of "
                             f"CSVs like jembench's results/published)")
-    files = sorted(folder.glob("*.csv"))
+    listing = untrusted.walk(folder, suffixes=(".csv",), recursive=False, label="published-numbers folder")
+    untrusted.report_skips(listing, f"published-numbers folder {folder}")
+    files = listing.files
     if not files:
         raise JembenchError(f"no *.csv files in {folder}; pass the folder that holds the published numbers")
     df = pd.concat([_load_one(f) for f in files], ignore_index=True)

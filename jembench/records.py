@@ -20,9 +20,8 @@ the protocol's resolved settings (:mod:`jembench.protocols`), which is what its 
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import importlib.metadata
-import json
+import os
 import platform
 import subprocess
 from collections.abc import Iterable
@@ -32,6 +31,7 @@ from typing import Any
 
 from . import training_block
 from .errors import JembenchError
+from .untrusted import KINDS
 
 SCHEMA = "jembench-record/1"
 _LIBRARIES = ("jembench", "torch", "torchvision", "foolbox", "torchattacks", "torch-fidelity", "scikit-learn",
@@ -66,11 +66,10 @@ def git_commit() -> str | None:
 
 
 def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """SHA-256 of a checkpoint file (read through :mod:`jembench.untrusted`)."""
+    from .untrusted import sha256
+
+    return sha256(path, "checkpoint")
 
 
 def make_record(*, suite: str, model: dict[str, Any], dataset: str, protocol, metrics: dict[str, float],
@@ -100,7 +99,7 @@ def make_record(*, suite: str, model: dict[str, Any], dataset: str, protocol, me
 
 #: bounds of a record file that a careless or hostile author cannot exceed (real records are far inside them:
 #: the largest committed one is ~40 KiB, 6 levels deep)
-MAX_RECORD_BYTES = 64 * 1024 * 1024
+MAX_RECORD_BYTES = KINDS["record"].max_bytes
 MAX_DEPTH = 32
 MAX_NAME = 256  # characters of a model / protocol / metric name
 MAX_TEXT = 4096  # characters of other text fields (dataset paths, checkpoint paths)
@@ -166,6 +165,11 @@ def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
             _text(source, f"model {key!r}", model[key], limit=limit, optional=True, nonempty=False)
     if "training" in model and (wrong := training_block.problem(model["training"])) is not None:
         raise _fail(source, f"model {wrong}")
+    steps = model.get("sgld_steps")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= 10**6):
+        raise _fail(source, f"model 'sgld_steps' is {str(steps)[:40]!r}, not a whole number of SGLD steps")
+    if "dataset_label" in record:
+        _text(source, "'dataset_label'", record["dataset_label"], limit=MAX_TEXT, optional=True, nonempty=False)
     if not isinstance(record["metrics"], dict):
         raise JembenchError(f"{source}: 'metrics' must be a mapping of metric name to number")
     for key, value in record["metrics"].items():
@@ -225,24 +229,10 @@ def model_labels(refs: Iterable[RecordRef]) -> dict[Path, str]:
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        size = path.stat().st_size
-        if size > MAX_RECORD_BYTES:
-            raise JembenchError(f"{path} is {size / 2**20:.0f} MiB, larger than any record "
-                                f"({MAX_RECORD_BYTES // 2**20} MiB at most); it is not a jembench record")
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise JembenchError(f"record {path} does not exist; check the path") from None
-    except IsADirectoryError:
-        raise JembenchError(f"record {path} is a folder named like a file; rename it or pass its parent") from None
-    except PermissionError:
-        raise JembenchError(f"record {path} is not readable (permission denied); fix its permissions") from None
-    except RecursionError:
-        raise JembenchError(f"{path} is nested too deeply to be a record; delete it or regenerate it with "
-                            f"`jembench eval`") from None
-    except (ValueError, UnicodeDecodeError) as exc:  # json.JSONDecodeError, and integers too long to convert
-        raise JembenchError(f"{path} is not valid JSON ({str(exc)[:120]}); delete it or regenerate it with "
-                            f"`jembench eval`") from None
+    """A record file's JSON through :mod:`jembench.untrusted` (regular file, at most :data:`MAX_RECORD_BYTES`)."""
+    from .untrusted import read_json
+
+    return read_json(path, "record")
 
 
 def load_record(path: str | Path) -> dict[str, Any]:
@@ -269,17 +259,23 @@ def load_records(paths: Iterable[str | Path], *, skip_non_records_in_folders: bo
     ``skip_non_records_in_folders``; a file that claims to be a record but is malformed, or any file that is not
     valid JSON, is an error naming it.
     """
+    from .untrusted import report_skips, walk
+
     refs: list[RecordRef] = []
     for p in map(Path, paths):
         if p.is_dir():
-            for f in sorted(p.rglob("*.json")):
+            listing = walk(p, suffixes=(".json",), label="records folder")
+            report_skips(listing, f"records folder {p}")
+            if listing.folders_named_like_files:
+                raise JembenchError(f"record {listing.folders_named_like_files[0]} is a folder named like a file; "
+                                    f"rename it or pass its parent")
+            for f in listing.files:
                 obj = _read_json(f)
                 is_record = isinstance(obj, dict) and str(obj.get("schema", "")).startswith("jembench-record")
                 if is_record or not skip_non_records_in_folders:
                     refs.append(RecordRef(f, validate_record(obj, str(f))))
-        elif p.is_file():
+        elif os.path.lexists(p):
             refs.append(RecordRef(p, load_record(p)))
         else:
             raise JembenchError(f"{p} does not exist; pass record files (.json) or folders of records")
     return refs
-

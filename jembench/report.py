@@ -15,11 +15,12 @@ a record cannot pull ``/home/someone/secret.png`` into a report that is then pub
 from __future__ import annotations
 
 import base64
+import os
 from pathlib import Path
 
 from tabulate import tabulate
 
-from . import escape
+from . import escape, untrusted
 from .errors import JembenchError
 from .figures import caption as figure_caption
 from .figures import record_dataset_label, vector_path
@@ -28,7 +29,7 @@ from .records import RecordRef, load_records
 from .render import html_fragment, html_page
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-MAX_FIGURE_BYTES = 32 * 1024 * 1024  # a suite's PNGs are ~100 KiB; a larger "figure" is not one of them
+MAX_FIGURE_BYTES = untrusted.KINDS["figure"].max_bytes  # a suite's PNGs are ~100 KiB; a larger one is not theirs
 
 READY_SCRIPT = """window.addEventListener('load', function () {
   var imgs = Array.prototype.slice.call(document.images);
@@ -49,24 +50,21 @@ def figure_paths(ref: RecordRef, root: Path | None = None) -> list[Path]:
     inside = Path(root if root is not None else ref.path.parent).resolve()
     paths = []
     for name in names:
-        path = ref.path.parent / name
         shown = escape.one_line(repr(name))
-        if not path.resolve().is_relative_to(inside):
+        if "\x00" in name:
+            raise JembenchError(f"{ref.path} lists figure {shown}, whose name holds a NUL byte, so it names no "
+                                f"file; remove the entry or regenerate the record")
+        path = ref.path.parent / name
+        if not untrusted.lies_inside(path, inside):
             raise JembenchError(f"{ref.path} lists figure {shown}, which lies outside the reported folder "
                                 f"{inside}; a report embeds only files inside it: remove the entry or keep the "
                                 f"figure beside the record")
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise JembenchError(f"{ref.path} lists figure {shown} but {path} does not exist; keep the figures "
                                 f"beside the record (re-run `jembench eval`) or remove the entry")
-        if path.stat().st_size > MAX_FIGURE_BYTES:
-            raise JembenchError(f"{path} (listed by {ref.path}) is larger than {MAX_FIGURE_BYTES // 2**20} MiB, "
-                                f"not a suite figure; remove the entry")
-        try:
-            with open(path, "rb") as fh:
-                magic = fh.read(8)
-        except OSError as exc:
-            raise JembenchError(f"{path} (listed by {ref.path}) is not readable ({exc.strerror}); fix its "
-                                f"permissions or remove the entry") from None
+        label = f"figure {path} (listed by {ref.path})"
+        with untrusted.open_binary(path, "figure", label=label) as fh:
+            magic = fh.read(8)
         if magic != PNG_MAGIC:
             raise JembenchError(f"{path} (listed by {ref.path}) is not a PNG file; figures must be PNG")
         paths.append(path)
@@ -75,7 +73,9 @@ def figure_paths(ref: RecordRef, root: Path | None = None) -> list[Path]:
 
 def _img(path: Path, alt: str) -> str:
     """The PNG inline, at its natural pixel size (width / height from its IHDR chunk; CSS caps it at the page)."""
-    raw = path.read_bytes()
+    raw = untrusted.read_bytes(path, "figure")
+    if raw[:8] != PNG_MAGIC:
+        raise JembenchError(f"{path} is not a PNG file (it changed while the report was built); run it again")
     width, height = int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")
     size = f' width="{width}" height="{height}"' if raw[12:16] == b"IHDR" and width and height else ""
     data = base64.b64encode(raw).decode("ascii")

@@ -84,6 +84,9 @@ def require_device(device: str):
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise JembenchError(f"--device {device!r} is not a torch device ({exc}); use cpu, cuda, cuda:1, mps") from None
+    if dev.type not in ("cpu", "cuda", "mps"):  # meta holds no data; xla, hpu, ... are not supported
+        raise JembenchError(f"--device {device}: jembench runs on cpu, cuda or mps, not on {dev.type!r} "
+                            f"devices; use --device cpu or cuda")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise JembenchError(f"--device {device} requested but no CUDA GPU is available here; use --device cpu")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():

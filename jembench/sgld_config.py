@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from .errors import JembenchError
+from .limits import MAX_SGLD_STEPS
 from .schema import setting
 
 
@@ -21,10 +22,10 @@ class SGLDConfig:
     protocol's ``[sgld]``) and the refined classifier (the robustness protocol's ``[refine.sgld]``). Sizes are
     in [-1, 1] image units. Defaults: JEM App. A, Table 4 (20 steps, α = 1, σ = .01)."""
 
-    n_steps: int = setting(20, ge=0, flag="steps", help="SGLD steps (K / M in the papers)")
-    step_size: float = setting(1.0, ge=0, help="SGLD step size alpha")
-    noise: float = setting(0.01, ge=0, help="SGLD noise std sigma")
-    grad_clamp: float = setting(0.0, ge=0, help="clamp each SGLD gradient to [-c, c] (JEM++ proximal SGLD; "
+    n_steps: int = setting(20, ge=0, le=MAX_SGLD_STEPS, flag="steps", help="SGLD steps (K / M in the papers)")
+    step_size: float = setting(1.0, ge=0, le=1e6, help="SGLD step size alpha")
+    noise: float = setting(0.01, ge=0, le=1e3, help="SGLD noise std sigma")
+    grad_clamp: float = setting(0.0, ge=0, le=1e6, help="clamp each SGLD gradient to [-c, c] (JEM++ proximal SGLD; "
                                                 "0 = off)")
     x_clamp: bool = setting(False, help="clamp SGLD samples to [-1, 1] after each step (JEM++ / SADA-JEM)")
 

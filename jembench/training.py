@@ -130,6 +130,10 @@ def run(request: TrainRequest) -> Path:
     return Path(train_loop(cfg, out, resume=request.resume, progress=request.options.progress))
 
 
+#: training options a resumed run cannot change: they define the network and the optimizer state it continues
+FIXED_ON_RESUME = ("depth", "width", "norm", "dropout", "optimizer")
+
+
 def resumed_config(request: TrainRequest):
     """The config stored in the run's ``last.pt`` with the call's changes on top."""
     from reference_models.config import TrainConfig, upgrade
@@ -141,6 +145,11 @@ def resumed_config(request: TrainRequest):
     if stored.get("method") != request.method:
         raise JembenchError(f"{request.out} holds a {stored.get('method')!r} run, not {request.method!r}; "
                             f"pass the matching method")
+    changed = [f"--{k} {stored[k]!r} -> {request.changes[k]!r}" for k in FIXED_ON_RESUME
+               if k in request.changes and k in stored and request.changes[k] != stored[k]]
+    if changed:
+        raise JembenchError(f"cannot resume {request.out} with another network or optimizer ({', '.join(changed)}): "
+                            f"its checkpoint holds the trained one; drop those options or start a new run")
     try:
         return TrainConfig.from_dict(derive(stored, **schema.nest(request.changes)))
     except JembenchError as exc:  # a stored value of the wrong type (hand-edited or foreign file)

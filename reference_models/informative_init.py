@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-from jembench import atomic, distributed
+from jembench import atomic, distributed, untrusted
 from jembench.data import load_dataset, stack_dataset
 from jembench.errors import JembenchError
 from jembench.models import read_checkpoint_file
@@ -22,14 +22,20 @@ CACHE_NAME = "informative_init.pt"
 
 def informative_init(cfg, out_dir: Path, n_classes: int) -> ClassGaussianInit:
     """Fit the per-class Gaussians to ``cfg.dataset``'s un-augmented training images (rank 0 under DDP) and
-    cache them as ``out_dir/informative_init.pt``; later calls and resumes read the cache."""
+    cache them as ``out_dir/informative_init.pt``; later calls and resumes read the cache (a damaged one is
+    refitted, with a note)."""
     cache = Path(out_dir) / CACHE_NAME
-    if distributed.is_main() and not cache.is_file():
-        images, labels = stack_dataset(load_dataset(cfg.dataset, "train", cfg.data_root, cfg.download))
-        try:
-            fitted = ClassGaussianInit.fit(images, labels, n_classes)
-        except ValueError as exc:  # a class with fewer than 2 images
-            raise JembenchError(f"informative init on {cfg.dataset}: {exc}; add images or use --init uniform") from None
-        atomic.torch_save(cache, fitted.state_dict())
+    init = None
+    if distributed.is_main():
+        init = untrusted.load_cache(cache, ClassGaussianInit.from_state_dict, "informative-init")
+        if init is None:
+            images, labels = stack_dataset(load_dataset(cfg.dataset, "train", cfg.data_root, cfg.download))
+            try:
+                fitted = ClassGaussianInit.fit(images, labels, n_classes)
+            except ValueError as exc:  # a class with fewer than 2 images
+                raise JembenchError(f"informative init on {cfg.dataset}: {exc}; add images or use --init uniform"
+                                    ) from None
+            atomic.torch_save(cache, fitted.state_dict())
+            init = ClassGaussianInit.from_state_dict(fitted.state_dict())
     distributed.barrier()
-    return ClassGaussianInit.from_state_dict(read_checkpoint_file(cache))
+    return init if init is not None else ClassGaussianInit.from_state_dict(read_checkpoint_file(cache, kind="cache"))

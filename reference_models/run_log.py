@@ -12,6 +12,7 @@ select (split, input noise, accuracy), interrupted, finish; divergence, give_up,
 from __future__ import annotations
 
 import csv
+import io
 import json
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 
 import torch
 
-from jembench import atomic, distributed
+from jembench import atomic, distributed, untrusted
 from jembench.errors import JembenchError
 
 from .config import TrainConfig
@@ -90,8 +91,12 @@ class RunLog:
     def truncate(self, iteration: int) -> None:
         if not self.enabled:
             return
-        with open(self.path, newline="") as fh:
-            rows = [r for r in csv.DictReader(fh) if int(r["iteration"]) <= iteration]
+        text = untrusted.read_text(self.path, "log")
+        try:
+            rows = [r for r in csv.DictReader(io.StringIO(text, newline="")) if int(r["iteration"]) <= iteration]
+        except (KeyError, ValueError, TypeError, csv.Error) as exc:
+            raise JembenchError(f"training log {self.path} is malformed ({type(exc).__name__}: {str(exc)[:80]}); "
+                                f"delete it or start a new run folder") from None
         with atomic.atomic_path(self.path) as tmp, open(tmp, "w", newline="") as out:
             writer = csv.DictWriter(out, LOG_FIELDS)
             writer.writeheader()
@@ -99,8 +104,11 @@ class RunLog:
 
     def write(self, row: dict) -> None:
         if self.enabled:
-            with open(self.path, "a", newline="") as fh:
-                csv.DictWriter(fh, LOG_FIELDS, extrasaction="ignore").writerow(row)
+            try:
+                with open(self.path, "a", newline="") as fh:
+                    csv.DictWriter(fh, LOG_FIELDS, extrasaction="ignore").writerow(row)
+            except OSError as exc:  # full disk, quota, read-only: one line (the checkpoint is written atomically)
+                raise atomic.write_error(self.path, exc) from None
 
 
 class RunEvents:
@@ -111,9 +119,14 @@ class RunEvents:
         self.path, self.enabled = path, enabled
         if enabled and fresh:
             atomic.write_text(path, "")
+        elif enabled and (path.exists() or path.is_symlink()):  # appended to: a FIFO or device would block
+            untrusted.check_file(path, "log", label="events log")
 
     def write(self, event: str, iteration: int, **fields: Any) -> None:
         if self.enabled:
             line = json.dumps({"event": event, "iteration": iteration, "time": time.time(), **fields}, default=str)
-            with open(self.path, "a") as fh:
-                fh.write(line + "\n")
+            try:
+                with open(self.path, "a") as fh:
+                    fh.write(line + "\n")
+            except OSError as exc:
+                raise atomic.write_error(self.path, exc) from None

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from jembench import atomic, distributed, memory
+from jembench import atomic, distributed, memory, run_lock
 from jembench import progress as messages
 from jembench.catalog import DatasetInfo
 from jembench.data import dataset_info
@@ -208,9 +208,10 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
     """Train ``cfg.method`` and return the path of the final checkpoint (``out_dir/last.pt``).
 
     SIGINT / SIGTERM end the run after the current iteration with a resumable ``last.pt``
-    (:class:`TrainingInterrupted`); a fresh run into a folder that holds one is refused."""
-    with stop_requests() as stop:
-        return _train(cfg, Path(out_dir), resume, progress, stop)
+    (:class:`TrainingInterrupted`); a fresh run into a folder that holds one is refused, and so is any run into a
+    folder another process is writing (:mod:`jembench.run_lock`)."""
+    with stop_requests() as stop, contextlib.ExitStack() as held:
+        return _train(cfg, Path(out_dir), resume, progress, stop, held)
 
 
 @dataclass
@@ -240,8 +241,9 @@ class _Run:
         return self.out_dir / "last.pt"
 
 
-def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, stop: dict) -> Path:
-    run = _start(cfg, out_dir, resume)
+def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, stop: dict,
+           held: contextlib.ExitStack) -> Path:
+    run = _start(cfg, out_dir, resume, held)
     state, guard = _build(run)
     _open_records(run, state)
     saved_at = _iterate(run, state, guard, progress, stop)
@@ -249,9 +251,10 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, stop: 
     return run.ckpt_path
 
 
-def _start(cfg: TrainConfig, out_dir: Path, resume: bool) -> _Run:
+def _start(cfg: TrainConfig, out_dir: Path, resume: bool, held: contextlib.ExitStack) -> _Run:
     """Device and processes, the checks that leave nothing behind when they fail (run folder writable and free,
-    data readable, buffer within memory), the data streams and the schedule; then the run folder."""
+    data readable, buffer within memory), the data streams and the schedule; then the run folder, whose lock
+    ``held`` keeps until the run ends (one writer per run folder: :mod:`jembench.run_lock`)."""
     require_device(cfg.device)
     distributed.init(cfg.device)
     rank, world, main = distributed.rank(), distributed.world_size(), distributed.is_main()
@@ -270,6 +273,9 @@ def _start(cfg: TrainConfig, out_dir: Path, resume: bool) -> _Run:
         memory.require_buffer(max(info.n_classes, cfg.buffer_size // world), info.image_shape)
     if main:  # only now that the inputs are known to be good: a bad input leaves nothing behind
         out_dir.mkdir(parents=True, exist_ok=True)
+        held.enter_context(run_lock.hold(out_dir))
+        if not resume:
+            refuse_to_overwrite(out_dir, cfg.method)  # again, now that no other process can start one here
     distributed.barrier()
     arch_kwargs = {"depth": cfg.depth, "widen_factor": cfg.width, "n_classes": info.n_classes,
                    "in_channels": info.image_shape[0], "norm": None if cfg.norm == "none" else cfg.norm,
@@ -296,7 +302,7 @@ def _build(run: _Run) -> tuple[TrainState, DivergenceGuard]:
                             cfg.recovery_sgld_factor,
                             all_reduce_max=distributed.all_reduce_max if run.world > 1 else None)
     if run.resume:
-        restore_state(state, guard, run.ckpt_path, run.rank, run.world)
+        restore_state(state, guard, run.ckpt_path, run.rank, run.world, run.arch_kwargs)
         if run.data.select is not None and state.best_acc is None:
             state.best_acc = (read_checkpoint_file(run.ckpt_path).get("extra") or {}).get("best_acc")
     return state, guard

@@ -101,13 +101,41 @@ def save_state(state: TrainState, guard: DivergenceGuard, path: Path, arch_kwarg
                     extra=extra, training=training_block(state, guard, selected))
 
 
-def restore_state(state: TrainState, guard: DivergenceGuard, ckpt_path: Path, rank: int, world: int) -> None:
+def check_resumable(state: TrainState, saved: dict, ckpt_path: Path, now: dict | None) -> None:
+    """A resumed run continues the same network with the same optimizer: the architecture (depth, width, norm,
+    dropout, classes, channels) and the optimizer must be the checkpoint's, else one line names what differs —
+    before any state is loaded (``load_state_dict`` would raise a size-mismatch traceback, or an optimizer state
+    of another kind would load silently)."""
+    ours = saved.get("arch_kwargs") or {}
+    differ = [] if now is None else [f"{k} {ours.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(ours) | set(now))
+                                     if ours.get(k) != now.get(k)]
+    stored = (saved.get("config") or {}).get("optimizer")
+    if stored is not None and stored != state.cfg.optimizer:
+        differ.append(f"optimizer {stored!r} -> {state.cfg.optimizer!r}")
+    theirs, mine = saved.get("model_state") or {}, state.model.state_dict()
+    if not differ and (set(theirs) != set(mine) or any(tuple(theirs[k].shape) != tuple(v.shape)
+                                                      for k, v in mine.items() if k in theirs)):
+        differ.append("the network's layers")
+    if differ:
+        raise JembenchError(f"cannot resume from {ckpt_path}: this run asks for another network or optimizer than "
+                            f"the checkpoint holds ({'; '.join(differ)[:240]}); resume without changing "
+                            f"--depth / --width / --norm / --dropout / --optimizer, or start a new run")
+
+
+def restore_state(state: TrainState, guard: DivergenceGuard, ckpt_path: Path, rank: int, world: int,
+                  arch_kwargs: dict | None = None) -> None:
     if not ckpt_path.is_file():
         raise JembenchError(f"cannot resume: {ckpt_path} does not exist; train without --resume first")
     saved = read_checkpoint_file(ckpt_path)
-    state.model.load_state_dict(saved["model_state"])
-    state.optimizer.load_state_dict(saved["optimizer"])
-    state.scheduler.load_state_dict(saved["scheduler"])
+    check_resumable(state, saved, ckpt_path, arch_kwargs)
+    try:
+        state.model.load_state_dict(saved["model_state"])
+        state.optimizer.load_state_dict(saved["optimizer"])
+        state.scheduler.load_state_dict(saved["scheduler"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise JembenchError(f"cannot resume from {ckpt_path}: its model or optimizer state does not fit this run "
+                            f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); resume with the options "
+                            f"it was trained with, or start a new run") from None
     set_base_lr(state.optimizer, state.scheduler, state.cfg.lr)  # honour a new --lr given with --resume
     state.iteration = int(saved["iteration"])
     extra = saved.get("extra") or {}

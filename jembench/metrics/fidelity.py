@@ -48,7 +48,7 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-from .. import progress
+from .. import progress, untrusted
 from ..errors import JembenchError
 
 INCEPTION = "inception-v3-compat"
@@ -185,9 +185,8 @@ def inception_weights_path(explicit: str | os.PathLike | None = None) -> Path:
     :class:`JembenchError` naming the file, where to get it and where to put it."""
     if explicit:
         path = Path(explicit).expanduser()
-        if not path.is_file():
-            raise JembenchError(f"--inception-weights {path} does not exist; pass the path of {INCEPTION_FILE} "
-                                f"(from {URL_INCEPTION_V3})")
+        untrusted.check_file(path, "weights", label="--inception-weights",
+                             fix=f"pass the path of {INCEPTION_FILE} (from {URL_INCEPTION_V3})")
         return path
     cached = torch_fidelity_inception_cache()
     if cached.is_file():
@@ -207,8 +206,7 @@ def feature_extractor_kwargs(name: str, weights: str | os.PathLike | None = None
         kwargs["feature_extractor_weights_path"] = str(inception_weights_path(weights))
     elif weights:
         path = Path(weights).expanduser()
-        if not path.is_file():
-            raise JembenchError(f"feature extractor weights {path} do not exist; pass an existing file")
+        untrusted.check_file(path, "weights", label="feature extractor weights")
         kwargs["feature_extractor_weights_path"] = str(path)
     return kwargs
 
@@ -228,11 +226,44 @@ def _fingerprint(path: str | None) -> str:
     """A short content hash of a weights file (empty when the extractor needs none)."""
     if not path:
         return ""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:10]
+    return untrusted.sha256(path, "weights", label="feature extractor weights")[:10]
+
+
+def prepare_cache(cache_root: str | os.PathLike, name: str | None) -> None:
+    """Create the feature cache folder (one line naming it and ``$JEMBENCH_CACHE`` when it cannot be) and drop
+    the damaged entries of cache ``name`` with a note, so that torch-fidelity recomputes them instead of failing
+    on them in this and every later run (it loads an entry whenever the file exists). An entry is damaged when it
+    is not a regular file or not an intact ``torch.save`` archive (its zip central directory and every member's
+    CRC are checked: a truncated or bit-flipped file fails)."""
+    root = Path(cache_root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        entries = sorted(p for p in root.iterdir() if name and p.name.startswith(f"{name}-") and p.suffix == ".pt")
+    except OSError as exc:
+        raise JembenchError(f"feature cache folder {root} cannot be created or read ({exc.strerror}); set "
+                            f"JEMBENCH_CACHE to a writable folder") from None
+    for entry in entries:
+        problem = _cache_entry_problem(entry)
+        if problem:
+            progress.warning(f"note: feature cache {entry} is unusable ({problem}); recomputing it")
+            try:
+                entry.unlink()
+            except OSError as exc:
+                raise JembenchError(f"feature cache {entry} is unusable ({problem}) and cannot be removed "
+                                    f"({exc.strerror}); delete it or set JEMBENCH_CACHE to another folder") from None
+
+
+def _cache_entry_problem(entry: Path) -> str | None:
+    import zipfile
+
+    try:
+        with untrusted.open_binary(entry, "cache") as fh, zipfile.ZipFile(fh) as archive:
+            bad = archive.testzip()
+    except untrusted.UntrustedFileError as exc:
+        return exc.what
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        return f"truncated or not a torch.save archive: {str(exc)[:80]}"
+    return f"member {bad} fails its CRC check" if bad else None
 
 
 def reference_cache_name(dataset: str, split: str, n: int, fe_kwargs: dict) -> str:
@@ -303,7 +334,7 @@ def fidelity_metrics(samples: torch.Tensor, reference: Dataset | None = None, *,
             ref = _Counted(reference, bar)
             kwargs.update(input2=ref, input2_cache_name=reference_cache,
                           kid_subset_size=max(2, min(kid_subset_size, len(samples), len(reference))))
-            Path(kwargs["cache_root"]).mkdir(parents=True, exist_ok=True)
+            prepare_cache(kwargs["cache_root"], reference_cache)
         raw = torch_fidelity.calculate_metrics(**kwargs)
     ref_text = "" if ref is None else (f" + {len(ref)} reference images" if ref.reads else
                                        " + the reference's cached features")

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..limits import MAX_IMAGES
 from ..schema import Invalid, setting
 
 RULES = ("all", "top", "per_class_top")
@@ -40,9 +41,11 @@ class Selection:
     """How a pool's images are chosen for IS and for FID / KID (a protocol sub-table, e.g. ``[buffer_selection]``)."""
 
     rule: str = setting("all", choices=RULES, help="all, top (whole pool) or per_class_top (per predicted class)")
-    is_ratio: float = setting(1.0, gt=0, help="IS images: < 1 a share int(n*ratio), >= 1 a count int(ratio)")
-    fid_ratio: float = setting(0.0, ge=0, help="FID / KID images, same arithmetic; 0 = is_ratio")
-    chunk: int = setting(0, ge=0, help="use the first floor(N/chunk)*chunk pool images (official: 100); 0 = all")
+    is_ratio: float = setting(1.0, gt=0, le=MAX_IMAGES,
+                              help="IS images: < 1 a share int(n*ratio), >= 1 a count int(ratio)")
+    fid_ratio: float = setting(0.0, ge=0, le=MAX_IMAGES, help="FID / KID images, same arithmetic; 0 = is_ratio")
+    chunk: int = setting(0, ge=0, le=MAX_IMAGES,
+                         help="use the first floor(N/chunk)*chunk pool images (official: 100); 0 = all")
 
     def validate(self) -> None:
         if self.rule == "all" and (self.is_ratio != 1.0 or self.fid_ratio != 0.0):

@@ -29,6 +29,7 @@ from types import ModuleType
 from typing import Any
 
 from ..errors import JembenchError
+from ..limits import MAX_BATCH, MAX_IMAGES, MAX_SIGMA
 from ..schema import setting
 
 SUITE_MODULES = {
@@ -68,16 +69,18 @@ class ForwardSettings:
     bn_mode: str = setting("eval", choices=BN_MODES,
                            help="eval: model.eval() (batch norm uses running statistics); train: model.train() "
                                 "as JEM's eval_wrn_ebm.py leaves it (batch statistics of each forward batch)")
-    batch_size: int = setting(0, ge=0, help="images per forward pass; 0 = the --batch-size option (results do "
-                                            "not depend on it in bn_mode eval; they do in bn_mode train)")
+    batch_size: int = setting(0, ge=0, le=MAX_BATCH,
+                              help="images per forward pass; 0 = the --batch-size option (results do not "
+                                   "depend on it in bn_mode eval; they do in bn_mode train)")
 
 
 @dataclass(frozen=True)
 class SplitSampling(ForwardSettings):
     """Protocol fields of suites that stream the (noised) test split: ``n`` images and input noise σ."""
 
-    n: int = setting(0, ge=0, help="test images, chosen by seed; 0 = the whole test split")
-    input_noise: float = setting(0.0, ge=0, help="sigma of Gaussian noise added to test inputs ([-1, 1] units)")
+    n: int = setting(0, ge=0, le=MAX_IMAGES, help="test images, chosen by seed; 0 = the whole test split")
+    input_noise: float = setting(0.0, ge=0, le=MAX_SIGMA,
+                                 help="sigma of Gaussian noise added to test inputs ([-1, 1] units)")
 
 
 #: names of :mod:`jembench.suites.context` (they need torch) that ``from jembench.suites import NAME`` loads lazily

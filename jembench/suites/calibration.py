@@ -31,6 +31,7 @@ from ..figures import reliability_diagram
 from ..evidence import StreamDigest
 from ..metrics.calibration import BIN_CLOSED, CalibrationAccumulator, bin_indices
 from ..records import make_record
+from ..limits import MAX_BINS
 from ..schema import setting
 from . import EvalContext, SplitSampling, forward_mode
 from .split_evidence import per_input_predictions, split_evidence
@@ -47,7 +48,7 @@ class CalibrationProtocol(SplitSampling):
     """The calibration protocol (``n``, ``input_noise``, ``n_bins``, ``bin_closed``, ``bn_mode``, ``batch_size``);
     defaults = the paper setting (JEM §5.2, ECE binning as JEM++ with jembench's left-closed bins)."""
 
-    n_bins: int = setting(20, ge=1, help="equal-width confidence bins (JEM++ / SADA-JEM: 20)")
+    n_bins: int = setting(20, ge=1, le=MAX_BINS, help="equal-width confidence bins (JEM++ / SADA-JEM: 20)")
     bin_closed: str = setting("left", choices=BIN_CLOSED,
                               help="left: bins [lo, hi), confidence 1.0 in the last; right: bins (lo, hi] "
                                    "(official JEM++ / SADA-JEM Task/calibration.py)")

@@ -45,7 +45,7 @@ import torch
 from tabulate import tabulate
 from torch.utils.data import ConcatDataset
 
-from .. import atomic, metric_keys, progress
+from .. import atomic, metric_keys, progress, untrusted
 from ..data import dataset_slug, load_dataset, stack_dataset
 from ..errors import JembenchError
 from ..figures import sample_grid
@@ -58,6 +58,7 @@ from ..models import load_checkpoint
 from ..partials import PartialStore
 from ..records import make_record
 from ..sampling import ClassGaussianInit, SGLDConfig, UniformInit, sgld
+from ..limits import MAX_IMAGES
 from ..schema import setting
 from . import EvalContext
 
@@ -75,23 +76,25 @@ class GenerationProtocol:
                                        help="sample sources (ensemble is switched on by --ensemble)")
     feature_extractor: str = setting(INCEPTION, help="torch-fidelity feature extractor name")
     reference_split: str = setting("train", choices=REFERENCE_SPLITS, help="FID / KID reference split(s)")
-    reference_n: int = setting(0, ge=0, help="reference images (fixed seed-0 subset); 0 = the whole split(s)")
+    reference_n: int = setting(0, ge=0, le=MAX_IMAGES,
+                               help="reference images (fixed seed-0 subset); 0 = the whole split(s)")
     buffer_selection: Selection = setting(Selection(), help="which buffer images the buffer source scores")
     conditional_selection: Selection = setting(Selection(rule="top", is_ratio=0.1),
                                                help="which pool images the conditional source scores")
     conditional_pool: str = setting("buffer", choices=("buffer", "fresh"), help="pool of the conditional samples")
-    n_samples: int = setting(10000, ge=2, help="fresh SGLD chains (--n-samples)")
+    n_samples: int = setting(10000, ge=2, le=MAX_IMAGES, help="fresh SGLD chains (--n-samples)")
     init: str = setting("uniform", choices=INITS, help="p_0 of fresh chains (--init)")
     sgld: SGLDConfig = setting(SGLDConfig(n_steps=100, step_size=1.0, noise=0.01),
                                help="SGLD of the fresh chains (n_steps: --steps)")
-    informative_fit_n: int = setting(0, ge=0, help="training images (seed-0 subset) for refitting the "
-                                                   "informative init; 0 = all")
-    isc_splits: int = setting(10, ge=0, help="Inception Score splits; 0 = the official max(1, N // 5000)")
+    informative_fit_n: int = setting(0, ge=0, le=200_000,
+                                     help="training images (seed-0 subset) for refitting the informative init; "
+                                          "0 = all")
+    isc_splits: int = setting(10, ge=0, le=1000, help="Inception Score splits; 0 = the official max(1, N // 5000)")
     isc_shuffle: bool = setting(True, help="shuffle (seeded) before the IS splits (torch-fidelity); the "
                                            "official code does not")
-    kid_subsets: int = setting(100, ge=1, help="KID subsets")
-    kid_subset_size: int = setting(1000, ge=2, help="KID subset size")
-    grid_n: int = setting(100, ge=0, help="samples per PNG grid; 0 = no grid")
+    kid_subsets: int = setting(100, ge=1, le=100_000, help="KID subsets")
+    kid_subset_size: int = setting(1000, ge=2, le=MAX_IMAGES, help="KID subset size")
+    grid_n: int = setting(100, ge=0, le=10_000, help="samples per PNG grid; 0 = no grid")
 
 
 PROTOCOL = GenerationProtocol
@@ -181,13 +184,10 @@ def fitted_class_gaussians(ctx: EvalContext, n_classes: int, fit_n: int) -> tupl
     key = {"dataset": ctx.dataset, "n": n, "subset_seed": 0, "n_classes": int(n_classes), "jitter": 1e-4}
     path = informative_cache_path(ctx.dataset, n)
     what = f"class Gaussians fitted to {n} {ctx.dataset} training images"
-    if path.is_file():
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-            if isinstance(saved, dict) and saved.get("key") == key:
-                return ClassGaussianInit.from_state_dict(saved["state"]), f"{what} (cache {path})"
-        except Exception:  # noqa: BLE001 - a damaged or foreign cache file is refitted and overwritten
-            pass
+    cached = untrusted.load_cache(path, lambda saved: ClassGaussianInit.from_state_dict(saved["state"])
+                                  if saved.get("key") == key else None, "informative-init")
+    if cached is not None:  # a damaged or foreign cache file is refitted and overwritten
+        return cached, f"{what} (cache {path})"
     start = time.perf_counter()
     x, y = stack_dataset(base, limit=n if n < len(base) else None, seed=0)
     try:

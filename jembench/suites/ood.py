@@ -54,6 +54,7 @@ from ..metrics.detection import CONVENTION, detection_metrics
 from ..metrics.ood_scores import SCORES, score_batches
 from ..progress import track
 from ..records import make_record
+from ..limits import MAX_BATCH, MAX_BINS, MAX_IMAGES, MAX_SIGMA
 from ..schema import Invalid, setting
 from . import EvalContext, ForwardSettings, add_noise, chunks, forward_mode, n_batches, noise_generator
 from .ood_sets import INTERP_PAIRS, OODSet, resolve_entry, set_entry, set_images
@@ -71,17 +72,20 @@ class OODProtocol(ForwardSettings):
                                          "{ folder = PATH, label = ..., name = ..., resize = ... }")
     scores: tuple[str, ...] = setting(("log_px", "max_py", "grad_norm"), nonempty=True,
                                       help="registered OOD scores (jembench.metrics.ood_scores)")
-    n_in: int = setting(0, ge=0, help="in-distribution test images, chosen by seed; 0 = the whole test split")
-    n_out: int = setting(0, ge=0, help="images per OOD set; 0 = whole test split (synthetic: as many as n_in)")
-    input_noise: float = setting(0.0, ge=0, help="sigma of Gaussian noise added to every input")
+    n_in: int = setting(0, ge=0, le=MAX_IMAGES,
+                        help="in-distribution test images, chosen by seed; 0 = the whole test split")
+    n_out: int = setting(0, ge=0, le=MAX_IMAGES,
+                         help="images per OOD set; 0 = whole test split (synthetic: as many as n_in)")
+    input_noise: float = setting(0.0, ge=0, le=MAX_SIGMA, help="sigma of Gaussian noise added to every input")
     interp_lambda: float = setting(0.5, ge=0, le=1, help="interp = lambda*x_a + (1-lambda)*x_b")
     interp_pairs: str = setting("random", choices=INTERP_PAIRS,
                                 help="random: seeded pairs a != b of clean test images; consecutive-batches: the "
                                      "official consecutive batches of the shuffled, noised test loader")
-    interp_batch: int = setting(100, ge=1, help="batch of the consecutive-batches interp (official loader: 100)")
+    interp_batch: int = setting(100, ge=1, le=MAX_BATCH,
+                                help="batch of the consecutive-batches interp (official loader: 100)")
     shuffle_out: bool = setting(False, help="stream each OOD set in a seeded random order (the official fake "
                                             "loaders shuffle; matters only for bn_mode train)")
-    hist_bins: int = setting(100, ge=1, help="bins of the score histograms")
+    hist_bins: int = setting(100, ge=1, le=MAX_BINS, help="bins of the score histograms")
 
     def validate(self) -> None:
         for s in self.scores:

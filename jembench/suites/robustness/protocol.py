@@ -24,6 +24,7 @@ from fractions import Fraction
 from typing import Any
 
 from ...metric_keys import NORMS
+from ...limits import MAX_BATCH, MAX_EOT, MAX_EPS, MAX_IMAGES, MAX_SGLD_STEPS, MAX_SIGMA
 from ...schema import Invalid, setting
 from ...sgld_config import SGLDConfig
 
@@ -52,15 +53,18 @@ def _sorted_unique(obj: Any, name: str) -> None:
 class Refinement:
     """``[refine]``: the classifier attacked, x → K SGLD steps seeded at x → logits (JEM §5.4)."""
 
-    steps: tuple[int, ...] = setting((0, 1, 10), ge=0, nonempty=True, help="the K values (JEM Fig. 5)")
+    steps: tuple[int, ...] = setting((0, 1, 10), ge=0, le=MAX_SGLD_STEPS, nonempty=True,
+                                     help="the K values (JEM Fig. 5)")
     sgld: SGLDConfig = setting(SGLDConfig(n_steps=0, step_size=1.0, noise=0.01), omit=("n_steps",),
                                help="[refine.sgld]: the SGLD steps (K comes from steps)")
-    eot_attack: int = setting(15, ge=1, help="EOT draws the attacker averages (SADA-JEM: 15)")
-    eot_defense: int = setting(150, ge=1, help="draws that classify clean inputs and verify adversarials")
+    eot_attack: int = setting(15, ge=1, le=MAX_EOT, help="EOT draws the attacker averages (SADA-JEM: 15)")
+    eot_defense: int = setting(150, ge=1, le=MAX_EOT,
+                                help="draws that classify clean inputs and verify adversarials")
     eot_mode: str = setting("logits", choices=("logits", "gradients"), help="average logits or gradients")
     bpda: bool = setting(False, help="identity Jacobian for the refinement (BPDA) instead of exact gradients")
-    input_noise: float = setting(0.0, ge=0, help="σ of N(0, σ²) added to each draw's copy of the input before "
-                                                 "the SGLD steps, [-1, 1] units (JEM attack_model.py --sigma)")
+    input_noise: float = setting(0.0, ge=0, le=MAX_SIGMA,
+                                 help="σ of N(0, σ²) added to each draw's copy of the input before the SGLD "
+                                      "steps, [-1, 1] units (JEM attack_model.py --sigma)")
 
     def __post_init__(self) -> None:
         _sorted_unique(self, "steps")
@@ -86,10 +90,10 @@ class PGDSettings:
 
     enabled: bool = setting(True)
     norms: tuple[str, ...] = setting(NORMS, choices=NORMS, nonempty=True)
-    steps: int = setting(100, ge=1, help="iterations per run (JEM App. F: 100)")
-    restarts: int = setting(20, ge=1, help="random restarts per ε (JEM App. F: 20)")
-    step_size: float = setting(0.025, gt=0, convert=parse_number, help="step α as a fraction of ε")
-    alpha: float = setting(0.0, ge=0, convert=parse_eps,
+    steps: int = setting(100, ge=1, le=100_000, help="iterations per run (JEM App. F: 100)")
+    restarts: int = setting(20, ge=1, le=1000, help="random restarts per ε (JEM App. F: 20)")
+    step_size: float = setting(0.025, gt=0, le=100, convert=parse_number, help="step α as a fraction of ε")
+    alpha: float = setting(0.0, ge=0, le=MAX_EPS, convert=parse_eps,
                            help="an absolute step α in [0, 1] units whatever ε (SADA-JEM: 2/255); 0 = step_size·ε")
     random_start: bool = setting(True)
     search: str = setting("bisect", choices=SEARCHES,
@@ -100,14 +104,15 @@ class PGDSettings:
     keep: str = setting("best", choices=("best", "last"),
                         help="over restarts: best = broken by any (smallest distance); last = the last restart's "
                              "result (foolbox2 only: JEM attack_model.py:254-262)")
-    search_steps: int = setting(10, ge=0, help="bisect: bisections of each input's ε bracket after the grid; "
+    search_steps: int = setting(10, ge=0, le=100, help="bisect: bisections of each input's ε bracket after the grid; "
                                                "foolbox2: k, the cap on exponential tries and the bisection steps")
-    search_start: float = setting(0.3, gt=0, convert=parse_eps,
+    search_start: float = setting(0.3, gt=0, le=MAX_EPS, convert=parse_eps,
                                   help="foolbox2: the first ε of the exponential search (foolbox: 0.3)")
-    search_growth: float = setting(1.5, gt=1, help="foolbox2: ε × growth after each failed try (foolbox: 1.5)")
-    linf_eps: tuple[float, ...] = setting((0.0, *(e / 255 for e in (1, 2, 4, 8, 12, 16, 22, 30))), convert=parse_eps,
+    search_growth: float = setting(1.5, gt=1, le=100, help="foolbox2: ε × growth after each failed try (foolbox: 1.5)")
+    linf_eps: tuple[float, ...] = setting((0.0, *(e / 255 for e in (1, 2, 4, 8, 12, 16, 22, 30))), le=1,
+                                          convert=parse_eps,
                                           help="L∞ ε grid, [0, 1] pixel units (JEM Fig. 5a range)")
-    l2_eps: tuple[float, ...] = setting((0.0, 0.25, 0.5, 1.0, 1.5, 2.0), convert=parse_eps,
+    l2_eps: tuple[float, ...] = setting((0.0, 0.25, 0.5, 1.0, 1.5, 2.0), le=MAX_EPS, convert=parse_eps,
                                         help="L2 ε grid, [0, 1] pixel units (JEM Fig. 5b range)")
 
     def __post_init__(self) -> None:
@@ -122,8 +127,10 @@ class PGDSettings:
 class QueryLimits:
     """Budgets of a decision-based attack (:mod:`jembench.attacks.budget`); 0 = unlimited."""
 
-    max_queries: int = setting(0, ge=0, help="model queries per input; the attack stops at the first one past it")
-    max_seconds: float = setting(0.0, ge=0, help="wall time per unit (machine-dependent: prefer max_queries)")
+    max_queries: int = setting(0, ge=0, le=10**9,
+                               help="model queries per input; the attack stops at the first one past it")
+    max_seconds: float = setting(0.0, ge=0, le=7 * 86400,
+                                 help="wall time per unit (machine-dependent: prefer max_queries)")
 
 
 @dataclass(frozen=True)
@@ -131,7 +138,7 @@ class BoundarySettings(QueryLimits):
     """``[boundary]``: foolbox BoundaryAttack (L2) from a top-2-class starting point."""
 
     enabled: bool = setting(True)
-    steps: int = setting(25000, ge=1, help="iterations (foolbox's default; 2 queries each)")
+    steps: int = setting(25000, ge=1, le=10**7, help="iterations (foolbox's default; 2 queries each)")
 
 
 @dataclass(frozen=True)
@@ -146,8 +153,8 @@ class PointwiseSettings(QueryLimits):
 class StartSettings:
     """``[start]``: starting points of the gradient-free attacks (a correctly classified top-2-class image)."""
 
-    pool: int = setting(0, ge=0, help="test images searched for them; 0 = the whole test split")
-    candidates: int = setting(10, ge=1, help="nearest top-2-class images tried per input")
+    pool: int = setting(0, ge=0, le=MAX_IMAGES, help="test images searched for them; 0 = the whole test split")
+    candidates: int = setting(10, ge=1, le=10_000, help="nearest top-2-class images tried per input")
 
 
 @dataclass(frozen=True)
@@ -167,12 +174,13 @@ class Unit:
 class RobustnessProtocol:
     """The robustness protocol; defaults = the paper setting (see ``suites/robustness.toml``)."""
 
-    n: int = setting(300, ge=1, help="test inputs attacked (JEM App. F: 300)")
+    n: int = setting(300, ge=1, le=MAX_IMAGES, help="test inputs attacked (JEM App. F: 300)")
     selection: str = setting("random", choices=SELECTIONS,
                              help="random: seeded subset; first: the first n in order (JEM attack_model.py); "
                                   "sadajem-loader: SADA-JEM's shuffled loader (bpda_eot_attack.py)")
-    input_seed: int = setting(0, help="seed choosing those inputs (random, sadajem-loader) and the start-point pool")
-    batch_size: int = setting(50, ge=1, help="inputs per work unit")
+    input_seed: int = setting(0, ge=0, le=2**63 - 1,
+                              help="seed choosing those inputs (random, sadajem-loader) and the start-point pool")
+    batch_size: int = setting(50, ge=1, le=MAX_BATCH, help="inputs per work unit")
     refine: Refinement = setting(Refinement())
     pgd: PGDSettings = setting(PGDSettings())
     boundary: BoundarySettings = setting(BoundarySettings())

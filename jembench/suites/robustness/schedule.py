@@ -24,6 +24,7 @@ from ...attacks.inputs import select
 from ...data import load_dataset, stack_dataset
 from ...figures import robustness_figures
 from ...partials import PartialStore
+from .unit_results import unit_problem
 from ...records import make_record
 from ..context import EvalContext
 from . import units as attack_units
@@ -51,10 +52,8 @@ def partial_store(ckpt, protocol, ctx: EvalContext, blocks: list[range]) -> Part
     if not ctx.record_path:
         return None
 
-    def valid(unit: str, result: Any) -> bool:
-        block = blocks[int(unit.rpartition("/b")[2])]
-        return (isinstance(result, dict) and isinstance(result.get("correct"), list)
-                and len(result["correct"]) == len(block) and isinstance(result.get("forward_passes"), int))
+    def valid(unit: str, result: Any) -> bool | str:
+        return unit_problem(unit, result, len(blocks[int(unit.rpartition("/b")[2])])) or True
 
     key = {"checkpoint_sha256": ckpt.sha256, "seed": int(ctx.seed), "dataset": ctx.dataset}
     return PartialStore(ctx.record_path, protocol.hash, key, valid=valid, what="robustness")
