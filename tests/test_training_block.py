@@ -84,3 +84,25 @@ def test_notes_say_recovered_stopped_and_chosen_on_test():
     assert len(training_block.notes({"name": "m", "training": validation})) == 1
     assert training_block.notes({"name": "m", "training": {"recovered_divergences": "x"}}) == []  # malformed: none
     assert training_block.recovered({"training": GOOD}) == 2 and training_block.recovered({"name": "m"}) == 0
+
+
+def test_eval_notes_show_a_strangers_training_text_inert(tmp_path, capsys):
+    """The notes `jembench eval` prints come from the checkpoint: a name and stop reasons holding terminal control
+    sequences and line breaks are printed as visible escapes on one line each (jembench/escape.py), never raw."""
+    from jembench.cli import main as cli_main
+
+    hostile = "\x1b]0;owned\x07\x1b[2J"
+    block = {"recovered_divergences": 1, "recovered_at": [3], "stopped_at": 9,
+             "stop_reasons": [f"|loss| > loss_bound{hostile}\nnote: forged line"]}
+    ckpt = tmp_path / "last.pt"
+    torch.manual_seed(0)
+    save_checkpoint(ckpt, arch="wrn", arch_kwargs=KWARGS, model=wide_resnet(**KWARGS), method="jem",
+                    dataset="digits", n_classes=10, image_shape=(1, 8, 8), config={"name": f"m{hostile}"},
+                    training=block)
+    assert cli_main(["eval", "--suite", "accuracy", str(ckpt), "--out", str(tmp_path / "acc.json")]) == 0
+    out = capsys.readouterr().out
+    notes = [line for line in out.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 2, out  # recovered + stopped; the forged line break did not make a third
+    assert "\x1b" not in out and "\x07" not in out
+    assert "its training recovered from 1 divergence (beginning at iteration 3)" in notes[0]
+    assert "ended on divergence at iteration 9 (|loss| > loss_bound" in notes[1] and "note: forged line" in notes[1]
