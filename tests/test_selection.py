@@ -46,46 +46,71 @@ def _cfg(**overrides):
                                           **overrides})
 
 
+def _documented_noise(seed: int, iteration: int, n: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """ε for the n images of the selection split at the evaluation after ``iteration``, as documented (written out
+    here, not taken from jembench): image i's ε_i = ``torch.randn(shape)`` from a CPU generator seeded with word i
+    of ``SeedSequence([seed, iteration]).generate_state(n)``."""
+    words = np.random.SeedSequence([seed, iteration]).generate_state(n)
+    return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(w))) for w in words])
+
+
 def _noisy_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, sigma: float, seed: int,
                     iteration: int) -> float:
-    """Accuracy on ``images`` + σ·ε, ε drawn batch by batch (100) from a generator seeded with
-    ``SeedSequence([seed, iteration, 0])`` — the documented stream of the evaluation after ``iteration`` (written
-    out here, not taken from jembench)."""
-    gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, iteration, 0]).generate_state(1)[0]))
-    correct = 0
+    """Accuracy on ``images`` + σ·ε with the documented ε of the evaluation after ``iteration``."""
+    x = images + sigma * _documented_noise(seed, iteration, len(images), tuple(images.shape[1:]))
     with torch.no_grad():
-        for start in range(0, len(images), 100):
-            x = images[start:start + 100]
-            x = x + sigma * torch.randn(x.shape, generator=gen)
-            correct += int((model(x).argmax(1) == labels[start:start + 100]).sum())
-    return 100.0 * correct / len(images)
+        return 100.0 * int((model(x).argmax(1) == labels).sum()) / len(images)
 
 
 @pytest.mark.parametrize("sigma", [0.0, 0.3])
 def test_the_images_that_choose_best_pt_get_the_selection_noise(sigma):
-    """What the network sees when ``best.pt`` is chosen = the clean hold-out images + N(0, σ²) noise: mean 0 and
-    standard deviation σ within 5 standard errors over 300 × 64 pixels (SE of the mean σ/√n, of the standard
-    deviation ≈ σ/√(2n)), independent of the images; fresh at each evaluation, the same when repeated (resume).
-    σ = 0: the clean images exactly."""
+    """What the network sees when ``best.pt`` is chosen = the clean hold-out images + σ·ε with the documented ε:
+    each image's own stream, so it does not depend on the batch size; N(0, σ²) (mean 0 and standard deviation σ
+    within 5 standard errors over 300 × 64 pixels: SE of the mean σ/√n, of the standard deviation ≈ σ/√(2n)),
+    independent of the images; fresh at each evaluation, the same when repeated (resume). σ = 0: the clean images
+    exactly."""
     cfg = _cfg(select_noise=sigma)
     data = training_data(cfg, rank=0, world=1)
     clean, _ = _clean_holdout()
     seen = {}
-    for iteration in (17, 34, 17):
+    for iteration, batch_size in ((17, 100), (34, 100), (17, 7)):
         probe = _Probe()
-        accuracy_on(probe, data.select, torch.device("cpu"), noise_std=cfg.select_noise,
-                    generator=selection_noise(cfg.seed, iteration))
+        accuracy_on(probe, data.select, torch.device("cpu"), batch_size=batch_size, noise_std=cfg.select_noise,
+                    noise_seeds=selection_noise(cfg.seed, iteration, len(data.select)))
         seen.setdefault(iteration, []).append(torch.cat(probe.seen))
     residual = seen[17][0] - clean
     if sigma == 0:
         assert torch.equal(seen[17][0], clean) and torch.equal(seen[34][0], clean)
         return
+    expected = sigma * _documented_noise(cfg.seed, 17, HOLDOUT, tuple(clean.shape[1:]))
+    assert torch.allclose(residual, expected, atol=1e-6)
     n = residual.numel()
     assert abs(float(residual.mean())) < 5 * sigma / n ** 0.5
     assert abs(float(residual.std()) - sigma) < 5 * sigma / (2 * n) ** 0.5
     assert abs(float(torch.corrcoef(torch.stack([residual.flatten(), clean.flatten()]))[0, 1])) < 5 / n ** 0.5
-    assert torch.equal(seen[17][0], seen[17][1])  # the same evaluation draws the same noise (exact resume)
+    assert torch.equal(seen[17][0], seen[17][1])  # the same evaluation draws the same noise, in any batch size
     assert not torch.allclose(seen[34][0] - clean, residual)  # another evaluation draws afresh
+
+
+def test_each_process_scores_its_share_with_the_noise_a_single_process_gives_those_images(monkeypatch):
+    """Under DDP rank r of W scores images r, r + W, ... of the split (jembench.distributed's rank and world size,
+    patched here: no process group is needed to see what one rank classifies) with exactly the noise a single
+    process gives those images, so the summed accuracy — and the best.pt decision — does not depend on W."""
+    from jembench import distributed
+
+    cfg = _cfg(select_noise=0.3)
+    data = training_data(cfg, rank=0, world=1)
+    seeds = selection_noise(cfg.seed, 17, len(data.select))
+    whole = _Probe()
+    accuracy_on(whole, data.select, torch.device("cpu"), noise_std=0.3, noise_seeds=seeds)
+    single = torch.cat(whole.seen)
+    monkeypatch.setattr(distributed, "world_size", lambda: 3)
+    monkeypatch.setattr(distributed, "all_reduce_mean", lambda t: t / 3)  # one rank's counts stand for the sum
+    for rank in range(3):
+        monkeypatch.setattr(distributed, "rank", lambda rank=rank: rank)
+        probe = _Probe()
+        accuracy_on(probe, data.select, torch.device("cpu"), batch_size=40, noise_std=0.3, noise_seeds=seeds)
+        assert torch.equal(torch.cat(probe.seen), single[rank::3])
 
 
 def test_best_pt_is_the_checkpoint_of_the_best_noisy_validation_accuracy(tmp_path):
