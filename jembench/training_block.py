@@ -20,13 +20,13 @@ have written, so :func:`problem` checks every field's type before anything is sh
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 MAX_ITEMS = 10_000  # entries of a list field (a real run has a handful)
 MAX_TEXT = 256  # characters of a text field
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -64,7 +64,7 @@ def problem(block: Any) -> str | None:
     return None
 
 
-def from_checkpoint(state: dict) -> dict | None:
+def from_checkpoint(state: dict[str, Any]) -> dict[str, Any] | None:
     """The ``training`` block of a jembench checkpoint (already checked by :func:`problem`), or, for one written
     before the block existed, the recovery count its divergence guard stored (``extra.guard``); None when the file
     says neither."""
@@ -74,12 +74,14 @@ def from_checkpoint(state: dict) -> dict | None:
     guard = (state.get("extra") or {}).get("guard") if isinstance(state.get("extra"), dict) else None
     if not isinstance(guard, dict) or not _is_int(guard.get("recoveries")) or guard["recoveries"] < 0:
         return None
-    events = guard.get("events") if isinstance(guard.get("events"), list) else []
+    events = guard.get("events")
+    if not isinstance(events, list):
+        events = []
     at = [e.get("first_bad_iteration") for e in events if isinstance(e, dict) and e.get("event") == "divergence"]
     return {"recovered_divergences": guard["recoveries"], "recovered_at": [i for i in at if _is_int(i)]}
 
 
-def recovered(model: dict) -> int:
+def recovered(model: dict[str, Any]) -> int:
     """How many divergences the training of a record's ``model`` recovered from (0 when it does not say)."""
     block = model.get("training") if isinstance(model, dict) else None
     n = block.get("recovered_divergences") if isinstance(block, dict) else None
@@ -91,7 +93,7 @@ def _iterations(values: list[int], limit: int = 5) -> str:
     return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
 
 
-def notes(model: dict) -> list[str]:
+def notes(model: dict[str, Any]) -> list[str]:
     """The notes ``jembench eval`` prints under a record's table about its model's training: a run that recovered
     from divergence (the official code would have stopped there), one that ended on divergence, and a ``best.pt``
     chosen on the test split (its test numbers are optimistically biased). Text comes from the record: the caller

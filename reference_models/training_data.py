@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from jembench import devices, distributed
-from jembench.data import load_dataset
+from jembench.data import length, load_dataset
 from jembench.errors import JembenchError
 
 from .config import TrainConfig
@@ -61,7 +61,7 @@ class DataStream:
     pin_memory: bool = False  # page-locked batches, so copies to a CUDA device can be asynchronous
 
     def __post_init__(self) -> None:
-        per_rank = math.ceil(len(self.dataset) / self.world_size)
+        per_rank = math.ceil(length(self.dataset) / self.world_size)
         if per_rank < self.batch_size:
             raise JembenchError(f"the training set has {per_rank} images per process, fewer than the batch size "
                                 f"{self.batch_size}; lower --batch-size (or --px-batch-size)")
@@ -72,7 +72,7 @@ class DataStream:
         epoch, within = divmod(iteration, self.iters_per_epoch)
         start = within * self.batch_size
         while True:
-            sampler = EpochSampler(len(self.dataset), self.seed, epoch, start, self.rank, self.world_size)
+            sampler = EpochSampler(length(self.dataset), self.seed, epoch, start, self.rank, self.world_size)
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch * 1_009 + self.rank)  # worker seeds
             yield from DataLoader(self.dataset, batch_size=self.batch_size, sampler=sampler, drop_last=True,
                                   num_workers=self.workers, generator=gen, pin_memory=self.pin_memory)
@@ -124,7 +124,7 @@ def training_data(cfg: TrainConfig, rank: int, world: int, device: torch.device 
     the batch (:func:`per_rank_batch`); batches are pinned for a CUDA ``device``."""
     base = load_dataset(cfg.dataset, "train", cfg.data_root, cfg.download, augment=cfg.augment, flip=cfg.flip,
                         noise_std=cfg.input_noise)
-    valid_idx, train_idx = holdout_split(len(base), cfg.holdout, cfg.holdout_seed) if cfg.holdout else ([], None)
+    valid_idx, train_idx = holdout_split(length(base), cfg.holdout, cfg.holdout_seed) if cfg.holdout else ([], None)
 
     def subset(ds: Dataset, idx: list[int] | None) -> Dataset:
         return ds if idx is None else Subset(ds, idx)
@@ -140,13 +140,13 @@ def training_data(cfg: TrainConfig, rank: int, world: int, device: torch.device 
         px_batch = (per_rank_batch(cfg.px_batch_size, world, cfg.ddp_batch, "--px-batch-size") if cfg.px_batch_size
                     else batch)
         px = DataStream(subset(px_base, train_idx), px_batch, cfg.seed + 1, cfg.workers, rank, world, pin)
-    select = None
+    select: Dataset | None = None
     if cfg.select_best == "validation":
         clean = load_dataset(cfg.dataset, "train", cfg.data_root, cfg.download)  # un-augmented; σ: accuracy_on
         select = Subset(clean, valid_idx)
     elif cfg.select_best == "test":
         select = load_dataset(cfg.dataset, "test", cfg.data_root, cfg.download)
-    return TrainingData(labelled, px, select, len(train_set))
+    return TrainingData(labelled, px, select, length(train_set))
 
 
 def selection_noise(seed: int, iteration: int, n: int) -> np.ndarray:
@@ -179,12 +179,13 @@ def accuracy_on(model: nn.Module, dataset: Dataset, device: torch.device, batch_
     image i is scored as x_i + σ·ε_i, ε_i from its word of ``noise_seeds`` (:func:`selection_noise`, one per image
     of ``dataset``; :func:`image_noise`), added after normalisation to [-1, 1], where JEM's ``transform_test`` adds
     it."""
-    if noise_std > 0 and (noise_seeds is None or len(noise_seeds) != len(dataset)):
+    if noise_std > 0 and (noise_seeds is None or len(noise_seeds) != length(dataset)):
         raise ValueError("accuracy_on with noise_std > 0 needs one noise seed per image (selection_noise)")
     was_training = model.training
     model.eval()
     rank, world = distributed.rank(), distributed.world_size()
-    positions = range(rank, len(dataset), world) if world > 1 else range(len(dataset))
+    n = length(dataset)
+    positions = range(rank, n, world) if world > 1 else range(n)
     shard = Subset(dataset, positions) if world > 1 else dataset
     counts = torch.zeros(2, dtype=torch.float64, device=device)  # correct, total (summed on the device: no sync)
     seen = 0
