@@ -15,6 +15,8 @@ Rules that make the numbers honest:
 * our records are averaged only when model, dataset, suite **and protocol hash** agree. When a model has
   records of one suite under several protocols, every (suite, protocol) group is its own row and a note under
   the table says so — numbers from different protocols are never silently mixed;
+* our rows whose model's training recovered from divergence (rolled back and retried where the official code
+  stops: the records' ``model.training``, :mod:`jembench.training_block`) carry the ``recovered`` flag;
 * best value per column (per score block for OOD) in bold, second best underlined (LaTeX/HTML), following the
   direction of the column (↑ higher is better, ↓ lower is better; :func:`jembench.render.emphasis`).
 
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from . import catalog, metric_keys
+from . import catalog, metric_keys, training_block
 from .errors import JembenchError
 from .metric_keys import NORM_LABELS
 from .metrics.ood_scores import SCORES
@@ -72,9 +74,10 @@ def records_frame(refs: list[RecordRef]) -> pd.DataFrame:
             rows.append({"model": labels[ref.path], "method": model.get("method", ""), "dataset": r["dataset"],
                          "dataset_label": label, "suite": r["suite"], "protocol": proto.get("name", r["suite"]),
                          "hash": proto["hash"], "metric": metric, "value": float(value), "path": str(ref.path),
-                         "set_label": set_label(r, ood_set) if ood_set is not None else ""})
+                         "set_label": set_label(r, ood_set) if ood_set is not None else "",
+                         "recovered": training_block.recovered(model)})
     cols = ["model", "method", "dataset", "dataset_label", "suite", "protocol", "hash", "metric", "value", "path",
-            "set_label"]
+            "set_label", "recovered"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -286,9 +289,13 @@ def _our_rows(kind: str, recs: pd.DataFrame
                         row.cells[pl.column] = cell
                     if metric in set_labels:  # an OOD set's column: the label its records store
                         row.column_labels.setdefault(pl.column, set_labels[metric])
+            recovered = int(unit["recovered"].max())
             for (psection, _, _), row in by_row.items():
                 if set(row.cells) == {"clean"}:
                     continue  # clean accuracy alone does not make a robustness row
+                if recovered:  # its training rolled back and retried where the official code stops
+                    row.flags.append("recovered")
+                    row.source += f"; training recovered from {recovered} divergence{'s' if recovered > 1 else ''}"
                 rows.setdefault((dataset, psection), []).append(row)
     return rows, notes
 
