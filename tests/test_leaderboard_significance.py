@@ -49,7 +49,7 @@ def test_cells_within_the_noise_of_the_best_are_marked(tmp_path):
     cells = {r.model: r.cells["accuracy"] for r in section.rows}
     assert cells["close (ours)"].mark == "≈" and cells["far (ours)"].mark == "" and cells["best (ours)"].mark == ""
     md = render([section], "md")
-    assert "94.80≈" in md and "not significantly different from the best" in md
+    assert "94.80 ± 0.50≈" in md and "not significantly different from the best" in md
 
 
 def test_rows_averaged_over_records_show_mean_std_and_t_interval(tmp_path):
