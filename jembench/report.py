@@ -6,6 +6,9 @@ as a base64 ``data:`` URI, at its natural size, captioned with what it shows and
 (the PDF beside it, :mod:`jembench.figures`). A small script marks the page once every image has decoded
 (``<body data-report-ready="yes">``), which is what the browser test checks.
 
+The record list names each robustness record's failed attack sanity checks (⚠, recomputed from its numbers by
+:mod:`jembench.suites.robustness.sanity`), and the leaderboards carry the marks and notes of :mod:`jembench.render`.
+
 What a record says is untrusted (a record may come from anyone's CI run): every text in the page goes through
 :func:`jembench.escape.html`, the page's Content-Security-Policy runs no script but its own, and a figure is
 embedded only when it is a PNG file *inside the folder being reported* (after resolving ``..`` and symlinks), so
