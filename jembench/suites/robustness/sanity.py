@@ -117,8 +117,8 @@ def caveats(record: dict[str, Any]) -> list[Caveat]:
         return []
     clean, curves = _curves(record["metrics"])
     found: list[Caveat] = []
-    for (norm, k), points in sorted(curves.items(), key=lambda item: (item[0][1], metric_keys.NORMS.index(
-            item[0][0]) if item[0][0] in metric_keys.NORMS else 9)):
+    order = {norm: i for i, norm in enumerate(metric_keys.NORMS)}  # per K: L∞, then L2
+    for (norm, k), points in sorted(curves.items(), key=lambda item: (item[0][1], order.get(item[0][0], 9))):
         positive = [(e, v) for e, v in points if e > 0]
         if k in clean:
             above = [(e, v) for e, v in positive if v > clean[k] + _SLACK]
