@@ -155,6 +155,19 @@ def test_eval_table_and_report_name_the_caveats(tmp_path):
     assert "⚠ K=1, L∞: robust accuracy 100.0 %" in page and "attack sanity checks failed" in page
 
 
+def test_check_notes_the_caveats_of_the_records_it_checks(tmp_path, capsys):
+    """`jembench check` passes a record whose robust accuracies did not move, but says they are upper bounds."""
+    bad = _record(linf=[100.0, 100.0, 100.0, 100.0], l2=GOOD["l2"], l2_found=[3.0] * N)
+    path = _write(tmp_path / "run", "robustness.json", bad)
+    _write(tmp_path / "base", "robustness.json", bad)
+    assert main(["check", str(path), "--baseline", str(tmp_path / "base")]) == 0
+    out = capsys.readouterr().out
+    assert f"note: ⚠ {path}: attack sanity checks failed (K=0, L∞: not_near_zero)" in out and "-> pass" in out
+    _write(tmp_path / "good", "robustness.json", _record(**GOOD))
+    assert main(["check", str(tmp_path / "good"), "--baseline", str(tmp_path / "good")]) == 0
+    assert "⚠" not in capsys.readouterr().out
+
+
 # ------------------------------------------------------------------------------------------ attacked medians
 def _order_statistic_interval(values: list[float]) -> list[float]:
     """The distribution-free 95 % interval of a median by hand: the widest r with P(Bin(k, ½) < r) ≤ 2.5 %."""

@@ -93,7 +93,7 @@ def run(args) -> int:
             failed = sanity.caveats(record)
             if failed:
                 row["Model"] = f"{METHODS[method]} {sanity.MARK}"
-                where = ", ".join(dict.fromkeys(f"{c.where}: {c.check}" for c in failed))
+                where = sanity.listing(failed)
                 notes.append(f"{sanity.MARK} {METHODS[method]}: attack sanity checks failed ({where}); its robust "
                              f"accuracies are upper bounds — see its robustness table ({record_path})")
             if args.records:

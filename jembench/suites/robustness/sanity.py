@@ -160,6 +160,11 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
             "near_zero": NEAR_ZERO, "large_eps": dict(LARGE_EPS), "gap": GAP, "reference": REFERENCE}
 
 
+def listing(found: list[Caveat]) -> str:
+    """The failed checks in one line, for a note: ``K=1, L∞: not_near_zero; K=1, L2: gradient_free_stronger``."""
+    return "; ".join(dict.fromkeys(f"{c.where}: {c.check}" for c in found))
+
+
 def by_row(record: dict[str, Any]) -> dict[tuple[str, int], list[Caveat]]:
     """The caveats of a record grouped by (norm, K): what one leaderboard row of a robustness section carries."""
     out: dict[tuple[str, int], list[Caveat]] = {}
