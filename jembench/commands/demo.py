@@ -57,6 +57,7 @@ def run(args) -> int:
     from ..models import load_checkpoint
     from ..runtime import configure_torch
     from ..suites import available_suites, get_suite
+    from ..suites.robustness import sanity
     from ..training import train
 
     configure_torch()
@@ -101,6 +102,12 @@ def run(args) -> int:
                     phases[suite_name] = phases.get(suite_name, 0.0) + time.perf_counter() - t0
                 ran += 1
                 row.update(suite.headline(record))
+                failed = sanity.caveats(record)
+                if failed:
+                    row["Model"] = f"{METHODS[method]} {sanity.MARK}"
+                    where = sanity.listing(failed)
+                    notes.append(f"{sanity.MARK} {METHODS[method]}: attack sanity checks failed ({where}); its "
+                                 f"robust accuracies are upper bounds — see its robustness table ({record_path})")
                 if args.records:
                     _copy_record(record_path, record, Path(args.records) / method)
             rows.append(row)
@@ -109,7 +116,7 @@ def run(args) -> int:
     print(f"\njembench demo — digits (scikit-learn, 8x8), tiny training presets, {PRESET} protocols\n")
     print(tabulate(table, headers=columns, tablefmt="github"))
     for note in notes:
-        print(f"note: {note}")
+        print(note if note.startswith(sanity.MARK) else f"note: {note}")
     times = " · ".join(f"{phase} {seconds:.0f} s" for phase, seconds in phases.items())
     print(f"\nrecords and figures: {out}/<method>/eval/   wall time: {time.perf_counter() - started:.0f} s "
           f"({times}; {threads_note()})")
