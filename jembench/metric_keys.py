@@ -5,16 +5,15 @@ keys with the functions below; :mod:`jembench.published` validates CSV rows with
 and the robustness tables parse them with :func:`parse`; :mod:`jembench.check` validates tolerance patterns with
 :func:`pattern_is_known`. The keys each suite writes:
 
-  accuracy     ``accuracy`` (%), ``nll``, ``n``
-  calibration  ``ece`` (%), ``mce`` (%), ``nll``, ``brier``, ``accuracy`` (%), ``n``
-  ood          ``auroc/<set>/<score>``, ``aupr/<set>/<score>``, ``fpr95/<set>/<score>`` (fractions in [0, 1]);
-               score = a registered OOD score (:data:`jembench.metrics.ood_scores.SCORES`: ``log_px``, ``max_py``,
-               ``grad_norm``); set = a dataset, a synthetic set (``uniform``, ``constant``, ``interp``) or
-               ``folder:PATH``
-  generation   ``is/<source>``, ``fid/<source>``, ``kid/<source>``; source ∈ :data:`SOURCES`
-  robustness   ``clean_acc/k<K>`` (%), ``robust_acc/<norm>/k<K>/eps=<eps>`` (%, eps in [0, 1] pixel units,
-               ``%g``-formatted; norm ∈ :data:`NORMS`), ``boundary/median_l2/k<K>``, ``pointwise/median_l0/k<K>``
-  published    ``crossover_eps255/<norm>/k<K>/vs=<comparator>`` (JEM App. F statements; no suite writes them)
+* accuracy: ``accuracy`` (%), ``nll``, ``n``
+* calibration: ``ece`` (%), ``mce`` (%), ``nll``, ``brier``, ``accuracy`` (%), ``n``
+* ood: ``auroc/<set>/<score>``, ``aupr/<set>/<score>``, ``fpr95/<set>/<score>`` (fractions in [0, 1]);
+  score = a registered OOD score (:data:`jembench.metrics.ood_scores.SCORES`: ``log_px``, ``max_py``,
+  ``grad_norm``); set = a dataset, a synthetic set (``uniform``, ``constant``, ``interp``) or ``folder:PATH``
+* generation: ``is/<source>``, ``fid/<source>``, ``kid/<source>``; source ∈ :data:`SOURCES`
+* robustness: ``clean_acc/k<K>`` (%), ``robust_acc/<norm>/k<K>/eps=<eps>`` (%, eps in [0, 1] pixel units,
+  ``%g``-formatted; norm ∈ :data:`NORMS`), ``boundary/median_l2/k<K>``, ``pointwise/median_l0/k<K>``
+* published: ``crossover_eps255/<norm>/k<K>/vs=<comparator>`` (JEM App. F statements; no suite writes them)
 """
 
 from __future__ import annotations
@@ -41,10 +40,12 @@ HEADS = SCALARS + OOD_METRICS + FIDELITY_METRICS + ("clean_acc", "robust_acc", "
 
 # ------------------------------------------------------------------------------------------------ builders
 def ood(metric: str, ood_set: str, score: str) -> str:
+    """An OOD key: ``ood("auroc", "svhn", "log_px")`` → ``auroc/svhn/log_px``."""
     return f"{metric}/{ood_set}/{score}"
 
 
 def fidelity(metric: str, source: str) -> str:
+    """A generation key: ``fidelity("fid", "buffer")`` → ``fid/buffer``."""
     return f"{metric}/{source}"
 
 
@@ -65,18 +66,22 @@ def eps_label(eps: float) -> str:
 
 
 def robust_acc(norm: str, k: int, eps: float) -> str:
+    """A robust-accuracy key: ``robust_acc("linf", 10, 8 / 255)`` → ``robust_acc/linf/k10/eps=0.0313725``."""
     return f"robust_acc/{norm}/k{k}/eps={eps_text(eps)}"
 
 
 def clean_acc(k: int) -> str:
+    """The clean accuracy through ``k`` refinement steps: ``clean_acc/k<k>``."""
     return f"clean_acc/k{k}"
 
 
 def boundary_median_l2(k: int) -> str:
+    """The boundary attack's median L2 distance at ``k`` refinement steps: ``boundary/median_l2/k<k>``."""
     return f"boundary/median_l2/k{k}"
 
 
 def pointwise_median_l0(k: int) -> str:
+    """The pointwise attack's median L0 distance at ``k`` refinement steps: ``pointwise/median_l0/k<k>``."""
     return f"pointwise/median_l0/k{k}"
 
 
