@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.jembench-installed
 DOCS_STAMP := $(VENV)/.jembench-docs-installed
 
-.PHONY: demo test test-slow test-real test-wheel docs bench install clean results figures reference-train reference-eval reference-runs
+.PHONY: demo test test-slow test-real test-wheel docs bench gpu-smoke install clean results figures reference-train reference-eval reference-runs
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,13 @@ docs: $(DOCS_STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks
+
+# jembench end to end on a GPU in under ten minutes (benchmarks/gpu_smoke.py): every trainer + resume, one
+# paper-scale JEM iteration with its peak memory, every suite against the CPU, --compile, torchrun DDP with two or
+# more GPUs, python -m benchmarks --quick. Exits 2 at once without a GPU; DEVICE=cpu is the CPU dry run.
+DEVICE ?= cuda
+gpu-smoke: $(STAMP)
+	$(PY) -m benchmarks.gpu_smoke --device $(DEVICE)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache site

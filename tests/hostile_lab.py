@@ -407,7 +407,7 @@ def prepare_runs(lab: Path, ckpt: Path, out: Path, facts: dict) -> None:
     for f in (cache / "informative-init").glob("*.pt"):
         f.write_bytes(b"PK\x03\x04 not a torch file")
     key = {"protocol_hash": facts["rob_hash"], "checkpoint_sha256": facts["ckpt_sha"], "seed": 0,
-           "dataset": "digits", "unit": "k0/pgd-linf/b0"}
+           "dataset": "digits", "device": "cpu", "precision": "fp32", "unit": "k0/pgd-linf/b0"}
     unit = out / "rob" / "{case}" / f"r.partial.{facts['rob_hash']}.k0_pgd-linf_b0.json"
     ok = {"correct": [True, True], "forward_passes": 4, "min_eps": [0.1, None], "attack_calls": 3}
     for name, data in {"unit-text": {"key": key, "result": "done"},
@@ -561,7 +561,7 @@ def _cases() -> list[Case]:
           for name, needle in [("unit-text", "is a str, not a result"),
                                ("unit-short", "'correct' is not a list of 2 values"),
                                ("unit-lacks", "lacks 'min_eps'"), ("unit-nan", "'min_eps' is not a list of 2"),
-                               ("other-seed", "another protocol, checkpoint, seed or dataset"),
+                               ("other-seed", "another protocol, checkpoint, seed, dataset, device or precision"),
                                ("fifo", "robustness k0/pgd-linf/b0"), ("not-json", "is not valid JSON")]],
         Case("hang", "an evidence sidecar is a FIFO", ("compare", "{out}/evidence/a.json", "{out}/evidence/b.json"),
              "its evidence file && is a FIFO (named pipe)"),
