@@ -256,8 +256,14 @@ def as_checkpoint(model: str | Path | torch.nn.Module | LoadedCheckpoint, *, dat
 def run_plan(p: EvalPlan, on_record: Callable[[dict, Path, str], None] | None = None) -> list[dict]:
     """Run every (model, suite) of a checked plan and write the records; ``on_record(record, path, suite)`` is
     called after each (rank 0). With several pairs a pair that fails with a :class:`JembenchError` is skipped
-    with a note; with one the error is raised. Returns the records of the pairs that ran."""
+    with a note; with one the error is raised. Returns the records of the pairs that ran.
+
+    Applies :func:`jembench.runtime.configure_torch` first (process-wide, as ``jembench eval`` always did), so
+    ``evaluate()`` and the CLI run under the same process settings."""
+    from .runtime import configure_torch
+
     opts = p.options
+    configure_torch()  # the CLI's process settings (flush denormals, allocator) for the API too: same numbers, speed
     with progress.configured(None if opts.progress else False):  # None: bars when stderr is a terminal
         for note in p.notes:
             print(f"note: {note}", file=sys.stderr)
