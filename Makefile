@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.jembench-installed
 DOCS_STAMP := $(VENV)/.jembench-docs-installed
 
-.PHONY: demo test test-slow test-real test-wheel docs bench gpu-smoke install clean results figures reference-train reference-eval reference-runs
+.PHONY: demo test lint test-slow test-real test-wheel docs bench gpu-smoke install clean results leaderboards \
+	figures reference-train reference-eval reference-runs
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +21,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Static checks (CI runs them before the tests): ruff's rules (pyproject [tool.ruff]) and mypy (pyproject
+# [tool.mypy]: the public API and the results layer fully annotated).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check jembench reference_models tests benchmarks
+	$(VENV)/bin/mypy jembench
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
@@ -62,7 +69,13 @@ results: $(STAMP)
 	$(VENV)/bin/jembench demo --records results/runs/demo --no-progress
 	$(VENV)/bin/jembench robustness-plot results/runs/demo/softmax/robustness.json results/runs/demo/jem/robustness.json \
 	  --kind linf --kind boundary -o results/runs/demo/robustness_softmax_vs_jem.png
+	$(MAKE) leaderboards
+
+# Render the committed leaderboards from the committed records (rendering only: nothing is re-evaluated;
+# tests/test_labels.py checks that the committed files are what this renders).
+leaderboards: $(STAMP)
 	$(VENV)/bin/jembench leaderboard results/runs/demo --table all --format md --out results/leaderboard.md
+	$(VENV)/bin/jembench leaderboard $(CPU_RUNS) --table all --format md --out results/leaderboard-cifar10-cpu.md
 
 # Draw the committed records' figures again from their details (after a change to jembench/figures/): nothing is
 # re-run, no number changes. Sample grids and OOD histograms of records without stored histograms stay as they are.
@@ -101,6 +114,6 @@ reference-eval: $(STAMP)
 	  $(VENV)/bin/jembench eval $(CPU_RUNS)/$$m/last.pt --suite ood --protocol ood-ci \
 	    --out $(CPU_RUNS)-ci/$$m/last-ood.json --no-progress || exit 1; \
 	done
-	$(VENV)/bin/jembench leaderboard $(CPU_RUNS) --table all --format md --out results/leaderboard-cifar10-cpu.md
+	$(MAKE) leaderboards
 
 reference-runs: reference-train reference-eval

@@ -1,9 +1,12 @@
 """Regression checks for CI: our records against published numbers or a baseline folder of records.
 
-Each metric has a direction (higher or lower is better) and a tolerance rule, named per row in the output:
+Which way a metric is better and which sampling-error rule applies to it are facts of the metric table
+(:data:`jembench.metric_keys.SPECS`); a tolerance file says only how much slack each metric gets, per pattern, and
+which metrics to leave out (``direction = "ignore"``). The rule, named per row in the output:
 
 * ``fixed`` — the allowed shortfall is ``max(abs, rel * |reference|)`` in the metric's own unit (ECE, NLL,
-  AUPR, FPR95, IS, FID, ...: metrics without a derived sampling error);
+  AUPR, FPR95, IS, FID, ...: metrics without a derived sampling error, or any metric whose entry says
+  ``rule = "fixed"``);
 * ``paired`` — with ``--baseline``, when the baseline is one record and both records carry per-input evidence of
   the same inputs (:mod:`jembench.evidence`): a regression is a drop that is both significant — the one-sided
   p-value of McNemar's exact test (accuracies), DeLong's test (AUROCs) or a paired bootstrap (ECE, MCE, NLL,
@@ -14,18 +17,23 @@ Each metric has a direction (higher or lower is better) and a tolerance rule, na
   records);
 * ``binomial`` (accuracies, robust accuracies) and ``hanley-mcneil`` (AUROC) — the allowed shortfall is
   ``max(floor, z * sqrt(se_ours² + se_ref²))``, the two numbers' sampling errors under their protocol
-  (:mod:`jembench.sampling_error`: Wilson for proportions, Hanley–McNeil for AUROC). A baseline averaged over
-  k records has the error of a mean, ``sqrt(sum se_i²) / k``. A record that does not carry its n falls back to
-  the fixed rule (printed as ``fixed (no n)``).
+  (:mod:`jembench.sampling_error`: Wilson for proportions, Hanley–McNeil for AUROC). Both errors are derived at the
+  sizes of the record being checked — the reference (a published number, or the baseline measured under the same
+  protocol hash) was measured on the same n — and never read from a standard error a record stores, so a baseline
+  cannot widen the tolerance by claiming a large error or a small n. A baseline averaged over k records has the
+  error of a mean, ``sqrt(sum se_i²) / k``. A record that does not carry its n falls back to the fixed rule
+  (printed as ``fixed (no n)``).
 
 A number worse than its reference by more than that is a regression (exit 1); better or within tolerance
-passes (exit 0). Input that cannot be compared — a malformed
-record or tolerance file, no reference for any metric, a baseline measured under another protocol — is an
-error (exit 2), because a check that silently compares nothing would pass forever.
+passes (exit 0). Input that cannot be compared — a malformed record (a value outside its metric's valid range
+included: :func:`jembench.records.validate_record`) or tolerance file, no reference for any metric, a baseline
+measured under another protocol — is an error (exit 2), because a check that silently compares nothing would pass
+forever.
 
 Defaults live in ``suites/check-tolerances.toml`` (shipped with the package, :mod:`jembench.resources`);
-``--tolerances FILE`` overrides them per metric pattern. A pattern must start with a metric family of
-:mod:`jembench.metric_keys`, so a misspelt one is an error rather than a rule that never matches.
+``--tolerances FILE`` overrides them per metric pattern. A pattern must start with a metric of
+:mod:`jembench.metric_keys`, so a misspelt one is an error rather than a rule that never matches; a direction or
+rule that contradicts the metric table is an error too.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ import fnmatch
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from tabulate import tabulate
@@ -43,13 +51,13 @@ from . import metric_keys
 from .errors import JembenchError
 from .protocols import read_toml
 from .published import cite, is_reference, measured_under, needs_label
-from .records import RecordRef
+from .records import Record, RecordRef
 from .resources import tolerances_file
+from .sampling_error import RULES, sizes, standard_error
 
 if TYPE_CHECKING:
     from .comparison import Side
     from .stats import Difference
-from .sampling_error import RULES, standard_error
 
 DIRECTIONS = ("higher", "lower", "ignore")
 _EPS = 1e-9  # float noise: 95.5 - 94.5 must not exceed a tolerance of 1.0
@@ -57,10 +65,11 @@ _EPS = 1e-9  # float noise: 95.5 - 94.5 must not exceed a tolerance of 1.0
 
 @dataclass(frozen=True)
 class Rule:
-    """How one metric (pattern) is judged: direction, tolerance rule and its parameters."""
+    """How much slack one metric (pattern) gets: its tolerance rule and parameters. ``ignore``: never checked.
+    The direction is the metric's own (:attr:`jembench.metric_keys.MetricSpec.direction`)."""
 
     pattern: str
-    direction: str
+    ignore: bool = False
     abs: float = 0.0
     rel: float = 0.0
     rule: str = "fixed"
@@ -76,19 +85,23 @@ class Rule:
         compared numbers (None where a record carries no n)."""
         if self.rule == "fixed":
             return self.fixed(reference), "fixed"
-        if not errors or any(e is None or not math.isfinite(e) for e in errors):
+        known = [e for e in errors or [] if e is not None and math.isfinite(e)]
+        if not errors or len(known) < len(errors):
             return self.fixed(reference), "fixed (no n)"
-        return max(self.floor, self.z * math.sqrt(sum(e * e for e in errors))), f"{self.rule} z={self.z:g}"
+        return max(self.floor, self.z * math.sqrt(sum(e * e for e in known))), f"{self.rule} z={self.z:g}"
 
-    def errors(self, record: dict, metric: str, value: float, reference: float, ref_record: dict | None = None
-               ) -> list[float | None]:
-        """[se of ``value`` in ``record``, se of ``reference``] (the reference at its own record's sizes, or at
-        ``record``'s for a published number: same protocol, same n)."""
+    def errors(self, record: Record, metric: str, values: list[float]) -> list[float | None]:
+        """The sampling errors of ``values`` (the record's number, then the reference's) at ``record``'s sizes;
+        ``[]`` under the fixed rule."""
         if self.rule == "fixed":
             return []
-        return [standard_error(self.rule, record, metric, value, self.z),
-                standard_error(self.rule, ref_record or record, metric, reference, self.z,
-                               own=ref_record is not None)]
+        return [standard_error(record, metric, v, self.z) for v in values]
+
+
+def direction(metric: str) -> str:
+    """Which way ``metric`` is better (``higher`` / ``lower``; ``none`` for counts and published statements)."""
+    spec = metric_keys.spec(metric)
+    return spec.direction if spec is not None else "none"
 
 
 @dataclass
@@ -135,6 +148,7 @@ class Comparison:
         """A regression is a drop that is both significant (Holm-adjusted one-sided p ≤ α) and larger than the
         practical margin (``allowed``); better: a gain beyond the margin, significant one-sided."""
         d = self.paired
+        assert d is not None
         shortfall = self.reference - self.value if self.direction == "higher" else self.value - self.reference
         p_better = d.p_greater if self.direction == "higher" else d.p_less
         if shortfall > self.allowed + _EPS and self.p_holm <= self.alpha:
@@ -151,7 +165,7 @@ class Comparison:
 
 
 # ----------------------------------------------------------------------------------------------- tolerances
-def _parse_rules(path: Path, require_direction: bool, base: dict[str, dict] | None = None) -> dict[str, dict]:
+def _parse_rules(path: Path, base: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
     table = read_toml(path, "tolerance file", kind="tolerances")
     unknown = set(table) - {"metrics"}
     if unknown:
@@ -164,22 +178,32 @@ def _parse_rules(path: Path, require_direction: bool, base: dict[str, dict] | No
     for pattern, entry in metrics.items():
         where = f'tolerance file {path}, [metrics."{pattern}"]'
         if not isinstance(entry, dict):
-            raise JembenchError(f"{where} must be a table with direction / abs / rel")
-        if not metric_keys.pattern_is_known(pattern):
+            raise JembenchError(f"{where} must be a table with abs / rel (or rule, z, floor, direction)")
+        specs = [metric_keys.SPECS[h] for h in metric_keys.pattern_heads(pattern)]
+        if not specs:
             raise JembenchError(f"{where}: {pattern!r} matches no metric key; start it with one of "
-                                f"{', '.join(metric_keys.HEADS)} (e.g. \"auroc/*\")")
+                                f"{', '.join(metric_keys.heads())} (e.g. \"auroc/*\")")
         bad = set(entry) - {"direction", "abs", "rel", "rule", "z", "floor", "margin"}
         if bad:
             raise JembenchError(f"{where}: unknown key(s) {sorted(bad)}; allowed: direction, rule, abs, rel, z, "
                                 f"floor, margin")
         merged = dict(rules.get(pattern, {}), **entry)
-        if "direction" not in merged and (require_direction or pattern not in rules):
-            raise JembenchError(f'{where} has no direction; add direction = "higher", "lower" or "ignore"')
-        if merged.get("direction") not in DIRECTIONS:
-            raise JembenchError(f"{where}: direction {merged.get('direction')!r} must be one of "
-                                f"{', '.join(DIRECTIONS)}")
-        if merged.get("rule", "fixed") not in RULES:
-            raise JembenchError(f"{where}: rule {merged.get('rule')!r} must be one of {', '.join(RULES)}")
+        given = merged.get("direction")
+        if given is not None and given not in DIRECTIONS:
+            raise JembenchError(f"{where}: direction {given!r} must be one of {', '.join(DIRECTIONS)}")
+        wrong = [s for s in specs if given not in (None, "ignore", s.direction)]
+        if wrong:
+            raise JembenchError(f"{where}: direction {given!r} contradicts the metric table ({wrong[0].head} is "
+                                f"{wrong[0].direction}-is-better, jembench/metric_keys.py); drop the direction or "
+                                f'use direction = "ignore" to leave the metric unchecked')
+        rule = merged.get("rule", "fixed")
+        if rule not in RULES:
+            raise JembenchError(f"{where}: rule {rule!r} must be one of {', '.join(RULES)}")
+        wrong = [s for s in specs if rule not in ("fixed", s.se)]
+        if wrong:
+            raise JembenchError(f"{where}: rule {rule!r} does not apply to {wrong[0].head} (its sampling error is "
+                                f"{wrong[0].se!r}, jembench/metric_keys.py); use rule = \"{wrong[0].se}\" or "
+                                f"\"fixed\", or a narrower pattern")
         for key in ("abs", "rel", "z", "floor", "margin"):
             value = merged.get(key, 0.0)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):
@@ -191,16 +215,23 @@ def _parse_rules(path: Path, require_direction: bool, base: dict[str, dict] | No
 def load_rules(override: str | Path | None = None, defaults: str | Path | None = None) -> list[Rule]:
     """The default rules (``defaults``, else the shipped tolerance file), with the entries of ``override`` (same
     format) merged over them per pattern."""
-    rules = _parse_rules(Path(defaults) if defaults is not None else tolerances_file(), require_direction=True)
+    rules = _parse_rules(Path(defaults) if defaults is not None else tolerances_file())
     if override is not None:
-        rules = _parse_rules(Path(override), require_direction=False, base=rules)
-    return [Rule(p, r["direction"], float(r.get("abs", 0.0)), float(r.get("rel", 0.0)), r.get("rule", "fixed"),
-                 float(r.get("z", 3.0)), float(r.get("floor", 0.0)), float(r.get("margin", 0.0)))
+        rules = _parse_rules(Path(override), base=rules)
+    return [Rule(p, r.get("direction") == "ignore", float(r.get("abs", 0.0)), float(r.get("rel", 0.0)),
+                 r.get("rule", "fixed"), float(r.get("z", 3.0)), float(r.get("floor", 0.0)),
+                 float(r.get("margin", 0.0)))
             for p, r in rules.items()]
 
 
 def rule_for(metric: str, rules: list[Rule]) -> Rule | None:
-    """The most specific rule for ``metric``: an exact key, else the longest matching glob pattern."""
+    """The most specific rule for ``metric``: an exact key, else the longest matching glob pattern; None when no
+    entry matches, the entry says ``ignore``, or the metric has no direction (counts, published statements)."""
+    rule = _most_specific(metric, rules)
+    return None if rule is None or rule.ignore or direction(metric) == "none" else rule
+
+
+def _most_specific(metric: str, rules: list[Rule]) -> Rule | None:
     for rule in rules:
         if rule.pattern == metric:
             return rule
@@ -242,7 +273,7 @@ def compare_published(refs: list[RecordRef], published: pd.DataFrame, rules: lis
         steps = r["model"].get("sgld_steps")
         for metric, value in r["metrics"].items():
             rule = rule_for(metric, rules)
-            if rule is None or rule.direction == "ignore":
+            if rule is None:
                 continue
             cand = published[(published["dataset"] == r["dataset"]) & (published["metric"] == metric)]
             if published_model is not None:
@@ -281,8 +312,8 @@ def compare_published(refs: list[RecordRef], published: pd.DataFrame, rules: lis
             first = cand.iloc[0]
             sources = ", ".join(dict.fromkeys(cite(p, t) for p, t in zip(cand["paper"], cand["table"])))
             reference = float(first["value"])
-            allowed, used = rule.allowed(reference, rule.errors(r, metric, float(value), reference))
-            comparisons.append(Comparison(str(ref.path), r["model"]["name"], r["dataset"], metric, rule.direction,
+            allowed, used = rule.allowed(reference, rule.errors(r, metric, [float(value), reference]))
+            comparisons.append(Comparison(str(ref.path), r["model"]["name"], r["dataset"], metric, direction(metric),
                                           float(value), reference, allowed,
                                           f"{first['model']} · {sources} · {first['protocol']}", used).judge())
     notes = sorted(set(skipped))
@@ -310,7 +341,7 @@ def compare_baseline(refs: list[RecordRef], baseline: list[RecordRef], rules: li
     from .comparison import Side  # scipy / statsmodels: only for baseline checks
     from .stats.multiple import holm
 
-    by_key: dict[tuple, list[RecordRef]] = {}
+    by_key: dict[tuple[str, str, str], list[RecordRef]] = {}
     for b in baseline:
         by_key.setdefault(_key(b.record), []).append(b)
     comparisons: list[Comparison] = []
@@ -334,7 +365,7 @@ def compare_baseline(refs: list[RecordRef], baseline: list[RecordRef], rules: li
         sides = (Side(same[0]), Side(ref)) if len(same) == 1 else None
         for metric, value in r["metrics"].items():
             rule = rule_for(metric, rules)
-            if rule is None or rule.direction == "ignore":
+            if rule is None:
                 continue
             having = [b for b in same if metric in b.record["metrics"]]
             values = [b.record["metrics"][metric] for b in having]
@@ -346,15 +377,21 @@ def compare_baseline(refs: list[RecordRef], baseline: list[RecordRef], rules: li
                 notes.append(f"{ref.path}: baseline {metric} is not a number; skipped")
                 continue
             source = Path(same[0].path).name + (f" (mean of {len(same)})" if len(same) > 1 else "")
+            own = sizes(r, metric)
+            other = sorted({s for b in having if (s := sizes(b.record, metric)) is not None and s != own})
+            if rule.rule != "fixed" and other and own is not None:
+                notes.append(f"{ref.path}: baseline {metric} was measured on n = "
+                             f"{', '.join(_sizes_text(t) for t in other)}, this record on n = "
+                             f"{_sizes_text(own)}; both errors are taken at this record's n")
             test = _paired_test(sides, metric) if paired and len(having) == 1 else None
             if test is not None:
-                comparisons.append(Comparison(str(ref.path), r["model"]["name"], r["dataset"], metric, rule.direction,
-                                              float(value), reference, rule.margin, source,
+                comparisons.append(Comparison(str(ref.path), r["model"]["name"], r["dataset"], metric,
+                                              direction(metric), float(value), reference, rule.margin, source,
                                               f"{_paired_name(test.test)} α={alpha:g} Holm", paired=test,
                                               alpha=alpha))
                 continue
-            allowed, used = rule.allowed(reference, _baseline_errors(rule, r, metric, float(value), having))
-            comparisons.append(Comparison(str(ref.path), r["model"]["name"], r["dataset"], metric, rule.direction,
+            allowed, used = rule.allowed(reference, _baseline_errors(rule, r, metric, float(value), values))
+            comparisons.append(Comparison(str(ref.path), r["model"]["name"], r["dataset"], metric, direction(metric),
                                           float(value), reference, allowed, source, used))
     decided = [c for c in comparisons if c.paired is not None]
     for c, p in zip(decided, holm([c.p_worse for c in decided])):
@@ -376,23 +413,28 @@ def _paired_test(sides: tuple[Side, Side] | None, metric: str) -> Difference | N
     return result if result is not None and result.paired and math.isfinite(result.p) else None
 
 
-def _baseline_errors(rule: Rule, record: dict, metric: str, value: float, baseline: list[RecordRef]
+def _baseline_errors(rule: Rule, record: Record, metric: str, value: float, baseline: list[float]
                      ) -> list[float | None]:
-    """[se of the record's value, se of the mean of the baseline values] (k independent runs: sqrt(sum se²)/k)."""
+    """[se of the record's value, se of the mean of the baseline values] (k independent runs: sqrt(sum se²)/k),
+    every one at the record's sizes: the baseline was measured under the same protocol hash, hence on the same n,
+    and a baseline's own sizes or stored errors are never what widens the tolerance."""
     if rule.rule == "fixed":
         return []
-    ours = rule.errors(record, metric, value, value)[0]
-    theirs = [rule.errors(b.record, metric, float(b.record["metrics"][metric]), 0.0)[0] for b in baseline]
-    if any(e is None for e in theirs):
+    ours, *theirs = rule.errors(record, metric, [value, *baseline])
+    if ours is None or any(e is None for e in theirs):
         return [ours, None]
-    return [ours, math.sqrt(sum(e * e for e in theirs)) / len(theirs)]
+    return [ours, math.sqrt(sum(e * e for e in theirs if e is not None)) / len(theirs)]
 
 
-def _key(record: dict) -> tuple[str, str, str]:
+def _sizes_text(found: tuple[int, ...] | None) -> str:
+    return " + ".join(map(str, found or ()))
+
+
+def _key(record: Record) -> tuple[str, str, str]:
     return (record["model"]["name"], record["suite"], record["dataset"])
 
 
-def _proto(record: dict) -> str:
+def _proto(record: Record) -> str:
     p = record["protocol"]
     return f"{p.get('name', record['suite'])}@{str(p['hash'])[:8]}"
 

@@ -36,7 +36,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
                 or isinstance(action, (argparse._StoreConstAction, argparse.BooleanOptionalAction))
                 or action.nargs == 0):
             return text
-        return super()._get_help_string(action)
+        return super()._get_help_string(action) or text
 
 
 class _Parser(argparse.ArgumentParser):

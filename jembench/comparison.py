@@ -37,7 +37,6 @@ from .sampling_error import auroc_sizes, binomial_n
 from .stats import CONFIDENCE, Difference, bootstrap, delong, proportions
 from .stats.multiple import holm
 
-PERCENT = {"accuracy", "ece", "mce"}  # record units (%) of scalar metrics; ood metrics are fractions
 _TOLERANCE = 1e-5  # per-input evidence must reproduce the record's metric to this (relative) precision
 
 
@@ -50,7 +49,7 @@ class Side:
     _loaded: bool = False
 
     @property
-    def record(self) -> dict:
+    def record(self) -> dict[str, Any]:
         return self.ref.record
 
     def arrays(self) -> dict[str, np.ndarray] | None:
@@ -58,9 +57,18 @@ class Side:
             self._arrays, self._loaded = evidence.load(self.record, self.ref.path), True
         return self._arrays
 
-    def stream(self, name: str) -> dict | None:
+    def array(self, name: str) -> np.ndarray:
+        """One per-input array (the pairing checks found it present)."""
+        arrays = self.arrays()
+        if arrays is None or name not in arrays:
+            raise JembenchError(f"{self.ref.path}: its per-input evidence has no {name!r}; regenerate it with "
+                                f"`jembench eval`")
+        return arrays[name]
+
+    def stream(self, name: str) -> dict[str, Any] | None:
         streams = (self.record.get("evidence") or {}).get("streams") or {}
-        return streams.get(name)
+        found = streams.get(name)
+        return found if isinstance(found, dict) else None
 
 
 @dataclass
@@ -102,7 +110,7 @@ def _pairing(a: Side, b: Side, streams: Sequence[str], arrays: Sequence[str]) ->
     sa, sb = [a.stream(s) for s in streams], [b.stream(s) for s in streams]
     if not all(evidence.same_inputs(x, y) for x, y in zip(sa, sb)):
         return "other inputs", False
-    if all(evidence.same_noise(x, y) for x, y in zip(sa, sb)):
+    if all(x is not None and y is not None and evidence.same_noise(x, y) for x, y in zip(sa, sb)):
         return "identical inputs", True
     return "same images, other noise", True
 
@@ -130,15 +138,15 @@ def difference(a: Side, b: Side, metric: str, *, resamples: int = bootstrap.RESA
     """The test of ``metric`` between two records (B − A, in the records' units) and how their inputs pair up;
     (None, why) when no test applies to this metric or the records lack what it needs."""
     va, vb = float(a.record["metrics"][metric]), float(b.record["metrics"][metric])
-    key = metric_keys.parse(metric)
-    scale = 100.0 if metric in PERCENT or (key is not None and key.family in ("clean_acc", "robust_acc")) else 1.0
-    boot = {"n_resamples": resamples, "seed": seed, "confidence": confidence}
+    key, spec = metric_keys.parse(metric), metric_keys.spec(metric)
+    scale = 100.0 if spec is not None and spec.percent else 1.0  # the record's unit: % or a fraction
+    boot: dict[str, Any] = {"n_resamples": resamples, "seed": seed, "confidence": confidence}
     correct = _correct_name(metric)
     if correct is not None:
         name, stream_name = correct
         pairing = _pairing(a, b, [stream_name], [name])
         if pairing is not None:
-            ca, cb = a.arrays()[name], b.arrays()[name]
+            ca, cb = a.array(name), b.array(name)
             if pairing[1]:
                 result = proportions.mcnemar(ca, cb, confidence)
             else:
@@ -158,7 +166,7 @@ def difference(a: Side, b: Side, metric: str, *, resamples: int = bootstrap.RESA
         if pairing is None:
             return None, "no per-input evidence"
         fa, fb = _scalar_metric(a, metric), _scalar_metric(b, metric)
-        sizes_a, sizes_b = [len(a.arrays()[names[0]])], [len(b.arrays()[names[0]])]
+        sizes_a, sizes_b = [len(a.array(names[0]))], [len(b.array(names[0]))]
         result = (bootstrap.paired(fa, fb, sizes_a, **boot) if pairing[1]
                   else bootstrap.unpaired(fa, sizes_a, fb, sizes_b, **boot))
         _check_reproduces(a, metric, va, result.a, scale)
@@ -172,20 +180,20 @@ def difference(a: Side, b: Side, metric: str, *, resamples: int = bootstrap.RESA
 
 
 def _scalar_metric(side: Side, metric: str) -> bootstrap.Metric:
-    arrays = side.arrays()
     if metric in ("nll", "brier"):
-        return bootstrap.mean(arrays[f"test/{metric}"])
+        return bootstrap.mean(side.array(f"test/{metric}"))
     n_bins = int((side.record.get("details") or {}).get("n_bins", 0))
     if n_bins < 1:
         raise JembenchError(f"{side.ref.path}: its details have no n_bins; regenerate it with `jembench eval`")
-    return bootstrap.ece(arrays["test/confidence"], arrays["test/correct"], arrays["test/ece_bin"], n_bins,
-                         maximum=metric == "mce")
+    return bootstrap.ece(side.array("test/confidence"), side.array("test/correct"), side.array("test/ece_bin"),
+                         n_bins, maximum=metric == "mce")
 
 
-def _ood(a: Side, b: Side, key: metric_keys.Key, va: float, vb: float, boot: dict) -> tuple[Difference | None, str]:
+def _ood(a: Side, b: Side, key: metric_keys.Key, va: float, vb: float, boot: dict[str, Any]
+         ) -> tuple[Difference | None, str]:
     names = [f"in/{key.score}", f"out/{key.ood_set}/{key.score}"]
     pairing = _pairing(a, b, ["in", f"out/{key.ood_set}"], names)
-    metric = metric_keys.ood(key.metric, key.ood_set, key.score)
+    metric = f"{key.metric}/{key.ood_set}/{key.score}"  # the parsed key, as written
     if pairing is None:
         if key.metric != "auroc":
             return None, "no per-input evidence"
@@ -193,7 +201,7 @@ def _ood(a: Side, b: Side, key: metric_keys.Key, va: float, vb: float, boot: dic
         if sizes_a is None or sizes_b is None:
             return None, "no per-input evidence, no set sizes"
         return delong.hanley_mcneil(va, sizes_a, vb, sizes_b, boot["confidence"]), "no per-input evidence"
-    (in_a, out_a), (in_b, out_b) = ([side.arrays()[n].astype(np.float64) for n in names] for side in (a, b))
+    (in_a, out_a), (in_b, out_b) = ([side.array(n).astype(np.float64) for n in names] for side in (a, b))
     if key.metric == "auroc":
         test = delong.paired if pairing[1] else delong.unpaired
         result = test(in_a, out_a, in_b, out_b, boot["confidence"])
@@ -275,9 +283,9 @@ def compare(a: str | Path | Sequence[str | Path], b: str | Path | Sequence[str |
     if not out.rows:
         raise JembenchError(f"the records of {a} and {b} share no metric to compare "
                             f"({'; '.join(out.notes) or 'nothing matched'})")
-    tested = [i for i, r in enumerate(out.rows) if r.result is not None and math.isfinite(r.result.p)]
-    for i, p in zip(tested, holm([out.rows[i].result.p for i in tested])):
-        out.rows[i].p_holm = p
+    tested = [(r, r.result.p) for r in out.rows if r.result is not None and math.isfinite(r.result.p)]
+    for (row, _), p in zip(tested, holm([p for _, p in tested])):
+        row.p_holm = p
     return out
 
 

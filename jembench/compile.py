@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from typing import cast
 
 from torch import nn
 
@@ -79,7 +80,8 @@ def maybe_compile(model: nn.Module, enabled: bool, freeze: bool = False, **compi
         model.requires_grad_(False)
 
     functorch_config.donated_buffer = False  # allow retain_graph=True (OOD gradient score) on compiled graphs
-    return torch.compile(model, **compile_kwargs)
+    # an nn.Module compiles to an OptimizedModule (an nn.Module); torch types the result as any callable
+    return cast(nn.Module, torch.compile(model, **compile_kwargs))
 
 
 def maybe_channels_last(model: nn.Module, enabled: bool) -> nn.Module:

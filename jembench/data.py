@@ -8,7 +8,8 @@ Names:
                        ``--no-download``; a missing or failed download is a one-line error naming the files.
   ``folder:PATH``      ``torchvision.datasets.ImageFolder`` on ``PATH/train`` and ``PATH/test``
                        (e.g. ``folder:../shared/data/cifar10-jpeg``); an OOD set or an evaluation needs
-                       ``PATH/test`` only. Named by its base name (:func:`dataset_slug`, :func:`dataset_label`).
+                       ``PATH/test`` only. Named by its base name (:func:`jembench.catalog.slug`,
+                       :func:`jembench.catalog.label`).
 CelebA's faces become 3×32×32 by shorter side + centre crop, or — ``load_dataset("celeba", resize="shorter-side")``,
 the official OOD code's ``tr.Resize(32)`` — 3×39×32 (:func:`celeba_transform`).
 Synthetic out-of-distribution sets built from an in-distribution test set (JEM §5.3): ``uniform``,
@@ -23,6 +24,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sized
 from typing import Callable, Iterator
 
 import torch
@@ -260,7 +262,7 @@ class _CheckedImageFolder(torchvision.datasets.ImageFolder):
         return x, y
 
 
-def _folder(path: Path, split: str, mixed_sizes: bool = False) -> Dataset:
+def _folder(path: Path, split: str, mixed_sizes: bool = False) -> _CheckedImageFolder:
     """``PATH/<split>`` as an ImageFolder whose images are checked as they are read (:class:`_CheckedImageFolder`)
     and whose classes are those of ``PATH/train`` (and ``PATH/test``): a split that lacks a class, or has an
     extra one, would silently shift every label (ImageFolder numbers the class folders it finds), so it is an
@@ -296,19 +298,14 @@ def _folder(path: Path, split: str, mixed_sizes: bool = False) -> Dataset:
 
 
 # ------------------------------------------------------------------------------------------------- API
-def dataset_slug(name: str) -> str:
-    """A short, readable, file-name-safe name of a dataset: ``folder:../data/cifar10-jpeg`` → ``cifar10-jpeg``
-    (the folder's base name, never a mangled absolute path); registered names are returned as they are
-    (:func:`jembench.catalog.slug`, torch-free)."""
-    return catalog.slug(name)
-
-
-def dataset_label(name: str) -> str:
-    """How tables, figures and records name a dataset by default: the registry's label (``CIFAR-10``), a
-    folder's base name (``cifar10-jpeg``), a synthetic set's label (``Uniform``) — :func:`jembench.catalog.label`.
-    A checkpoint's ``dataset_label`` (``jembench train --dataset-label``) and ``jembench eval --dataset-label``
-    take precedence where the evaluation knows them."""
-    return catalog.label(name)
+def length(dataset: Dataset, what: str = "dataset") -> int:
+    """How many items a dataset holds. torch's ``Dataset`` does not promise ``__len__`` (iterable-style datasets
+    have none), and every dataset jembench reads is indexed and counted, so one without a length — a plugin's
+    ``IterableDataset`` — is a clear error naming it rather than a TypeError deep inside a suite."""
+    if not isinstance(dataset, Sized):
+        raise JembenchError(f"{what} ({type(dataset).__name__}) has no length; jembench reads map-style datasets "
+                            f"(with __len__ and __getitem__): register one of those")
+    return len(dataset)
 
 
 def dataset_names() -> list[str]:
@@ -340,7 +337,7 @@ class _Transformed(Dataset):
         self.base, self.transform = base, transform
 
     def __len__(self) -> int:
-        return len(self.base)
+        return length(self.base)
 
     def __getitem__(self, i):
         x, y = self.base[i]
@@ -378,6 +375,7 @@ def load_dataset(name: str, split: str = "train", data_root: str | Path | None =
     if split not in ("train", "test"):
         raise JembenchError(f"split must be 'train' or 'test', got {split!r}")
     root = Path(data_root or default_data_root())
+    base: Dataset
     if name.startswith("folder:"):
         base = _folder(Path(name.split(":", 1)[1]), split, mixed_sizes)
     elif name == "celeba" and resize != "crop":
@@ -441,7 +439,7 @@ def iter_batches(dataset: Dataset, limit: int | None = None, seed: int = 0, batc
 
     Only one batch is alive at a time, so a suite's memory does not grow with the number of images; the items
     and their order are those of :func:`stack_dataset` with the same arguments (it is built on this)."""
-    n = len(dataset)
+    n = length(dataset)
     if limit is not None and limit < n:
         dataset = torch.utils.data.Subset(dataset, chosen_indices(n, limit, seed).tolist())
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)

@@ -31,8 +31,8 @@ def init(device: str = "cpu", timeout_hours: float | None = None) -> None:
     ``timeout_hours``: the collectives' timeout (default: torch's)."""
     if launched_by_torchrun() and not dist.is_initialized():
         backend = "nccl" if device.startswith("cuda") else "gloo"
-        kwargs = {"timeout": datetime.timedelta(hours=timeout_hours)} if timeout_hours else {}
-        dist.init_process_group(backend=backend, **kwargs)
+        timeout = datetime.timedelta(hours=timeout_hours) if timeout_hours else None  # None: torch's default
+        dist.init_process_group(backend=backend, timeout=timeout)
         if device.startswith("cuda"):
             torch.cuda.set_device(local_rank())
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 import html as _html
 import io
 import re
-from typing import Any, Callable
+from typing import Any, Callable, TextIO
 
 # C0 controls except tab/newline/CR (handled separately), DEL, C1 controls (U+0080-U+009F: CSI U+009B, OSC U+009D
 # ... are interpreted by some terminals).
@@ -47,7 +47,7 @@ _BREAKS = re.compile(r"\r\n|[\r\n\x85\u2028\u2029]")
 _BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069\ud800-\udfff]")  # and lone surrogates (undecodable file names)
 
 
-def _visible(match: re.Match) -> str:
+def _visible(match: re.Match[str]) -> str:
     code = ord(match.group(0))
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
@@ -131,7 +131,7 @@ class TerminalSafeStream(io.TextIOBase):
     visible escape before it reaches the wrapped stream (the CLI's stdout and stderr). ``\\r`` stays for the
     progress bars (tqdm redraws a single bar with it; it needs no escape sequences)."""
 
-    def __init__(self, stream):
+    def __init__(self, stream: TextIO):
         super().__init__()
         self._stream = stream
 
@@ -143,25 +143,25 @@ class TerminalSafeStream(io.TextIOBase):
         self._stream.flush()
 
     def isatty(self) -> bool:
-        return self._stream.isatty()
+        return bool(self._stream.isatty())
 
     def fileno(self) -> int:
-        return self._stream.fileno()
+        return int(self._stream.fileno())
 
     def writable(self) -> bool:
         return True
 
     @property
-    def encoding(self):  # type: ignore[override]
-        return getattr(self._stream, "encoding", "utf-8")
+    def encoding(self) -> str | None:  # type: ignore[override]  # io.TextIOBase declares it a plain str attribute
+        return getattr(self._stream, "encoding", "utf-8")  # the wrapped stream's, None included (a pipe's may be)
 
     @property
-    def errors(self):  # type: ignore[override]
+    def errors(self) -> str | None:  # type: ignore[override]  # io.TextIOBase declares it a plain attribute
         return getattr(self._stream, "errors", "strict")
 
     @property
-    def wrapped(self):
+    def wrapped(self) -> TextIO:
         return self._stream
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)

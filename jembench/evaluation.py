@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import atomic, distributed, options, partials, precision, progress
+from . import atomic, catalog, distributed, options, partials, precision, progress
 from .data import dataset_info
 from .errors import JembenchError
 from .eval_options import EvalOptions, EvalPlan, model_name, options_from_keywords, plan, preset_names
@@ -129,11 +129,9 @@ def fast_checkpoint(ckpt: LoadedCheckpoint, suite_name: str, compile: bool = Fal
 def dataset_label_for(ckpt: LoadedCheckpoint, dataset: str, label: str | None = None) -> str:
     """The in-distribution dataset's display label: ``label`` (``--dataset-label``) if given, else the
     checkpoint's own ``dataset_label`` (``jembench train --dataset-label``) when evaluating on the dataset it was
-    trained on, else :func:`jembench.data.dataset_label` (``CIFAR-10``, a folder's base name)."""
-    from .data import dataset_label
-
+    trained on, else :func:`jembench.catalog.label` (``CIFAR-10``, a folder's base name)."""
     own = str(ckpt.config.get("dataset_label") or "") if dataset == ckpt.dataset else ""
-    return label or own or dataset_label(dataset)
+    return label or own or catalog.label(dataset)
 
 
 def _with_dataset_label(record: dict, label: str) -> dict:
@@ -180,6 +178,7 @@ def run_suite(ckpt: LoadedCheckpoint, suite_name: str, protocol: Protocol, out_p
     distributed.barrier()  # every rank has finished writing its partial results (or waited for rank 0)
     if not sharded:
         record = distributed.broadcast_from_main(record)
+    assert record is not None  # every rank holds the record now: its own run's or rank 0's broadcast
     evidence = ctx.evidence  # the suite's per-input arrays (jembench.evidence), if it keeps any
     if suite_name == "robustness" and distributed.is_main():  # per-input flags from the record's own details
         from .suites.robustness_evidence import robustness_evidence

@@ -142,7 +142,7 @@ class Evidence:
     def write(self, record_path: str | Path) -> dict[str, Any]:
         target = Path(record_path).parent / sidecar_name(record_path)
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, **self.arrays)
+        np.savez_compressed(buffer, allow_pickle=False, **self.arrays)  # numeric arrays only, as read back
         data = buffer.getvalue()
         with atomic.atomic_path(target) as tmp:
             tmp.write_bytes(data)

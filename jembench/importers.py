@@ -39,6 +39,7 @@ becomes :class:`EnergyHeadJEM`.
 from __future__ import annotations
 
 import math
+from typing import Any
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -260,8 +261,9 @@ class EnergyHeadJEM(nn.Module):
     energy_output = property(lambda self: self.net.energy_output)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.net.f(x)
-        return F.log_softmax(self.net.class_output(z), dim=1) + self.net.energy_output(z)
+        net: Any = self.net  # the official F: f, class_output, energy_output are its submodules
+        z = net.f(x)
+        return F.log_softmax(net.class_output(z), dim=1) + net.energy_output(z)
 
 
 def _auto_name(method: str, stem: str) -> str:
@@ -309,6 +311,7 @@ def class_gaussians(means: object, covs: object, image_shape: tuple[int, ...], n
             src = mean_path if what == "class means" else cov_path
             raise JembenchError(f"{what} file {src} must hold a float tensor of shape {shape} (the official "
                                 f"<dataset>_{'mean' if what == 'class means' else 'cov'}.pt), got {got}")
+    assert isinstance(means, torch.Tensor) and isinstance(covs, torch.Tensor)  # checked just above
     for what, t, src in (("class means", means, mean_path), ("class covariances", covs, cov_path)):
         if not torch.isfinite(t).all():
             bad = int((~torch.isfinite(t)).flatten(1).any(1).nonzero()[0])

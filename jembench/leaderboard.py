@@ -16,15 +16,18 @@ Rules that make the numbers honest:
   records of one suite under several protocols, every (suite, protocol) group is its own row and a note under
   the table says so — numbers from different protocols are never silently mixed;
 * best value per column (per score block for OOD) in bold, second best underlined (LaTeX/HTML), following the
-  direction of the column (↑ higher is better, ↓ lower is better).
+  direction of the column (↑ higher is better, ↓ lower is better; :func:`jembench.render.emphasis`).
+
+Labels, arrows, directions and decimals of metrics come from the metric table (:data:`jembench.metric_keys.SPECS`);
+the dataset's and OOD sets' labels from the records (:func:`jembench.records.dataset_label`, ``set_label``).
+This module builds sections; :mod:`jembench.render` draws them (it imports nothing from here at run time).
 """
 
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -34,7 +37,8 @@ from .metric_keys import NORM_LABELS
 from .metrics.ood_scores import SCORES
 from .published import FLAGS, PAPERS, cite, flag_list, measured_under, needs_label
 from .leaderboard_significance import mark_indistinguishable
-from .records import RecordRef, model_labels
+from .records import RecordRef, dataset_label, model_labels, set_label
+from .sections import Cell, Column, Row, Section
 
 TABLES = ("hybrid", "ood", "calibration", "robustness", "ablation")
 
@@ -53,66 +57,30 @@ OTHER_SOURCE = "°"
 
 # ----------------------------------------------------------------------------------------------- records
 def records_frame(refs: list[RecordRef]) -> pd.DataFrame:
-    """Long table of our numbers: one row per (record, metric) with model, suite and protocol columns."""
+    """Long table of our numbers: one row per (record, metric) with model, suite and protocol columns, and the
+    labels the record stores: its dataset's (``dataset_label``) and, for an OOD metric, its set's (``set_label``)."""
     rows = []
     labels = model_labels(refs)  # different weights under one name: separate rows (name@sha8), never averaged
     for ref in refs:
         r = ref.record
         model = r["model"]
         proto = r["protocol"]
+        label = dataset_label(r)
         for metric, value in r["metrics"].items():
+            key = metric_keys.parse(metric)
+            ood_set = key.ood_set if key is not None and key.ood_set is not None else None
             rows.append({"model": labels[ref.path], "method": model.get("method", ""), "dataset": r["dataset"],
-                         "suite": r["suite"], "protocol": proto.get("name", r["suite"]), "hash": proto["hash"],
-                         "metric": metric, "value": float(value), "path": str(ref.path)})
-    cols = ["model", "method", "dataset", "suite", "protocol", "hash", "metric", "value", "path"]
+                         "dataset_label": label, "suite": r["suite"], "protocol": proto.get("name", r["suite"]),
+                         "hash": proto["hash"], "metric": metric, "value": float(value), "path": str(ref.path),
+                         "set_label": set_label(r, ood_set) if ood_set is not None else ""})
+    cols = ["model", "method", "dataset", "dataset_label", "suite", "protocol", "hash", "metric", "value", "path",
+            "set_label"]
     return pd.DataFrame(rows, columns=cols)
 
 
-# ----------------------------------------------------------------------------------------------- sections
-@dataclass
-class Cell:
-    value: float
-    decimals: int
-    metric: str
-    mark: str = ""  # e.g. "°" for another sample source
-    protocol: str | None = None  # ours: protocol hash of the records it averages; None for published numbers
-    needs: str | None = None  # published: the protocol the number needs ("" = none reproduces it); None for ours
-    suite: str = ""  # ours: the suite of the records it averages
-    values: tuple[float, ...] = ()  # ours: each averaged record's value (several: seeds; mean ± std shown)
-    paths: tuple[str, ...] = ()  # ours: the records it averages (their evidence feeds the significance marks)
-
-
-@dataclass
-class Row:
-    block: str  # group (hybrid), score (ood); "" if none
-    model: str
-    ours: bool
-    source: str
-    flags: list[str] = field(default_factory=list)
-    cells: dict[str, Cell] = field(default_factory=dict)
-    protocols: dict[str, str] = field(default_factory=dict)  # ours: suite -> protocol hash
-    protocol_labels: dict[str, str] = field(default_factory=dict)  # ours: suite -> "name@hash8" for people
-    protocol_names: dict[str, str] = field(default_factory=dict)  # ours: suite -> protocol name(s), "/"-joined
-
-
-@dataclass
-class Column:
-    key: str
-    label: str  # as printed (unicode arrows)
-    direction: str  # higher | lower | none
-
-
-@dataclass
-class Section:
-    kind: str
-    title: str
-    dataset: str
-    paper: str | None
-    table: str | None
-    block_label: str | None  # header of the block column (Group / Score), None = no block column
-    columns: list[Column]
-    rows: list[Row]
-    notes: list[str] = field(default_factory=list)
+def _dataset_labels(recs: pd.DataFrame) -> dict[str, str]:
+    """dataset name → the label its records store (several different ones joined with " / ")."""
+    return {ds: " / ".join(sorted(set(g))) for ds, g in recs.groupby("dataset")["dataset_label"]}
 
 
 @dataclass(frozen=True)
@@ -138,30 +106,34 @@ def _place(kind: str, metric: str) -> list[_Place]:
     if kind == "calibration":
         return [_Place("", "", "", metric)] if metric in ("accuracy", "ece") else []
     if kind == "ood":
-        return [_Place("", key.score, "", key.ood_set)] if key.family == "ood" and key.metric == "auroc" else []
+        if key.family == "ood" and key.metric == "auroc" and key.score and key.ood_set:
+            return [_Place("", key.score, "", key.ood_set)]
+        return []
     if kind == "robustness":
-        if key.family == "robust_acc":
+        if key.family == "robust_acc" and key.norm:
             return [_Place(key.norm, "", f"K={key.k}", f"eps={key.eps}")]
         if key.family == "clean_acc":
             return [_Place(norm, "", f"K={key.k}", "clean") for norm in metric_keys.NORMS]
-        if key.family == "crossover":
+        if key.family == "crossover" and key.norm and key.versus:
             return [_Place("crossover", "", f"vs {VERSUS_LABELS.get(key.versus, key.versus)}", key.norm)]
     return []
 
 
 def _column(kind: str, key: str, printed: str | None = None) -> Column:
+    """A table column: label and direction from the metric table (:data:`jembench.metric_keys.SPECS`), an OOD
+    set's label, or a robustness ε / crossover column; ``printed``: the paper's own header."""
+    spec = metric_keys.SPECS
     if kind in ("hybrid", "ablation", "calibration"):
-        label, direction = {"accuracy": ("Acc % ↑", "higher"), "is": ("IS ↑", "higher"),
-                            "fid": ("FID ↓", "lower"), "ece": ("ECE % ↓", "lower")}[key]
+        label, direction = spec[key].column, spec[key].direction
     elif kind == "ood":
-        label, direction = catalog.label(key), "higher"
+        label, direction = catalog.label(key), spec["auroc"].direction
     elif key in NORM_LABELS:  # crossover table
         unit = "(/255)" if key == "linf" else "(0–255 scale)"
-        label, direction = f"{NORM_LABELS[key]} crossover ε {unit}", "none"
+        label, direction = f"{NORM_LABELS[key]} {spec['crossover_eps255'].label} {unit}", "none"
     elif key == "clean":
-        label, direction = "clean ↑", "higher"
-    else:
-        label, direction = f"ε={metric_keys.eps_label(float(key[4:]))} ↑", "higher"
+        label, direction = spec["clean_acc"].column, spec["clean_acc"].direction
+    else:  # eps=<ε>: L2 grids are short decimals (0.5), which the formatter keeps as they are in either norm
+        label, direction = f"ε={metric_keys.eps_label(float(key[4:]))} {spec['robust_acc'].arrow}", "higher"
     return Column(key, printed or label, direction)
 
 
@@ -170,10 +142,11 @@ def _block_order(kind: str, block: str) -> int:
     return order.index(block) if block in order else len(order)
 
 
-def _column_order(kind: str, key: str) -> tuple:
+def _column_order(kind: str, key: str) -> tuple[int, float, str]:
+    """Sort key of a table column: the paper's OOD-set order, robustness ε ascending, the metric table's order."""
     if kind == "ood":
         order = catalog.PAPER_OOD_SETS
-        return (order.index(key) if key in order else len(order), key)
+        return (order.index(key) if key in order else len(order), 0.0, key)
     if kind == "robustness":
         if key == "clean":
             return (0, 0.0, key)
@@ -181,8 +154,8 @@ def _column_order(kind: str, key: str) -> tuple:
             return (1, float(key[4:]), key)
         except ValueError:
             return (2, 0.0, key)
-    canonical = ["accuracy", "is", "fid", "ece"]
-    return (canonical.index(key) if key in canonical else 9, key)
+    canonical = list(metric_keys.SPECS)  # the metric table's order: accuracy, ece, ..., is, fid
+    return (canonical.index(key) if key in canonical else len(canonical), 0.0, key)
 
 
 def _published_sections(kind: str, pub: pd.DataFrame) -> list[tuple[Section, str]]:
@@ -222,8 +195,7 @@ def _published_sections(kind: str, pub: pd.DataFrame) -> list[tuple[Section, str
                 for f in flag_list(c.flags) + ([c.provenance] if c.provenance != "reproduced" else []):
                     if f not in flags:
                         flags.append(f)
-                src = c.metric.split("/")[1] if c.metric.split("/")[0] in ("is", "fid", "kid") else None
-                mark = OTHER_SOURCE if src and src != "buffer" else ""
+                mark = _source_mark(c.metric)
                 cells[c.pcolumn] = Cell(c.value, int(c.decimals), c.metric, mark, needs=c.protocol)
                 needs.setdefault(needs_label(c.protocol, c.note, c.provenance, c.produced_by), []).append(c.column)
             model = first["model"] + _suffix(first["psuffix"])
@@ -284,8 +256,8 @@ def _our_rows(kind: str, recs: pd.DataFrame
                                  .itertuples(index=False)})
                 msg = (f"{model} (ours): {suite} records under {n} different protocols ({', '.join(protos)}) are "
                        f"shown as separate rows, not averaged")
-                for key in {(dataset, pl.section) for m in g["metric"] for pl in _place(kind, m)}:
-                    notes.setdefault(key, []).append(msg)
+                for where in {(dataset, pl.section) for m in g["metric"] for pl in _place(kind, m)}:
+                    notes.setdefault(where, []).append(msg)
         for unit in units:
             protocols, labels, names_of, counts = {}, {}, {}, []
             for (suite, h), pg in unit.groupby(["suite", "hash"], sort=True):
@@ -295,23 +267,25 @@ def _our_rows(kind: str, recs: pd.DataFrame
                 counts.append(labels[suite] + (f" (mean of {n})" if n > 1 else ""))
             groups = unit.groupby(["suite", "metric"], sort=True)
             means, values, paths = groups["value"].mean(), groups["value"].agg(tuple), groups["path"].agg(tuple)
+            set_labels = {m: lab for m, lab in zip(unit["metric"], unit["set_label"]) if lab}
             by_row: dict[tuple[str, str, str], Row] = {}
             for (suite, metric), value in means.items():
                 for pl in _place(kind, metric):
-                    key = (pl.section, pl.block, pl.suffix)
-                    row = by_row.get(key)
+                    row_key = (pl.section, pl.block, pl.suffix)
+                    row = by_row.get(row_key)
                     if row is None:
                         label = f"{model}{_suffix(pl.suffix)} (ours)"
-                        row = by_row[key] = Row(block=pl.block, model=label, ours=True,
+                        row = by_row[row_key] = Row(block=pl.block, model=label, ours=True,
                                                 source="ours: " + ", ".join(counts), protocols=dict(protocols),
                                                 protocol_labels=dict(labels), protocol_names=dict(names_of))
-                    cell = Cell(float(value), _our_decimals(kind, metric), metric, protocol=protocols[suite],
+                    cell = Cell(float(value), _our_decimals(metric), metric, protocol=protocols[suite],
                                 suite=suite, values=values[(suite, metric)], paths=paths[(suite, metric)])
                     old = row.cells.get(pl.column)
                     if old is None or _source_rank(metric) < _source_rank(old.metric):
-                        src = metric.split("/")[1] if metric.split("/")[0] in ("is", "fid") else None
-                        cell.mark = OTHER_SOURCE if src and src != "buffer" else ""
+                        cell.mark = _source_mark(metric)
                         row.cells[pl.column] = cell
+                    if metric in set_labels:  # an OOD set's column: the label its records store
+                        row.column_labels.setdefault(pl.column, set_labels[metric])
             for (psection, _, _), row in by_row.items():
                 if set(row.cells) == {"clean"}:
                     continue  # clean accuracy alone does not make a robustness row
@@ -319,16 +293,26 @@ def _our_rows(kind: str, recs: pd.DataFrame
     return rows, notes
 
 
+def _source(metric: str) -> str | None:
+    """The sample source of a generation metric (``fid/fresh`` → ``fresh``), None for other metrics."""
+    key = metric_keys.parse(metric)
+    return key.source if key is not None else None
+
+
+def _source_mark(metric: str) -> str:
+    """``°`` for a number measured on other samples than the replay buffer."""
+    source = _source(metric)
+    return OTHER_SOURCE if source is not None and source != "buffer" else ""
+
+
 def _source_rank(metric: str) -> int:
-    parts = metric.split("/")
-    if len(parts) == 2 and parts[1] in SOURCE_ORDER:
-        return SOURCE_ORDER.index(parts[1])
-    return len(SOURCE_ORDER)
+    source = _source(metric)
+    return SOURCE_ORDER.index(source) if source in SOURCE_ORDER else len(SOURCE_ORDER)
 
 
-def _our_decimals(kind: str, metric: str) -> int:
-    head = metric.split("/")[0]
-    return {"auroc": 3, "robust_acc": 1, "clean_acc": 1}.get(head, 2)
+def _our_decimals(metric: str) -> int:
+    spec = metric_keys.spec(metric)
+    return spec.decimals if spec is not None else 2
 
 
 def build(kind: str, published: pd.DataFrame | None, refs: list[RecordRef], dataset: str | None = None,
@@ -346,6 +330,7 @@ def build(kind: str, published: pd.DataFrame | None, refs: list[RecordRef], data
     recs = records_frame(refs)
     if dataset:
         recs = recs[recs["dataset"] == dataset]
+    ds_labels = _dataset_labels(recs)
     ours, notes = _our_rows(kind, recs)
     sections: list[Section] = []
     placed: set[tuple[int, str]] = set()  # (id of our row, column) shown beside a published number
@@ -357,9 +342,9 @@ def build(kind: str, published: pd.DataFrame | None, refs: list[RecordRef], data
             if match is not None and set(match.cells) != {"clean"}:
                 extra.append(match)
                 placed.update((id(row), c) for c in match.cells)
-            left = [c for c in row.cells if match is None or c not in match.cells]
-            if left and set(left) != {"clean"}:
-                why.append(_mismatch_note(section, row, left))
+            unplaced = [c for c in row.cells if match is None or c not in match.cells]
+            if unplaced and set(unplaced) != {"clean"}:
+                why.append(_mismatch_note(section, row, unplaced))
         if extra:
             _append_ours(section, extra, notes.get(key, []))
         section.notes.extend(why)
@@ -370,13 +355,13 @@ def build(kind: str, published: pd.DataFrame | None, refs: list[RecordRef], data
             left = {c: cell for c, cell in row.cells.items() if (id(row), c) not in placed}
             if not left or set(left) == {"clean"}:
                 continue
-            suites = sorted({cell.suite for cell in left.values()})
+            used = sorted({cell.suite for cell in left.values()})
             unit = copy.copy(row)
             unit.cells = left
-            rest.setdefault((*key, tuple(row.protocol_labels[s] for s in suites)), []).append(unit)
+            rest.setdefault((*key, tuple(row.protocol_labels[s] for s in used)), []).append(unit)
     order = ("", "linf", "l2")
     for ds, psection, labels in sorted(rest, key=lambda k: (k[0], order.index(k[1]) if k[1] in order else 9, k)):
-        title = f"{TITLES[kind]} — jembench runs · {catalog.label(ds)}"
+        title = f"{TITLES[kind]} — jembench runs · {ds_labels.get(ds) or catalog.label(ds)}"
         if kind == "robustness":
             title += f" · {NORM_LABELS.get(psection, psection)} PGD, robust accuracy %"
         title += " · protocol " + ", ".join(labels)
@@ -430,7 +415,8 @@ def _append_ours(section: Section, rows: list[Row], notes: list[str]) -> None:
     rows = [copy.deepcopy(r) for r in rows]  # the same rows go into several sections; each gets its own
     known = {c.key for c in section.columns}
     extra = sorted({k for r in rows for k in r.cells} - known, key=lambda k: _column_order(section.kind, k))
-    section.columns.extend(_column(section.kind, k) for k in extra)
+    stored = {k: lab for r in reversed(rows) for k, lab in r.column_labels.items()}  # the first row's label wins
+    section.columns.extend(_column(section.kind, k, stored.get(k)) for k in extra)
     if not section.columns:
         return
     if section.kind == "ood":  # ours go to the end of their score block
@@ -467,55 +453,6 @@ def _legend(section: Section) -> None:
         section.notes.append(f"{OTHER_SOURCE} measured on other samples than the replay buffer: {', '.join(others)}")
     if section.paper is not None and any(r.ours for r in section.rows):
         section.notes.append("(ours): measured by jembench; its source column names the protocol and hash")
-
-
-# ----------------------------------------------------------------------------------------------- emphasis
-def _ranks(section: Section) -> dict[tuple[int, str], int]:
-    """(row index, column) -> 1 for the best value, 2 for the second best, per column and score block.
-
-    Our cells take part only when every one of them in the column was measured under the same protocol:
-    ranking numbers from different protocols against each other would be exactly the mixing we refuse.
-    """
-    ranks: dict[tuple[int, str], int] = {}
-    for col in section.columns:
-        if col.direction == "none":
-            continue
-        protocols = {r.cells[col.key].protocol for r in section.rows if r.ours and col.key in r.cells}
-        groups: dict[str, list[tuple[int, float]]] = {}
-        for i, r in enumerate(section.rows):
-            cell = r.cells.get(col.key)
-            if cell is None or not math.isfinite(cell.value) or (r.ours and len(protocols) > 1):
-                continue
-            key = r.block if section.kind == "ood" else ""
-            groups.setdefault(key, []).append((i, _rounded(cell)))
-        for items in groups.values():
-            distinct = sorted({v for _, v in items}, reverse=col.direction == "higher")
-            if len(items) < 2 or len(distinct) < 2:
-                continue
-            for i, v in items:
-                if v == distinct[0]:
-                    ranks[(i, col.key)] = 1
-                elif v == distinct[1]:
-                    ranks[(i, col.key)] = 2
-    return ranks
-
-
-def _rounded(cell: Cell) -> float:
-    return round(cell.value, cell.decimals)
-
-
-# ----------------------------------------------------------------------------------------------- rendering
-# Drawing sections (Markdown, LaTeX, CSV, HTML) and escaping untrusted text: jembench.render / jembench.escape.
-_MOVED_TO_RENDER = ("render", "html_fragment", "html_page", "to_frame", "latex_escape", "FORMATS", "CSS")
-
-
-def __getattr__(name: str):
-    """``leaderboard.render`` & co. still resolve (they moved to :mod:`jembench.render`)."""
-    if name in _MOVED_TO_RENDER:
-        from . import render as _render
-
-        return getattr(_render, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_all(kinds: Iterable[str], published: pd.DataFrame | None, refs: list[RecordRef],

@@ -15,13 +15,13 @@ they carry no per-input evidence.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .errors import JembenchError
 
-# Sections and cells are jembench.leaderboard's (Section, Cell); typed Any here so that this module, which the
-# leaderboard imports, does not import it back.
-Section = Cell = Any
+if TYPE_CHECKING:
+    from .comparison import Side
+    from .sections import Cell, Section
 
 SIMILAR = "≈"
 ALPHA = 0.05
@@ -30,7 +30,7 @@ ALPHA = 0.05
 def mark_indistinguishable(section: Section, alpha: float = ALPHA) -> None:
     """Mark (``≈``) our cells not significantly different from the best of ours in their column; note the seed
     spread of multi-seed cells."""
-    sides: dict[str, object] = {}
+    sides: dict[str, Side] = {}
     marked = False
     for col in section.columns:
         if col.direction not in ("higher", "lower"):
@@ -56,7 +56,7 @@ def mark_indistinguishable(section: Section, alpha: float = ALPHA) -> None:
     _seed_notes(section)
 
 
-def _p_value(best: Cell, other: Cell, sides: dict) -> float:
+def _p_value(best: Cell, other: Cell, sides: dict[str, Side]) -> float:
     """Two-sided p of the difference between two of our cells (NaN when no test applies)."""
     from scipy import stats
 
@@ -70,7 +70,8 @@ def _p_value(best: Cell, other: Cell, sides: dict) -> float:
     def side(path: str) -> Side:
         if path not in sides:
             sides[path] = Side(load_records([path])[0])
-        return sides[path]
+        found: Side = sides[path]
+        return found
 
     try:
         result, _ = difference(side(best.paths[0]), side(other.paths[0]), best.metric)

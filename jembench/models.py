@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeGuard
 
 import torch
 from torch import nn
@@ -234,6 +234,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", datase
     :class:`LoadedCheckpoint` (model in eval mode). ``uncond``: an official ``F`` trained with ``--uncond``,
     whose log p(x) is its ``energy_output`` head (:class:`jembench.importers.EnergyHeadJEM`)."""
     state, digest = untrusted.load_torch_and_digest(path, "checkpoint", trust=trust)
+    assert digest is not None  # digest=True (the default) hashes what was loaded
     state = _as_dict(state, path)
     if state.get("format") == FORMAT:
         if uncond:
@@ -296,7 +297,8 @@ def _load_official(state: dict, path: str, digest: str, dataset: str | None, unc
         model = importers.EnergyHeadJEM(model)
     return LoadedCheckpoint(model=model, method=found.method, dataset=dataset or "unknown",
                             n_classes=int(found.arch_kwargs["n_classes"]),
-                            image_shape=importers.official_image_shape(found), path=path, sha256=digest,
+                            image_shape=_chw(importers.official_image_shape(found), path), path=path,
+                            sha256=digest,
                             buffer=found.buffer,
                             config=importers.official_config(found, path, uncond), state=state)
 
@@ -312,7 +314,7 @@ def _bad(path: str, what: str) -> JembenchError:
                          f"`jembench export`")
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -431,6 +433,13 @@ def state_dict_sha256(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
+def _chw(shape: tuple[int, ...], source: str) -> tuple[int, int, int]:
+    """An image shape as (channels, height, width), the form every suite reads."""
+    if len(shape) != 3:
+        raise JembenchError(f"{source}: image shape {shape} is not (channels, height, width)")
+    return int(shape[0]), int(shape[1]), int(shape[2])
+
+
 def from_module(model: nn.Module, image_shape: tuple[int, ...], *, dataset: str, method: str = "custom",
                 name: str | None = None, buffer: torch.Tensor | None = None, init_state: dict | None = None,
                 path: str | None = None, device: str | torch.device = "cpu") -> LoadedCheckpoint:
@@ -463,7 +472,8 @@ def from_module(model: nn.Module, image_shape: tuple[int, ...], *, dataset: str,
         buffer = buffer.detach().cpu()
     label = name or type(model).__name__.lower()
     return LoadedCheckpoint(model=model, method=method, dataset=dataset, n_classes=int(logits.shape[1]),
-                            image_shape=shape, path=path or f"<{type(model).__name__} module>",
+                            image_shape=_chw(shape, path or f"<{type(model).__name__} module>"),
+                            path=path or f"<{type(model).__name__} module>",
                             sha256=state_dict_sha256(model), buffer=buffer, init_state=init_state,
                             config={"name": label, "source": "nn.Module"})
 

@@ -55,7 +55,7 @@ class PartialStore:
     recomputed. Files are read through :mod:`jembench.untrusted` (regular files within the cap)."""
 
     def __init__(self, record_path: str | Path, protocol_hash: str, key: dict[str, Any], *, tensors: bool = False,
-                 valid: Callable[[str, Any], bool] | None = None, what: str = "partial results"):
+                 valid: Callable[[str, Any], bool | str] | None = None, what: str = "partial results"):
         self.record_path, self.protocol_hash = Path(record_path), str(protocol_hash)
         self.key = {"protocol_hash": self.protocol_hash, **key}
         self.tensors, self.valid, self.what = tensors, valid, what

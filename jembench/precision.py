@@ -48,8 +48,8 @@ def check(precision: str) -> str:
 def _flags() -> tuple[str, str, bool]:
     import torch
 
-    return (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision,
-            torch.backends.cudnn.benchmark)
+    conv = torch.backends.cudnn.conv  # type: ignore[attr-defined]  # torch's stubs lack cudnn.conv (2.14 has it)
+    return torch.backends.cuda.matmul.fp32_precision, conv.fp32_precision, torch.backends.cudnn.benchmark
 
 
 def _set_flags(matmul: str, conv: str, benchmark: bool) -> None:
@@ -57,7 +57,7 @@ def _set_flags(matmul: str, conv: str, benchmark: bool) -> None:
 
     # the fp32_precision API only: mixing it with the legacy allow_tf32 flags makes torch refuse to read them
     torch.backends.cuda.matmul.fp32_precision = matmul
-    torch.backends.cudnn.conv.fp32_precision = conv
+    torch.backends.cudnn.conv.fp32_precision = conv  # type: ignore[attr-defined]  # torch's stubs lack cudnn.conv
     torch.backends.cudnn.benchmark = benchmark
 
 

@@ -17,7 +17,7 @@ import logging
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 T = TypeVar("T")
 
@@ -33,8 +33,8 @@ class _StderrHandler(logging.StreamHandler):
     def __init__(self) -> None:
         super().__init__(sys.stderr)
 
-    @property  # type: ignore[override]
-    def stream(self):
+    @property
+    def stream(self) -> TextIO:  # follows sys.stderr (logging.StreamHandler keeps the stream it was given)
         return sys.stderr
 
     @stream.setter

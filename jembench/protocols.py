@@ -62,15 +62,16 @@ class Protocol:
         if declared != suite:
             raise JembenchError(f"protocol file {path} is for suite {declared!r}, not {suite!r}; "
                                 f"pass a protocol of suite {suite!r}")
-        settings = schema.resolve(settings_class(suite), table, f"protocol {path}")
+        settings: Any = schema.resolve(settings_class(suite), table, f"protocol {path}")
         return cls(name or suite, path, suite, settings)
 
 
 def settings_class(suite: str) -> type:
-    """The protocol dataclass of ``suite`` (its module's ``PROTOCOL``)."""
-    from .suites import get_suite
+    """The protocol dataclass of ``suite`` (its module's ``PROTOCOL``), imported without torch
+    (:func:`jembench.suites.protocol_class`), so resolving a protocol and its hash never loads a suite's run."""
+    from .suites import protocol_class
 
-    return get_suite(suite).PROTOCOL
+    return protocol_class(suite)
 
 
 def protocol_hash(table: dict[str, Any]) -> str:

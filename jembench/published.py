@@ -21,12 +21,13 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from . import catalog, metric_keys, untrusted
 from .errors import JembenchError
-from .resources import protocol_dir, published_dir, tolerances_file
+from .resources import published_dir
 
 COLUMNS = ["leaderboard", "paper", "table", "row", "column", "group", "model", "method", "dataset", "sgld_steps",
            "metric", "value", "flags", "protocol", "provenance", "produced_by", "note"]
@@ -76,23 +77,20 @@ PROVENANCE_FLAGS = frozenset({"unreleased", "quoted"})
 #: are not ``reproduced`` are never a reference at all.
 NOT_A_REFERENCE = frozenset({"labels_4000", "setting_inferred", "printed_nan", "marker_unexplained"})
 
-#: which suites write a metric family (:mod:`jembench.metric_keys`): a row's protocol must be one of theirs.
-METRIC_SUITES = {"accuracy": ("accuracy", "calibration"), "ece": ("calibration",), "mce": ("calibration",),
-                 "nll": ("accuracy", "calibration"), "brier": ("calibration",), "ood": ("ood",),
-                 "fidelity": ("generation",), "clean_acc": ("robustness",), "robust_acc": ("robustness",),
-                 "boundary": ("robustness",), "pointwise": ("robustness",),
-                 "crossover": ()}  # JEM App. F statements read off a figure: no suite writes them
 
 _CLOSEST = re.compile(r"closest protocol: ([a-z0-9][a-z0-9_.+\-]*)")
 
 def shipped_protocols() -> set[str]:
-    """Names of the protocol files shipped with jembench (``suites/*.toml``, not the check tolerances)."""
-    return {p.stem for p in protocol_dir().glob("*.toml") if p.stem != tolerances_file().stem}
+    """Names of the protocol files shipped with jembench (``suites/<suite>[-<variant>].toml``; never a tolerance
+    file such as ``check-tolerances-tiny.toml``)."""
+    from .protocols import available_protocols
+
+    return set(available_protocols())
 
 
 def protocol_suite(name: str) -> str | None:
     """The suite of protocol ``name`` (``<suite>`` or ``<suite>-<variant>``, as the shipped files are named)."""
-    suites = {s for pair in METRIC_SUITES.values() for s in pair}
+    suites = sorted({s for spec in metric_keys.SPECS.values() for s in spec.suites})
     return next((s for s in suites if name == s or name.startswith(f"{s}-")), None)
 
 
@@ -108,7 +106,7 @@ def official_code(protocol: str) -> str | None:
     return OFFICIAL_CODE.get(m.group(1)) if m else None
 
 
-def _protocol_problems(row, known: set[str]) -> list[str]:
+def _protocol_problems(row: pd.Series, known: set[str]) -> list[str]:
     """Why a row's provenance / protocol / produced_by are inconsistent: a reproduced row names a shipped protocol
     of a suite that writes its metric, transcribing the repository in produced_by; an unreleased or quoted row
     names none (an unreleased one gives the closest in its note)."""
@@ -117,9 +115,8 @@ def _protocol_problems(row, known: set[str]) -> list[str]:
         return [f"provenance {provenance!r} is not one of {', '.join(PROVENANCE)}"]
     if not row["produced_by"].strip():
         return ["empty produced_by; name the codebase that produced the number"]
-    key = metric_keys.parse(row["metric"])
-    family = key.metric if key is not None and key.family == "scalar" else (key.family if key else "")
-    wanted = METRIC_SUITES.get(family, ())
+    spec = metric_keys.spec(row["metric"])
+    wanted = spec.suites if spec is not None else ()  # the metric table: which suites write the metric
     if provenance == "reproduced":
         if not name:
             return ["empty protocol; a reproduced row names the jembench protocol that reproduces it (else set "
@@ -150,8 +147,8 @@ def _protocol_problems(row, known: set[str]) -> list[str]:
 @lru_cache(maxsize=None)
 def packaged_protocol_hash(name: str) -> str | None:
     """The hash of the shipped protocol file ``name`` (what a record measured under it carries), or None when no
-    such file ships (a pending name, or none). Resolving a protocol imports its suite (and torch), so this is
-    called only for names a record actually carries."""
+    such file ships. Resolving a protocol reads its suite's protocol dataclass, which imports no torch
+    (:func:`jembench.protocols.settings_class`); it is done only for names a record actually carries."""
     if name not in shipped_protocols():
         return None
     from .protocols import load_protocol
@@ -159,7 +156,7 @@ def packaged_protocol_hash(name: str) -> str | None:
     return load_protocol(name).hash
 
 
-def measured_under(record_protocol: dict, needed: str) -> bool:
+def measured_under(record_protocol: dict[str, Any], needed: str) -> bool:
     """Whether a record's ``protocol`` block (name and hash) is the published row's protocol ``needed``: the same
     name and the hash of the packaged protocol file. The one rule by which the leaderboard puts our numbers
     beside a published number and ``jembench check`` compares them."""

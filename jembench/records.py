@@ -26,18 +26,25 @@ from __future__ import annotations
 
 import datetime as _dt
 import importlib.metadata
+import math
 import os
 import platform
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from . import catalog, metric_keys
 from .errors import JembenchError
 from .untrusted import KINDS
 
+if TYPE_CHECKING:
+    from .protocols import Protocol
+
 SCHEMA = "jembench-record/1"
+#: a record as loaded from JSON (its shape: the module docstring; checked by :func:`validate_record`)
+Record = dict[str, Any]
 _LIBRARIES = ("jembench", "torch", "torchvision", "foolbox", "torchattacks", "torch-fidelity", "scikit-learn",
               "numpy", "pandas")
 
@@ -76,7 +83,7 @@ def sha256_file(path: str | Path) -> str:
     return sha256(path, "checkpoint")
 
 
-def make_record(*, suite: str, model: dict[str, Any], dataset: str, protocol, metrics: dict[str, float],
+def make_record(*, suite: str, model: dict[str, Any], dataset: str, protocol: Protocol, metrics: dict[str, float],
                 details: dict[str, Any] | None = None, figures: list[str] | None = None, seed: int = 0,
                 wall_time_s: float = 0.0) -> dict[str, Any]:
     """Assemble a record; ``protocol`` is a :class:`jembench.protocols.Protocol`."""
@@ -144,10 +151,48 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _metric_value(source: str, key: str, value: Any) -> None:
+    """A metric must be a number its metric allows (:meth:`jembench.metric_keys.MetricSpec.valid`): accuracy in
+    [0, 100], AUROC in [0, 1], no infinity but a distance's +inf, NaN = not measured. An integer beyond float
+    range is refused, not converted with an OverflowError."""
+    if not _number(value):
+        raise JembenchError(f"{source}: metric {key!r} is {repr(value)[:80]}, not a number; fix or regenerate the "
+                            f"record")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise _fail(source, f"metric {key!r} is an integer of {len(str(value))} digits, beyond any metric's range",
+                    "fix or regenerate the record") from None
+    spec = metric_keys.spec(key)
+    if spec is not None and not spec.valid(number):
+        raise _fail(source, f"metric {key!r} = {number:g} is outside the valid range of {spec.label} "
+                            f"({spec.range_text()}, jembench/metric_keys.py)", "fix or regenerate the record")
+
+
+def _sizes(source: str, details: Any) -> None:
+    """The sample sizes standard errors are derived from (``details`` n, n_in and sets.SET.n) must be whole
+    numbers in [1, MAX_N] when a record gives them: an error is never wider than its true n implies."""
+    if not isinstance(details, dict):
+        return
+    found = [("details 'n'", details.get("n")), ("details 'n_in'", details.get("n_in"))]
+    sets = details.get("sets")
+    if isinstance(sets, dict):
+        found += [(f"details sets[{name!r}] 'n'", entry.get("n")) for name, entry in sets.items()
+                  if isinstance(entry, dict)]
+    for where, n in found:
+        if n is None:
+            continue
+        ok = _number(n) and (isinstance(n, int) or math.isfinite(n)) and 1 <= n <= metric_keys.MAX_N and n == int(n)
+        if not ok:
+            raise _fail(source, f"{where} = {str(n)[:40]} is not a sample size (a whole number in [1, "
+                                f"{metric_keys.MAX_N:g}])", "fix or regenerate the record")
+
+
 def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
     """Check a loaded record's shape and every field's type; raise :class:`JembenchError` naming ``source``
     and the field when it is unusable. Required: ``schema``, ``suite``, ``model`` (with ``name``),
-    ``dataset``, ``protocol`` (with ``hash``), ``metrics`` (name → number; NaN allowed). The optional fields
+    ``dataset``, ``protocol`` (with ``hash``), ``metrics`` (name → number inside its metric's valid range,
+    :mod:`jembench.metric_keys`; NaN allowed), the sample sizes in ``details`` whole numbers. The optional fields
     :func:`make_record` writes are type-checked when present; unknown extra fields are allowed."""
     if not isinstance(record, dict) or record.get("schema") != SCHEMA:
         raise JembenchError(f"{source} is not a jembench record (schema {SCHEMA!r} missing); "
@@ -159,6 +204,8 @@ def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
             raise JembenchError(f"{source} has no {key!r} field; regenerate it with `jembench eval`")
     _text(source, "'suite'", record["suite"], limit=64)
     _text(source, "'dataset'", record["dataset"], limit=MAX_TEXT)
+    if "dataset_label" in record:
+        _text(source, "'dataset_label'", record["dataset_label"], limit=MAX_TEXT, optional=True, nonempty=False)
     model = record["model"]
     if not isinstance(model, dict) or not model.get("name"):
         raise JembenchError(f"{source}: 'model' must hold a 'name' (and 'method', 'dataset'); "
@@ -170,14 +217,11 @@ def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
     steps = model.get("sgld_steps")
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= 10**6):
         raise _fail(source, f"model 'sgld_steps' is {str(steps)[:40]!r}, not a whole number of SGLD steps")
-    if "dataset_label" in record:
-        _text(source, "'dataset_label'", record["dataset_label"], limit=MAX_TEXT, optional=True, nonempty=False)
     if not isinstance(record["metrics"], dict):
         raise JembenchError(f"{source}: 'metrics' must be a mapping of metric name to number")
     for key, value in record["metrics"].items():
         _text(source, "a metric name", key)
-        if not _number(value):
-            raise JembenchError(f"{source}: metric {key!r} is {value!r}, not a number; fix or regenerate the record")
+        _metric_value(source, key, value)
     proto = record["protocol"]
     if not isinstance(proto, dict) or "hash" not in proto:
         raise JembenchError(f"{source}: 'protocol' must hold a 'hash'; regenerate it with `jembench eval`")
@@ -195,6 +239,7 @@ def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
     for key in ("created", "commit"):
         if key in record:
             _text(source, repr(key), record[key], optional=True, nonempty=False)
+    _sizes(source, record.get("details"))
     if "seed" in record and (isinstance(record["seed"], bool) or not isinstance(record["seed"], int)):
         raise _fail(source, f"'seed' is {record['seed']!r}, not an integer")
     if "wall_time_s" in record and not _number(record["wall_time_s"]):
@@ -204,6 +249,34 @@ def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
 
         describe(record, source)
     return record
+
+
+def dataset_label(record: dict[str, Any]) -> str:
+    """How every table, figure, leaderboard title and report names a record's in-distribution dataset: the label
+    stored once, at the top level (``dataset_label``: ``jembench eval --dataset-label``, the checkpoint's
+    ``jembench train --dataset-label``, else the registry's), in records written before that the copy their
+    ``details`` held, else :func:`jembench.catalog.label` of ``dataset`` (``CIFAR-10``, a folder's base name)."""
+    details = record.get("details")
+    old = details.get("dataset_label") if isinstance(details, dict) else None
+    for label in (record.get("dataset_label"), old):
+        if isinstance(label, str) and label.strip():
+            return label
+    return catalog.label(str(record.get("dataset", "")))
+
+
+def set_label(record: dict[str, Any], name: str) -> str:
+    """How tables and figures name the OOD set ``name`` of an OOD record: the label stored once with the set
+    (``details.sets[name].label``, from the protocol's ``sets`` entry), in records written before that also
+    ``details.set_labels``, else :func:`jembench.catalog.label` of the name."""
+    details = record.get("details")
+    details = details if isinstance(details, dict) else {}
+    sets, old = details.get("sets"), details.get("set_labels")
+    entry = sets.get(name) if isinstance(sets, dict) else None
+    stored = entry.get("label") if isinstance(entry, dict) else None
+    for label in (stored, old.get(name) if isinstance(old, dict) else None):
+        if isinstance(label, str) and label.strip():
+            return label
+    return catalog.label(name)
 
 
 def model_identity(record: dict[str, Any]) -> tuple[str, str]:

@@ -177,7 +177,7 @@ class ForwardCounter:
     def __init__(self, model: nn.Module):
         self.model = model
         self.count = 0
-        self._handle = None
+        self._handle: torch.utils.hooks.RemovableHandle | None = None
 
     def _hook(self, module, inputs, output) -> None:
         if not _recomputing:
@@ -187,8 +187,9 @@ class ForwardCounter:
         self._handle = self.model.register_forward_hook(self._hook)
         return self
 
-    def __exit__(self, *exc) -> None:
-        self._handle.remove()
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            self._handle.remove()
         self._handle = None
 
 

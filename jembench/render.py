@@ -25,16 +25,47 @@ from .metrics.ood_scores import SCORES
 from .published import FLAGS
 
 if TYPE_CHECKING:
-    from .leaderboard import Cell, Row, Section
+    from .sections import Cell, Row, Section
 
 FORMATS = ("md", "latex", "csv", "html")
-
-#: kept for callers of the old ``jembench.leaderboard.latex_escape``
-latex_escape = escape.latex
 
 _ESCAPE = {"md": escape.markdown, "latex": escape.latex, "html": escape.html}
 
 
+# ----------------------------------------------------------------------------------------------- emphasis
+def emphasis(section: Section) -> dict[tuple[int, str], int]:
+    """(row index, column) -> 1 for the best value, 2 for the second best, per column and score block, following
+    the column's direction; what the formats draw bold / underlined.
+
+    Our cells take part only when every one of them in the column was measured under the same protocol:
+    ranking numbers from different protocols against each other would be exactly the mixing we refuse.
+    Values are compared as printed (rounded to their decimals), so equal-looking numbers rank equal.
+    """
+    ranks: dict[tuple[int, str], int] = {}
+    for col in section.columns:
+        if col.direction == "none":
+            continue
+        protocols = {r.cells[col.key].protocol for r in section.rows if r.ours and col.key in r.cells}
+        groups: dict[str, list[tuple[int, float]]] = {}
+        for i, r in enumerate(section.rows):
+            cell = r.cells.get(col.key)
+            if cell is None or not math.isfinite(cell.value) or (r.ours and len(protocols) > 1):
+                continue
+            key = r.block if section.kind == "ood" else ""
+            groups.setdefault(key, []).append((i, round(cell.value, cell.decimals)))
+        for items in groups.values():
+            distinct = sorted({v for _, v in items}, reverse=col.direction == "higher")
+            if len(items) < 2 or len(distinct) < 2:
+                continue
+            for i, v in items:
+                if v == distinct[0]:
+                    ranks[(i, col.key)] = 1
+                elif v == distinct[1]:
+                    ranks[(i, col.key)] = 2
+    return ranks
+
+
+# ----------------------------------------------------------------------------------------------- tables
 def _fmt_value(cell: Cell | None) -> str:
     if cell is None:
         return "-"
@@ -53,9 +84,7 @@ def _marks(row: Row) -> str:
 
 def _table_rows(section: Section, fmt: str) -> tuple[list[str], list[list[str]], list[str]]:
     """Header, body and column alignment of one section in ``fmt`` (md, latex or html), every text escaped."""
-    from .leaderboard import _ranks  # which cells are best / second best is the leaderboard's (protocol) rule
-
-    ranks = _ranks(section)
+    ranks = emphasis(section)
     esc = _ESCAPE[fmt]
     headers = []
     if section.block_label:
@@ -132,7 +161,7 @@ def csv_text(frame: pd.DataFrame) -> str:
     for col in safe.columns:
         if safe[col].dtype == object or pd.api.types.is_string_dtype(safe[col]):
             safe[col] = safe[col].map(escape.csv_cell)
-    return safe.to_csv(index=False)
+    return str(safe.to_csv(index=False))
 
 
 def html_fragment(sections: list[Section]) -> str:

@@ -18,14 +18,15 @@ import base64
 import os
 from pathlib import Path
 
+import pandas as pd
 from tabulate import tabulate
 
 from . import escape, untrusted
 from .errors import JembenchError
 from .figures import caption as figure_caption
-from .figures import record_dataset_label, vector_path
+from .figures import vector_path
 from .leaderboard import TABLES, build_all
-from .records import RecordRef, load_records
+from .records import RecordRef, dataset_label, load_records
 from .render import html_fragment, html_page
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -97,7 +98,7 @@ def _label(ref: RecordRef, root: Path) -> str:
         return str(ref.path)
 
 
-def build_report(run_dir: str | Path, published=None, title: str | None = None) -> str:
+def build_report(run_dir: str | Path, published: pd.DataFrame | None = None, title: str | None = None) -> str:
     """The report page of every record under ``run_dir`` (with published rows when ``published`` is given)."""
     root = Path(run_dir)
     if not root.is_dir():
@@ -113,7 +114,7 @@ def build_report(run_dir: str | Path, published=None, title: str | None = None) 
         r = ref.record
         proto = r["protocol"]
         overview.append([escape.html(r["model"]["name"]), escape.html(r["model"].get("method", "")),
-                         escape.html(r["dataset"]), escape.html(r["suite"]),
+                         escape.html(dataset_label(r)), escape.html(r["suite"]),
                          escape.html(f"{proto.get('name', r['suite'])}@{str(proto['hash'])[:8]}"),
                          escape.html(r.get("seed", "")), escape.html(r.get("created", "")),
                          f"<code>{escape.html(_label(ref, root))}</code>"])
@@ -129,7 +130,7 @@ def build_report(run_dir: str | Path, published=None, title: str | None = None) 
         if not paths:
             continue
         r = ref.record
-        caption = f"{r['model']['name']} · {r['suite']} · {record_dataset_label(r)}"
+        caption = f"{r['model']['name']} · {r['suite']} · {dataset_label(r)}"
         figs = "\n".join(f"<figure>{_img(p, f'{caption}: {p.name}')}<figcaption>{_figcaption(p)}"
                          f"</figcaption></figure>" for p in paths)
         blocks.append(f'<section class="figures">\n<h3>{escape.html(caption)}</h3>\n'

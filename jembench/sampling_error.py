@@ -1,28 +1,35 @@
 """Sampling errors of record metrics under their protocol: what a difference between two numbers must exceed
-before ``jembench check`` calls it a regression rather than noise.
+before ``jembench check`` calls it a regression rather than noise, and the ``±`` the suites print.
 
-Two derived rules (names used in ``suites/check-tolerances.toml`` and printed per row by ``jembench check``):
+Which rule applies to a metric is a fact of the metric table (:attr:`jembench.metric_keys.MetricSpec.se`):
 
 * ``binomial`` — accuracies and robust accuracies (%) are a proportion of ``n`` inputs. The standard error is
-  Wilson's score-interval half-width divided by z (Wilson 1927, JASA 22:209; the interval
-  ``scipy.stats.binomtest(k, n).proportion_ci(method="wilson")`` returns):
-  ``SE_W = 100 · √(p(1−p)/n + z²/(4n²)) / (1 + z²/n)``. Unlike the normal (Wald) ``√(p(1−p)/n)`` it does not
-  vanish at 0 % or 100 % (an attack that breaks every input on 20 inputs is not exact), and it tends to the Wald
-  error for large n. Hand-written (four lines) because scipy returns an interval, not an error at a given p.
-  ``n``: ``metrics["n"]`` of accuracy / calibration records, ``details["n"]`` of robustness records (the
-  length of the per-input lists ``details["clean"]``).
+  Wilson's score-interval half-width divided by z (Wilson 1927, JASA 22:209), from statsmodels'
+  ``proportion_confint(method="wilson")``: ``SE_W = 100 · √(p(1−p)/n + z²/(4n²)) / (1 + z²/n)``. Unlike the
+  normal (Wald) ``√(p(1−p)/n)`` it does not vanish at 0 % or 100 % (an attack that breaks every input on 20
+  inputs is not exact), and it tends to the Wald error for large n. ``n``: ``metrics["n"]`` of accuracy /
+  calibration records, ``details["n"]`` of robustness records (the length of the per-input lists
+  ``details["clean"]``). The suites print ``±`` at z = 1; ``check`` uses its tolerance's z.
 * ``hanley-mcneil`` — AUROC: the Hanley & McNeil (1982) standard error from the AUROC and the two set sizes
-  (:func:`auroc_standard_error`, here so that ``jembench check`` imports no torch). A record's own value uses
-  the ``auroc_se`` the OOD suite stored in ``details["sets"][SET]["scores"][SCORE]``; a reference value
-  (published, or a record without it) is computed from the sizes ``details["n_in"]`` and ``details["sets"][SET]["n"]``.
+  ``details["n_in"]`` and ``details["sets"][SET]["n"]`` (:func:`auroc_standard_error`; hand-written: neither
+  scikit-learn nor statsmodels has it).
 
-A published number is taken to be measured under the same protocol as the record it is compared with (check
-compares only then), hence on the same n: its error is the rule's error at the published value and the record's n.
+Evidence is recomputed, never trusted: an error is always derived from a value and the sizes it was measured on —
+never read from a standard error a record stores (``auroc_se``, robustness ``sampling_error``), which a record
+from someone else could set to anything. The sizes themselves are validated when a record is loaded
+(:func:`jembench.records.validate_record`: whole numbers in [1, :data:`~jembench.metric_keys.MAX_N`]).
+Everything here is torch-free (``jembench check`` imports no torch); statsmodels is imported on first use.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
+
+from . import metric_keys
+from .records import Record
+
+RULES = metric_keys.SE_RULES
 
 
 def auroc_standard_error(auroc: float, n_pos: int, n_neg: int) -> float:
@@ -35,68 +42,70 @@ def auroc_standard_error(auroc: float, n_pos: int, n_neg: int) -> float:
     return math.sqrt(max(var, 0.0))
 
 
-RULES = ("fixed", "binomial", "hanley-mcneil")
-
-
-def wilson_se(percent: float, n: int, z: float) -> float:
-    """Wilson score-interval half-width / z, in percentage points, of ``percent`` % of ``n`` inputs."""
-    if not n or n < 1 or not math.isfinite(percent):
+def wilson_se(percent: float, n: int, z: float = 1.0) -> float:
+    """Wilson score-interval half-width / z, in percentage points, of ``percent`` % of ``n`` inputs (statsmodels'
+    interval at the two-sided confidence that ``z`` stands for; ``percent`` clamped to [0, 100])."""
+    if not n or n < 1 or not math.isfinite(percent) or not z > 0:
         return math.nan
+    from scipy.stats import norm
+    from statsmodels.stats.proportion import proportion_confint
+
     p = min(max(percent / 100.0, 0.0), 1.0)
-    return 100.0 * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    low, high = proportion_confint(p * n, n, alpha=2 * norm.sf(z), method="wilson")
+    return 100.0 * float(high - low) / (2 * z)
 
 
-def binomial_n(record: dict, metric: str) -> int | None:
+def _count(value: Any) -> int | None:
+    """A validated size (whole number in [1, MAX_N]) as an int, or None when the record does not give one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    if value < 1 or value > metric_keys.MAX_N or value != int(value):
+        return None
+    return int(value)
+
+
+def binomial_n(record: Record, metric: str) -> int | None:
     """How many inputs an accuracy-like ``metric`` of ``record`` was measured on, or None if it does not say."""
     metrics, details = record.get("metrics", {}), record.get("details") or {}
-    if metric.startswith(("clean_acc/", "robust_acc/")):
-        n = details.get("n") if isinstance(details, dict) else None
-    else:
-        n = metrics.get("n")
-        if n is None and isinstance(details, dict):
-            n = details.get("n")
-    if isinstance(n, bool) or not isinstance(n, (int, float)) or not math.isfinite(n) or n < 1:
-        return None
-    return int(n)
+    if not isinstance(details, dict):
+        details = {}
+    key = metric_keys.parse(metric)
+    if key is not None and key.family in ("clean_acc", "robust_acc"):
+        return _count(details.get("n"))
+    n = metrics.get("n")
+    return _count(n if n is not None else details.get("n"))
 
 
-def _ood_entry(record: dict, metric: str) -> tuple[dict, dict] | None:
-    parts = metric.split("/")
-    details = record.get("details") or {}
-    if len(parts) != 3 or not isinstance(details, dict):
-        return None
-    entry = (details.get("sets") or {}).get(parts[1])
-    if not isinstance(entry, dict):
-        return None
-    score = (entry.get("scores") or {}).get(parts[2])
-    return entry, score if isinstance(score, dict) else {}
-
-
-def auroc_sizes(record: dict, metric: str) -> tuple[int, int] | None:
+def auroc_sizes(record: Record, metric: str) -> tuple[int, int] | None:
     """(in-distribution, OOD) set sizes behind ``auroc/SET/SCORE`` of an OOD record, or None."""
-    found = _ood_entry(record, metric)
-    n_in = (record.get("details") or {}).get("n_in") if found else None
-    n_out = found[0].get("n") if found else None
-    sizes = (n_in, n_out)
-    if any(isinstance(s, bool) or not isinstance(s, (int, float)) or s < 1 for s in sizes):
+    key = metric_keys.parse(metric)
+    details = record.get("details") or {}
+    if key is None or key.family != "ood" or not isinstance(details, dict):
         return None
-    return int(n_in), int(n_out)
+    sets = details.get("sets")
+    entry = sets.get(key.ood_set) if isinstance(sets, dict) else None
+    n_in, n_out = _count(details.get("n_in")), _count(entry.get("n") if isinstance(entry, dict) else None)
+    return None if n_in is None or n_out is None else (n_in, n_out)
 
 
-def standard_error(rule: str, record: dict, metric: str, value: float, z: float, own: bool = True
-                   ) -> float | None:
-    """The sampling error of ``value`` for ``metric`` under ``rule`` at the sizes ``record`` was measured on;
-    None when the record does not carry them (the caller then falls back to the fixed rule).
-
-    ``own``: ``value`` is the record's own number (an AUROC may then use its stored ``auroc_se``)."""
-    if rule == "binomial":
+def sizes(record: Record, metric: str) -> tuple[int, ...] | None:
+    """The sizes ``metric``'s error depends on in ``record``: ``(n,)`` (binomial), ``(n_in, n_out)``
+    (Hanley–McNeil), or None (no derived error, or the record does not say)."""
+    spec = metric_keys.spec(metric)
+    if spec is None or spec.se == "fixed":
+        return None
+    if spec.se == "binomial":
         n = binomial_n(record, metric)
-        return None if n is None else wilson_se(value, n, z)
-    if rule == "hanley-mcneil":
-        found = _ood_entry(record, metric)
-        stored = found[1].get("auroc_se") if found else None
-        if own and isinstance(stored, (int, float)) and math.isfinite(stored):
-            return float(stored)
-        sizes = auroc_sizes(record, metric)
-        return None if sizes is None else auroc_standard_error(value, *sizes)
-    return None
+        return None if n is None else (n,)
+    return auroc_sizes(record, metric)
+
+
+def standard_error(record: Record, metric: str, value: float, z: float = 1.0) -> float | None:
+    """The sampling error of ``value`` for ``metric`` at the sizes ``record`` was measured on, under the metric's
+    rule (:attr:`jembench.metric_keys.MetricSpec.se`); None when the metric has no derived error or the record
+    does not carry its sizes (``check`` then falls back to its fixed rule). ``value`` need not be the record's own
+    number: ``check`` asks for a reference's error at the record's sizes."""
+    found = sizes(record, metric)
+    if found is None:
+        return None
+    return wilson_se(value, found[0], z) if len(found) == 1 else auroc_standard_error(value, *found)

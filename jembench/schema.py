@@ -38,6 +38,7 @@ import os
 import types
 import typing
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Callable, TypeVar
 
 from .errors import JembenchError
@@ -114,7 +115,7 @@ def _number(bound: float) -> str:
     return f"{bound:g}" if isinstance(bound, float) else str(bound)
 
 
-def _range_text(meta: dict) -> str | None:
+def _range_text(meta: Mapping[str, Any]) -> str | None:
     """``must be ...`` of the field's bounds: ``>= 0``, ``in [0, 1)``, ``> 0``."""
     def bound(inclusive: str, strict: str, closed: str, opened: str) -> tuple[str, float] | None:
         if meta.get(inclusive) is not None:
@@ -131,7 +132,7 @@ def _range_text(meta: dict) -> str | None:
     return None
 
 
-def _in_range(value: Any, meta: dict) -> bool:
+def _in_range(value: Any, meta: Mapping[str, Any]) -> bool:
     checks = (("ge", lambda v, b: v >= b), ("gt", lambda v, b: v > b), ("le", lambda v, b: v <= b),
               ("lt", lambda v, b: v < b))
     return all(meta.get(name) is None or ok(value, meta[name]) for name, ok in checks)
@@ -152,7 +153,7 @@ class _Where:
         return JembenchError(f"{self.where}: {self.spell(key, value)} {problem}")
 
 
-def _scalar(value: Any, kind: Any, meta: dict, key: str, at: _Where) -> Any:
+def _scalar(value: Any, kind: Any, meta: Mapping[str, Any], key: str, at: _Where) -> Any:
     given = value  # as written, for the messages
     if meta.get("convert") is not None:
         try:
@@ -185,7 +186,7 @@ def _scalar(value: Any, kind: Any, meta: dict, key: str, at: _Where) -> Any:
     return value
 
 
-def _value(value: Any, kind: Any, meta: dict, key: str, at: _Where, base: Any) -> Any:
+def _value(value: Any, kind: Any, meta: Mapping[str, Any], key: str, at: _Where, base: Any) -> Any:
     kind, may_be_none = optional(kind)
     if value is None and may_be_none:
         return None
@@ -208,6 +209,8 @@ def _value(value: Any, kind: Any, meta: dict, key: str, at: _Where, base: Any) -
 
 
 def _resolve(cls: type[T], table: dict[str, Any], at: _Where, prefix: str, base: Any, omit: tuple[str, ...]) -> T:
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a settings dataclass")
     fields = [f for f in dataclasses.fields(cls) if f.name not in omit]
     names = [f.name for f in fields]
     for key in table:

@@ -29,10 +29,12 @@ def rng_state(device: str | torch.device | None = None) -> dict:
     """All RNG states as tensors / plain values, so the checkpoint loads with ``weights_only=True``: Python's,
     NumPy's, torch's CPU stream and, for an accelerator ``device``, that device's stream (``device``:
     ``{"type": "cuda", "state": ...}``)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    legacy = np.random.get_state(legacy=True)
+    assert isinstance(legacy, tuple), "legacy=True gives numpy's (kind, keys, pos, has_gauss, cached) tuple"
+    kind, keys, pos, has_gauss, cached = legacy
     state = {
         "python": random.getstate(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(np.asarray(keys).astype(np.int64)), "pos": int(pos),
                   "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
         "torch": torch.get_rng_state(),
     }

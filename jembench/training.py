@@ -137,6 +137,7 @@ def resumed_config(request: TrainRequest):
     from reference_models.config import TrainConfig, upgrade
     from reference_models.presets import derive
 
+    assert request.out is not None, "prepare() gives a resumed run its folder"
     last = request.out / "last.pt"
     stored = upgrade(_stored_config(last))
     stored = {k: v for k, v in stored.items() if k in {f.name for f in TrainConfig.__dataclass_fields__.values()}}

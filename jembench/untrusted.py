@@ -426,7 +426,7 @@ def lies_inside(path: str | os.PathLike, root: str | os.PathLike) -> bool:
         return False
 
 
-def subfolders(folder: str | os.PathLike) -> tuple[list[str], list[str]]:
+def subfolders(folder: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
     """The names of ``folder``'s real subfolders (sorted) and of its symlinked ones (not followed)."""
     real, linked = [], []
     with os.scandir(folder) as it:

@@ -32,7 +32,7 @@ is imported — by the training loop, or by :func:`jembench.models.build_model` 
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 from types import ModuleType
 
 from jembench.errors import JembenchError

@@ -84,7 +84,7 @@ class DivergenceGuard:
         gap_bound = self.gap_bound or math.inf  # 0 = off
         gap_bad = (~torch.isfinite(gap) | (gap.abs() > gap_bound)) if gap is not None else no
         flags = torch.stack([~torch.isfinite(loss), loss.abs() > (self.loss_bound or math.inf), gap_bad, no])
-        if self._flags is None:
+        if self._flags is None or self._clean is None or self._first_loss is None:  # the window's first iteration
             self._flags, self._clean, self._first_loss = no.expand(4).clone(), torch.zeros_like(loss), loss.clone()
         seen = self._flags.any()
         self._first_loss = torch.where(~seen & flags.any(), loss, self._first_loss)
@@ -96,7 +96,8 @@ class DivergenceGuard:
         """One host sync (all ranks agree under DDP): ``None`` when all is well, else what fired and where."""
         weights_ok = torch.stack([p.isfinite().all() for p in model.parameters()]).all()
         device = weights_ok.device
-        if self._flags is None:  # no iteration since the last check
+        first_loss: torch.Tensor | None
+        if self._flags is None or self._clean is None:  # no iteration since the last check (set together)
             flags, clean, first_loss = torch.zeros(4, device=device), torch.zeros((), device=device), None
         else:
             flags, clean, first_loss = self._flags.float(), self._clean, self._first_loss
@@ -112,7 +113,7 @@ class DivergenceGuard:
         first = window_start + int(-values[4]) + 1 if any(v > 0 for v in values[:3]) else iteration
         own_bad = first_loss is not None and bool(flags[:3].any())  # failure path only: a second sync is fine
         return {"reasons": [r for r, v in zip(REASONS, values[:4]) if v > 0], "first_bad_iteration": first,
-                "first_bad_loss": first_loss.item() if own_bad else None}
+                "first_bad_loss": first_loss.item() if own_bad and first_loss is not None else None}
 
     # ------------------------------------------------------------------------------------ remember / restore
     def remember(self, iteration: int, model, optimizer, scheduler, buffer) -> None:

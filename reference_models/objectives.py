@@ -80,13 +80,14 @@ def joint_likelihood(step: Step, order: tuple[str, ...] = JEM_ORDER) -> tuple[to
     (benchmarks/README.md: 0.75× the time of three separate passes on a WRN-10-2).
     """
     separate_px = step.x_px is not None and step.x_px is not step.x
-    inputs = {"px": (lambda: step.x_px) if separate_px else None, "samples": step.samples,
-              "labelled": lambda: step.x}
+    x_px = step.x_px if separate_px else None
+    inputs: dict[str, Callable[[], torch.Tensor] | None] = {
+        "px": (lambda: x_px) if x_px is not None else None, "samples": step.samples, "labelled": lambda: step.x}
     logits: dict[str, torch.Tensor] = {}
     pending: list[str] = []  # forwards waiting to run together (fuse)
 
     def run(names: list[str]) -> None:
-        batches = [inputs[n]() for n in names]
+        batches = [source() for source in (inputs[n] for n in names) if source is not None]
         out = step.model(torch.cat(batches)) if len(batches) > 1 else step.model(batches[0])
         logits.update(zip(names, out.split([len(b) for b in batches])))
 
@@ -103,14 +104,13 @@ def joint_likelihood(step: Step, order: tuple[str, ...] = JEM_ORDER) -> tuple[to
                 run([event])
     if pending:
         run(pending)
-    logits_px, e_samples = logits.get("px"), energy(logits["samples"]).mean()
-    logits = logits["labelled"]
-    if logits_px is None:
-        logits_px = logits
-    ce = F.cross_entropy(logits, step.y)
+    e_samples = energy(logits["samples"]).mean()
+    labelled = logits["labelled"]
+    logits_px = logits.get("px", labelled)
+    ce = F.cross_entropy(labelled, step.y)
     e_data = energy(logits_px).mean()
     loss = ce + step.px_weight * (e_data - e_samples)
-    acc = (logits.argmax(1) == step.y).float().mean()
+    acc = (labelled.argmax(1) == step.y).float().mean()
     return loss, {"ce": ce.detach(), "acc": acc.detach(), "e_data": e_data.detach(),
                   "e_samples": e_samples.detach(), "e_gap": (e_samples - e_data).detach()}
 

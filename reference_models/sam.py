@@ -53,8 +53,9 @@ class SAM:
     def param_groups(self) -> list[dict]:
         return self.optimizer.param_groups
 
-    def _params_with_grad(self) -> list[torch.Tensor]:
-        return [p for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
+    def _params_with_grad(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(parameter, its gradient) for every parameter that has one."""
+        return [(p, p.grad) for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
 
     @torch.no_grad()
     def grad_norm(self) -> torch.Tensor:
@@ -62,8 +63,8 @@ class SAM:
         params = self._params_with_grad()
         if not params:
             raise RuntimeError("SAM.first_step needs gradients: call loss.backward() first")
-        device = params[0].device
-        norms = [((p.abs() * p.grad) if self.adaptive else p.grad).norm(2).to(device) for p in params]
+        device = params[0][0].device
+        norms = [((p.abs() * g) if self.adaptive else g).norm(2).to(device) for p, g in params]
         return torch.stack(norms).norm(2)
 
     @torch.no_grad()
@@ -72,9 +73,9 @@ class SAM:
         norm = self.grad_norm()
         scale = self.rho / norm.clamp_min(1e-12)
         self._theta = {}
-        for p in self._params_with_grad():
+        for p, g in self._params_with_grad():
             self._theta[p] = p.detach().clone()
-            e = p.grad * scale.to(p)
+            e = g * scale.to(p)
             if self.adaptive:
                 e = e * p * p
             p.add_(e)

@@ -32,9 +32,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import torch
 from torch import nn
@@ -119,6 +120,7 @@ def draw_samples(state: TrainState, n: int) -> tuple[torch.Tensor, torch.Tensor]
       the chains' batch statistics, and each of the K forwards updates the running statistics (momentum .9);
     * train mode without ``sgld_bn_updates``: batch statistics, running statistics left alone."""
     cfg, model, buffer = state.cfg, state.model, state.buffer
+    assert buffer is not None, "only methods with a replay buffer draw SGLD samples"
     x0, idx = buffer.sample(n)
     if x0.dim() == 4:
         x0 = x0.contiguous(memory_format=memory_format(cfg, x0.shape[1]))
@@ -187,7 +189,7 @@ def stop_requests() -> Iterator[dict]:
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
-    previous = {}
+    previous: dict[signal.Signals, Any] = {}
 
     def handler(signum, frame):
         if flag["signal"] is not None:  # asked twice: stop now
@@ -200,8 +202,8 @@ def stop_requests() -> Iterator[dict]:
     try:
         yield flag
     finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True) -> Path:
@@ -232,8 +234,8 @@ class _Run:
     total_iters: int
     arch_kwargs: dict
     layout: torch.memory_format
-    events: RunEvents | None = None
-    log: RunLog | None = None
+    events: RunEvents = field(init=False)  # opened by _open_logs, before the first iteration
+    log: RunLog = field(init=False)
     started: tuple[float, float] = (0.0, 0.0)  # wall and CPU clocks when the iterations began
 
     @property
@@ -289,7 +291,8 @@ def _build(run: _Run) -> tuple[TrainState, DivergenceGuard]:
     """The network, optimiser (+ SAM), schedule, replay buffer and divergence guard — or, resuming, all of them
     as ``last.pt`` left them."""
     cfg, info = run.cfg, run.info
-    model = wide_resnet(**run.arch_kwargs).to(run.device, memory_format=run.layout)
+    # torch accepts a device and a memory format in one call; its stub's overloads take one or the other
+    model = wide_resnet(**run.arch_kwargs).to(run.device, memory_format=run.layout)  # type: ignore[call-overload]
     optimizer = build_optimizer(cfg, model)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, run.iters_per_epoch, run.total_iters))
     sam = SAM(optimizer, cfg.sam_rho, cfg.sam_adaptive) if cfg.sam_rho > 0 else None
@@ -438,6 +441,7 @@ def _select_best(run: _Run, state: TrainState, guard: DivergenceGuard, it: int) 
     """Accuracy on the hold-out (or test) split; ``best.pt`` when it beats the best so far (JEM / JEM++ /
     SADA-JEM code: strictly greater, checked every ``eval_every`` epochs)."""
     cfg = run.cfg
+    assert run.data.select is not None, "select_best runs only with a selection split"
     acc = accuracy_on(state.model, run.data.select, run.device)
     improved = state.best_acc is None or acc > state.best_acc
     if improved:

@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from jembench import devices, distributed
-from jembench.data import load_dataset
+from jembench.data import length, load_dataset
 from jembench.errors import JembenchError
 
 from .config import TrainConfig
@@ -60,7 +60,7 @@ class DataStream:
     pin_memory: bool = False  # page-locked batches, so copies to a CUDA device can be asynchronous
 
     def __post_init__(self) -> None:
-        per_rank = math.ceil(len(self.dataset) / self.world_size)
+        per_rank = math.ceil(length(self.dataset) / self.world_size)
         if per_rank < self.batch_size:
             raise JembenchError(f"the training set has {per_rank} images per process, fewer than the batch size "
                                 f"{self.batch_size}; lower --batch-size (or --px-batch-size)")
@@ -71,7 +71,7 @@ class DataStream:
         epoch, within = divmod(iteration, self.iters_per_epoch)
         start = within * self.batch_size
         while True:
-            sampler = EpochSampler(len(self.dataset), self.seed, epoch, start, self.rank, self.world_size)
+            sampler = EpochSampler(length(self.dataset), self.seed, epoch, start, self.rank, self.world_size)
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch * 1_009 + self.rank)  # worker seeds
             yield from DataLoader(self.dataset, batch_size=self.batch_size, sampler=sampler, drop_last=True,
                                   num_workers=self.workers, generator=gen, pin_memory=self.pin_memory)
@@ -123,7 +123,7 @@ def training_data(cfg: TrainConfig, rank: int, world: int, device: torch.device 
     the batch (:func:`per_rank_batch`); batches are pinned for a CUDA ``device``."""
     base = load_dataset(cfg.dataset, "train", cfg.data_root, cfg.download, augment=cfg.augment, flip=cfg.flip,
                         noise_std=cfg.input_noise)
-    valid_idx, train_idx = holdout_split(len(base), cfg.holdout, cfg.holdout_seed) if cfg.holdout else ([], None)
+    valid_idx, train_idx = holdout_split(length(base), cfg.holdout, cfg.holdout_seed) if cfg.holdout else ([], None)
 
     def subset(ds: Dataset, idx: list[int] | None) -> Dataset:
         return ds if idx is None else Subset(ds, idx)
@@ -139,13 +139,13 @@ def training_data(cfg: TrainConfig, rank: int, world: int, device: torch.device 
         px_batch = (per_rank_batch(cfg.px_batch_size, world, cfg.ddp_batch, "--px-batch-size") if cfg.px_batch_size
                     else batch)
         px = DataStream(subset(px_base, train_idx), px_batch, cfg.seed + 1, cfg.workers, rank, world, pin)
-    select = None
+    select: Dataset | None = None
     if cfg.select_best == "validation":
         clean = load_dataset(cfg.dataset, "train", cfg.data_root, cfg.download)  # un-augmented, noise-free
         select = Subset(clean, valid_idx)
     elif cfg.select_best == "test":
         select = load_dataset(cfg.dataset, "test", cfg.data_root, cfg.download)
-    return TrainingData(labelled, px, select, len(train_set))
+    return TrainingData(labelled, px, select, length(train_set))
 
 
 @torch.no_grad()
@@ -157,7 +157,7 @@ def accuracy_on(model: nn.Module, dataset: Dataset, device: torch.device, batch_
     was_training = model.training
     model.eval()
     rank, world = distributed.rank(), distributed.world_size()
-    shard = Subset(dataset, range(rank, len(dataset), world)) if world > 1 else dataset
+    shard = Subset(dataset, range(rank, length(dataset), world)) if world > 1 else dataset
     counts = torch.zeros(2, dtype=torch.float64, device=device)  # correct, total (summed on the device: no sync)
     for x, y in DataLoader(shard, batch_size=batch_size, shuffle=False, pin_memory=devices.pins_memory(device)):
         pred = model(devices.to_device(x, device)).argmax(1)

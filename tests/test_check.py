@@ -13,7 +13,7 @@ from test_eval_helpers import write_record_json as write
 
 import pytest
 
-from jembench.check import compare_baseline, compare_published, load_rules, rule_for
+from jembench.check import compare_baseline, compare_published, direction, load_rules, rule_for
 from jembench.cli import main
 from jembench.records import load_records
 from jembench.protocols import Protocol, load_protocol
@@ -178,7 +178,8 @@ def test_tolerance_file_overrides_defaults(tmp_path, capsys, pub_dir):
                               ('[metrics."accuracy"]\nslack = 1\n', "unknown key(s) ['slack']"),
                               ('[metrics."accuracy"]\nrule = "wald"\n', "must be one of fixed, binomial"),
                               ('[metrics."accuracy"]\nz = "3"\n', "z = '3' must be a non-negative number"),
-                              ('[metrics."auroc/svhn/*"]\nabs = 1\n', "has no direction"),
+                              ('[metrics."accuracy"]\ndirection = "lower"\n', "contradicts the metric table"),
+                              ('[metrics."auroc/*"]\nrule = "binomial"\n', "does not apply to auroc"),
                               ('[metrics."aroc/*"]\ndirection = "higher"\n', "'aroc/*' matches no metric key"),
                               ('[metrics."ece"]\ndirection = "up"\n', "must be one of higher, lower, ignore"),
                               ("[tolerance]\naccuracy = 1\n", "unknown top-level key(s)"),
@@ -194,8 +195,9 @@ def test_default_rules_cover_every_suite_metric():
               "auroc/svhn/log_px": "higher", "aupr/interp/max_py": "higher", "fpr95/uniform/grad_norm": "lower",
               "is/fresh": "higher", "fid/buffer": "lower", "kid/ensemble": "lower",
               "robust_acc/linf/k10/eps=0.0313725": "higher", "clean_acc/k0": "higher",
-              "boundary/median_l2/k0": "higher", "pointwise/median_l0/k10": "higher", "n": "ignore"}
-    assert {m: rule_for(m, rules).direction for m in expect} == expect
+              "boundary/median_l2/k0": "higher", "pointwise/median_l0/k10": "higher"}
+    assert {m: direction(m) for m in expect if rule_for(m, rules) is not None} == expect
+    assert rule_for("n", rules) is None and direction("n") == "none"  # a count is never judged
 
 
 def test_baseline_same_protocol_regression_and_mismatch(tmp_path, capsys):

@@ -29,6 +29,7 @@ from figure_checks import foreign_fonts, layout_problems, repository_labels, tex
 from jembench import figures, metric_keys
 from jembench.cli import main as cli_main
 from jembench.metrics.fidelity import to_uint8_rgb
+from jembench.records import set_label
 from jembench.report import build_report
 
 DEMO = REPO / "results" / "runs" / "demo"
@@ -175,9 +176,10 @@ def test_committed_ood_labels_no_longer_run_into_each_other():
     rec = _record(CPU, "jem", "ood")
     d = rec["details"]
     rng = np.random.default_rng(0)
-    data = figures.histogram_data(rng.normal(3, 0.4, 500), {n: rng.normal(3, 0.5, 500) for n in d["set_labels"]}, 50)
+    labels = {n: set_label(rec, n) for n in d["sets"]}  # stored once, with each set
+    data = figures.histogram_data(rng.normal(3, 0.4, 500), {n: rng.normal(3, 0.5, 500) for n in labels}, 50)
     fig = figures.draw_score_histograms(data, label=d["scores"]["log_px"], in_name=rec["dataset"],
-                                        in_display=rec["dataset_label"], set_labels=d["set_labels"],
+                                        in_display=rec["dataset_label"], set_labels=labels,
                                         aurocs={n: s["scores"]["log_px"]["auroc"] for n, s in d["sets"].items()})
     titles = [_title(ax) for ax in fig.axes]
     assert titles[4] == "Tiny ImageNet 32 (CIFAR-100 stand-in) AUROC 0.658 · n = 500"
@@ -479,6 +481,8 @@ def test_report_shows_figures_at_natural_size_with_captions_and_vector_names(tmp
 def test_eps_prints_as_a_fraction_of_255(capsys):
     assert [metric_keys.eps_label(e) for e in (0.0, 4 / 255, 8 / 255, 0.0313725, 0.5, 1.0, 0.03)] == \
         ["0", "4/255", "8/255", "8/255", "0.5", "1", "0.03"]
+    assert metric_keys.eps_label(16 / 255) == "16/255" and metric_keys.eps_label(0.5, "l2") == "0.5"
+    assert metric_keys.eps_label(2 / 255, "l2") == "0.00784314"  # L2 radii are never printed as /255
     fig = figures.draw_robustness([_record(DEMO, "jem", "robustness")], kinds=["linf"])
     assert {"16/255", "32/255", "48/255", "64/255"} <= set(texts(fig))
     assert cli_main(["leaderboard", str(DEMO), "--table", "robustness"]) == 0

@@ -21,6 +21,7 @@ from jembench.records import load_records
 from jembench.protocols import load_protocol
 from jembench.published import load_published
 from jembench.records import make_record
+from jembench.render import render
 
 REPO = Path(__file__).resolve().parent.parent
 SADA_T1 = "SADA-JEM (Yang et al., CVPR 2023), Table 1 · CIFAR-10"
@@ -187,7 +188,7 @@ def test_protocol_mismatch_is_never_merged(tmp_path):
                                                                f"protocol accuracy@{ACC.hash[:8]}"]
     assert [[r.cells["accuracy"].value for r in s.rows] for s in sections] == [[60.0], [80.0]]  # not 70.0
     assert all(any("2 different protocols" in n and "not averaged" in n for n in s.notes) for s in sections)
-    md = lb.render(sections, "md")
+    md = render(sections, "md")
     assert "**80.00**" not in md  # no best-value emphasis across different protocols
     write(tmp_path, "c.json", make_record(suite="accuracy", model=MODEL, dataset="cifar10", protocol=ACC_TINY,
                                           metrics={"accuracy": 62.0}))
@@ -230,12 +231,12 @@ def test_ood_rows_land_in_their_score_block_and_md_latex_html_agree(run_dir, tmp
     assert [c.key for c in sections[1].columns] == ["uniform"] and sections[1].paper is None
     log_block = [r.model for r in s.rows if r.block == "log_px"]
     assert log_block[-1] == "sada-c10 (ours)" and log_block[0] == "WideResNet"
-    md = lb.render(sections, "md")
+    md = render(sections, "md")
     assert md_row(md, "sada-c10 (ours)".join("**"))[2] == "**0.990**"  # ours beats 0.98 on SVHN
     assert md_row(md, "SADA-JEM (K=20)")[2:6] == ["0.98", "0.83", "**0.92**", "**0.95**"]
-    tex = lb.render(sections, "latex")
+    tex = render(sections, "latex")
     assert r"$\log p(\mathbf{x})$" in tex and r"\underline{0.98}" in tex
-    page = lb.render(sections, "html")
+    page = render(sections, "html")
     assert page.startswith("<!DOCTYPE html>") and '<span class="ours">sada-c10 (ours)</span>' in page
     assert "<strong>0.990</strong>" in page
 

@@ -15,8 +15,11 @@ import jembench
 from jembench.errors import JembenchError
 from jembench.eval_options import preset_names as presets
 from jembench.evaluation import dataset_label_for, protocol_for
+from jembench.leaderboard import build
 from jembench.models import load_checkpoint
 from jembench.protocols import available_protocols, load_protocol
+from jembench.records import load_records
+from jembench.render import render
 from jembench.resources import protocol_dir
 from jembench.suites import EvalContext, forward_mode, ood
 from reference_models.wideresnet import wide_resnet
@@ -47,20 +50,24 @@ def test_folder_sets_with_display_labels_name_every_output(tmp_path, monkeypatch
     sets = [{"folder": "faces-32", "name": "faces", "label": "Faces (10 test images)"}, f"folder:{other}", "uniform"]
     record = jembench.evaluate(ckpt, "ood", protocol=protocol("ood", sets=sets, scores=SCORES, hist_bins=5),
                                out=tmp_path / "out" / "ood.json", dataset_label="My ID set (test)")
-    assert record["dataset_label"] == "My ID set (test)" and record["details"]["dataset_label"] == "My ID set (test)"
+    assert record["dataset_label"] == "My ID set (test)"  # stored once: at the top level, not again in details
+    assert "dataset_label" not in record["details"] and "set_labels" not in record["details"]
     assert {k.split("/")[1] for k in record["metrics"]} == {"faces", "noise.set", "uniform"}
     assert not any(str(tmp_path) in k for k in record["metrics"])
     sets_out = record["details"]["sets"]
     assert sets_out["faces"]["label"] == "Faces (10 test images)" and sets_out["faces"]["n"] == 10
     assert sets_out["noise.set"]["label"] == "Noise.Set" and sets_out["noise.set"]["n"] == 9
-    assert record["details"]["set_labels"] == {"faces": "Faces (10 test images)", "noise.set": "Noise.Set",
-                                               "uniform": "Uniform"}
+    assert sets_out["uniform"]["label"] == "Uniform"
     table = ood.format_table(record)
     assert "Faces (10 test images)" in table and "in-distribution My ID set (test)" in table
     assert "± " in table and str(tmp_path) not in table
     assert record["protocol"]["table"]["sets"][0] == {"dataset": "folder:faces-32", "name": "faces",
                                                       "label": "Faces (10 test images)", "resize": "crop"}
     assert len(record["figures"]) == len(SCORES)
+    board = render(build("ood", None, load_records([tmp_path / "out"])), "md")  # the labels reach the leaderboard
+    assert "jembench runs · My ID set (test)" in board and "Faces (10 test images)" in board
+    header = next(line for line in board.splitlines() if line.startswith("| Score"))
+    assert "Noise.Set" in header and "noise.set" not in header and " faces " not in header
 
 
 def test_default_labels_come_from_the_checkpoint_or_the_registry(tmp_path):

@@ -11,7 +11,7 @@ import math
 
 from tabulate import tabulate
 
-from .. import escape
+from .. import escape, metric_keys
 from ..comparison import CompareResult, as_dicts, compare
 from ..stats.bootstrap import RESAMPLES
 
@@ -40,7 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _num(value: float, metric: str) -> str:
     if value is None or not math.isfinite(value):
         return "nan"
-    decimals = 2 if metric.split("/")[0] in ("accuracy", "ece", "mce", "clean_acc", "robust_acc") else 4
+    spec = metric_keys.spec(metric)
+    decimals = 2 if spec is not None and spec.percent else 4  # differences of fractions need more digits
     return f"{value:.{decimals}f}"
 
 
@@ -81,8 +82,8 @@ def render(result: CompareResult, fmt: str = "table") -> str:
                "inputs"]
     lines = [f"A = {fmt_text(result.names[0])}; B = {fmt_text(result.names[1])}"]
     by_pair: dict[tuple[str, str], list] = {}
-    for row, cells in zip(result.rows, _rows(result, fmt_text)):
-        by_pair.setdefault((row.record_a, row.record_b), []).append(cells)
+    for compared, cells in zip(result.rows, _rows(result, fmt_text)):
+        by_pair.setdefault((compared.record_a, compared.record_b), []).append(cells)
     for (ra, rb), cells in by_pair.items():
         lines.append(f"\n{fmt_text(ra)} → {fmt_text(rb)}")
         lines.append(tabulate(cells, headers=headers, tablefmt="github" if fmt == "md" else "simple",

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import catalog
+from .. import catalog, records
 from .style import FONT
 
 #: longest one-line label kept before :func:`fit` lays it out (longer text is cut with "…")
@@ -144,8 +144,9 @@ def dataset_label(name: str, label: str | None = None) -> str:
 
 
 def record_dataset_label(record: Mapping[str, Any]) -> str:
-    """:func:`dataset_label` of a record (its ``dataset_label`` when it has one)."""
-    return dataset_label(str(record.get("dataset", "")), record.get("dataset_label") or None)
+    """How figures name a record's dataset: :func:`jembench.records.dataset_label` (the label the record stores,
+    in older records where they stored it, else the catalog's), shortened."""
+    return short(records.dataset_label(dict(record)), MAX_LABEL)
 
 
 def caption(file_name: str) -> str:

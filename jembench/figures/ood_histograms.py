@@ -76,10 +76,11 @@ def draw_score_histograms(data: Mapping[str, Any], *, label: str, in_name: str,
     with style():
         fig = figure(width, 0.5 + 1.8 * rows)
         axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
-        handles = []
+        handles: list[Any] = []
         for ax, name in zip(axes, names):
             panel = sets[name]
-            edges = np.linspace(*panel["range"], len(panel["in"]) + 1)
+            low, high = panel["range"]
+            edges = np.linspace(low, high, len(panel["in"]) + 1)
             share_in = np.asarray(panel["in"], dtype=float) / max(1, n_in - in_bad)
             share_out = np.asarray(panel["out"], dtype=float) / max(1, panel["n"] - panel["nonfinite"])
             drawn = [ax.stairs(share_in, edges, fill=True, alpha=0.55, color=OKABE_ITO["blue"], linewidth=0),

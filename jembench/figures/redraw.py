@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import JembenchError
+from ..records import dataset_label, set_label
 from .labels import plain
 from .ood_histograms import score_histograms
 from .reliability import reliability_diagram
@@ -69,9 +70,9 @@ def _ood(record: Mapping[str, Any], folder: Path, names: list[str]) -> list[str]
         aurocs = {s: ((details.get("sets") or {}).get(s, {}).get("scores", {}).get(score, {}).get("auroc"))
                   for s in data["sets"]}
         score_histograms(data, folder / name, label=str((details.get("scores") or {}).get(score, score)),
-                         in_name=str(record.get("dataset", "")), in_display=record.get("dataset_label") or None,
+                         in_name=str(record.get("dataset", "")), in_display=dataset_label(dict(record)),
                          aurocs={s: float(a) for s, a in aurocs.items() if isinstance(a, (int, float))},
-                         set_labels={s: str(v) for s, v in (details.get("set_labels") or {}).items()})
+                         set_labels={s: set_label(dict(record), s) for s in data["sets"]})
         written.append(name)
     return written
 
@@ -84,7 +85,7 @@ def redraw(record: Mapping[str, Any], folder: str | Path) -> list[str]:
     it."""
     folder, names = Path(folder), [str(n) for n in record.get("figures") or []]
     model, dataset = str(record["model"]["name"]), str(record.get("dataset", ""))
-    display = record.get("dataset_label") or None
+    display = dataset_label(dict(record))  # stored once; older records: where they kept it
     suite = record.get("suite")
     try:
         if suite == "calibration" and names:

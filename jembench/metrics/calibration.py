@@ -35,8 +35,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-
-BIN_CLOSED = ("left", "right")
+from .names import BIN_CLOSED
 
 
 def bin_indices(confidence: torch.Tensor, n_bins: int, closed: str = "left") -> torch.Tensor:

@@ -49,11 +49,11 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from .. import devices, progress, untrusted
+from ..data import length
 from ..errors import JembenchError
+from .names import INCEPTION, TINY
 
-INCEPTION = "inception-v3-compat"
 INCEPTION_FILE = URL_INCEPTION_V3.rsplit("/", 1)[-1]  # weights-inception-2015-12-05-6726825d.pth
-TINY = "jembench-tiny-conv"
 
 
 # ---------------------------------------------------------------------------------------------- quantize
@@ -93,7 +93,7 @@ class QuantizedDataset(Dataset):
 
     def __init__(self, base: Dataset, indices: list[int] | None = None):
         self.base = base
-        self.indices = list(range(len(base))) if indices is None else list(indices)
+        self.indices = list(range(length(base))) if indices is None else list(indices)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -125,6 +125,7 @@ class TinyConvFeatureExtractor(FeatureExtractorBase):
             conv = nn.Conv2d(c_in, c_out, 3, padding=1)
             with torch.no_grad():
                 conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * math.sqrt(2 / (9 * c_in)))
+                assert conv.bias is not None  # nn.Conv2d's default bias=True
                 conv.bias.zero_()
             self.convs.append(conv)
         self.head = nn.Linear(self.WIDTHS[-1], self.N_LOGITS)
@@ -291,7 +292,7 @@ class _Counted(Dataset):
         self.base, self.bar, self.reads = base, bar, 0
 
     def __len__(self) -> int:
-        return len(self.base)
+        return length(self.base)
 
     def __getitem__(self, i: int):
         self.reads += 1
@@ -332,9 +333,10 @@ def fidelity_metrics(samples: torch.Tensor, reference: Dataset | None = None, *,
                       cache=True, cache_root=str(cache_root or default_cache_root()))
         ref = None
         if fid or kid:
+            assert reference is not None  # checked above
             ref = _Counted(reference, bar)
             kwargs.update(input2=ref, input2_cache_name=reference_cache,
-                          kid_subset_size=max(2, min(kid_subset_size, len(samples), len(reference))))
+                          kid_subset_size=max(2, min(kid_subset_size, len(samples), length(reference))))
             prepare_cache(kwargs["cache_root"], reference_cache)
         with devices.current(device):  # torch-fidelity moves work with .cuda(): onto this GPU, not GPU 0
             raw = torch_fidelity.calculate_metrics(**kwargs)

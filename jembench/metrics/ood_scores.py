@@ -21,7 +21,8 @@ here and must start fast — so torch is imported where a score is computed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
@@ -88,7 +89,7 @@ for _score in (LogPx(), MaxPy(), GradNorm()):
     register_score(_score)
 
 
-def score_batches(model: nn.Module, batches: Iterable[torch.Tensor], names: list[str],
+def score_batches(model: nn.Module, batches: Iterable[torch.Tensor], names: Sequence[str],
                   device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """Scores ``names`` of every image in ``batches`` (an iterable of (B, C, H, W) tensors), on the CPU.
 
@@ -111,7 +112,7 @@ def score_batches(model: nn.Module, batches: Iterable[torch.Tensor], names: list
     return {n: torch.cat(v) if v else torch.empty(0) for n, v in out.items()}
 
 
-def score_tensor(model: nn.Module, images: torch.Tensor, names: list[str], device: str | torch.device = "cpu",
+def score_tensor(model: nn.Module, images: torch.Tensor, names: Sequence[str], device: str | torch.device = "cpu",
                  batch_size: int = 256) -> dict[str, torch.Tensor]:
     """:func:`score_batches` over an in-memory tensor, ``batch_size`` images at a time."""
     return score_batches(model, (images[i:i + batch_size] for i in range(0, len(images), batch_size)), names,

@@ -27,11 +27,13 @@ well-defined reading. A 10,000-image buffer is unaffected.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..limits import MAX_IMAGES
 from ..schema import Invalid, setting
+
+if TYPE_CHECKING:
+    import torch
 
 RULES = ("all", "top", "per_class_top")
 
@@ -81,6 +83,8 @@ def select(confidence: torch.Tensor, label: torch.Tensor, rule: str, ratio: floa
            chunk: int = 0) -> torch.Tensor:
     """Indices into the pool of the images ``rule`` keeps with ``ratio`` (see the module docstring), in the
     official order: ``top`` most confident first; ``per_class_top`` class by class, most confident first."""
+    import torch  # here, not at the top: protocols read :class:`Selection` without torch
+
     if rule not in RULES:
         raise ValueError(f"unknown selection rule {rule!r}; use one of {', '.join(RULES)}")
     n = len(confidence)

@@ -27,6 +27,7 @@ mode, seeded noise streams — in :mod:`jembench.suites.context` (its names are 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -49,10 +50,28 @@ def available_suites() -> list[str]:
     return [name for name, mod in SUITE_MODULES.items() if importlib.util.find_spec(mod) is not None]
 
 
+#: where a suite's protocol dataclass (its module's ``PROTOCOL``) lives when the suite module itself needs torch:
+#: modules that import none, so the results layer (leaderboard, check, published) resolves protocols and their
+#: hashes without torch. A suite not listed (robustness: its package imports no torch) is read from its own module.
+PROTOCOL_MODULES = {
+    "accuracy": "jembench.suites.accuracy_protocol",
+    "calibration": "jembench.suites.calibration_protocol",
+    "ood": "jembench.suites.ood_protocol",
+    "generation": "jembench.suites.generation_protocol",
+}
+
+
 def get_suite(name: str) -> ModuleType:
     if name not in SUITE_MODULES or name not in available_suites():
         raise JembenchError(f"unknown suite {name!r}; use one of {', '.join(available_suites())} or all")
     return importlib.import_module(SUITE_MODULES[name])
+
+
+def protocol_class(name: str) -> type:
+    """The protocol dataclass of suite ``name`` (the ``PROTOCOL`` its module runs with), imported without torch."""
+    module = importlib.import_module(PROTOCOL_MODULES[name]) if name in PROTOCOL_MODULES else get_suite(name)
+    cls: type = module.PROTOCOL
+    return cls
 
 
 BN_MODES = ("eval", "train")

@@ -17,35 +17,28 @@ inputs before classifying; default 0 in all three official scripts).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from tabulate import tabulate
 
-from ..records import make_record
 from ..evidence import StreamDigest
-from . import EvalContext, SplitSampling, forward_mode
+from ..metric_keys import SPECS
+from ..records import dataset_label, make_record
+from . import EvalContext, forward_mode
+from .accuracy_protocol import AccuracyProtocol
 from .split_evidence import per_input_predictions, split_evidence
 
 NAME = "accuracy"
 OVERRIDES = {"bn_mode": "bn_mode"}
-
-
-@dataclass(frozen=True)
-class AccuracyProtocol(SplitSampling):
-    """The accuracy protocol (``n``, ``input_noise``, ``bn_mode``, ``batch_size``); defaults = the paper setting
-    (the whole, clean test split, eval mode)."""
-
-
-PROTOCOL = AccuracyProtocol
+PROTOCOL = AccuracyProtocol  # defined torch-free in :mod:`.accuracy_protocol`
 
 
 def run(ckpt, protocol, ctx: EvalContext) -> dict:
     start = time.perf_counter()
     cfg: AccuracyProtocol = protocol.settings
     limit, sigma = cfg.n or None, cfg.input_noise
-    correct, losses = [], []  # one number per image: memory stays flat next to the streamed images
+    correct: list[torch.Tensor] = []  # one number per image: memory stays flat next to the streamed images
+    losses: list[torch.Tensor] = []
     parts, digest = [], StreamDigest()
     with forward_mode(ckpt.model, cfg.bn_mode) as mode:
         for logits, y in ctx.test_logits(ckpt.model, limit, sigma, cfg.batch_size or None, desc=NAME,
@@ -54,11 +47,9 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
             logits = logits.float().cpu()
             correct.append(logits.argmax(1) == y)
             losses.append(F.cross_entropy(logits, y, reduction="none"))
-    correct, losses = torch.cat(correct).double(), torch.cat(losses)
-    metrics = {"accuracy": correct.mean().item() * 100, "nll": losses.double().mean().item(),
-               "n": float(len(correct))}
-    details = {**mode, "input_noise": sigma, "batch_size": cfg.batch_size or ctx.batch_size,
-               "dataset_label": ctx.label}
+    hits, nll = torch.cat(correct).double(), torch.cat(losses)
+    metrics = {"accuracy": hits.mean().item() * 100, "nll": nll.double().mean().item(), "n": float(len(hits))}
+    details = {**mode, "input_noise": sigma, "batch_size": cfg.batch_size or ctx.batch_size}
     record = make_record(suite=NAME, model=ckpt.describe(), dataset=ctx.dataset, protocol=protocol,
                          metrics=metrics, details=details, seed=ctx.seed, wall_time_s=time.perf_counter() - start)
     ctx.evidence = split_evidence(parts, ctx.split_stream(digest, limit, sigma))
@@ -66,11 +57,12 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
 
 
 def format_table(record: dict) -> str:
-    m = record["metrics"]
-    return tabulate([[record["model"]["name"], record.get("dataset_label") or record["dataset"],
-                      f"{m['accuracy']:.2f}", f"{m['nll']:.4f}", int(m["n"])]],
-                    headers=["Model", "Dataset", "Acc % ↑", "NLL ↓", "n"], tablefmt="github")
+    m, spec = record["metrics"], SPECS
+    return tabulate([[record["model"]["name"], dataset_label(record),
+                      spec["accuracy"].format(m["accuracy"]), spec["nll"].format(m["nll"]), int(m["n"])]],
+                    headers=["Model", "Dataset", spec["accuracy"].column, spec["nll"].column, "n"],
+                    tablefmt="github")
 
 
 def headline(record: dict) -> dict[str, float]:
-    return {"Acc % ↑": record["metrics"]["accuracy"]}
+    return {SPECS["accuracy"].column: record["metrics"]["accuracy"]}

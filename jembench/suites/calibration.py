@@ -23,17 +23,16 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 
 from tabulate import tabulate
 
 from ..figures import reliability_diagram
 from ..evidence import StreamDigest
-from ..metrics.calibration import BIN_CLOSED, CalibrationAccumulator, bin_indices
-from ..records import make_record
-from ..limits import MAX_BINS
-from ..schema import setting
-from . import EvalContext, SplitSampling, forward_mode
+from ..metric_keys import SPECS
+from ..metrics.calibration import CalibrationAccumulator, bin_indices
+from ..records import dataset_label, make_record
+from . import EvalContext, forward_mode
+from .calibration_protocol import CalibrationProtocol
 from .split_evidence import per_input_predictions, split_evidence
 
 NAME = "calibration"
@@ -41,20 +40,7 @@ OVERRIDES = {"bn_mode": "bn_mode"}
 BINNING = {"left": "equal-width confidence bins [b/B, (b+1)/B), the last closed (confidence 1.0 in it)",
            "right": "equal-width confidence bins (b/B, (b+1)/B] as the official JEM++ / SADA-JEM ECELoss "
                     "(Task/calibration.py: conf > lo & conf <= hi)"}
-
-
-@dataclass(frozen=True)
-class CalibrationProtocol(SplitSampling):
-    """The calibration protocol (``n``, ``input_noise``, ``n_bins``, ``bin_closed``, ``bn_mode``, ``batch_size``);
-    defaults = the paper setting (JEM §5.2, ECE binning as JEM++ with jembench's left-closed bins)."""
-
-    n_bins: int = setting(20, ge=1, le=MAX_BINS, help="equal-width confidence bins (JEM++ / SADA-JEM: 20)")
-    bin_closed: str = setting("left", choices=BIN_CLOSED,
-                              help="left: bins [lo, hi), confidence 1.0 in the last; right: bins (lo, hi] "
-                                   "(official JEM++ / SADA-JEM Task/calibration.py)")
-
-
-PROTOCOL = CalibrationProtocol
+PROTOCOL = CalibrationProtocol  # defined torch-free in :mod:`.calibration_protocol`
 
 
 def run(ckpt, protocol, ctx: EvalContext) -> dict:
@@ -77,7 +63,7 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
     reliability_diagram(bins.table(), fig_path, ece=metrics["ece"], model=ckpt.name, dataset=ctx.dataset,
                         dataset_display=ctx.label)
     details = {**mode, "n_bins": n_bins, "bin_closed": cfg.bin_closed, "input_noise": sigma,
-               "batch_size": cfg.batch_size or ctx.batch_size, "dataset_label": ctx.label, "bins": bins.table(),
+               "batch_size": cfg.batch_size or ctx.batch_size, "bins": bins.table(),
                "binning": BINNING[cfg.bin_closed],
                "brier": "multi-class sum form: mean_i sum_c (p_ic - 1[y_i = c])^2"}
     record = make_record(suite=NAME, model=ckpt.describe(), dataset=ctx.dataset, protocol=protocol,
@@ -101,11 +87,10 @@ def format_table(record: dict) -> str:
     m = record["metrics"]
     details = record.get("details", {})
     closed = details.get("bin_closed", "left")
-    head = tabulate([[record["model"]["name"], record.get("dataset_label") or record["dataset"],
-                      _fmt(m["accuracy"], ".2f"), _fmt(m["ece"], ".2f"),
-                      _fmt(m["mce"], ".2f"), _fmt(m["nll"], ".4f"), _fmt(m["brier"], ".4f"), int(m["n"])]],
-                    headers=["Model", "Dataset", "Acc % ↑", "ECE % ↓", "MCE % ↓", "NLL ↓", "Brier ↓", "n"],
-                    tablefmt="github")
+    columns = ("accuracy", "ece", "mce", "nll", "brier")
+    head = tabulate([[record["model"]["name"], dataset_label(record),
+                      *(SPECS[c].format(m[c]) for c in columns), int(m["n"])]],
+                    headers=["Model", "Dataset", *(SPECS[c].column for c in columns), "n"], tablefmt="github")
     rows = [[_bin_text(b["lower"], b["upper"], closed), b["count"], _fmt(b["accuracy"] * 100, ".1f"),
              _fmt(b["confidence"] * 100, ".1f")] for b in details.get("bins", []) if b["count"]]
     bins = tabulate(rows, headers=["confidence bin", "count", "acc %", "mean conf %"], tablefmt="github")
@@ -113,4 +98,4 @@ def format_table(record: dict) -> str:
 
 
 def headline(record: dict) -> dict[str, float]:
-    return {"ECE % ↓": record["metrics"]["ece"]}
+    return {SPECS["ece"].column: record["metrics"]["ece"]}

@@ -16,7 +16,8 @@ from typing import Iterator
 import torch
 from torch.utils.data import Dataset, Subset
 
-from ..data import dataset_label, iter_batches, load_dataset
+from ..catalog import label as dataset_label
+from ..data import iter_batches, length, load_dataset
 from ..errors import JembenchError
 from ..eval_options import EvalOptions
 from ..evidence import Evidence, StreamDigest
@@ -81,7 +82,7 @@ class EvalContext:
     inception_weights: str | Path | None = None  # generation: torch-fidelity's Inception weights file
     ensemble: tuple = ()  # generation: checkpoints (paths) or replay buffers (tensors) pooled as "ensemble"
     workers: int = 0  # DataLoader worker processes for decoding images (0 = in the main process)
-    dataset_label: str = ""  # how tables / figures / records name the dataset; "" = jembench.data.dataset_label
+    dataset_label: str = ""  # how tables / figures / records name the dataset; "" = jembench.catalog.label
     options: EvalOptions = field(default_factory=EvalOptions)  # every option of the evaluation, as given
     evidence: Evidence | None = None  # set by a suite: its per-input arrays (written beside the record by run_suite)
 
@@ -157,7 +158,7 @@ class EvalContext:
                 digest.restore(*seen)
             return
         split = self.test_split()
-        total = n_batches(min(len(split), limit or len(split)), batch_size)
+        total = n_batches(min(length(split), limit or length(split)), batch_size)
         gen = noise_generator(self.seed, 0)
         kept: list[tuple[torch.Tensor, torch.Tensor]] | None = [] if not model.training else None
         digest = digest if digest is not None else StreamDigest()
@@ -178,7 +179,7 @@ class EvalContext:
         from ..data import chosen_indices
         from ..evidence import stream
 
-        size = len(self.test_split())
+        size = length(self.test_split())
         return stream(self.dataset, digest, split="test", split_size=size,
                       indices=chosen_indices(size, limit, self.seed).numpy(), sigma=input_noise, seed=self.seed)
 

@@ -46,10 +46,11 @@ from tabulate import tabulate
 from torch.utils.data import ConcatDataset
 
 from .. import atomic, metric_keys, progress, untrusted
-from ..data import dataset_slug, load_dataset, stack_dataset
+from ..catalog import slug
+from ..data import length, load_dataset, stack_dataset
 from ..errors import JembenchError
 from ..figures import sample_grid
-from ..metric_keys import SOURCES
+from ..metric_keys import SOURCES, SPECS
 from ..metrics.fidelity import (INCEPTION, QuantizedDataset, default_cache_root, feature_extractor_kwargs,
                                 fidelity_metrics, isc_split_count, jembench_cache_root, reference_cache_name,
                                 to_uint8_rgb)
@@ -58,47 +59,13 @@ from ..models import load_checkpoint
 from ..partials import PartialStore
 from ..records import make_record
 from ..refine import fixed_rng
-from ..sampling import ClassGaussianInit, SGLDConfig, UniformInit, sgld
-from ..limits import MAX_IMAGES
-from ..schema import setting
+from ..sampling import ClassGaussianInit, UniformInit, sgld
 from . import EvalContext
+from .generation_protocol import GenerationProtocol
 
 NAME = "generation"
 OVERRIDES = {"n_samples": "n_samples", "steps": "sgld.n_steps", "init": "init"}  # evaluate() keyword -> field
-INITS = ("uniform", "informative", "checkpoint")
-REFERENCE_SPLITS = ("train", "test", "train+test")
-
-
-@dataclass(frozen=True)
-class GenerationProtocol:
-    """The generation protocol; defaults = the JEM paper setting (JEM Table 1 + App. B, Inception features)."""
-
-    sources: tuple[str, ...] = setting(("buffer", "fresh", "conditional"), nonempty=True, choices=SOURCES[:3],
-                                       help="sample sources (ensemble is switched on by --ensemble)")
-    feature_extractor: str = setting(INCEPTION, help="torch-fidelity feature extractor name")
-    reference_split: str = setting("train", choices=REFERENCE_SPLITS, help="FID / KID reference split(s)")
-    reference_n: int = setting(0, ge=0, le=MAX_IMAGES,
-                               help="reference images (fixed seed-0 subset); 0 = the whole split(s)")
-    buffer_selection: Selection = setting(Selection(), help="which buffer images the buffer source scores")
-    conditional_selection: Selection = setting(Selection(rule="top", is_ratio=0.1),
-                                               help="which pool images the conditional source scores")
-    conditional_pool: str = setting("buffer", choices=("buffer", "fresh"), help="pool of the conditional samples")
-    n_samples: int = setting(10000, ge=2, le=MAX_IMAGES, help="fresh SGLD chains (--n-samples)")
-    init: str = setting("uniform", choices=INITS, help="p_0 of fresh chains (--init)")
-    sgld: SGLDConfig = setting(SGLDConfig(n_steps=100, step_size=1.0, noise=0.01),
-                               help="SGLD of the fresh chains (n_steps: --steps)")
-    informative_fit_n: int = setting(0, ge=0, le=200_000,
-                                     help="training images (seed-0 subset) for refitting the informative init; "
-                                          "0 = all")
-    isc_splits: int = setting(10, ge=0, le=1000, help="Inception Score splits; 0 = the official max(1, N // 5000)")
-    isc_shuffle: bool = setting(True, help="shuffle (seeded) before the IS splits (torch-fidelity); the "
-                                           "official code does not")
-    kid_subsets: int = setting(100, ge=1, le=100_000, help="KID subsets")
-    kid_subset_size: int = setting(1000, ge=2, le=MAX_IMAGES, help="KID subset size")
-    grid_n: int = setting(100, ge=0, le=10_000, help="samples per PNG grid; 0 = no grid")
-
-
-PROTOCOL = GenerationProtocol
+PROTOCOL = GenerationProtocol  # defined torch-free in :mod:`.generation_protocol`
 
 
 @dataclass
@@ -174,14 +141,14 @@ def _pool_from_images(model, images: torch.Tensor, device: str, batch_size: int)
 def informative_cache_path(dataset: str, n: int) -> Path:
     """``$JEMBENCH_CACHE/informative-init/<dataset>-<hash>-n<n>.pt``: refitted class Gaussians (377 MB on CIFAR)."""
     digest = hashlib.sha256(dataset.encode()).hexdigest()[:8]
-    return jembench_cache_root() / "informative-init" / f"{dataset_slug(dataset)}-{digest}-n{n}.pt"
+    return jembench_cache_root() / "informative-init" / f"{slug(dataset)}-{digest}-n{n}.pt"
 
 
 def fitted_class_gaussians(ctx: EvalContext, n_classes: int, fit_n: int) -> tuple[ClassGaussianInit, str]:
     """JEM++'s class Gaussians fitted to a fixed (seed-0) subset of ``fit_n`` training images (0 = all), cached
     on disk (:func:`informative_cache_path`) so later runs skip the fit; returns the init and where it came from."""
     base = load_dataset(ctx.dataset, "train", ctx.data_root, download=ctx.download)
-    n = min(fit_n or len(base), len(base))
+    n = min(fit_n or length(base), length(base))
     key = {"dataset": ctx.dataset, "n": n, "subset_seed": 0, "n_classes": int(n_classes), "jitter": 1e-4}
     path = informative_cache_path(ctx.dataset, n)
     what = f"class Gaussians fitted to {n} {ctx.dataset} training images"
@@ -190,7 +157,7 @@ def fitted_class_gaussians(ctx: EvalContext, n_classes: int, fit_n: int) -> tupl
     if cached is not None:  # a damaged or foreign cache file is refitted and overwritten
         return cached, f"{what} (cache {path})"
     start = time.perf_counter()
-    x, y = stack_dataset(base, limit=n if n < len(base) else None, seed=0)
+    x, y = stack_dataset(base, limit=n if n < length(base) else None, seed=0)
     try:
         init = ClassGaussianInit.fit(x, y, n_classes)
     except (ValueError, RuntimeError) as exc:
@@ -311,6 +278,7 @@ def _selected(pool: _Pool, selection: Selection, n_classes: int, pool_name: str)
 def _ensemble_buffers(ckpt, ctx: EvalContext, notes: list[str]) -> torch.Tensor | None:
     """The union of the replay buffers of ``ctx.ensemble`` (checkpoint paths, or buffer tensors)."""
     buffers = []
+    buf: torch.Tensor | None
     for item in ctx.ensemble:
         if isinstance(item, torch.Tensor):
             what, buf = "a buffer tensor", item
@@ -339,10 +307,10 @@ def reference_set(cfg: GenerationProtocol, ctx: EvalContext, fe_kwargs: dict) ->
     splits = ("train", "test") if cfg.reference_split == "train+test" else (cfg.reference_split,)
     parts = [load_dataset(ctx.dataset, s, ctx.data_root, download=ctx.download) for s in splits]
     base = parts[0] if len(parts) == 1 else ConcatDataset(parts)
-    n_ref = min(cfg.reference_n or len(base), len(base))
-    indices = torch.randperm(len(base), generator=torch.Generator().manual_seed(0))[:n_ref].sort().values.tolist()
+    n_ref = min(cfg.reference_n or length(base), length(base))
+    indices = torch.randperm(length(base), generator=torch.Generator().manual_seed(0))[:n_ref].sort().values.tolist()
     cache = reference_cache_name(ctx.dataset, cfg.reference_split, n_ref, fe_kwargs)
-    info = {"dataset": ctx.dataset, "split": cfg.reference_split, "n": n_ref, "split_sizes": [len(p) for p in parts],
+    info = {"dataset": ctx.dataset, "split": cfg.reference_split, "n": n_ref, "split_sizes": [length(p) for p in parts],
             "cache_name": cache, "cache_root": str(default_cache_root())}
     return QuantizedDataset(base, indices), cache, info
 
@@ -426,7 +394,7 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
             _note(notes, f"{source}: only {small} image(s) selected; IS/FID/KID need at least 2, skipped")
             continue
         result = _score(item, cfg, reference, cache, fe_kwargs, ctx, source)
-        for key in metric_keys.FIDELITY_METRICS:
+        for key in metric_keys.heads("fidelity"):
             metrics[metric_keys.fidelity(key, source)] = result[key]
         details["sources"][source] = {"n": len(item.fid_pool.images), "n_is": len(item.is_pool.images),
                                       "is_splits": isc_split_count(cfg.isc_splits, len(item.is_pool.images)),
@@ -445,10 +413,6 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
                        details=details, figures=figures, seed=ctx.seed, wall_time_s=time.perf_counter() - start)
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else ("nan" if math.isnan(value) else format(value, spec))
-
-
 def format_table(record: dict) -> str:
     m = record["metrics"]
     details = record.get("details", {})
@@ -458,13 +422,13 @@ def format_table(record: dict) -> str:
         n, n_is = info.get("n", ""), info.get("n_is", info.get("n", ""))
         return f"{n_is} / {n}" if n_is != n else str(n)
 
-    rows = [[source, _fmt(m.get(key("is", source)), ".3f"), _fmt(m.get(key("fid", source)), ".2f"),
-             _fmt(m.get(key("kid", source)), ".4f"), n_text(info), info.get("selection", "")]
-            for source, info in details.get("sources", {}).items()]
+    heads = metric_keys.heads("fidelity")
+    rows = [[source, *(SPECS[h].format(m.get(key(h, source))) for h in heads), n_text(info),
+             info.get("selection", "")] for source, info in details.get("sources", {}).items()]
     reference = details.get("reference", {})
     lines = [f"Generation, {record['model']['name']} vs {record['dataset']} {reference.get('split', 'train')} "
              f"(n = {reference.get('n', '?')}; feature extractor {details.get('feature_extractor', '?')})",
-             tabulate(rows, headers=["samples", "IS ↑", "FID ↓", "KID ↓", "n (IS / FID)", "selection"],
+             tabulate(rows, headers=["samples", *(SPECS[h].column for h in heads), "n (IS / FID)", "selection"],
                       tablefmt="github")]
     if details.get("feature_extractor") not in (None, INCEPTION):
         lines.append("note: not Inception features — numbers are not comparable with the papers'")
@@ -478,6 +442,6 @@ def headline(record: dict) -> dict[str, float]:
     m = record["metrics"]
     for source in ("fresh", *SOURCES):
         if metric_keys.fidelity("fid", source) in m:
-            return {f"IS ({source}) ↑": m[metric_keys.fidelity("is", source)],
-                    f"FID ({source}) ↓": m[metric_keys.fidelity("fid", source)]}
+            return {f"{SPECS[h].label} ({source}) {SPECS[h].arrow}": m[metric_keys.fidelity(h, source)]
+                    for h in ("is", "fid")}
     return {}

@@ -38,73 +38,29 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 from tabulate import tabulate
 
 from .. import metric_keys
-from ..catalog import PAPER_OOD_SETS
 from ..figures import histogram_data, score_histograms
 from ..errors import JembenchError
 from ..evidence import Evidence, StreamDigest, stream
 from ..metrics.detection import CONVENTION, detection_metrics
 from ..metrics.ood_scores import SCORES, score_batches
 from ..progress import track
-from ..records import make_record
-from ..limits import MAX_BATCH, MAX_BINS, MAX_IMAGES, MAX_SIGMA
-from ..schema import Invalid, setting
-from . import EvalContext, ForwardSettings, add_noise, chunks, forward_mode, n_batches, noise_generator
-from .ood_sets import INTERP_PAIRS, OODSet, resolve_entry, set_entry, set_images
+from ..records import dataset_label, make_record, set_label
+from ..sampling_error import standard_error
+from . import EvalContext, add_noise, chunks, forward_mode, n_batches, noise_generator
+from .ood_protocol import OODProtocol, OODSet
+from .ood_sets import set_images
 
 NAME = "ood"
 OVERRIDES = {"bn_mode": "bn_mode"}
 
 
-@dataclass(frozen=True)
-class OODProtocol(ForwardSettings):
-    """The OOD protocol; defaults = the paper setting (JEM Table 7 sets, the three JEM scores, whole splits)."""
-
-    sets: tuple[Any, ...] = setting(PAPER_OOD_SETS, nonempty=True, convert=set_entry,
-                                    help="OOD sets: datasets, uniform / constant / interp, folder:PATH, or tables "
-                                         "{ folder = PATH, label = ..., name = ..., resize = ... }")
-    scores: tuple[str, ...] = setting(("log_px", "max_py", "grad_norm"), nonempty=True,
-                                      help="registered OOD scores (jembench.metrics.ood_scores)")
-    n_in: int = setting(0, ge=0, le=MAX_IMAGES,
-                        help="in-distribution test images, chosen by seed; 0 = the whole test split")
-    n_out: int = setting(0, ge=0, le=MAX_IMAGES,
-                         help="images per OOD set; 0 = whole test split (synthetic: as many as n_in)")
-    input_noise: float = setting(0.0, ge=0, le=MAX_SIGMA, help="sigma of Gaussian noise added to every input")
-    interp_lambda: float = setting(0.5, ge=0, le=1, help="interp = lambda*x_a + (1-lambda)*x_b")
-    interp_pairs: str = setting("random", choices=INTERP_PAIRS,
-                                help="random: seeded pairs a != b of clean test images; consecutive-batches: the "
-                                     "official consecutive batches of the shuffled, noised test loader")
-    interp_batch: int = setting(100, ge=1, le=MAX_BATCH,
-                                help="batch of the consecutive-batches interp (official loader: 100)")
-    shuffle_out: bool = setting(False, help="stream each OOD set in a seeded random order (the official fake "
-                                            "loaders shuffle; matters only for bn_mode train)")
-    hist_bins: int = setting(100, ge=1, le=MAX_BINS, help="bins of the score histograms")
-
-    def validate(self) -> None:
-        for s in self.scores:
-            if s not in SCORES:
-                raise Invalid(f"scores has {s!r}; use registered scores: {', '.join(SCORES)}")
-        entries = self.entries()
-        for what in ("name", "label"):
-            values = [getattr(e, what) for e in entries]
-            dup = sorted({v for v in values if values.count(v) > 1})
-            if dup:
-                raise Invalid(f"sets: {len(values) - len(set(values)) + 1} sets share the {what} {dup[0]!r}; give "
-                              f"each set its own {what} (a table {{ ..., {what} = \"...\" }})")
-
-    def entries(self) -> tuple[OODSet, ...]:
-        """The ``sets`` as :class:`jembench.suites.ood_sets.OODSet` (name, label, source, resize)."""
-        return tuple(resolve_entry(item) for item in self.sets)
-
-
-PROTOCOL = OODProtocol
+PROTOCOL = OODProtocol  # defined torch-free in :mod:`.ood_protocol`
 
 
 def _scores(model, batches, cfg: OODProtocol, ctx: EvalContext, n: int, batch: int, desc: str
@@ -178,8 +134,8 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
         score_histograms(histograms[score], path, label=SCORES[score].label, in_name=ctx.label, set_labels=labels,
                          aurocs={n: per_set[n]["scores"][score]["auroc"] for n in scores_out})
         figures.append(path.name)
-    details = {"convention": CONVENTION, "dataset_label": ctx.label, "n_in": len(x_in), "sets": per_set,
-               "set_labels": labels, "histograms": histograms, "notes": notes,
+    details = {"convention": CONVENTION, "n_in": len(x_in), "sets": per_set, "histograms": histograms,
+               "notes": notes,
                "scores": {s: SCORES[s].label for s in cfg.scores},
                "in_distribution_score_mean": {s: _mean(scores_in[s]) for s in cfg.scores},
                **mode, "batch_size": batch, "input_noise": sigma,
@@ -202,13 +158,9 @@ def _set_record(s: OODSet, info: dict, scores_in: dict[str, torch.Tensor], out: 
     for score in cfg.scores:
         result = detection_metrics(scores_in[score], out[score])
         record["scores"][score] = result
-        for metric in metric_keys.OOD_METRICS:
+        for metric in metric_keys.heads("ood"):
             metrics[metric_keys.ood(metric, s.name, score)] = result[metric]
     return record
-
-
-def _fmt(value: float | None) -> str:
-    return "nan" if value is None or math.isnan(value) else f"{value:.3f}"
 
 
 def _table_parts(record: dict) -> tuple[list[str], list[str], dict]:
@@ -218,32 +170,32 @@ def _table_parts(record: dict) -> tuple[list[str], list[str], dict]:
     return sets, scores, details
 
 
-def _set_label(details: dict, name: str) -> str:
-    return details.get("sets", {}).get(name, {}).get("label") or name
-
-
 def format_table(record: dict) -> str:
     m = record["metrics"]
     sets, scores, details = _table_parts(record)
     labels = details.get("scores", {})
-    columns = [_set_label(details, d) for d in sets]
+    columns = [set_label(record, d) for d in sets]
     key = metric_keys.ood
-    dataset = record.get("dataset_label") or details.get("dataset_label") or record["dataset"]
+    auroc = metric_keys.SPECS["auroc"]
+    others = [metric_keys.SPECS[h] for h in metric_keys.heads("ood") if h != "auroc"]  # AUPR-In, FPR@95%TPR
+    dataset = dataset_label(record)
     mode = details.get("bn_mode", "eval")
     lines = [f"OOD detection, in-distribution {dataset} (n = {details.get('n_in', '?')}), model "
-             f"{record['model']['name']}, σ = {details.get('input_noise', 0):g}, {mode} mode: AUROC ± s.e. ↑"]
+             f"{record['model']['name']}, σ = {details.get('input_noise', 0):g}, {mode} mode: {auroc.label} ± s.e. "
+             f"{auroc.arrow}"]
 
-    def auroc(d: str, s: str) -> str:
-        se = details.get("sets", {}).get(d, {}).get("scores", {}).get(s, {}).get("auroc_se")
-        text = _fmt(m.get(key("auroc", d, s), math.nan))
-        return text if se is None or math.isnan(se) else f"{text} ± {se:.3f}"
+    def with_se(d: str, s: str) -> str:
+        value = m.get(key("auroc", d, s), math.nan)
+        se = standard_error(record, key("auroc", d, s), value)  # from the set sizes, never a stored error
+        text = auroc.format(value)
+        return text if se is None or math.isnan(se) else f"{text} ± {auroc.format(se)}"
 
-    rows = [[labels.get(s, s)] + [auroc(d, s) for d in sets] for s in scores]
+    rows = [[labels.get(s, s)] + [with_se(d, s) for d in sets] for s in scores]
     rows.append(["n"] + [details["sets"][d].get("n", "?") for d in sets])
     lines.append(tabulate(rows, headers=["score"] + columns, tablefmt="github"))
-    lines.append("\nAUPR-In ↑ / FPR@95%TPR ↓")
-    lines.append(tabulate([[labels.get(s, s)] + [f"{_fmt(m.get(key('aupr', d, s), math.nan))} / "
-                                                 f"{_fmt(m.get(key('fpr95', d, s), math.nan))}" for d in sets]
+    lines.append("\n" + " / ".join(spec.column for spec in others))
+    lines.append(tabulate([[labels.get(s, s)] + [" / ".join(spec.format(m.get(key(spec.head, d, s), math.nan))
+                                                            for spec in others) for d in sets]
                            for s in scores], headers=["score"] + columns, tablefmt="github"))
     for note in details.get("notes", []):
         lines.append(f"note: {note}")
@@ -257,5 +209,6 @@ def headline(record: dict) -> dict[str, float]:
     out = {}
     for s in scores:
         values = [m[k] for k in (metric_keys.ood("auroc", d, s) for d in sets) if not math.isnan(m.get(k, math.nan))]
-        out[f"AUROC {details['scores'].get(s, s)} (mean) ↑"] = float(np.mean(values)) if values else math.nan
+        out[f"{metric_keys.SPECS['auroc'].label} {details['scores'].get(s, s)} (mean) "
+            f"{metric_keys.SPECS['auroc'].arrow}"] = float(np.mean(values)) if values else math.nan
     return out

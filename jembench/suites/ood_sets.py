@@ -1,28 +1,6 @@
-"""The OOD suite's sets: what a ``sets`` entry of an OOD protocol means, and the image batches of each set.
+"""The OOD suite's sets: the image batches of each ``sets`` entry of an OOD protocol.
 
-An entry is a name or a table (TOML inline table)::
-
-    sets = ["svhn", "uniform", "constant", "interp", "folder:../shared/data/svhn-test-10k",
-            { folder = "../shared/data/celeba-32", name = "celeba6k", label = "CelebA (6k subset, 32×32)" },
-            { dataset = "celeba", resize = "shorter-side", label = "CelebA (test split, 3×39×32)" }]
-
-  ``dataset``  a registered dataset (``svhn``, ``cifar100``, ``celeba``, ...), a synthetic set (``uniform``,
-               ``constant``, ``interp``) or ``folder:PATH``;  ``folder = "PATH"`` is short for
-               ``dataset = "folder:PATH"``. A folder needs only ``PATH/test/<class>/<image>`` (one class folder
-               is enough; no train split). Relative paths are resolved against the working directory.
-  ``name``     the set's name in metric keys (``auroc/<name>/<score>``) and in ``details.sets``: lower-case
-               letters, digits, ``-_.``; default: the dataset's name, a folder's base name (lower-cased).
-  ``label``    how every table, figure and the record name it; default: the registry's label (``SVHN``,
-               ``CIFAR-100``), a folder's base name, ``Uniform`` / ``Constant`` / ``Interp``.
-  ``resize``   how images of another size reach the network: ``"crop"`` (default: shorter side to the
-               network's size, then a centre crop) or ``"shorter-side"`` (shorter side only, aspect kept: the
-               official OOD code's ``tr.Resize(32)`` — JEM eval_wrn_ebm.py:269-274, JEM++ eval_jempp.py:400-405,
-               SADA-JEM eval_sadajem.py:350-354; 178×218 CelebA faces become 3×39×32 inputs). CelebA from the
-               registry is resized on the PIL image exactly as the official transform
-               (:func:`jembench.data.celeba_transform`); other sets with images of another size by torchvision's
-               antialiased tensor resize (within about 1/255 of PIL's).
-A plain string is kept as written in the protocol table (its name and label are derived); a table is stored with
-every key filled in, so the protocol hash covers the names and labels records use.
+What a ``sets`` entry means (names, labels, folders, resizing): :mod:`jembench.suites.ood_protocol`.
 
 Random streams (:func:`jembench.suites.noise_generator`; ``i`` = the set's position in ``sets``): stream 2i+1
 draws the set's content (synthetic pixels, interp pairs or permutation, subset and order of a real set), stream
@@ -31,7 +9,6 @@ draws the set's content (synthetic pixels, interp pairs or permutation, subset a
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,96 +18,10 @@ import torch
 import torchvision.transforms.functional as TF
 from torch.utils.data import Dataset
 
-from .. import catalog
-from ..data import SYNTHETIC_OOD, dataset_info, dataset_names, load_dataset, synthetic_ood_batch
+from ..data import dataset_info, length, load_dataset, synthetic_ood_batch
 from ..errors import JembenchError
 from . import EvalContext, add_noise, noise_generator
-
-RESIZE_MODES = ("crop", "shorter-side")
-INTERP_PAIRS = ("random", "consecutive-batches")
-_ENTRY_KEYS = ("dataset", "folder", "name", "label", "resize")
-_NAME = re.compile(r"[a-z0-9][a-z0-9_.\-]*")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-_ENTRY_HELP = ('a set name ("svhn", "uniform", "folder:PATH") or a table { folder = "PATH", label = "...", '
-               'name = "..." }')
-
-
-@dataclass(frozen=True)
-class OODSet:
-    """One resolved ``sets`` entry (see the module docstring)."""
-
-    name: str
-    label: str
-    source: str  # uniform | constant | interp | a registered dataset | folder:PATH
-    resize: str = "crop"
-
-    @property
-    def synthetic(self) -> bool:
-        return self.source in SYNTHETIC_OOD
-
-
-# ------------------------------------------------------------------------------------------ protocol entries
-def _check_source(source: Any) -> str:
-    if not isinstance(source, str):
-        raise ValueError(f"must name a set with a string, not {type(source).__name__}")
-    if source in SYNTHETIC_OOD or source in dataset_names() or (source.startswith("folder:") and len(source) > 7):
-        return source
-    raise ValueError(f"is not an OOD set; use {', '.join(SYNTHETIC_OOD)}, a dataset ({', '.join(dataset_names())}), "
-                     f"folder:PATH or a table {{ folder = \"PATH\", label = \"...\" }}")
-
-
-def default_name(source: str) -> str:
-    """A set's metric-key name when the entry gives none: the dataset's name, a folder's base name (lower case,
-    ASCII)."""
-    if not source.startswith("folder:"):
-        return source
-    text = catalog.slug(source).lower()
-    return "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "-" for c in text).strip(".-")
-
-
-def _check_text(value: Any, key: str, pattern: re.Pattern | None = None) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"must give {key} as a non-empty string")
-    if pattern is not None and not pattern.fullmatch(value):
-        raise ValueError(f"has {key} = {value!r}; a name is lower-case letters, digits and -_. (it goes into "
-                         f"metric keys: auroc/<name>/<score>)")
-    if _CONTROL.search(value) or len(value) > 120:
-        raise ValueError(f"has {key} = {value!r}; use printable text of at most 120 characters")
-    return value
-
-
-def set_entry(value: Any) -> str | dict[str, str]:
-    """One ``sets`` item checked and normalised (the protocol field's ``convert``): a string as written, a table
-    with ``dataset``, ``name``, ``label`` and ``resize`` filled in. Idempotent (a normalised table passes)."""
-    if isinstance(value, str):
-        source = _check_source(value)
-        if not _NAME.fullmatch(default_name(source)):
-            raise ValueError(f"gives the folder base name {catalog.slug(source)!r}, which is not a usable metric-key "
-                             f"name; write {{ folder = \"...\", name = \"...\" }}")
-        return source
-    if not isinstance(value, dict):
-        raise ValueError(f"must be {_ENTRY_HELP}")
-    unknown = sorted(set(value) - set(_ENTRY_KEYS))
-    if unknown:
-        raise ValueError(f"has unknown key(s) {', '.join(unknown)}; a set table takes {', '.join(_ENTRY_KEYS)}")
-    if ("dataset" in value) == ("folder" in value):
-        raise ValueError('must give exactly one of dataset = "..." or folder = "PATH"')
-    source = _check_source("folder:" + _check_text(value["folder"], "folder") if "folder" in value
-                           else value["dataset"])
-    resize = value.get("resize", "crop")
-    if resize not in RESIZE_MODES:
-        raise ValueError(f"has resize = {resize!r}; use one of {', '.join(RESIZE_MODES)}")
-    name = _check_text(value.get("name") or default_name(source), "name", _NAME)
-    label = _check_text(value.get("label") or catalog.label(source), "label")
-    return {"dataset": source, "name": name, "label": label, "resize": resize}
-
-
-def resolve_entry(item: str | dict[str, str]) -> OODSet:
-    """A normalised ``sets`` item (:func:`set_entry`) as an :class:`OODSet`."""
-    if isinstance(item, str):
-        return OODSet(default_name(item), catalog.label(item), item)
-    return OODSet(item["name"], item["label"], item["dataset"], item["resize"])
-
+from .ood_protocol import OODSet
 
 # ------------------------------------------------------------------------------------------------- images
 @dataclass
@@ -200,7 +91,7 @@ class _Resized(Dataset):
         self.base, self.size, self.mode = base, size, mode
 
     def __len__(self) -> int:
-        return len(self.base)
+        return length(self.base)
 
     def __getitem__(self, i):
         x, y = self.base[i]
@@ -255,7 +146,8 @@ def dataset_images(s: OODSet, index: int, in_shape: tuple[int, ...], cfg, ctx: E
         _skip(notes, s, f"its images are {_shape(first.shape)} but the model takes {_shape(in_shape)} "
                         f"(channel mismatch)")
         return None
-    ds = _Resized(ds, tuple(in_shape[1:]), s.resize)  # folder images may differ in size from one file to the next
+    # folder images may differ in size from one file to the next
+    ds = _Resized(ds, (int(in_shape[1]), int(in_shape[2])), s.resize)
     seen = tuple(ds[0][0].shape)
     if tuple(first.shape) != seen:
         how = "shorter side, aspect kept" if s.resize == "shorter-side" else "shorter side + centre crop"

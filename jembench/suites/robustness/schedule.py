@@ -15,13 +15,14 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from ... import distributed, progress
 from ...attacks.inputs import select
-from ...data import load_dataset, stack_dataset
+from ...data import length, load_dataset, stack_dataset
 from ...figures import robustness_figures
 from ...partials import PartialStore
 from .unit_results import unit_problem
@@ -40,7 +41,8 @@ def attacked_inputs(cfg: RobustnessProtocol, ctx: EvalContext) -> tuple[torch.Te
     if cfg.selection == "random":
         return inputs_ctx.test_set(cfg.n)
     ds = load_dataset(ctx.dataset, "test", ctx.data_root, download=ctx.download)
-    idx = select(cfg.selection, len(ds), cfg.n, cfg.input_seed)
+    idx = select(cfg.selection, length(ds), cfg.n, cfg.input_seed)
+    assert idx is not None, "only the random selection leaves the choice to the test split"
     if ctx.dataset.startswith("folder:") and distributed.is_main():
         print(f"robustness: selection {cfg.selection!r} indexes {ctx.dataset} in its sorted (class-folder) order, "
               f"not torchvision's test order: these are not the official images", file=sys.stderr)
@@ -79,13 +81,14 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
     for gathered in distributed.all_gather_objects(mine):
         done.update(gathered)
     metrics, details = summarize(cfg, units, done, y.tolist())
-    figures = robustness_figures(details, ckpt.name, ctx.dataset, ctx.figure_path) if distributed.is_main() else []
+    figures = (robustness_figures(details, ckpt.name, ctx.dataset, ctx.figure_path, ctx.label)
+               if distributed.is_main() else [])
     # the partial files are deleted by jembench.evaluation.run_suite once the record itself is on disk
     return make_record(suite=NAME, model=ckpt.describe(), dataset=ctx.dataset, protocol=protocol, metrics=metrics,
                        details=details, figures=figures, seed=ctx.seed, wall_time_s=time.perf_counter() - start_time)
 
 
-def _run_units(units: list[Unit], model: torch.nn.Module, cfg: RobustnessProtocol, x: torch.Tensor,
+def _run_units(units: Sequence[Unit], model: torch.nn.Module, cfg: RobustnessProtocol, x: torch.Tensor,
                y: torch.Tensor, pool: tuple[torch.Tensor, torch.Tensor], blocks: list[range], ctx: EvalContext,
                store: PartialStore | None) -> dict[str, dict]:
     """Attack this rank's ``units``, saving each result as it finishes; returns unit key → result."""

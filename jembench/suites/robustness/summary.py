@@ -5,16 +5,20 @@ Metric keys (:mod:`jembench.metric_keys`): ``clean_acc/k<K>``, ``robust_acc/<nor
 ``inf`` when more than half resisted). ``details`` holds per-input minimal ε / distances (``None`` = no
 adversarial found; ``search = "grid"`` also each ε's own robust flags, ``robust_at``, from which its
 ``robust_acc`` comes; ``foolbox2`` also foolbox's own distance, MSE for L2, and the skipped inputs), per-input
-"no starting point" flags, queries and budget stops of the decision-based attacks, the binomial sampling error
-of every accuracy (``sampling_error``, percentage points), and forward-pass counts (images through the network:
-every SGLD step, EOT draw, restart, search step and verification counts one per image).
+"no starting point" flags, queries and budget stops of the decision-based attacks, the Wilson standard error
+(z = 1, :func:`jembench.sampling_error.wilson_se`) of every accuracy (``sampling_error``, percentage points; for
+people reading the record: ``check`` derives its errors from ``n`` itself), and forward-pass counts (images
+through the network: every SGLD step, EOT draw, restart, search step and verification counts one per image).
+Labels, ε text and which metrics get an error come from the metric table (:data:`jembench.metric_keys.SPECS`).
 
 Torch-free (NumPy and tabulate): the table of a record is printed without loading torch.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,6 +26,7 @@ from tabulate import tabulate
 
 from ... import metric_keys
 from ...metric_keys import NORM_LABELS
+from ...sampling_error import wilson_se
 from .protocol import RobustnessProtocol, Unit
 
 
@@ -31,12 +36,6 @@ def _as_array(values: list[float | None]) -> np.ndarray:
 
 def _median(values: list[float | None]) -> float:
     return float(np.median(_as_array(values))) if values else math.nan
-
-
-def binomial_se(percent: float, n: int) -> float:
-    """Sampling error (percentage points) of an accuracy of ``percent`` % on ``n`` inputs: √(p(1 − p)/n)."""
-    p = percent / 100.0
-    return 100.0 * math.sqrt(max(p * (1 - p), 0.0) / n) if n else math.nan
 
 
 def summarize(cfg: RobustnessProtocol, units: list[Unit], done: dict[str, dict], labels: list[int]
@@ -100,47 +99,50 @@ def summarize(cfg: RobustnessProtocol, units: list[Unit], done: dict[str, dict],
                 else:
                     metrics[metric_keys.boundary_median_l2(k)] = _median(entry["l2"])
                 details[attack][f"k{k}"] = entry
-    details["sampling_error"] = {key: binomial_se(value, n) for key, value in metrics.items()
-                                 if key.startswith(("clean_acc/", "robust_acc/"))}
+    details["sampling_error"] = {key: wilson_se(value, n) for key, value in metrics.items()
+                                 if getattr(metric_keys.spec(key), "se", None) == "binomial"}
     return metrics, details
 
 
 def _eps_label(norm: str, eps: float) -> str:
-    scaled = eps * 255
-    if norm == "linf" and eps > 0 and abs(scaled - round(scaled)) < 1e-3:
-        return f"{NORM_LABELS[norm]} {round(scaled)}/255"
-    return f"{NORM_LABELS.get(norm, norm)} {eps:g}"
+    return f"{NORM_LABELS.get(norm, norm)} {metric_keys.eps_label(eps, norm)}"
+
+
+def _robust_key(norm: str, eps: float, k: int) -> str:
+    return metric_keys.robust_acc(norm, k, eps)
 
 
 def _parsed(metrics: dict) -> list[metric_keys.Key]:
     return [k for k in map(metric_keys.parse, metrics) if k is not None]
 
 
-def format_table(record: dict) -> str:
+def format_table(record: dict[str, Any]) -> str:
     m = record["metrics"]
     keys = _parsed(m)
-    ks = sorted({k.k for k in keys if k.family == "clean_acc"})
-    columns: list[tuple[str, Any]] = [("Clean %", metric_keys.clean_acc)]
+    ks = sorted({k.k for k in keys if k.family == "clean_acc" and k.k is not None})
+    specs = metric_keys.SPECS
+    columns: list[tuple[str, Callable[[int], str]]] = [(specs["clean_acc"].label, metric_keys.clean_acc)]
     for key in keys:
-        if key.family == "robust_acc" and key.k == ks[0]:
+        if key.family == "robust_acc" and key.k == ks[0] and key.norm and key.eps_value is not None:
             columns.append((f"{_eps_label(key.norm, key.eps_value)} %",
-                            lambda k, key=key: metric_keys.robust_acc(key.norm, k, key.eps_value)))
-    for build, label in ((metric_keys.boundary_median_l2, "Boundary med. L2"),
-                         (metric_keys.pointwise_median_l0, "Pointwise med. L0")):
+                            functools.partial(_robust_key, key.norm, key.eps_value)))
+    for build, label in ((metric_keys.boundary_median_l2, specs["boundary"].label),
+                         (metric_keys.pointwise_median_l0, specs["pointwise"].label)):
         if build(ks[0]) in m:
             columns.append((label, build))
     rows = [[record["model"]["name"], k] + [f"{m[build(k)]:.4g}" for _, build in columns] for k in ks]
     return tabulate(rows, headers=["Model", "K"] + [c for c, _ in columns], tablefmt="github")
 
 
-def headline(record: dict) -> dict[str, float]:
+def headline(record: dict[str, Any]) -> dict[str, float]:
     """Clean and robust accuracy at the ε closest to 8/255 (L∞) and 0.5 (L2), for the largest K."""
     m = record["metrics"]
     keys = _parsed(m)
-    k = max(key.k for key in keys if key.family == "clean_acc")
-    out = {f"Clean % K={k}": m[metric_keys.clean_acc(k)]}
+    k = max(key.k for key in keys if key.family == "clean_acc" and key.k is not None)
+    out = {f"{metric_keys.SPECS['clean_acc'].label} K={k}": m[metric_keys.clean_acc(k)]}
     for norm, ref in (("linf", 8 / 255), ("l2", 0.5)):
-        grid = [key.eps_value for key in keys if key.family == "robust_acc" and key.norm == norm and key.k == k]
+        grid = [key.eps_value for key in keys
+                if key.family == "robust_acc" and key.norm == norm and key.k == k and key.eps_value is not None]
         if grid:
             best = min(grid, key=lambda eps: abs(eps - ref))
             out[f"{_eps_label(norm, best)} % K={k}"] = m[metric_keys.robust_acc(norm, k, best)]

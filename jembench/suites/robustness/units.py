@@ -70,13 +70,15 @@ class _Models:
     def __init__(self, base: torch.nn.Module, cfg: RobustnessProtocol, k: int, micro_batch: int = 0):
         refine, mb = cfg.refine, micro_batch
         self.stochastic = refine.stochastic_at(k)
-        self.verify = PixelSpace(refined_classifier(refine, base, k, refine.eot_defense, micro_batch=mb)).eval()
+        self.verify: torch.nn.Module = PixelSpace(refined_classifier(refine, base, k, refine.eot_defense,
+                                                                     micro_batch=mb)).eval()
         gradient_eot = refine.eot_mode == "gradients" and self.stochastic
         attack_draws = 1 if gradient_eot else refine.eot_attack
-        self.attack = PixelSpace(refined_classifier(refine, base, k, attack_draws, bpda=refine.bpda,
-                                                    micro_batch=mb)).eval()
+        self.attack: torch.nn.Module = PixelSpace(refined_classifier(refine, base, k, attack_draws,
+                                                                     bpda=refine.bpda, micro_batch=mb)).eval()
         self.eot_iter = refine.eot_attack if gradient_eot else 1
-        self.decision = PixelSpace(refined_classifier(refine, base, k, refine.eot_attack, micro_batch=mb)).eval()
+        self.decision: torch.nn.Module = PixelSpace(refined_classifier(refine, base, k, refine.eot_attack,
+                                                                       micro_batch=mb)).eval()
 
 
 class _Ticking(torch.nn.Module):
