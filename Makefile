@@ -6,7 +6,7 @@ STAMP := $(VENV)/.jembench-installed
 DOCS_STAMP := $(VENV)/.jembench-docs-installed
 
 .PHONY: demo test lint test-slow test-real test-wheel docs bench gpu-smoke install clean results leaderboards \
-	figures reference-train reference-eval reference-runs
+	figures resummarize reference-train reference-eval reference-runs
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -76,6 +76,13 @@ results: $(STAMP)
 leaderboards: $(STAMP)
 	$(VENV)/bin/jembench leaderboard results/runs/demo --table all --format md --out results/leaderboard.md
 	$(VENV)/bin/jembench leaderboard $(CPU_RUNS) --table all --format md --out results/leaderboard-cifar10-cpu.md
+
+# Recompute what the committed robustness records derive from their per-input details (medians over the attacked
+# inputs, standard errors, attack sanity checks) after a change to jembench/suites/robustness/summary.py or
+# sanity.py, then render the leaderboards again: nothing is re-run, no measured number changes.
+resummarize: $(STAMP)
+	$(VENV)/bin/jembench resummarize results/runs
+	$(MAKE) leaderboards
 
 # Draw the committed records' figures again from their details (after a change to jembench/figures/): nothing is
 # re-run, no number changes. Sample grids and OOD histograms of records without stored histograms stay as they are.

@@ -8,6 +8,7 @@ from ..check import compare_baseline, compare_published, exit_code, format_table
 from ..errors import JembenchError
 from ..published import load_published
 from ..records import load_records
+from ..suites.robustness import sanity
 
 NAME = "check"
 ORDER = 55
@@ -81,6 +82,12 @@ def run(args) -> int:
         print(table)
     for note in notes:
         print(f"note: {note}")
+    for ref in refs:  # the checked numbers' own caveats: a robust accuracy that passes may still be an upper bound
+        failed = sanity.caveats(ref.record)
+        if failed:
+            where = sanity.listing(failed)
+            print(f"note: {sanity.MARK} {ref.path}: attack sanity checks failed ({where}); its robust accuracies "
+                  f"are upper bounds the attack may not have reached")
     code = exit_code(comparisons)
     n_bad = sum(c.regression for c in comparisons)
     n_better = sum(c.status == "better" for c in comparisons)
