@@ -3,9 +3,10 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.jembench-installed
+DOCS_STAMP := $(VENV)/.jembench-docs-installed
 
-.PHONY: demo test lint test-slow test-real test-wheel bench gpu-smoke install clean results leaderboards figures \
-	resummarize reference-train reference-eval reference-runs
+.PHONY: demo test lint test-slow test-real test-wheel docs bench gpu-smoke install clean results leaderboards \
+	figures resummarize reference-train reference-eval reference-runs
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +41,15 @@ test-real: $(STAMP)
 test-wheel: $(STAMP)
 	$(PY) -m pytest -q -m wheel tests/test_wheel.py
 
+# The documentation site (mkdocs.yml, docs/): built into site/ with every warning an error — a broken link or anchor,
+# a page missing from the nav, a docstring the API reference cannot render. Installs the `docs` extra first.
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(VENV)/bin/mkdocs build --strict
+
 bench: $(STAMP)
 	$(PY) -m benchmarks
 
@@ -51,7 +61,7 @@ gpu-smoke: $(STAMP)
 	$(PY) -m benchmarks.gpu_smoke --device $(DEVICE)
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache site
 
 # Regenerate the committed demo records and the rendered leaderboard (results/runs/demo, results/leaderboard.md).
 results: $(STAMP)

@@ -14,6 +14,10 @@ from pathlib import PurePath
 
 @dataclass(frozen=True)
 class DatasetInfo:
+    """What jembench knows about a dataset without loading it: its ``name`` (what ``--dataset`` takes),
+    ``n_classes``, ``image_shape`` (C, H, W) as the network sees it, a one-line ``description``, the ``files``
+    that must be on disk below the data root, and the ``label`` tables print (default: the name)."""
+
     name: str
     n_classes: int
     image_shape: tuple[int, int, int]

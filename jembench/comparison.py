@@ -3,14 +3,11 @@
 For every metric the two records share: A, B, the difference B − A with its 95 % confidence interval, a
 two-sided p-value, and the name of the test that gave them (:mod:`jembench.stats`):
 
-==========================================  ==========================================  ==========================
-metric                                      same inputs (paired)                        other inputs (unpaired)
-==========================================  ==========================================  ==========================
-accuracy, clean / robust accuracy           McNemar exact + Newcombe paired interval    two-proportion score test
-AUROC                                       DeLong (correlated AUROCs)                  DeLong variances, or
-                                                                                        Hanley–McNeil from sizes
-ECE, MCE, NLL, Brier, AUPR, FPR@95          paired bootstrap over the inputs            independent bootstrap
-==========================================  ==========================================  ==========================
+| metric                             | same inputs (paired)               | other inputs (unpaired)                    |
+| ---------------------------------- | ---------------------------------- | ------------------------------------------ |
+| accuracy, clean / robust accuracy  | McNemar exact + Newcombe paired CI | two-proportion score test                  |
+| AUROC                              | DeLong (correlated AUROCs)         | DeLong variances, or Hanley–McNeil (sizes) |
+| ECE, MCE, NLL, Brier, AUPR, FPR@95 | paired bootstrap over the inputs   | independent bootstrap                      |
 
 "Same inputs" is read from the records' per-input evidence (:mod:`jembench.evidence`): the two streams behind a
 metric have the same ``inputs_sha256`` (the same clean images and labels, in the same order). The input noise

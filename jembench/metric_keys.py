@@ -9,17 +9,16 @@ suites' tables, :mod:`jembench.records` (a value outside its range makes a recor
 (which suites write a metric), the figures — so adding a metric is one :class:`MetricSpec` in :data:`SPECS` (plus
 the code that computes it). The keys each suite writes:
 
-  accuracy     ``accuracy`` (%), ``nll``, ``n``
-  calibration  ``ece`` (%), ``mce`` (%), ``nll``, ``brier``, ``accuracy`` (%), ``n``
-  ood          ``auroc/<set>/<score>``, ``aupr/<set>/<score>``, ``fpr95/<set>/<score>`` (fractions in [0, 1]);
-               score = a registered OOD score (:data:`jembench.metrics.ood_scores.SCORES`: ``log_px``, ``max_py``,
-               ``grad_norm``); set = a dataset, a synthetic set (``uniform``, ``constant``, ``interp``) or
-               ``folder:PATH``
-  generation   ``is/<source>``, ``fid/<source>``, ``kid/<source>``; source ∈ :data:`SOURCES`
-  robustness   ``clean_acc/k<K>`` (%), ``robust_acc/<norm>/k<K>/eps=<eps>`` (%, eps in [0, 1] pixel units,
-               ``%g``-formatted; norm ∈ :data:`NORMS`), ``boundary/attacked_median_l2/k<K>``,
-               ``pointwise/attacked_median_l0/k<K>`` (medians over the attacked inputs only; NaN when too few were)
-  published    ``crossover_eps255/<norm>/k<K>/vs=<comparator>`` (JEM App. F statements; no suite writes them)
+* accuracy: ``accuracy`` (%), ``nll``, ``n``
+* calibration: ``ece`` (%), ``mce`` (%), ``nll``, ``brier``, ``accuracy`` (%), ``n``
+* ood: ``auroc/<set>/<score>``, ``aupr/<set>/<score>``, ``fpr95/<set>/<score>`` (fractions in [0, 1]);
+  score = a registered OOD score (:data:`jembench.metrics.ood_scores.SCORES`: ``log_px``, ``max_py``,
+  ``grad_norm``); set = a dataset, a synthetic set (``uniform``, ``constant``, ``interp``) or ``folder:PATH``
+* generation: ``is/<source>``, ``fid/<source>``, ``kid/<source>``; source ∈ :data:`SOURCES`
+* robustness: ``clean_acc/k<K>`` (%), ``robust_acc/<norm>/k<K>/eps=<eps>`` (%, eps in [0, 1] pixel units,
+  ``%g``-formatted; norm ∈ :data:`NORMS`), ``boundary/attacked_median_l2/k<K>``,
+  ``pointwise/attacked_median_l0/k<K>`` (medians over the attacked inputs only; NaN when too few were)
+* published: ``crossover_eps255/<norm>/k<K>/vs=<comparator>`` (JEM App. F statements; no suite writes them)
 """
 
 from __future__ import annotations
@@ -156,10 +155,12 @@ NORM_LABELS = {"linf": "L∞", "l2": "L2"}
 
 # ------------------------------------------------------------------------------------------------ builders
 def ood(metric: str, ood_set: str, score: str) -> str:
+    """An OOD key: ``ood("auroc", "svhn", "log_px")`` → ``auroc/svhn/log_px``."""
     return f"{metric}/{ood_set}/{score}"
 
 
 def fidelity(metric: str, source: str) -> str:
+    """A generation key: ``fidelity("fid", "buffer")`` → ``fid/buffer``."""
     return f"{metric}/{source}"
 
 
@@ -183,21 +184,24 @@ def eps_label(eps: float, norm: str = "linf") -> str:
 
 
 def robust_acc(norm: str, k: int, eps: float) -> str:
+    """A robust-accuracy key: ``robust_acc("linf", 10, 8 / 255)`` → ``robust_acc/linf/k10/eps=0.0313725``."""
     return f"robust_acc/{norm}/k{k}/eps={eps_text(eps)}"
 
 
 def clean_acc(k: int) -> str:
+    """The clean accuracy through ``k`` refinement steps: ``clean_acc/k<k>``."""
     return f"clean_acc/k{k}"
 
 
 def boundary_median_l2(k: int) -> str:
-    """The boundary attack's median L2 distance over the attacked inputs
-    (:func:`jembench.suites.robustness.summary.attacked_median`)."""
+    """The boundary attack's median L2 distance at ``k`` refinement steps, over the attacked inputs only
+    (:func:`jembench.suites.robustness.summary.attacked_median`): ``boundary/attacked_median_l2/k<k>``."""
     return f"boundary/attacked_median_l2/k{k}"
 
 
 def pointwise_median_l0(k: int) -> str:
-    """The pointwise attack's median L0 distance over the attacked inputs."""
+    """The pointwise attack's median L0 distance at ``k`` refinement steps, over the attacked inputs only:
+    ``pointwise/attacked_median_l0/k<k>``."""
     return f"pointwise/attacked_median_l0/k{k}"
 
 

@@ -218,9 +218,10 @@ def signature(opts: list[Option], leading: list[inspect.Parameter], from_preset:
 
 
 def keyword_doc(opts: list[Option], from_preset: bool = False) -> str:
-    """One line per keyword: its name, its command-line flag, its help text and default."""
+    """One list item per keyword: its name, its command-line flag, its help text and default (a bulleted list, so
+    the documentation site renders it as one too)."""
     lines = []
     for o in opts:
-        default = "from the preset" if from_preset else repr(o.default)
-        lines.append(f"    ``{o.name}`` ({o.cli_flag(from_preset)}): {o.help or o.path} (default {default})")
+        default = "from the preset" if from_preset else f"``{o.default!r}``"
+        lines.append(f"    * ``{o.name}`` (``{o.cli_flag(from_preset)}``): {o.help or o.path} (default {default})")
     return "\n".join(lines)

@@ -79,6 +79,8 @@ def settings_class(suite: str) -> type:
 
 
 def protocol_hash(table: dict[str, Any]) -> str:
+    """The protocol hash records carry: the first 16 hex digits of the SHA-256 of the settings' canonical JSON
+    (sorted keys, no spaces)."""
     canonical = json.dumps(table, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

@@ -1,6 +1,6 @@
-"""The README's GitHub Actions regression job, run as written.
+"""The documented GitHub Actions regression job (docs/check.md, "In CI"), run as written.
 
-The ``run:`` lines of the README's YAML block are extracted and executed verbatim by bash in a temporary
+The ``run:`` lines of that page's YAML block are extracted and executed verbatim by bash in a temporary
 folder that holds, like a checkout, the committed baseline ``results/runs/demo/jem``. ``pip install -e .`` is
 the one line not executed (the package is already installed in this interpreter's environment; the test
 asserts the line is exactly that). The expensive lines (train, eval of every suite: minutes on this CPU) run
@@ -32,9 +32,9 @@ from jembench.cli import main
 FAST_SUITES = ("accuracy", "calibration", "ood")
 
 
-def readme_ci_lines() -> list[str]:
-    """The ``run:`` commands of the README's YAML block that runs ``jembench check --baseline``."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+def ci_job_lines() -> list[str]:
+    """The ``run:`` commands of the YAML block of docs/check.md that runs ``jembench check --baseline``."""
+    text = (REPO / "docs" / "check.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
     block = next(b for b in blocks if "jembench check" in b and "--baseline" in b)
     return [m.group(1).strip() for m in re.finditer(r"^\s*-?\s*run:\s*(.+)$", block, flags=re.M)]
@@ -50,7 +50,7 @@ def workspace(tmp: Path) -> Path:
 
 
 def bash(line: str, cwd: Path) -> subprocess.Popen:
-    """Start one README line in bash, with this interpreter's ``jembench`` first on PATH."""
+    """Start one line of the job in bash, with this interpreter's ``jembench`` first on PATH."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     return subprocess.Popen(["bash", "-c", line], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -62,7 +62,7 @@ def the_line(lines: list[str], start: str) -> str:
 
 
 def eval_records(checkpoint: Path, ws: Path, *extra: str) -> None:
-    """What the README's eval line writes to runs/ci/eval, for the fast suites (same preset, same names)."""
+    """What the job's eval line writes to runs/ci/eval, for the fast suites (same preset, same names)."""
     (ws / "runs" / "ci").mkdir(parents=True, exist_ok=True)
     local = ws / "runs" / "ci" / "last.pt"
     shutil.copyfile(checkpoint, local)
@@ -89,8 +89,8 @@ def accuracy_of(ws: Path) -> float:
     return json.loads((ws / "runs" / "ci" / "eval" / "last-accuracy.json").read_text())["metrics"]["accuracy"]
 
 
-def test_readme_ci_block_is_what_this_test_runs():
-    lines = readme_ci_lines()
+def test_documented_ci_block_is_what_this_test_runs():
+    lines = ci_job_lines()
     assert lines[0] == "pip install -e ."
     assert [line.split()[1] for line in lines[1:]] == ["train", "eval", "check", "report"]
     check = the_line(lines, "jembench check")
@@ -100,8 +100,8 @@ def test_readme_ci_block_is_what_this_test_runs():
     assert "--preset tiny" in the_line(lines, "jembench train") and "--preset demo" in the_line(lines, "jembench eval")
 
 
-def test_readme_check_line_passes_across_seeds_and_fails_a_degraded_model(tmp_path, demo_jem_checkpoint):
-    check = the_line(readme_ci_lines(), "jembench check")
+def test_documented_check_line_passes_across_seeds_and_fails_a_degraded_model(tmp_path, demo_jem_checkpoint):
+    check = the_line(ci_job_lines(), "jembench check")
     other_seed = _train_tiny("jem", tmp_path / "seed1", seed=1)
     spaces = {name: workspace(tmp_path / name) for name in ("seed0", "eval-seed1", "seed1", "degraded")}
     eval_records(demo_jem_checkpoint, spaces["seed0"])
@@ -124,11 +124,11 @@ def test_readme_check_line_passes_across_seeds_and_fails_a_degraded_model(tmp_pa
 
 
 @pytest.mark.slow
-def test_readme_ci_block_runs_verbatim(tmp_path):
+def test_documented_ci_block_runs_verbatim(tmp_path):
     """Every line of the job, as written (minutes: trains and evaluates every suite); the model trained with
     the default seed must pass against the committed baseline, and the report must be written."""
     ws = workspace(tmp_path)
-    for line in readme_ci_lines()[1:]:
+    for line in ci_job_lines()[1:]:
         p = bash(line, ws)
         out, err = p.communicate(timeout=3600)
         assert p.returncode == 0, f"{line}\n{out}\n{err}"

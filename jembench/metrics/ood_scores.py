@@ -30,8 +30,11 @@ if TYPE_CHECKING:
 
 
 class OODScore:
-    """Base: ``name`` (metric-key part), ``label`` (table / figure text), ``latex`` (LaTeX tables), whether it
-    needs ∂/∂x."""
+    """An OOD score: called with a batch's logits and inputs, it returns one number per input, higher for inputs
+    that look in-distribution (the OOD suite's AUROC takes the in-distribution set as positive). ``name`` is its
+    part of the metric keys (``auroc/<set>/<name>``), ``label`` its table / figure text, ``latex`` its LaTeX;
+    ``needs_input_grad`` makes the suite pass inputs that require gradients (for scores of ∂/∂x). Register a
+    subclass instance with :func:`register_score` to use it by name in an OOD protocol's ``scores``."""
 
     name: str = ""
     label: str = ""
