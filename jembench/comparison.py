@@ -201,8 +201,8 @@ def _ood(a: Side, b: Side, key: metric_keys.Key, va: float, vb: float, boot: dic
         if key.metric != "auroc":
             return None, "no per-input evidence"
         sizes_a, sizes_b = auroc_sizes(a.record, metric), auroc_sizes(b.record, metric)
-        if sizes_a is None or sizes_b is None:
-            return None, "no per-input evidence, no set sizes"
+        if sizes_a is None or sizes_b is None:  # no sizes, or one side a single point (not two samples)
+            return None, "no per-input evidence, no Hanley–McNeil sizes"
         return delong.hanley_mcneil(va, sizes_a, vb, sizes_b, boot["confidence"]), "no per-input evidence"
     (in_a, out_a), (in_b, out_b) = ([side.array(n).astype(np.float64) for n in names] for side in (a, b))
     if key.metric == "auroc":
