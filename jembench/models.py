@@ -23,7 +23,7 @@ from typing import Any, Callable, TypeGuard
 import torch
 from torch import nn
 
-from . import atomic, catalog, importers, untrusted
+from . import atomic, catalog, importers, recipe, untrusted
 from .errors import JembenchError
 
 FORMAT = "jembench"
@@ -173,6 +173,10 @@ class LoadedCheckpoint:
         block = {"name": self.name, "method": self.method, "dataset": self.dataset, "checkpoint": self.path,
                  "sha256": self.sha256}
         block.update({k: self.config[k] for k in ("format", "log_px") if k in self.config})  # official imports
+        extra = self.state.get("extra") if self.state.get("format") == FORMAT else None
+        found = extra.get("recipe") if isinstance(extra, dict) else None
+        if recipe.problem(found) is None:  # what made these weights (jembench.recipe): a stale baseline shows
+            block["recipe"] = found
         return block
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from jembench import distributed
+from jembench import distributed, recipe
 from jembench import progress as messages
 from jembench.errors import JembenchError
 from jembench.models import read_checkpoint_file, save_checkpoint
@@ -78,6 +78,8 @@ def save_state(state: TrainState, guard: DivergenceGuard, path: Path, arch_kwarg
     if final:
         extra["weights_digests"] = [r["weights_digest"] for r in ranks]
     cfg = state.cfg
+    # what determines these weights bit for bit (jembench.recipe): `check` names a baseline stale by it
+    extra["recipe"] = recipe.of_training(cfg.to_dict(), next(state.model.parameters()).device, world)
     save_checkpoint(path, arch="wrn", arch_kwargs=arch_kwargs, model=state.model, method=cfg.method,
                     dataset=cfg.dataset, n_classes=info.n_classes, image_shape=info.image_shape,
                     config=dict(cfg.to_dict(), name=cfg.run_name), buffer=buffer_state,
