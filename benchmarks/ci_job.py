@@ -41,16 +41,22 @@ def words(line: str) -> list[str]:
 
 
 def relocate(argv: list[str], run: Path, records: Path) -> list[str]:
-    """``argv`` with the job's folders replaced: ``runs/ci/eval`` → ``records``, ``runs/ci…`` → ``run…``."""
+    """``argv`` with the job's folders replaced: ``runs/ci/eval`` → ``records``, ``runs/ci…`` → ``run…`` — relative
+    to the checkout when inside it (the commands run there), so committed records name no machine's folders."""
     out = []
     for word in argv:
         if word == f"{JOB_FOLDER}/eval":
-            out.append(str(records))
+            out.append(_local(records))
         elif word == JOB_FOLDER or word.startswith(JOB_FOLDER + "/"):
-            out.append(str(run) + word[len(JOB_FOLDER):])
+            out.append(_local(run) + word[len(JOB_FOLDER):])
         else:
             out.append(word)
     return out
+
+
+def _local(path: Path) -> str:
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 @dataclass(frozen=True)

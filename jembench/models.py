@@ -177,6 +177,7 @@ class LoadedCheckpoint:
         found = extra.get("recipe") if isinstance(extra, dict) else None
         if recipe.problem(found) is None:  # what made these weights (jembench.recipe): a stale baseline shows
             block["recipe"] = found
+            block["weights_sha256"] = recipe.weights_digest(self.state.get("model_state") or {})
         return block
 
 

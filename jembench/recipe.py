@@ -11,7 +11,8 @@ torch build, CPU instruction set and thread count give the same weights, bit for
 ``config`` hashes every setting that can change the weights (the seed included); names, labels, folders and
 logging intervals are left out (:data:`OUTPUT_ONLY`). ``deterministic`` is false on a GPU (cuDNN / atomics), under
 DDP and with data-loader workers. When a baseline record and the record under check share a deterministic recipe
-— every field equal — their checkpoints must be the same file; when they are not (:func:`stale`), the baseline
+— every field equal — their weights must be the same, bit for bit (``model.weights_sha256``, computed by ``eval``
+from the loaded weights); when they are not (:func:`stale`), the baseline
 was made by other training code (or the weights were altered afterwards) and ``jembench check`` names the
 baseline stale (exit 4) unless a regression is found anyway (exit 1). A recipe that differs in any field (another
 machine's instruction set, another thread count or torch) claims nothing: there ``check`` compares numbers only.
@@ -53,6 +54,16 @@ def of_training(config: dict[str, Any], device: Any, world_size: int) -> dict[st
             "machine": platform.machine(), "threads": int(torch.get_num_threads())}
 
 
+def weights_digest(state_dict: dict[str, Any]) -> str:
+    """SHA-256 of a network's floating-point tensors (parameters, batch-norm statistics) in state-dict order: the
+    weights themselves, whatever else the checkpoint file holds (paths, names, logs)."""
+    h = hashlib.sha256()
+    for value in state_dict.values():
+        if value.dtype.is_floating_point:
+            h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def problem(recipe: Any) -> str | None:
     """What is wrong with a record's ``model.recipe`` (None: nothing): a mapping of the :data:`FIELDS`, short
     texts, whole numbers and a bool."""
@@ -85,13 +96,14 @@ def same_deterministic(a: Any, b: Any) -> bool:
 
 
 def stale(record: dict[str, Any], baseline: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The first baseline record trained by the same deterministic recipe as ``record`` whose checkpoint is
-    another file (a stale baseline), or None."""
+    """The first baseline record trained by the same deterministic recipe as ``record`` whose weights differ
+    (``model.weights_sha256``, :func:`weights_digest` — the file's own hash also covers names and paths), or None."""
     model = record.get("model") or {}
     for other in baseline:
         theirs = other.get("model") or {}
-        if (same_deterministic(model.get("recipe"), theirs.get("recipe")) and model.get("sha256")
-                and theirs.get("sha256") and model["sha256"] != theirs["sha256"]):
+        mine, their = model.get("weights_sha256"), theirs.get("weights_sha256")
+        if (same_deterministic(model.get("recipe"), theirs.get("recipe")) and isinstance(mine, str)
+                and isinstance(their, str) and mine != their):
             return other
     return None
 
@@ -113,8 +125,8 @@ def stale_lines(refs: list[Any], baseline: list[Any]) -> list[str]:
             continue
         path = next(b.path for b in group if b.record is other)
         mine = ref.record["model"]
-        lines.append(f"{ref.path}: checkpoint {str(mine['sha256'])[:12]} is not the baseline's "
-                     f"{str(other['model']['sha256'])[:12]} ({path}) although both were trained by the same "
+        lines.append(f"{ref.path}: weights {str(mine['weights_sha256'])[:12]} are not the baseline's "
+                     f"{str(other['model']['weights_sha256'])[:12]} ({path}) although both were trained by the same "
                      f"deterministic recipe ({describe(mine['recipe'])}): the baseline is stale — the training "
                      f"changed since it was made (or these weights were altered after training); regenerate it")
     return lines

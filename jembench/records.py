@@ -212,6 +212,8 @@ def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
             _text(source, f"model {key!r}", model[key], limit=limit, optional=True, nonempty=False)
     if "recipe" in model and (wrong := recipe.problem(model["recipe"])) is not None:
         raise _fail(source, f"model {wrong}")
+    if "weights_sha256" in model:
+        _text(source, "model 'weights_sha256'", model["weights_sha256"], limit=128)
     steps = model.get("sgld_steps")
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= 10**6):
         raise _fail(source, f"model 'sgld_steps' is {str(steps)[:40]!r}, not a whole number of SGLD steps")

@@ -9,7 +9,6 @@ the buffer evenly when the number of processes changed.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,11 +49,7 @@ def rank_seed(seed: int, rank: int) -> int:
 
 def weights_digest(model: nn.Module) -> str:
     """sha256 of the parameters' and batch-norm statistics' bytes (DDP: every rank must report the same)."""
-    h = hashlib.sha256()
-    for p in model.state_dict().values():
-        if p.dtype.is_floating_point:
-            h.update(p.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
+    return recipe.weights_digest(model.state_dict())
 
 
 def save_state(state: TrainState, guard: DivergenceGuard, path: Path, arch_kwargs: dict, info, iters_per_epoch: int,

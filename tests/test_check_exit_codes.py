@@ -18,7 +18,8 @@ RECIPE = {"config": "0123456789abcdef", "seed": 0, "deterministic": True, "torch
 def acc(folder: Path, value: float, *, sha: str = "a" * 64, recipe: dict | None = None, protocol: str = "h" * 16,
         name: str = "m") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    model = {"name": name, "method": "jem", "sha256": sha, **({"recipe": recipe} if recipe else {})}
+    model = {"name": name, "method": "jem", "sha256": "0" * 64, "weights_sha256": sha,
+             **({"recipe": recipe} if recipe else {})}
     record = {"schema": "jembench-record/1", "suite": "accuracy", "model": model, "dataset": "digits",
               "protocol": {"name": "accuracy", "hash": protocol}, "metrics": {"accuracy": value, "n": 360.0},
               "details": {"n": 360}, "seed": 0}

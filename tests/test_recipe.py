@@ -54,7 +54,10 @@ def test_eval_copies_the_recipe_into_records_and_records_validate_it(trained, tm
     assert main(["eval", str(trained["a"]), "--suite", "accuracy", "--preset", "tiny", "--out", str(out),
                  "--no-progress"]) == 0
     record = load_record(out)
-    assert record["model"]["recipe"] == torch.load(trained["a"], weights_only=True)["extra"]["recipe"]
+    state = torch.load(trained["a"], weights_only=True)
+    assert record["model"]["recipe"] == state["extra"]["recipe"]
+    # the weights' own digest, which the file's hash is not (the file also holds names and paths)
+    assert record["model"]["weights_sha256"] == state["extra"]["weights_digests"][0] != record["model"]["sha256"]
     bad = json.loads(out.read_text())
     bad["model"]["recipe"]["threads"] = "many"
     with pytest.raises(Exception, match="recipe 'threads'"):
@@ -65,12 +68,12 @@ def test_stale_names_a_baseline_of_the_same_recipe_with_other_weights():
     base = {"deterministic": True, "config": "c" * 16, "seed": 0, "torch": "2.14.1", "cpu": "AVX2",
             "machine": "x86_64", "threads": 1}
 
-    def rec(sha256: str, **change) -> dict:
-        return {"model": {"name": "m", "sha256": sha256, "recipe": {**base, **change}}}
+    def rec(weights: str, **change) -> dict:
+        return {"model": {"name": "m", "sha256": "f" * 64, "weights_sha256": weights, "recipe": {**base, **change}}}
 
     assert recipe.stale(rec("x"), [rec("y")]) is not None
-    assert recipe.stale(rec("x"), [rec("x")]) is None  # the same file: up to date
+    assert recipe.stale(rec("x"), [rec("x")]) is None  # the same weights: up to date
     assert recipe.stale(rec("x"), [rec("y", threads=2)]) is None  # another thread count: no claim
     assert recipe.stale(rec("x"), [rec("y", cpu="AVX512")]) is None  # another instruction set: no claim
     assert recipe.stale(rec("x", deterministic=False), [rec("y", deterministic=False)]) is None
-    assert recipe.stale({"model": {"name": "m", "sha256": "x"}}, [rec("y")]) is None  # no recipe: no claim
+    assert recipe.stale({"model": {"name": "m", "weights_sha256": "x"}}, [rec("y")]) is None  # no recipe: no claim
