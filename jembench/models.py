@@ -170,8 +170,8 @@ class LoadedCheckpoint:
 
     def describe(self) -> dict[str, Any]:
         """The ``model`` block of a record."""
-        block = {"name": self.name, "method": self.method, "dataset": self.dataset, "checkpoint": self.path,
-                 "sha256": self.sha256}
+        block: dict[str, Any] = {"name": self.name, "method": self.method, "dataset": self.dataset,
+                                 "checkpoint": self.path, "sha256": self.sha256}
         block.update({k: self.config[k] for k in ("format", "log_px") if k in self.config})  # official imports
         extra = self.state.get("extra") if self.state.get("format") == FORMAT else None
         found = extra.get("recipe") if isinstance(extra, dict) else None

@@ -87,7 +87,7 @@ def binomial_n(record: Record, metric: str) -> int | None:
     return _count(n if n is not None else details.get("n"))
 
 
-def _details(record: Record) -> dict:
+def _details(record: Record) -> dict[str, Any]:
     details = record.get("details") or {}
     return details if isinstance(details, dict) else {}
 
