@@ -8,8 +8,9 @@ and ``OMP_NUM_THREADS=T`` (thread count changes float reduction order: 1 and 2 t
 tenth iteration on). The ``check`` line runs verbatim against the committed baseline; its exit code is the cell's
 verdict (0 pass, 1 regression, 4 stale baseline). ``--degraded`` adds models that must fail: the job's training cut
 to one epoch (``--epochs 1``), and the first cell's checkpoint with Gaussian noise of ``--noise`` × each weight
-tensor's standard deviation added to every kernel / matrix. For every cell the JSON also holds the metric closest
-to failing (largest shortfall / allowed) and how many tolerances the between-seed spread set.
+tensor's standard deviation added to every kernel / matrix (one model per level). For every cell the JSON also
+holds the metric closest to failing (largest shortfall / allowed) and how many tolerances the between-seed spread
+set.
 
 Cells run one at a time under ``nice`` (a shared machine); finished cells are kept in the output file and skipped
 when it is run again (``--force`` redoes them), so an interrupted matrix continues. Writes
@@ -113,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=seed_list, default=seed_list("101-110"), help="training seeds, e.g. 101-110")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="OMP_NUM_THREADS values")
     p.add_argument("--degraded", action="store_true", help="add the 1-epoch and the weight-perturbed model")
-    p.add_argument("--noise", type=float, default=0.5, help="weight noise of the perturbed model (× each std)")
+    p.add_argument("--noise", type=float, nargs="+", default=[0.5],
+                   help="weight noise of the perturbed models (× each tensor's std), one model per level")
     p.add_argument("--out", type=Path, default=RESULTS / "ci-matrix.json")
     p.add_argument("--force", action="store_true", help="redo cells already in --out")
     args = p.parse_args(argv)
@@ -124,10 +126,12 @@ def main(argv: list[str] | None = None) -> int:
                                               for t in args.threads for s in args.seeds]
     if args.degraded:
         first = plan[0][1]
-        plan += [(f"s{first['seed']}-t{first['threads']}-1epoch",
-                  {"kind": "degraded", "seed": first["seed"], "threads": first["threads"], "extra": ["--epochs", "1"]}),
-                 (f"s{first['seed']}-t{first['threads']}-noise{args.noise:g}",
-                  {"kind": "degraded", "seed": first["seed"], "threads": first["threads"], "perturb": plan[0][0]})]
+        plan.append((f"s{first['seed']}-t{first['threads']}-1epoch",
+                     {"kind": "degraded", "seed": first["seed"], "threads": first["threads"],
+                      "extra": ["--epochs", "1"]}))
+        plan += [(f"s{first['seed']}-t{first['threads']}-noise{level:g}",
+                  {"kind": "degraded", "seed": first["seed"], "threads": first["threads"], "perturb": plan[0][0],
+                   "noise": level}) for level in args.noise]
     cells = []
     for name, spec in plan:
         if name in done:
@@ -135,11 +139,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         checkpoint = None
         if "perturb" in spec:
-            checkpoint = perturb(WORK / spec["perturb"] / "last.pt", WORK / name / "last.pt", args.noise)
+            checkpoint = perturb(WORK / spec["perturb"] / "last.pt", WORK / name / "last.pt", spec["noise"])
         cell = run_cell(job, name, spec["seed"], spec["threads"], spec.get("extra"), checkpoint)
         cell["kind"] = spec["kind"]
         if checkpoint is not None:
-            cell["perturbed"] = {"from": spec["perturb"], "noise_x_std": args.noise}
+            cell["perturbed"] = {"from": spec["perturb"], "noise_x_std": spec["noise"]}
         cells.append(cell)
         print(f"{name}: check exit {cell.get('check_exit', cell.get('error'))} — {cell.get('check_summary', '')}",
               flush=True)
