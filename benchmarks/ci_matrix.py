@@ -1,12 +1,14 @@
 """Does the README's CI job pass on fresh retrainings and fail on a degraded model? The matrix, measured.
 
-``python -m benchmarks.ci_matrix [--seeds 101-110] [--threads 1 2] [--degraded] [--out FILE]``
+``python -m benchmarks.ci_matrix [--seeds 101-110] [--threads 1 2] [--verbatim] [--degraded] [--out FILE]``
 
 Each cell is the README job (:mod:`benchmarks.ci_job`: its own ``train``, ``eval`` and ``check`` lines) run with its
 folders moved to ``runs/ci-matrix/<cell>``, a training seed the committed baseline was not made with (``--seed S``)
 and ``OMP_NUM_THREADS=T`` (thread count changes float reduction order: 1 and 2 threads give other weights from the
 tenth iteration on). The ``check`` line runs verbatim against the committed baseline; its exit code is the cell's
-verdict (0 pass, 1 regression, 4 stale baseline). ``--degraded`` adds models that must fail: the job's training cut
+verdict (0 pass, 1 regression, 4 stale baseline). ``--verbatim`` adds the job's lines exactly as written (the
+default seed 0, the baseline's seed-0 recipe: on the same thread count its weights must be the baseline's, bit for
+bit). ``--degraded`` adds models that must fail: the job's training cut
 to one epoch (``--epochs 1``), and the first cell's checkpoint with Gaussian noise of ``--noise`` × each weight
 tensor's standard deviation added to every kernel / matrix (one model per level). For every cell the JSON also
 holds the metric closest to failing (largest shortfall / allowed) and how many tolerances the between-seed spread
@@ -72,14 +74,16 @@ def details(records: Path, baseline: str, tolerances: str | None) -> dict[str, A
             "accuracy": accuracy}
 
 
-def run_cell(job: Job, name: str, seed: int, threads: int, extra: list[str] | None = None,
+def run_cell(job: Job, name: str, seed: int | None, threads: int, extra: list[str] | None = None,
              checkpoint: Path | None = None) -> dict[str, Any]:
-    """One run of the job: train (unless ``checkpoint`` is given), eval, check. Returns the cell's entry."""
+    """One run of the job: train (unless ``checkpoint`` is given; ``seed`` None: the job's line as it is), eval,
+    check. Returns the cell's entry."""
     run = WORK / name
     records = run / "eval"
     cell: dict[str, Any] = {"cell": name, "seed": seed, "threads": threads, "train_extra": extra or []}
     if checkpoint is None:
-        code, cell["train_s"] = jembench(relocate(job.train, run, records) + ["--seed", str(seed), "--no-progress",
+        seeded = [] if seed is None else ["--seed", str(seed)]
+        code, cell["train_s"] = jembench(relocate(job.train, run, records) + [*seeded, "--no-progress",
                                                                              *(extra or [])], threads,
                                          run / "train.log")
         if code:
@@ -96,13 +100,21 @@ def run_cell(job: Job, name: str, seed: int, threads: int, extra: list[str] | No
     cell.update(details(records, job.baseline(), tolerances))
     ckpt = run / "last.pt"
     cell["checkpoint_sha256"] = hashlib.sha256(ckpt.read_bytes()).hexdigest()[:16] if ckpt.is_file() else None
+    mine = json.loads((records / "last-accuracy.json").read_text(encoding="utf-8"))["model"]
+    seed0 = REPO / job.baseline() / "seed-0" / "last-accuracy.json"
+    if seed0.is_file():  # the job's own seed: the baseline's seed-0 weights, when the recipe is the same
+        theirs = json.loads(seed0.read_text(encoding="utf-8"))["model"]
+        cell["same_recipe_as_baseline_seed0"] = mine.get("recipe") == theirs.get("recipe")
+        cell["same_weights_as_baseline_seed0"] = mine.get("weights_sha256") == theirs.get("weights_sha256")
     return cell
 
 
 def summarize(cells: list[dict[str, Any]]) -> dict[str, Any]:
     fresh = [c for c in cells if c.get("kind") == "retrained"]
     bad = [c for c in cells if c.get("kind") == "degraded"]
-    return {"retrained": len(fresh), "retrained_passed": sum(c.get("check_exit") == 0 for c in fresh),
+    verbatim = [c for c in cells if c.get("kind") == "verbatim"]
+    return {"verbatim": len(verbatim), "verbatim_passed": sum(c.get("check_exit") == 0 for c in verbatim),
+            "retrained": len(fresh), "retrained_passed": sum(c.get("check_exit") == 0 for c in fresh),
             "degraded": len(bad), "degraded_failed": sum(c.get("check_exit") == 1 for c in bad),
             "distinct_checkpoints": len({c.get("checkpoint_sha256") for c in fresh}),
             "worst_retrained": max((c["closest"]["shortfall_over_allowed"] for c in fresh if "closest" in c),
@@ -116,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--degraded", action="store_true", help="add the 1-epoch and the weight-perturbed model")
     p.add_argument("--noise", type=float, nargs="+", default=[0.5],
                    help="weight noise of the perturbed models (× each tensor's std), one model per level")
+    p.add_argument("--verbatim", action="store_true",
+                   help="add the job's lines exactly as written (the default seed, 0: the baseline's seed-0 recipe)")
     p.add_argument("--out", type=Path, default=RESULTS / "ci-matrix.json")
     p.add_argument("--force", action="store_true", help="redo cells already in --out")
     args = p.parse_args(argv)
@@ -124,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     done = {c["cell"]: c for c in previous.get("cells", []) if "error" not in c}
     plan: list[tuple[str, dict[str, Any]]] = [(f"s{s}-t{t}", {"kind": "retrained", "seed": s, "threads": t})
                                               for t in args.threads for s in args.seeds]
+    if args.verbatim:
+        plan += [(f"verbatim-t{t}", {"kind": "verbatim", "seed": None, "threads": t}) for t in args.threads]
     if args.degraded:
         first = plan[0][1]
         plan.append((f"s{first['seed']}-t{first['threads']}-1epoch",
