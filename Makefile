@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.jembench-installed
 
-.PHONY: demo test lint test-slow test-real test-wheel bench install clean results leaderboards figures \
+.PHONY: demo test lint test-slow test-real test-wheel bench gpu-smoke install clean results leaderboards figures \
 	reference-train reference-eval reference-runs baseline-seeds ci-matrix
 
 $(STAMP): pyproject.toml
@@ -42,6 +42,13 @@ test-wheel: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks
+
+# jembench end to end on a GPU in under ten minutes (benchmarks/gpu_smoke.py): every trainer + resume, one
+# paper-scale JEM iteration with its peak memory, every suite against the CPU, --compile, torchrun DDP with two or
+# more GPUs, python -m benchmarks --quick. Exits 2 at once without a GPU; DEVICE=cpu is the CPU dry run.
+DEVICE ?= cuda
+gpu-smoke: $(STAMP)
+	$(PY) -m benchmarks.gpu_smoke --device $(DEVICE)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

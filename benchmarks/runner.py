@@ -71,10 +71,12 @@ def table(rows: list[Row]) -> str:
 def environment(args, threads: int) -> dict:
     import torch
 
+    from jembench import devices
+
     return {"python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
             "threads_per_process": threads, "device": args.device,
-            "cuda": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None}
+            "cuda": devices.name(args.device) if args.device.startswith("cuda") else None}
 
 
 def run_benchmarks(args) -> int:

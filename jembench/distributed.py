@@ -5,6 +5,7 @@ Outside torchrun every helper degrades to the single-process answer, so callers 
 
 from __future__ import annotations
 
+import datetime
 import os
 from collections.abc import Sequence
 from typing import Any, TypeVar
@@ -20,11 +21,18 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
 
 
-def init(device: str = "cpu") -> None:
-    """Join the process group torchrun set up (idempotent). Backend: nccl for CUDA devices, else gloo."""
+#: how long a rank waits in a collective during evaluation: a suite that runs on rank 0 alone (generation at paper
+#: scale: hours) keeps the other ranks in a barrier meanwhile (torchrun ends the group if a process dies)
+EVAL_TIMEOUT_HOURS = 72.0
+
+
+def init(device: str = "cpu", timeout_hours: float | None = None) -> None:
+    """Join the process group torchrun set up (idempotent). Backend: nccl for CUDA devices, else gloo.
+    ``timeout_hours``: the collectives' timeout (default: torch's)."""
     if launched_by_torchrun() and not dist.is_initialized():
         backend = "nccl" if device.startswith("cuda") else "gloo"
-        dist.init_process_group(backend=backend)
+        timeout = datetime.timedelta(hours=timeout_hours) if timeout_hours else None  # None: torch's default
+        dist.init_process_group(backend=backend, timeout=timeout)
         if device.startswith("cuda"):
             torch.cuda.set_device(local_rank())
 
@@ -50,10 +58,28 @@ def is_main() -> bool:
 
 
 def device_for_rank(device: str) -> str:
-    """``cuda`` → ``cuda:<local rank>`` under torchrun; other devices unchanged."""
-    if device == "cuda" and launched_by_torchrun():
-        return f"cuda:{local_rank()}"
-    return device
+    """The device this process computes on: under torchrun an accelerator type (``cuda``) becomes this rank's
+    own device, ``cuda:<local rank>``; the CPU and runs outside torchrun are unchanged.
+
+    An explicit index under torchrun (``cuda:0``) is refused: it would put every rank on that one GPU (each rank's
+    memory and compute on GPU 0, the others idle). Choose the GPUs with ``CUDA_VISIBLE_DEVICES`` instead."""
+    kind, _, index = device.partition(":")
+    if not launched_by_torchrun() or kind == "cpu":
+        return device
+    if index:
+        from .errors import JembenchError
+
+        raise JembenchError(f"--device {device} under torchrun would put all {os.environ['WORLD_SIZE']} processes on "
+                            f"that one device; pass --device {kind} (each process takes the device of its "
+                            f"LOCAL_RANK) and choose the GPUs with CUDA_VISIBLE_DEVICES")
+    return f"{kind}:{local_rank()}"
+
+
+def collective_device(backend: str | None = None) -> torch.device:
+    """Where a tensor must be for a collective of this process group: nccl reduces CUDA tensors only (on the
+    rank's own GPU), gloo CPU tensors."""
+    backend = backend if backend is not None else (dist.get_backend() if is_active() else "gloo")
+    return torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
 
 
 def barrier() -> None:
@@ -68,6 +94,15 @@ def all_gather_objects(obj: Any) -> list[Any]:
     out: list[Any] = [None] * world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def broadcast_from_main(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank (``obj`` itself outside DDP)."""
+    if not is_active():
+        return obj
+    box = [obj if is_main() else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def shard(items: Sequence[T]) -> Sequence[T]:
@@ -116,16 +151,38 @@ def average_buffers(model: nn.Module) -> None:
             offset += b.numel()
 
 
+def _all_reduce(t: torch.Tensor, op) -> torch.Tensor:
+    """``t`` reduced over the ranks, returned on ``t``'s device: the collective itself runs on
+    :func:`collective_device` (a CPU flag under nccl goes to the GPU and back, a GPU tensor under gloo to the CPU)."""
+    where = collective_device()
+    work = t.to(where, copy=True)
+    dist.all_reduce(work, op=op)
+    return work.to(t.device)
+
+
 def all_reduce_max(t: torch.Tensor) -> torch.Tensor:
-    t = t.clone()
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return t
+    return _all_reduce(t, dist.ReduceOp.MAX)
 
 
 def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
-    t = t.clone()
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t / world_size()
+    return _all_reduce(t, dist.ReduceOp.SUM) / world_size()
+
+
+def any_rank(flag: bool) -> bool:
+    """``flag`` on any rank (one all-reduce; every rank must call it at the same point); ``flag`` outside DDP."""
+    if not is_active():
+        return flag
+    return bool(all_reduce_max(torch.tensor([float(flag)])).item() > 0)
+
+
+def gather_to_main(obj: Any) -> list[Any] | None:
+    """Every rank's ``obj`` in rank order on rank 0, None on the others (one gather, not an all-gather: a
+    checkpoint's buffer shards travel to the rank that writes them only); ``[obj]`` outside DDP."""
+    if not is_active():
+        return [obj]
+    out: list[Any] | None = [None] * world_size() if is_main() else None
+    dist.gather_object(obj, out, dst=0)
+    return out
 
 
 def cleanup() -> None:

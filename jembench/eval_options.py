@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from . import untrusted
+from .precision import HELP as PRECISION_HELP
+from .precision import PRECISIONS
 from .protocols import Protocol
 from .runtime import device_name
 from .schema import setting
@@ -157,6 +159,12 @@ class EvalOptions:
                                           "App. B 'ensemble'); from Python also a list of checkpoint paths and "
                                           "buffer tensors")
     device: str = setting("cpu", convert=device_name, help="torch device: cpu, cuda, cuda:1, mps ...")
+    precision: str = setting("fp32", choices=PRECISIONS, help=PRECISION_HELP)
+    micro_batch: int = setting(0, ge=0, help="robustness: images per forward pass through the SGLD refinement (EOT "
+                                             "draws and attacks are split into chunks of this many; 0 = all at once). "
+                                             "Memory only: the numbers equal the unchunked computation's, so it is "
+                                             "not part of the protocol (the paper protocol on a WRN-28-10 fits a "
+                                             "40 GB GPU with about 120, an estimate: README)")
     seed: int = setting(0, ge=0, lt=2**63, help="seed for torch, numpy and python RNGs")
     progress: bool = setting(True, help="progress bars when stderr is a terminal, else one line per finished unit",
                              arg={"help": "no progress bars (one line per finished unit instead); bars are on "

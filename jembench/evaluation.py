@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import atomic, catalog, distributed, options, partials, progress
+from . import atomic, catalog, distributed, options, partials, precision, progress
 from .data import dataset_info
 from .errors import JembenchError
 from .eval_options import EvalOptions, EvalPlan, model_name, options_from_keywords, plan, preset_names
@@ -165,9 +165,20 @@ def run_suite(ckpt: LoadedCheckpoint, suite_name: str, protocol: Protocol, out_p
                                    record_path=out_path, ensemble=tuple(ensemble),
                                    dataset_label=dataset_label_for(ckpt, dataset, options.dataset_label))
     seed_everything(options.seed)
-    with guarded_forward(ckpt.model, str(ckpt.path), user_code=ckpt.config.get("source") == "nn.Module"):
-        record = _with_dataset_label(suite.run(ckpt, protocol, ctx), ctx.label)
-    distributed.barrier()  # every rank has finished writing its partial results
+    sharded = getattr(suite, "SHARDED", False)  # the suite shares its work among torchrun's ranks
+    record = None
+    if sharded or distributed.is_main():  # any other suite runs on rank 0 alone (one set of caches), others wait
+        with precision.scope(options.precision, ctx.device), \
+                guarded_forward(ckpt.model, str(ckpt.path), user_code=ckpt.config.get("source") == "nn.Module"):
+            record = _with_dataset_label(suite.run(ckpt, protocol, ctx), ctx.label)
+            record = _with_environment(record, ctx.device)
+    else:
+        print(f"jembench: [rank {distributed.rank()}] {suite_name} runs on rank 0 alone; waiting for it",
+              file=sys.stderr)
+    distributed.barrier()  # every rank has finished writing its partial results (or waited for rank 0)
+    if not sharded:
+        record = distributed.broadcast_from_main(record)
+    assert record is not None  # every rank holds the record now: its own run's or rank 0's broadcast
     evidence = ctx.evidence  # the suite's per-input arrays (jembench.evidence), if it keeps any
     if suite_name == "robustness" and distributed.is_main():  # per-input flags from the record's own details
         from .suites.robustness_evidence import robustness_evidence
@@ -182,6 +193,15 @@ def run_suite(ckpt: LoadedCheckpoint, suite_name: str, protocol: Protocol, out_p
         for partial in partials.files(out_path, protocol.hash):
             partial.unlink(missing_ok=True)
     return record
+
+
+def _with_environment(record: dict, device: str) -> dict:
+    """``record`` with ``environment``: where it ran — the device, its name, the numerical settings in force
+    (:func:`jembench.devices.describe`: precision, TF32, cudnn.benchmark, autocast) and the number of processes.
+    Records from the CPU and from a GPU can be told apart; no metric depends on it being there."""
+    from . import devices
+
+    return {**record, "environment": {**devices.describe(device), "world_size": distributed.world_size()}}
 
 
 def check_seed(seed: int) -> None:
@@ -235,8 +255,14 @@ def as_checkpoint(model: str | Path | torch.nn.Module | LoadedCheckpoint, *, dat
 def run_plan(p: EvalPlan, on_record: Callable[[dict, Path, str], None] | None = None) -> list[dict]:
     """Run every (model, suite) of a checked plan and write the records; ``on_record(record, path, suite)`` is
     called after each (rank 0). With several pairs a pair that fails with a :class:`JembenchError` is skipped
-    with a note; with one the error is raised. Returns the records of the pairs that ran."""
+    with a note; with one the error is raised. Returns the records of the pairs that ran.
+
+    Applies :func:`jembench.runtime.configure_torch` first (process-wide, as ``jembench eval`` always did), so
+    ``evaluate()`` and the CLI run under the same process settings."""
+    from .runtime import configure_torch
+
     opts = p.options
+    configure_torch()  # the CLI's process settings (flush denormals, allocator) for the API too: same numbers, speed
     with progress.configured(None if opts.progress else False):  # None: bars when stderr is a terminal
         for note in p.notes:
             print(f"note: {note}", file=sys.stderr)
@@ -247,7 +273,7 @@ def run_plan(p: EvalPlan, on_record: Callable[[dict, Path, str], None] | None = 
             if reason is not None:
                 raise JembenchError(reason)
         started_group = not distributed.is_active()
-        distributed.init(opts.device)
+        distributed.init(opts.device, timeout_hours=distributed.EVAL_TIMEOUT_HOURS)
         try:
             return _run_pairs(p, on_record)
         finally:

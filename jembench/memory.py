@@ -45,11 +45,20 @@ def available_bytes() -> int | None:
     return free
 
 
-def require(nbytes: int, what: str, fix: str) -> None:
-    """Raise a one-line :class:`JembenchError` when ``nbytes`` (for ``what``) exceed :func:`available_bytes`."""
-    free = available_bytes()
+def require(nbytes: int, what: str, fix: str, device=None) -> None:
+    """Raise a one-line :class:`JembenchError` when ``nbytes`` (for ``what``) exceed the memory free where the
+    tensor will live: the accelerator's own memory for a GPU ``device`` (:func:`jembench.devices.free_memory`),
+    else :func:`available_bytes` of the host."""
+    where, free = "memory", None
+    if device is not None:
+        from . import devices
+
+        if devices.is_accelerator(device):
+            where, free = f"{device} memory", devices.free_memory(device)
+    if free is None:
+        where, free = "memory", available_bytes()
     if free is not None and nbytes > free:
-        raise JembenchError(f"{what} needs {_human(nbytes)} but only {_human(free)} of memory is available; {fix}")
+        raise JembenchError(f"{what} needs {_human(nbytes)} but only {_human(free)} of {where} is available; {fix}")
 
 
 def _human(n: float) -> str:
@@ -60,10 +69,11 @@ def _human(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
-def require_buffer(n_images: int, image_shape: tuple[int, ...]) -> None:
-    """A replay buffer of ``n_images`` float32 images of ``image_shape`` (+ int64 labels) must fit."""
+def require_buffer(n_images: int, image_shape: tuple[int, ...], device=None) -> None:
+    """A replay buffer of ``n_images`` float32 images of ``image_shape`` (+ int64 labels) must fit on ``device``
+    (the host when None or the CPU)."""
     per_image = 4 * _prod(image_shape) + 8
-    require(n_images * per_image, f"a replay buffer of {n_images:,} images", "lower --buffer-size")
+    require(n_images * per_image, f"a replay buffer of {n_images:,} images", "lower --buffer-size", device)
 
 
 def _prod(shape: tuple[int, ...]) -> int:

@@ -7,7 +7,9 @@ inputs); generation: a batch of fresh SGLD chains — as its own file beside the
     <record stem>.partial.<protocol hash>.<unit>.pt      tensors, read back with weights_only=True (generation)
 
 Each file is written atomically (:mod:`jembench.atomic`) together with its *key*: the protocol hash, the
-checkpoint's SHA-256, the seed, the dataset and whatever else the unit's result depends on (the suite says).
+checkpoint's SHA-256, the seed, the dataset, the kind of device and the precision
+(:meth:`jembench.suites.context.EvalContext.execution_key`: a unit computed on the CPU is not resumed on a GPU,
+whose random streams differ) and whatever else the unit's result depends on (the suite says).
 A rerun of the same evaluation to the same record reads the units whose file holds the same key and computes
 only the others; a unit file with another key, damaged, or failing the suite's own check is recomputed (and
 overwritten) with a note. Units are independent files, so ranks under ``torchrun`` write their own units and
@@ -86,8 +88,8 @@ class PartialStore:
             progress.warning(f"jembench: {self.what}: {path} is damaged ({why}); recomputing that unit")
             return None
         if not isinstance(data, dict) or data.get("key") != {**self.key, "unit": unit}:
-            progress.warning(f"jembench: {self.what}: ignoring {path} (another protocol, checkpoint, seed or "
-                             f"dataset); recomputing that unit")
+            progress.warning(f"jembench: {self.what}: ignoring {path} (another protocol, checkpoint, seed, "
+                             f"dataset, device or precision); recomputing that unit")
             return None
         result = data.get("result")
         verdict = self.valid(unit, result) if self.valid is not None else True

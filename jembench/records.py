@@ -10,11 +10,16 @@ Shape (schema ``jembench-record/1``)::
      "details": {...},                                   # suite-specific tables (bins, curves, ...)
      "figures": ["reliability.png", ...],               # files written beside the record
      "evidence": {"file": "ood.evidence.npz", "sha256": "...", ...},  # per-input arrays (jembench.evidence)
-     "seed": 0, "versions": {"torch": "...", ...}, "commit": "abc123", "wall_time_s": 1.2}
+     "seed": 0, "versions": {"torch": "...", ...}, "commit": "abc123", "wall_time_s": 1.2,
+     "environment": {"device": "cuda:0", "device_name": "...", "precision": "fp32", "tf32_matmul": false,
+                     "tf32_cudnn": false, "cudnn_benchmark": true, "autocast": null, "world_size": 1}}
 
 Metric keys are ``/``-separated and lower case; numbers are floats, never strings (a leaderboard sorts them). The
 keys each suite writes, and their builders and parser, are in :mod:`jembench.metric_keys`. ``protocol.table`` holds
-the protocol's resolved settings (:mod:`jembench.protocols`), which is what its hash covers.
+the protocol's resolved settings (:mod:`jembench.protocols`), which is what its hash covers. ``environment`` (added
+by :func:`jembench.evaluation.run_suite`) says where the record was computed — device, hardware name, the numerical
+settings of :mod:`jembench.precision`, processes; it is not part of the protocol (records written before it
+existed have none).
 """
 
 from __future__ import annotations
@@ -228,7 +233,8 @@ def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
     _text(source, "protocol 'hash'", proto["hash"], limit=128)
     if "name" in proto:
         _text(source, "protocol 'name'", proto["name"])
-    for key, kind in (("table", dict), ("details", dict), ("versions", dict), ("figures", list)):
+    for key, kind in (("table", dict), ("details", dict), ("versions", dict), ("environment", dict),
+                      ("figures", list)):
         value = proto.get(key) if key == "table" else record.get(key)
         if value is not None and not isinstance(value, kind):
             name = "protocol 'table'" if key == "table" else repr(key)

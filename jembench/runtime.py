@@ -84,7 +84,8 @@ def require_device(device: str):
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise JembenchError(f"--device {device!r} is not a torch device ({exc}); use cpu, cuda, cuda:1, mps") from None
-    if dev.type not in ("cpu", "cuda", "mps"):  # meta holds no data; xla, hpu, ... are not supported
+    if dev.type not in ("cpu", "cuda", "mps") and not _registered_backend(dev.type):
+        # meta holds no data; xla, hpu, ... are not supported
         raise JembenchError(f"--device {device}: jembench runs on cpu, cuda or mps, not on {dev.type!r} "
                             f"devices; use --device cpu or cuda")
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -95,3 +96,14 @@ def require_device(device: str):
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise JembenchError(f"--device {device} requested but MPS is not available here; use --device cpu")
     return dev
+
+
+def _registered_backend(kind: str) -> bool:
+    """Whether ``kind`` is the PrivateUse1 backend of this process, registered with a device module that says it
+    is available (an out-of-tree accelerator — or the fake accelerator of jembench's tests, tests/fake_device.py)."""
+    import torch
+
+    if kind != torch._C._get_privateuse1_backend_name() or kind == "privateuseone":
+        return False
+    module = getattr(torch, kind, None)
+    return bool(module is not None and getattr(module, "is_available", lambda: False)())

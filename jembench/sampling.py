@@ -38,6 +38,7 @@ def sgld(
     y: torch.Tensor | None = None,
     differentiable: bool = False,
     stats: dict | None = None,
+    rows: Rows | None = None,
 ) -> torch.Tensor:
     """Run ``config.n_steps`` SGLD steps from ``x0`` on log p(x) (or log p(x, y) when ``y`` is given).
 
@@ -50,10 +51,36 @@ def sgld(
 
     The input gradients are taken under ``torch.enable_grad()``, so a caller's ``no_grad`` block does not
     break the chain.
+
+    ``rows`` (a :class:`Rows`): ``x0`` is the slice ``rows.part`` of a batch of ``rows.total`` chains, and each
+    step's noise is what that batch would draw for these rows — the whole batch's noise is drawn and sliced, so
+    the random stream advances as for the whole batch. Running the slices one after the other, each from the
+    same generator state, gives every chain exactly the noise of the unsplit run (the memory micro-batch of
+    :class:`jembench.refine.RefinedClassifier`).
     """
     if differentiable:
-        return _sgld_differentiable(model, x0, config, y, stats)
-    return _sgld_detached(model, x0, config, y, stats)
+        return _sgld_differentiable(model, x0, config, y, stats, rows)
+    return _sgld_detached(model, x0, config, y, stats, rows)
+
+
+class Rows:
+    """A slice ``part`` of a batch of ``total`` rows: noise is drawn for the whole batch, this slice is used."""
+
+    def __init__(self, total: int, part: slice):
+        self.total, self.part = int(total), part
+
+    def normal(self, like: torch.Tensor) -> torch.Tensor:
+        """N(0, 1) noise of the whole batch (row-major, as :func:`_noise_buffer`), these rows of it."""
+        full = torch.empty((self.total, *like.shape[1:]), dtype=like.dtype, device=like.device)
+        return full.normal_()[self.part]
+
+
+def _noise(x: torch.Tensor, rows: Rows | None, buffer: torch.Tensor | None = None) -> torch.Tensor:
+    """One step's N(0, 1) noise for chains ``x``: drawn into ``buffer`` (reused between steps), or, for a slice of
+    a larger batch, that batch's noise for these rows."""
+    if rows is not None:
+        return rows.normal(x)
+    return (buffer if buffer is not None else _noise_buffer(x)).normal_()
 
 
 def _noise_buffer(x: torch.Tensor) -> torch.Tensor:
@@ -68,7 +95,7 @@ def _noise_buffer(x: torch.Tensor) -> torch.Tensor:
 
 
 def _sgld_detached(model: nn.Module, x0: torch.Tensor, config: SGLDConfig, y: torch.Tensor | None,
-                   stats: dict | None) -> torch.Tensor:
+                   stats: dict | None, rows: Rows | None = None) -> torch.Tensor:
     """The fast path: one forward and one input-gradient backward per step and nothing else on the tape.
 
     Per step the only new tensors are the ones autograd itself allocates (activations, the input gradient):
@@ -84,7 +111,7 @@ def _sgld_detached(model: nn.Module, x0: torch.Tensor, config: SGLDConfig, y: to
         return x0.detach()
     x = x0.detach().clone()  # the chain state, updated in place; x0 is left alone
     scratch = torch.empty_like(x)
-    noise = _noise_buffer(x) if config.noise > 0 else None
+    buffer = _noise_buffer(x) if config.noise > 0 and rows is None else None
     clamp, alpha, sigma = config.grad_clamp or None, config.step_size, config.noise
     with torch.enable_grad():
         for t in range(n_steps):
@@ -99,10 +126,10 @@ def _sgld_detached(model: nn.Module, x0: torch.Tensor, config: SGLDConfig, y: to
                     step = torch.clamp(step, -clamp, clamp, out=scratch)
                 if alpha != 1.0:
                     step = torch.mul(step, alpha, out=scratch)
-                if noise is not None:
-                    noise.normal_()
-                    noise.mul_(sigma)
-                    step = torch.add(step, noise, out=scratch)
+                if sigma > 0:
+                    eps = _noise(x, rows, buffer)
+                    eps.mul_(sigma)
+                    step = torch.add(step, eps, out=scratch)
                 x.add_(step)
                 if config.x_clamp:
                     x.clamp_(-1.0, 1.0)
@@ -110,7 +137,7 @@ def _sgld_detached(model: nn.Module, x0: torch.Tensor, config: SGLDConfig, y: to
 
 
 def _sgld_differentiable(model: nn.Module, x0: torch.Tensor, config: SGLDConfig, y: torch.Tensor | None,
-                         stats: dict | None) -> torch.Tensor:
+                         stats: dict | None, rows: Rows | None = None) -> torch.Tensor:
     """Every step on the tape (``create_graph``): gradients of the output reach ``x0`` through the chain."""
     x = x0
     with torch.enable_grad():
@@ -124,7 +151,7 @@ def _sgld_differentiable(model: nn.Module, x0: torch.Tensor, config: SGLDConfig,
                 grad = grad.clamp(-config.grad_clamp, config.grad_clamp)
             step = config.step_size * grad
             if config.noise > 0:
-                step = step + config.noise * _noise_buffer(x).normal_()
+                step = step + config.noise * _noise(x, rows)
             x = x + step
             if config.x_clamp:
                 x = x.clamp(-1.0, 1.0)
@@ -219,8 +246,8 @@ class ClassGaussianInit:
 
     def sample(self, y: torch.Tensor, device: torch.device | str) -> torch.Tensor:
         """x = μ_y + L_y z per image, computed class by class: one (n_c × D)·(D × D) product per class instead
-        of gathering a D × D factor per image (38 MB each on CIFAR, D = 3072). One host sync per call (the
-        class counts)."""
+        of gathering a D × D factor per image (38 MB each on CIFAR, D = 3072). One host sync per call: the class
+        counts, which size the products."""
         device = torch.device(device)
         if self.means.device != device:
             self.to(device)
@@ -229,7 +256,8 @@ class ClassGaussianInit:
         x = self.means[y].clone()
         order = torch.argsort(y, stable=True)
         start = 0
-        for c, n in enumerate(torch.bincount(y, minlength=len(self.means)).tolist()):
+        counts = torch.zeros(len(self.means), dtype=torch.long, device=device).index_add_(0, y, torch.ones_like(y))
+        for c, n in enumerate(counts.tolist()):  # (bincount would add a sync on CUDA: it reads y.max() first)
             if n:
                 idx = order[start:start + n]
                 x[idx] += z[idx] @ self.scale_trils[c].T
@@ -257,7 +285,7 @@ class ReplayBuffer:
         if shape is None:  # a custom p_0: one draw tells its shape, on a forked RNG (the run's stream is untouched)
             with torch.random.fork_rng(devices=[]):
                 shape = init.sample(torch.zeros(1, dtype=torch.long), "cpu").shape[1:]
-        memory.require_buffer(size - size % n_classes, tuple(shape))
+        memory.require_buffer(size - size % n_classes, tuple(shape), device)
         self.n_classes = n_classes
         self.size = size - size % n_classes
         self.init = init

@@ -20,12 +20,16 @@ from typing import Any
 
 from jembench import options, schema
 from jembench.defaults import data_root as default_data_root
+from jembench.precision import HELP as PRECISION_HELP
+from jembench.precision import PRECISIONS
 from jembench.runtime import device_name
 from jembench.schema import Invalid, setting
 from jembench.sgld_config import SGLDConfig
 
 from . import METHOD_MODULES
 
+#: how batch_size is read under torchrun (TrainConfig.ddp_batch)
+DDP_BATCHES = ("global", "per-rank")
 #: fields of configs written before SGLD was nested → where they live now
 LEGACY_KEYS = {"sgld_steps": "n_steps", "sgld_step_size": "step_size", "sgld_noise": "noise",
                "sgld_grad_clamp": "grad_clamp", "sgld_x_clamp": "x_clamp"}
@@ -115,6 +119,13 @@ class TrainConfig:
     # --- run
     seed: int = setting(0, ge=0, lt=2**63, help="seed for torch, numpy and python")
     device: str = setting("cpu", convert=device_name, help="torch device: cpu, cuda, cuda:1, mps ...")
+    precision: str = setting("fp32", choices=PRECISIONS, help=PRECISION_HELP)
+    ddp_batch: str = setting("global", choices=DDP_BATCHES,
+                             help="under torchrun: global — batch_size and px_batch_size are totals over all "
+                                  "processes, each takes 1/world of them (the papers' batch at the papers' learning "
+                                  "rate, as their DataParallel split it); per-rank — each process takes batch_size (a "
+                                  "world-times larger batch at the same learning rate: another protocol). The buffer "
+                                  "is split either way")
     ckpt_every: int = setting(1, ge=1, help="write a checkpoint every N epochs (and at the end)")
     ckpt_every_iters: int = setting(0, ge=0, help="also write one every N iterations (0 = off)")
     log_every: int = setting(10, ge=1, help="log a CSV row (and check for divergence) every N iterations")

@@ -126,7 +126,7 @@ class DivergenceGuard:
             optimizer=copy.deepcopy(optimizer.state_dict()),
             scheduler=copy.deepcopy(scheduler.state_dict()),
             buffer={"images": buffer.images.clone(), "labels": buffer.labels.clone()} if buffer is not None else None,
-            rng=rng_state()))
+            rng=rng_state(_device_of(model))))
         while len(self._snapshots) > self.history:
             self._snapshots.popleft()
 
@@ -143,7 +143,7 @@ class DivergenceGuard:
             buffer.images = snap.buffer["images"].clone()
             buffer.labels = snap.buffer["labels"].clone()
             buffer.size = len(buffer.images)
-        set_rng_state(snap.rng)
+        set_rng_state(snap.rng, _device_of(model))
         self._flags = self._clean = self._first_loss = None
         self._window_start = snap.iteration
         return snap.iteration
@@ -201,3 +201,8 @@ def set_base_lr(optimizer: torch.optim.Optimizer, scheduler, lr: float) -> None:
             group["lr"] *= lr / base
             group["initial_lr"] = lr
     scheduler.base_lrs = [lr] * len(scheduler.base_lrs)
+
+
+def _device_of(model) -> torch.device:
+    """Where the model computes (its random stream is part of a remembered state)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from jembench import atomic, distributed, memory, run_lock
+from jembench import atomic, devices, distributed, memory, precision, run_lock
 from jembench import progress as messages
 from jembench.catalog import DatasetInfo
 from jembench.data import dataset_info
@@ -246,10 +246,11 @@ class _Run:
 def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, stop: dict,
            held: contextlib.ExitStack) -> Path:
     run = _start(cfg, out_dir, resume, held)
-    state, guard = _build(run)
-    _open_records(run, state)
-    saved_at = _iterate(run, state, guard, progress, stop)
-    _finish(run, state, guard, saved_at)
+    with precision.scope(cfg.precision, run.device):  # TF32 / cudnn.benchmark / autocast, restored afterwards
+        state, guard = _build(run)
+        _open_records(run, state)
+        saved_at = _iterate(run, state, guard, progress, stop)
+        _finish(run, state, guard, saved_at)
     return run.ckpt_path
 
 
@@ -269,10 +270,10 @@ def _start(cfg: TrainConfig, out_dir: Path, resume: bool, held: contextlib.ExitS
     seed_everything(cfg.seed)  # the same on every rank: identical initial weights
     # data: the labelled stream, the optional p(x) stream, the hold-out / test split that chooses best.pt
     info = dataset_info(cfg.dataset, cfg.data_root)
-    data = training_data(cfg, rank, world)
+    data = training_data(cfg, rank, world, device)
     iters_per_epoch = data.labelled.iters_per_epoch
     if cfg.px_weight > 0:  # a replay buffer that cannot fit is refused before the run folder exists
-        memory.require_buffer(max(info.n_classes, cfg.buffer_size // world), info.image_shape)
+        memory.require_buffer(max(info.n_classes, cfg.buffer_size // world), info.image_shape, device)
     if main:  # only now that the inputs are known to be good: a bad input leaves nothing behind
         out_dir.mkdir(parents=True, exist_ok=True)
         held.enter_context(run_lock.hold(out_dir))
@@ -316,7 +317,8 @@ def _open_records(run: _Run, state: TrainState) -> None:
     cfg = run.cfg
     run.events = RunEvents(run.out_dir / "events.jsonl", enabled=run.main, fresh=not run.resume)
     run.events.write("resume" if run.resume else "start", state.iteration, config=cfg.to_dict(),
-                     world_size=run.world, total_iters=run.total_iters, iters_per_epoch=run.iters_per_epoch)
+                     world_size=run.world, total_iters=run.total_iters, iters_per_epoch=run.iters_per_epoch,
+                     environment=devices.describe(run.device))
     if run.main:
         if not run.resume:
             atomic.write_json(run.out_dir / "config.json", cfg.to_dict())
@@ -363,7 +365,7 @@ def _iterate(run: _Run, state: TrainState, guard: DivergenceGuard, progress: boo
         if ckpt_due:
             _checkpoint(run, state, guard)
             saved_at = it
-        if (run.world == 1 or log_due) and _agreed(run.world, stop["signal"] is not None):
+        if (run.world == 1 or log_due) and distributed.any_rank(stop["signal"] is not None):
             _stop_interrupted(run, state, guard, stop["signal"], saved_at, bar)
     bar.close()
     return saved_at
@@ -407,8 +409,8 @@ def _next_batches(run: _Run, data: Iterator, px_data: Iterator | None
     """The next labelled batch (x, y) and the p(x) images (x itself without a separate p(x) stream), on the
     device in the run's memory layout."""
     x, y = next(data)
-    x, y = x.to(run.device, non_blocking=True, memory_format=run.layout), y.to(run.device, non_blocking=True)
-    x_px = (next(px_data)[0].to(run.device, non_blocking=True, memory_format=run.layout) if px_data is not None
+    x, y = devices.to_device(x, run.device, memory_format=run.layout), devices.to_device(y, run.device)
+    x_px = (devices.to_device(next(px_data)[0], run.device, memory_format=run.layout) if px_data is not None
             else x)
     return x, y, x_px
 
@@ -487,10 +489,3 @@ def _stop_interrupted(run: _Run, state: TrainState, guard: DivergenceGuard, sign
     raise TrainingInterrupted(f"training interrupted by {name} at iteration {it} of {run.total_iters}; "
                               f"{run.ckpt_path} holds it: continue with `jembench train {run.cfg.method} --resume "
                               f"{run.out_dir}`", signum)
-
-
-def _agreed(world: int, flag: bool) -> bool:
-    """``flag`` on any rank (one all-reduce under DDP; every rank must call it at the same iteration)."""
-    if world == 1:
-        return flag
-    return bool(distributed.all_reduce_max(torch.tensor([float(flag)])).item() > 0)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from jembench import distributed, recipe
+from jembench import devices, distributed, recipe
 from jembench import progress as messages
 from jembench.errors import JembenchError
 from jembench.models import read_checkpoint_file, save_checkpoint
@@ -55,26 +55,29 @@ def weights_digest(model: nn.Module) -> str:
 def save_state(state: TrainState, guard: DivergenceGuard, path: Path, arch_kwargs: dict, info, iters_per_epoch: int,
           world: int, final: bool) -> None:
     """Rank 0 writes the checkpoint: weights, optimiser, scheduler, every rank's buffer shard (concatenated)
-    and RNG state, the guard's budget, the effective config. A collective under DDP: every rank calls it."""
+    and RNG states (CPU and the rank's device), the guard's budget, the effective config and where it ran. A
+    collective under DDP: every rank calls it; the shards travel to rank 0 only (a gather, not an all-gather)."""
     buffer = state.buffer
-    mine = {"rng": rng_state(), "buffer_size": buffer.size if buffer is not None else 0,
+    device = next((p.device for p in state.model.parameters()), torch.device("cpu"))
+    mine = {"rng": rng_state(device), "buffer_size": buffer.size if buffer is not None else 0,
             "images": buffer.images.detach().cpu() if buffer is not None else None,
             "labels": buffer.labels.cpu() if buffer is not None else None,
             "weights_digest": weights_digest(state.model) if final else None}
-    ranks = distributed.all_gather_objects(mine)
-    if not distributed.is_main():
+    ranks = distributed.gather_to_main(mine)
+    if ranks is None:  # not rank 0
         return
     buffer_state = None
     if buffer is not None:
         buffer_state = dict(buffer.state_dict(), images=torch.cat([r["images"] for r in ranks]),
                             labels=torch.cat([r["labels"] for r in ranks]))
     extra = {"guard": guard.state_dict(), "world_size": world, "best_acc": state.best_acc,
-             "ranks": [{"rng": r["rng"], "buffer_size": r["buffer_size"]} for r in ranks]}
+             "ranks": [{"rng": r["rng"], "buffer_size": r["buffer_size"]} for r in ranks],
+             "environment": devices.describe(device)}
     if final:
         extra["weights_digests"] = [r["weights_digest"] for r in ranks]
     cfg = state.cfg
     # what determines these weights bit for bit (jembench.recipe): `check` names a baseline stale by it
-    extra["recipe"] = recipe.of_training(cfg.to_dict(), next(state.model.parameters()).device, world)
+    extra["recipe"] = recipe.of_training(cfg.to_dict(), device, world)
     save_checkpoint(path, arch="wrn", arch_kwargs=arch_kwargs, model=state.model, method=cfg.method,
                     dataset=cfg.dataset, n_classes=info.n_classes, image_shape=info.image_shape,
                     config=dict(cfg.to_dict(), name=cfg.run_name), buffer=buffer_state,
@@ -132,8 +135,12 @@ def restore_state(state: TrainState, guard: DivergenceGuard, ckpt_path: Path, ra
         start = sum(sizes[:rank])
         part = slice(start, start + sizes[rank])
         state.buffer.load_state_dict(dict(full, images=full["images"][part], labels=full["labels"][part]))
+    device = next((p.device for p in state.model.parameters()), torch.device("cpu"))
     if same_world:
-        set_rng_state(ranks[rank]["rng"])
+        if not set_rng_state(ranks[rank]["rng"], device) and distributed.is_main():
+            saved_on = ((extra.get("environment") or {}).get("device") or "another device")
+            messages.warning(f"[jembench] the run was saved on {saved_on}: the random stream of {device} starts "
+                             f"afresh, so the continuation is not bit-identical to an uninterrupted run")
     else:
         seed_everything(rank_seed(state.cfg.seed + state.iteration, rank))
         if distributed.is_main():

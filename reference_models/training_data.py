@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
+from jembench import devices, distributed
 from jembench.data import length, load_dataset
 from jembench.errors import JembenchError
 
@@ -56,6 +57,7 @@ class DataStream:
     workers: int = 0
     rank: int = 0
     world_size: int = 1
+    pin_memory: bool = False  # page-locked batches, so copies to a CUDA device can be asynchronous
 
     def __post_init__(self) -> None:
         per_rank = math.ceil(length(self.dataset) / self.world_size)
@@ -72,7 +74,7 @@ class DataStream:
             sampler = EpochSampler(length(self.dataset), self.seed, epoch, start, self.rank, self.world_size)
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch * 1_009 + self.rank)  # worker seeds
             yield from DataLoader(self.dataset, batch_size=self.batch_size, sampler=sampler, drop_last=True,
-                                  num_workers=self.workers, generator=gen)
+                                  num_workers=self.workers, generator=gen, pin_memory=self.pin_memory)
             epoch, start = epoch + 1, 0
 
 
@@ -101,10 +103,24 @@ class TrainingData:
     n_train: int
 
 
-def training_data(cfg: TrainConfig, rank: int, world: int) -> TrainingData:
+def per_rank_batch(batch_size: int, world: int, ddp_batch: str, flag: str = "--batch-size") -> int:
+    """The batch one process takes: under ``ddp_batch = "global"`` ``batch_size`` is the total over the ``world``
+    processes (the papers' batch, split as their ``nn.DataParallel`` split it: SADAJEM models/jem_models.py:70-71,
+    JEM attack_model.py:219), so it must divide evenly; ``"per-rank"``: every process takes ``batch_size``."""
+    if world == 1 or ddp_batch == "per-rank":
+        return batch_size
+    if batch_size % world:
+        raise JembenchError(f"{flag} {batch_size} is the global batch and does not split over {world} processes; use "
+                            f"a multiple of {world}, or --ddp-batch per-rank for {batch_size} per process (a "
+                            f"{world}x larger batch)")
+    return batch_size // world
+
+
+def training_data(cfg: TrainConfig, rank: int, world: int, device: torch.device | str = "cpu") -> TrainingData:
     """Build :class:`TrainingData` for ``cfg``: the hold-out comes off the training split first; the p(x) loader
     (``px_separate``: the same augmented images, shuffled independently as JEM's ``dload_train``;
-    ``px_unaugmented``: SADA-JEM's DA-free loader) reads the same training indices."""
+    ``px_unaugmented``: SADA-JEM's DA-free loader) reads the same training indices. Each process takes its share of
+    the batch (:func:`per_rank_batch`); batches are pinned for a CUDA ``device``."""
     base = load_dataset(cfg.dataset, "train", cfg.data_root, cfg.download, augment=cfg.augment, flip=cfg.flip,
                         noise_std=cfg.input_noise)
     valid_idx, train_idx = holdout_split(length(base), cfg.holdout, cfg.holdout_seed) if cfg.holdout else ([], None)
@@ -113,13 +129,16 @@ def training_data(cfg: TrainConfig, rank: int, world: int) -> TrainingData:
         return ds if idx is None else Subset(ds, idx)
 
     train_set = subset(base, train_idx)
-    labelled = DataStream(train_set, cfg.batch_size, cfg.seed, cfg.workers, rank, world)
+    pin = devices.pins_memory(device)
+    batch = per_rank_batch(cfg.batch_size, world, cfg.ddp_batch)
+    labelled = DataStream(train_set, batch, cfg.seed, cfg.workers, rank, world, pin)
     px = None
     if cfg.px_weight > 0 and (cfg.px_separate or cfg.px_unaugmented):
         px_base = (load_dataset(cfg.dataset, "train", cfg.data_root, cfg.download, noise_std=cfg.input_noise)
                    if cfg.px_unaugmented else base)
-        px = DataStream(subset(px_base, train_idx), cfg.px_batch_size or cfg.batch_size, cfg.seed + 1, cfg.workers,
-                        rank, world)
+        px_batch = (per_rank_batch(cfg.px_batch_size, world, cfg.ddp_batch, "--px-batch-size") if cfg.px_batch_size
+                    else batch)
+        px = DataStream(subset(px_base, train_idx), px_batch, cfg.seed + 1, cfg.workers, rank, world, pin)
     select: Dataset | None = None
     if cfg.select_best == "validation":
         clean = load_dataset(cfg.dataset, "train", cfg.data_root, cfg.download)  # un-augmented, noise-free
@@ -132,13 +151,20 @@ def training_data(cfg: TrainConfig, rank: int, world: int) -> TrainingData:
 @torch.no_grad()
 def accuracy_on(model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 100) -> float:
     """Top-1 accuracy (%) of ``model`` in eval mode on ``dataset`` (the official ``eval_classification``: eval-mode
-    batch norm, no gradient); the model's mode is restored afterwards."""
+    batch norm, no gradient); the model's mode is restored afterwards. Under DDP each rank classifies its share
+    of the images and the counts are summed over the ranks — a collective: every rank gets the same value (so
+    every rank takes the same ``best.pt`` decision and enters the checkpoint's collective alike)."""
     was_training = model.training
     model.eval()
-    correct = total = 0
-    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        pred = model(x.to(device)).argmax(1).cpu()
-        correct += int((pred == torch.as_tensor(y)).sum())
-        total += len(pred)
+    rank, world = distributed.rank(), distributed.world_size()
+    shard = Subset(dataset, range(rank, length(dataset), world)) if world > 1 else dataset
+    counts = torch.zeros(2, dtype=torch.float64, device=device)  # correct, total (summed on the device: no sync)
+    for x, y in DataLoader(shard, batch_size=batch_size, shuffle=False, pin_memory=devices.pins_memory(device)):
+        pred = model(devices.to_device(x, device)).argmax(1)
+        counts[0] += (pred == devices.to_device(torch.as_tensor(y), device)).sum()
+        counts[1] += len(pred)
+    if world > 1:
+        counts = distributed.all_reduce_mean(counts) * world
     model.train(was_training)
-    return 100.0 * correct / max(1, total)
+    correct, total = counts.tolist()
+    return 100.0 * correct / max(1.0, total)

@@ -42,11 +42,10 @@ class Case:
     ``expect``: ``error`` — exit 2, exactly one ``jembench: error:`` line containing ``needle``, no traceback,
     no file of the lab created, changed or deleted (the run folder's lock file excepted: each writer rewrites
     its note); ``ok`` — exit 0, no traceback, ``needle`` (a note) on stderr when given; ``exit1`` — exit 1 (a
-    regression found); ``raises`` — the Python expression ``api`` raises a ``JembenchError`` containing
-    ``needle``; ``true`` — the expression ``api`` is true. ``needle`` may join several required parts with
-    `` && ``. ``env``: environment variables for the case (``cwd`` is the folder it runs in; default the lab's
-    ``out/``). ``xfail``: the item of issue 21 and the helper that owns it, for cases that fail until that work
-    lands."""
+    regression found), no error line, ``needle`` on stdout; ``raises`` — the Python expression ``api`` raises a
+    ``JembenchError`` containing ``needle``; ``true`` — the expression ``api`` is true. ``needle`` may join
+    several required parts with `` && ``. ``env``: environment variables for the case (``cwd`` is the folder it
+    runs in; default the lab's ``out/``)."""
 
     cls: str
     name: str
@@ -55,7 +54,6 @@ class Case:
     expect: str = "error"
     api: str = ""
     env: dict = field(default_factory=dict)
-    xfail: str = ""
 
 
 # --------------------------------------------------------------------------------------------- the lab
@@ -239,7 +237,7 @@ def build_lab(lab: Path, ckpt: Path) -> dict:
     _write_json(rc / "steps-text" / "r.json", _record(**{"model.sgld_steps": "five"}))
     _write_json(rc / "steps-list" / "r.json", _record(**{"model.sgld_steps": [5]}))
     _write_json(rc / "label-list" / "r.json", _record(dataset_label=["CIFAR"]))
-    # numbers that only a recomputation from n can catch (issue 21 item 3)
+    # numbers that only a recomputation from n and the metric table's ranges can catch (issue 21 item 3)
     _write_json(rc / "acc-1e308" / "r.json", _record(metrics={"accuracy": 1e308, "n": 360.0}))
     _write_json(rc / "acc-negative" / "r.json", _record(metrics={"accuracy": -5.0, "n": 360.0}))
     (rc / "acc-huge-int").mkdir()
@@ -251,6 +249,12 @@ def build_lab(lab: Path, ckpt: Path) -> dict:
     _write_json(rc / "auroc-own-se" / "now" / "r.json",
                 _record(**{**copy.deepcopy(ood), "metrics": {"auroc/uniform/log_px": 0.0}}))
     _write_json(rc / "auroc-5" / "r.json", _record(suite="ood", metrics={"auroc/uniform/log_px": 5.0}))
+    # a baseline claiming one test image: its error would be ±50 points if check believed it
+    _write_json(rc / "acc-own-n" / "baseline" / "r.json", _record(metrics={"accuracy": 90.0, "n": 1.0}))
+    _write_json(rc / "acc-own-n" / "now" / "r.json", _record(metrics={"accuracy": 10.0, "n": 360.0}))
+    _write_json(rc / "n-huge" / "r.json", _record(metrics={"accuracy": 90.0, "n": 1e12}))
+    _write_json(rc / "set-n-half" / "r.json", _record(**{**copy.deepcopy(ood), "details": {
+        "n_in": 360, "sets": {"uniform": {"n": 0.5}}}}))
 
     # -- tolerance files
     tl = lab / "tolerances"
@@ -407,7 +411,7 @@ def prepare_runs(lab: Path, ckpt: Path, out: Path, facts: dict) -> None:
     for f in (cache / "informative-init").glob("*.pt"):
         f.write_bytes(b"PK\x03\x04 not a torch file")
     key = {"protocol_hash": facts["rob_hash"], "checkpoint_sha256": facts["ckpt_sha"], "seed": 0,
-           "dataset": "digits", "unit": "k0/pgd-linf/b0"}
+           "dataset": "digits", "device": "cpu", "precision": "fp32", "unit": "k0/pgd-linf/b0"}
     unit = out / "rob" / "{case}" / f"r.partial.{facts['rob_hash']}.k0_pgd-linf_b0.json"
     ok = {"correct": [True, True], "forward_passes": 4, "min_eps": [0.1, None], "attack_calls": 3}
     for name, data in {"unit-text": {"key": key, "result": "done"},
@@ -560,7 +564,7 @@ def _cases() -> list[Case]:
           for name, needle in [("unit-text", "is a str, not a result"),
                                ("unit-short", "'correct' is not a list of 2 values"),
                                ("unit-lacks", "lacks 'min_eps'"), ("unit-nan", "'min_eps' is not a list of 2"),
-                               ("other-seed", "another protocol, checkpoint, seed or dataset"),
+                               ("other-seed", "another protocol, checkpoint, seed, dataset, device or precision"),
                                ("fifo", "robustness k0/pgd-linf/b0"), ("not-json", "is not valid JSON")]],
         Case("hang", "an evidence sidecar is a FIFO", ("compare", "{out}/evidence/a.json", "{out}/evidence/b.json"),
              "its evidence file && is a FIFO (named pipe)"),
@@ -606,13 +610,21 @@ def _cases() -> list[Case]:
         Case("numbers", "an image linked from outside the split is not read",
              api="len(load_dataset(f'folder:{lab}/folders/outside', 'test')) == 4", expect="true"),
         Case("numbers", "baseline carries its own huge standard error",
-             ("check", f"{rc}/auroc-own-se/now", "--baseline", f"{rc}/auroc-own-se/baseline"), expect="exit1"),
+             ("check", f"{rc}/auroc-own-se/now", "--baseline", f"{rc}/auroc-own-se/baseline"),
+             "REGRESSION && hanley-mcneil z=3", expect="exit1"),
         Case("numbers", "accuracy 1e308", ("check", f"{rc}/acc-1e308", "--baseline", f"{rc}/good"),
              "r.json && 'accuracy'"),
         Case("numbers", "accuracy -5", ("check", f"{rc}/acc-negative", "--baseline", f"{rc}/good"),
              "r.json && 'accuracy'"),
         Case("numbers", "accuracy beyond float range", board(f"{rc}/acc-huge-int"), "r.json && 'accuracy'"),
         Case("numbers", "AUROC 5", board(f"{rc}/auroc-5"), "r.json && 'auroc/uniform/log_px'"),
+        Case("numbers", "baseline claims n = 1", ("check", f"{rc}/acc-own-n/now", "--baseline",
+                                                  f"{rc}/acc-own-n/baseline"), "REGRESSION && binomial z=3",
+             expect="exit1"),
+        Case("numbers", "record claims n = 1e12", ("check", f"{rc}/n-huge", "--baseline", f"{rc}/good"),
+             "r.json && metric 'n' = 1e+12 is outside"),
+        Case("numbers", "OOD set of half an image", board(f"{rc}/set-n-half"),
+             "r.json && sets['uniform'] 'n' && not a sample size"),
         # ---- tracebacks instead of one line
         Case("traceback", "--model factory raises", model("m_raises"), "build() fails (RuntimeError: boom)",
              env={"cwd": "{lab}/models"}),
@@ -666,19 +678,19 @@ def _cases() -> list[Case]:
                                                             "--optimizer", "sgd"), "--optimizer"),
         # ---- the Python API speaks like the CLI (issue 21 item 5)
         *[Case("api", f"evaluate({arg})", api=f"jembench.evaluate(ckpt, preset='tiny', out=out / 'api.json', {arg})",
-               needle=needle, expect="raises", xfail=xf)
-          for arg, needle, xf in [("suite=['accuracy']", "suite=['accuracy'] must be one suite name", ""),
-                                  ("batch_size='64'", "batch_size='64' must be an integer", ""),
-                                  ("seed='0'", "seed='0' must be an integer", ""),
-                                  ("buffer=str(ckpt)", "--buffer file && holds no tensor", ""),
-                                  ("device=5", "device=5 must be a torch device name", ""),
-                                  ("workers='2'", "workers='2' must be an integer", ""),
-                                  ("dataset=7", "dataset=7 must be a string", ""),
-                                  ("n_samples='10'", "n_samples='10' must be an integer", ""),
-                                  ("suite='speed'", "unknown suite 'speed'", ""),
-                                  ("batch_size=0", "batch_size=0 must be >= 1", ""),
-                                  ("seed=-1", "seed=-1 must be in [0, 2**63)", ""),
-                                  ("device='meta'", "device='meta' is a device without data", "")]],
+               needle=needle, expect="raises")
+          for arg, needle in [("suite=['accuracy']", "suite=['accuracy'] must be one suite name"),
+                              ("batch_size='64'", "batch_size='64' must be an integer"),
+                              ("seed='0'", "seed='0' must be an integer"),
+                              ("buffer=str(ckpt)", "--buffer file && holds no tensor"),
+                              ("device=5", "device=5 must be a torch device name"),
+                              ("workers='2'", "workers='2' must be an integer"),
+                              ("dataset=7", "dataset=7 must be a string"),
+                              ("n_samples='10'", "n_samples='10' must be an integer"),
+                              ("suite='speed'", "unknown suite 'speed'"),
+                              ("batch_size=0", "batch_size=0 must be >= 1"),
+                              ("seed=-1", "seed=-1 must be in [0, 2**63)"),
+                              ("device='meta'", "device='meta' is a device without data")]],
         Case("api", "evaluate(preset='huge')", api="jembench.evaluate(ckpt, preset='huge', out=out / 'api.json')",
              needle="preset='huge' must be one of", expect="raises"),
         Case("api", "train(max_iters='3')", api="jembench.train('softmax', out=out / 'api-run', max_iters='3')",

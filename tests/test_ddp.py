@@ -26,7 +26,7 @@ def test_two_process_gloo_run_on_digits_keeps_ranks_identical(tmp_path):
     # sada_jem: DDP + SAM (two passes, BN statistics) + the DA-free loader + the informative init (rank 0 fits)
     run = tmp_path / "run"
     proc = _torchrun("sada_jem", "--preset", "tiny", "--dataset", "digits", "--max-iters", "4", "--log-every", "2",
-                     "--out", str(run))
+                     "--select-best", "test", "--out", str(run))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("checkpoint:") == 1  # rank 0 reports
     saved = read_checkpoint_file(run / "last.pt")
@@ -38,8 +38,15 @@ def test_two_process_gloo_run_on_digits_keeps_ranks_identical(tmp_path):
     images = saved["buffer"]["images"]
     assert images.shape == (1000, 1, 8, 8) and not torch.equal(images[:500], images[500:])
     assert not torch.equal(extra["ranks"][0]["rng"]["torch"], extra["ranks"][1]["rng"]["torch"])  # own seeds
-    start = json.loads((run / "events.jsonl").read_text().splitlines()[0])
-    assert start["world_size"] == 2 and start["iters_per_epoch"] == 11  # 1,437 images / 2 ranks / 64
+    events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+    start = events[0]
+    # the global batch (ddp_batch = global): 64 split into 32 per rank, so an epoch has the single process's
+    # 22 iterations (1,437 images / 2 ranks / 32) and the papers' learning rate goes with the papers' batch
+    assert start["world_size"] == 2 and start["iters_per_epoch"] == 22 and start["config"]["ddp_batch"] == "global"
+    assert start["environment"]["device"] == "cpu" and start["environment"]["precision"] == "fp32"
+    # best.pt is decided on one accuracy summed over both ranks' shares of the test split (no rank decides alone)
+    selects = [e for e in events if e["event"] == "select"]
+    assert len(selects) == 1 and selects[0]["saved"] and (run / "best.pt").is_file()
     assert load_checkpoint(run / "last.pt").model(torch.zeros(2, 1, 8, 8)).isfinite().all()
 
 
@@ -54,3 +61,19 @@ def test_two_process_resume_is_exact(tmp_path):
     assert all(torch.equal(a["model_state"][k], b["model_state"][k]) for k in a["model_state"])
     assert torch.equal(a["buffer"]["images"], b["buffer"]["images"])
     assert a["extra"]["weights_digests"] == b["extra"]["weights_digests"]
+
+
+def test_torchrun_eval_runs_a_non_sharded_suite_on_rank_0_only(tiny_softmax_checkpoint, tmp_path):
+    """Under torchrun only robustness shares its work among ranks; accuracy runs on rank 0 alone (one test pass,
+    one cache write) while rank 1 waits, and every rank returns the same record."""
+    ckpt = tiny_softmax_checkpoint
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "jembench", "eval", str(ckpt), "--suite", "accuracy", "--preset", "tiny",
+                           "--no-progress", "--out", str(tmp_path / "acc.json")], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "[rank 1] accuracy runs on rank 0 alone; waiting for it" in proc.stderr
+    assert proc.stderr.count("jembench: accuracy:") == 1  # rank 0's finished-unit line
+    record = json.loads((tmp_path / "acc.json").read_text())
+    assert record["environment"]["world_size"] == 2 and record["metrics"]["n"] == 360

@@ -84,3 +84,39 @@ def test_train_command_applies_it(monkeypatch, tmp_path):
     args = build_parser(["train"]).parse_args(["train", "softmax", "--out", str(tmp_path)])
     assert args._run(args) == 0
     assert calls == ["allocator", "train"]
+
+
+FLUSH_PROBE = r"""
+import json, sys
+import torch
+import jembench
+
+def flushed():
+    return (torch.tensor([1e-39]) * 1.0).item() == 0.0  # a float32 denormal survives unless flushed to zero
+
+class Recorder(torch.nn.Module):
+    # a tiny digits classifier that notes, at every forward, whether denormals are being flushed
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(8 * 8, 10)  # digits: 1 x 8 x 8
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(flushed())
+        return self.linear(x.flatten(1))
+
+before = flushed()
+net = Recorder()
+jembench.evaluate(net, "accuracy", dataset="digits", preset="tiny", out=sys.argv[1], progress=False)
+print(json.dumps({"before": before, "during": sorted(set(net.seen))}))
+"""
+
+
+def test_evaluate_api_runs_under_the_cli_process_settings(tmp_path):
+    """``evaluate()`` flushes denormals as ``jembench eval`` does (issue 27 item 8): a fresh interpreter does not,
+    and every forward inside the API call does — so the two cannot compute with different float settings."""
+    out = subprocess.run([sys.executable, "-c", FLUSH_PROBE, str(tmp_path / "r.json")], capture_output=True, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"before": False, "during": [True]}

@@ -77,14 +77,12 @@ class QueryBudget(nn.Module):
             raise BudgetSpent(self.stopped)
         logits = self.model(batch)
         self.queries += 1
-        with torch.no_grad():
+        with torch.no_grad():  # no host sync: every row's score is computed, the better ones kept by torch.where
             fooled = logits.argmax(1) != self.y
-            if bool(fooled.any()):
-                score = torch.where(fooled, objective(self.x01, batch.detach(), self.norm),
-                                    torch.full_like(self.best_score, math.inf))
-                better = score < self.best_score
-                self.best[better] = batch.detach()[better]
-                self.best_score[better] = score[better]
+            score = torch.where(fooled, objective(self.x01, batch.detach(), self.norm), math.inf)
+            better = score < self.best_score
+            self.best = torch.where(better.view(-1, *([1] * (batch.dim() - 1))), batch.detach(), self.best)
+            self.best_score = torch.where(better, score, self.best_score)
         if self.tick is not None:
             self.tick(1)
         return logits

@@ -146,17 +146,25 @@ def pgd_try(model01: nn.Module, verify01: nn.Module, x01: torch.Tensor, y: torch
     for _ in range(cfg.iterations):
         if len(active) == 0:
             break
-        x0, xa, ea = x01[active], x[active], eps[active]
-        xa = xa + _per_input(step[active], xa) * _direction(_ce_gradient(model01, xa, y[active]), cfg.norm)
-        xa = (x0 + clip_perturbation(xa - x0, ea, cfg.norm)).clamp(0, 1)
-        fooled = predict(verify01, xa, batch_size=len(xa)) != y[active]
         steps += len(active)
-        x[active] = xa
-        hit = active[fooled]
-        success[hit] = True
-        adv[hit] = xa[fooled]
-        active = active[~fooled]
+        active = pgd_step(model01, verify01, x01, y, step, eps, active, x, success, adv, cfg.norm)
     return success, adv, steps
+
+
+def pgd_step(model01: nn.Module, verify01: nn.Module, x01: torch.Tensor, y: torch.Tensor, step: torch.Tensor,
+             eps: torch.Tensor, active: torch.Tensor, x: torch.Tensor, success: torch.Tensor, adv: torch.Tensor,
+             norm: str) -> torch.Tensor:
+    """One PGD iteration of the ``active`` inputs (a step, the projection, the clip to [0, 1], the
+    classification): ``x``, ``success`` and ``adv`` are updated in place; returns the inputs still active (those
+    not yet adversarial). One host sync: the number of inputs left, which sizes the next batch."""
+    x0, xa, ea = x01[active], x[active], eps[active]
+    xa = xa + _per_input(step[active], xa) * _direction(_ce_gradient(model01, xa, y[active]), norm)
+    xa = (x0 + clip_perturbation(xa - x0, ea, norm)).clamp(0, 1)
+    fooled = predict(verify01, xa, batch_size=len(xa)) != y[active]
+    x[active] = xa
+    success[active] = fooled  # active inputs had not succeeded before
+    adv[active] = torch.where(fooled.view(-1, *([1] * (xa.dim() - 1))), xa, adv[active])
+    return active[~fooled]
 
 
 def attack_call(model01: nn.Module, verify01: nn.Module, x01: torch.Tensor, y: torch.Tensor,

@@ -24,9 +24,7 @@ from . import predict
 
 def top2_class(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The highest-scoring class other than the true one (the model's top-2 class when it is right)."""
-    masked = logits.clone()
-    masked[torch.arange(len(y)), y] = float("-inf")
-    return masked.argmax(1)
+    return logits.scatter(1, y.view(-1, 1).to(logits.device), float("-inf")).argmax(1)
 
 
 def top2_candidates(x01: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, pool01: torch.Tensor,

@@ -77,7 +77,8 @@ def pgd(model01: nn.Module, x01: torch.Tensor, y: torch.Tensor, eps: float, cfg:
     """PGD at ε with ``cfg.restarts`` restarts on [0, 1] images ``x01`` with labels ``y``.
 
     ``verify(adv01) -> logits`` decides success (prediction ≠ y for a perturbed input). ε = 0 runs no attack
-    and finds nothing.
+    and finds nothing. One host sync per restart (which inputs are still unbroken, :func:`_restart`); none in
+    torchattacks' iterations.
     """
     n = len(x01)
     best = x01.clone()
@@ -88,27 +89,41 @@ def pgd(model01: nn.Module, x01: torch.Tensor, y: torch.Tensor, eps: float, cfg:
     success = torch.zeros(n, dtype=torch.bool, device=x01.device)
     if eps > 0:
         for _ in range(max(1, cfg.restarts)):
-            todo = (~success).nonzero().flatten()
-            if len(todo) == 0:
+            if not _restart(model01, x01, y, eps, cfg, verify, best, best_loss, success):
                 break
-            adv = make_attack(model01, eps, cfg)(x01[todo], y[todo]).detach()
-            with torch.no_grad():
-                logits = verify(adv)
-            fooled = (logits.argmax(1) != y[todo]) & (distances(x01[todo], adv, cfg.norm) > 0)
-            loss = F.cross_entropy(logits, y[todo], reduction="none")
-            better = fooled | (loss > best_loss[todo])
-            keep = todo[better]
-            best[keep] = adv[better]
-            best_loss[keep] = loss[better]
-            success[todo[fooled]] = True
-    dist = torch.full((n,), float("inf"), device=x01.device)
     # a perturbation clipped to the ε-ball can measure ε + 1e-8 in float32: cap it, it is within budget
-    dist[success] = distances(x01[success], best[success], cfg.norm).clamp(max=eps)
+    dist = torch.where(success, distances(x01, best, cfg.norm).clamp(max=eps), float("inf"))
     return AttackOutcome(success=success, adv=best, distance=dist)
 
 
+def _restart(model01: nn.Module, x01: torch.Tensor, y: torch.Tensor, eps: float, cfg: PGDConfig,
+             verify: Callable[[torch.Tensor], torch.Tensor], best: torch.Tensor, best_loss: torch.Tensor,
+             success: torch.Tensor) -> bool:
+    """One restart on the inputs not yet broken, updating ``best`` / ``best_loss`` / ``success`` in place (an
+    adversarial, or a higher verified loss, replaces the kept point). Returns False when no input was left (no
+    attack run). One host sync: the indices of the unbroken inputs (their number sizes the batch)."""
+    todo = (~success).nonzero().flatten()
+    if len(todo) == 0:
+        return False
+    adv = run_attack(make_attack(model01, eps, cfg), x01[todo], y[todo])
+    with torch.no_grad():
+        logits = verify(adv)
+    fooled = (logits.argmax(1) != y[todo]) & (distances(x01[todo], adv, cfg.norm) > 0)
+    loss = F.cross_entropy(logits, y[todo], reduction="none")
+    better = fooled | (loss > best_loss[todo])
+    best[todo] = torch.where(better.view(-1, *([1] * (adv.dim() - 1))), adv, best[todo])
+    best_loss[todo] = torch.where(better, loss, best_loss[todo])
+    success[todo] = fooled  # the inputs of this restart had not succeeded before
+    return True
+
+
+def run_attack(attack: torchattacks.attack.Attack, x01: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """One torchattacks run (all its iterations), detached: the attacks' inner loop, without host syncs."""
+    return attack(x01, y).detach()
+
+
 class IterateRecorder(nn.Module):
-    """The attacked model, recording for every forward call which inputs it misclassifies (and those points).
+    """The attacked model, recording for every forward call which inputs it misclassifies, and the points.
 
     torchattacks' PGD classifies each iterate it takes a gradient at — the random start and the iterates after
     steps 1 … steps − 1 — so the recorder sees SADA-JEM's per-step ``correct`` (bpda_eot_attack.py:200-209,
@@ -124,9 +139,10 @@ class IterateRecorder(nn.Module):
 
     def forward(self, x01: torch.Tensor) -> torch.Tensor:
         logits = self.model(x01)
-        fooled = (logits.argmax(1) != self.y).detach()
-        self.fooled.append(fooled)
-        self.points.append(x01.detach()[fooled].clone())  # only the misclassified points are kept
+        # every iterate is kept whole (steps + 1 copies of the batch): picking the misclassified rows here would
+        # cost a host sync per PGD step
+        self.fooled.append((logits.argmax(1) != self.y).detach())
+        self.points.append(x01.detach().clone())
         return logits
 
 
@@ -157,16 +173,15 @@ def pgd_any_iterate(model01: nn.Module, x01: torch.Tensor, y: torch.Tensor, eps:
     """
     n = len(x01)
     recorder = IterateRecorder(model01, y).eval()
-    final = make_attack(recorder, eps, dataclasses.replace(cfg, eot_iter=1))(x01, y).detach()
+    final = run_attack(make_attack(recorder, eps, dataclasses.replace(cfg, eot_iter=1)), x01, y)
     with torch.no_grad():
         recorder(final)  # the final evaluation (eval_and_attack_grad at step == adv_steps, :218-220)
     broken = torch.zeros(n, dtype=torch.bool, device=x01.device)
     first = torch.full((n,), -1, dtype=torch.long, device=x01.device)
     adv = x01.clone()
     for step, (fooled, points) in enumerate(zip(recorder.fooled, recorder.points)):
-        rows = fooled.nonzero().flatten()
-        new = ~broken[rows]
-        rows, points = rows[new], points[new]
+        rows = (fooled & ~broken).nonzero().flatten()
+        points = points[rows]
         if verify is not None and len(rows):
             with torch.no_grad():
                 confirmed = verify(points).argmax(1) != y[rows]
@@ -174,6 +189,5 @@ def pgd_any_iterate(model01: nn.Module, x01: torch.Tensor, y: torch.Tensor, eps:
         broken[rows] = True
         first[rows] = step
         adv[rows] = points
-    distance = torch.full((n,), float("inf"), dtype=x01.dtype, device=x01.device)
-    distance[broken] = distances(x01[broken], adv[broken], cfg.norm).clamp(max=eps)
+    distance = torch.where(broken, distances(x01, adv, cfg.norm).clamp(max=eps), float("inf"))
     return IterateOutcome(broken=broken, first=first, adv=adv, distance=distance, evaluated=len(recorder.fooled))

@@ -55,10 +55,8 @@ def run(args: argparse.Namespace) -> int:
     from .. import escape  # torch from here on: the arguments are known to be good
     from ..evaluation import run_plan
     from ..models import module_from_factory
-    from ..runtime import configure_torch
     from ..suites import get_suite
 
-    configure_torch()
     if args.model:
         checked = plan([module_from_factory(args.model)], list(checked.suites), opts, "jembench eval")
 

@@ -48,7 +48,7 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-from .. import progress, untrusted
+from .. import devices, progress, untrusted
 from ..data import length
 from ..errors import JembenchError
 from .names import INCEPTION, TINY
@@ -313,8 +313,9 @@ def fidelity_metrics(samples: torch.Tensor, reference: Dataset | None = None, *,
     (seeded) before splitting, as torch-fidelity does by default — the official code splits the images in the
     order given (Task/inception.py ``get_inception_score``). The KID subset size shrinks to what the set sizes
     allow. torch-fidelity runs on CUDA or the CPU: any other ``device`` (e.g. ``mps``) extracts features on the
-    CPU. Feature extraction shows a progress bar named ``desc`` (:mod:`jembench.progress`). Returns keys
-    ``is``, ``is_std``, ``fid``, ``kid``, ``kid_std`` for the metrics asked for.
+    CPU; on ``cuda:N`` it runs on GPU N. Feature extraction shows a progress bar named ``desc``
+    (:mod:`jembench.progress`). Returns keys ``is``, ``is_std``, ``fid``, ``kid``, ``kid_std`` for the metrics
+    asked for.
     """
 
     if len(samples) < 2:
@@ -337,7 +338,8 @@ def fidelity_metrics(samples: torch.Tensor, reference: Dataset | None = None, *,
             kwargs.update(input2=ref, input2_cache_name=reference_cache,
                           kid_subset_size=max(2, min(kid_subset_size, len(samples), length(reference))))
             prepare_cache(kwargs["cache_root"], reference_cache)
-        raw = torch_fidelity.calculate_metrics(**kwargs)
+        with devices.current(device):  # torch-fidelity moves work with .cuda(): onto this GPU, not GPU 0
+            raw = torch_fidelity.calculate_metrics(**kwargs)
     ref_text = "" if ref is None else (f" + {len(ref)} reference images" if ref.reads else
                                        " + the reference's cached features")
     progress.unit_done(desc, f"{len(samples)} samples{ref_text}", time.perf_counter() - start)

@@ -6,6 +6,9 @@ A suite module defines
                            (:mod:`jembench.schema`; a protocol file sets any of its fields);
   ``OVERRIDES``            (optional) evaluate() keywords / CLI options that change protocol fields, e.g.
                            ``{"steps": "sgld.n_steps"}``; a changed protocol gets a new name and hash;
+  ``SHARDED``              (optional, False) True when ``run`` shares its work among torchrun's ranks and
+                           returns the whole record on each (robustness); any other suite runs on rank 0 alone
+                           while the other ranks wait (:func:`jembench.evaluation.run_suite`);
   ``run(ckpt, protocol, ctx) -> dict``   evaluate a :class:`jembench.models.LoadedCheckpoint` under a
                            :class:`jembench.protocols.Protocol` (``protocol.settings`` is a ``PROTOCOL``),
                            write figures into ``ctx.out_dir`` and return a record

@@ -97,6 +97,12 @@ class EvalContext:
                    record_path=Path(record_path), inception_weights=options.inception_weights, ensemble=ensemble,
                    workers=options.workers, dataset_label=dataset_label, options=options)
 
+    def execution_key(self) -> dict[str, str]:
+        """What a partial result depends on beyond the protocol, checkpoint, seed and dataset: the kind of device
+        (each has its own random streams and kernels: a unit computed on the CPU is not resumed on a GPU) and the
+        arithmetic (:mod:`jembench.precision`). ``cuda:0`` and ``cuda:1`` are one kind."""
+        return {"device": torch.device(self.device).type, "precision": self.options.precision}
+
     @property
     def label(self) -> str:
         """The in-distribution dataset's display label (``CIFAR-10 (JPEG q75 copy)``, ``CIFAR-10``, ...)."""

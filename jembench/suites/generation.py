@@ -58,6 +58,7 @@ from ..metrics.sample_selection import Selection, select
 from ..models import load_checkpoint
 from ..partials import PartialStore
 from ..records import make_record
+from ..refine import fixed_rng
 from ..sampling import ClassGaussianInit, UniformInit, sgld
 from . import EvalContext
 from .generation_protocol import GenerationProtocol
@@ -209,7 +210,7 @@ def chain_store(ckpt, protocol, ctx: EvalContext) -> PartialStore | None:
                 and all(len(saved[k]) == n for k in _Pool.FIELDS))
 
     key = {"checkpoint_sha256": ckpt.sha256, "seed": int(ctx.seed), "dataset": ctx.dataset,
-           "batch_size": int(ctx.batch_size)}
+           "batch_size": int(ctx.batch_size), **ctx.execution_key()}
     return PartialStore(ctx.record_path, protocol.hash, key, tensors=True, valid=valid,
                         what="generation: fresh chains")
 
@@ -221,8 +222,6 @@ def fresh_samples(ckpt, cfg: GenerationProtocol, init, ctx: EvalContext, store: 
     ``store`` finished batches are read back and new ones saved as they finish."""
     n, bs = cfg.n_samples, ctx.batch_size
     n_batches = math.ceil(n / bs)
-    device = torch.device(ctx.device)
-    fork = [device.index or 0] if device.type == "cuda" else []
     parts, reused = [], 0
     desc = "generation: fresh SGLD chains"
     with progress.bar(total=n, desc=desc, unit="chain") as bar:
@@ -233,8 +232,7 @@ def fresh_samples(ckpt, cfg: GenerationProtocol, init, ctx: EvalContext, store: 
             reused += part is not None
             if part is None:
                 t0 = time.perf_counter()
-                with torch.random.fork_rng(devices=fork):
-                    torch.manual_seed(_batch_seed(ctx.seed, b))
+                with fixed_rng(_batch_seed(ctx.seed, b), ctx.device):  # the CPU's and the device's streams
                     y = torch.arange(start, stop) % ckpt.n_classes
                     x = sgld(ckpt.model, init.sample(y, ctx.device), cfg.sgld)
                 part = _classify(ckpt.model, x, ctx.device)

@@ -44,6 +44,7 @@ from .summary import format_table, headline  # noqa: F401  (the suite interface:
 
 NAME = "robustness"
 PROTOCOL = RobustnessProtocol
+SHARDED = True  # under torchrun the units are shared among the ranks (every other suite runs on rank 0 alone)
 
 
 def run(ckpt: Any, protocol: Any, ctx: Any) -> dict:

@@ -57,7 +57,7 @@ def partial_store(ckpt, protocol, ctx: EvalContext, blocks: list[range]) -> Part
     def valid(unit: str, result: Any) -> bool | str:
         return unit_problem(unit, result, len(blocks[int(unit.rpartition("/b")[2])])) or True
 
-    key = {"checkpoint_sha256": ckpt.sha256, "seed": int(ctx.seed), "dataset": ctx.dataset}
+    key = {"checkpoint_sha256": ckpt.sha256, "seed": int(ctx.seed), "dataset": ctx.dataset, **ctx.execution_key()}
     return PartialStore(ctx.record_path, protocol.hash, key, valid=valid, what="robustness")
 
 
@@ -102,7 +102,7 @@ def _run_units(units: Sequence[Unit], model: torch.nn.Module, cfg: RobustnessPro
             with progress.bar(total=total, desc=f"  {unit.key}", unit="query" if decision else "step") as inner:
                 results[unit.key] = attack_units.run_unit(unit, model, cfg, x[rows.start:rows.stop],
                                                           y[rows.start:rows.stop], pool, ctx.seed, ctx.device,
-                                                          tick=inner.update)
+                                                          tick=inner.update, micro_batch=ctx.options.micro_batch)
             if store is not None:
                 store.save(unit.key, results[unit.key])
             bar.update(1)

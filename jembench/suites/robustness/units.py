@@ -56,25 +56,29 @@ def _finite(values: torch.Tensor) -> list[float | None]:
     return [float(v) if math.isfinite(v) else None for v in values.tolist()]
 
 
-def refined_classifier(refine: Refinement, base: torch.nn.Module, k: int, draws: int, bpda: bool = False
-                       ) -> RefinedClassifier:
-    """The classifier of ``[refine]`` with K = ``k`` SGLD steps, averaging ``draws`` draws' logits."""
-    return RefinedClassifier(base, refine.at(k), n_draws=draws, bpda=bpda, input_noise=refine.input_noise)
+def refined_classifier(refine: Refinement, base: torch.nn.Module, k: int, draws: int, bpda: bool = False,
+                       micro_batch: int = 0) -> RefinedClassifier:
+    """The classifier of ``[refine]`` with K = ``k`` SGLD steps, averaging ``draws`` draws' logits; ``micro_batch``
+    images at a time through the refinement (0: all at once; memory only, :class:`RefinedClassifier`)."""
+    return RefinedClassifier(base, refine.at(k), n_draws=draws, bpda=bpda, input_noise=refine.input_noise,
+                             micro_batch=micro_batch)
 
 
 class _Models:
     """The classifiers one K needs, in [0, 1] pixel space."""
 
-    def __init__(self, base: torch.nn.Module, cfg: RobustnessProtocol, k: int):
-        refine = cfg.refine
+    def __init__(self, base: torch.nn.Module, cfg: RobustnessProtocol, k: int, micro_batch: int = 0):
+        refine, mb = cfg.refine, micro_batch
         self.stochastic = refine.stochastic_at(k)
-        self.verify: torch.nn.Module = PixelSpace(refined_classifier(refine, base, k, refine.eot_defense)).eval()
+        self.verify: torch.nn.Module = PixelSpace(refined_classifier(refine, base, k, refine.eot_defense,
+                                                                     micro_batch=mb)).eval()
         gradient_eot = refine.eot_mode == "gradients" and self.stochastic
         attack_draws = 1 if gradient_eot else refine.eot_attack
         self.attack: torch.nn.Module = PixelSpace(refined_classifier(refine, base, k, attack_draws,
-                                                                     bpda=refine.bpda)).eval()
+                                                                     bpda=refine.bpda, micro_batch=mb)).eval()
         self.eot_iter = refine.eot_attack if gradient_eot else 1
-        self.decision: torch.nn.Module = PixelSpace(refined_classifier(refine, base, k, refine.eot_attack)).eval()
+        self.decision: torch.nn.Module = PixelSpace(refined_classifier(refine, base, k, refine.eot_attack,
+                                                                       micro_batch=mb)).eval()
 
 
 class _Ticking(torch.nn.Module):
@@ -92,10 +96,11 @@ class _Ticking(torch.nn.Module):
 
 def run_unit(unit: Unit, base: torch.nn.Module, cfg: RobustnessProtocol, x: torch.Tensor, y: torch.Tensor,
              pool: tuple[torch.Tensor, torch.Tensor], seed: int, device: str,
-             tick: Callable[[int], Any] = lambda n: None) -> dict[str, Any]:
+             tick: Callable[[int], Any] = lambda n: None, micro_batch: int = 0) -> dict[str, Any]:
     """Attack one block of inputs (``x`` in [-1, 1]) with one attack at one K; a JSON-ready result.
-    ``tick(n)`` reports progress: PGD steps (attacked-model calls) or decision-attack queries."""
-    models = _Models(base, cfg, unit.k)
+    ``tick(n)`` reports progress: PGD steps (attacked-model calls) or decision-attack queries. ``micro_batch``:
+    images per pass through the refinement (memory only)."""
+    models = _Models(base, cfg, unit.k, micro_batch)
     x01, y = to_pixels(x).to(device), y.to(device)
     with ForwardCounter(base) as counter:
         with fixed_rng(_seed(seed, unit.k, "clean", unit.block), device):  # the same in every unit of this block
