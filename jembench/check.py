@@ -37,8 +37,8 @@ included: :func:`jembench.records.validate_record`) or tolerance file, no refere
 (exit 2), because a check that silently compares nothing would pass forever. A baseline that cannot judge the
 records is exit 4 (:class:`jembench.errors.BaselineUnusable`): measured under another protocol, without a record
 for one of theirs, without the per-input evidence a paired check (``--paired``) needs, or stale — trained by the
-same deterministic recipe as the record into another checkpoint (:mod:`jembench.recipe`; a regression found
-anyway is still exit 1).
+same deterministic recipe as the record into other weights (:mod:`jembench.recipe`; a regression found anyway is
+still exit 1).
 
 Defaults live in ``suites/check-tolerances.toml`` (shipped with the package, :mod:`jembench.resources`);
 ``--tolerances FILE`` overrides them per metric pattern. A pattern must start with a metric of
@@ -392,6 +392,10 @@ def compare_baseline(refs: list[RecordRef], baseline: list[RecordRef], rules: li
             notes.append(f"{ref.path}: the baseline's {len(same)} records of {key[1]} share checkpoints: their spread "
                          f"is that of re-evaluations, not of retrainings")
         sides = (Side(same[0]), Side(ref)) if len(same) == 1 else None
+        if require_paired and sides is None:
+            raise BaselineUnusable(f"{ref.path}: --paired needs one baseline record per model and suite, but the "
+                                   f"baseline holds {len(same)} of {key[1]} (a baseline of seeds, for a retrained "
+                                   f"model: drop --paired)")
         if sides is not None and require_paired:
             _require_evidence(sides[0])
         for metric, value in r["metrics"].items():

@@ -110,7 +110,7 @@ def stale(record: dict[str, Any], baseline: list[dict[str, Any]]) -> dict[str, A
 
 def stale_lines(refs: list[Any], baseline: list[Any]) -> list[str]:
     """One line per record (:class:`jembench.records.RecordRef`) whose baseline counterpart — same model name,
-    suite and dataset — was trained by the same deterministic recipe into another checkpoint: a stale baseline."""
+    suite and dataset — was trained by the same deterministic recipe into other weights: a stale baseline."""
     def key(record: dict[str, Any]) -> tuple[str, str, str]:
         return record["model"]["name"], record["suite"], record["dataset"]
 

@@ -70,6 +70,10 @@ def test_paired_check_without_the_baselines_evidence_is_exit_4(tmp_path):
         assert code == 4 and err.startswith("jembench: error: baseline ") and "is missing" in err
     code, _, err = check(tmp_path / "rec", "--baseline", tmp_path / "base", "--paired", "--unpaired")
     assert code == 2 and "not allowed with" in err
+    _record(tmp_path / "seeds" / "s0", a, evidence=False)
+    _record(tmp_path / "seeds" / "s1", a, evidence=False)  # a baseline of several runs is not one to pair with
+    code, _, err = check(tmp_path / "rec", "--baseline", tmp_path / "seeds", "--paired")
+    assert code == 4 and "--paired needs one baseline record per model and suite" in err
 
 
 def test_a_stale_baseline_is_exit_4_unless_a_regression_is_found_anyway(tmp_path):

@@ -34,7 +34,7 @@ DESCRIPTION = ("Compare every metric of the given records with its reference —
                "beyond tolerance; 2 on unusable input (malformed record or tolerance file, nothing to compare); 4 "
                "when the baseline cannot judge the records — measured under another protocol, no baseline record "
                "for a model / suite / dataset, per-input evidence missing for --paired, or stale: trained by the "
-               "same deterministic recipe (settings, seed, torch, CPU, threads) into another checkpoint (a "
+               "same deterministic recipe (settings, seed, torch, CPU, threads) into other weights (a "
                "regression found anyway is exit 1). Other commands' codes: 3 = `train` stopped at a divergence.")
 
 
