@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.jembench-installed
 
 .PHONY: demo test lint test-slow test-real test-wheel bench gpu-smoke install clean results leaderboards figures \
-	reference-train reference-eval reference-runs baseline-seeds ci-matrix
+	resummarize reference-train reference-eval reference-runs baseline-seeds ci-matrix
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -75,6 +75,13 @@ ci-matrix: $(STAMP)
 leaderboards: $(STAMP)
 	$(VENV)/bin/jembench leaderboard results/runs/demo --table all --format md --out results/leaderboard.md
 	$(VENV)/bin/jembench leaderboard $(CPU_RUNS) --table all --format md --out results/leaderboard-cifar10-cpu.md
+
+# Recompute what the committed robustness records derive from their per-input details (medians over the attacked
+# inputs, standard errors, attack sanity checks) after a change to jembench/suites/robustness/summary.py or
+# sanity.py, then render the leaderboards again: nothing is re-run, no measured number changes.
+resummarize: $(STAMP)
+	$(VENV)/bin/jembench resummarize results/runs
+	$(MAKE) leaderboards
 
 # Draw the committed records' figures again from their details (after a change to jembench/figures/): nothing is
 # re-run, no number changes. Sample grids and OOD histograms of records without stored histograms stay as they are.

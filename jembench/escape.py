@@ -85,7 +85,8 @@ _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
 _LATEX_SYMBOLS = {"↑": r"$\uparrow$", "↓": r"$\downarrow$", "∞": r"$_\infty$", "ε": r"$\epsilon$",
                   "α": r"$\alpha$", "†": r"$^\dagger$", "‡": r"$^\ddagger$", "§": r"\S{}", "¶": r"\P{}",
                   "°": r"$^\circ$", "ᵉ": r"$^{e}$", "ⁱ": r"$^{i}$", "·": r"$\cdot$", "|": r"$|$", "−": r"$-$",
-                  "—": "---", "–": "--", "∂": r"$\partial$", "×": r"$\times$"}
+                  "—": "---", "–": "--", "∂": r"$\partial$", "×": r"$\times$", "±": r"$\pm$",
+                  "≈": r"$\approx$", "⚠": r"$^{!}$"}
 
 
 def latex(text: Any) -> str:

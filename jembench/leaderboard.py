@@ -15,8 +15,16 @@ Rules that make the numbers honest:
 * our records are averaged only when model, dataset, suite **and protocol hash** agree. When a model has
   records of one suite under several protocols, every (suite, protocol) group is its own row and a note under
   the table says so — numbers from different protocols are never silently mixed;
+* our rows whose model's training recovered from divergence (rolled back and retried where the official code
+  stops: the records' ``model.training``, :mod:`jembench.training_block`) carry the ``recovered`` flag;
 * best value per column (per score block for OOD) in bold, second best underlined (LaTeX/HTML), following the
-  direction of the column (↑ higher is better, ↓ lower is better; :func:`jembench.render.emphasis`).
+  direction of the column (↑ higher is better, ↓ lower is better) — and only where the difference to the next
+  value is significant (:func:`jembench.leaderboard_significance.settle_emphasis`): a tie is never emphasized;
+* our numbers carry their sampling error (``± s.e.`` at z = 1, derived from the record's sizes by
+  :mod:`jembench.sampling_error`) and the source column names the sizes (``n = 360``);
+* robustness rows whose numbers fail an attack sanity check (:mod:`jembench.suites.robustness.sanity`: robust
+  accuracy above clean, rising with ε, not ~0 at a large ε, beaten by the gradient-free attacks) are marked ``⚠``
+  and each failure is spelled out under the table.
 
 Labels, arrows, directions and decimals of metrics come from the metric table (:data:`jembench.metric_keys.SPECS`);
 the dataset's and OOD sets' labels from the records (:func:`jembench.records.dataset_label`, ``set_label``).
@@ -26,19 +34,22 @@ This module builds sections; :mod:`jembench.render` draws them (it imports nothi
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pandas as pd
 
-from . import catalog, metric_keys
+from . import catalog, metric_keys, training_block
 from .errors import JembenchError
 from .metric_keys import NORM_LABELS
 from .metrics.ood_scores import SCORES
 from .published import FLAGS, PAPERS, cite, flag_list, measured_under, needs_label
-from .leaderboard_significance import mark_indistinguishable
-from .records import RecordRef, dataset_label, model_labels, set_label
+from .leaderboard_significance import mark_indistinguishable, settle_emphasis
+from .records import Record, RecordRef, dataset_label, model_labels, set_label
+from .sampling_error import sizes, standard_error
 from .sections import Cell, Column, Row, Section
+from .suites.robustness import sanity
 
 TABLES = ("hybrid", "ood", "calibration", "robustness", "ablation")
 
@@ -66,16 +77,36 @@ def records_frame(refs: list[RecordRef]) -> pd.DataFrame:
         model = r["model"]
         proto = r["protocol"]
         label = dataset_label(r)
+        sized = _sizes_text(r)
         for metric, value in r["metrics"].items():
             key = metric_keys.parse(metric)
             ood_set = key.ood_set if key is not None and key.ood_set is not None else None
+            se = standard_error(r, metric, float(value))
             rows.append({"model": labels[ref.path], "method": model.get("method", ""), "dataset": r["dataset"],
                          "dataset_label": label, "suite": r["suite"], "protocol": proto.get("name", r["suite"]),
                          "hash": proto["hash"], "metric": metric, "value": float(value), "path": str(ref.path),
-                         "set_label": set_label(r, ood_set) if ood_set is not None else ""})
+                         "set_label": set_label(r, ood_set) if ood_set is not None else "",
+                         "recovered": training_block.recovered(model),
+                         "se": math.nan if se is None else se, "sizes": sized})
     cols = ["model", "method", "dataset", "dataset_label", "suite", "protocol", "hash", "metric", "value", "path",
-            "set_label"]
+            "set_label", "recovered", "se", "sizes"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def _span(values: set[int]) -> str:
+    return f"{min(values)}" if len(values) == 1 else f"{min(values)}–{max(values)}"
+
+
+def _sizes_text(record: Record) -> str:
+    """The sample sizes a record's standard errors rest on, for people: ``n = 360`` (accuracies), ``n_in = 360,
+    n_out = 120–360`` (AUROCs: the in-distribution set and the OOD sets); "" when no metric has a derived error."""
+    found = [s for m in record["metrics"] if (s := sizes(record, m)) is not None]
+    parts = []
+    if ns := {s[0] for s in found if len(s) == 1}:
+        parts.append(f"n = {_span(ns)}")
+    if pairs := [s for s in found if len(s) == 2]:
+        parts.append(f"n_in = {_span({s[0] for s in pairs})}, n_out = {_span({s[1] for s in pairs})}")
+    return ", ".join(parts)
 
 
 def _dataset_labels(recs: pd.DataFrame) -> dict[str, str]:
@@ -237,9 +268,10 @@ def _block_name(kind: str, block: str, group: str) -> str:
     return group or ""
 
 
-def _our_rows(kind: str, recs: pd.DataFrame
+def _our_rows(kind: str, recs: pd.DataFrame, caveats: dict[str, dict[tuple[str, int], list[sanity.Caveat]]]
               ) -> tuple[dict[tuple[str, str], list[Row]], dict[tuple[str, str], list[str]]]:
-    """Our rows per (dataset, section key), and notes about protocol mismatches per (dataset, section key)."""
+    """Our rows per (dataset, section key), and notes about protocol mismatches per (dataset, section key);
+    ``caveats``: the failed attack sanity checks of each robustness record (by path), per (norm, K)."""
     rows: dict[tuple[str, str], list[Row]] = {}
     notes: dict[tuple[str, str], list[str]] = {}
     recs = recs[recs["suite"].isin(SUITES[kind])]
@@ -264,9 +296,12 @@ def _our_rows(kind: str, recs: pd.DataFrame
                 n = pg["path"].nunique()
                 names = "/".join(sorted(set(pg["protocol"])))  # files with identical tables share a hash
                 protocols[suite], labels[suite], names_of[suite] = h, f"{names}@{h[:8]}", names
-                counts.append(labels[suite] + (f" (mean of {n})" if n > 1 else ""))
+                sized = " / ".join(dict.fromkeys(t for t in pg["sizes"] if t))
+                extra = [t for t in (sized, f"mean of {n}" if n > 1 else "") if t]
+                counts.append(labels[suite] + (f" ({'; '.join(extra)})" if extra else ""))
             groups = unit.groupby(["suite", "metric"], sort=True)
             means, values, paths = groups["value"].mean(), groups["value"].agg(tuple), groups["path"].agg(tuple)
+            ses = groups["se"].agg(tuple)
             set_labels = {m: lab for m, lab in zip(unit["metric"], unit["set_label"]) if lab}
             by_row: dict[tuple[str, str, str], Row] = {}
             for (suite, metric), value in means.items():
@@ -278,17 +313,29 @@ def _our_rows(kind: str, recs: pd.DataFrame
                         row = by_row[row_key] = Row(block=pl.block, model=label, ours=True,
                                                 source="ours: " + ", ".join(counts), protocols=dict(protocols),
                                                 protocol_labels=dict(labels), protocol_names=dict(names_of))
+                    one = ses[(suite, metric)]
                     cell = Cell(float(value), _our_decimals(metric), metric, protocol=protocols[suite],
-                                suite=suite, values=values[(suite, metric)], paths=paths[(suite, metric)])
+                                suite=suite, values=values[(suite, metric)], paths=paths[(suite, metric)],
+                                se=one[0] if len(one) == 1 and math.isfinite(one[0]) else None)
+                    key = metric_keys.parse(metric)
+                    if kind == "robustness" and key is not None and key.k is not None:
+                        for path in paths[(suite, metric)]:
+                            for c in caveats.get(path, {}).get((pl.section, key.k), []):
+                                if c.text not in row.caveats:
+                                    row.caveats.append(c.text)
                     old = row.cells.get(pl.column)
                     if old is None or _source_rank(metric) < _source_rank(old.metric):
                         cell.mark = _source_mark(metric)
                         row.cells[pl.column] = cell
                     if metric in set_labels:  # an OOD set's column: the label its records store
                         row.column_labels.setdefault(pl.column, set_labels[metric])
+            recovered = int(unit["recovered"].max())
             for (psection, _, _), row in by_row.items():
                 if set(row.cells) == {"clean"}:
                     continue  # clean accuracy alone does not make a robustness row
+                if recovered:  # its training rolled back and retried where the official code stops
+                    row.flags.append("recovered")
+                    row.source += f"; training recovered from {recovered} divergence{'s' if recovered > 1 else ''}"
                 rows.setdefault((dataset, psection), []).append(row)
     return rows, notes
 
@@ -331,7 +378,8 @@ def build(kind: str, published: pd.DataFrame | None, refs: list[RecordRef], data
     if dataset:
         recs = recs[recs["dataset"] == dataset]
     ds_labels = _dataset_labels(recs)
-    ours, notes = _our_rows(kind, recs)
+    caveats = {str(ref.path): sanity.by_row(ref.record) for ref in refs if kind == "robustness"}
+    ours, notes = _our_rows(kind, recs, caveats)
     sections: list[Section] = []
     placed: set[tuple[int, str]] = set()  # (id of our row, column) shown beside a published number
     for section, psection in (_published_sections(kind, pub) if len(pub) else []):
@@ -373,6 +421,7 @@ def build(kind: str, published: pd.DataFrame | None, refs: list[RecordRef], data
         _protocol_notes(section)
         _legend(section)
         mark_indistinguishable(section)
+        settle_emphasis(section)
     return sections
 
 
@@ -453,6 +502,15 @@ def _legend(section: Section) -> None:
         section.notes.append(f"{OTHER_SOURCE} measured on other samples than the replay buffer: {', '.join(others)}")
     if section.paper is not None and any(r.ours for r in section.rows):
         section.notes.append("(ours): measured by jembench; its source column names the protocol and hash")
+    if any(c.se is not None for r in section.rows for c in r.cells.values()):
+        section.notes.append("± after one record's number: its standard error (z = 1) — Wilson for accuracies over "
+                             "the n in its source, Hanley–McNeil for AUROCs over n_in and n_out; after a mean over "
+                             "several records: their standard deviation")
+    flagged = [r for r in section.rows if r.caveats]
+    if flagged:
+        section.notes.append(f"{sanity.MARK} attack sanity checks failed ({sanity.REFERENCE}): the marked rows' "
+                             f"robust accuracies are upper bounds the attack may not have reached")
+        section.notes.extend(f"{sanity.MARK} {r.model}: {text}" for r in flagged for text in r.caveats)
 
 
 def build_all(kinds: Iterable[str], published: pd.DataFrame | None, refs: list[RecordRef],

@@ -17,7 +17,8 @@ the code that computes it). The keys each suite writes:
                ``folder:PATH``
   generation   ``is/<source>``, ``fid/<source>``, ``kid/<source>``; source ∈ :data:`SOURCES`
   robustness   ``clean_acc/k<K>`` (%), ``robust_acc/<norm>/k<K>/eps=<eps>`` (%, eps in [0, 1] pixel units,
-               ``%g``-formatted; norm ∈ :data:`NORMS`), ``boundary/median_l2/k<K>``, ``pointwise/median_l0/k<K>``
+               ``%g``-formatted; norm ∈ :data:`NORMS`), ``boundary/attacked_median_l2/k<K>``,
+               ``pointwise/attacked_median_l0/k<K>`` (medians over the attacked inputs only; NaN when too few were)
   published    ``crossover_eps255/<norm>/k<K>/vs=<comparator>`` (JEM App. F statements; no suite writes them)
 """
 
@@ -117,7 +118,8 @@ SPECS: dict[str, MetricSpec] = {s.head: s for s in (
     MetricSpec("is", "fidelity", "IS", "higher", 2, 0.0, 1000.0, suites=("generation",)),
     MetricSpec("fid", "fidelity", "FID", "lower", 2, -1e-3, 1e6, suites=("generation",)),
     MetricSpec("kid", "fidelity", "KID", "lower", 4, -1.0, 1e3, suites=("generation",)),
-    # robustness (accuracies in %, over details.n inputs; distances in [0, 1] pixel units / pixels)
+    # robustness (accuracies in %, over details.n inputs; distances in [0, 1] pixel units / pixels, medians over
+    # the attacked inputs: +inf when most of those resisted, NaN when too few were attacked)
     MetricSpec("clean_acc", "clean_acc", "Clean %", "higher", 1, *_PERCENT, se="binomial", suites=("robustness",),
                percent=True),
     MetricSpec("robust_acc", "robust_acc", "Robust %", "higher", 1, *_PERCENT, se="binomial",
@@ -189,11 +191,14 @@ def clean_acc(k: int) -> str:
 
 
 def boundary_median_l2(k: int) -> str:
-    return f"boundary/median_l2/k{k}"
+    """The boundary attack's median L2 distance over the attacked inputs
+    (:func:`jembench.suites.robustness.summary.attacked_median`)."""
+    return f"boundary/attacked_median_l2/k{k}"
 
 
 def pointwise_median_l0(k: int) -> str:
-    return f"pointwise/median_l0/k{k}"
+    """The pointwise attack's median L0 distance over the attacked inputs."""
+    return f"pointwise/attacked_median_l0/k{k}"
 
 
 # ------------------------------------------------------------------------------------------------- parsing
@@ -225,8 +230,8 @@ _TAILS = {
     "fidelity": re.compile(rf"(?P<source>{'|'.join(SOURCES)})"),
     "clean_acc": re.compile(_K),
     "robust_acc": re.compile(rf"{_NORM}/{_K}/eps=(?P<eps>[0-9.e+\-]+)"),
-    "boundary": re.compile(rf"median_l2/{_K}"),
-    "pointwise": re.compile(rf"median_l0/{_K}"),
+    "boundary": re.compile(rf"attacked_median_l2/{_K}"),
+    "pointwise": re.compile(rf"attacked_median_l0/{_K}"),
     "crossover": re.compile(rf"{_NORM}/{_K}/vs=(?P<versus>[a-z_]+)"),
 }
 

@@ -9,7 +9,8 @@ Checkpoints load always through ``torch.load(..., weights_only=True)`` (nothing 
 code), in two families of formats:
 
 * ours (``format == "jembench"``): architecture + kwargs, weights, replay buffer, optimizer / scheduler,
-  epoch / iteration, RNG states, the resolved training config;
+  epoch / iteration, RNG states, the resolved training config and how the training went (the ``training`` block:
+  :mod:`jembench.training_block`);
 * the official JEM, JEM++ and SADA-JEM codes' (``{"model_state_dict": F.state_dict(), "replay_buffer": x}``,
   bare state dicts, ``module.`` prefixes, YOPO aliases, legacy serialization): :mod:`jembench.importers`.
 """
@@ -23,7 +24,7 @@ from typing import Any, Callable, TypeGuard
 import torch
 from torch import nn
 
-from . import atomic, catalog, importers, recipe, untrusted
+from . import atomic, catalog, importers, recipe, training_block, untrusted
 from .errors import JembenchError
 
 FORMAT = "jembench"
@@ -173,6 +174,9 @@ class LoadedCheckpoint:
         block: dict[str, Any] = {"name": self.name, "method": self.method, "dataset": self.dataset,
                                  "checkpoint": self.path, "sha256": self.sha256}
         block.update({k: self.config[k] for k in ("format", "log_px") if k in self.config})  # official imports
+        training = training_block.from_checkpoint(self.state) if self.state.get("format") == FORMAT else None
+        if training is not None:  # how its training went: recovered divergences, what chose best.pt
+            block["training"] = training
         extra = self.state.get("extra") if self.state.get("format") == FORMAT else None
         found = extra.get("recipe") if isinstance(extra, dict) else None
         if recipe.problem(found) is None:  # what made these weights (jembench.recipe): a stale baseline shows
@@ -185,8 +189,9 @@ def save_checkpoint(path: str | Path, *, arch: str, arch_kwargs: dict[str, Any],
                     dataset: str, n_classes: int, image_shape: tuple[int, ...], config: dict[str, Any],
                     buffer: dict | None = None, optimizer: dict | None = None, scheduler: dict | None = None,
                     epoch: int = 0, iteration: int = 0, rng: dict | None = None,
-                    extra: dict | None = None) -> None:
-    """Write a checkpoint atomically (temp file + rename). Everything in it loads with weights_only=True."""
+                    extra: dict | None = None, training: dict | None = None) -> None:
+    """Write a checkpoint atomically (temp file + rename). Everything in it loads with weights_only=True.
+    ``training``: the :mod:`jembench.training_block` (how the training went), copied into every record."""
     state = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -206,6 +211,8 @@ def save_checkpoint(path: str | Path, *, arch: str, arch_kwargs: dict[str, Any],
         "config": config,
         "extra": extra or {},
     }
+    if training is not None:
+        state["training"] = training
     atomic.torch_save(path, state)
 
 
@@ -350,6 +357,8 @@ def check_our_checkpoint(state: dict, path: str) -> None:
     for key in ("config", "extra"):
         if state.get(key) is not None and not isinstance(state[key], dict):
             raise _bad(path, f"{key!r} is {type(state[key]).__name__}, not a mapping")
+    if "training" in state and (wrong := training_block.problem(state["training"])) is not None:
+        raise _bad(path, wrong)
     name = (state.get("config") or {}).get("name")
     if name is not None and (not isinstance(name, str) or not 0 < len(name) <= 256):
         raise _bad(path, f"config 'name' is {str(name)[:40]!r}, not a string of 1 to 256 characters")
@@ -397,9 +406,10 @@ def dequantize_images(levels: torch.Tensor) -> torch.Tensor:
 
 
 def compact_checkpoint(src: str | Path, dst: str | Path, buffer_n: int | None = 1000, seed: int = 0) -> dict:
-    """Write a small, evaluation-only copy of a jembench checkpoint: the weights, config and architecture, and
-    ``buffer_n`` replay-buffer chains (a seeded random subset, labels kept) stored as uint8 — what the suites
-    need, without optimizer / scheduler / RNG state (so it cannot be resumed). Returns a summary."""
+    """Write a small, evaluation-only copy of a jembench checkpoint: the weights, config, architecture and ``training``
+    block (:mod:`jembench.training_block`), and ``buffer_n`` replay-buffer chains (a seeded random subset, labels kept)
+    stored as uint8 — what the suites need, without optimizer / scheduler / RNG state (so it cannot be resumed). Returns
+    a summary."""
     state = read_checkpoint_file(src)
     if state.get("format") != FORMAT:
         raise JembenchError(f"{src} is not a jembench checkpoint; only those can be compacted")
@@ -407,6 +417,9 @@ def compact_checkpoint(src: str | Path, dst: str | Path, buffer_n: int | None = 
                                  "arch", "arch_kwargs", "model_state", "epoch", "iteration", "config")}
     out.update(optimizer=None, scheduler=None, rng=None,
                extra={"compacted_from": Path(src).name, "source_sha256": untrusted.sha256(src, "checkpoint")})
+    training = training_block.from_checkpoint(state)  # the guard's count of an older file, too
+    if training is not None and training_block.problem(training) is None:
+        out["training"] = training
     buffer = state.get("buffer")
     kept = 0
     if buffer and buffer.get("images") is not None:

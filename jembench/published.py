@@ -68,10 +68,16 @@ FLAGS = {
     "unreleased": ("ⁿ", ("produced by the authors' unreleased code: no jembench protocol reproduces it; the "
                          "source names the closest protocol")),
     "quoted": ("◇", "quoted: produced by another codebase (named in the source); no jembench protocol reproduces it"),
+    # shown on our rows (the leaderboard sets it from the records' model.training; never in a CSV)
+    "recovered": ("ʳ", ("(ours) the training run recovered from divergence by rolling back and retrying, where the "
+                        "official code stops (the records' model.training says how often; a *-official preset "
+                        "stops instead)")),
 }
 
 #: flags set from the provenance column, never written in a CSV's flags column.
 PROVENANCE_FLAGS = frozenset({"unreleased", "quoted"})
+#: flags of our rows, set from the records (jembench.training_block), never written in a CSV's flags column.
+RUN_FLAGS = frozenset({"recovered"})
 
 #: flags whose rows `jembench check` never picks automatically as the reference (their setting differs); rows that
 #: are not ``reproduced`` are never a reference at all.
@@ -206,10 +212,10 @@ def _load_one(path: Path) -> pd.DataFrame:
         where = f"{path.name}:{i + 2}"  # header is line 1
         flags = flag_list(row["flags"])
         for flag in flags:
-            if flag not in FLAGS or flag in PROVENANCE_FLAGS:
+            if flag not in FLAGS or flag in PROVENANCE_FLAGS | RUN_FLAGS:
                 problems.append(f"{where}: unknown flag {flag!r} (known: "
-                                f"{', '.join(f for f in FLAGS if f not in PROVENANCE_FLAGS)}; provenance is its "
-                                f"own column)")
+                                f"{', '.join(f for f in FLAGS if f not in PROVENANCE_FLAGS | RUN_FLAGS)}; "
+                                f"provenance is its own column)")
         if metric_is_known(row["metric"]):
             problems += [f"{where}: {p}" for p in _protocol_problems(row, known)]
         if row["leaderboard"] not in BOARDS:

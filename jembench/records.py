@@ -4,7 +4,7 @@ Shape (schema ``jembench-record/1``)::
 
     {"schema": "jembench-record/1", "suite": "ood", "created": "...Z",
      "model": {"name": "jem-digits", "method": "jem", "dataset": "digits", "checkpoint": "runs/jem/last.pt",
-               "sha256": "..."},
+               "sha256": "...", "training": {"recovered_divergences": 0, ...}},  # jembench.training_block
      "dataset": "digits", "protocol": {"name": "ood", "hash": "...", "table": {...}},
      "metrics": {"auroc/uniform/log_px": 0.99, ...},     # flat: metric key -> float (NaN allowed)
      "details": {...},                                   # suite-specific tables (bins, curves, ...)
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import catalog, metric_keys, recipe
+from . import catalog, metric_keys, recipe, training_block
 from .errors import JembenchError
 from .untrusted import KINDS
 
@@ -215,6 +215,8 @@ def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
     for key, limit in (("method", 64), ("dataset", MAX_TEXT), ("checkpoint", MAX_TEXT), ("sha256", 128)):
         if key in model:
             _text(source, f"model {key!r}", model[key], limit=limit, optional=True, nonempty=False)
+    if "training" in model and (wrong := training_block.problem(model["training"])) is not None:
+        raise _fail(source, f"model {wrong}")
     if "recipe" in model and (wrong := recipe.problem(model["recipe"])) is not None:
         raise _fail(source, f"model {wrong}")
     if "weights_sha256" in model:

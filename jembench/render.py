@@ -23,6 +23,7 @@ from . import escape
 from .errors import JembenchError
 from .metrics.ood_scores import SCORES
 from .published import FLAGS
+from .suites.robustness.sanity import MARK as CAVEAT
 
 if TYPE_CHECKING:
     from .sections import Cell, Row, Section
@@ -34,35 +35,11 @@ _ESCAPE = {"md": escape.markdown, "latex": escape.latex, "html": escape.html}
 
 # ----------------------------------------------------------------------------------------------- emphasis
 def emphasis(section: Section) -> dict[tuple[int, str], int]:
-    """(row index, column) -> 1 for the best value, 2 for the second best, per column and score block, following
-    the column's direction; what the formats draw bold / underlined.
-
-    Our cells take part only when every one of them in the column was measured under the same protocol:
-    ranking numbers from different protocols against each other would be exactly the mixing we refuse.
-    Values are compared as printed (rounded to their decimals), so equal-looking numbers rank equal.
-    """
-    ranks: dict[tuple[int, str], int] = {}
-    for col in section.columns:
-        if col.direction == "none":
-            continue
-        protocols = {r.cells[col.key].protocol for r in section.rows if r.ours and col.key in r.cells}
-        groups: dict[str, list[tuple[int, float]]] = {}
-        for i, r in enumerate(section.rows):
-            cell = r.cells.get(col.key)
-            if cell is None or not math.isfinite(cell.value) or (r.ours and len(protocols) > 1):
-                continue
-            key = r.block if section.kind == "ood" else ""
-            groups.setdefault(key, []).append((i, round(cell.value, cell.decimals)))
-        for items in groups.values():
-            distinct = sorted({v for _, v in items}, reverse=col.direction == "higher")
-            if len(items) < 2 or len(distinct) < 2:
-                continue
-            for i, v in items:
-                if v == distinct[0]:
-                    ranks[(i, col.key)] = 1
-                elif v == distinct[1]:
-                    ranks[(i, col.key)] = 2
-    return ranks
+    """(row index, column) -> 1 for the best value, 2 for the second best: what the formats draw bold /
+    underlined. Decided when the section is built (:func:`jembench.leaderboard_significance.settle_emphasis`):
+    by the column's direction, per score block, and only where the difference is significant."""
+    return {(i, key): cell.emphasis for i, r in enumerate(section.rows) for key, cell in r.cells.items()
+            if cell.emphasis}
 
 
 # ----------------------------------------------------------------------------------------------- tables
@@ -75,11 +52,14 @@ def _fmt_value(cell: Cell | None) -> str:
         import statistics
 
         return f"{cell.value:.{cell.decimals}f} ± {statistics.stdev(cell.values):.{cell.decimals}f}"
+    if cell.se is not None and math.isfinite(cell.se):  # ours, one record: ± its standard error
+        return f"{cell.value:.{cell.decimals}f} ± {cell.se:.{cell.decimals}f}"
     return f"{cell.value:.{cell.decimals}f}"
 
 
 def _marks(row: Row) -> str:
-    return "".join(FLAGS[f][0] for f in row.flags if f in FLAGS)
+    """The row's footnote marks: published flags (†, ‡, ...) and ⚠ for failed attack sanity checks."""
+    return "".join(FLAGS[f][0] for f in row.flags if f in FLAGS) + (CAVEAT if row.caveats else "")
 
 
 def _table_rows(section: Section, fmt: str) -> tuple[list[str], list[list[str]], list[str]]:
@@ -216,13 +196,18 @@ def to_frame(sections: list[Section]) -> pd.DataFrame:
         recs = []
         for r in s.rows:
             d = {"table": s.kind, "section": s.title, "dataset": s.dataset, "block": r.block, "model": r.model,
-                 "ours": r.ours, "source": r.source, "flags": ";".join(r.flags)}
+                 "ours": r.ours, "source": r.source, "flags": ";".join(r.flags + (["attack_sanity"] if r.caveats
+                                                                                  else [])),
+                 "caveats": " | ".join(r.caveats)}
             for c in s.columns:
                 cell = r.cells.get(c.key)
                 d[c.key] = cell.value if cell is not None else float("nan")
+                if any(other.cells.get(c.key) is not None and other.cells[c.key].se is not None for other in s.rows):
+                    d[f"{c.key} se"] = cell.se if cell is not None and cell.se is not None else float("nan")
             recs.append(d)
         if recs:
             frames.append(pd.DataFrame(recs))
     if not frames:
-        return pd.DataFrame(columns=["table", "section", "dataset", "block", "model", "ours", "source", "flags"])
+        return pd.DataFrame(columns=["table", "section", "dataset", "block", "model", "ours", "source", "flags",
+                                     "caveats"])
     return pd.concat(frames, ignore_index=True)

@@ -6,6 +6,9 @@ as a base64 ``data:`` URI, at its natural size, captioned with what it shows and
 (the PDF beside it, :mod:`jembench.figures`). A small script marks the page once every image has decoded
 (``<body data-report-ready="yes">``), which is what the browser test checks.
 
+The record list names each robustness record's failed attack sanity checks (⚠, recomputed from its numbers by
+:mod:`jembench.suites.robustness.sanity`), and the leaderboards carry the marks and notes of :mod:`jembench.render`.
+
 What a record says is untrusted (a record may come from anyone's CI run): every text in the page goes through
 :func:`jembench.escape.html`, the page's Content-Security-Policy runs no script but its own, and a figure is
 embedded only when it is a PNG file *inside the folder being reported* (after resolving ``..`` and symlinks), so
@@ -26,8 +29,9 @@ from .errors import JembenchError
 from .figures import caption as figure_caption
 from .figures import vector_path
 from .leaderboard import TABLES, build_all
-from .records import RecordRef, dataset_label, load_records
+from .records import Record, RecordRef, dataset_label, load_records
 from .render import html_fragment, html_page
+from .suites.robustness import sanity
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MAX_FIGURE_BYTES = untrusted.KINDS["figure"].max_bytes  # a suite's PNGs are ~100 KiB; a larger one is not theirs
@@ -98,6 +102,11 @@ def _label(ref: RecordRef, root: Path) -> str:
         return str(ref.path)
 
 
+def _caveats(record: Record) -> str:
+    """The record's failed attack sanity checks (recomputed from its numbers), one line each, escaped."""
+    return "<br>".join(escape.html(f"{sanity.MARK} {c.where}: {c.text}") for c in sanity.caveats(record))
+
+
 def build_report(run_dir: str | Path, published: pd.DataFrame | None = None, title: str | None = None) -> str:
     """The report page of every record under ``run_dir`` (with published rows when ``published`` is given)."""
     root = Path(run_dir)
@@ -117,9 +126,10 @@ def build_report(run_dir: str | Path, published: pd.DataFrame | None = None, tit
                          escape.html(dataset_label(r)), escape.html(r["suite"]),
                          escape.html(f"{proto.get('name', r['suite'])}@{str(proto['hash'])[:8]}"),
                          escape.html(r.get("seed", "")), escape.html(r.get("created", "")),
-                         f"<code>{escape.html(_label(ref, root))}</code>"])
+                         f"<code>{escape.html(_label(ref, root))}</code>", _caveats(r)])
     overview_table = tabulate(overview, headers=["Model", "Method", "Dataset", "Suite", "Protocol", "Seed",
-                                                 "Created", "Record"], tablefmt="unsafehtml", disable_numparse=True)
+                                                 "Created", "Record", "Caveats"], tablefmt="unsafehtml",
+                              disable_numparse=True)
 
     sections = [s for s in build_all(TABLES, published, refs) if any(r.ours for r in s.rows) and s.columns]
     boards = html_fragment(sections) if sections else "<p>No leaderboard rows: the records hold no table metrics.</p>"

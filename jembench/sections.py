@@ -21,6 +21,8 @@ class Cell:
     suite: str = ""  # ours: the suite of the records it averages
     values: tuple[float, ...] = ()  # ours: each averaged record's value (several: seeds; mean ± std shown)
     paths: tuple[str, ...] = ()  # ours: the records it averages (their evidence feeds the significance marks)
+    se: float | None = None  # ours, one record: its standard error (z = 1) at the record's sizes; None: none derived
+    emphasis: int = 0  # 1 = best (bold), 2 = second best (underlined): set by jembench.leaderboard_significance
 
 
 @dataclass
@@ -35,6 +37,7 @@ class Row:
     protocol_labels: dict[str, str] = field(default_factory=dict)  # ours: suite -> "name@hash8" for people
     protocol_names: dict[str, str] = field(default_factory=dict)  # ours: suite -> protocol name(s), "/"-joined
     column_labels: dict[str, str] = field(default_factory=dict)  # ours: column -> the label the records store
+    caveats: list[str] = field(default_factory=list)  # ours: failed attack sanity checks (marked, noted)
 
 
 @dataclass

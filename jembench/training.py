@@ -57,7 +57,9 @@ class TrainOptions:
                           help="hyperparameter preset: 'tiny' (CPU minutes), 'cpu' (32x32 on a CPU), 'paper' (the "
                                "paper's / official code's defaults, WRN-28-10, GPU-sized) or, for jempp and "
                                "sada_jem, 'paper-k5' / 'paper-k10' / 'paper-k20' (paper with K = M = 5 / 10 / 20 "
-                               "SGLD steps)")
+                               "SGLD steps); each with an official flavour, e.g. 'paper-official', that stops at "
+                               "the first divergence as the official code does instead of rolling back and "
+                               "retrying (--divergence stop)")
     out: Path | None = setting(None, help="run folder (default runs/<method>-<dataset>)")
     resume: Path | bool | None = setting(None, convert=_check_resume, arg={"type": str, "metavar": "DIR"},
                                          help="continue the run in DIR from its newest checkpoint (DIR/last.pt); "
@@ -162,9 +164,10 @@ def train(method: str, preset: str = "tiny", out: str | Path | None = None, **ke
     ``x_y=``); every one is checked before anything runs.
 
     ``preset`` is ``tiny`` (CPU minutes), ``cpu``, ``paper`` or, for jempp / sada_jem, ``paper-k5`` / ``-k10`` /
-    ``-k20``; ``out`` defaults to ``runs/<method>-<dataset>``; ``resume`` continues a run (a folder, or True for
-    ``out``) with its stored config and the given keywords on top. The other keywords set
-    :class:`reference_models.config.TrainConfig` fields (default: the preset's value):
+    ``-k20``, each also as its official flavour (``paper-official``: stop at the first divergence); ``out`` defaults to
+    ``runs/<method>-<dataset>``; ``resume`` continues a run (a folder, or True for ``out``) with its stored config and
+    the given keywords on top. The other keywords set :class:`reference_models.config.TrainConfig` fields (default: the
+    preset's value):
 
 {keywords}
     """

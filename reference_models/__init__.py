@@ -19,10 +19,11 @@ softmax        CE                                          tiny, paper
 softmax_sam    CE with SAM (ρ = .05)                       tiny, paper
 =============  ==========================================  =================================================
 
-``paper`` presets hold the paper's / official code's hyperparameters for cifar10, cifar100 and svhn (WRN-28-10;
-no horizontal flips on SVHN); ``tiny`` presets train WRN-10-1 on the embedded 8×8 digits in about a minute
-on a CPU core (elsewhere: 100 iterations with augmentation). The resolved config is printed at start and
-stored in ``config.json``, ``events.jsonl`` and every checkpoint.
+``paper`` presets hold the paper's / official code's hyperparameters for cifar10, cifar100 and svhn (WRN-28-10; no
+horizontal flips on SVHN); every preset P also comes as ``P-official`` (``paper-official`` ...), which stops at the
+first divergence as the official code does instead of rolling back and retrying; ``tiny`` presets train WRN-10-1 on
+the embedded 8×8 digits in about a minute on a CPU core (elsewhere: 100 iterations with augmentation). The resolved
+config is printed at start and stored in ``config.json``, ``events.jsonl`` and every checkpoint.
 
 This package and the method modules' presets import no torch (the command line checks a method, preset and
 every option before loading it); the ``wrn`` architecture registers itself when :mod:`reference_models.wideresnet`

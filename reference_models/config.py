@@ -85,6 +85,10 @@ class TrainConfig:
     select_best: str = setting("none", choices=("none", "validation", "test"),
                                help="also keep best.pt, the checkpoint of highest accuracy on: validation (the "
                                     "hold-out; JEM / JEM++ code), test (SADA-JEM code, which has no hold-out) or none")
+    select_noise: float = setting(0.0, ge=0, help="std of Gaussian noise added to the images that choose best.pt "
+                                                  "(JEM code: .03, its validation transform adds --sigma; JEM++ / "
+                                                  "SADA-JEM code: 0), drawn afresh at each evaluation from a seeded "
+                                                  "stream of its own")
     eval_every: int = setting(1, ge=1, help="epochs between the accuracy evaluations that choose best.pt (and at "
                                             "the end)")
     workers: int = setting(0, ge=0, le=64, help="data-loader worker processes")
@@ -111,6 +115,11 @@ class TrainConfig:
                                                 "at 1e8; 0 = off)")
     gap_bound: float = setting(0.0, ge=0, help="an energy gap |E(x_hat) - E(x)| above this counts as divergence "
                                                "(SADA-JEM code stops when its p(x) loss term exceeds 1e5; 0 = off)")
+    divergence: str = setting("recover", choices=("recover", "stop"),
+                              help="on divergence: recover — roll back to the last good state and retry with the "
+                                   "remedies below (the checkpoints and records then say how often); stop — end the "
+                                   "run there as the official code does (exit 3; last.pt keeps the last good state; "
+                                   "the *-official presets)")
     max_recoveries: int = setting(3, ge=0, help="rollbacks allowed before giving up")
     recovery_lr_factor: float = setting(0.5, gt=0, le=1, help="multiply the learning rate by this at each "
                                                               "rollback (1 = keep)")

@@ -24,7 +24,15 @@ model blows up. What worked: (1) a lower learning rate, (2) more SGLD steps per 
   the RNGs (a new seed), logs the event, and training continues from the restored iteration;
 * **give up** — after ``max_recoveries`` rollbacks (counted over the whole run, resumes included) it
   restores the last good state once more, lets the caller write it as the checkpoint, and raises a
-  one-line :class:`JembenchError` saying what to change.
+  one-line :class:`TrainingDiverged` saying what to change;
+* **stop** (``divergence = "stop"``, the ``*-official`` presets) — no rollback-and-retry: at the first failing
+  check the last good state is restored, written as the checkpoint, and the run ends with
+  :class:`TrainingDiverged` naming the first bad iteration and the rule that fired — the official runs' end
+  (the official code stops *without* writing a checkpoint; its last one is up to an epoch older).
+
+A run that recovered says so: :meth:`DivergenceGuard.summary` is the ``training`` block of every checkpoint
+(``recovered_divergences``, where; :func:`reference_models.train_state.save_state`), which every record
+evaluated from it copies into its ``model`` section, and which ``jembench eval`` and the leaderboard show.
 """
 
 from __future__ import annotations
@@ -43,6 +51,14 @@ from jembench.errors import JembenchError
 from jembench.seeding import rng_state, seed_everything, set_rng_state
 
 REASONS = ("loss not finite", "|loss| > loss_bound", "energy gap not finite or > gap_bound", "weights not finite")
+#: exit code of a run that ended on divergence (stopped, or the recovery budget spent): not a bad input (2)
+DIVERGED_EXIT = 3
+
+
+class TrainingDiverged(JembenchError):
+    """The run ended on divergence; the checkpoint holds the last good state. Exit code 3."""
+
+    exit_code = DIVERGED_EXIT
 
 
 @dataclass
@@ -179,6 +195,43 @@ class DivergenceGuard:
         self.events.append(dict(event))
         return cfg, event
 
+    def stop(self, found: dict, at_iteration: int, model, optimizer, scheduler, buffer) -> dict:
+        """``divergence = "stop"``: restore the last good state (for the caller to write) without remedies; the
+        ``stopped`` event."""
+        restored = self.restore(model, optimizer, scheduler, buffer)
+        event = {"event": "stopped", "detected_at": at_iteration, **found, "rolled_back_to": restored}
+        self.events.append(dict(event))
+        return event
+
+    def rules(self, reasons: list[str]) -> str:
+        """The rules that fired, with their bounds (``|loss| > loss_bound = 1e+08``; a bound that is off, 0, is
+        left out: only "not finite" can have fired then)."""
+        bounds = {REASONS[1]: self.loss_bound, REASONS[2]: self.gap_bound}
+        text = {REASONS[2]: "energy gap not finite"} if not self.gap_bound else {}
+        return "; ".join(f"{r} = {bounds[r]:g}" if bounds.get(r) else text.get(r, r) for r in reasons)
+
+    def stop_message(self, event: dict, ckpt: str) -> str:
+        return (f"training diverged at iteration {event['first_bad_iteration']} ({self.rules(event['reasons'])}; "
+                f"checked at {event['detected_at']}) and --divergence stop ends the run there, as the official code "
+                f"does; {ckpt} holds the last good state (iteration {event['rolled_back_to']}): resume it with "
+                f"--resume and a lower --lr, or with --divergence recover to roll back and retry")
+
+    def summary(self, mode: str) -> dict[str, Any]:
+        """The ``training`` block of a checkpoint (and of every record made from it): the divergence handling
+        (``recover`` / ``stop``), how many divergences the run recovered from and at which iterations they began,
+        and, when the run ended on one, where."""
+        def began(event: dict) -> int:  # events of runs resumed from older versions may lack the first bad one
+            return int(event.get("first_bad_iteration", event.get("detected_at", 0)))
+
+        recovered = [e for e in self.events if e.get("event") == "divergence"]
+        block: dict[str, Any] = {"divergence": mode, "recovered_divergences": self.recoveries,
+                                 "recovered_at": [began(e) for e in recovered]}
+        ended = [e for e in self.events if e.get("event") in ("stopped", "give_up") and not e.get("resumed")]
+        if ended:
+            block["stopped_at"] = began(ended[-1])
+            block["stop_reasons"] = [str(r) for r in ended[-1].get("reasons", [])]
+        return block
+
     def give_up_message(self, event: dict, ckpt: str) -> str:
         return (f"training diverged at iteration {event['detected_at']} ({'; '.join(event['reasons'])}) and the "
                 f"recovery budget is spent (max_recoveries={self.max_recoveries}); {ckpt} now holds the last good "
@@ -189,8 +242,11 @@ class DivergenceGuard:
         return {"recoveries": self.recoveries, "events": list(self.events)}
 
     def load_state_dict(self, state: dict) -> None:
+        """The budget and events of a resumed run; a run that ended on divergence goes on, so its end is marked
+        ``resumed`` (no longer where this run stopped)."""
         self.recoveries = int(state.get("recoveries", 0))
-        self.events = list(state.get("events", []))
+        self.events = [dict(e, resumed=True) if e.get("event") in ("stopped", "give_up") else dict(e)
+                       for e in state.get("events", [])]
 
 
 def set_base_lr(optimizer: torch.optim.Optimizer, scheduler, lr: float) -> None:

@@ -24,7 +24,8 @@ What changes is the sampler, all of it shared-loop configuration, and the forwar
   augmented training images;
 * SGD (lr .1, momentum .9, weight decay 4e-4) with a 1,000-iteration linear warm-up and ×.2 decay at epochs
   50 / 100 / 125 of 150, batch norm, batch 64, input noise σ = .03, pad-crop + flip augmentation; 5,000 training
-  images held out (NumPy seed 1234), ``best.pt`` chosen on their accuracy; stop rule |L| > 1e8.
+  images held out (NumPy seed 1234), ``best.pt`` chosen on their accuracy *without* input noise (JEM++'s
+  ``transform_test`` has none, utils.py:91-94, :130 — unlike JEM's); stop rule |L| > 1e8.
 
 Presets: ``paper`` = scripts/jempp_cifar10.sh and the README's command (README.md:21-35: M = 10 since JEMPP
 cc781f7 "M=10"; both said 5 before),
@@ -48,7 +49,8 @@ PAPER = presets.derive(jem.PAPER, method="jempp", norm="batch", optimizer="sgd",
                        decay_rate=0.2, input_noise=0.03,
                        sgld={"n_steps": 10, "step_size": 1.0, "noise": 0.0, "grad_clamp": 1.0, "x_clamp": True},
                        sgld_train_mode=True, sgld_bn_updates=True, init="class_gaussian", px_separate=True,
-                       holdout=5000, holdout_seed=1234, select_best="validation", loss_bound=1e8, gap_bound=0.0)
+                       holdout=5000, holdout_seed=1234, select_best="validation", select_noise=0.0, loss_bound=1e8,
+                       gap_bound=0.0)
 
 TINY = presets.derive(PAPER, depth=10, width=1, lr=0.05, epochs=6, warmup_iters=20, decay_epochs=[4], augment=False,
                       flip=False, px_separate=False, buffer_size=1000, sgld={"n_steps": 5}, log_every=5, holdout=0,

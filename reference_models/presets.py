@@ -8,7 +8,10 @@ tables vary the number of SGLD steps); :func:`resolve` turns (method, preset nam
 ``cpu``                      ``PAPER`` compressed onto a 2-core CPU (:func:`cpu`);
 ``paper``                    ``PAPER``, without horizontal flips on SVHN and digits;
 ``paper-k5/-k10/-k20``       ``paper`` with K = M = 5 / 10 / 20 SGLD steps (JEM++ calls it M, SADA-JEM K), for
-                             the methods with ``STEP_VARIANTS``.
+                             the methods with ``STEP_VARIANTS``;
+``<any of these>-official``  the same with ``divergence = "stop"``: the run ends at the first divergence, as the
+                             official code does (JEM train_wrn_ebm.py:354-357, JEM++ train_jempp.py:286-290,
+                             SADA-JEM train_sadajem.py:218-222), instead of rolling back and retrying.
 
 Tables are TOML-shaped: the SGLD settings are the sub-table ``sgld`` (``{"sgld": {"n_steps": 20}}``), and
 :func:`derive` makes one table from another with some fields changed (sub-tables merged, not replaced).
@@ -21,6 +24,8 @@ from typing import Any
 from jembench.errors import JembenchError
 
 STEP_VARIANTS = {"paper-k5": 5, "paper-k10": 10, "paper-k20": 20}
+#: suffix of a preset's official flavour: on divergence the run stops, as the official code does
+OFFICIAL = "-official"
 NO_FLIP = ("svhn", "digits")  # digits must not be mirrored (JEM / JEM++ / SADA-JEM turn flips off on SVHN)
 
 
@@ -42,6 +47,8 @@ def resolve(method: str, name: str, dataset: str) -> dict[str, Any]:
     module = get_method(method)
     if name not in module.PRESETS:
         raise JembenchError(f"method {method!r} has no preset {name!r}; use one of {', '.join(module.PRESETS)}")
+    if name.endswith(OFFICIAL):
+        return dict(resolve(method, name.removesuffix(OFFICIAL), dataset), divergence="stop")
     if name == "tiny":
         return tiny(module.TINY, dataset)
     if name == "cpu":
@@ -63,7 +70,9 @@ def tiny(values: dict, dataset: str) -> dict:
 
 
 def names(with_step_variants: bool = False) -> tuple[str, ...]:
-    return ("tiny", "cpu", "paper", *(STEP_VARIANTS if with_step_variants else ()))
+    """A method's presets: ``tiny``, ``cpu``, ``paper`` (and ``paper-kK``), then the official flavour of each."""
+    base = ("tiny", "cpu", "paper", *(STEP_VARIANTS if with_step_variants else ()))
+    return base + tuple(name + OFFICIAL for name in base)
 
 
 #: ``cpu`` preset: iterations per method, chosen so that each trains in at most ~30 minutes on 2 CPU cores with a

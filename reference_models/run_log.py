@@ -4,7 +4,9 @@ fresh run never replaces an earlier one.
 ``log.csv`` has one row every ``log_every`` iterations (CE, accuracy, E(data), E(samples), their gap, the SGLD
 gradient norm, iterations/s; statistics averaged over ranks under DDP); on resume or rollback the rows past that
 iteration are dropped. ``events.jsonl`` has one JSON line per run event — start / resume (with the resolved
-config), divergence (what fired, where, the rollback and the remedies), give_up, select, interrupted, finish.
+config), divergence (what fired, where, the rollback and the remedies), give_up, stopped (``divergence = "stop"``),
+select (split, input noise, accuracy), interrupted, finish; divergence, give_up, stopped and finish carry
+``recovered_divergences``, the count every checkpoint's ``training`` block holds too.
 """
 
 from __future__ import annotations
@@ -51,6 +53,11 @@ def config_summary(cfg: TrainConfig, total_iters: int, iters_per_epoch: int, n_t
                      f"{cfg.buffer_size} ({cfg.init})")
     if cfg.sam_rho > 0:
         parts.append(f"{'ASAM' if cfg.sam_adaptive else 'SAM'} rho {cfg.sam_rho:g}")
+    if cfg.select_best != "none":
+        noise = f" with σ = {cfg.select_noise:g}" if cfg.select_noise else ""
+        parts.append(f"best.pt on {cfg.select_best} accuracy{noise}")
+    parts.append("divergence: stop (as the official code)" if cfg.divergence == "stop" else
+                 f"divergence: roll back and retry (up to {cfg.max_recoveries}x)")
     if world > 1:
         parts.append(f"{world} processes")
     return ", ".join(parts)
@@ -106,7 +113,7 @@ class RunLog:
 
 class RunEvents:
     """``events.jsonl``: one JSON line per run event — start / resume (with the resolved config), divergence
-    (what fired, where, the rollback and the remedies), give_up, finish."""
+    (what fired, where, the rollback and the remedies), give_up, stopped, select, interrupted, finish."""
 
     def __init__(self, path: Path, enabled: bool, fresh: bool):
         self.path, self.enabled = path, enabled

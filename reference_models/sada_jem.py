@@ -19,8 +19,12 @@ the same batches and the same x̂ with the statistics frozen (the official code 
 batch norm, SGD lr .1, momentum .9, weight decay 5e-4, 1,000 warm-up iterations, ×.2 decay at epochs
 60 / 120 / 180 of 200, input noise σ = 0, labelled batch 128 (hard-coded there) and p(x) batch 64 (= 64 chains),
 K = 5 steps, α = 1, σ_SGLD = 0, gradient clamp 1, x ∈ [−1, 1], adaptive SAM with ρ = 2 (the code turns ASAM on
-for ρ ≥ .5), no hold-out, ``best.pt`` chosen on *test* accuracy (as the official code does — it has no
-validation split), stop rule |p(x) term| = |E(x) − E(x̂)| > 1e5 (checked before the CE term is added).
+for ρ ≥ .5), no hold-out, ``best.pt`` chosen on *test* accuracy without input noise (as the official code
+does — it has no validation split, utils.py:134-137 with ``--n_valid`` 0, and picks ``best_valid_ckpt.pt`` on
+``dload_test``, train_sadajem.py:271-282; so its ``best.pt`` is chosen on the split it is then evaluated on, and
+its test accuracy is optimistically biased — ``last.pt`` is the unbiased choice; the checkpoint and its records
+say which split chose it), stop rule |p(x) term| = |E(x) − E(x̂)| > 1e5 (checked before the CE term is added;
+``paper`` rolls back and retries there, ``paper-official`` stops).
 ``paper-k5`` / ``paper-k10`` / ``paper-k20``: K = 5 / 10 / 20 (Tables 1–3). ``cpu``: 32×32 CPU budget.
 ``tiny``: WRN-10-1 with batch norm on 8×8 digits, K = 5, CPU minutes.
 """
@@ -37,7 +41,7 @@ PRESETS = presets.names(STEP_VARIANTS)
 PAPER = presets.derive(jempp.PAPER, method="sada_jem", weight_decay=5e-4, epochs=200, batch_size=128,
                        decay_epochs=[60, 120, 180], decay_rate=0.2, input_noise=0.0, px_unaugmented=True,
                        px_batch_size=64, sgld={"n_steps": 5}, sam_rho=2.0, sam_adaptive=True, px_separate=False,
-                       holdout=0, select_best="test", loss_bound=0.0, gap_bound=1e5)
+                       holdout=0, select_best="test", select_noise=0.0, loss_bound=0.0, gap_bound=1e5)
 
 #: ``tiny``: 12 epochs (measured on digits, README "demo": 6 epochs left it under-confident, accuracy 96.1 %,
 #: ECE 14.9 %; 12 epochs with the decay at 8: 96.9 %, ECE 8.1 %).

@@ -44,7 +44,7 @@ from tqdm import tqdm
 from jembench import atomic, devices, distributed, memory, precision, run_lock
 from jembench import progress as messages
 from jembench.catalog import DatasetInfo
-from jembench.data import dataset_info
+from jembench.data import dataset_info, length
 from jembench.errors import JembenchError
 from jembench.figures import sample_grid
 from jembench.models import read_checkpoint_file
@@ -54,13 +54,13 @@ from jembench.seeding import seed_everything
 
 from . import get_method
 from .config import TrainConfig
-from .divergence import DivergenceGuard
+from .divergence import DivergenceGuard, TrainingDiverged
 from .informative_init import informative_init
 from .objectives import Step
 from .run_log import RunEvents, RunLog, config_summary, log_row, refuse_to_overwrite
 from .sam import SAM, frozen_bn_stats
 from .train_state import TrainState, rank_seed, restore_state, save_state
-from .training_data import TrainingData, accuracy_on, training_data
+from .training_data import TrainingData, accuracy_on, selection_noise, training_data
 from .wideresnet import wide_resnet
 
 
@@ -378,7 +378,7 @@ def _finish(run: _Run, state: TrainState, guard: DivergenceGuard, saved_at: int)
     if run.main and state.buffer is not None:
         sample_grid(state.buffer.images, run.out_dir / "samples.png")
     wall, cpu = run.started
-    run.events.write("finish", state.iteration, recoveries=guard.recoveries,
+    run.events.write("finish", state.iteration, recovered_divergences=guard.recoveries,
                      wall_s=round(time.perf_counter() - wall, 1), cpu_s=round(time.process_time() - cpu, 1),
                      threads=torch.get_num_threads())
 
@@ -424,9 +424,10 @@ def _due(run: _Run, it: int) -> tuple[bool, bool]:
     return log_due, ckpt_due
 
 
-def _checkpoint(run: _Run, state: TrainState, guard: DivergenceGuard, path: Path | None = None) -> None:
+def _checkpoint(run: _Run, state: TrainState, guard: DivergenceGuard, path: Path | None = None,
+                selected: tuple[str, float, float] | None = None) -> None:
     save_state(state, guard, path or run.ckpt_path, run.arch_kwargs, run.info, run.iters_per_epoch, run.world,
-               final=state.iteration >= run.total_iters)
+               final=state.iteration >= run.total_iters, selected=selected)
 
 
 def _write_log_row(run: _Run, state: TrainState, loss: torch.Tensor, stats: dict, window: _Window, bar) -> None:
@@ -438,36 +439,49 @@ def _write_log_row(run: _Run, state: TrainState, loss: torch.Tensor, stats: dict
 
 
 def _select_best(run: _Run, state: TrainState, guard: DivergenceGuard, it: int) -> None:
-    """Accuracy on the hold-out (or test) split; ``best.pt`` when it beats the best so far (JEM / JEM++ /
-    SADA-JEM code: strictly greater, checked every ``eval_every`` epochs)."""
+    """Accuracy on the hold-out (or test) split, with ``select_noise`` on its inputs (JEM code: σ = .03);
+    ``best.pt`` when it beats the best so far (JEM / JEM++ / SADA-JEM code: strictly greater, checked every
+    ``eval_every`` epochs)."""
     cfg = run.cfg
     assert run.data.select is not None, "select_best runs only with a selection split"
-    acc = accuracy_on(state.model, run.data.select, run.device)
+    # a collective: each rank scores its share with each image's own noise, every rank gets the summed accuracy
+    acc = accuracy_on(state.model, run.data.select, run.device, noise_std=cfg.select_noise,
+                      noise_seeds=selection_noise(cfg.seed, it, length(run.data.select)))
     improved = state.best_acc is None or acc > state.best_acc
     if improved:
         state.best_acc = acc
-        _checkpoint(run, state, guard, run.out_dir / "best.pt")
-    run.events.write("select", it, split=cfg.select_best, accuracy=acc, best=state.best_acc, saved=improved)
+        _checkpoint(run, state, guard, run.out_dir / "best.pt", selected=(cfg.select_best, cfg.select_noise, acc))
+    run.events.write("select", it, split=cfg.select_best, noise=cfg.select_noise, accuracy=acc,
+                     best=state.best_acc, saved=improved)
     if run.main:
         with tqdm.external_write_mode(file=sys.stderr):  # above the bar, as tqdm.write
-            messages.info(f"[jembench] iteration {it}: {cfg.select_best} accuracy {acc:.2f}% (best "
+            noise = f" (σ = {cfg.select_noise:g})" if cfg.select_noise else ""
+            messages.info(f"[jembench] iteration {it}: {cfg.select_best} accuracy{noise} {acc:.2f}% (best "
                           f"{state.best_acc:.2f}%{', best.pt saved' if improved else ''})")
 
 
 def _roll_back(run: _Run, state: TrainState, guard: DivergenceGuard, found: dict, it: int, bar) -> None:
     """Back to the last good state with the remedies (:meth:`DivergenceGuard.recover`); when the budget is spent,
-    that state is written and the run stops with a one-line error."""
+    or at once with ``divergence = "stop"`` (the official runs' end), that state is written and the run stops with a
+    one-line :class:`TrainingDiverged` (exit 3)."""
     cfg = run.cfg
+    if state.cfg.divergence == "stop":
+        event = guard.stop(found, it, state.model, state.optimizer, state.scheduler, state.buffer)
+        state.iteration = event["rolled_back_to"]
+        run.events.write(event.pop("event"), it, **event, recovered_divergences=guard.recoveries)
+        _checkpoint(run, state, guard)
+        bar.close()
+        raise TrainingDiverged(guard.stop_message(event, str(run.ckpt_path)))
     state.cfg, event = guard.recover(found, it, state.model, state.optimizer, state.scheduler, state.buffer,
                                      state.cfg, new_seed=rank_seed(cfg.seed + 7_919 * (guard.recoveries + 1),
                                                                    run.rank))
     state.iteration = event["rolled_back_to"]
     kind = event.pop("event")
-    run.events.write(kind, it, **event)
+    run.events.write(kind, it, **event, recovered_divergences=guard.recoveries)
     if kind == "give_up":  # keep the last good state on disk, then stop
         _checkpoint(run, state, guard)
         bar.close()
-        raise JembenchError(guard.give_up_message(event, str(run.ckpt_path)))
+        raise TrainingDiverged(guard.give_up_message(event, str(run.ckpt_path)))
     if run.main:
         messages.warning(f"[jembench] divergence at iteration {it} ({'; '.join(found['reasons'])}): rolled "
                          f"back to {state.iteration}, lr {state.cfg.lr:g}, SGLD steps {state.cfg.sgld.n_steps} "

@@ -1,7 +1,8 @@
 """What one training iteration reads and changes (:class:`TrainState`), and how it goes to disk and comes back.
 
 A checkpoint (``last.pt``, ``best.pt``; :func:`save_state`) holds the weights, optimiser, scheduler, every rank's
-buffer shard (concatenated) and RNG state, the divergence guard's budget and the effective config; rank 0 writes
+buffer shard (concatenated) and RNG state, the divergence guard's budget, the effective config and the
+``training`` block (:func:`training_block`: recovered divergences, what chose ``best.pt``); rank 0 writes
 it atomically (:func:`jembench.models.save_checkpoint`). :func:`restore_state` puts it back exactly — on the CPU
 with ``workers = 0``, N + N iterations with a resume in between equal 2N uninterrupted, bit for bit — and splits
 the buffer evenly when the number of processes changed.
@@ -52,11 +53,25 @@ def weights_digest(model: nn.Module) -> str:
     return recipe.weights_digest(model.state_dict())
 
 
+def training_block(state: TrainState, guard: DivergenceGuard,
+                   selected: tuple[str, float, float] | None = None) -> dict:
+    """The checkpoint's ``training`` block, which every record evaluated from it copies (``model.training``): how
+    the run handled divergence (:meth:`DivergenceGuard.summary`: ``recovered_divergences`` ...) and, for
+    ``best.pt``, what chose it (``selected_on``: split, input noise σ, accuracy, iteration)."""
+    block = guard.summary(state.cfg.divergence)
+    if selected is not None:
+        split, noise, accuracy = selected
+        block["selected_on"] = {"split": split, "noise": float(noise), "accuracy": float(accuracy),
+                                "iteration": state.iteration}
+    return block
+
+
 def save_state(state: TrainState, guard: DivergenceGuard, path: Path, arch_kwargs: dict, info, iters_per_epoch: int,
-          world: int, final: bool) -> None:
+               world: int, final: bool, selected: tuple[str, float, float] | None = None) -> None:
     """Rank 0 writes the checkpoint: weights, optimiser, scheduler, every rank's buffer shard (concatenated)
-    and RNG states (CPU and the rank's device), the guard's budget, the effective config and where it ran. A
-    collective under DDP: every rank calls it; the shards travel to rank 0 only (a gather, not an all-gather)."""
+    and RNG states (CPU and the rank's device), the guard's budget, the effective config, where it ran and the
+    :func:`training_block`. A collective under DDP: every rank calls it; the shards travel to rank 0 only (a gather,
+    not an all-gather)."""
     buffer = state.buffer
     device = next((p.device for p in state.model.parameters()), torch.device("cpu"))
     mine = {"rng": rng_state(device), "buffer_size": buffer.size if buffer is not None else 0,
@@ -83,7 +98,7 @@ def save_state(state: TrainState, guard: DivergenceGuard, path: Path, arch_kwarg
                     config=dict(cfg.to_dict(), name=cfg.run_name), buffer=buffer_state,
                     optimizer=state.optimizer.state_dict(), scheduler=state.scheduler.state_dict(),
                     epoch=state.iteration // iters_per_epoch, iteration=state.iteration, rng=ranks[0]["rng"],
-                    extra=extra)
+                    extra=extra, training=training_block(state, guard, selected))
 
 
 def check_resumable(state: TrainState, saved: dict, ckpt_path: Path, now: dict | None) -> None:

@@ -3,15 +3,16 @@
 Endless, resumable streams of full batches (:class:`DataStream`): a seeded permutation per epoch
 (:class:`EpochSampler`), restarted mid-epoch on resume without touching the global RNG, sharded across ranks
 under DDP; the JEM / JEM++ hold-out split (:func:`holdout_split`); and the accuracy that chooses ``best.pt``
-(:func:`accuracy_on`).
+(:func:`accuracy_on`, with JEM's validation noise: :func:`selection_noise`, :func:`image_noise`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
@@ -141,25 +142,57 @@ def training_data(cfg: TrainConfig, rank: int, world: int, device: torch.device 
         px = DataStream(subset(px_base, train_idx), px_batch, cfg.seed + 1, cfg.workers, rank, world, pin)
     select: Dataset | None = None
     if cfg.select_best == "validation":
-        clean = load_dataset(cfg.dataset, "train", cfg.data_root, cfg.download)  # un-augmented, noise-free
+        clean = load_dataset(cfg.dataset, "train", cfg.data_root, cfg.download)  # un-augmented; σ: accuracy_on
         select = Subset(clean, valid_idx)
     elif cfg.select_best == "test":
         select = load_dataset(cfg.dataset, "test", cfg.data_root, cfg.download)
     return TrainingData(labelled, px, select, length(train_set))
 
 
+def selection_noise(seed: int, iteration: int, n: int) -> np.ndarray:
+    """The noise seeds of the ``best.pt`` evaluation after ``iteration``: one 32-bit word per image of the
+    selection split, ``SeedSequence([seed, iteration]).generate_state(n)`` (well mixed: torch's CPU generator keeps
+    only the low 32 bits of a seed). Image i gets ε_i ~ N(0, I) from a CPU generator seeded with word i
+    (:func:`image_noise`), so its noise depends on the run's seed, the iteration and its place in the split only —
+    not on the batch size, the number of processes (each DDP rank scores its own share) or the order of evaluation:
+    a DDP run scores exactly the noisy images a single process would, and a resumed run the same ones. A stream of
+    its own: the training's random streams are untouched, so a run with ``select_noise`` > 0 trains exactly as one
+    without and only the choice of ``best.pt`` can differ; fresh noise at every evaluation, as the official
+    loader's transform draws it (JEM train_wrn_ebm.py:146-150, :190-192)."""
+    return np.random.SeedSequence([seed, iteration]).generate_state(n)
+
+
+def image_noise(seeds: np.ndarray, positions: Sequence[int], shape: tuple[int, ...]) -> torch.Tensor:
+    """ε for the images at ``positions`` of the selection split: one ``torch.randn(shape)`` per image from a CPU
+    generator seeded with its word of ``seeds`` (:func:`selection_noise`)."""
+    gen = torch.Generator()
+    return torch.stack([torch.randn(shape, generator=gen.manual_seed(int(seeds[p]))) for p in positions])
+
+
 @torch.no_grad()
-def accuracy_on(model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 100) -> float:
+def accuracy_on(model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 100,
+                noise_std: float = 0.0, noise_seeds: np.ndarray | None = None) -> float:
     """Top-1 accuracy (%) of ``model`` in eval mode on ``dataset`` (the official ``eval_classification``: eval-mode
     batch norm, no gradient); the model's mode is restored afterwards. Under DDP each rank classifies its share
     of the images and the counts are summed over the ranks — a collective: every rank gets the same value (so
-    every rank takes the same ``best.pt`` decision and enters the checkpoint's collective alike)."""
+    every rank takes the same ``best.pt`` decision and enters the checkpoint's collective alike). ``noise_std`` > 0:
+    image i is scored as x_i + σ·ε_i, ε_i from its word of ``noise_seeds`` (:func:`selection_noise`, one per image
+    of ``dataset``; :func:`image_noise`), added after normalisation to [-1, 1], where JEM's ``transform_test`` adds
+    it."""
+    if noise_std > 0 and (noise_seeds is None or len(noise_seeds) != length(dataset)):
+        raise ValueError("accuracy_on with noise_std > 0 needs one noise seed per image (selection_noise)")
     was_training = model.training
     model.eval()
     rank, world = distributed.rank(), distributed.world_size()
-    shard = Subset(dataset, range(rank, length(dataset), world)) if world > 1 else dataset
+    n = length(dataset)
+    positions = range(rank, n, world) if world > 1 else range(n)
+    shard = Subset(dataset, positions) if world > 1 else dataset
     counts = torch.zeros(2, dtype=torch.float64, device=device)  # correct, total (summed on the device: no sync)
+    seen = 0
     for x, y in DataLoader(shard, batch_size=batch_size, shuffle=False, pin_memory=devices.pins_memory(device)):
+        if noise_std > 0 and noise_seeds is not None:  # (checked above: one seed per image)
+            x = x + noise_std * image_noise(noise_seeds, positions[seen:seen + len(x)], tuple(x.shape[1:]))
+        seen += len(x)
         pred = model(devices.to_device(x, device)).argmax(1)
         counts[0] += (pred == devices.to_device(torch.as_tensor(y), device)).sum()
         counts[1] += len(pred)

@@ -153,6 +153,11 @@ def build_lab(lab: Path, ckpt: Path) -> dict:
     ours("complex-weights.pt", lambda s: s.__setitem__(first, s[first].to(torch.complex64)))
     ours("zero-d-weight.pt", lambda s: s.__setitem__(first, torch.tensor(1.0)))
     ours("expanded-weight.pt", lambda s: s.__setitem__(first, torch.zeros(1).expand(10**6, *s[first].shape[1:])))
+    # the training block (jembench/training_block.py): how a stranger's run says its training went
+    for name, block in (("training-str.pt", "recovered"),
+                        ("training-long-list.pt", {"recovered_divergences": 1, "recovered_at": list(range(10**5))}),
+                        ("training-text-count.pt", {"recovered_divergences": "1e9"})):
+        _save(ck / name, dict(copy.deepcopy(good), training=block))
     _sparse(ck / "five-gib.pt", 5 * 2**30)
     (ck / "dir.pt").mkdir(parents=True)
     os.mkfifo(ck / "fifo.pt")
@@ -668,6 +673,12 @@ def _cases() -> list[Case]:
         Case("traceback", "record sgld_steps is a list", ("check", f"{rc}/steps-list/r.json"),
              "'sgld_steps' is '[5]'"),
         Case("traceback", "record dataset_label is a list", board(f"{rc}/label-list"), "'dataset_label' is list"),
+        Case("traceback", "checkpoint training block is text", ev(f"{ck}/training-str.pt"),
+             "is malformed: 'training' is str, not a mapping"),
+        Case("hang", "checkpoint training block lists 10^5 recoveries", ev(f"{ck}/training-long-list.pt"),
+             "training 'recovered_at' is not a list of integers"),
+        Case("numbers", "checkpoint training block counts in text", ev(f"{ck}/training-text-count.pt"),
+             "training 'recovered_divergences' is '1e9', not an integer >= 0"),
         Case("traceback", "resume with another width", ("train", "jem", "--resume", "{lab}/resume/run", "--width",
                                                         "3"), "--width 1 -> 3"),
         Case("traceback", "resume with another depth", ("train", "jem", "--resume", "{lab}/resume/run", "--depth",

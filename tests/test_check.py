@@ -195,7 +195,8 @@ def test_default_rules_cover_every_suite_metric():
               "auroc/svhn/log_px": "higher", "aupr/interp/max_py": "higher", "fpr95/uniform/grad_norm": "lower",
               "is/fresh": "higher", "fid/buffer": "lower", "kid/ensemble": "lower",
               "robust_acc/linf/k10/eps=0.0313725": "higher", "clean_acc/k0": "higher",
-              "boundary/median_l2/k0": "higher", "pointwise/median_l0/k10": "higher"}
+              "boundary/attacked_median_l2/k0": "higher",
+              "pointwise/attacked_median_l0/k10": "higher"}
     assert {m: direction(m) for m in expect if rule_for(m, rules) is not None} == expect
     assert rule_for("n", rules) is None and direction("n") == "none"  # a count is never judged
 

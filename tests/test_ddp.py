@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from jembench.data import load_dataset
 from jembench.models import load_checkpoint, read_checkpoint_file
 
 REPO = Path(__file__).resolve().parent.parent
@@ -26,7 +28,7 @@ def test_two_process_gloo_run_on_digits_keeps_ranks_identical(tmp_path):
     # sada_jem: DDP + SAM (two passes, BN statistics) + the DA-free loader + the informative init (rank 0 fits)
     run = tmp_path / "run"
     proc = _torchrun("sada_jem", "--preset", "tiny", "--dataset", "digits", "--max-iters", "4", "--log-every", "2",
-                     "--select-best", "test", "--out", str(run))
+                     "--select-best", "test", "--select-noise", "0.3", "--out", str(run))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("checkpoint:") == 1  # rank 0 reports
     saved = read_checkpoint_file(run / "last.pt")
@@ -48,6 +50,19 @@ def test_two_process_gloo_run_on_digits_keeps_ranks_identical(tmp_path):
     selects = [e for e in events if e["event"] == "select"]
     assert len(selects) == 1 and selects[0]["saved"] and (run / "best.pt").is_file()
     assert load_checkpoint(run / "last.pt").model(torch.zeros(2, 1, 8, 8)).isfinite().all()
+    # ... with each image's own selection noise, so it is the accuracy one process gets on the noisy split: the
+    # documented noise written out here (image i: randn from word i of SeedSequence([seed, iteration]))
+    images, labels = zip(*load_dataset("digits", "test"))
+    x, y = torch.stack(images), torch.as_tensor(labels)
+    words = np.random.SeedSequence([start["config"]["seed"], 4]).generate_state(len(x))
+    x = x + 0.3 * torch.stack([torch.randn(x.shape[1:], generator=torch.Generator().manual_seed(int(w)))
+                               for w in words])
+    with torch.no_grad():
+        single = 100.0 * int((load_checkpoint(run / "best.pt").model(x).argmax(1) == y).sum()) / len(x)
+    assert abs(selects[0]["accuracy"] - single) <= 100.0 / len(x) + 1e-9  # one image: batch-dependent rounding
+    assert "selected_on" not in saved["training"]  # last.pt was not chosen by a selection
+    assert read_checkpoint_file(run / "best.pt")["training"]["selected_on"] == {
+        "split": "test", "noise": 0.3, "accuracy": selects[0]["accuracy"], "iteration": 4}
 
 
 @pytest.mark.slow

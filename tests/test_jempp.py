@@ -112,7 +112,24 @@ def test_proximal_sgld_and_optimiser_settings_of_the_presets():
             sada.decay_epochs, sada.epochs, sada.weight_decay) == (5, 2.0, True, True, 0.0, (60, 120, 180), 200, 5e-4)
     with pytest.raises(JembenchError, match="no preset 'paper-k5'.*tiny, cpu, paper"):
         resolve_config("jem", "paper-k5", {})
-    assert jempp.PRESETS == sada_jem.PRESETS == ("tiny", "cpu", "paper", "paper-k5", "paper-k10", "paper-k20")
+    base = ("tiny", "cpu", "paper", "paper-k5", "paper-k10", "paper-k20")
+    assert jempp.PRESETS == sada_jem.PRESETS == base + tuple(f"{name}-official" for name in base)
+
+
+@pytest.mark.parametrize("method", ["jem", "jempp", "sada_jem", "softmax", "softmax_sam"])
+def test_the_official_flavour_of_every_preset_only_stops_on_divergence(method):
+    """``P-official`` is ``P`` with divergence = stop, for every preset and dataset; ``P`` recovers."""
+    from reference_models import get_method
+
+    presets = get_method(method).PRESETS
+    flavours = [p for p in presets if p.endswith("-official")]
+    assert sorted(flavours) == sorted(f"{p}-official" for p in presets if not p.endswith("-official"))
+    for name in flavours:
+        for dataset in ("digits", "cifar10", "svhn"):
+            base = resolve_config(method, name.removesuffix("-official"), {"dataset": dataset}).to_dict()
+            official = resolve_config(method, name, {"dataset": dataset}).to_dict()
+            assert (base.pop("divergence"), official.pop("divergence")) == ("recover", "stop")
+            assert official == base, (name, dataset)
 
 
 def test_sgld_step_is_clamped_in_gradient_and_range():

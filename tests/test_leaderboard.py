@@ -22,6 +22,7 @@ from jembench.protocols import load_protocol
 from jembench.published import load_published
 from jembench.records import make_record
 from jembench.render import render
+from jembench.sampling_error import auroc_standard_error as hanley_mcneil_se
 
 REPO = Path(__file__).resolve().parent.parent
 SADA_T1 = "SADA-JEM (Yang et al., CVPR 2023), Table 1 · CIFAR-10"
@@ -48,7 +49,9 @@ def run_dir(tmp_path_factory) -> Path:
     write(d / "sada", "gen.json", make_record(suite="generation", model=MODEL, dataset="cifar10", protocol=GEN,
                                               metrics={"is/buffer": 8.5, "fid/buffer": 10.25}))
     write(d / "sada", "ood.json", make_record(suite="ood", model=MODEL, dataset="cifar10", protocol=OOD,
-                                              metrics={"auroc/svhn/log_px": 0.99, "auroc/uniform/log_px": 1.0}))
+                                              metrics={"auroc/svhn/log_px": 0.99, "auroc/uniform/log_px": 1.0},
+                                              details={"n_in": 10000, "sets": {"svhn": {"n": 26032},
+                                                                               "uniform": {"n": 10000}}}))
     write(d / "digits", "acc.json", make_record(suite="accuracy", model={"name": "jem-digits", "method": "jem",
                                                                          "dataset": "digits"},
                                                 dataset="digits", protocol=ACC_TINY, metrics={"accuracy": 91.0}))
@@ -127,7 +130,8 @@ def test_cli_hybrid_prints_sada_table1_rows_plus_ours(cli_results):
     assert len(ours) == 1 and ours[0].startswith("| jembench ")  # our row group, after the paper's groups
     cells = md_row(section, "*sada-c10 (ours)*")
     # mean ± standard deviation of the two records (their t-interval is in a note under the table)
-    assert cells[2:5] == ["95.20 ± 0.28", "-", "-"] and cells[5] == f"ours: accuracy@{ACC.hash[:8]} (mean of 2)"
+    assert cells[2:5] == ["95.20 ± 0.28", "-", "-"]
+    assert cells[5] == f"ours: accuracy@{ACC.hash[:8]} (n = 10000; mean of 2)"  # the sizes behind the errors
     assert (f"sada-c10 (ours): IS ↑, FID ↓ measured under generation@{GEN.hash[:8]}; this table needs "
             f"generation-jempp-official, generation-sadajem-official — shown") in section
     assert "90.00" not in section  # accuracy-n500 is not the protocol SADA-JEM's accuracies need
@@ -136,7 +140,7 @@ def test_cli_hybrid_prints_sada_table1_rows_plus_ours(cli_results):
     gen = text[text.index(f"jembench runs · CIFAR-10 · protocol generation@{GEN.hash[:8]}"):]
     assert md_row(gen, "*sada-c10 (ours)*")[1:3] == ["8.50", "10.25"]
     tiny = text[text.index(f"jembench runs · CIFAR-10 · protocol accuracy-n500@{ACC_TINY.hash[:8]}"):]
-    assert md_row(tiny, "*sada-c10 (ours)*")[1] == "90.00"
+    assert md_row(tiny, "*sada-c10 (ours)*")[1] == "90.00 ± 1.34"  # Wilson s.e. of 90 % of n = 500
     assert "jem-digits (ours)" in text  # digits has no published table: an ours-only section
 
 
@@ -232,13 +236,17 @@ def test_ood_rows_land_in_their_score_block_and_md_latex_html_agree(run_dir, tmp
     log_block = [r.model for r in s.rows if r.block == "log_px"]
     assert log_block[-1] == "sada-c10 (ours)" and log_block[0] == "WideResNet"
     md = render(sections, "md")
-    assert md_row(md, "sada-c10 (ours)".join("**"))[2] == "**0.990**"  # ours beats 0.98 on SVHN
+    # ours beats 0.98 on SVHN, significantly at its sizes (Hanley-McNeil, 10000 vs 26032 images): bold, ± its s.e.
+    se = hanley_mcneil_se(0.99, 10000, 26032)
+    cells = md_row(md, "sada-c10 (ours)".join("**"))
+    assert cells[2] == f"**0.990 ± {se:.3f}**"
+    assert cells[6] == f"ours: ood@{OOD.hash[:8]} (n_in = 10000, n_out = 10000–26032)"  # the record's sizes
     assert md_row(md, "SADA-JEM (K=20)")[2:6] == ["0.98", "0.83", "**0.92**", "**0.95**"]
     tex = render(sections, "latex")
     assert r"$\log p(\mathbf{x})$" in tex and r"\underline{0.98}" in tex
     page = render(sections, "html")
     assert page.startswith("<!DOCTYPE html>") and '<span class="ours">sada-c10 (ours)</span>' in page
-    assert "<strong>0.990</strong>" in page
+    assert f"<strong>0.990 ± {se:.3f}</strong>" in page
 
 
 def test_load_records_skips_non_records_but_rejects_broken_json(run_dir, tmp_path):

@@ -126,6 +126,33 @@ def test_the_official_robustness_protocols_hold_the_official_attack_settings():
     assert tuple(round(e * 255) for e in sada.pgd.linf_eps) == value("sadajem.attack.eps255")
 
 
+def test_the_paper_presets_choose_best_pt_and_stop_as_the_official_training_code():
+    """The split and input noise that choose best.pt, and the stopping rule, of each method's paper preset are the
+    official code's (transcribed with their lines above): JEM validates on its hold-out through transform_test, which
+    adds --sigma (.03 in the README command); JEM++'s transform_test adds none; SADA-JEM has no hold-out and picks
+    best_valid_ckpt.pt on the test loader. ``paper`` recovers from divergence, ``paper-official`` stops."""
+    from reference_models.config import resolve_config
+
+    assert value("jem.train.valid_transform") == value("jempp.train.valid_transform") == "transform_test"
+    assert value("jem.train.valid_noise") == "sigma"  # transform_test's last step adds args.sigma
+    expected = {
+        "jem": (value("jem.train.select_split"), value("jem.train.n_valid"), value("jem.train.sigma"),
+                value("jem.train.stop"), 0.0),
+        "jempp": (value("jempp.train.select_split"), value("jempp.train.n_valid"), value("jempp.train.valid_noise"),
+                  value("jempp.train.stop"), 0.0),
+        "sada_jem": (value("sadajem.train.select_split"), value("sadajem.train.n_valid"),
+                     value("sadajem.train.valid_noise"), 0.0, value("sadajem.train.stop")),
+    }
+    for method, want in expected.items():
+        for dataset in ("cifar10", "cifar100", "svhn"):
+            cfg = resolve_config(method, "paper", {"dataset": dataset})
+            got = (cfg.select_best, cfg.holdout, cfg.select_noise, cfg.loss_bound, cfg.gap_bound)
+            assert got == want, (method, dataset)
+            assert cfg.divergence == "recover"
+            official = resolve_config(method, "paper-official", {"dataset": dataset})
+            assert official.divergence == "stop"
+
+
 @needs_mirrors
 def test_every_citation_in_the_docs_and_official_protocols_resolves(capsys):
     """tools/check_citations.py over docs/parity.md and suites/*-official*.toml: every cited file exists at the cited

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import signal
+import statistics
 import socket
 import subprocess
 import sys
@@ -163,7 +164,17 @@ def test_record_has_the_metric_keys_curves_and_figures(reference):
             assert accs[-1] < accs[0]  # and the attack does something
             assert len(d["pgd"][norm][f"k{k}"]["min_eps"]) == 6
         assert d["forward_passes"][f"pgd/linf/k{k}"] > 0 and d["forward_passes"][f"boundary/k{k}"] > 0
-        assert not math.isnan(m[f"boundary/median_l2/k{k}"]) and m[f"pointwise/median_l0/k{k}"] >= 0
+        for attack, field in (("boundary", "l2"), ("pointwise", "l0")):
+            # the median counts the attacked inputs only (clean-correct with a start point), and says how many
+            entry, clean = d[attack][f"k{k}"], d["clean"][f"k{k}"]
+            attacked = [v for v, c, s in zip(entry[field], clean, entry["no_start_inputs"]) if c and not s]
+            assert entry["attacked"] == len(attacked)
+            median = m[f"{attack}/attacked_median_{field}/k{k}"]
+            if len(attacked) >= 6:
+                assert median == statistics.median([math.inf if v is None else v for v in attacked])
+            else:
+                assert math.isnan(median) and f"n/a ({len(attacked)} attacked)" in stdout
+        assert d["sanity"]["checks"] and isinstance(d["sanity"]["failed"], list)
     # refinement costs K + 1 network passes per query
     assert d["forward_passes"]["pgd/linf/k1"] > d["forward_passes"]["pgd/linf/k0"]
     assert record["figures"] == ["robustness_pgd.png", "robustness_gradient_free.png"]

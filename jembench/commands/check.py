@@ -9,6 +9,7 @@ from ..errors import JembenchError
 from ..published import load_published
 from ..recipe import stale_lines
 from ..records import load_records
+from ..suites.robustness import sanity
 
 NAME = "check"
 ORDER = 55
@@ -100,6 +101,12 @@ def run(args) -> int:
         print(table)
     for note in notes:
         print(f"note: {note}")
+    for ref in refs:  # the checked numbers' own caveats: a robust accuracy that passes may still be an upper bound
+        failed = sanity.caveats(ref.record)
+        if failed:
+            where = sanity.listing(failed)
+            print(f"note: {sanity.MARK} {ref.path}: attack sanity checks failed ({where}); its robust accuracies "
+                  f"are upper bounds the attack may not have reached")
     for line in stale:
         print(f"stale: {line}")
     code = exit_code(comparisons)

@@ -52,6 +52,7 @@ def run(args) -> int:
     from ..models import load_checkpoint
     from ..runtime import configure_torch
     from ..suites import available_suites, get_suite
+    from ..suites.robustness import sanity
     from ..training import train
 
     configure_torch()
@@ -89,6 +90,12 @@ def run(args) -> int:
                 continue
             ran += 1
             row.update(suite.headline(record))
+            failed = sanity.caveats(record)
+            if failed:
+                row["Model"] = f"{METHODS[method]} {sanity.MARK}"
+                where = sanity.listing(failed)
+                notes.append(f"{sanity.MARK} {METHODS[method]}: attack sanity checks failed ({where}); its robust "
+                             f"accuracies are upper bounds — see its robustness table ({record_path})")
             if args.records:
                 _copy_record(record_path, record, Path(args.records) / method)
         rows.append(row)
@@ -97,7 +104,7 @@ def run(args) -> int:
     print("\njembench demo — digits (scikit-learn, 8x8), tiny presets and protocols\n")
     print(tabulate(table, headers=columns, tablefmt="github"))
     for note in notes:
-        print(f"note: {note}")
+        print(note if note.startswith(sanity.MARK) else f"note: {note}")
     print(f"\nrecords and figures: {out}/<method>/eval/   wall time: {time.perf_counter() - started:.0f} s")
     if not ran:
         raise JembenchError(f"every requested suite ({', '.join(suites)}) was skipped; see the notes above")

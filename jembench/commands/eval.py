@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         opts = dataclasses.replace(opts, name=args.model.rpartition(":")[2] or None)
     checked = plan(list(args.checkpoints), args.suite or ["accuracy"], opts, "jembench eval")  # a module: below
 
-    from .. import escape  # torch from here on: the arguments are known to be good
+    from .. import escape, training_block  # torch from here on: the arguments are known to be good
     from ..evaluation import run_plan
     from ..models import module_from_factory
     from ..suites import get_suite
@@ -62,7 +62,10 @@ def run(args: argparse.Namespace) -> int:
 
     def show(record: dict, path, suite: str) -> None:
         # names from the checkpoint / dataset made one line each, so they cannot split the table's rows
-        print(get_suite(suite).format_table(escape.deep(record, escape.one_line)))
+        shown = escape.deep(record, escape.one_line)
+        print(get_suite(suite).format_table(shown))
+        for note in training_block.notes(shown["model"]):  # a run that recovered from divergence says so
+            print(f"note: {note}")
         print(f"record: {path}\n")
 
     run_plan(checked, on_record=show)

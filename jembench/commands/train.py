@@ -19,7 +19,10 @@ DESCRIPTION = ("Train a reference model with a preset (paper hyperparameters, or
                "Under `torchrun --nproc_per_node=K -m jembench train ...` it runs distributed data parallel "
                "(gloo on CPUs, nccl on GPUs; each process its own data and buffer shard; rank 0 writes). "
                "A diverging run is rolled back to its last good state with a lower lr, more SGLD steps and a new "
-               "seed (--max-recoveries times; events in OUT/events.jsonl). "
+               "seed (--max-recoveries times; events in OUT/events.jsonl), and its checkpoints and every record "
+               "evaluated from them say how often (model.training.recovered_divergences); the official flavour of "
+               "each preset (--preset paper-official, ...; --divergence stop) ends at the first divergence as the "
+               "official code does: exit 3, last.pt keeps the last good state. "
                "Python: jembench.train(method, ...) takes the same options as keywords (--sgld-steps 40 is "
                "sgld_steps=40).")
 

@@ -24,6 +24,7 @@ from tabulate import tabulate
 from ..evidence import StreamDigest
 from ..metric_keys import SPECS
 from ..records import dataset_label, make_record
+from ..sampling_error import standard_error
 from . import EvalContext, forward_mode
 from .accuracy_protocol import AccuracyProtocol
 from .split_evidence import per_input_predictions, split_evidence
@@ -57,10 +58,12 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
 
 
 def format_table(record: dict) -> str:
+    """Accuracy ± its Wilson standard error at z = 1 (derived from n, :mod:`jembench.sampling_error`), NLL, n."""
     m, spec = record["metrics"], SPECS
-    return tabulate([[record["model"]["name"], dataset_label(record),
-                      spec["accuracy"].format(m["accuracy"]), spec["nll"].format(m["nll"]), int(m["n"])]],
-                    headers=["Model", "Dataset", spec["accuracy"].column, spec["nll"].column, "n"],
+    se = standard_error(record, "accuracy", m["accuracy"])
+    acc = spec["accuracy"].format(m["accuracy"]) + ("" if se is None else f" ± {spec['accuracy'].format(se)}")
+    return tabulate([[record["model"]["name"], dataset_label(record), acc, spec["nll"].format(m["nll"]), int(m["n"])]],
+                    headers=["Model", "Dataset", f"{spec['accuracy'].column} ± s.e.", spec["nll"].column, "n"],
                     tablefmt="github")
 
 

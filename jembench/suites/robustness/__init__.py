@@ -25,13 +25,14 @@ Protocols: ``suites/robustness.toml`` (the papers' text generalised — neither 
 ``robustness-jem-official.toml`` / ``-jem-official-l2.toml`` (JEM's attack_model.py), ``robustness-sadajem-official``
 (SADA-JEM's bpda_eot_attack.py as shipped), ``robustness-cpu.toml`` (32×32 models on a CPU), ``robustness-tiny``.
 
-The package, one concept per module (this module and :mod:`.protocol` and :mod:`.summary` import no torch, so the
-protocol and a record's table are read without it):
+The package, one concept per module (this module, :mod:`.protocol`, :mod:`.summary` and :mod:`.sanity` import no
+torch, so the protocol, a record's table and its caveats are read without it):
 
 ``protocol``   :class:`RobustnessProtocol` — the settings, their checks and the work units they define;
 ``units``      attack dispatch: one unit = one attack at one K on one block of inputs (:func:`run_unit`);
 ``schedule``   :func:`run`: the attacked inputs, units shared among ranks, resume from partial results;
-``summary``    the record's metrics and details from the units, the paper-style table, the headline numbers.
+``summary``    the record's metrics and details from the units, the paper-style table, the headline numbers;
+``sanity``     the attack sanity checks (Carlini et al. 2019) a record's numbers must pass, else its rows are ⚠.
 The robustness figures (JEM Fig. 5 and 10) are drawn by :func:`jembench.figures.robustness_figures`.
 """
 
