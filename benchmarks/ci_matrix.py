@@ -11,8 +11,9 @@ default seed 0, the baseline's seed-0 recipe: on the same thread count its weigh
 bit). ``--degraded`` adds models that must fail: the job's training cut
 to one epoch (``--epochs 1``), and the first cell's checkpoint with Gaussian noise of ``--noise`` × each weight
 tensor's standard deviation added to every kernel / matrix (one model per level). For every cell the JSON also
-holds the metric closest to failing (largest shortfall / allowed) and how many tolerances the between-seed spread
-set.
+holds the metric closest to failing (largest shortfall / allowed), how many tolerances the between-seed spread
+set, and what the check would have said against one baseline record (seed 0) with the sampling error alone — the
+job's rule before its baseline was a distribution (``against_seed0_only``).
 
 Cells run one at a time under ``nice`` (a shared machine); finished cells are kept in the output file and skipped
 when it is run again (``--force`` redoes them), so an interrupted matrix continues. Writes
@@ -56,8 +57,11 @@ def details(records: Path, baseline: str, tolerances: str | None) -> dict[str, A
     from jembench.check import compare_baseline, load_rules
     from jembench.records import load_records
 
-    comps, _ = compare_baseline(load_records([records]), load_records([REPO / baseline]), load_rules(tolerances),
-                                allow_missing=True)
+    refs, rules = load_records([records]), load_rules(tolerances)
+    comps, _ = compare_baseline(refs, load_records([REPO / baseline]), rules, allow_missing=True)
+    # what the job decided before its baseline was a distribution: one record (seed 0), sampling error only
+    one, _ = compare_baseline(refs, load_records([REPO / baseline / "seed-0"]), rules, allow_missing=True,
+                              paired=False)
 
     def ratio(c) -> float:
         shortfall = c.reference - c.value if c.direction == "higher" else c.value - c.reference
@@ -71,6 +75,7 @@ def details(records: Path, baseline: str, tolerances: str | None) -> dict[str, A
                         "reference": closest.reference, "allowed": closest.allowed, "rule": closest.rule,
                         "shortfall_over_allowed": round(ratio(closest), 3)},
             "set_by": {k: sum(c.decided_by == k for c in comps) for k in ("seeds", "sampling", "both")},
+            "against_seed0_only": [f"{Path(c.record).stem}:{c.metric}" for c in one if c.regression],
             "accuracy": accuracy}
 
 
@@ -115,6 +120,8 @@ def summarize(cells: list[dict[str, Any]]) -> dict[str, Any]:
     verbatim = [c for c in cells if c.get("kind") == "verbatim"]
     return {"verbatim": len(verbatim), "verbatim_passed": sum(c.get("check_exit") == 0 for c in verbatim),
             "retrained": len(fresh), "retrained_passed": sum(c.get("check_exit") == 0 for c in fresh),
+            "retrained_failing_against_seed0_only": sum(bool(c.get("against_seed0_only")) for c in fresh),
+            "degraded_failing_against_seed0_only": sum(bool(c.get("against_seed0_only")) for c in bad),
             "degraded": len(bad), "degraded_failed": sum(c.get("check_exit") == 1 for c in bad),
             "distinct_checkpoints": len({c.get("checkpoint_sha256") for c in fresh}),
             "worst_retrained": max((c["closest"]["shortfall_over_allowed"] for c in fresh if "closest" in c),
@@ -132,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="add the job's lines exactly as written (the default seed, 0: the baseline's seed-0 recipe)")
     p.add_argument("--out", type=Path, default=RESULTS / "ci-matrix.json")
     p.add_argument("--force", action="store_true", help="redo cells already in --out")
+    p.add_argument("--redecide", action="store_true",
+                   help="decide the finished cells again from their kept records (after a change of check's rules)")
     args = p.parse_args(argv)
     job = Job.from_readme()
     previous = json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() and not args.force else {}
@@ -151,7 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     cells = []
     for name, spec in plan:
         if name in done:
-            cells.append(done[name])
+            cell = done[name]
+            if args.redecide and (WORK / name / "eval").is_dir():
+                check = relocate(job.check, WORK / name, WORK / name / "eval")
+                tolerances = check[check.index("--tolerances") + 1] if "--tolerances" in check else None
+                cell.update(details(WORK / name / "eval", job.baseline(), tolerances))
+            cells.append(cell)
             continue
         checkpoint = None
         if "perturb" in spec:

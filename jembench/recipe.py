@@ -6,18 +6,22 @@ torch build, CPU instruction set and thread count give the same weights, bit for
 (``extra["recipe"]``, :func:`of_training`) and ``jembench eval`` copies it into each record's ``model`` block:
 
     "recipe": {"config": "<sha256 of the settings, 16 hex>", "seed": 0, "deterministic": true,
-               "torch": "2.14.1", "cpu": "AVX2", "machine": "x86_64", "threads": 1}
+               "torch": "2.14.1", "cpu": "AVX2", "machine": "x86_64", "threads": 1, "denormals": "keep"}
 
 ``config`` hashes every setting that can change the weights (the seed included); names, labels, folders and
-logging intervals are left out (:data:`OUTPUT_ONLY`). ``deterministic`` is false on a GPU (cuDNN / atomics), under
-DDP and with data-loader workers. When a baseline record and the record under check share a deterministic recipe
-— every field equal — their weights must be the same, bit for bit (``model.weights_sha256``, computed by ``eval``
-from the loaded weights); when they are not (:func:`stale`), the baseline
-was made by other training code (or the weights were altered afterwards) and ``jembench check`` names the
-baseline stale (exit 4) unless a regression is found anyway (exit 1). A recipe that differs in any field (another
-machine's instruction set, another thread count or torch) claims nothing: there ``check`` compares numbers only.
+logging intervals are left out (:data:`OUTPUT_ONLY`) — any other change, a new setting with a default included,
+changes the hash, and then nothing is claimed until the baseline is made again. ``denormals`` is the process's
+flush-to-zero state (:func:`denormals`; ``eval`` and ``demo`` set it, ``train`` does not). ``deterministic`` is
+false on a GPU (cuDNN / atomics), under DDP and with data-loader workers. When a baseline record and the record
+under check share a deterministic recipe — every field equal — their weights must be the same, bit for bit
+(``model.weights_sha256``, computed by ``eval`` from the loaded weights); when they are not (:func:`stale`), the
+baseline was made by other training code (or the weights were altered afterwards) and ``jembench check`` names
+the baseline stale (exit 4) unless a regression is found anyway (exit 1). A recipe that differs in any field
+(another machine's instruction set, another thread count or torch) claims nothing: there ``check`` compares
+numbers only.
 
-Torch-free except :func:`of_training`; the record fields are untrusted and checked by :func:`problem`.
+Torch-free except :func:`of_training`, :func:`denormals` and :func:`weights_digest`; the record fields are
+untrusted and checked by :func:`problem`.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from typing import Any
 OUTPUT_ONLY = ("name", "dataset_label", "data_root", "download", "log_every", "sample_every", "ckpt_every",
                "ckpt_every_iters", "resume", "out")
 #: the fields of a recipe that must all agree before two checkpoints must be the same file
-FIELDS = ("config", "seed", "deterministic", "torch", "cpu", "machine", "threads")
+FIELDS = ("config", "seed", "deterministic", "torch", "cpu", "machine", "threads", "denormals")
 _MAX_TEXT = 64
 
 
@@ -51,7 +55,16 @@ def of_training(config: dict[str, Any], device: Any, world_size: int) -> dict[st
     return {"config": config_hash(config), "seed": int(config.get("seed", 0)),
             "deterministic": bool(on_cpu and int(config.get("workers", 0)) == 0 and world_size == 1),
             "torch": str(torch.__version__), "cpu": str(torch.backends.cpu.get_cpu_capability()),
-            "machine": platform.machine(), "threads": int(torch.get_num_threads())}
+            "machine": platform.machine(), "threads": int(torch.get_num_threads()), "denormals": denormals()}
+
+
+def denormals() -> str:
+    """Whether this process flushes denormal floats to zero (``flush``: ``torch.set_flush_denormal(True)``, which
+    ``eval`` and ``demo`` set, :func:`jembench.runtime.configure_torch`) or keeps them (``keep``): a process setting
+    that changes results bit for bit. torch has no getter, so it is probed: 1e-38 / 100 is a denormal float32."""
+    import torch
+
+    return "flush" if float(torch.tensor([1e-38], dtype=torch.float32).div(100.0).item()) == 0.0 else "keep"
 
 
 def weights_digest(state_dict: dict[str, Any]) -> str:
@@ -73,6 +86,8 @@ def problem(recipe: Any) -> str | None:
         value = recipe.get(key)
         if key == "deterministic":
             ok = isinstance(value, bool)
+        elif key == "denormals":
+            ok = value in ("flush", "keep")
         elif key in ("seed", "threads"):
             ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2 ** 63
         else:
@@ -83,10 +98,10 @@ def problem(recipe: Any) -> str | None:
 
 
 def describe(recipe: dict[str, Any]) -> str:
-    """One line for messages: ``config 3f2a…, seed 0, torch 2.14.1, AVX2 x86_64, 1 thread``."""
+    """One line for messages: ``config 3f2a…, seed 0, torch 2.14.1, AVX2 x86_64, 1 thread, denormals keep``."""
     threads = recipe["threads"]
     return (f"config {recipe['config']}, seed {recipe['seed']}, torch {recipe['torch']}, {recipe['cpu']} "
-            f"{recipe['machine']}, {threads} thread{'s' if threads != 1 else ''}")
+            f"{recipe['machine']}, {threads} thread{'s' if threads != 1 else ''}, denormals {recipe['denormals']}")
 
 
 def same_deterministic(a: Any, b: Any) -> bool:

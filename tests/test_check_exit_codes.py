@@ -12,7 +12,7 @@ from conftest import run_cli
 from test_check_paired import _pair, _record
 
 RECIPE = {"config": "0123456789abcdef", "seed": 0, "deterministic": True, "torch": "2.14.1", "cpu": "AVX2",
-          "machine": "x86_64", "threads": 1}
+          "machine": "x86_64", "threads": 1, "denormals": "keep"}
 
 
 def acc(folder: Path, value: float, *, sha: str = "a" * 64, recipe: dict | None = None, protocol: str = "h" * 16,

@@ -46,6 +46,7 @@ def test_same_deterministic_recipe_gives_the_same_checkpoint_file(trained):
     assert found["threads"]["threads"] == found["a"]["threads"] + 1
     assert found["threads"]["config"] == found["a"]["config"]  # same settings; the recipe differs in threads only
     assert not recipe.same_deterministic(found["a"], found["threads"])
+    assert found["a"]["denormals"] == recipe.denormals()  # this process's flush-to-zero state, as trained
     assert recipe.config_hash({**states["a"]["config"], "name": "other", "log_every": 99}) == found["a"]["config"]
 
 
@@ -66,7 +67,7 @@ def test_eval_copies_the_recipe_into_records_and_records_validate_it(trained, tm
 
 def test_stale_names_a_baseline_of_the_same_recipe_with_other_weights():
     base = {"deterministic": True, "config": "c" * 16, "seed": 0, "torch": "2.14.1", "cpu": "AVX2",
-            "machine": "x86_64", "threads": 1}
+            "machine": "x86_64", "threads": 1, "denormals": "keep"}
 
     def rec(weights: str, **change) -> dict:
         return {"model": {"name": "m", "sha256": "f" * 64, "weights_sha256": weights, "recipe": {**base, **change}}}
@@ -75,5 +76,6 @@ def test_stale_names_a_baseline_of_the_same_recipe_with_other_weights():
     assert recipe.stale(rec("x"), [rec("x")]) is None  # the same weights: up to date
     assert recipe.stale(rec("x"), [rec("y", threads=2)]) is None  # another thread count: no claim
     assert recipe.stale(rec("x"), [rec("y", cpu="AVX512")]) is None  # another instruction set: no claim
+    assert recipe.stale(rec("x"), [rec("y", denormals="flush")]) is None  # another process setting: no claim
     assert recipe.stale(rec("x", deterministic=False), [rec("y", deterministic=False)]) is None
     assert recipe.stale({"model": {"name": "m", "weights_sha256": "x"}}, [rec("y")]) is None  # no recipe: no claim
