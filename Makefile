@@ -6,7 +6,7 @@ STAMP := $(VENV)/.jembench-installed
 DOCS_STAMP := $(VENV)/.jembench-docs-installed
 
 .PHONY: demo test lint test-slow test-real test-wheel docs bench gpu-smoke install clean results leaderboards \
-	figures resummarize reference-train reference-eval reference-runs
+	figures resummarize reference-train reference-eval reference-runs baseline-seeds ci-matrix
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -70,6 +70,15 @@ results: $(STAMP)
 	$(VENV)/bin/jembench robustness-plot results/runs/demo/softmax/robustness.json results/runs/demo/jem/robustness.json \
 	  --kind linf --kind boundary -o results/runs/demo/robustness_softmax_vs_jem.png
 	$(MAKE) leaderboards
+
+# The committed baseline of the README's CI job (results/runs/demo-seeds/jem): the job's train and eval lines with
+# seeds 0-9, one run at a time (checkpoints under runs/demo-seeds). Interrupted runs continue with the next seed.
+baseline-seeds: $(STAMP)
+	$(PY) -m benchmarks.seed_baseline --seeds 0-9
+
+# Does the README's CI job pass on fresh retrainings and fail on degraded models? (benchmarks/results/ci-matrix.json)
+ci-matrix: $(STAMP)
+	$(PY) -m benchmarks.ci_matrix --seeds 101-105 --threads 1 2 --degraded
 
 # Render the committed leaderboards from the committed records (rendering only: nothing is re-evaluated;
 # tests/test_labels.py checks that the committed files are what this renders).

@@ -20,15 +20,25 @@ which metrics to leave out (``direction = "ignore"``). The rule, named per row i
   (:mod:`jembench.sampling_error`: Wilson for proportions, Hanley–McNeil for AUROC). Both errors are derived at the
   sizes of the record being checked — the reference (a published number, or the baseline measured under the same
   protocol hash) was measured on the same n — and never read from a standard error a record stores, so a baseline
-  cannot widen the tolerance by claiming a large error or a small n. A baseline averaged over k records has the
-  error of a mean, ``sqrt(sum se_i²) / k``. A record that does not carry its n falls back to the fixed rule
-  (printed as ``fixed (no n)``).
+  cannot widen the tolerance by claiming a large error or a small n. A record that does not carry its n falls
+  back to the fixed rule (printed as ``fixed (no n)``). An AUROC whose one side is a single point (the Constant
+  set: one image repeated; a side whose scores all tie) is a proportion of the other side: ``binomial (OOD side
+  tied)`` (:func:`jembench.sampling_error.auroc_error`);
+* ``seeds`` — with ``--baseline``, when the baseline holds k ≥ 2 records of one model, suite and protocol (k
+  retrainings with different seeds, the baseline of a CI job that retrains): the reference is their mean, and the
+  allowed shortfall is the one-sided prediction bound of one new run, ``t_{k−1} · s · √(1 + 1/k)`` from their
+  standard deviation s (:mod:`jembench.seed_spread`), or the rule above if that is larger (the same inputs; in
+  quadrature with it when the record was evaluated on other inputs). The row names both and which one set the
+  tolerance (``seeds k=10 t=4.3 > binomial z=3``).
 
 A number worse than its reference by more than that is a regression (exit 1); better or within tolerance
 passes (exit 0). Input that cannot be compared — a malformed record (a value outside its metric's valid range
-included: :func:`jembench.records.validate_record`) or tolerance file, no reference for any metric, a baseline
-measured under another protocol — is an error (exit 2), because a check that silently compares nothing would pass
-forever.
+included: :func:`jembench.records.validate_record`) or tolerance file, no reference for any metric — is an error
+(exit 2), because a check that silently compares nothing would pass forever. A baseline that cannot judge the
+records is exit 4 (:class:`jembench.errors.BaselineUnusable`): measured under another protocol, without a record
+for one of theirs, without the per-input evidence a paired check (``--paired``) needs, or stale — trained by the
+same deterministic recipe as the record into other weights (:mod:`jembench.recipe`; a regression found anyway is
+still exit 1).
 
 Defaults live in ``suites/check-tolerances.toml`` (shipped with the package, :mod:`jembench.resources`);
 ``--tolerances FILE`` overrides them per metric pattern. A pattern must start with a metric of
@@ -48,12 +58,13 @@ import pandas as pd
 from tabulate import tabulate
 
 from . import metric_keys
-from .errors import JembenchError
+from .errors import BaselineUnusable, JembenchError
 from .protocols import read_toml
 from .published import cite, is_reference, measured_under, needs_label
 from .records import Record, RecordRef
 from .resources import tolerances_file
-from .sampling_error import RULES, sizes, standard_error
+from .sampling_error import RULES, error_rule, sizes, standard_error
+from .seed_spread import SeedSpread, prediction_bound
 
 if TYPE_CHECKING:
     from .comparison import Side
@@ -80,15 +91,23 @@ class Rule:
     def fixed(self, reference: float) -> float:
         return max(self.abs, self.rel * abs(reference))
 
-    def allowed(self, reference: float, errors: list[float | None] | None = None) -> tuple[float, str]:
+    def allowed(self, reference: float, errors: list[float | None] | None = None, label: str | None = None
+                ) -> tuple[float, str]:
         """The allowed shortfall and the name of the rule that gave it. ``errors``: the sampling errors of the
-        compared numbers (None where a record carries no n)."""
+        compared numbers (None where a record carries no n); ``label``: how the error rule that applied is named
+        (:attr:`jembench.sampling_error.ErrorRule.label`, e.g. an AUROC's ``binomial (OOD side tied)``)."""
         if self.rule == "fixed":
             return self.fixed(reference), "fixed"
         known = [e for e in errors or [] if e is not None and math.isfinite(e)]
         if not errors or len(known) < len(errors):
             return self.fixed(reference), "fixed (no n)"
-        return max(self.floor, self.z * math.sqrt(sum(e * e for e in known))), f"{self.rule} z={self.z:g}"
+        return (max(self.floor, self.z * math.sqrt(sum(e * e for e in known))),
+                f"{label or self.rule} z={self.z:g}")
+
+    def label(self, record: Record, metric: str) -> str | None:
+        """The name of the error rule that applies to ``metric`` of ``record`` (None under the fixed rule)."""
+        found = error_rule(record, metric) if self.rule != "fixed" else None
+        return None if found is None else found.label
 
     def errors(self, record: Record, metric: str, values: list[float]) -> list[float | None]:
         """The sampling errors of ``values`` (the record's number, then the reference's) at ``record``'s sizes;
@@ -122,6 +141,7 @@ class Comparison:
     paired: Difference | None = None  # the paired test that decides (None: the unpaired rule decides)
     alpha: float = 0.05
     p_holm: float = math.nan  # Holm-adjusted one-sided p of "worse than the baseline" (paired rows)
+    decided_by: str = ""  # a baseline of several runs: "seeds" / "sampling" set the tolerance, or "both" added
 
     @property
     def p_worse(self) -> float:
@@ -312,7 +332,8 @@ def compare_published(refs: list[RecordRef], published: pd.DataFrame, rules: lis
             first = cand.iloc[0]
             sources = ", ".join(dict.fromkeys(cite(p, t) for p, t in zip(cand["paper"], cand["table"])))
             reference = float(first["value"])
-            allowed, used = rule.allowed(reference, rule.errors(r, metric, [float(value), reference]))
+            allowed, used = rule.allowed(reference, rule.errors(r, metric, [float(value), reference]),
+                                         rule.label(r, metric))
             comparisons.append(Comparison(str(ref.path), r["model"]["name"], r["dataset"], metric, direction(metric),
                                           float(value), reference, allowed,
                                           f"{first['model']} · {sources} · {first['protocol']}", used).judge())
@@ -324,8 +345,8 @@ def compare_published(refs: list[RecordRef], published: pd.DataFrame, rules: lis
 
 
 def compare_baseline(refs: list[RecordRef], baseline: list[RecordRef], rules: list[Rule],
-                     allow_missing: bool = False, alpha: float = 0.05, paired: bool = True
-                     ) -> tuple[list[Comparison], list[str]]:
+                     allow_missing: bool = False, alpha: float = 0.05, paired: bool = True,
+                     require_paired: bool = False) -> tuple[list[Comparison], list[str]]:
     """Compare each record with the baseline records of the same model name, suite, dataset and protocol hash.
 
     **Paired rule** (``paired``, when the baseline is one record and both carry per-input evidence of the same
@@ -334,9 +355,14 @@ def compare_baseline(refs: list[RecordRef], baseline: list[RecordRef], rules: li
     FPR@95), Holm-adjusted over every metric decided this way, at most ``alpha`` — *and* larger than the rule's
     ``margin``. **Unpaired rule** otherwise (other inputs, no evidence, metrics without a paired test, a baseline
     of several records): the derived or fixed tolerance as before; every row names the rule that decided it.
+    ``require_paired`` (``--paired``): a one-record baseline that cannot pair a metric with a paired test is
+    unusable (exit 4) instead of falling back.
 
-    Baseline records of one key and hash are averaged (seeds). A record whose counterpart was measured under a
-    different protocol is an error: the numbers are not comparable, the baseline must be regenerated.
+    **Seeds**: baseline records of one key and hash are k runs of a retrained model (seeds); the reference is
+    their mean and the tolerance takes the prediction bound of one new run from their spread
+    (:mod:`jembench.seed_spread`) with the sampling rule's tolerance (:func:`_with_spread`); each row says which
+    of the two set it. A baseline with no record for a model / suite / dataset, or measured under another
+    protocol, cannot judge the records: :class:`~jembench.errors.BaselineUnusable` (exit 4).
     """
     from .comparison import Side  # scipy / statsmodels: only for baseline checks
     from .stats.multiple import holm
@@ -355,14 +381,23 @@ def compare_baseline(refs: list[RecordRef], baseline: list[RecordRef], rules: li
             if allow_missing:
                 notes.append(msg)
                 continue
-            raise JembenchError(msg + "; add one to the baseline folder or pass --allow-missing")
+            raise BaselineUnusable(msg + "; add one to the baseline folder (regenerate it) or pass --allow-missing")
         same = [b for b in group if b.record["protocol"]["hash"] == r["protocol"]["hash"]]
         if not same:
             theirs = ", ".join(sorted({_proto(b.record) for b in group}))
-            raise JembenchError(f"{ref.path} was measured under protocol {_proto(r)} but the baseline "
-                                f"({group[0].path}) under {theirs}; numbers from different protocols are not "
-                                f"comparable: regenerate the baseline with the same protocol")
+            raise BaselineUnusable(f"{ref.path} was measured under protocol {_proto(r)} but the baseline "
+                                   f"({group[0].path}) under {theirs}; numbers from different protocols are not "
+                                   f"comparable: regenerate the baseline with the same protocol")
+        if len(same) > 1 and len({b.record["model"].get("sha256") for b in same}) < len(same):
+            notes.append(f"{ref.path}: the baseline's {len(same)} records of {key[1]} share checkpoints: their spread "
+                         f"is that of re-evaluations, not of retrainings")
         sides = (Side(same[0]), Side(ref)) if len(same) == 1 else None
+        if require_paired and sides is None:
+            raise BaselineUnusable(f"{ref.path}: --paired needs one baseline record per model and suite, but the "
+                                   f"baseline holds {len(same)} of {key[1]} (a baseline of seeds, for a retrained "
+                                   f"model: drop --paired)")
+        if sides is not None and require_paired:
+            _require_evidence(sides[0])
         for metric, value in r["metrics"].items():
             rule = rule_for(metric, rules)
             if rule is None:
@@ -384,15 +419,25 @@ def compare_baseline(refs: list[RecordRef], baseline: list[RecordRef], rules: li
                              f"{', '.join(_sizes_text(t) for t in other)}, this record on n = "
                              f"{_sizes_text(own)}; both errors are taken at this record's n")
             test = _paired_test(sides, metric) if paired and len(having) == 1 else None
+            if test is None and require_paired and len(having) == 1 and _has_paired_test(metric):
+                raise BaselineUnusable(f"{ref.path}: --paired, but {metric} cannot be paired with the baseline "
+                                       f"{having[0].path} (other inputs, or a record without per-input evidence); "
+                                       f"regenerate the baseline with `jembench eval` on the same inputs")
             if test is not None:
                 comparisons.append(Comparison(str(ref.path), r["model"]["name"], r["dataset"], metric,
                                               direction(metric), float(value), reference, rule.margin, source,
                                               f"{_paired_name(test.test)} α={alpha:g} Holm", paired=test,
                                               alpha=alpha))
                 continue
-            allowed, used = rule.allowed(reference, _baseline_errors(rule, r, metric, float(value), values))
+            same_inputs = all(b.record.get("seed") == r.get("seed") for b in having)
+            allowed, used = rule.allowed(reference, _baseline_errors(rule, r, metric, float(value), values,
+                                                                     same_inputs), rule.label(r, metric))
+            spread = prediction_bound(values, rule.z) if len(values) > 1 else None
+            decided_by = ""
+            if spread is not None:
+                allowed, used, decided_by = _with_spread(spread, allowed, used, same_inputs)
             comparisons.append(Comparison(str(ref.path), r["model"]["name"], r["dataset"], metric, direction(metric),
-                                          float(value), reference, allowed, source, used))
+                                          float(value), reference, allowed, source, used, decided_by=decided_by))
     decided = [c for c in comparisons if c.paired is not None]
     for c, p in zip(decided, holm([c.p_worse for c in decided])):
         c.p_holm = p
@@ -409,21 +454,61 @@ def _paired_test(sides: tuple[Side, Side] | None, metric: str) -> Difference | N
 
     if sides is None or "evidence" not in sides[0].record or "evidence" not in sides[1].record:
         return None
+    try:
+        sides[0].arrays()  # the baseline's evidence: missing or altered makes the baseline unusable (exit 4)
+    except JembenchError as exc:
+        raise BaselineUnusable(f"baseline {exc}") from None
     result, _ = difference(*sides, metric)
     return result if result is not None and result.paired and math.isfinite(result.p) else None
 
 
-def _baseline_errors(rule: Rule, record: Record, metric: str, value: float, baseline: list[float]
-                     ) -> list[float | None]:
-    """[se of the record's value, se of the mean of the baseline values] (k independent runs: sqrt(sum se²)/k),
-    every one at the record's sizes: the baseline was measured under the same protocol hash, hence on the same n,
-    and a baseline's own sizes or stored errors are never what widens the tolerance."""
+def _baseline_errors(rule: Rule, record: Record, metric: str, value: float, baseline: list[float],
+                     same_inputs: bool = False) -> list[float | None]:
+    """[se of the record's value, se of the mean of the baseline values], every one at the record's sizes: the
+    baseline was measured under the same protocol hash, hence on the same n, and a baseline's own sizes or stored
+    errors are never what widens the tolerance. k runs evaluated on other inputs each are k independent errors
+    (sqrt(sum se²)/k); k runs evaluated on the same inputs (``same_inputs``: the same evaluation seed) share their
+    inputs' sampling error, which averaging does not shrink: the error of their mean is that of one evaluation."""
     if rule.rule == "fixed":
         return []
+    if same_inputs:
+        return rule.errors(record, metric, [value, sum(baseline) / len(baseline)])
     ours, *theirs = rule.errors(record, metric, [value, *baseline])
     if ours is None or any(e is None for e in theirs):
         return [ours, None]
     return [ours, math.sqrt(sum(e * e for e in theirs if e is not None)) / len(theirs)]
+
+
+def _with_spread(spread: SeedSpread, allowed: float, used: str, same_inputs: bool) -> tuple[float, str, str]:
+    """The tolerance of a record against k baseline runs (:mod:`jembench.seed_spread`): the prediction bound of
+    one new run from the between-seed spread, with the sampling rule's tolerance ``allowed``. The same inputs:
+    the larger of the two (the seeds' spread already holds the evaluation's noise on those inputs; the sampling
+    rule is a floor where k values estimate the spread as too small, e.g. 0 when every seed scored the same).
+    Other inputs: the two variances add (quadrature). Returns (allowed, rule text, which set it)."""
+    if not same_inputs:
+        return (math.hypot(spread.half_width, allowed), f"{spread.label()} ⊕ {used} (other inputs)", "both")
+    if spread.half_width > allowed:
+        return spread.half_width, f"{spread.label()} > {used}", "seeds"
+    return allowed, f"{used} ≥ {spread.label()}", "sampling"
+
+
+def _has_paired_test(metric: str) -> bool:
+    """Whether a paired test exists for ``metric`` (:func:`jembench.comparison.difference`)."""
+    spec, key = metric_keys.spec(metric), metric_keys.parse(metric)
+    return (spec is not None and (spec.se == "binomial" or metric in ("nll", "brier", "ece", "mce")
+                                  or (key is not None and key.family == "ood")))
+
+
+def _require_evidence(side: Side) -> None:
+    """``--paired``: the baseline record must carry readable per-input evidence (exit 4 otherwise)."""
+    if "evidence" not in side.record:
+        raise BaselineUnusable(f"{side.ref.path} has no per-input evidence, which --paired needs; regenerate the "
+                               f"baseline with this jembench's `jembench eval` (it writes .evidence.npz beside each "
+                               f"record)")
+    try:
+        side.arrays()
+    except JembenchError as exc:
+        raise BaselineUnusable(f"baseline {exc}") from None
 
 
 def _sizes_text(found: tuple[int, ...] | None) -> str:

@@ -33,7 +33,7 @@ import numpy as np
 from . import evidence, metric_keys
 from .errors import JembenchError
 from .records import RecordRef, load_records
-from .sampling_error import auroc_sizes, binomial_n
+from .sampling_error import auroc_error, auroc_sizes, binomial_n
 from .stats import CONFIDENCE, Difference, bootstrap, delong, proportions
 from .stats.multiple import holm
 
@@ -197,9 +197,16 @@ def _ood(a: Side, b: Side, key: metric_keys.Key, va: float, vb: float, boot: dic
     if pairing is None:
         if key.metric != "auroc":
             return None, "no per-input evidence"
-        sizes_a, sizes_b = auroc_sizes(a.record, metric), auroc_sizes(b.record, metric)
-        if sizes_a is None or sizes_b is None:
+        rule_a, rule_b = auroc_error(a.record, metric), auroc_error(b.record, metric)
+        if rule_a is None or rule_b is None:
             return None, "no per-input evidence, no set sizes"
+        if rule_a.name == rule_b.name == "binomial":  # one side a single point: a proportion of the other side
+            (na,), (nb,) = rule_a.sizes, rule_b.sizes
+            return (proportions.two_proportions(round(va * na), na, round(vb * nb), nb, boot["confidence"]),
+                    "no per-input evidence")
+        sizes_a, sizes_b = auroc_sizes(a.record, metric), auroc_sizes(b.record, metric)
+        if sizes_a is None or sizes_b is None:  # one record's side is a point, the other's is not
+            return None, "no per-input evidence, one AUROC a proportion, the other of two samples"
         return delong.hanley_mcneil(va, sizes_a, vb, sizes_b, boot["confidence"]), "no per-input evidence"
     (in_a, out_a), (in_b, out_b) = ([side.array(n).astype(np.float64) for n in names] for side in (a, b))
     if key.metric == "auroc":

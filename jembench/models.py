@@ -24,7 +24,7 @@ from typing import Any, Callable, TypeGuard
 import torch
 from torch import nn
 
-from . import atomic, catalog, importers, training_block, untrusted
+from . import atomic, catalog, importers, recipe, training_block, untrusted
 from .errors import JembenchError
 
 FORMAT = "jembench"
@@ -177,6 +177,11 @@ class LoadedCheckpoint:
         training = training_block.from_checkpoint(self.state) if self.state.get("format") == FORMAT else None
         if training is not None:  # how its training went: recovered divergences, what chose best.pt
             block["training"] = training
+        extra = self.state.get("extra") if self.state.get("format") == FORMAT else None
+        found = extra.get("recipe") if isinstance(extra, dict) else None
+        if recipe.problem(found) is None:  # what made these weights (jembench.recipe): a stale baseline shows
+            block["recipe"] = found
+            block["weights_sha256"] = recipe.weights_digest(self.state.get("model_state") or {})
         return block
 
 

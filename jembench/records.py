@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import catalog, metric_keys, training_block
+from . import catalog, metric_keys, recipe, training_block
 from .errors import JembenchError
 from .untrusted import KINDS
 
@@ -171,15 +171,16 @@ def _metric_value(source: str, key: str, value: Any) -> None:
 
 
 def _sizes(source: str, details: Any) -> None:
-    """The sample sizes standard errors are derived from (``details`` n, n_in and sets.SET.n) must be whole
-    numbers in [1, MAX_N] when a record gives them: an error is never wider than its true n implies."""
+    """The sample sizes standard errors are derived from (``details`` n, n_in, n_in_distinct, sets.SET.n and
+    sets.SET.distinct) must be whole numbers in [1, MAX_N] when a record gives them: an error is never wider than
+    its true n implies."""
     if not isinstance(details, dict):
         return
-    found = [("details 'n'", details.get("n")), ("details 'n_in'", details.get("n_in"))]
+    found = [(f"details {key!r}", details.get(key)) for key in ("n", "n_in", "n_in_distinct")]
     sets = details.get("sets")
     if isinstance(sets, dict):
-        found += [(f"details sets[{name!r}] 'n'", entry.get("n")) for name, entry in sets.items()
-                  if isinstance(entry, dict)]
+        found += [(f"details sets[{name!r}] {key!r}", entry.get(key)) for name, entry in sets.items()
+                  if isinstance(entry, dict) for key in ("n", "distinct")]
     for where, n in found:
         if n is None:
             continue
@@ -217,6 +218,10 @@ def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
             _text(source, f"model {key!r}", model[key], limit=limit, optional=True, nonempty=False)
     if "training" in model and (wrong := training_block.problem(model["training"])) is not None:
         raise _fail(source, f"model {wrong}")
+    if "recipe" in model and (wrong := recipe.problem(model["recipe"])) is not None:
+        raise _fail(source, f"model {wrong}")
+    if "weights_sha256" in model:
+        _text(source, "model 'weights_sha256'", model["weights_sha256"], limit=128)
     steps = model.get("sgld_steps")
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= 10**6):
         raise _fail(source, f"model 'sgld_steps' is {str(steps)[:40]!r}, not a whole number of SGLD steps")

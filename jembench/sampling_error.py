@@ -10,9 +10,19 @@ Which rule applies to a metric is a fact of the metric table (:attr:`jembench.me
   inputs is not exact), and it tends to the Wald error for large n. ``n``: ``metrics["n"]`` of accuracy /
   calibration records, ``details["n"]`` of robustness records (the length of the per-input lists
   ``details["clean"]``). The suites print ``±`` at z = 1; ``check`` uses its tolerance's z.
-* ``hanley-mcneil`` — AUROC: the Hanley & McNeil (1982) standard error from the AUROC and the two set sizes
-  ``details["n_in"]`` and ``details["sets"][SET]["n"]`` (:func:`auroc_standard_error`; hand-written: neither
-  scikit-learn nor statsmodels has it).
+* ``hanley-mcneil`` — AUROC, the rule of two samples of independent inputs: the Hanley & McNeil (1982) standard
+  error from the AUROC and the two sides' numbers of independent inputs (:func:`auroc_standard_error`;
+  hand-written: neither scikit-learn nor statsmodels has it). What an OOD set's AUROC error is depends on how its
+  sample was drawn (:func:`auroc_error`): Hanley–McNeil counts ``n_out`` independent OOD images, but every image
+  of the Constant set is the same image (all pixels 0, σ = 0), and a score can tie a whole side (a saturated
+  score). When one side is a single point c — all its inputs identical, or all its scores equal — the AUROC is
+  P(s(x) > c) + ½ P(s(x) = c) over the *other* side only: a proportion of that side's inputs, whose error is the
+  binomial one (Wilson, as above; ψ ∈ {0, ½, 1} per input has variance ≤ A(1 − A), equality without ties). The
+  sizes are ``details["n_in"]`` and ``details["sets"][SET]["n"]``, or the numbers of distinct inputs when the
+  record counts them (``details["n_in_distinct"]``, ``details["sets"][SET]["distinct"]``: duplicates are one
+  draw); whether a side's scores are all tied is ``details["sets"][SET]["scores"][SCORE]["in_tied"]`` /
+  ``["out_tied"]``. Records written before those fields existed: the Constant set without input noise is one
+  point by construction.
 
 Evidence is recomputed, never trusted: an error is always derived from a value and the sizes it was measured on —
 never read from a standard error a record stores (``auroc_se``, robustness ``sampling_error``), which a record
@@ -24,6 +34,7 @@ Everything here is torch-free (``jembench check`` imports no torch); statsmodels
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from . import metric_keys
@@ -76,36 +87,101 @@ def binomial_n(record: Record, metric: str) -> int | None:
     return _count(n if n is not None else details.get("n"))
 
 
-def auroc_sizes(record: Record, metric: str) -> tuple[int, int] | None:
-    """(in-distribution, OOD) set sizes behind ``auroc/SET/SCORE`` of an OOD record, or None."""
-    key = metric_keys.parse(metric)
+def _details(record: Record) -> dict[str, Any]:
     details = record.get("details") or {}
-    if key is None or key.family != "ood" or not isinstance(details, dict):
+    return details if isinstance(details, dict) else {}
+
+
+@dataclass(frozen=True)
+class ErrorRule:
+    """Which error rule applies to one metric of one record, at which sizes, and how a row names it."""
+
+    name: str  # binomial | hanley-mcneil
+    sizes: tuple[int, ...]  # (n,) | (n_in, n_out)
+    label: str  # e.g. "binomial (OOD side tied)"
+
+
+def auroc_error(record: Record, metric: str) -> ErrorRule | None:
+    """How the error of ``auroc/SET/SCORE`` of an OOD record is derived, from how its sample was drawn (see the
+    module docstring): Hanley–McNeil at (n_in, n_out) independent inputs, or binomial over the side that is not a
+    single point; None when the record does not give the sizes."""
+    key = metric_keys.parse(metric)
+    details = _details(record)
+    if key is None or key.family != "ood":
         return None
     sets = details.get("sets")
     entry = sets.get(key.ood_set) if isinstance(sets, dict) else None
-    n_in, n_out = _count(details.get("n_in")), _count(entry.get("n") if isinstance(entry, dict) else None)
-    return None if n_in is None or n_out is None else (n_in, n_out)
+    entry = entry if isinstance(entry, dict) else {}
+    n_in, n_out = _count(details.get("n_in")), _count(entry.get("n"))
+    if n_in is None or n_out is None:
+        return None
+    n_in = min(n_in, _count(details.get("n_in_distinct")) or n_in)  # duplicates are one draw
+    distinct = _count(entry.get("distinct"))
+    if distinct is None and entry.get("source") == "constant" and details.get("input_noise") == 0:
+        distinct = 1  # records written before the count: the Constant set without noise is one image repeated
+    n_out = min(n_out, distinct or n_out)
+    scores = entry.get("scores")
+    tied = scores.get(key.score) if isinstance(scores, dict) else None
+    tied = tied if isinstance(tied, dict) else {}
+    return auroc_rule(n_in, n_out, in_tied=tied.get("in_tied") is True, out_tied=tied.get("out_tied") is True)
 
 
-def sizes(record: Record, metric: str) -> tuple[int, ...] | None:
-    """The sizes ``metric``'s error depends on in ``record``: ``(n,)`` (binomial), ``(n_in, n_out)``
-    (Hanley–McNeil), or None (no derived error, or the record does not say)."""
+def auroc_rule(n_in: int, n_out: int, in_tied: bool = False, out_tied: bool = False) -> ErrorRule:
+    """The AUROC's error rule for ``n_in`` and ``n_out`` independent inputs (distinct inputs: duplicates are one
+    draw), ``*_tied`` when every score of that side is the same number: binomial over the other side when one
+    side is a single point (module docstring), else Hanley–McNeil."""
+    out_point, in_point = n_out == 1 or out_tied, n_in == 1 or in_tied
+    if out_point and in_point:  # the AUROC is 0, ½ or 1: one input's worth of evidence
+        return ErrorRule("binomial", (1,), "binomial (both sides tied)")
+    if out_point:
+        return ErrorRule("binomial", (n_in,), "binomial (OOD side tied)")
+    if in_point:
+        return ErrorRule("binomial", (n_out,), "binomial (in-dist. side tied)")
+    return ErrorRule("hanley-mcneil", (n_in, n_out), "hanley-mcneil")
+
+
+def rule_error(rule: ErrorRule, value: float, percent: bool, z: float = 1.0) -> float:
+    """The standard error of ``value`` under ``rule`` (``percent``: the value is in %, else a fraction)."""
+    if rule.name == "hanley-mcneil":
+        return auroc_standard_error(value, *rule.sizes)
+    scale = 1.0 if percent else 100.0  # Wilson in %-points
+    return wilson_se(value * scale, rule.sizes[0], z) / scale
+
+
+def error_rule(record: Record, metric: str) -> ErrorRule | None:
+    """The error rule of ``metric`` in ``record`` (the metric table's, :attr:`~jembench.metric_keys.MetricSpec.se`;
+    for an AUROC, :func:`auroc_error`), or None when no error is derived or the record does not carry its sizes."""
     spec = metric_keys.spec(metric)
     if spec is None or spec.se == "fixed":
         return None
     if spec.se == "binomial":
         n = binomial_n(record, metric)
-        return None if n is None else (n,)
-    return auroc_sizes(record, metric)
+        return None if n is None else ErrorRule("binomial", (n,), "binomial")
+    return auroc_error(record, metric)
+
+
+def auroc_sizes(record: Record, metric: str) -> tuple[int, int] | None:
+    """(in-distribution, OOD) numbers of independent inputs behind ``auroc/SET/SCORE`` when its error is the
+    Hanley–McNeil one; None otherwise (one side a single point, or no sizes)."""
+    found = auroc_error(record, metric)
+    return (found.sizes[0], found.sizes[1]) if found is not None and found.name == "hanley-mcneil" else None
+
+
+def sizes(record: Record, metric: str) -> tuple[int, ...] | None:
+    """The sizes ``metric``'s error depends on in ``record``: ``(n,)`` (binomial; for an AUROC with one side a
+    single point, the other side's n), ``(n_in, n_out)`` (Hanley–McNeil), or None (no derived error, or the record
+    does not say)."""
+    found = error_rule(record, metric)
+    return None if found is None else found.sizes
 
 
 def standard_error(record: Record, metric: str, value: float, z: float = 1.0) -> float | None:
     """The sampling error of ``value`` for ``metric`` at the sizes ``record`` was measured on, under the metric's
-    rule (:attr:`jembench.metric_keys.MetricSpec.se`); None when the metric has no derived error or the record
-    does not carry its sizes (``check`` then falls back to its fixed rule). ``value`` need not be the record's own
-    number: ``check`` asks for a reference's error at the record's sizes."""
-    found = sizes(record, metric)
+    rule (:attr:`jembench.metric_keys.MetricSpec.se`; for an AUROC, :func:`auroc_error`); None when the metric has
+    no derived error or the record does not carry its sizes (``check`` then falls back to its fixed rule).
+    ``value`` need not be the record's own number: ``check`` asks for a reference's error at the record's sizes."""
+    found = error_rule(record, metric)
     if found is None:
         return None
-    return wilson_se(value, found[0], z) if len(found) == 1 else auroc_standard_error(value, *found)
+    spec = metric_keys.spec(metric)
+    return rule_error(found, value, spec is not None and spec.percent, z)

@@ -10,14 +10,13 @@ the buffer evenly when the number of processes changed.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from jembench import devices, distributed
+from jembench import devices, distributed, recipe
 from jembench import progress as messages
 from jembench.errors import JembenchError
 from jembench.models import read_checkpoint_file, save_checkpoint
@@ -51,11 +50,7 @@ def rank_seed(seed: int, rank: int) -> int:
 
 def weights_digest(model: nn.Module) -> str:
     """sha256 of the parameters' and batch-norm statistics' bytes (DDP: every rank must report the same)."""
-    h = hashlib.sha256()
-    for p in model.state_dict().values():
-        if p.dtype.is_floating_point:
-            h.update(p.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
+    return recipe.weights_digest(model.state_dict())
 
 
 def training_block(state: TrainState, guard: DivergenceGuard,
@@ -96,6 +91,8 @@ def save_state(state: TrainState, guard: DivergenceGuard, path: Path, arch_kwarg
     if final:
         extra["weights_digests"] = [r["weights_digest"] for r in ranks]
     cfg = state.cfg
+    # what determines these weights bit for bit (jembench.recipe): `check` names a baseline stale by it
+    extra["recipe"] = recipe.of_training(cfg.to_dict(), device, world)
     save_checkpoint(path, arch="wrn", arch_kwargs=arch_kwargs, model=state.model, method=cfg.method,
                     dataset=cfg.dataset, n_classes=info.n_classes, image_shape=info.image_shape,
                     config=dict(cfg.to_dict(), name=cfg.run_name), buffer=buffer_state,

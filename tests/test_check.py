@@ -203,24 +203,23 @@ def test_default_rules_cover_every_suite_metric():
 
 def test_baseline_same_protocol_regression_and_mismatch(tmp_path, capsys):
     base, cur = tmp_path / "baseline", tmp_path / "current"
-    write(base, "s0.json", acc_record(SADA, 80.0))
-    write(base, "s1.json", acc_record(SADA, 81.0))  # averaged: 80.5
+    write(base, "s0.json", acc_record(SADA, 80.5))
     write(cur, "acc.json", acc_record(SADA, 78.5))
     comps, _ = compare_baseline(load_records([cur]), load_records([base]), load_rules())
     acc = next(c for c in comps if c.metric == "accuracy")
-    # 2.0 below; allowed 3 · √(SE(78.5)² + (SE(80)² + SE(81)²) / 2²) = 3 · √(0.4107² + 0.2801²) = 1.49
-    assert (acc.reference, acc.status, round(acc.allowed, 2)) == (80.5, "REGRESSION", 1.49)
+    # 2.0 below; allowed 3 · √(SE(78.5)² + SE(80.5)²) at n = 10,000 = 3 · √(0.4107² + 0.3963²) = 1.71
+    assert (acc.reference, acc.status, round(acc.allowed, 2)) == (80.5, "REGRESSION", 1.71)
     assert main(["check", str(cur), "--baseline", str(base)]) == 1
     capsys.readouterr()
-    # the same model measured under another protocol: not comparable, exit 2 naming both protocols
+    # the same model measured under another protocol: the baseline cannot judge it, exit 4 naming both protocols
     write(cur, "acc.json", acc_record(SADA, 80.4, protocol=ACC_500))
-    assert main(["check", str(cur), "--baseline", str(base)]) == 2
+    assert main(["check", str(cur), "--baseline", str(base)]) == 4
     err = capsys.readouterr().err
     assert f"accuracy-n500@{ACC_500.hash[:8]}" in err and f"accuracy@{ACC.hash[:8]}" in err
-    # a record with no baseline counterpart: exit 2, or skipped with --allow-missing
+    # a record with no baseline counterpart: exit 4, or skipped with --allow-missing
     write(cur, "acc.json", acc_record({**SADA, "name": "other"}, 80.4))
     write(cur, "acc2.json", acc_record(SADA, 80.4))
-    assert main(["check", str(cur), "--baseline", str(base)]) == 2
+    assert main(["check", str(cur), "--baseline", str(base)]) == 4
     assert main(["check", str(cur), "--baseline", str(base), "--allow-missing"]) == 0
     assert "no baseline record for model 'other'" in capsys.readouterr().out
 

@@ -111,6 +111,8 @@ def test_records_without_evidence_fall_back_to_unpaired_rules(evaluated, tmp_pat
     tests = {r.metric: (r.result.test if r.result else None) for r in rows}
     assert tests["accuracy"] == "two-proportion score (unpaired)"
     assert tests["auroc/uniform/log_px"] == "Hanley-McNeil (unpaired)"
+    # the Constant set (σ = 0) is one image: its AUROC is a proportion of the in-distribution inputs
+    assert tests["auroc/constant/max_py"] == "two-proportion score (unpaired)"
     assert tests["ece"] is None and tests["brier"] is None and tests["aupr/uniform/log_px"] is None
     kinds = {r.pairing for r in rows}
     assert kinds == {"no per-input evidence"}

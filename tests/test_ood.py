@@ -56,9 +56,10 @@ def test_detection_metrics_equal_sklearn_and_brute_force():
 
 def test_detection_hand_built_cases():
     perfect = detection_metrics([5.0, 6.0, 7.0], [1.0, 2.0])
-    assert perfect == {"auroc": 1.0, "aupr": 1.0, "fpr95": 0.0, "auroc_se": 0.0}
+    assert perfect == {"auroc": 1.0, "aupr": 1.0, "fpr95": 0.0, "in_tied": False, "out_tied": False,
+                       "auroc_se": 0.0}
     same = detection_metrics(np.full(50, 3.0), np.full(80, 3.0))
-    assert same["auroc"] == 0.5 and same["fpr95"] == 1.0
+    assert same["auroc"] == 0.5 and same["fpr95"] == 1.0 and same["in_tied"] and same["out_tied"]
     assert same["aupr"] == pytest.approx(50 / 130)  # precision at the only threshold = share of positives
     reversed_ = detection_metrics([1.0, 2.0], [5.0, 6.0])
     assert reversed_["auroc"] == 0.0 and reversed_["fpr95"] == 1.0

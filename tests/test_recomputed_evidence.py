@@ -73,9 +73,15 @@ def test_a_baseline_claiming_a_huge_auroc_error_cannot_make_an_all_zero_record_p
             continue
         row = rows[key]
         assert row[8] == "REGRESSION", key
-        n_out = cur["details"]["sets"][key.split("/")[1]]["n"]
-        # the record's own sizes, both numbers: z · √(SE(0)² + SE(reference)²), never the stored ±10
-        expected = max(0.005, Z * math.hypot(hanley_mcneil(0.0, n_in, n_out), hanley_mcneil(value, n_in, n_out)))
+        entry = cur["details"]["sets"][key.split("/")[1]]
+        n_out = entry["n"]
+        # the record's own sizes, both numbers: z · √(SE(0)² + SE(reference)²), never the stored ±10; the Constant
+        # set (σ = 0: one image repeated) is a proportion of the n_in in-distribution inputs (Wilson)
+        if entry["source"] == "constant":
+            expected = max(0.005, Z * math.hypot(scipy_wilson_se(0, n_in, Z), scipy_wilson_se(round(value * n_in),
+                                                                                              n_in, Z)) / 100)
+        else:
+            expected = max(0.005, Z * math.hypot(hanley_mcneil(0.0, n_in, n_out), hanley_mcneil(value, n_in, n_out)))
         assert float(row[6].lstrip("±")) == pytest.approx(expected, rel=5e-3), key  # printed to 3 digits
 
 

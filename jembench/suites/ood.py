@@ -35,6 +35,7 @@ scores, like JEM Table 2, titled with the sets' display labels; drawn from the b
 
 from __future__ import annotations
 
+import hashlib
 import math
 import sys
 import time
@@ -72,6 +73,25 @@ def _scores(model, batches, cfg: OODProtocol, ctx: EvalContext, n: int, batch: i
                          ctx.device)
 
 
+class Distinct:
+    """Counts the distinct inputs of a stream of batches on their way through (BLAKE2b of each input's float32
+    bytes, as the model sees it: after the input noise). Duplicates are one draw: the Constant set without noise
+    is one image repeated, whose AUROC's error is not the Hanley–McNeil one of n independent images
+    (:func:`jembench.sampling_error.auroc_error`)."""
+
+    def __init__(self) -> None:
+        self._seen: set[bytes] = set()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def count(self, batches):
+        for x in batches:
+            rows = x.detach().to("cpu", torch.float32).reshape(len(x), -1).numpy()
+            self._seen.update(hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in rows)
+            yield x
+
+
 def _mean(t: torch.Tensor) -> float:
     return float(t.double().mean()) if len(t) else math.nan
 
@@ -105,16 +125,17 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
     scores_out: dict[str, dict[str, torch.Tensor]] = {}
     with forward_mode(model, cfg.bn_mode) as mode:
         in_noise = noise_generator(ctx.seed, 0)
-        scores_in = _scores(model, (add_noise(x, sigma, in_noise) for x in chunks(x_in, batch)), cfg, ctx,
-                            len(x_in), batch, f"ood: {ctx.label}")
+        distinct_in = Distinct()
+        scores_in = _scores(model, distinct_in.count(add_noise(x, sigma, in_noise) for x in chunks(x_in, batch)),
+                            cfg, ctx, len(x_in), batch, f"ood: {ctx.label}")
         for i, s in enumerate(sets):
             n_notes = len(notes)
             images = set_images(s, i, x_in, cfg, ctx, notes, missing)
             if images is not None:
-                noise, digest = noise_generator(ctx.seed, 2 * i + 2), StreamDigest()
+                noise, digest, distinct = noise_generator(ctx.seed, 2 * i + 2), StreamDigest(), Distinct()
                 try:
-                    out = _scores(model, (add_noise(x, sigma, noise) for x in digest.images(images.batches)), cfg,
-                                  ctx, images.n, batch, f"ood: {s.label}")
+                    out = _scores(model, distinct.count(add_noise(x, sigma, noise) for x in digest.images(
+                        images.batches)), cfg, ctx, images.n, batch, f"ood: {s.label}")
                 except (OSError, RuntimeError, JembenchError) as exc:  # e.g. an unreadable file deep in a folder
                     notes.append(f"skipped {s.label}: reading or scoring it failed ({type(exc).__name__}: "
                                  f"{str(exc)[:200]})")
@@ -124,7 +145,8 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
                     out = None
                 if out is not None:
                     scores_out[s.name] = out
-                    per_set[s.name] = _set_record(s, images.info, scores_in, out, cfg, metrics)
+                    per_set[s.name] = _set_record(s, images.info, scores_in, out, cfg, metrics,
+                                                  (len(distinct_in), len(distinct)))
                     evidence.streams[f"out/{s.name}"] = stream(s.source, digest, sigma=sigma, seed=ctx.seed,
                                                                noise_stream=2 * i + 2)
                     for score in cfg.scores:
@@ -141,7 +163,8 @@ def run(ckpt, protocol, ctx: EvalContext) -> dict:
         score_histograms(histograms[score], path, label=SCORES[score].label, in_name=ctx.label, set_labels=labels,
                          aurocs={n: per_set[n]["scores"][score]["auroc"] for n in scores_out})
         figures.append(path.name)
-    details = {"convention": CONVENTION, "n_in": len(x_in), "sets": per_set, "histograms": histograms,
+    details = {"convention": CONVENTION, "n_in": len(x_in), "n_in_distinct": len(distinct_in), "sets": per_set,
+               "histograms": histograms,
                "notes": notes,
                "scores": {s: SCORES[s].label for s in cfg.scores},
                "in_distribution_score_mean": {s: _mean(scores_in[s]) for s in cfg.scores},
@@ -171,12 +194,13 @@ def _require_some_real_set(protocol, usable: list[OODSet], missing: list[str], c
 
 
 def _set_record(s: OODSet, info: dict, scores_in: dict[str, torch.Tensor], out: dict[str, torch.Tensor],
-                cfg: OODProtocol, metrics: dict[str, float]) -> dict:
-    """``details.sets[name]`` of one evaluated set; its metrics go into ``metrics``."""
-    record = {"label": s.label, "source": s.source, "n": len(next(iter(out.values()))), **info,
-              "score_mean": {score: _mean(out[score]) for score in cfg.scores}, "scores": {}}
+                cfg: OODProtocol, metrics: dict[str, float], draws: tuple[int, int]) -> dict:
+    """``details.sets[name]`` of one evaluated set; its metrics go into ``metrics``. ``draws``: the numbers of
+    distinct in-distribution and OOD inputs (``distinct``), which the AUROC's error counts."""
+    record = {"label": s.label, "source": s.source, "n": len(next(iter(out.values()))), "distinct": draws[1],
+              **info, "score_mean": {score: _mean(out[score]) for score in cfg.scores}, "scores": {}}
     for score in cfg.scores:
-        result = detection_metrics(scores_in[score], out[score])
+        result = detection_metrics(scores_in[score], out[score], draws)
         record["scores"][score] = result
         for metric in metric_keys.heads("ood"):
             metrics[metric_keys.ood(metric, s.name, score)] = result[metric]
