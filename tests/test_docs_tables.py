@@ -103,3 +103,17 @@ def test_summary_cells_keep_their_decimals_and_escape_the_markdown_cell_separato
     header, rule, *body = table.splitlines()
     assert r"p(y\|x)" in header and header.count(" | ") == 2  # three columns: the | inside a label is escaped
     assert [c.strip() for c in body[1].strip("|").split("|")] == ["B", "-", "2.00"]
+
+
+def test_record_figures_of_the_prose_are_a_number_or_the_range_over_the_named_methods():
+    runs = REPO / "results" / "runs" / "cifar10-cpu"
+    ece = {m: json.loads((runs / m / "last-calibration.json").read_text())["metrics"]["ece"]
+           for m in ("jem", "jempp", "sada_jem")}
+    assert docs_tables.records_figure("cifar10-cpu | calibration | ece | jem | 1", REPO) == f"{ece['jem']:.1f}"
+    low, high = min(ece["jempp"], ece["sada_jem"]), max(ece["jempp"], ece["sada_jem"])
+    assert docs_tables.records_figure("cifar10-cpu | calibration | ece | jempp, sada_jem | 2", REPO) == \
+        f"{low:.2f}–{high:.2f}"
+    with pytest.raises(JembenchError, match="has no calibration record with nope"):
+        docs_tables.records_figure("cifar10-cpu | calibration | nope | jem | 1", REPO)
+    with pytest.raises(JembenchError, match="write runs"):
+        docs_tables.records_figure("cifar10-cpu | calibration | ece", REPO)

@@ -13,7 +13,12 @@ and a paper's number inline, named by its row in results/published (paper | tabl
 
     <!-- published: jem-grathwohl-2020 | Table 3 | JEM (Ours) | auroc/svhn/log_px -->…<!-- /published -->
 
-whose text becomes ``0.67 (JEM'20 Table 3)``: the number as the paper printed it, then its paper and table.
+whose text becomes ``0.67 (JEM'20 Table 3)``: the number as the paper printed it, then its paper and table; and a
+figure of the prose measured by committed records (runs | suite | metric | methods | decimals):
+
+    <!-- records: cifar10-cpu | ood | auroc/svhn10k/log_px | all | 2 -->…<!-- /records -->
+
+whose text becomes ``0.32–0.56``: the range over the five methods' records (one method: its number).
 
 Tables (:data:`TABLES`): ``demo-table`` — the demo's summary of the committed ``results/runs/demo`` records (what
 ``make results`` writes), one row per method, rendered by :mod:`jembench.summary_table` exactly as ``jembench demo``
@@ -57,6 +62,8 @@ BLOCK = re.compile(r"^(?P<head><!-- BEGIN generated: (?P<name>[\w-]+) -->\n)(?P<
 BEGIN = re.compile(r"^<!-- BEGIN generated:", re.M)
 #: an inline published figure (not one quoted in a code span)
 INLINE = re.compile(r"(?<!`)(?P<head><!-- published: (?P<key>[^>]*?) -->)(?P<body>.*?)(?P<tail><!-- /published -->)")
+#: an inline figure of committed records: one method's number or the range over several
+RECORDS = re.compile(r"(?<!`)(?P<head><!-- records: (?P<key>[^>]*?) -->)(?P<body>.*?)(?P<tail><!-- /records -->)")
 #: the OOD sets of the cpu protocol shown in the CIFAR-10 table: record key → column text
 CIFAR_SETS = {"svhn10k": "SVHN", "tinyimagenet32": "TinyIN32", "celeba6k": "CelebA"}
 CIFAR_SCORES = ("log_px", "max_py")
@@ -175,6 +182,26 @@ def published_figure(key: str, published=None) -> str:
     return f"{row['value']:.{int(row['decimals'])}f} ({cite(row['paper'], row['table'])})"
 
 
+def records_figure(key: str, root: Path) -> str:
+    """``0.32–0.56`` for ``cifar10-cpu | ood | auroc/svhn10k/log_px | all | 2``: the metric of the named methods'
+    records under ``results/runs/<runs>/<method>/`` (``all``: the five, or a comma list), with that many decimals —
+    one number when they agree to them, else the range."""
+    fields = [f.strip() for f in key.split("|")]
+    if len(fields) != 5 or not fields[4].isdigit():
+        raise JembenchError(f"records figure {key!r}: write runs | suite | metric | methods (all or a,b) | decimals")
+    runs, suite, metric, methods, decimals = fields[0], fields[1], fields[2], fields[3], int(fields[4])
+    names = list(METHODS) if methods == "all" else [m.strip() for m in methods.split(",")]
+    values = []
+    for method in names:
+        record = _suite_records(root / "results" / "runs" / runs / method).get(suite)
+        if record is None or metric not in record["metrics"]:
+            raise JembenchError(f"records figure {key!r}: results/runs/{runs}/{method} has no {suite} record "
+                                f"with {metric}")
+        values.append(float(record["metrics"][metric]))
+    low, high = f"{min(values):.{decimals}f}", f"{max(values):.{decimals}f}"
+    return low if low == high else f"{low}–{high}"
+
+
 # ----------------------------------------------------------------------------------------------- pages
 def rewrite(text: str, root: Path, published=None) -> str:
     """``text`` with every generated region written anew."""
@@ -187,10 +214,13 @@ def rewrite(text: str, root: Path, published=None) -> str:
     def inline(m: re.Match) -> str:
         return f"{m['head']}{published_figure(m['key'], published)}{m['tail']}"
 
+    def measured(m: re.Match) -> str:
+        return f"{m['head']}{records_figure(m['key'], root)}{m['tail']}"
+
     starts = len(BEGIN.findall(text))
     if starts != len(BLOCK.findall(text)):
         raise JembenchError("a <!-- BEGIN generated: NAME --> has no matching <!-- END generated: NAME --> line")
-    return INLINE.sub(inline, BLOCK.sub(block, text))
+    return RECORDS.sub(measured, INLINE.sub(inline, BLOCK.sub(block, text)))
 
 
 def outdated(root: Path = ROOT) -> list[str]:
