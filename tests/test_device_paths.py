@@ -45,7 +45,7 @@ ALLOWED_TRAIN = {
     "jembench/atomic.py:torch_save",  # checkpoints: state dicts to the host
     "jembench/sampling.py:ReplayBuffer.state_dict",
     "jembench/reference_models/train_state.py:save_state",
-    "jembench/reference_models/train_state.py:weights_digest",  # the final checkpoint's digest of the weights
+    "jembench/recipe.py:weights_digest",  # the final checkpoint's digest of the weights (train_state calls it)
     "jembench/figures/sample_grids.py:_uint8_images",  # the buffer's sample grid at the end
 }
 
