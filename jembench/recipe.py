@@ -2,7 +2,7 @@
 
 Training on a CPU in one process with ``workers = 0`` is deterministic: the same settings and seed on the same
 torch build, CPU instruction set and thread count give the same weights, bit for bit (resumed runs included:
-:mod:`reference_models.train_state`). The trainer writes that fingerprint into every checkpoint
+:mod:`jembench.reference_models.train_state`). The trainer writes that fingerprint into every checkpoint
 (``extra["recipe"]``, :func:`of_training`) and ``jembench eval`` copies it into each record's ``model`` block:
 
     "recipe": {"config": "<sha256 of the settings, 16 hex>", "seed": 0, "deterministic": true,

@@ -9,19 +9,19 @@ Per iteration (JEM Algorithm 1, generalised):
      SAM step on the same batch and the same x̂, batch-norm statistics updated by the first pass only;
      learning-rate schedule step (linear warm-up, step decay at epochs).
 Around it (:func:`_train` reads as the list of these steps — start, build, open records, iterate, finish):
-  * the data streams (:mod:`reference_models.training_data`);
-  * a divergence guard (:mod:`reference_models.divergence`): checked on the log cadence and before every
+  * the data streams (:mod:`jembench.reference_models.training_data`);
+  * a divergence guard (:mod:`jembench.reference_models.divergence`): checked on the log cadence and before every
     checkpoint; rolls back to the last good in-memory state with a lower lr, more SGLD steps and a new seed;
   * checkpoints (atomic, rank 0) every ``ckpt_every`` epochs / ``ckpt_every_iters`` iterations and at the end,
-    and exact resume (:mod:`reference_models.train_state`) from ``last.pt``: model, optimiser, scheduler,
+    and exact resume (:mod:`jembench.reference_models.train_state`) from ``last.pt``: model, optimiser, scheduler,
     buffer, every rank's RNG state, the guard's budget and the data order (the epoch sampler restarts
     mid-epoch) — on the CPU with ``workers = 0``, N + N iterations with a resume in between equal 2N
     uninterrupted, bit for bit;
   * DDP under ``torchrun`` (gloo on CPUs, nccl on GPUs): each rank has its own data shard, its own buffer
     shard of ``buffer_size / world`` chains and its own RNG stream (SGLD noise, buffer draws, augmentation);
     the weights start equal and stay equal (gradients are averaged); rank 0 writes checkpoints and logs;
-  * a CSV log, ``events.jsonl`` (resolved config, resumes, divergences; :mod:`reference_models.run_log`), a tqdm
-    bar and PNG sample grids.
+  * a CSV log, ``events.jsonl`` (resolved config, resumes, divergences;
+    :mod:`jembench.reference_models.run_log`), a tqdm bar and PNG sample grids.
 """
 
 from __future__ import annotations

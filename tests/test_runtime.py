@@ -28,7 +28,7 @@ elif sys.argv[1] == "configure_torch":
     configure_torch()
 import torch
 from jembench.sampling import SGLDConfig, sgld
-from reference_models.wideresnet import wide_resnet
+from jembench.reference_models.wideresnet import wide_resnet
 torch.set_num_threads(1)
 torch.manual_seed(0)
 model = wide_resnet(10, 1, 10, 3, None).eval()
@@ -76,7 +76,7 @@ def test_train_command_applies_it(monkeypatch, tmp_path):
     """``jembench train`` turns the setting on before training starts (training itself replaced by a recorder)."""
     from jembench import runtime
     from jembench.cli import build_parser
-    from reference_models import train_loop
+    from jembench.reference_models import train_loop
 
     calls = []
     monkeypatch.setattr(runtime, "keep_freed_memory", lambda: calls.append("allocator") or True)
