@@ -6,7 +6,7 @@ STAMP := $(VENV)/.jembench-installed
 DOCS_STAMP := $(VENV)/.jembench-docs-installed
 
 .PHONY: demo test lint test-slow test-real test-wheel docs bench gpu-smoke install clean results leaderboards \
-	figures resummarize reference-train reference-eval reference-runs baseline-seeds baseline-fixed ci-matrix
+	figures resummarize reference-train reference-eval reference-runs baseline-seeds baseline-fixed ci-matrix doc-tables
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ test: $(STAMP)
 # Static checks (CI runs them before the tests): ruff's rules (pyproject [tool.ruff]) and mypy (pyproject
 # [tool.mypy]: the public API and the results layer fully annotated).
 lint: $(STAMP)
-	$(VENV)/bin/ruff check jembench reference_models tests benchmarks
+	$(VENV)/bin/ruff check jembench reference_models tests benchmarks tools
 	$(VENV)/bin/mypy jembench
 
 test-slow: $(STAMP)
@@ -86,10 +86,17 @@ ci-matrix: $(STAMP)
 	$(PY) -m benchmarks.ci_matrix --seeds 101-105 --threads 1 2 --degraded
 
 # Render the committed leaderboards from the committed records (rendering only: nothing is re-evaluated;
-# tests/test_labels.py checks that the committed files are what this renders).
+# tests/test_labels.py checks that the committed files are what this renders), then the docs' tables.
 leaderboards: $(STAMP)
 	$(VENV)/bin/jembench leaderboard results/runs/demo --table all --format md --out results/leaderboard.md
 	$(VENV)/bin/jembench leaderboard $(CPU_RUNS) --table all --format md --out results/leaderboard-cifar10-cpu.md
+	$(MAKE) doc-tables
+
+# The result tables and paper figures of docs/*.md (regions marked <!-- BEGIN generated: NAME -->, inline
+# <!-- published: ... -->) written from the committed records and results/published (tools/docs_tables.py);
+# tests/test_docs_tables.py checks that the committed pages are what this writes.
+doc-tables: $(STAMP)
+	$(PY) tools/docs_tables.py
 
 # Recompute what the committed robustness records derive from their per-input details (medians over the attacked
 # inputs, standard errors, attack sanity checks) after a change to jembench/suites/robustness/summary.py or

@@ -27,7 +27,7 @@ def _child(mode: str, steps: int, threads: int) -> None:
     import torch
 
     from jembench.sampling import SGLDConfig, sgld
-    from reference_models.wideresnet import wide_resnet
+    from jembench.reference_models.wideresnet import wide_resnet
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

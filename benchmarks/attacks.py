@@ -32,7 +32,7 @@ def _setup(batch: int, device: str):
     from jembench.attacks import PixelSpace
     from jembench.refine import RefinedClassifier
     from jembench.sampling import SGLDConfig
-    from reference_models.wideresnet import wide_resnet
+    from jembench.reference_models.wideresnet import wide_resnet
 
     torch.manual_seed(0)
     net = wide_resnet(10, 1, 10, 3, None).to(device).eval()

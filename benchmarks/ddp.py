@@ -53,8 +53,8 @@ def worker(argv: list[str]) -> int:
     import torch
 
     from jembench import distributed
-    from reference_models import get_method
-    from reference_models import train_loop as tl
+    from jembench.reference_models import get_method
+    from jembench.reference_models import train_loop as tl
 
     from .trainstate import build_state, config_for, iteration_inputs
 

@@ -62,7 +62,7 @@ LABELS = {"jem": "JEM", "jempp": "JEM++", "sada_jem": "SADA-JEM"}
 SCRIPTS = {"jem": "train_wrn_ebm.py", "jempp": "train_jempp.py", "sada_jem": "train_sadajem.py"}
 REPOS = {"jem": "wgrathwohl/JEM", "jempp": "sndnyang/JEMPP", "sada_jem": "sndnyang/SADAJEM"}
 SAMPLER_WRAPS = {"jem": "__main__:get_sample_q:factory", "jempp": "__main__:sample_q", "sada_jem": "__main__:sample_q",
-                 "jembench": "reference_models.train_loop:draw_samples"}
+                 "jembench": "jembench.reference_models.train_loop:draw_samples"}
 HOOKS = Path(__file__).resolve().parent / "official_hooks.py"
 MODEL = "WRN-10-2 (3x32x32)"
 STOP_GRACE_S = 20.0
@@ -609,8 +609,8 @@ def _jem_state(data_root: Path, tmp: Path, batch: int = 64):
 def profile_rows(data_root: Path, iters: int) -> tuple[list[Row], dict[str, str]]:
     """torch.profiler phases of jembench's JEM iteration (``train_step``) on WRN-10-2, B=64, K=20, and the data
     loading time per iteration of the loop's two streams (workers 0)."""
-    from reference_models import get_method
-    from reference_models.train_loop import DataStream
+    from jembench.reference_models import get_method
+    from jembench.reference_models.train_loop import DataStream
     from jembench.data import load_dataset
 
     from .profiling import PHASES, profile_steps
@@ -648,7 +648,7 @@ def whatif_rows(data_root: Path, repeats: int) -> list[Row]:
 
     from jembench.energy import energy
     from jembench.sampling import SGLDConfig, sgld
-    from reference_models.wideresnet import wide_resnet
+    from jembench.reference_models.wideresnet import wide_resnet
 
     from .common import interleaved, paired_ratio
 
@@ -711,7 +711,7 @@ def whatif_rows(data_root: Path, repeats: int) -> list[Row]:
     add("JEM training pass: 1 of 192 channels-last / 3 of 64 NCHW", t, "both", "now", "both changes")
     bn, bn_cl = net("batch"), net("batch", cl=True)
     cfg_pp = SGLDConfig(n_steps=3, step_size=1.0, noise=0.0, grad_clamp=1.0, x_clamp=True)
-    from reference_models.sam import frozen_bn_stats
+    from jembench.reference_models.sam import frozen_bn_stats
 
     with frozen_bn_stats(bn), frozen_bn_stats(bn_cl):
         t = interleaved({"cl": lambda: sgld(bn_cl, x_cl, cfg_pp), "nchw": lambda: sgld(bn, xs[0], cfg_pp)}, repeats, 1)
@@ -778,8 +778,8 @@ def whatif_iteration_row(data_root: Path, repeats: int) -> Row:
 
     from jembench.energy import energy
     from jembench.sampling import sgld
-    from reference_models import get_method
-    from reference_models import train_loop as tl
+    from jembench.reference_models import get_method
+    from jembench.reference_models import train_loop as tl
 
     from .common import interleaved, paired_ratio
 

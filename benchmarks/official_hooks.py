@@ -12,8 +12,8 @@ It imports nothing from this repository. Environment variables (all optional; wi
 ``JEMBENCH_BENCH_WRAP=SPECS`` and ``JEMBENCH_BENCH_PHASES=FILE``
     comma-separated ``module:attr`` (time every call of that function) or ``module:attr:factory`` (time every
     call of the function it returns); each call appends ``start end`` to FILE. Examples: ``__main__:sample_q``,
-    ``__main__:get_sample_q:factory``, ``reference_models.train_loop:draw_samples``. A spec is installed as soon
-    as its target exists, checked at every torchvision integrity check (datasets are built before the trainers
+    ``__main__:get_sample_q:factory``, ``jembench.reference_models.train_loop:draw_samples``. A spec is installed
+    as soon as its target exists, checked at every torchvision integrity check (datasets are built before the trainers
     build their samplers) and before every optimizer step.
 ``JEMBENCH_BENCH_GATE=FIFO`` and ``JEMBENCH_BENCH_GO=FILE``
     lockstep: after appending its step timestamp the hook blocks until one byte arrives on FIFO, then appends

@@ -40,7 +40,7 @@ POINTWISE_QUERIES = 30_000  # per input with the L2 polish on 3x32x32 ("tens of 
 
 # ------------------------------------------------------------------------------------------------ FLOPs
 def _wrn():
-    from reference_models.wideresnet import wide_resnet
+    from jembench.reference_models.wideresnet import wide_resnet
 
     return wide_resnet(depth=28, widen_factor=10, n_classes=10, in_channels=3, norm=None)
 
@@ -139,7 +139,7 @@ def measure_memory(batches: tuple[int, int] = (1, 3)) -> dict[str, float]:
 def training_cost(method: str, flops: dict, mem: dict) -> dict:
     """One ``--preset paper`` run on CIFAR-10 (reference_models/objectives.py: SGLD on the chains, then one forward
     and backward over the labelled batch, the separate p(x) batch and the chains; SAM doubles the latter)."""
-    from reference_models.config import resolve_config
+    from jembench.reference_models.config import resolve_config
 
     cfg = resolve_config(method, "paper", {"dataset": "cifar10"})
     iters = cfg.epochs * ((N_TRAIN - cfg.holdout) // cfg.batch_size)

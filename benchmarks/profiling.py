@@ -29,7 +29,7 @@ def _labelled(state):
     """Wrap the iteration's callees in record_function labels (undone on exit)."""
     from torch.profiler import record_function
 
-    from reference_models import train_loop as tl
+    from jembench.reference_models import train_loop as tl
 
     def wrap(fn, label):
         def inner(*a, **k):
@@ -55,7 +55,7 @@ def profile_steps(state, objective, x, y, x_px, iters: int) -> tuple[dict[str, f
     """Per-phase milliseconds per iteration and the top operators table."""
     from torch.profiler import ProfilerActivity, profile, record_function
 
-    from reference_models import train_loop as tl
+    from jembench.reference_models import train_loop as tl
 
     def labelled_objective(step):
         with record_function("phase::forward"):
@@ -88,7 +88,7 @@ def _shares(ms: dict[str, float]) -> str:
 
 
 def run(specs: list[ModelSpec], quick: bool, device: str) -> tuple[list[Row], dict[str, str]]:
-    from reference_models import get_method
+    from jembench.reference_models import get_method
 
     from .trainstate import sam_passes
 

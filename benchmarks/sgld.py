@@ -40,7 +40,7 @@ def bare_loop(model: torch.nn.Module, x0: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def _network(cfg, spec: ModelSpec) -> torch.nn.Module:
-    from reference_models.wideresnet import wide_resnet
+    from jembench.reference_models.wideresnet import wide_resnet
 
     torch.manual_seed(0)
     return wide_resnet(cfg.depth, cfg.width, 10, spec.image_shape[0], None if cfg.norm == "none" else cfg.norm)
@@ -49,7 +49,7 @@ def _network(cfg, spec: ModelSpec) -> torch.nn.Module:
 @contextlib.contextmanager
 def _sampler_mode(model: torch.nn.Module, train_mode: bool):
     """The network state the loop runs SGLD in: eval (JEM) or train mode with frozen BN statistics (JEM++)."""
-    from reference_models.sam import frozen_bn_stats
+    from jembench.reference_models.sam import frozen_bn_stats
 
     model.train(train_mode)
     with frozen_bn_stats(model) if train_mode else contextlib.nullcontext():
@@ -96,7 +96,7 @@ def measure_sampler(spec: ModelSpec, method: str, steps: int, repeats: int, devi
 
 def measure_draw(spec: ModelSpec, method: str, repeats: int, device: str, tmp: Path) -> Row:
     """``train_loop.draw_samples`` (buffer draw + K steps + write-back, mode switches) / K bare steps."""
-    from reference_models import train_loop as tl
+    from jembench.reference_models import train_loop as tl
 
     cfg = config_for(spec, method, device=device)
     torch.manual_seed(0)

@@ -115,7 +115,7 @@ def make_checkpoint(spec: ModelSpec, path: Path) -> Path:
     import torch
 
     from jembench.models import save_checkpoint
-    from reference_models.wideresnet import wide_resnet
+    from jembench.reference_models.wideresnet import wide_resnet
 
     kwargs = {"depth": spec.depth, "widen_factor": spec.width, "n_classes": 10, "in_channels": 3, "norm": "batch"}
     torch.manual_seed(0)

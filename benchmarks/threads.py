@@ -37,8 +37,8 @@ COMPETITORS = 2
 
 
 def _train_tiny_softmax(folder: Path) -> Path:
-    from reference_models.config import resolve_config
-    from reference_models.train_loop import train
+    from jembench.reference_models.config import resolve_config
+    from jembench.reference_models.train_loop import train
 
     if (folder / "last.pt").is_file():
         return folder / "last.pt"
@@ -107,7 +107,7 @@ def crossover_rows(quick: bool, budget: int) -> list[Row]:
     import torch
 
     from jembench import threads
-    from reference_models.wideresnet import wide_resnet
+    from jembench.reference_models.wideresnet import wide_resnet
 
     cases = [("WRN-10-1 1x8x8", 10, 1, 1, 8, 10), ("WRN-10-1 1x8x8", 10, 1, 1, 8, 64),
              ("WRN-10-1 1x8x8", 10, 1, 1, 8, 256), ("WRN-16-4 3x32x32", 16, 4, 3, 32, 16)]

@@ -4,7 +4,7 @@ An SGLD step is one forward and one input-gradient backward; a plain classifier 
 one full backward and one optimiser step. A JEM iteration is K SGLD steps plus the objective's
 forward/backward (on x̂ and x) and one optimiser step, so it costs about (K+1) plain steps. SADA-JEM's second
 SAM pass is counted in the denominator: (K+2). Both sides are the real code: the numerator is
-``reference_models.train_loop.train_step`` with the method's tiny preset; the denominator the same function
+``jembench.reference_models.train_loop.train_step`` with the method's tiny preset; the denominator the same function
 with the softmax objective on the same network, optimiser and batch (:mod:`benchmarks.trainstate`). The
 denominator's K+1 (K+2) plain steps run back to back as one timed unit, interleaved with one iteration.
 
@@ -38,8 +38,8 @@ def _sync(device: str):
 
 
 def measure_method(spec: ModelSpec, method: str, repeats: int, warmup: int, tmp: Path, device: str) -> list[Row]:
-    from reference_models import get_method
-    from reference_models import train_loop as tl
+    from jembench.reference_models import get_method
+    from jembench.reference_models import train_loop as tl
 
     cfg = config_for(spec, method, device=device)
     pcfg = plain_config(cfg)
@@ -87,8 +87,8 @@ def _window_seconds(log_csv: Path, skip: int = 1) -> list[float]:
 
 def measure_loop(spec: ModelSpec, method: str, rounds: int, iters: int, window: int, tmp: Path,
                  device: str) -> Row:
-    from reference_models import get_method
-    from reference_models import train_loop as tl
+    from jembench.reference_models import get_method
+    from jembench.reference_models import train_loop as tl
 
     cfg = config_for(spec, method, device=device, max_iters=window + iters, log_every=window)
     objective = get_method(method).objective

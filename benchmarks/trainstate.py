@@ -1,10 +1,10 @@
 """Real training iterations without the outer loop: the shared loop's own building blocks.
 
-``reference_models.train_loop.train_step(state, objective, x, y, x_px)`` is the loop's per-iteration API
+``jembench.reference_models.train_loop.train_step(state, objective, x, y, x_px)`` is the loop's per-iteration API
 (SGLD from the replay buffer, the objective, backward, optimiser or two-pass SAM step, schedule step). The
-state is assembled here from the loop's helpers exactly as :func:`reference_models.train_loop.train` does
+state is assembled here from the loop's helpers exactly as :func:`jembench.reference_models.train_loop.train` does
 (``wide_resnet``, ``build_optimizer``, ``lr_factor``, ``SAM``, ``build_buffer``,
-``jembench.distributed.wrap_ddp``), with the config from :func:`reference_models.config.resolve_config` — so
+``jembench.distributed.wrap_ddp``), with the config from :func:`jembench.reference_models.config.resolve_config` — so
 what is timed is the code a training run executes.
 """
 
@@ -22,7 +22,7 @@ METHODS = ("jem", "jempp", "sada_jem")
 
 def config_for(spec: ModelSpec, method: str, **overrides):
     """The method's tiny preset on ``spec``'s dataset / network / batch (``resolve_config``)."""
-    from reference_models.config import resolve_config
+    from jembench.reference_models.config import resolve_config
 
     values = {"dataset": spec.dataset, "seed": 0, "batch_size": spec.batch_size}
     if spec.key != "tiny":
@@ -59,7 +59,7 @@ def _class_gaussian_cache(cfg, out_dir: Path, spec: ModelSpec, n_classes: int) -
     (a dense D×D product per class); fitting 3072-d covariances to 50,000 JPEGs is set-up, not iteration."""
     from jembench import atomic
     from jembench.sampling import ClassGaussianInit
-    from reference_models.informative_init import CACHE_NAME
+    from jembench.reference_models.informative_init import CACHE_NAME
 
     x, y = fixed_batches(spec, 20 * n_classes)
     flat = x.flatten(1)
@@ -69,12 +69,12 @@ def _class_gaussian_cache(cfg, out_dir: Path, spec: ModelSpec, n_classes: int) -
 
 
 def build_state(cfg, spec: ModelSpec, out_dir: Path, device: str = "cpu", ddp: bool = False):
-    """A :class:`reference_models.train_loop.TrainState` as ``train`` builds it (``ddp``: wrap in DDP)."""
+    """A :class:`jembench.reference_models.train_loop.TrainState` as ``train`` builds it (``ddp``: wrap in DDP)."""
     from jembench import distributed
     from jembench.data import dataset_info
-    from reference_models import train_loop as tl
-    from reference_models.sam import SAM
-    from reference_models.wideresnet import wide_resnet
+    from jembench.reference_models import train_loop as tl
+    from jembench.reference_models.sam import SAM
+    from jembench.reference_models.wideresnet import wide_resnet
 
     info = dataset_info(cfg.dataset, cfg.data_root)
     world = distributed.world_size()

@@ -41,7 +41,8 @@ same deterministic recipe as the record into other weights (:mod:`jembench.recip
 still exit 1).
 
 Defaults live in ``suites/check-tolerances.toml`` (shipped with the package, :mod:`jembench.resources`);
-``--tolerances FILE`` overrides them per metric pattern. A pattern must start with a metric of
+``--tolerances FILE`` (a path, or a shipped file's name such as ``check-tolerances-tiny``) overrides them per metric
+pattern. A pattern must start with a metric of
 :mod:`jembench.metric_keys`, so a misspelt one is an error rather than a rule that never matches; a direction or
 rule that contradicts the metric table is an error too.
 """
@@ -50,6 +51,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,7 +64,7 @@ from .errors import BaselineUnusable, JembenchError
 from .protocols import read_toml
 from .published import cite, is_reference, measured_under, needs_label
 from .records import Record, RecordRef
-from .resources import tolerances_file
+from .resources import tolerance_files, tolerances_file
 from .sampling_error import RULES, error_rule, sizes, standard_error
 from .seed_spread import SeedSpread, prediction_bound
 
@@ -232,12 +234,28 @@ def _parse_rules(path: Path, base: dict[str, dict[str, Any]] | None = None) -> d
     return rules
 
 
+def resolve_tolerances(name_or_path: str | Path) -> Path:
+    """A tolerance file given as a path — used as it is whenever something exists there — or as the name of a
+    shipped one (``check-tolerances-tiny`` → ``suites/check-tolerances-tiny.toml``, found through
+    :mod:`jembench.resources` as ``--protocol`` names are, so from a wheel and from any folder). Anything else is
+    one error line listing the shipped names."""
+    if os.path.lexists(name_or_path):  # a FIFO, folder, ... too: the reader's gate names what is wrong with it
+        return Path(name_or_path)
+    shipped = tolerance_files()
+    if str(name_or_path) in shipped:
+        return shipped[str(name_or_path)]
+    stem = Path(name_or_path).stem
+    hint = f" (the shipped {stem!r} is named without folder or .toml)" if stem in shipped else ""
+    raise JembenchError(f"tolerance file {str(name_or_path)!r} not found{hint}; pass a TOML file or the name of a "
+                        f"shipped one: {', '.join(shipped) or 'none'}")
+
+
 def load_rules(override: str | Path | None = None, defaults: str | Path | None = None) -> list[Rule]:
     """The default rules (``defaults``, else the shipped tolerance file), with the entries of ``override`` (same
-    format) merged over them per pattern."""
-    rules = _parse_rules(Path(defaults) if defaults is not None else tolerances_file())
+    format) merged over them per pattern. Each is a path or a shipped file's name (:func:`resolve_tolerances`)."""
+    rules = _parse_rules(resolve_tolerances(defaults) if defaults is not None else tolerances_file())
     if override is not None:
-        rules = _parse_rules(Path(override), base=rules)
+        rules = _parse_rules(resolve_tolerances(override), base=rules)
     return [Rule(p, r.get("direction") == "ignore", float(r.get("abs", 0.0)), float(r.get("rel", 0.0)),
                  r.get("rule", "fixed"), float(r.get("z", 3.0)), float(r.get("floor", 0.0)),
                  float(r.get("margin", 0.0)))

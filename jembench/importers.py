@@ -19,9 +19,9 @@ sndnyang/SADAJEM       no ``f.linear`` (models/wideresnet.py:97); ``module.`` pr
 Also accepted, as the official scripts accept them: a bare state dict (JEM attack_model.py:151-157, SADAJEM
 bpda_eot_attack.py:49-56 and eval_sadajem.py:519-525) and files in torch's legacy (non-zip) serialization.
 
-Every file maps onto jembench's ``wrn`` architecture (:mod:`reference_models.wideresnet`, same parameter layout):
-``module.`` is stripped, each YOPO alias is checked to hold exactly its canonical tensor and then dropped, depth /
-width / norm / classes are read from the shapes, and the weights load with ``strict=True``. Anything else — a
+Every file maps onto jembench's ``wrn`` architecture (:mod:`jembench.reference_models.wideresnet`, same parameter
+layout): ``module.`` is stripped, each YOPO alias is checked to hold exactly its canonical tensor and then dropped,
+depth / width / norm / classes are read from the shapes, and the weights load with ``strict=True``. Anything else — a
 missing key, a wrong shape, an alias that differs from its canonical tensor, a non-tensor value — is a one-line
 error naming the file.
 

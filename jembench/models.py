@@ -2,8 +2,8 @@
 
 An energy model is any ``nn.Module`` mapping images (N, C, H, W) in [-1, 1] to logits (N, n_classes); the
 JEM identities in :mod:`jembench.energy` turn those into energies. Architectures are looked up by name in a
-small registry (``reference_models.wideresnet`` registers ``wrn``), so a checkpoint names its architecture and kwargs
-and loads without pickled code.
+small registry (``jembench.reference_models.wideresnet`` registers ``wrn``), so a checkpoint names its architecture
+and kwargs and loads without pickled code.
 
 Checkpoints load always through ``torch.load(..., weights_only=True)`` (nothing in a checkpoint can execute
 code), in two families of formats:

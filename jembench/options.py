@@ -1,8 +1,9 @@
 """Command-line options and Python keywords generated from one settings class, so the CLI equals the API.
 
 An option of ``jembench eval`` or ``jembench train`` is declared once, as a field of a settings class
-(:mod:`jembench.schema`: :class:`jembench.eval_options.EvalOptions`, :class:`reference_models.config.TrainConfig`)
-with its type, default, range, choices and help text. From that one declaration:
+(:mod:`jembench.schema`: :class:`jembench.eval_options.EvalOptions`,
+:class:`jembench.reference_models.config.TrainConfig`) with its type, default, range, choices and help text. From
+that one declaration:
 
 * :func:`add_arguments` makes the argparse option — ``--batch-size`` for ``batch_size``; nested settings get
   their parent's name in front (``TrainConfig.sgld.n_steps`` → ``--sgld-steps``, via the field's ``flag``); the

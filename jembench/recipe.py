@@ -2,23 +2,24 @@
 
 Training on a CPU in one process with ``workers = 0`` is deterministic: the same settings and seed on the same
 torch build, CPU instruction set and thread count give the same weights, bit for bit (resumed runs included:
-:mod:`reference_models.train_state`). The trainer writes that fingerprint into every checkpoint
+:mod:`jembench.reference_models.train_state`). The trainer writes that fingerprint into every checkpoint
 (``extra["recipe"]``, :func:`of_training`) and ``jembench eval`` copies it into each record's ``model`` block:
 
     "recipe": {"config": "<sha256 of the settings, 16 hex>", "seed": 0, "deterministic": true,
                "torch": "2.14.1", "cpu": "AVX2", "machine": "x86_64", "threads": 1, "denormals": "keep"}
 
-``config`` hashes every setting that can change the weights (the seed included); names, labels, folders and
-logging intervals are left out (:data:`OUTPUT_ONLY`) — any other change, a new setting with a default included,
-changes the hash, and then nothing is claimed until the baseline is made again. ``denormals`` is the process's
-flush-to-zero state (:func:`denormals`; ``eval`` and ``demo`` set it, ``train`` does not). ``deterministic`` is
-false on a GPU (cuDNN / atomics), under DDP and with data-loader workers. When a baseline record and the record
-under check share a deterministic recipe — every field equal — their weights must be the same, bit for bit
-(``model.weights_sha256``, computed by ``eval`` from the loaded weights); when they are not (:func:`stale`), the
-baseline was made by other training code (or the weights were altered afterwards) and ``jembench check`` names
-the baseline stale (exit 4) unless a regression is found anyway (exit 1). A recipe that differs in any field
-(another machine's instruction set, another thread count or torch) claims nothing: there ``check`` compares
-numbers only.
+``config`` hashes every setting that can change the weights (the seed included); names, labels, folders and logging
+intervals are left out (:data:`OUTPUT_ONLY`) — any other change, a new setting with a default included, changes the
+hash, and then nothing is claimed until the baseline is made again. ``denormals`` is the flush-to-zero state the
+weights were trained under (:func:`denormals`): ``keep`` — jembench's trainer keeps denormal floats, the official
+arithmetic, even in a process that flushes them for evaluation (``demo``, ``evaluate()`` first:
+:func:`jembench.runtime.denormals_kept`); checkpoints of older code trained inside ``demo`` say ``flush``.
+``deterministic`` is false on a GPU (cuDNN / atomics), under DDP and with data-loader workers. When a baseline record
+and the record under check share a deterministic recipe — every field equal — their weights must be the same, bit for
+bit (``model.weights_sha256``, computed by ``eval`` from the loaded weights); when they are not (:func:`stale`), the
+baseline was made by other training code (or the weights were altered afterwards) and ``jembench check`` names the
+baseline stale (exit 4) unless a regression is found anyway (exit 1). A recipe that differs in any field (another
+machine's instruction set, another thread count or torch) claims nothing: there ``check`` compares numbers only.
 
 Torch-free except :func:`of_training`, :func:`denormals` and :func:`weights_digest`; the record fields are
 untrusted and checked by :func:`problem`.

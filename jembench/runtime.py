@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 #: Set to 1 to leave glibc's allocator at its defaults (see :func:`keep_freed_memory`).
 NO_ALLOCATOR_TUNING_ENV = "JEMBENCH_NO_ALLOCATOR_TUNING"
@@ -59,6 +61,26 @@ def configure_torch() -> None:
 
     keep_freed_memory()
     torch.set_flush_denormal(True)
+
+
+@contextlib.contextmanager
+def denormals_kept() -> Iterator[None]:
+    """Run the block with denormal floats kept (no flush-to-zero), then put the process's setting back: training's
+    arithmetic, the official code's. :func:`configure_torch` flushes them for evaluation (``eval``, ``demo``,
+    ``evaluate()``); a training in such a process — the demo's, or ``jembench.train`` after ``evaluate`` — would
+    otherwise train other weights than ``jembench train`` in a fresh process, and carry another recipe
+    (:mod:`jembench.recipe`, field ``denormals``). torch has no getter: the state is probed
+    (:func:`jembench.recipe.denormals`)."""
+    import torch
+
+    from .recipe import denormals
+
+    flushed = denormals() == "flush"
+    torch.set_flush_denormal(False)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(flushed)
 
 
 def device_name(value: object) -> str:

@@ -235,7 +235,7 @@ class ClassGaussianInit:
     def checkpoint_state(self) -> dict:
         """What a training checkpoint records about this p_0: its kind, not its tensors — the Cholesky factors
         are C·D² floats (377 MB for CIFAR-10), so they live in the run's cache file
-        (:mod:`reference_models.informative_init`) and the generation suite refits them when needed."""
+        (:mod:`jembench.reference_models.informative_init`) and the generation suite refits them when needed."""
         return {"name": self.name, "image_shape": list(self.image_shape), "n_classes": int(len(self.means)),
                 "stored": False}
 

@@ -1,7 +1,7 @@
 """``jembench.train``: the library entry point of ``jembench train`` (the reference trainers, imported lazily).
 
-What is trained is a :class:`reference_models.config.TrainConfig` (a method's preset with any field changed); how
-the command runs is a :class:`TrainOptions`. Both are settings classes (:mod:`jembench.schema`), and the
+What is trained is a :class:`jembench.reference_models.config.TrainConfig` (a method's preset with any field
+changed); how the command runs is a :class:`TrainOptions`. Both are settings classes (:mod:`jembench.schema`), and the
 ``jembench train`` options and the keywords of :func:`train` are generated from them (:mod:`jembench.options`):
 ``--sgld-steps 40`` is ``sgld_steps=40``, ``--no-progress`` is ``progress=False``, ``--resume DIR`` is
 ``resume=DIR``. Every argument is checked — method, preset, every value's type, range and choices, the run
@@ -26,7 +26,7 @@ POSITIONAL = ("method",)
 
 def preset_names() -> list[str]:
     """Every preset some method defines, in a stable order (each method lists its own in ``PRESETS``)."""
-    from reference_models import available_methods, get_method
+    from jembench.reference_models import available_methods, get_method
 
     names: list[str] = []
     for method in available_methods():
@@ -51,7 +51,7 @@ def _check_resume(value: Any) -> Path | bool:
 
 @dataclass(frozen=True)
 class TrainOptions:
-    """How ``jembench train`` runs (the what is the :class:`~reference_models.config.TrainConfig`)."""
+    """How ``jembench train`` runs (the what is the :class:`~jembench.reference_models.config.TrainConfig`)."""
 
     preset: str = setting("tiny", convert=_check_preset, arg={"choices": preset_names},
                           help="hyperparameter preset: 'tiny' (CPU minutes), 'cpu' (32x32 on a CPU), 'paper' (the "
@@ -78,7 +78,7 @@ def run_options() -> list[options.Option]:
 
 def config_options() -> list[options.Option]:
     """The training config's options (every :class:`TrainConfig` field but the positional method)."""
-    from reference_models.config import TrainConfig
+    from jembench.reference_models.config import TrainConfig
 
     return options.options(TrainConfig, skip=POSITIONAL)
 
@@ -100,8 +100,8 @@ def prepare(method: Any, run_changes: dict[str, Any], config_changes: dict[str, 
     """Check everything about a training call that can be checked without torch: the method, the options
     (``run_changes``: :class:`TrainOptions` paths), the config (``config_changes``: TrainConfig paths, on the
     method's preset) and, when resuming, that the run folder holds a checkpoint."""
-    from reference_models import available_methods
-    from reference_models.config import resolve_config
+    from jembench.reference_models import available_methods
+    from jembench.reference_models.config import resolve_config
 
     if not isinstance(method, str) or method not in available_methods():
         raise JembenchError(f"{where}: unknown method {method!r}; use one of {', '.join(available_methods())}")
@@ -121,8 +121,8 @@ def prepare(method: Any, run_changes: dict[str, Any], config_changes: dict[str, 
 
 
 def run(request: TrainRequest) -> Path:
-    """Train what ``request`` says (:func:`reference_models.train_loop.train`); returns ``<out>/last.pt``."""
-    from reference_models.train_loop import train as train_loop
+    """Train what ``request`` says (:func:`jembench.reference_models.train_loop.train`); returns ``<out>/last.pt``."""
+    from jembench.reference_models.train_loop import train as train_loop
 
     from .runtime import keep_freed_memory
 
@@ -139,8 +139,8 @@ FIXED_ON_RESUME = ("depth", "width", "norm", "dropout", "optimizer")
 
 def resumed_config(request: TrainRequest):
     """The config stored in the run's ``last.pt`` with the call's changes on top."""
-    from reference_models.config import TrainConfig, upgrade
-    from reference_models.presets import derive
+    from jembench.reference_models.config import TrainConfig, upgrade
+    from jembench.reference_models.presets import derive
 
     assert request.out is not None, "prepare() gives a resumed run its folder"
     last = request.out / "last.pt"
@@ -169,8 +169,8 @@ def train(method: str, preset: str = "tiny", out: str | Path | None = None, **ke
     ``preset`` is ``tiny`` (CPU minutes), ``cpu``, ``paper`` or, for jempp / sada_jem, ``paper-k5`` / ``-k10`` /
     ``-k20``, each also as its official flavour (``paper-official``: stop at the first divergence); ``out`` defaults to
     ``runs/<method>-<dataset>``; ``resume`` continues a run (a folder, or True for ``out``) with its stored config and
-    the given keywords on top. The other keywords set :class:`reference_models.config.TrainConfig` fields (default: the
-    preset's value):
+    the given keywords on top. The other keywords set :class:`jembench.reference_models.config.TrainConfig` fields
+    (default: the preset's value):
 
 {keywords}
     """

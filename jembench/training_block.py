@@ -1,6 +1,6 @@
 """The ``training`` block: what a checkpoint — and every record evaluated from it — says about how its training went.
 
-``jembench train`` writes it into every checkpoint (:func:`reference_models.train_state.training_block`), and
+``jembench train`` writes it into every checkpoint (:func:`jembench.reference_models.train_state.training_block`), and
 :meth:`jembench.models.LoadedCheckpoint.describe` copies it into the ``model`` section of each record::
 
     "training": {"divergence": "recover",          # how divergence was handled: recover | stop

@@ -1,10 +1,10 @@
 """Reference trainers: the Wide-ResNet, the one shared training loop, and one file per method.
 
 A method module defines ``NAME``, ``DESCRIPTION``, ``PAPER`` and ``TINY`` (partial
-:class:`reference_models.config.TrainConfig` tables), ``STEP_VARIANTS`` and ``PRESETS`` (resolved by the one
-preset resolver, :func:`reference_models.presets.resolve`) and ``objective(step) -> (loss, stats)``; everything else
-(sampler, informative init, SAM, DA-free loader, divergence guard, resume, DDP) is configuration of the shared
-loop in :mod:`reference_models.train_loop`.
+:class:`jembench.reference_models.config.TrainConfig` tables), ``STEP_VARIANTS`` and ``PRESETS`` (resolved by the one
+preset resolver, :func:`jembench.reference_models.presets.resolve`) and ``objective(step) -> (loss, stats)``;
+everything else (sampler, informative init, SAM, DA-free loader, divergence guard, resume, DDP) is configuration of
+the shared loop in :mod:`jembench.reference_models.train_loop`.
 
 ``jembench train METHOD --dataset D --preset P [--any-field VALUE ...]``:
 
@@ -26,9 +26,13 @@ the embedded 8×8 digits in about a minute on a CPU core (elsewhere: 100 iterati
 config is printed at start and stored in ``config.json``, ``events.jsonl`` and every checkpoint.
 
 This package and the method modules' presets import no torch (the command line checks a method, preset and
-every option before loading it); the ``wrn`` architecture registers itself when :mod:`reference_models.wideresnet`
-is imported — by the training loop, or by :func:`jembench.models.build_model` through the
-``jembench.architectures`` entry point.
+every option before loading it); the ``wrn`` architecture registers itself when
+:mod:`jembench.reference_models.wideresnet` is imported — by the training loop, or by
+:func:`jembench.models.build_model` through the ``jembench.architectures`` entry point.
+
+The code lives in the repository's ``reference_models/`` folder and is imported (and installed, by the wheel) only
+as ``jembench.reference_models``: ``pyproject.toml`` maps the folder there, and a checkout reaches it through the
+committed symlink ``jembench/reference_models -> ../reference_models``. Inside the package, imports are relative.
 """
 
 from __future__ import annotations
@@ -39,11 +43,11 @@ from types import ModuleType
 from jembench.errors import JembenchError
 
 METHOD_MODULES = {
-    "jem": "reference_models.jem",
-    "jempp": "reference_models.jempp",
-    "sada_jem": "reference_models.sada_jem",
-    "softmax": "reference_models.softmax",
-    "softmax_sam": "reference_models.softmax_sam",
+    "jem": f"{__name__}.jem",
+    "jempp": f"{__name__}.jempp",
+    "sada_jem": f"{__name__}.sada_jem",
+    "softmax": f"{__name__}.softmax",
+    "softmax_sam": f"{__name__}.softmax_sam",
 }
 
 

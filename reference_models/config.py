@@ -6,7 +6,7 @@ checks, the ``jembench train`` options and the ``jembench.train`` keywords (:mod
 chain settings are nested — ``sgld`` is a :class:`jembench.sgld_config.SGLDConfig`, the same type (and the same
 field names) as the generation protocol's ``[sgld]`` — and are given as ``--sgld-steps`` / ``sgld_steps=`` etc.
 
-A method's presets (``reference_models/<method>.py``, resolved by :func:`reference_models.presets.resolve`) are
+A method's presets (``reference_models/<method>.py``, resolved by :func:`jembench.reference_models.presets.resolve`) are
 partial tables of these fields (``{"lr": 1e-4, "sgld": {"n_steps": 20}}``); the command line overrides any field
 (``jembench train jem --lr 1e-4 --sgld-steps 40``). Unknown keys are errors, never silently ignored. The resolved
 config is printed at start and stored in the checkpoint and the run folder (``config.json``), nested as here;

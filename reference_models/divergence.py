@@ -31,7 +31,7 @@ model blows up. What worked: (1) a lower learning rate, (2) more SGLD steps per 
   (the official code stops *without* writing a checkpoint; its last one is up to an epoch older).
 
 A run that recovered says so: :meth:`DivergenceGuard.summary` is the ``training`` block of every checkpoint
-(``recovered_divergences``, where; :func:`reference_models.train_state.save_state`), which every record
+(``recovered_divergences``, where; :func:`jembench.reference_models.train_state.save_state`), which every record
 evaluated from it copies into its ``model`` section, and which ``jembench eval`` and the leaderboard show.
 """
 

@@ -1,18 +1,18 @@
 """JEM (Grathwohl et al. 2020): a WRN classifier trained as an energy-based model of p(x, y).
 
-Objective (:func:`reference_models.objectives.joint_likelihood`, JEM Eq. 2 and 7):
+Objective (:func:`jembench.reference_models.objectives.joint_likelihood`, JEM Eq. 2 and 7):
 
     L(θ) = −log p_θ(y|x) + [E_θ(x) − E_θ(x̂)],    E_θ(x) = −LSE_y f_θ(x)[y],
 
 x̂ from persistent SGLD (Algorithm 1) with chains restarted from U(−1, 1) with probability 5 %:
 x_{t+1} = x_t + α ∂LSE f(x_t)/∂x_t + σ ε (α = 1, σ = .01, App. G.1).
 
-Forward order (:data:`~reference_models.objectives.JEM_ORDER`, train_wrn_ebm.py:312-332): SGLD with the
+Forward order (:data:`~jembench.reference_models.objectives.JEM_ORDER`, train_wrn_ebm.py:312-332): SGLD with the
 network in eval mode, then f(x_p(x)), f(x̂), f(x_lab). The p(x) images come from a second, independently
 shuffled loader of the same augmented training images (``dload_train``; the labelled batch from
 ``dload_train_labeled``).
 
-Presets (:mod:`reference_models.presets`):
+Presets (:mod:`jembench.reference_models.presets`):
 ``paper`` = the official command (README.md:20 of wgrathwohl/JEM) with the script's defaults: WRN-28-10 without batch
 norm, Adam lr 1e-4 with a 1,000-iteration linear warm-up, 200 epochs with ×.3 decay at epochs 160 and 180, batch 64,
 buffer 10,000, reinit 5 %, K = 20 SGLD steps, α = 1, σ = .01, input noise σ = .03, pad-crop + flip augmentation (no
@@ -21,7 +21,7 @@ noise σ = .03 (the validation loader's ``transform_test`` adds ``--sigma``, tra
 rule |L| > 1e8 (``paper`` rolls back and retries there; ``paper-official`` stops, as the official run does). The paper's
 App. A / Table 4 say 150 epochs with decay at 50 and 100 and no warm-up; the preset follows the code that produced the
 published numbers.
-``cpu``: a 32×32 CPU budget (:mod:`reference_models.presets`); ``tiny``: WRN-10-1 on 8×8 digits in about a
+``cpu``: a 32×32 CPU budget (:mod:`jembench.reference_models.presets`); ``tiny``: WRN-10-1 on 8×8 digits in about a
 minute of one CPU core (5-step chains, lr 3e-3, 20 epochs; see ``TINY``).
 """
 
@@ -55,7 +55,7 @@ TINY = presets.derive(PAPER, depth=10, width=1, lr=3e-3, epochs=20, warmup_iters
 
 
 def objective(step):
-    """JEM's loss in JEM's forward order (:func:`reference_models.objectives.joint_likelihood`)."""
+    """JEM's loss in JEM's forward order (:func:`jembench.reference_models.objectives.joint_likelihood`)."""
     from .objectives import joint_likelihood
 
     return joint_likelihood(step)

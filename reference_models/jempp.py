@@ -1,6 +1,6 @@
 """JEM++ (Yang & Ji 2021): JEM with an informative initialisation, proximal SGLD and SGD with warm-up.
 
-Objective: the same joint likelihood as JEM (:func:`reference_models.objectives.joint_likelihood`),
+Objective: the same joint likelihood as JEM (:func:`jembench.reference_models.objectives.joint_likelihood`),
 
     L(θ) = −log p_θ(y|x) + [E_θ(x) − E_θ(x̂)].
 
@@ -8,7 +8,7 @@ What changes is the sampler, all of it shared-loop configuration, and the forwar
 
 * informative initialisation — the PCD buffer is filled from, and reinitialised chains are drawn from,
   p_0(x) = Σ_c π_c N(μ_c, Σ_c + 10⁻⁴ I), per-class Gaussians with full (biased, 1/N) covariance fitted once to
-  the training images and cached in the run (:mod:`reference_models.informative_init`; the official code loads
+  the training images and cached in the run (:mod:`jembench.reference_models.informative_init`; the official code loads
   downloaded ``cifar10_mean.pt`` / ``cifar10_cov.pt`` files, train_jempp.py:162-182, whose commented-out writer
   would fit augmented, noised images — we fit the un-augmented ones);
 * proximal SGLD — x_{t+1} = clip_[−1,1](x_t + α · clip_[−ε,ε](∂LSE f(x_t)/∂x_t)), ε = 1, α = 1, no noise,
@@ -19,7 +19,7 @@ What changes is the sampler, all of it shared-loop configuration, and the forwar
   test_jempp_pyld_sampler_is_our_clamped_sgld_with_step_one compares the two to 1e-5). The
   chains see the network in train mode and every SGLD forward updates the batch-norm running statistics
   (``f.eval()`` is commented out in the official sampler), as here (``sgld_bn_updates``);
-* forward order (:data:`~reference_models.objectives.PX_FIRST_ORDER`, train_jempp.py:238-273): f(x_p(x)) first,
+* forward order (:data:`~jembench.reference_models.objectives.PX_FIRST_ORDER`, train_jempp.py:238-273): f(x_p(x)) first,
   then SGLD, f(x̂), f(x_lab); the p(x) images come from a second, independently shuffled loader of the same
   augmented training images;
 * SGD (lr .1, momentum .9, weight decay 4e-4) with a 1,000-iteration linear warm-up and ×.2 decay at epochs
@@ -58,7 +58,8 @@ TINY = presets.derive(PAPER, depth=10, width=1, lr=0.05, epochs=6, warmup_iters=
 
 
 def objective(step):
-    """JEM's loss in the JEM++ forward order (:func:`reference_models.objectives.px_first_joint_likelihood`)."""
+    """JEM's loss in the JEM++ forward order
+    (:func:`jembench.reference_models.objectives.px_first_joint_likelihood`)."""
     from .objectives import px_first_joint_likelihood
 
     return px_first_joint_likelihood(step)

@@ -12,7 +12,7 @@
   passes, which each method's module fixes (:data:`JEM_ORDER`, :data:`PX_FIRST_ORDER`). With batch norm in train
   mode every forward updates the running statistics (momentum .9: the newest batch weighs .9), so the order decides
   what the evaluation-time statistics describe; without batch norm it changes nothing. SADA-JEM's objective is the
-  same loss evaluated twice per iteration (at θ and at θ + ε̂, :mod:`reference_models.sam`).
+  same loss evaluated twice per iteration (at θ and at θ + ε̂, :mod:`jembench.reference_models.sam`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The one preset resolver: a method's preset for a dataset as a partial :class:`TrainConfig` table.
 
-A method module declares its settings as two tables of :class:`reference_models.config.TrainConfig` fields,
+A method module declares its settings as two tables of :class:`jembench.reference_models.config.TrainConfig` fields,
 ``PAPER`` (the paper's / official code's) and ``TINY`` (a CPU run of minutes), and ``STEP_VARIANTS`` (whether its
 tables vary the number of SGLD steps); :func:`resolve` turns (method, preset name, dataset) into the table:
 

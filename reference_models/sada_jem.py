@@ -1,6 +1,6 @@
 """SADA-JEM (Yang, Su & Ji, CVPR 2023): JEM++'s sampler + sharpness-aware minimisation + DA-free p(x).
 
-Objective: SAM (:mod:`reference_models.sam`) on the joint likelihood,
+Objective: SAM (:mod:`jembench.reference_models.sam`) on the joint likelihood,
 
     max_θ min_{‖ε‖₂ ≤ ρ}  log p_{θ+ε}(x, y) − λ‖θ‖²,    log p(x, y) = log p(y|T(x)) + log p(x),
 
@@ -10,7 +10,7 @@ statistics updated) and at θ + ε̂ (second pass, statistics frozen), the updat
 T(x) — data augmentation stays out of the generative term. The SGLD samples x̂ are drawn once per iteration
 and reused by both SAM passes. Sampler: JEM++'s informative initialisation and clamped SGLD with K steps.
 
-Forward order, as train_sadajem.py:203-262 (:data:`~reference_models.objectives.PX_FIRST_ORDER`): pass 1 —
+Forward order, as train_sadajem.py:203-262 (:data:`~jembench.reference_models.objectives.PX_FIRST_ORDER`): pass 1 —
 f(x_p(x)), the K SGLD forwards (train mode, batch-norm statistics updated: ``f.eval()`` is commented out in its
 ``sample_q``), f(x̂), f(x_lab), every one updating the running statistics with momentum .9; pass 2 at θ + ε̂ —
 the same batches and the same x̂ with the statistics frozen (the official code sets the momentum to 0).
@@ -51,7 +51,7 @@ TINY = presets.derive(PAPER, depth=10, width=1, lr=0.05, epochs=12, batch_size=6
 
 
 def objective(step):
-    """JEM's loss in the JEM++ forward order; :mod:`reference_models.sam` evaluates it at θ and θ + ε̂."""
+    """JEM's loss in the JEM++ forward order; :mod:`jembench.reference_models.sam` evaluates it at θ and θ + ε̂."""
     from .objectives import px_first_joint_likelihood
 
     return px_first_joint_likelihood(step)

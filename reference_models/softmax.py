@@ -1,6 +1,6 @@
 """Softmax baseline: the same network trained with cross-entropy only (no log p(x) term, no SGLD).
 
-Objective (:func:`reference_models.objectives.cross_entropy`): L(θ) = −log p_θ(y|x) = −f_θ(x)[y] + LSE f_θ(x).
+Objective (:func:`jembench.reference_models.objectives.cross_entropy`): L(θ) = −log p_θ(y|x) = −f_θ(x)[y] + LSE f_θ(x).
 
 ``paper`` preset: the SADA-JEM table's "Softmax" row (96.2 % on CIFAR-10) — WRN-28-10 with batch norm, SGD
 lr .1, momentum .9, weight decay 5e-4, batch 128, 200 epochs, decay ×.2 at 60 / 120 / 180, augmentation,
@@ -26,7 +26,7 @@ TINY = presets.derive(jem.TINY, method="softmax", px_weight=0.0)
 
 
 def objective(step):
-    """Cross-entropy alone (:func:`reference_models.objectives.cross_entropy`)."""
+    """Cross-entropy alone (:func:`jembench.reference_models.objectives.cross_entropy`)."""
     from .objectives import cross_entropy
 
     return cross_entropy(step)

@@ -1,7 +1,7 @@
 """Softmax + SAM baseline: cross-entropy trained with sharpness-aware minimisation (Foret et al. 2021).
 
 Objective: min_θ max_{‖ε‖₂ ≤ ρ} −log p_{θ+ε}(y|x) (+ weight decay), two passes per iteration
-(:mod:`reference_models.sam`); the reference row "Softmax + SAM" of the SADA-JEM tables (97.2 % on CIFAR-10,
+(:mod:`jembench.reference_models.sam`); the reference row "Softmax + SAM" of the SADA-JEM tables (97.2 % on CIFAR-10,
 83.4 % on CIFAR-100).
 
 ``paper`` preset: the softmax row's recipe (WRN-28-10 with batch norm, SGD lr .1, momentum .9, weight decay
@@ -25,7 +25,7 @@ TINY = presets.derive(softmax.TINY, method="softmax_sam", sam_rho=0.05, sam_adap
 
 
 def objective(step):
-    """Cross-entropy alone; :mod:`reference_models.sam` evaluates it at θ and θ + ε̂."""
+    """Cross-entropy alone; :mod:`jembench.reference_models.sam` evaluates it at θ and θ + ε̂."""
     from .objectives import cross_entropy
 
     return cross_entropy(step)

@@ -9,19 +9,19 @@ Per iteration (JEM Algorithm 1, generalised):
      SAM step on the same batch and the same x̂, batch-norm statistics updated by the first pass only;
      learning-rate schedule step (linear warm-up, step decay at epochs).
 Around it (:func:`_train` reads as the list of these steps — start, build, open records, iterate, finish):
-  * the data streams (:mod:`reference_models.training_data`);
-  * a divergence guard (:mod:`reference_models.divergence`): checked on the log cadence and before every
+  * the data streams (:mod:`jembench.reference_models.training_data`);
+  * a divergence guard (:mod:`jembench.reference_models.divergence`): checked on the log cadence and before every
     checkpoint; rolls back to the last good in-memory state with a lower lr, more SGLD steps and a new seed;
   * checkpoints (atomic, rank 0) every ``ckpt_every`` epochs / ``ckpt_every_iters`` iterations and at the end,
-    and exact resume (:mod:`reference_models.train_state`) from ``last.pt``: model, optimiser, scheduler,
+    and exact resume (:mod:`jembench.reference_models.train_state`) from ``last.pt``: model, optimiser, scheduler,
     buffer, every rank's RNG state, the guard's budget and the data order (the epoch sampler restarts
     mid-epoch) — on the CPU with ``workers = 0``, N + N iterations with a resume in between equal 2N
     uninterrupted, bit for bit;
   * DDP under ``torchrun`` (gloo on CPUs, nccl on GPUs): each rank has its own data shard, its own buffer
     shard of ``buffer_size / world`` chains and its own RNG stream (SGLD noise, buffer draws, augmentation);
     the weights start equal and stay equal (gradients are averaged); rank 0 writes checkpoints and logs;
-  * a CSV log, ``events.jsonl`` (resolved config, resumes, divergences; :mod:`reference_models.run_log`), a tqdm
-    bar and PNG sample grids.
+  * a CSV log, ``events.jsonl`` (resolved config, resumes, divergences;
+    :mod:`jembench.reference_models.run_log`), a tqdm bar and PNG sample grids.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from jembench.data import dataset_info, length
 from jembench.errors import JembenchError
 from jembench.figures import sample_grid
 from jembench.models import read_checkpoint_file
-from jembench.runtime import require_device
+from jembench.runtime import denormals_kept, require_device
 from jembench.sampling import ReplayBuffer, UniformInit, sgld
 from jembench.seeding import seed_everything
 
@@ -212,8 +212,10 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
 
     SIGINT / SIGTERM end the run after the current iteration with a resumable ``last.pt``
     (:class:`TrainingInterrupted`); a fresh run into a folder that holds one is refused, and so is any run into a
-    folder another process is writing (:mod:`jembench.run_lock`)."""
-    with stop_requests() as stop, contextlib.ExitStack() as held:
+    folder another process is writing (:mod:`jembench.run_lock`). Denormal floats are kept while it trains
+    (:func:`jembench.runtime.denormals_kept`), whatever the process set: the same settings give the same weights
+    from ``jembench train``, ``jembench demo`` and a process that evaluated first."""
+    with stop_requests() as stop, contextlib.ExitStack() as held, denormals_kept():
         return _train(cfg, Path(out_dir), resume, progress, stop, held)
 
 
@@ -247,18 +249,17 @@ class _Run:
 def _train(cfg: TrainConfig, out_dir: Path, resume: bool, progress: bool, stop: dict, held: ExitStack) -> Path:
     run = _start(cfg, out_dir, resume, held)
     with precision.scope(cfg.precision, run.device):  # TF32 / cudnn.benchmark / autocast, restored afterwards
-        state, guard = _build(run)
-        held.enter_context(threads.scoped(_cpu_threads(run, state)))  # CPU threads, until the run ends
+        state, guard = _build(run, held)
         _open_records(run, state)
         saved_at = _iterate(run, state, guard, progress, stop)
         _finish(run, state, guard, saved_at)
     return run.ckpt_path
 
 
-def _cpu_threads(run: _Run, state: TrainState) -> int:
+def _cpu_threads(run: _Run, model: nn.Module) -> int:
     """The CPU threads the run trains on (:func:`jembench.threads.for_model`): small batches of small images (the
     tiny presets) on one thread, since OpenMP threads spinning on a shared, busy machine slow them many-fold."""
-    return threads.for_model(state.model, run.info.image_shape, run.cfg.batch_size, run.device)
+    return threads.for_model(model, run.info.image_shape, run.cfg.batch_size, run.device)
 
 
 def _start(cfg: TrainConfig, out_dir: Path, resume: bool, held: ExitStack) -> _Run:
@@ -294,12 +295,16 @@ def _start(cfg: TrainConfig, out_dir: Path, resume: bool, held: ExitStack) -> _R
                 cfg.max_iters or cfg.epochs * iters_per_epoch, arch_kwargs, memory_format(cfg, info.image_shape[0]))
 
 
-def _build(run: _Run) -> tuple[TrainState, DivergenceGuard]:
+def _build(run: _Run, held: ExitStack) -> tuple[TrainState, DivergenceGuard]:
     """The network, optimiser (+ SAM), schedule, replay buffer and divergence guard — or, resuming, all of them
-    as ``last.pt`` left them."""
+    as ``last.pt`` left them. From the network on, the run computes on its CPU threads (:func:`_cpu_threads`, held
+    until the run ends): the buffer's initialisation (JEM++ / SADA-JEM: a class-conditional Gaussian fitted to the
+    data) included, so the thread count the checkpoint's recipe names (:mod:`jembench.recipe`) is the one every
+    computation that shaped the weights ran on."""
     cfg, info = run.cfg, run.info
     # torch accepts a device and a memory format in one call; its stub's overloads take one or the other
     model = wide_resnet(**run.arch_kwargs).to(run.device, memory_format=run.layout)  # type: ignore[call-overload]
+    held.enter_context(threads.scoped(_cpu_threads(run, model)))
     optimizer = build_optimizer(cfg, model)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, run.iters_per_epoch, run.total_iters))
     sam = SAM(optimizer, cfg.sam_rho, cfg.sam_adaptive) if cfg.sam_rho > 0 else None

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import reference_models.wideresnet  # noqa: F401  (registers the WRN architecture)
+import jembench.reference_models.wideresnet  # noqa: F401  (registers the WRN architecture)
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_CIFAR = REPO.parent / "shared" / "data" / "cifar10-jpeg"
@@ -22,8 +22,8 @@ FIXTURE_ITERS = 150  # iterations of the session's tiny checkpoints (keeps the d
 
 
 def _train_tiny(method: str, out: Path, **overrides) -> Path:
-    from reference_models.config import resolve_config
-    from reference_models.train_loop import train
+    from jembench.reference_models.config import resolve_config
+    from jembench.reference_models.train_loop import train
 
     cfg = resolve_config(method, "tiny", {"dataset": "digits", "seed": 0, **overrides})
     return train(cfg, out, progress=False)

@@ -22,11 +22,11 @@ How (torch's own extension points, nothing patched):
   tensors are scalars, as CUDA allows), or two devices; a CPU generator drawing device tensors; ``non_blocking``
   host-to-device copies from unpinned memory (nothing is pinned here; on CUDA they are not asynchronous).
   ``.numpy()`` on a device tensor raises torch's own TypeError. **Host syncs** are counted per call site (the
-  innermost frame in jembench/, reference_models/ or benchmarks/, as ``path:function``) and per hot-loop scope
-  (a function on the stack that the test names): ``item`` (``_local_scalar_dense``: ``.item()``, ``bool()``,
-  ``int()``, ``float()``), ``d2h`` (a copy to the CPU: ``.cpu()``, ``.tolist()``, ``.numpy()`` after ``.cpu()``),
-  ``h2d`` (a blocking copy to the device: CUDA synchronises the stream after it) and ``data-dependent`` (ops
-  whose output shape the host must read: ``nonzero``, boolean-mask indexing, ``masked_select``, ``unique``,
+  innermost frame in jembench/ — jembench/reference_models/ included — or benchmarks/, as ``path:function``) and
+  per hot-loop scope (a function on the stack that the test names): ``item`` (``_local_scalar_dense``: ``.item()``,
+  ``bool()``, ``int()``, ``float()``), ``d2h`` (a copy to the CPU: ``.cpu()``, ``.tolist()``, ``.numpy()`` after
+  ``.cpu()``), ``h2d`` (a blocking copy to the device: CUDA synchronises the stream after it) and ``data-dependent``
+  (ops whose output shape the host must read: ``nonzero``, boolean-mask indexing, ``masked_select``, ``unique``,
   ``bincount``, ``repeat_interleave`` without ``output_size``, ``equal``).
 
 Use: ``with monitor(hot=(...), allowed=(...)) as mon: ...`` on device ``DEVICE`` (``fakegpu:0``), then
@@ -59,7 +59,7 @@ NAME = "fakegpu"
 DEVICE = f"{NAME}:0"
 N_DEVICES = 2
 REPO = Path(__file__).resolve().parent.parent
-_CODE_DIRS = tuple(str(REPO / d) + os.sep for d in ("jembench", "reference_models", "benchmarks"))
+_CODE_DIRS = tuple(str(REPO / d) + os.sep for d in ("jembench", "benchmarks"))
 _SELF = str(Path(__file__).resolve())
 # helpers whose syncs belong to their caller (the site is the frame that called them)
 _TRANSPARENT = (str(REPO / "jembench" / "devices.py"),)

@@ -320,7 +320,7 @@ def build_lab(lab: Path, ckpt: Path) -> dict:
 
     # -- image folders (ImageFolder layout), 8x8 RGB for the rgb8 checkpoint
     from jembench.models import save_checkpoint
-    from reference_models.wideresnet import wide_resnet
+    from jembench.reference_models.wideresnet import wide_resnet
 
     kwargs = dict(good["arch_kwargs"], n_classes=2, in_channels=3)
     save_checkpoint(ck / "rgb8.pt", arch="wrn", arch_kwargs=kwargs, model=wide_resnet(**kwargs), method="softmax",

@@ -166,7 +166,7 @@ def test_import_jembench_is_light_and_exports_the_api():
 def test_default_data_root_is_read_at_call_time(monkeypatch, tmp_path):
     from jembench.data import is_available
     from jembench.defaults import data_root
-    from reference_models.config import resolve_config
+    from jembench.reference_models.config import resolve_config
 
     monkeypatch.delenv("JEMBENCH_DATA", raising=False)
     assert data_root() == "data" and resolve_config("jem", "tiny").data_root == "data"

@@ -71,8 +71,21 @@ def test_simulated_constant_set_spread_is_binomial_not_hanley_mcneil():
     assert auroc_standard_error(p_above, n_in, n_out) < 0.8 * aurocs.std(ddof=1)  # the wrong rule: too narrow
 
 
+def _older_record() -> dict:
+    """The committed demo JEM OOD record as code before the ``distinct`` counts and the ``in_tied`` / ``out_tied``
+    flags wrote it (σ = 0 on every set)."""
+    record = json.loads(DEMO_OOD.read_text(encoding="utf-8"))
+    assert record["details"]["input_noise"] == 0.0
+    for found in record["details"]["sets"].values():
+        found.pop("distinct", None)
+        for score in found.get("scores", {}).values():
+            score.pop("in_tied", None)
+            score.pop("out_tied", None)
+    return record
+
+
 def test_records_name_the_rule_new_fields_and_older_constant_records():
-    record = json.loads(DEMO_OOD.read_text(encoding="utf-8"))  # written before `distinct` existed
+    record = _older_record()
     n_in = record["details"]["n_in"]
     found = auroc_error(record, "auroc/constant/max_py")
     assert (found.name, found.sizes) == ("binomial", (n_in,))  # σ = 0: the Constant set is one image repeated
@@ -90,10 +103,10 @@ def test_records_name_the_rule_new_fields_and_older_constant_records():
 
 
 def test_check_rows_say_which_auroc_rule_applied(tmp_path):
-    record = json.loads(DEMO_OOD.read_text(encoding="utf-8"))
+    record = _older_record()
+    reference = record["metrics"]["auroc/constant/max_py"]
     lower = copy.deepcopy(record)
-    base = record["metrics"]["auroc/constant/max_py"]  # the committed demo JEM's (the issue's case: 0.9306 vs 0.9778)
-    lower["metrics"]["auroc/constant/max_py"] = 0.9306
+    lower["metrics"]["auroc/constant/max_py"] = 0.9306  # the issue's case: 0.9306 against 0.9778
     for folder, r in (("base", record), ("cur", lower)):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "ood.json").write_text(json.dumps(r), encoding="utf-8")
@@ -102,5 +115,6 @@ def test_check_rows_say_which_auroc_rule_applied(tmp_path):
     row = next(c for c in comps if c.metric == "auroc/constant/max_py")
     n_in = record["details"]["n_in"]
     assert row.rule == "binomial (OOD side tied) z=3"
-    assert row.allowed == pytest.approx(3 * math.hypot(wilson_se(0.9306, n_in, 3), wilson_se(base, n_in, 3)), rel=1e-9)
+    assert row.allowed == pytest.approx(3 * math.hypot(wilson_se(0.9306, n_in, 3), wilson_se(reference, n_in, 3)),
+                                        rel=1e-9)
     assert next(c for c in comps if c.metric == "auroc/interp/max_py").rule == "hanley-mcneil z=3"

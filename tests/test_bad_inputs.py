@@ -17,7 +17,7 @@ from jembench.cli import main
 from jembench.data import stack_dataset
 from jembench.errors import JembenchError
 from jembench.models import save_checkpoint
-from reference_models.wideresnet import wide_resnet
+from jembench.reference_models.wideresnet import wide_resnet
 
 KEEP = "precious record - must survive a failed command\n"
 

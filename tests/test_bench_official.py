@@ -181,7 +181,7 @@ def test_jembench_command_line_is_valid_and_matches_the_official_one(method, tmp
     from jembench.cli import build_parser
     from jembench import options
     from jembench.training import config_options
-    from reference_models.config import resolve_config
+    from jembench.reference_models.config import resolve_config
 
     cmds = official.commands(method, tmp_path / "checkout", tmp_path / "data", tmp_path / "run", max_iters=12)
     assert cmds["official"][:2] == ["-u", str(tmp_path / "checkout" / official.SCRIPTS[method])]

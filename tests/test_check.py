@@ -13,7 +13,7 @@ from test_eval_helpers import write_record_json as write
 
 import pytest
 
-from jembench.check import compare_baseline, compare_published, direction, load_rules, rule_for
+from jembench.check import compare_baseline, compare_published, direction, load_rules, resolve_tolerances, rule_for
 from jembench.cli import main
 from jembench.records import load_records
 from jembench.protocols import Protocol, load_protocol
@@ -187,6 +187,41 @@ def test_tolerance_file_overrides_defaults(tmp_path, capsys, pub_dir):
         tight.write_text(bad_toml, encoding="utf-8")
         assert main(["check", str(within), "--tolerances", str(tight)]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_tolerances_by_the_name_of_a_shipped_file_from_any_folder(tmp_path, monkeypatch, capsys):
+    """Issue 27 item 8: ``--tolerances check-tolerances-tiny`` (no folder, no .toml) is the shipped file, found
+    through jembench.resources as protocol names are — here from a folder without suites/; a path that exists wins;
+    any other name is exit 2 with one error line listing the shipped names."""
+    write(tmp_path / "baseline", "s0.json", acc_record(SADA, 80.5))
+    write(tmp_path / "current", "acc.json", acc_record(SADA, 80.5, nll=0.9))  # NLL 0.3 -> 0.9: default abs 0.02
+    monkeypatch.chdir(tmp_path)
+    check = ["check", "current", "--baseline", "baseline"]
+    assert main(check) == 1 and "| nll" in capsys.readouterr().out
+    assert main([*check, "--tolerances", "check-tolerances-tiny"]) == 0  # the tiny file leaves NLL unchecked
+    capsys.readouterr()
+    assert resolve_tolerances("check-tolerances-tiny") == REPO / "suites" / "check-tolerances-tiny.toml"
+    assert resolve_tolerances("check-tolerances") == REPO / "suites" / "check-tolerances.toml"
+    tiny = load_rules("check-tolerances-tiny")
+    assert tiny == load_rules(REPO / "suites" / "check-tolerances-tiny.toml") and tiny != load_rules()
+
+    Path("check-tolerances-tiny").write_text('[metrics."nll"]\nabs = 0.1\n', encoding="utf-8")  # a path wins
+    assert resolve_tolerances("check-tolerances-tiny") == Path("check-tolerances-tiny")
+    assert main([*check, "--tolerances", "check-tolerances-tiny"]) == 1
+    capsys.readouterr()
+
+    for wrong, says in (("check-tolerances-tiniest", "'check-tolerances-tiniest' not found; pass a TOML file"),
+                        ("suites/check-tolerances-tiny.toml", "the shipped 'check-tolerances-tiny' is named without")):
+        assert main([*check, "--tolerances", wrong]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and len(err.strip().splitlines()) == 1 and says in err, err
+        assert err.rstrip().endswith("shipped one: check-tolerances, check-tolerances-tiny")
+
+    monkeypatch.setenv("COLUMNS", "500")  # argparse wraps at hyphens too
+    with pytest.raises(SystemExit):
+        main(["check", "--help"])
+    usage = " ".join(capsys.readouterr().out.split())
+    assert "--tolerances FILE|NAME" in usage and "check-tolerances, check-tolerances-tiny" in usage
 
 
 def test_default_rules_cover_every_suite_metric():

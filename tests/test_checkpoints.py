@@ -7,7 +7,7 @@ from official_models import official_model
 from jembench.errors import JembenchError
 from jembench.models import load_checkpoint, save_checkpoint
 from jembench.sampling import UniformInit
-from reference_models.wideresnet import wide_resnet
+from jembench.reference_models.wideresnet import wide_resnet
 
 
 def test_round_trip_is_bit_exact(tmp_path):

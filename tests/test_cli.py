@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from reference_models import jem
+from jembench.reference_models import jem
 
 
 def test_help_lists_every_command(cli):

@@ -22,8 +22,8 @@ ITERS = 3
 
 # the hot loops: function → its host syncs per call, exactly ({} = none)
 SGLD = {"jembench/sampling.py:_sgld_detached": {}, "jembench/sampling.py:_sgld_differentiable": {}}
-TRAIN_STEP = "reference_models/train_loop.py:train_step"
-NEXT_BATCHES = "reference_models/train_loop.py:_next_batches"  # the batch to the device: x, y (and the p(x) x)
+TRAIN_STEP = "jembench/reference_models/train_loop.py:train_step"
+NEXT_BATCHES = "jembench/reference_models/train_loop.py:_next_batches"  # the batch to the device: x, y (and the p(x) x)
 CLASS_GAUSSIAN_DRAW = {("jembench/sampling.py:ClassGaussianInit.sample", "d2h"): 1}  # the class counts (JEM++ p_0)
 ATTACK_LOOPS = {
     "jembench/refine.py:RefinedClassifier.forward": {},  # every EOT / refinement forward
@@ -36,16 +36,16 @@ ATTACK_LOOPS = {
 
 # where a host sync is allowed: setup, bookkeeping between attack runs, results leaving the device
 ALLOWED_TRAIN = {
-    "reference_models/train_loop.py:_build",  # the network to the device
+    "jembench/reference_models/train_loop.py:_build",  # the network to the device
     "jembench/sampling.py:ClassGaussianInit.to",  # JEM++'s p_0 to the device, once
     "jembench/sampling.py:ClassGaussianInit.sample",  # one per buffer draw (counted above)
     NEXT_BATCHES,  # blocking copies here (nothing is pinned on the fake device); asynchronous from pinned memory
-    "reference_models/divergence.py:DivergenceGuard.check",  # one per log / checkpoint iteration
-    "reference_models/run_log.py:log_row",  # the CSV row, on the log cadence
+    "jembench/reference_models/divergence.py:DivergenceGuard.check",  # one per log / checkpoint iteration
+    "jembench/reference_models/run_log.py:log_row",  # the CSV row, on the log cadence
     "jembench/atomic.py:torch_save",  # checkpoints: state dicts to the host
     "jembench/sampling.py:ReplayBuffer.state_dict",
-    "reference_models/train_state.py:save_state",
-    "reference_models/train_state.py:weights_digest",  # the final checkpoint's digest of the weights
+    "jembench/reference_models/train_state.py:save_state",
+    "jembench/recipe.py:weights_digest",  # the final checkpoint's digest of the weights (train_state calls it)
     "jembench/figures/sample_grids.py:_uint8_images",  # the buffer's sample grid at the end
 }
 

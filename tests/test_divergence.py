@@ -12,12 +12,12 @@ import re
 import pytest
 import torch
 
-from reference_models.config import resolve_config
+from jembench.reference_models.config import resolve_config
 from jembench.errors import JembenchError
 from jembench.models import read_checkpoint_file
-from reference_models import jem, train_state
-from reference_models.divergence import DivergenceGuard
-from reference_models.train_loop import train
+from jembench.reference_models import jem, train_state
+from jembench.reference_models.divergence import DivergenceGuard
+from jembench.reference_models.train_loop import train
 
 
 
@@ -181,7 +181,7 @@ def test_a_run_that_never_diverged_says_so_and_prints_no_note(tmp_path, capsys):
 
 
 def test_the_official_flavour_stops_at_the_first_divergence_keeping_the_last_good_state(tmp_path, monkeypatch):
-    from reference_models.divergence import TrainingDiverged
+    from jembench.reference_models.divergence import TrainingDiverged
 
     monkeypatch.setattr(jem, "objective", _PoisonAt(jem.objective, lambda call: call == 7))
     cfg = resolve_config("jem", "tiny-official", {"dataset": "digits", "sgld_steps": 3, "log_every": 4,

@@ -13,7 +13,7 @@ import torch
 from jembench.models import save_checkpoint
 from jembench.protocols import Protocol
 from jembench.sampling import UniformInit
-from reference_models.wideresnet import wide_resnet
+from jembench.reference_models.wideresnet import wide_resnet
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -15,8 +15,8 @@ import torch
 from jembench.compile import EAGER_ONLY_SUITES, maybe_channels_last, maybe_compile
 from jembench.errors import JembenchError
 from jembench.sampling import ReplayBuffer, SGLDConfig, UniformInit, sgld
-from reference_models.sam import frozen_bn_stats
-from reference_models.wideresnet import wide_resnet
+from jembench.reference_models.sam import frozen_bn_stats
+from jembench.reference_models.wideresnet import wide_resnet
 from test_eval_helpers import make_wrn_checkpoint, protocol
 
 REPO = Path(__file__).resolve().parent.parent

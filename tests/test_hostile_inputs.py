@@ -43,7 +43,7 @@ from jembench.cli import main
 from jembench.models import save_checkpoint
 from jembench.protocols import load_protocol
 from jembench.records import make_record
-from reference_models.wideresnet import wide_resnet
+from jembench.reference_models.wideresnet import wide_resnet
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -153,7 +153,7 @@ def test_method_is_required_when_the_layout_does_not_say(tmp_path, capsys):
 
 
 def test_uncond_is_refused_for_our_checkpoints_and_modules(tmp_path):
-    from reference_models.wideresnet import wide_resnet
+    from jembench.reference_models.wideresnet import wide_resnet
 
     from jembench.models import save_checkpoint
 

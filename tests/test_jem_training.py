@@ -4,13 +4,13 @@ import csv
 
 import torch
 
-from reference_models.config import resolve_config
+from jembench.reference_models.config import resolve_config
 from jembench.energy import log_px_unnormalized
 from jembench.models import load_checkpoint
 from jembench.sampling import SGLDConfig, UniformInit, sgld
 from jembench.seeding import seed_everything
-from reference_models.train_loop import train
-from reference_models.wideresnet import wide_resnet
+from jembench.reference_models.train_loop import train
+from jembench.reference_models.wideresnet import wide_resnet
 
 
 def _rows(path):

@@ -4,12 +4,12 @@ the presets and the warm-up + step-decay schedule."""
 import pytest
 import torch
 
-from reference_models.config import resolve_config
+from jembench.reference_models.config import resolve_config
 from jembench.errors import JembenchError
 from jembench.sampling import ClassGaussianInit, ReplayBuffer
-from reference_models import informative_init as ii
-from reference_models import jempp, sada_jem
-from reference_models.train_loop import build_buffer, lr_factor
+from jembench.reference_models import informative_init as ii
+from jembench.reference_models import jempp, sada_jem
+from jembench.reference_models.train_loop import build_buffer, lr_factor
 
 
 
@@ -119,7 +119,7 @@ def test_proximal_sgld_and_optimiser_settings_of_the_presets():
 @pytest.mark.parametrize("method", ["jem", "jempp", "sada_jem", "softmax", "softmax_sam"])
 def test_the_official_flavour_of_every_preset_only_stops_on_divergence(method):
     """``P-official`` is ``P`` with divergence = stop, for every preset and dataset; ``P`` recovers."""
-    from reference_models import get_method
+    from jembench.reference_models import get_method
 
     presets = get_method(method).PRESETS
     flavours = [p for p in presets if p.endswith("-official")]
@@ -156,7 +156,7 @@ def test_warmup_then_step_decay():
 
 
 def test_cpu_preset_compresses_the_paper_schedule_into_its_budget():
-    from reference_models.presets import CPU_ITERS
+    from jembench.reference_models.presets import CPU_ITERS
 
     for method in ("jem", "jempp", "sada_jem", "softmax", "softmax_sam"):
         paper = resolve_config(method, "paper", {"dataset": "cifar10"})

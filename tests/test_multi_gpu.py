@@ -19,7 +19,7 @@ from fake_device import DEVICE, NAME, install
 
 from jembench import distributed, seeding
 from jembench.errors import JembenchError
-from reference_models.training_data import per_rank_batch
+from jembench.reference_models.training_data import per_rank_batch
 
 
 @pytest.fixture

@@ -131,7 +131,7 @@ def test_the_paper_presets_choose_best_pt_and_stop_as_the_official_training_code
     official code's (transcribed with their lines above): JEM validates on its hold-out through transform_test, which
     adds --sigma (.03 in the README command); JEM++'s transform_test adds none; SADA-JEM has no hold-out and picks
     best_valid_ckpt.pt on the test loader. ``paper`` recovers from divergence, ``paper-official`` stops."""
-    from reference_models.config import resolve_config
+    from jembench.reference_models.config import resolve_config
 
     assert value("jem.train.valid_transform") == value("jempp.train.valid_transform") == "transform_test"
     assert value("jem.train.valid_noise") == "sigma"  # transform_test's last step adds args.sigma

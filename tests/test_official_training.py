@@ -1,7 +1,7 @@
 """Trainer fidelity against independent transcriptions of the official training code (issue 12, item 3).
 
 Each test re-writes the official arithmetic here, from the official files (line ranges cited), without calling
-jembench's loop, and compares it with one iteration of :func:`reference_models.train_loop.train_step`:
+jembench's loop, and compares it with one iteration of :func:`jembench.reference_models.train_loop.train_step`:
 
 * SADA-JEM (sndnyang/SADAJEM train_sadajem.py:186-262, sam.py:14-37, utils.py:284-298): pass 1 f(x_p(x)) → K
   SGLD forwards in train mode → f(x̂) → f.classify(x_lab), all updating batch-norm statistics; ASAM first step;
@@ -29,13 +29,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reference_models.config import resolve_config
+from jembench.reference_models.config import resolve_config
 from jembench.sampling import ReplayBuffer, UniformInit
-from reference_models import jem, jempp, sada_jem
-from reference_models import train_loop as tl
-from reference_models import training_data
-from reference_models.sam import SAM
-from reference_models.wideresnet import wide_resnet
+from jembench.reference_models import jem, jempp, sada_jem
+from jembench.reference_models import train_loop as tl
+from jembench.reference_models import training_data
+from jembench.reference_models.sam import SAM
+from jembench.reference_models.wideresnet import wide_resnet
 
 B, SHAPE = 8, (3, 8, 8)
 REINIT = 0.5  # half the chains restart from p_0: both branches of the reinitialisation draw are exercised
@@ -269,7 +269,7 @@ def test_one_sada_jem_iteration_equals_the_official_order(k):
 
 def test_the_order_matters_samples_first_would_leave_other_statistics():
     """Guard against a vacuous comparison: the JEM order (samples first) gives different statistics."""
-    from reference_models.objectives import JEM_ORDER, joint_likelihood
+    from jembench.reference_models.objectives import JEM_ORDER, joint_likelihood
 
     ours, theirs = _network(), _network()
     x_lab, y_lab, x_p_d = _batches()
@@ -285,7 +285,8 @@ def test_the_order_matters_samples_first_would_leave_other_statistics():
 
 def test_jempp_pyld_sampler_is_our_clamped_sgld_with_step_one():
     """The YOPO inner loop's frozen first-layer gradient is the outer input gradient, so PYLD-M-5 with pyld_lr .2
-    equals M steps of clamp(x + 1.0 · clamp(∇ LSE, -1, 1), -1, 1) — the docstring claim of reference_models.jempp."""
+    equals M steps of clamp(x + 1.0 · clamp(∇ LSE, -1, 1), -1, 1) — the docstring claim of
+    jembench.reference_models.jempp."""
     from jembench.sampling import sgld
 
     f1, f2 = _network(), _network()
@@ -387,7 +388,7 @@ def test_jem_holdout_is_the_official_index_split():
 def test_fused_forward_of_a_norm_free_jem_equals_three_separate_forwards():
     """Without batch norm the loop runs f over cat(x_px, x̂, x) once; loss and gradients equal the separate
     passes of the official order to float rounding (and with batch norm the loop never fuses)."""
-    from reference_models.objectives import JEM_ORDER, Step, joint_likelihood
+    from jembench.reference_models.objectives import JEM_ORDER, Step, joint_likelihood
 
     torch.manual_seed(0)
     net = wide_resnet(depth=10, widen_factor=1, n_classes=10, in_channels=3, norm=None)

@@ -85,7 +85,7 @@ def test_suites_on_the_device_agree_with_the_cpu(accelerator, suite, tiny_jem_ch
 
 def test_micro_batch_replays_the_devices_stream(device):
     torch.manual_seed(0)
-    from reference_models.wideresnet import wide_resnet
+    from jembench.reference_models.wideresnet import wide_resnet
 
     model = wide_resnet(depth=10, widen_factor=1, n_classes=3, in_channels=1, norm="batch").eval().to(device)
     x = (torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1).to(device)

@@ -18,7 +18,7 @@ from jembench.metrics.detection import detection_metrics
 from jembench.metrics.ood_scores import SCORES, score_tensor
 from jembench.models import load_checkpoint
 from jembench.suites import EvalContext, ood, ood_sets
-from reference_models.wideresnet import wide_resnet
+from jembench.reference_models.wideresnet import wide_resnet
 from test_eval_helpers import is_png, make_wrn_checkpoint, protocol, run_cli
 
 SCORE_NAMES = ["log_px", "max_py", "grad_norm"]

@@ -22,7 +22,7 @@ from jembench.records import load_records
 from jembench.render import render
 from jembench.resources import protocol_dir
 from jembench.suites import EvalContext, forward_mode, ood
-from reference_models.wideresnet import wide_resnet
+from jembench.reference_models.wideresnet import wide_resnet
 from test_eval_helpers import make_wrn_checkpoint, protocol
 
 SCORES = ["log_px", "max_py"]

@@ -110,7 +110,7 @@ def test_replace_and_overrides_make_a_new_named_protocol():
 
 
 def test_one_sgld_settings_type_everywhere():
-    from reference_models.config import resolve_config
+    from jembench.reference_models.config import resolve_config
 
     gen = load_protocol("generation").settings.sgld
     refine = load_protocol("robustness").settings.refine

@@ -24,21 +24,28 @@ def sha(path) -> str:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """Two trainings with the same settings and seed, one with another seed, one on another thread count."""
+    """Two trainings with the same settings and seed, one with another seed, one on another thread count (a tiny
+    training runs on one thread whatever the budget, jembench.threads; JEMBENCH_THREADS sets it)."""
     root = tmp_path_factory.mktemp("recipe")
     threads = torch.get_num_threads()
     runs = {"a": _train_tiny("jem", root / "a", max_iters=ITERS), "b": _train_tiny("jem", root / "b", max_iters=ITERS),
             "seed1": _train_tiny("jem", root / "seed1", max_iters=ITERS, seed=1)}
     torch.set_num_threads(threads + 1)
-    try:
-        runs["threads"] = _train_tiny("jem", root / "threads", max_iters=ITERS)
-    finally:
-        torch.set_num_threads(threads)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("JEMBENCH_THREADS", str(threads + 1))
+        try:
+            runs["threads"] = _train_tiny("jem", root / "threads", max_iters=ITERS)
+            env.delenv("JEMBENCH_THREADS")
+            runs["budget"] = _train_tiny("jem", root / "budget", max_iters=ITERS)  # a larger budget, unused
+        finally:
+            torch.set_num_threads(threads)
     return runs
 
 
 def test_same_deterministic_recipe_gives_the_same_checkpoint_file(trained):
     states = {k: torch.load(p, map_location="cpu", weights_only=True) for k, p in trained.items()}  # loads safely
+    assert states["budget"]["extra"]["recipe"] == states["a"]["extra"]["recipe"]  # what it ran on, not the budget
+    assert sha(trained["budget"]) == sha(trained["a"])
     found = {k: s["extra"]["recipe"] for k, s in states.items()}
     assert recipe.problem(found["a"]) is None and found["a"]["deterministic"] is True
     assert found["a"] == found["b"] and sha(trained["a"]) == sha(trained["b"])  # bit for bit, the file too
@@ -46,7 +53,7 @@ def test_same_deterministic_recipe_gives_the_same_checkpoint_file(trained):
     assert found["threads"]["threads"] == found["a"]["threads"] + 1
     assert found["threads"]["config"] == found["a"]["config"]  # same settings; the recipe differs in threads only
     assert not recipe.same_deterministic(found["a"], found["threads"])
-    assert found["a"]["denormals"] == recipe.denormals()  # this process's flush-to-zero state, as trained
+    assert found["a"]["denormals"] == "keep"  # trained with denormals kept, whatever this process flushes
     assert recipe.config_hash({**states["a"]["config"], "name": "other", "log_every": 99}) == found["a"]["config"]
 
 

@@ -138,7 +138,7 @@ def test_input_noise_is_drawn_per_draw_before_the_refinement(net):
 
 # ------------------------------------------------------------------------------------------ memory micro-batch
 def _wrn():
-    from reference_models.wideresnet import wide_resnet
+    from jembench.reference_models.wideresnet import wide_resnet
 
     torch.manual_seed(0)
     return wide_resnet(depth=10, widen_factor=1, n_classes=4, in_channels=3, norm="batch").eval()

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from jembench.cli import main as cli_main
-from reference_models.config import resolve_config
+from jembench.reference_models.config import resolve_config
 from jembench.models import read_checkpoint_file
-from reference_models.train_loop import train
-from reference_models.training_data import EpochSampler
+from jembench.reference_models.train_loop import train
+from jembench.reference_models.training_data import EpochSampler
 
 
 

@@ -28,7 +28,7 @@ elif sys.argv[1] == "configure_torch":
     configure_torch()
 import torch
 from jembench.sampling import SGLDConfig, sgld
-from reference_models.wideresnet import wide_resnet
+from jembench.reference_models.wideresnet import wide_resnet
 torch.set_num_threads(1)
 torch.manual_seed(0)
 model = wide_resnet(10, 1, 10, 3, None).eval()
@@ -76,7 +76,7 @@ def test_train_command_applies_it(monkeypatch, tmp_path):
     """``jembench train`` turns the setting on before training starts (training itself replaced by a recorder)."""
     from jembench import runtime
     from jembench.cli import build_parser
-    from reference_models import train_loop
+    from jembench.reference_models import train_loop
 
     calls = []
     monkeypatch.setattr(runtime, "keep_freed_memory", lambda: calls.append("allocator") or True)
@@ -120,3 +120,28 @@ def test_evaluate_api_runs_under_the_cli_process_settings(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result == {"before": False, "during": [True]}
+
+
+KEPT_PROBE = r"""
+import json
+import torch
+from jembench.runtime import configure_torch, denormals_kept
+
+def flushed():
+    return (torch.tensor([1e-39]) * 1.0).item() == 0.0
+
+configure_torch()  # what eval / demo / evaluate() set
+with denormals_kept():  # what every training runs under (reference_models.train_loop.train)
+    inside = flushed()
+print(json.dumps({"inside": inside, "after": flushed()}))
+"""
+
+
+def test_training_keeps_denormals_in_a_process_that_flushes_them():
+    """A training inside ``jembench demo`` (or after ``evaluate()``) computes with denormals kept, as ``jembench
+    train`` does in a fresh process — so both train the same weights and name the same recipe — and the process's
+    flush-to-zero comes back afterwards for the evaluation."""
+    out = subprocess.run([sys.executable, "-c", KEPT_PROBE], capture_output=True, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"inside": False, "after": True}

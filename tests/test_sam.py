@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from reference_models.config import TrainConfig
-from reference_models.objectives import cross_entropy
-from reference_models.sam import SAM, frozen_bn_stats
-from reference_models.train_loop import TrainState, train_step
-from reference_models.wideresnet import wide_resnet
+from jembench.reference_models.config import TrainConfig
+from jembench.reference_models.objectives import cross_entropy
+from jembench.reference_models.sam import SAM, frozen_bn_stats
+from jembench.reference_models.train_loop import TrainState, train_step
+from jembench.reference_models.wideresnet import wide_resnet
 
 
 

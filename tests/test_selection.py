@@ -14,9 +14,9 @@ from torch import nn
 
 from jembench.data import load_dataset
 from jembench.models import load_checkpoint, read_checkpoint_file
-from reference_models.config import resolve_config
-from reference_models.train_loop import train
-from reference_models.training_data import accuracy_on, holdout_split, selection_noise, training_data
+from jembench.reference_models.config import resolve_config
+from jembench.reference_models.train_loop import train
+from jembench.reference_models.training_data import accuracy_on, holdout_split, selection_noise, training_data
 
 HOLDOUT = 300
 

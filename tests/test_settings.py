@@ -23,7 +23,7 @@ from jembench.errors import JembenchError
 from jembench.eval_options import EvalOptions, options_from_arguments, options_from_keywords, plan
 from jembench.partials import PartialStore, files
 from jembench.training import config_options, run_options
-from reference_models.config import LEGACY_KEYS, TrainConfig, resolve_config
+from jembench.reference_models.config import LEGACY_KEYS, TrainConfig, resolve_config
 
 REPO = Path(__file__).resolve().parent.parent
 #: options of the parser that are not options of the call: the parser's own and the command's positional "what"
@@ -227,7 +227,7 @@ def test_bad_arguments_are_reported_before_torch_is_imported(argv, message, tmp_
 
 def test_the_settings_and_the_robustness_protocol_import_no_torch():
     code = ("import sys\n"
-            "import jembench.eval_options, jembench.training, jembench.options, reference_models.config\n"
+            "import jembench.eval_options, jembench.training, jembench.options, jembench.reference_models.config\n"
             "from jembench.suites import robustness\n"
             "from jembench.protocols import load_protocol\n"
             "p = load_protocol('robustness-tiny')\n"
@@ -254,7 +254,7 @@ def test_sgld_is_nested_and_flat_configs_of_earlier_versions_are_read():
 
 
 def test_one_preset_resolver_serves_every_method():
-    from reference_models import available_methods, get_method, presets
+    from jembench.reference_models import available_methods, get_method, presets
 
     for method in available_methods():
         module = get_method(method)

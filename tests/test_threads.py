@@ -13,7 +13,7 @@ import torch
 from threadpoolctl import threadpool_info
 
 from jembench import threads
-from reference_models.wideresnet import wide_resnet
+from jembench.reference_models.wideresnet import wide_resnet
 from test_robustness import PROTOCOL
 
 

@@ -13,11 +13,11 @@ import torch
 
 import jembench.data
 from jembench.cli import main as cli_main
-from reference_models.config import resolve_config
+from jembench.reference_models.config import resolve_config
 from jembench.data import load_dataset, stack_dataset
 from jembench.models import load_checkpoint
-from reference_models import sada_jem
-from reference_models.train_loop import train
+from jembench.reference_models import sada_jem
+from jembench.reference_models.train_loop import train
 
 REPO = Path(__file__).resolve().parent.parent
 METHODS = ["jem", "jempp", "sada_jem", "softmax", "softmax_sam"]

@@ -14,7 +14,7 @@ from jembench import training_block
 from jembench.errors import JembenchError
 from jembench.models import compact_checkpoint, load_checkpoint, read_checkpoint_file, save_checkpoint
 from jembench.records import load_record
-from reference_models.wideresnet import wide_resnet
+from jembench.reference_models.wideresnet import wide_resnet
 
 KWARGS = dict(depth=10, widen_factor=1, n_classes=10, in_channels=1, norm=None)
 GOOD = {"divergence": "recover", "recovered_divergences": 2, "recovered_at": [120, 480]}

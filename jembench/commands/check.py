@@ -9,6 +9,7 @@ from ..errors import JembenchError
 from ..published import load_published
 from ..recipe import stale_lines
 from ..records import load_records
+from ..resources import tolerance_files
 from ..suites.robustness import sanity
 
 NAME = "check"
@@ -16,27 +17,27 @@ ORDER = 55
 HELP = ("regression check: records vs published numbers or a baseline (exit 0 ok, 1 regression, 2 bad input, "
         "4 baseline unusable or stale)")
 DESCRIPTION = ("Compare every metric of the given records with its reference — the published number of the same "
-               "method, dataset and metric measured under the protocol that number needs (default; results/"
-               "published's protocol column: same name and the shipped file's hash), or the baseline record of the "
-               "same model, suite, dataset and protocol hash (--baseline DIR) — using per-metric directions and "
-               "tolerance rules (defaults in suites/check-tolerances.toml, shipped with jembench; override with "
-               "--tolerances FILE). Accuracies and robust accuracies may differ by z times the combined binomial "
-               "(Wilson) standard error of the two numbers at their n, AUROCs by z times the combined Hanley–McNeil "
-               "error (binomial over the in-distribution inputs when every OOD input is the same image or every OOD "
-               "score ties), each at least a floor; other metrics by a fixed max(abs, rel × |reference|). Two CI "
-               "patterns. A fixed checkpoint re-evaluated: a baseline of one record with per-input evidence, where "
-               "the paired rule decides — a regression is a drop that is significant (one-sided McNemar / DeLong / "
-               "paired bootstrap p, Holm-adjusted, at most --alpha) and larger than the metric's margin (--paired "
-               "demands it). A model retrained in the job: a baseline of k runs with different seeds (e.g. "
-               "results/runs/demo-seeds/jem, `make baseline-seeds`), where the allowed drop from their mean is the "
-               "prediction bound of one new run, t(k-1) x s x sqrt(1 + 1/k) from their spread s, or the sampling "
-               "rule's if larger; each row says which set it. Prints the failing rows (--all: every row) with the "
-               "rule used, then a one-line summary. Exit status: 0 when every metric holds; 1 on a regression "
-               "beyond tolerance; 2 on unusable input (malformed record or tolerance file, nothing to compare); 4 "
-               "when the baseline cannot judge the records — measured under another protocol, no baseline record "
-               "for a model / suite / dataset, per-input evidence missing for --paired, or stale: trained by the "
-               "same deterministic recipe (settings, seed, torch, CPU, threads) into other weights (a "
-               "regression found anyway is exit 1). Other commands' codes: 3 = `train` stopped at a divergence.")
+               "method, dataset and metric measured under the protocol that number needs (default; results/published's "
+               "protocol column: same name and the shipped file's hash), or the baseline record of the same model, "
+               "suite, dataset and protocol hash (--baseline DIR) — using per-metric directions and tolerance rules "
+               "(defaults in suites/check-tolerances.toml, shipped with jembench; override with --tolerances FILE, or "
+               "name a shipped file: --tolerances check-tolerances-tiny). Accuracies and robust accuracies may differ "
+               "by z times the combined binomial (Wilson) standard error of the two numbers at their n, AUROCs by z "
+               "times the combined Hanley–McNeil error (binomial over the in-distribution inputs when every OOD input "
+               "is the same image or every OOD score ties), each at least a floor; other metrics by a fixed max(abs, "
+               "rel × |reference|). Two CI patterns. A fixed checkpoint re-evaluated: a baseline of one record with "
+               "per-input evidence, where the paired rule decides — a regression is a drop that is significant "
+               "(one-sided McNemar / DeLong / paired bootstrap p, Holm-adjusted, at most --alpha) and larger than the "
+               "metric's margin (--paired demands it). A model retrained in the job: a baseline of k runs with "
+               "different seeds (e.g. results/runs/demo-seeds/jem, `make baseline-seeds`), where the allowed drop from "
+               "their mean is the prediction bound of one new run, t(k-1) x s x sqrt(1 + 1/k) from their spread s, or "
+               "the sampling rule's if larger; each row says which set it. Prints the failing rows (--all: every row) "
+               "with the rule used, then a one-line summary. Exit status: 0 when every metric holds; 1 on a regression "
+               "beyond tolerance; 2 on unusable input (malformed record or tolerance file, nothing to compare); 4 when "
+               "the baseline cannot judge the records — measured under another protocol, no baseline record for a "
+               "model / suite / dataset, per-input evidence missing for --paired, or stale: trained by the same "
+               "deterministic recipe (settings, seed, torch, CPU, threads) into other weights (a regression found "
+               "anyway is exit 1). Other commands' codes: 3 = `train` stopped at a divergence.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,9 +49,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "several published numbers for a metric)")
     p.add_argument("--published", default=None, metavar="DIR",
                    help="folder of published-number CSVs (default: the ones shipped with jembench)")
-    p.add_argument("--tolerances", default=None, metavar="FILE",
-                   help="TOML file whose [metrics.\"PATTERN\"] entries (direction, rule, abs, rel, z, floor) "
-                        "override the default tolerances")
+    p.add_argument("--tolerances", default=None, metavar="FILE|NAME",
+                   help="TOML file whose [metrics.\"PATTERN\"] entries (direction, rule, abs, rel, z, floor, margin) "
+                        "override the default tolerances, or the name of a file shipped with jembench (no folder, "
+                        f"no .toml; works from any folder and from the wheel): {', '.join(tolerance_files())}. "
+                        "check-tolerances-tiny leaves unchecked the metrics without a derived error, whose sampling "
+                        "error at the tiny protocols' n exceeds the default fixed tolerances. A path is used when "
+                        "it exists")
     p.add_argument("--all", dest="show_all", action="store_true",
                    help="print every compared metric, not only the regressions")
     p.add_argument("--allow-missing", action="store_true",

@@ -16,9 +16,7 @@ import shutil
 import time
 from pathlib import Path
 
-from tabulate import tabulate
-
-from .. import atomic, progress
+from .. import atomic, progress, summary_table
 from ..errors import JembenchError
 from ._common import add_progress_argument
 
@@ -87,7 +85,6 @@ def run(args) -> int:
             phases["training"] = phases.get("training", 0.0) + time.perf_counter() - t0
             row = {"Model": METHODS[method]}
             for suite_name in suites:
-                suite = get_suite(suite_name)
                 progress.info(f"== {method}: {suite_name} suite")
                 record_path = out / method / "eval" / f"{suite_name}.json"
                 t0 = time.perf_counter()
@@ -101,20 +98,16 @@ def run(args) -> int:
                 finally:
                     phases[suite_name] = phases.get(suite_name, 0.0) + time.perf_counter() - t0
                 ran += 1
-                row.update(suite.headline(record))
-                failed = sanity.caveats(record)
+                failed = summary_table.add_record(row, record)
                 if failed:
-                    row["Model"] = f"{METHODS[method]} {sanity.MARK}"
                     where = sanity.listing(failed)
                     notes.append(f"{sanity.MARK} {METHODS[method]}: attack sanity checks failed ({where}); its "
                                  f"robust accuracies are upper bounds — see its robustness table ({record_path})")
                 if args.records:
                     _copy_record(record_path, record, Path(args.records) / method)
             rows.append(row)
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    table = [[_fmt(r.get(c, "-")) for c in columns] for r in rows]
     print(f"\njembench demo — digits (scikit-learn, 8x8), tiny training presets, {PRESET} protocols\n")
-    print(tabulate(table, headers=columns, tablefmt="github"))
+    print(summary_table.markdown(rows))
     for note in notes:
         print(note if note.startswith(sanity.MARK) else f"note: {note}")
     times = " · ".join(f"{phase} {seconds:.0f} s" for phase, seconds in phases.items())
@@ -132,11 +125,6 @@ def threads_note() -> str:
     from ..threads import choose
 
     return f"torch threads {torch.get_num_threads()}, its small-batch units on {choose(0.0)}"
-
-
-def _fmt(value):
-    return f"{value:.2f}" if isinstance(value, float) and abs(value) >= 1 else (
-        f"{value:.3f}" if isinstance(value, float) else value)
 
 
 def _copy_record(record_path: Path, record: dict, dest: Path) -> None:

@@ -1,7 +1,7 @@
 """``jembench train METHOD``: train a reference model (preset + any hyperparameter override).
 
 The options are generated from :class:`jembench.training.TrainOptions` and
-:class:`reference_models.config.TrainConfig` (:mod:`jembench.options`): each is a keyword of
+:class:`jembench.reference_models.config.TrainConfig` (:mod:`jembench.options`): each is a keyword of
 :func:`jembench.train` of the same name. This module parses them and calls the library; nothing here imports
 torch before the arguments are checked.
 """
@@ -28,8 +28,8 @@ DESCRIPTION = ("Train a reference model with a preset (paper hyperparameters, or
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from reference_models import available_methods
-    from reference_models.config import TrainConfig
+    from jembench.reference_models import available_methods
+    from jembench.reference_models.config import TrainConfig
 
     from .. import options
     from ..training import POSITIONAL, TrainOptions

@@ -62,9 +62,19 @@ def published_dir() -> Path:
     return folder("published")
 
 
+#: the stem every shipped tolerance file of ``jembench check`` starts with (``suites/check-tolerances*.toml``)
+TOLERANCES = "check-tolerances"
+
+
 def tolerances_file() -> Path:
     """The default tolerances of ``jembench check`` (``suites/check-tolerances.toml`` in the repository)."""
-    return protocol_dir() / "check-tolerances.toml"
+    return protocol_dir() / f"{TOLERANCES}.toml"
+
+
+def tolerance_files() -> dict[str, Path]:
+    """The shipped tolerance files by name — the file's stem, as ``--protocol`` names a shipped protocol:
+    ``check-tolerances`` (the defaults), ``check-tolerances-tiny`` (the tiny protocols' CI job), ..."""
+    return dict(sorted((p.stem, p) for p in protocol_dir().glob(f"{TOLERANCES}*.toml")))
 
 
 def runs_dir() -> Path | None:
