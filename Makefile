@@ -6,7 +6,7 @@ STAMP := $(VENV)/.jembench-installed
 DOCS_STAMP := $(VENV)/.jembench-docs-installed
 
 .PHONY: demo test lint test-slow test-real test-wheel docs bench gpu-smoke install clean results leaderboards \
-	figures resummarize reference-train reference-eval reference-runs baseline-seeds ci-matrix doc-tables
+	figures resummarize reference-train reference-eval reference-runs baseline-seeds baseline-fixed ci-matrix doc-tables
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -75,6 +75,11 @@ results: $(STAMP)
 # seeds 0-9, one run at a time (checkpoints under runs/demo-seeds). Interrupted runs continue with the next seed.
 baseline-seeds: $(STAMP)
 	$(PY) -m benchmarks.seed_baseline --seeds 0-9
+
+# The committed baseline of docs/check.md's fixed-checkpoint CI job (results/runs/demo-fixed/jem): the retrained job's
+# model with its default seed (one thread), exported without optimizer state or buffer, and the job's eval line's records.
+baseline-fixed: $(STAMP)
+	$(PY) -m benchmarks.fixed_baseline
 
 # Does the README's CI job pass on fresh retrainings and fail on degraded models? (benchmarks/results/ci-matrix.json)
 ci-matrix: $(STAMP)

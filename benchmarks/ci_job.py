@@ -1,5 +1,7 @@
-"""The documented CI job (docs/check.md), as lines to run: what the seed baseline (:mod:`benchmarks.seed_baseline`)
-and the CI matrix (:mod:`benchmarks.ci_matrix`) run, and what ``tests/test_check_ci_example.py`` checks.
+"""The documented CI jobs (docs/check.md), as lines to run: what the seed baseline (:mod:`benchmarks.seed_baseline`)
+and the CI matrix (:mod:`benchmarks.ci_matrix`) run, and what ``tests/test_check_ci_example.py`` checks; and the
+fixed-checkpoint job (:class:`FixedJob`, the YAML block whose check line has ``--paired``), whose committed baseline
+:mod:`benchmarks.fixed_baseline` makes and ``tests/test_check_fixed_example.py`` runs.
 
 The YAML block of docs/check.md that runs ``jembench check --baseline`` is the one source of the job: its ``run:``
 lines are read here, and each run of the job is those lines with its own folders (``runs/ci`` → a run's folder), a seed
@@ -22,11 +24,12 @@ REPO = Path(__file__).resolve().parent.parent
 JOB_FOLDER = "runs/ci"  # where the documented job writes: the checkpoint in runs/ci, the records in runs/ci/eval
 
 
-def ci_job_lines(page: Path = REPO / "docs" / "check.md") -> list[str]:
-    """The ``run:`` commands of docs/check.md's YAML block that runs ``jembench check --baseline``, comments dropped."""
+def ci_job_lines(page: Path = REPO / "docs" / "check.md", *, paired: bool = False) -> list[str]:
+    """The ``run:`` commands of docs/check.md's YAML block that runs ``jembench check --baseline``, comments dropped:
+    the retrained-model job (default), or with ``paired`` the fixed-checkpoint job (its check line has ``--paired``)."""
     text = page.read_text(encoding="utf-8")
     blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
-    block = next(b for b in blocks if "jembench check" in b and "--baseline" in b)
+    block = next(b for b in blocks if "jembench check" in b and "--baseline" in b and ("--paired" in b) == paired)
     return [m.group(1).strip() for m in re.finditer(r"^\s*-?\s*run:\s*(.+)$", block, flags=re.M)]
 
 
@@ -78,6 +81,40 @@ class Job:
 
     def eval_preset(self) -> str:
         return self.eval[self.eval.index("--preset") + 1]
+
+
+@dataclass(frozen=True)
+class FixedJob:
+    """The documented fixed-checkpoint job's eval and check commands (argv, ``jembench`` first): a committed
+    checkpoint re-evaluated and checked against its committed records with ``--paired``."""
+
+    eval: list[str]
+    check: list[str]
+
+    @classmethod
+    def from_docs(cls, page: Path = REPO / "docs" / "check.md") -> FixedJob:
+        lines = ci_job_lines(page, paired=True)
+        return cls(*(words(the_line(lines, f"jembench {name}")) for name in ("eval", "check")))
+
+    def baseline(self) -> str:
+        """The ``--baseline`` folder the check line names (the committed records)."""
+        return self.check[self.check.index("--baseline") + 1]
+
+    def checkpoint(self) -> str:
+        """The checkpoint the eval line evaluates (committed beside the baseline records)."""
+        return self.eval[2]
+
+    def eval_preset(self) -> str:
+        return self.eval[self.eval.index("--preset") + 1]
+
+    def suites(self) -> list[str]:
+        return [self.eval[i + 1] for i, word in enumerate(self.eval) if word == "--suite"]
+
+    def eval_into(self, folder: str) -> list[str]:
+        """The eval line writing its records to ``folder`` instead of the job's output folder."""
+        argv = list(self.eval)
+        argv[argv.index("--out") + 1] = folder
+        return argv
 
 
 def jembench(argv: list[str], threads: int, log: Path, nice: int = 10) -> tuple[int, float]:

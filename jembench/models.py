@@ -420,11 +420,12 @@ def compact_checkpoint(src: str | Path, dst: str | Path, buffer_n: int | None = 
     training = training_block.from_checkpoint(state)  # the guard's count of an older file, too
     if training is not None and training_block.problem(training) is None:
         out["training"] = training
-    buffer = state.get("buffer")
+    buffer = state.get("buffer") or {}
     kept = 0
-    if buffer and buffer.get("images") is not None:
-        images, labels = buffer["images"], buffer["labels"]
-        n = len(images) if buffer_n is None else min(int(buffer_n), len(images))
+    images = buffer.get("images")
+    n = 0 if images is None else (len(images) if buffer_n is None else min(int(buffer_n), len(images)))
+    if images is not None and n > 0:  # ``buffer_n = 0`` keeps no buffer: an empty one is not one the suites use
+        labels = buffer["labels"]
         idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n].sort().values
         imgs = images[idx]
         out["buffer"] = dict(buffer, images=imgs if imgs.dtype == torch.uint8 else quantize_images(imgs),

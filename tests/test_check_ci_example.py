@@ -43,10 +43,11 @@ FAST_SUITES = ("accuracy", "calibration", "ood")
 BASELINE = Job.from_docs().baseline()
 
 
-def workspace(tmp: Path) -> Path:
-    """A folder laid out like the checkout the job runs in: the committed baseline records, suites/ (the
-    tolerance file the job names) and no runs/."""
-    shutil.copytree(REPO / BASELINE, tmp / BASELINE, ignore=shutil.ignore_patterns("*.png", "*.pdf"))
+def workspace(tmp: Path, folders: tuple[str, ...] = (BASELINE,)) -> Path:
+    """A folder laid out like the checkout the job runs in: the committed baseline records (``folders`` of the
+    checkout: the seed baseline by default), suites/ (the tolerance file the job names) and no runs/."""
+    for folder in folders:
+        shutil.copytree(REPO / folder, tmp / folder, ignore=shutil.ignore_patterns("*.png", "*.pdf"))
     shutil.copytree(REPO / "suites", tmp / "suites")
     return tmp
 

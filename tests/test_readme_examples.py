@@ -1,10 +1,11 @@
 """The README's examples, run as written (slow: it trains a tiny JEM and evaluates every suite, minutes).
 
 The ``bash`` and ``python`` blocks of the README's "Use" section are executed in order, verbatim, in a temporary
-folder laid out like a checkout (the committed baseline ``results/runs/demo/jem`` and ``suites/``, which the check
-line names) with this interpreter's ``jembench`` first on PATH: each must exit 0 and leave what the README says it
-leaves (the checkpoint, the records, the page). The two commands at the top (``make demo``, ``make test``) are not
-run here: CI runs ``make test``, and ``make demo`` is ``jembench demo`` (tests/test_cli.py, tests/test_wheel.py).
+folder laid out like a checkout (the committed baselines ``results/runs/demo-seeds/jem`` and
+``results/runs/demo-fixed/jem`` and ``suites/``, which the check lines name) with this interpreter's ``jembench``
+first on PATH: each must exit 0 and leave what the README says it leaves (the checkpoint, the records, the page).
+The two commands at the top (``make demo``, ``make test``) are not run here: CI runs ``make test``, and ``make
+demo`` is ``jembench demo`` (tests/test_cli.py, tests/test_wheel.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from test_check_ci_example import bash, workspace
+from test_check_ci_example import BASELINE, bash, workspace
+
+from benchmarks.ci_job import FixedJob
 
 
 def use_blocks() -> list[tuple[str, str]]:
@@ -28,14 +31,15 @@ def use_blocks() -> list[tuple[str, str]]:
 
 
 def test_the_use_section_has_one_example_per_use():
-    commands = [line.split()[1] for lang, code in use_blocks() if lang == "bash" for line in code.splitlines()]
-    assert commands == ["train", "eval", "leaderboard", "check", "compare", "report"]
+    commands = [part.split()[1] for lang, code in use_blocks() if lang == "bash" for line in code.splitlines()
+                for part in line.split(" && ")]
+    assert commands == ["train", "eval", "leaderboard", "check", "eval", "check", "compare", "report"]
     assert any(lang == "python" and "jembench.evaluate(" in code for lang, code in use_blocks())
 
 
 @pytest.mark.slow
 def test_readme_examples_run_as_written(tmp_path):
-    ws = workspace(tmp_path)
+    ws = workspace(tmp_path, (BASELINE, FixedJob.from_docs().baseline()))  # the seed and fixed-checkpoint baselines
     for lang, code in use_blocks():
         if lang == "python":
             p = subprocess.run([sys.executable, "-c", code], cwd=ws, capture_output=True, text=True, timeout=1800)

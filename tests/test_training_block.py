@@ -35,6 +35,8 @@ def test_the_block_goes_into_the_record_model_section_and_survives_compaction(tm
     compact_checkpoint(ckpt, small, buffer_n=2)
     assert read_checkpoint_file(small)["training"] == GOOD
     assert load_checkpoint(small).describe()["training"] == GOOD
+    compact_checkpoint(ckpt, small, buffer_n=0)  # no buffer at all (not an empty one the suites would reject)
+    assert read_checkpoint_file(small)["buffer"] is None and load_checkpoint(small).describe()["training"] == GOOD
 
 
 def test_an_older_checkpoint_reports_the_recoveries_its_guard_stored(tmp_path):

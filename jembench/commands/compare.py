@@ -85,7 +85,7 @@ def render(result: CompareResult, fmt: str = "table") -> str:
     for compared, cells in zip(result.rows, _rows(result, fmt_text)):
         by_pair.setdefault((compared.record_a, compared.record_b), []).append(cells)
     for (ra, rb), cells in by_pair.items():
-        lines.append(f"\n{fmt_text(ra)} → {fmt_text(rb)}")
+        lines.append(f"\n{fmt_text(ra)} → {fmt_text(rb)}" + ("\n" if fmt == "md" else ""))  # md: a table block
         lines.append(tabulate(cells, headers=headers, tablefmt="github" if fmt == "md" else "simple",
                               disable_numparse=True))
     lines += [f"note: {fmt_text(n)}" for n in result.notes]
