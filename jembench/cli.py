@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import pkgutil
 import signal
 import sys
@@ -132,6 +133,18 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("jembench: interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:  # the reader of stdout went away (`jembench compare A B | head`): stop, as cat does
+            _silence_stdout()
+            return 141  # 128 + SIGPIPE, what a shell reports for a tool the closed pipe stopped
+
+
+def _silence_stdout() -> None:
+    """Point stdout's file descriptor at /dev/null, so the interpreter's final flush of what is still buffered cannot
+    raise BrokenPipeError again and print a traceback (Python's documented recipe, "Note on SIGPIPE" in the
+    :mod:`signal` docs)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.__stdout__.fileno())
 
 
 if __name__ == "__main__":

@@ -80,3 +80,23 @@ def test_paper_preset_on_cpu_with_a_gpu_available_warns_once(monkeypatch, capsys
     warn_if_gpu_idle("paper", "cpu")
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("jembench: warning: the 'paper' preset")
+
+
+def test_a_closed_pipe_stops_the_command_quietly(tmp_path):
+    """`jembench compare A B | head` must not end in a BrokenPipeError traceback: the reader closes stdout before
+    the command writes; it stops with 141 (128 + SIGPIPE) and says nothing on stderr."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    folder = repo / "results" / "runs" / "cifar10-cpu" / "softmax"
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before the command starts
+    env = {**os.environ, "PYTHONPATH": str(repo), "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, "-m", "jembench", "compare", str(folder), str(folder)], stdout=w,
+                          stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path, timeout=300)
+    os.close(w)
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr
+    assert proc.returncode == 141, (proc.returncode, proc.stderr)
