@@ -142,9 +142,12 @@ def _silence_stdout() -> None:
     """Point stdout's file descriptor at /dev/null, so the interpreter's final flush of what is still buffered cannot
     raise BrokenPipeError again and print a traceback (Python's documented recipe, "Note on SIGPIPE" in the
     :mod:`signal` docs)."""
-    with contextlib.suppress(OSError, ValueError, AttributeError):
+    stdout = sys.__stdout__
+    if stdout is None:  # no stdout at all (pythonw): nothing to silence
+        return
+    with contextlib.suppress(OSError, ValueError):
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.__stdout__.fileno())
+        os.dup2(devnull, stdout.fileno())
 
 
 if __name__ == "__main__":
